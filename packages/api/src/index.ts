@@ -1,0 +1,4 @@
+export * from './errors.js';
+export * from './jobs.js';
+export * from './agent-protocol.js';
+export const MAGS_VERSION = '0.1.0';

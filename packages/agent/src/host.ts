@@ -1,0 +1,82 @@
+// Host preparation at agent start, and removal of what a crashed predecessor left behind.
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, rmdirSync } from 'node:fs';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import { type AgentConfig, checkImage } from './config.js';
+import { NETNS_PREFIX, VETH_PREFIX } from './network.js';
+import { run, sh } from './process.js';
+import { CGROUP_PARENT } from './sandbox.js';
+
+/** crun refuses hybrid cgroup hosts whose v2 hierarchy still holds a controller; hugetlb is the one left there. */
+async function ensureCgroupLayout(logger: Logger): Promise<void> {
+  const unified = '/sys/fs/cgroup/unified/cgroup.controllers';
+  if (!existsSync(unified) || readFileSync(unified, 'utf8').trim() === '') return;
+  if (!readFileSync(unified, 'utf8').split(/\s+/).includes('hugetlb')) return;
+  await sh('mkdir -p /sys/fs/cgroup/hugetlb && (mountpoint -q /sys/fs/cgroup/hugetlb || mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb)', { logger });
+  logger.info('mounted the hugetlb cgroup controller as a v1 hierarchy (crun needs it on hybrid hosts)');
+}
+
+export async function runtimeVersion(config: AgentConfig): Promise<string> {
+  const { stdout } = await run(config.runtime, ['--version']);
+  const m = stdout.match(/version\s+(\S+)/);
+  return `${path.basename(config.runtime)} ${m ? m[1] : 'unknown'}`;
+}
+
+export async function prepareHost(config: AgentConfig, logger: Logger): Promise<void> {
+  if (process.getuid?.() !== 0) throw new Error('the Mags agent must run as root: it creates namespaces, mounts and cgroups');
+  checkImage(config);
+  if (!existsSync(config.initBinary)) throw new Error(`the sandbox init ${config.initBinary} is missing: install the catatonit package (./setup.sh does this)`);
+  await ensureCgroupLayout(logger);
+  mkdirSync(path.join(config.stateDir, 'sandboxes'), { recursive: true });
+  mkdirSync(config.runtimeRoot, { recursive: true });
+}
+
+/**
+ * Removes sandboxes of a previous agent process that died without cleaning up: containers, mounts, network
+ * namespaces, veths, cgroups and directories. Only names this agent creates are touched.
+ */
+export async function cleanupStale(config: AgentConfig, logger: Logger): Promise<number> {
+  let removed = 0;
+  const list = await run(config.runtime, ['--root', config.runtimeRoot, 'list', '-q'], { allowFailure: true });
+  for (const id of list.stdout.split('\n').map((s) => s.trim()).filter((s) => s.startsWith(NETNS_PREFIX))) {
+    await run(config.runtime, ['--root', config.runtimeRoot, 'delete', '-f', id], { allowFailure: true });
+    removed++;
+  }
+  const sandboxesDir = path.join(config.stateDir, 'sandboxes');
+  // Deepest mounts first.
+  const mounts = readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .map((l) => l.split(' ')[4])
+    .filter((m): m is string => !!m && m.startsWith(`${sandboxesDir}/`))
+    .sort((a, b) => b.length - a.length);
+  for (const m of mounts) await run('umount', ['-l', m], { allowFailure: true });
+  if (existsSync(sandboxesDir)) {
+    for (const entry of readdirSync(sandboxesDir)) {
+      rmSync(path.join(sandboxesDir, entry), { recursive: true, force: true });
+      removed++;
+    }
+  }
+  const netns = await run('ip', ['netns', 'list'], { allowFailure: true });
+  for (const name of netns.stdout.split('\n').map((l) => l.split(' ')[0])) {
+    if (name.startsWith(NETNS_PREFIX)) await run('ip', ['netns', 'del', name], { allowFailure: true });
+  }
+  const links = await run('ip', ['-o', 'link', 'show'], { allowFailure: true });
+  for (const m of links.stdout.matchAll(new RegExp(`^\\d+: (${VETH_PREFIX}\\d+)@`, 'gm'))) {
+    await run('ip', ['link', 'del', m[1]], { allowFailure: true });
+  }
+  for (const controller of readdirSync('/sys/fs/cgroup')) {
+    const parent = path.join('/sys/fs/cgroup', controller, CGROUP_PARENT);
+    if (!existsSync(parent)) continue;
+    for (const child of readdirSync(parent, { withFileTypes: true })) {
+      if (child.isDirectory()) {
+        try {
+          rmdirSync(path.join(parent, child.name));
+        } catch {
+          /* still has processes; crun delete above should have ended them */
+        }
+      }
+    }
+  }
+  if (removed) logger.info({ removed }, 'removed sandboxes left by a previous agent');
+  return removed;
+}

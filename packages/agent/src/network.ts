@@ -3,12 +3,9 @@
 import dgram from 'node:dgram';
 import { readFileSync, writeFileSync } from 'node:fs';
 import type { Logger } from 'pino';
-import type { AgentConfig } from './config.js';
+import { type AgentConfig, hostNames } from './config.js';
 import { run } from './process.js';
 
-export const VETH_PREFIX = 'mgv';
-export const NETNS_PREFIX = 'mags-';
-const TABLE = 'mags';
 
 export interface Link {
   slot: number;
@@ -22,7 +19,10 @@ export class SlotAllocator {
   private readonly used = new Set<number>();
   private next = 1;
   private readonly base: [number, number];
-  constructor(subnet: string) {
+  constructor(
+    subnet: string,
+    private readonly vethPrefix: string,
+  ) {
     const [a, b] = subnet.split('.').map(Number);
     this.base = [a, b];
   }
@@ -43,7 +43,7 @@ export class SlotAllocator {
   private link(slot: number): Link {
     const n = slot * 4;
     const ip = (k: number) => `${this.base[0]}.${this.base[1]}.${(n + k) >> 8}.${(n + k) & 255}`;
-    return { slot, hostIf: `${VETH_PREFIX}${slot}`, hostIp: ip(1), sandboxIp: ip(2) };
+    return { slot, hostIf: `${this.vethPrefix}${slot}`, hostIp: ip(1), sandboxIp: ip(2) };
   }
 }
 
@@ -69,18 +69,20 @@ export function netnsDownScript(netns: string): string {
 }
 
 /** Networks the host is directly attached to: a sandbox must not reach the host's neighbours either. */
-async function hostLinkNetworks(): Promise<string[]> {
+async function hostLinkNetworks(config: AgentConfig): Promise<string[]> {
+  const own = config.subnet.split('.').slice(0, 2).join('.') + '.';
   const { stdout } = await run('ip', ['-4', '-o', 'route', 'show', 'scope', 'link'], { allowFailure: true });
   return stdout
     .split('\n')
     .map((l) => l.trim().split(/\s+/)[0])
-    .filter((n) => n && /^\d+\.\d+\.\d+\.\d+(\/\d+)?$/.test(n) && !n.startsWith('10.89.'));
+    .filter((n) => n && /^\d+\.\d+\.\d+\.\d+(\/\d+)?$/.test(n) && !n.startsWith(own));
 }
 
 /** Loads the nftables table (replacing an older copy atomically) and enables forwarding. */
-export async function setupHostNetwork(config: AgentConfig, logger: Logger): Promise<void> {
+export async function setupHostNetwork(config: AgentConfig, dnsPort: number, logger: Logger): Promise<void> {
   writeFileSync('/proc/sys/net/ipv4/ip_forward', '1');
-  const blocked = [...new Set([...config.blockedRanges, ...(await hostLinkNetworks())])];
+  const { table: TABLE, vethPrefix: VETH_PREFIX } = hostNames(config);
+  const blocked = [...new Set([...config.blockedRanges, ...(await hostLinkNetworks(config))])];
   const ruleset = `
 table inet ${TABLE}
 delete table inet ${TABLE}
@@ -88,14 +90,14 @@ table inet ${TABLE} {
   set blocked4 { type ipv4_addr; flags interval; auto-merge; elements = { ${blocked.join(', ')} } }
   chain prerouting {
     type nat hook prerouting priority dstnat; policy accept;
-    iifname "${VETH_PREFIX}*" meta l4proto { tcp, udp } th dport 53 redirect to :${config.dnsPort}
+    iifname "${VETH_PREFIX}*" meta l4proto { tcp, udp } th dport 53 redirect to :${dnsPort}
   }
   chain input {
     type filter hook input priority filter - 10; policy accept;
     iifname "${VETH_PREFIX}*" ct state established,related accept
-    iifname "${VETH_PREFIX}*" meta l4proto { tcp, udp } th dport ${config.dnsPort} ct status dnat accept
+    iifname "${VETH_PREFIX}*" meta l4proto { tcp, udp } th dport ${dnsPort} ct status dnat accept
     iifname "${VETH_PREFIX}*" counter drop
-    meta l4proto { tcp, udp } th dport ${config.dnsPort} counter drop
+    meta l4proto { tcp, udp } th dport ${dnsPort} counter drop
   }
   chain forward {
     type filter hook forward priority filter - 10; policy accept;
@@ -115,8 +117,8 @@ table inet ${TABLE} {
   logger.info({ blocked }, 'sandbox network rules loaded');
 }
 
-export async function teardownHostNetwork(): Promise<void> {
-  await run('nft', ['delete', 'table', 'inet', TABLE], { allowFailure: true });
+export async function teardownHostNetwork(config: AgentConfig): Promise<void> {
+  await run('nft', ['delete', 'table', 'inet', hostNames(config).table], { allowFailure: true });
 }
 
 function upstreamResolver(config: AgentConfig): string {
@@ -132,6 +134,7 @@ function upstreamResolver(config: AgentConfig): string {
  */
 export class DnsForwarder {
   private socket?: dgram.Socket;
+  port = 0;
   constructor(
     private readonly config: AgentConfig,
     private readonly logger: Logger,
@@ -161,10 +164,11 @@ export class DnsForwarder {
       socket.bind(this.config.dnsPort, '0.0.0.0', () => {
         socket.off('error', reject);
         socket.on('error', (e) => this.logger.warn({ err: e }, 'dns forwarder error'));
+        this.port = socket.address().port;
         resolve();
       });
     });
-    this.logger.info({ port: this.config.dnsPort, upstream }, 'dns forwarder listening');
+    this.logger.info({ port: this.port, upstream }, 'dns forwarder listening');
   }
 
   close(): void {

@@ -6,8 +6,8 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { type Limits, ociConfig, processSpec } from './bundle.js';
-import { type AgentConfig, imagePath } from './config.js';
-import { type Link, NETNS_PREFIX, type SlotAllocator, netnsDownScript, netnsUpScript, resolvConf, writeHostsFile } from './network.js';
+import { type AgentConfig, hostNames, imagePath } from './config.js';
+import { type Link, type SlotAllocator, netnsDownScript, netnsUpScript, resolvConf, writeHostsFile } from './network.js';
 import { run, sh, shq } from './process.js';
 
 export interface HostContext {
@@ -23,7 +23,6 @@ export interface SandboxOptions {
 }
 
 const CGROUP_ROOT = '/sys/fs/cgroup';
-export const CGROUP_PARENT = 'mags';
 
 export class Sandbox {
   private execCount = 0;
@@ -43,8 +42,9 @@ export class Sandbox {
 
   static async create(ctx: HostContext, options: SandboxOptions): Promise<Sandbox> {
     const { config } = ctx;
-    const id = `${NETNS_PREFIX}${randomBytes(5).toString('hex')}`;
-    const dir = path.join(config.stateDir, 'sandboxes', id);
+    const names = hostNames(config);
+    const id = `${names.sandboxPrefix}${randomBytes(5).toString('hex')}`;
+    const dir = path.join(names.sandboxesDir, id);
     const link = options.network === 'internet' ? ctx.slots.take() : undefined;
     const sandbox = new Sandbox(id, dir, options, link, ctx);
     try {
@@ -55,7 +55,7 @@ export class Sandbox {
       const oci = ociConfig({
         rootfs: path.join(dir, 'rootfs'),
         netnsPath: `/run/netns/${id}`,
-        cgroupsPath: `/${CGROUP_PARENT}/${id}`,
+        cgroupsPath: `/${names.cgroupParent}/${id}`,
         hostsFile: path.join(dir, 'hosts'),
         resolvFile: path.join(dir, 'resolv.conf'),
         initBinary: config.initBinary,
@@ -85,7 +85,7 @@ export class Sandbox {
 
   /** Sets this sandbox's limits just before a job runs (the pool creates sandboxes with the defaults). */
   setLimits(limits: Limits): void {
-    const cg = (controller: string, file: string) => path.join(CGROUP_ROOT, controller, CGROUP_PARENT, this.id, file);
+    const cg = (controller: string, file: string) => path.join(CGROUP_ROOT, controller, hostNames(this.ctx.config).cgroupParent, this.id, file);
     const mem = String(limits.memoryMb * 1024 * 1024);
     const current = Number(readFileSync(cg('memory', 'memory.limit_in_bytes'), 'utf8'));
     // memsw must stay ≥ the memory limit at every step, so the order depends on the direction.
@@ -101,7 +101,7 @@ export class Sandbox {
   /** True when the kernel killed something in this sandbox for exceeding its memory limit. */
   oomKilled(): boolean {
     try {
-      const text = readFileSync(path.join(CGROUP_ROOT, 'memory', CGROUP_PARENT, this.id, 'memory.oom_control'), 'utf8');
+      const text = readFileSync(path.join(CGROUP_ROOT, 'memory', hostNames(this.ctx.config).cgroupParent, this.id, 'memory.oom_control'), 'utf8');
       const m = text.match(/oom_kill (\d+)/);
       return m ? Number(m[1]) > 0 : false;
     } catch {

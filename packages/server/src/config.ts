@@ -1,0 +1,118 @@
+// Server configuration: read once (flags, then environment, then defaults), validated, and passed down.
+// Nothing else in the server reads process.env.
+import { homedir } from 'node:os';
+import { isAbsolute, join, resolve } from 'node:path';
+import { MagsError } from '@mags/api';
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+export type ServerMode = 'embedded' | 'cluster';
+export type StoreKind = 'sqlite' | 'postgres';
+
+export interface ServerConfig {
+  /** Where the server keeps its files (the SQLite database by default). */
+  dataDir: string;
+  /** A `postgres://…` URL, or the path of a SQLite file. */
+  database: string;
+  host: string;
+  /** 0 picks any free port. */
+  port: number;
+  logLevel: LogLevel;
+  /** Reported by `GET /api/v1/status`: `embedded` when an agent runs in the same process. */
+  mode: ServerMode;
+}
+
+/** What a caller (the `mags server` command, a test) may give; anything missing comes from the environment or defaults. */
+export interface ServerConfigInput {
+  dataDir?: string;
+  database?: string;
+  host?: string;
+  port?: number | string;
+  logLevel?: string;
+  mode?: string;
+}
+
+export const DEFAULT_PORT = 7373;
+export const DEFAULT_HOST = '127.0.0.1';
+
+/** The environment variables the server understands, and only here. */
+export interface ServerEnvironment {
+  MAGS_DATA_DIR?: string;
+  MAGS_DATABASE_URL?: string;
+  MAGS_HOST?: string;
+  MAGS_PORT?: string;
+  MAGS_LOG_LEVEL?: string;
+  HOME?: string;
+  [name: string]: string | undefined;
+}
+
+function expandHome(path: string, env: ServerEnvironment): string {
+  if (path === '~' || path.startsWith('~/')) return join(env.HOME || homedir(), path.slice(1));
+  return path;
+}
+
+function nonEmpty(value: string | undefined): string | undefined {
+  return value === undefined || value.trim() === '' ? undefined : value.trim();
+}
+
+export function storeKindOf(database: string): StoreKind {
+  return /^postgres(ql)?:\/\//i.test(database) ? 'postgres' : 'sqlite';
+}
+
+/**
+ * Builds a validated ServerConfig. `input` wins over `env`, which wins over the defaults.
+ * Throws MagsError(400, invalid_request) with a sentence naming the bad setting.
+ */
+export function resolveServerConfig(input: ServerConfigInput = {}, env: ServerEnvironment = process.env): ServerConfig {
+  const rawDataDir = nonEmpty(input.dataDir) ?? nonEmpty(env.MAGS_DATA_DIR) ?? '~/.mags';
+  const dataDir = resolve(expandHome(rawDataDir, env));
+
+  let database = nonEmpty(input.database) ?? nonEmpty(env.MAGS_DATABASE_URL) ?? join(dataDir, 'mags.db');
+  if (storeKindOf(database) === 'postgres') {
+    let url: URL;
+    try {
+      url = new URL(database);
+    } catch {
+      throw MagsError.invalid(`database: "${redactUrl(database)}" is not a valid postgres:// URL`);
+    }
+    if (!url.hostname && !url.searchParams.get('host')) {
+      throw MagsError.invalid(`database: the PostgreSQL URL "${redactUrl(database)}" names no host`);
+    }
+  } else {
+    if (database.startsWith('sqlite:')) database = database.slice('sqlite:'.length);
+    if (database === '') throw MagsError.invalid('database: give a postgres:// URL or the path of a SQLite file');
+    if (/^[a-z][a-z0-9+.-]*:\/\//i.test(database)) {
+      throw MagsError.invalid(`database: "${redactUrl(database)}" is neither a postgres:// URL nor a file path`);
+    }
+    if (database !== ':memory:') {
+      database = expandHome(database, env);
+      if (!isAbsolute(database)) database = resolve(database);
+    }
+  }
+
+  const host = nonEmpty(input.host) ?? nonEmpty(env.MAGS_HOST) ?? DEFAULT_HOST;
+  if (/\s|\//.test(host)) throw MagsError.invalid(`host: "${host}" is not a host name or IP address`);
+
+  const rawPort = input.port ?? nonEmpty(env.MAGS_PORT) ?? DEFAULT_PORT;
+  const port = typeof rawPort === 'number' ? rawPort : /^\d+$/.test(rawPort.trim()) ? Number(rawPort.trim()) : NaN;
+  if (!Number.isInteger(port) || port < 0 || port > 65535) {
+    throw MagsError.invalid(`port: "${rawPort}" must be a whole number from 0 to 65535 (0 picks any free port)`);
+  }
+
+  const logLevel = (nonEmpty(input.logLevel) ?? nonEmpty(env.MAGS_LOG_LEVEL) ?? 'info').toLowerCase();
+  if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
+    throw MagsError.invalid(`logLevel: "${logLevel}" must be one of ${LOG_LEVELS.join(', ')}`);
+  }
+
+  const mode = nonEmpty(input.mode) ?? 'embedded';
+  if (mode !== 'embedded' && mode !== 'cluster') {
+    throw MagsError.invalid(`mode: "${mode}" must be "embedded" or "cluster"`);
+  }
+
+  return { dataDir, database, host, port, logLevel: logLevel as LogLevel, mode };
+}
+
+/** A database URL safe to print: the password is replaced. */
+export function redactUrl(url: string): string {
+  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/[^:/@]*:)[^@/]*@/i, '$1***@');
+}

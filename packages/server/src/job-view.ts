@@ -1,0 +1,40 @@
+// Turns stored rows into the wire format of the REST API (snake_case, ISO-8601 times).
+import type { JobStatus, JobStatusValue, LogEntry, LogStream, OutputLine } from '@mags/api';
+import type { JobRow, JobSpec, LogRow } from './store/index.js';
+
+const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
+
+export function jobStatusView(job: JobRow): JobStatus {
+  return {
+    request_id: job.id,
+    name: job.name,
+    status: job.status as JobStatusValue,
+    workspace_id: job.workspace_id,
+    vm_id: job.sandbox_id,
+    subdomain: null,
+    url: null,
+    exit_code: job.exit_code,
+    script_duration_ms:
+      job.started_at !== null && job.completed_at !== null ? Math.max(0, job.completed_at - job.started_at) : null,
+    created_at: new Date(job.created_at).toISOString(),
+    started_at: iso(job.started_at),
+    completed_at: iso(job.completed_at),
+    error_message: job.error_message,
+    script: job.script,
+  };
+}
+
+export function logEntryView(line: LogRow | OutputLine): LogEntry {
+  const stream = line.stream as LogStream;
+  return {
+    seq: line.seq,
+    timestamp: new Date(line.ts).toISOString(),
+    level: stream === 'stderr' ? 'error' : 'info',
+    stream,
+    message: line.message,
+  };
+}
+
+export function parseSpec(job: JobRow): JobSpec {
+  return JSON.parse(job.spec) as JobSpec;
+}

@@ -1,0 +1,44 @@
+// Waiting for a job to finish without polling the store: subscribe to its events first, then read it once.
+import { isTerminal } from '@mags/api';
+import type { JobEvents } from './events.js';
+import type { JobRow, Store } from './store/index.js';
+
+/**
+ * Resolves with the job once it is terminal, or as it is when `timeoutMs` passes or `signal` aborts.
+ * Undefined if the job does not exist.
+ */
+export function waitForTerminal(
+  store: Store,
+  events: JobEvents,
+  jobId: string,
+  timeoutMs: number,
+  signal?: AbortSignal,
+): Promise<JobRow | undefined> {
+  return new Promise<JobRow | undefined>((resolve, reject) => {
+    let done = false;
+    const settle = (outcome: () => void) => {
+      if (done) return;
+      done = true;
+      unsubscribe();
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', rereadAndSettle);
+      outcome();
+    };
+    function rereadAndSettle() {
+      settle(() => store.getJob(jobId).then(resolve, reject));
+    }
+    // Subscribe before reading, so a change between the read and the subscription cannot be missed.
+    const unsubscribe = events.subscribe(jobId, (event) => {
+      if (event.type === 'status' && isTerminal(event.job.status)) settle(() => resolve(event.job));
+    });
+    const timer = setTimeout(rereadAndSettle, Math.max(0, timeoutMs));
+    if (signal?.aborted) return rereadAndSettle();
+    signal?.addEventListener('abort', rereadAndSettle, { once: true });
+    store.getJob(jobId).then(
+      (job) => {
+        if (!job || isTerminal(job.status) || timeoutMs <= 0) settle(() => resolve(job));
+      },
+      (err: unknown) => settle(() => reject(err)),
+    );
+  });
+}

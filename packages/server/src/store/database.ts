@@ -1,0 +1,48 @@
+// Opens a Kysely instance on SQLite (better-sqlite3) or PostgreSQL (pg), chosen by the database setting.
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import BetterSqlite3 from 'better-sqlite3';
+import { Kysely, PostgresDialect, SqliteDialect } from 'kysely';
+import pg from 'pg';
+import type { Logger } from 'pino';
+import { MagsError } from '@mags/api';
+import { redactUrl, storeKindOf, type StoreKind } from '../config.js';
+import type { Database } from './schema.js';
+
+// int8 (bigint: our epoch-ms timestamps, count(*)) comes back from pg as a string; make both backends give numbers.
+// Epoch milliseconds fit a double exactly until the year 287396.
+pg.types.setTypeParser(20, Number);
+
+export interface OpenedDatabase {
+  kind: StoreKind;
+  db: Kysely<Database>;
+}
+
+export function openDatabase(database: string, logger?: Logger): OpenedDatabase {
+  if (storeKindOf(database) === 'postgres') {
+    const pool = new pg.Pool({ connectionString: database, max: 10, idleTimeoutMillis: 30_000 });
+    // An idle client losing its connection (PostgreSQL restarted) emits 'error' on the pool; unhandled, that
+    // would end the process. The next query reconnects.
+    pool.on('error', (err) => logger?.error({ err, database: redactUrl(database) }, 'PostgreSQL connection lost'));
+    return { kind: 'postgres', db: new Kysely<Database>({ dialect: new PostgresDialect({ pool }) }) };
+  }
+
+  if (database !== ':memory:') {
+    try {
+      mkdirSync(dirname(database), { recursive: true });
+    } catch (err) {
+      throw new MagsError(500, 'internal', `cannot create the directory for the database ${database}: ${(err as Error).message}`);
+    }
+  }
+  let sqlite: BetterSqlite3.Database;
+  try {
+    sqlite = new BetterSqlite3(database);
+  } catch (err) {
+    throw new MagsError(500, 'internal', `cannot open the SQLite database ${database}: ${(err as Error).message}`);
+  }
+  sqlite.pragma('journal_mode = WAL');
+  sqlite.pragma('synchronous = NORMAL');
+  sqlite.pragma('busy_timeout = 5000');
+  sqlite.pragma('foreign_keys = ON');
+  return { kind: 'sqlite', db: new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }) }) };
+}

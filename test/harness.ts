@@ -1,0 +1,129 @@
+// Starts a real `mags server` (embedded: control plane + agent) for end-to-end tests, and stops it by PID.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+
+export const ROOT = path.resolve(import.meta.dirname, '..');
+export const CLI = path.join(ROOT, 'packages/cli/dist/main.js');
+
+export interface TestServer {
+  url: string;
+  token: string;
+  home: string;
+  port: number;
+  pid: number;
+  /** Environment for running the CLI against this server. */
+  env: NodeJS.ProcessEnv;
+  stop(): Promise<void>;
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as net.AddressInfo;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+export async function startServer(extraArgs: string[] = []): Promise<TestServer> {
+  const home = mkdtempSync(path.join(tmpdir(), 'mags-test-home-'));
+  const port = await freePort();
+  const env = { ...process.env, MAGS_HOME: home };
+  delete env.MAGS_API_URL;
+  delete env.MAGS_API_TOKEN;
+  const child: ChildProcess = spawn(process.execPath, [CLI, 'server', '--port', String(port), ...extraArgs], {
+    env,
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr?.on('data', (b: Buffer) => {
+    stderr = (stderr + b.toString()).slice(-8000);
+  });
+  const url = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`mags server exited (${child.exitCode}): ${stderr}`);
+    try {
+      const res = await fetch(`${url}/api/v1/health`);
+      if (res.ok) break;
+    } catch {
+      /* not up yet */
+    }
+    if (Date.now() > deadline) throw new Error(`mags server did not become healthy: ${stderr}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const config = JSON.parse(readFileSync(path.join(home, 'config.json'), 'utf8')) as { api_token: string };
+  // Wait for the agent to announce itself, so the first job doesn't queue behind its start.
+  for (let i = 0; i < 100; i++) {
+    const res = await fetch(`${url}/api/v1/status`, { headers: { authorization: `Bearer ${config.api_token}` } });
+    const body = (await res.json()) as { agents?: Array<{ status: string }> };
+    if (body.agents?.some((a) => a.status === 'online')) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return {
+    url,
+    token: config.api_token,
+    home,
+    port,
+    pid: child.pid!,
+    env: { ...env, MAGS_API_URL: url, MAGS_API_TOKEN: config.api_token },
+    async stop() {
+      if (child.exitCode === null) {
+        const exited = new Promise((r) => child.once('exit', r));
+        child.kill('SIGTERM');
+        const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
+        await exited;
+        clearTimeout(timer);
+      }
+      rmSync(home, { recursive: true, force: true });
+    },
+  };
+}
+
+export interface RunResult {
+  requestId: string;
+  status: string;
+  exitCode: number | null;
+  stdout: string;
+  stderr: string;
+  errorMessage: string | null;
+}
+
+/** Submits a script through the REST API and waits for it to end: the path every client takes. */
+export async function runScript(server: TestServer, script: string, options: Record<string, unknown> = {}): Promise<RunResult> {
+  const headers = { authorization: `Bearer ${server.token}`, 'content-type': 'application/json' };
+  const submit = await fetch(`${server.url}/api/v1/mags-jobs`, { method: 'POST', headers, body: JSON.stringify({ script, ...options }) });
+  const accepted = (await submit.json()) as { request_id: string; error?: string };
+  if (submit.status !== 202) throw new Error(`submit failed (${submit.status}): ${accepted.error}`);
+  const id = accepted.request_id;
+  let status: { status: string; exit_code: number | null; error_message: string | null };
+  for (;;) {
+    const res = await fetch(`${server.url}/api/v1/mags-jobs/${id}/status?wait=30`, { headers });
+    status = (await res.json()) as typeof status;
+    if (['completed', 'failed', 'error', 'stopped'].includes(status.status)) break;
+  }
+  const logs = (await (await fetch(`${server.url}/api/v1/mags-jobs/${id}/logs`, { headers })).json()) as {
+    logs: Array<{ stream: string; message: string }>;
+  };
+  const text = (stream: string) =>
+    logs.logs
+      .filter((l) => l.stream === stream)
+      .map((l) => `${l.message}\n`)
+      .join('');
+  return { requestId: id, status: status.status, exitCode: status.exit_code, stdout: text('stdout'), stderr: text('stderr'), errorMessage: status.error_message };
+}
+
+/** What sandboxes create on the host; after the server stops, none of it may remain. */
+export function leftovers(): { netns: string[]; mounts: string[] } {
+  const mounts = readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .map((l) => l.split(' ')[4])
+    .filter((m): m is string => !!m && m.startsWith('/var/lib/mags/sandboxes/'));
+  const netns = existsSync('/run/netns') ? readdirSync('/run/netns').filter((n) => n.startsWith('mags-')) : [];
+  return { netns, mounts };
+}

@@ -72,6 +72,8 @@ export function processSpec(args: string[], env: Record<string, string>, cwd = '
     LANG: 'C.UTF-8',
     TERM: 'xterm',
     HOSTNAME: 'sandbox',
+    // Node ships its own CA list; make it trust the system store too (which includes the host's local CAs).
+    NODE_EXTRA_CA_CERTS: '/etc/ssl/certs/ca-certificates.crt',
   };
   return {
     terminal: false,

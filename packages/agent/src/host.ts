@@ -1,5 +1,5 @@
 // Host preparation at agent start, and removal of what a crashed predecessor left behind.
-import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, rmdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { type AgentConfig, checkImage, hostNames } from './config.js';
@@ -20,6 +20,33 @@ export async function runtimeVersion(config: AgentConfig): Promise<string> {
   return `${path.basename(config.runtime)} ${m ? m[1] : 'unknown'}`;
 }
 
+/**
+ * Caps all of this agent's sandboxes together, below the host's memory and process limits, so that however many
+ * sandboxes run at once, the kernel reclaims from them and never from the host's own services.
+ */
+function capSandboxesTogether(config: AgentConfig, logger: Logger): void {
+  const parent = hostNames(config).cgroupParent;
+  const memTotal = Number(/MemTotal:\s+(\d+)/.exec(readFileSync('/proc/meminfo', 'utf8'))?.[1] ?? 0) * 1024;
+  const reserve = Math.max(1024 ** 3, memTotal * 0.1);
+  const memLimit = String(Math.max(256 * 1024 ** 2, Math.floor(memTotal - reserve)));
+  const pidMax = Number(readFileSync('/proc/sys/kernel/pid_max', 'utf8'));
+  const writes: Array<[string, string, string]> = [
+    ['memory', 'memory.memsw.limit_in_bytes', memLimit],
+    ['memory', 'memory.limit_in_bytes', memLimit],
+    ['pids', 'pids.max', String(Math.floor(pidMax / 2))],
+  ];
+  for (const [controller, file, value] of writes) {
+    const dir = path.join('/sys/fs/cgroup', controller, parent);
+    if (!existsSync(path.join('/sys/fs/cgroup', controller))) continue;
+    mkdirSync(dir, { recursive: true });
+    try {
+      writeFileSync(path.join(dir, file), value);
+    } catch (err) {
+      logger.warn({ err, file }, 'could not set the limit for all sandboxes together');
+    }
+  }
+}
+
 export async function prepareHost(config: AgentConfig, logger: Logger): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('the Mags agent must run as root: it creates namespaces, mounts and cgroups');
   checkImage(config);
@@ -27,6 +54,7 @@ export async function prepareHost(config: AgentConfig, logger: Logger): Promise<
   await ensureCgroupLayout(logger);
   mkdirSync(hostNames(config).sandboxesDir, { recursive: true });
   mkdirSync(config.runtimeRoot, { recursive: true });
+  capSandboxesTogether(config, logger);
 }
 
 /**

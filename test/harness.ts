@@ -30,8 +30,9 @@ export async function freePort(): Promise<number> {
   });
 }
 
-export async function startServer(extraArgs: string[] = []): Promise<TestServer> {
-  const home = mkdtempSync(path.join(tmpdir(), 'mags-test-home-'));
+/** Starts `mags server` with its own MAGS_HOME (a new temporary one unless given) and waits until its agent is online. */
+export async function startServer(extraArgs: string[] = [], existingHome?: string): Promise<TestServer> {
+  const home = existingHome ?? mkdtempSync(path.join(tmpdir(), 'mags-test-home-'));
   const port = await freePort();
   const env = { ...process.env, MAGS_HOME: home };
   delete env.MAGS_API_URL;

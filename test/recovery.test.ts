@@ -1,0 +1,60 @@
+// A server killed with -9 leaves sandboxes behind; the next start on the host must remove them all
+// and must not leave the killed run's jobs "running" forever.
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { existsSync, readdirSync } from 'node:fs';
+import { test } from 'node:test';
+import { runScript, startServer } from './harness.js';
+
+function hostObjects(instance: string) {
+  const prefix = `mags${instance}-`;
+  const netns = existsSync('/run/netns') ? readdirSync('/run/netns').filter((n) => n.startsWith(prefix)) : [];
+  const dir = `/var/lib/mags/sandboxes/${instance}`;
+  const dirs = existsSync(dir) ? readdirSync(dir) : [];
+  const cg = `/sys/fs/cgroup/memory/mags${instance}`;
+  const cgroups = existsSync(cg) ? readdirSync(cg, { withFileTypes: true }).filter((d) => d.isDirectory()).map((d) => d.name) : [];
+  return { netns, dirs, cgroups };
+}
+
+test('a restarted server cleans up what a killed predecessor left, and fails its orphaned jobs clearly', async () => {
+  const instance = `r${randomBytes(2).toString('hex')}`;
+  const first = await startServer(['--instance', instance]);
+  const headers = { authorization: `Bearer ${first.token}`, 'content-type': 'application/json' };
+  const submit = await fetch(`${first.url}/api/v1/mags-jobs`, { method: 'POST', headers, body: JSON.stringify({ script: 'echo up; sleep 600' }) });
+  const { request_id: id } = (await submit.json()) as { request_id: string };
+  for (let i = 0; i < 100; i++) {
+    const s = (await (await fetch(`${first.url}/api/v1/mags-jobs/${id}/status`, { headers })).json()) as { status: string };
+    if (s.status === 'running') break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const before = hostObjects(instance);
+  assert.ok(before.netns.length >= 1, 'the running sandbox has a network namespace');
+  assert.ok(before.dirs.length >= 1, 'and a directory');
+
+  process.kill(first.pid, 'SIGKILL');
+  await new Promise((r) => setTimeout(r, 300));
+  assert.ok(hostObjects(instance).netns.length >= 1, 'a killed server leaves its sandboxes behind');
+
+  // Same home and instance: the same installation coming back.
+  const second = await startServer(['--instance', instance], first.home);
+  try {
+    const after = hostObjects(instance);
+    for (const old of before.netns) assert.ok(!after.netns.includes(old), `namespace ${old} of the killed run is gone`);
+    for (const old of before.dirs) assert.ok(!after.dirs.includes(old), `directory ${old} of the killed run is gone`);
+    for (const old of before.cgroups) assert.ok(!after.cgroups.includes(old), `cgroup ${old} of the killed run is gone`);
+    const h2 = { authorization: `Bearer ${second.token}` };
+    const orphan = (await (await fetch(`${second.url}/api/v1/mags-jobs/${id}/status`, { headers: h2 })).json()) as {
+      status: string;
+      error_message: string | null;
+    };
+    assert.equal(orphan.status, 'error');
+    assert.ok(orphan.error_message && orphan.error_message.length > 10, 'the orphaned job says what happened');
+    const r = await runScript(second, 'echo works');
+    assert.equal(r.stdout, 'works\n');
+  } finally {
+    await second.stop();
+  }
+  const final = hostObjects(instance);
+  assert.deepEqual(final.netns, []);
+  assert.deepEqual(final.dirs, []);
+});

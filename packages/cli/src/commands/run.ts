@@ -1,0 +1,205 @@
+// `mags run`: submit a script, stream its output live, exit with its exit code.
+import { statSync } from 'node:fs';
+import { type Command, Option } from 'commander';
+import type { Job, RunOptions } from '@mags/sdk';
+import { connect } from '../connect.js';
+import { EXIT_FAILURE, EXIT_OK, EXIT_STOPPED, UsageError } from '../errors.js';
+import { OutputWriter, printError, printJson } from '../output.js';
+import { collect, integer, positiveNumber } from './parse.js';
+
+interface RunFlags {
+  workspace?: string;
+  name?: string;
+  persistent?: boolean;
+  ephemeral?: boolean;
+  base?: string;
+  disk?: number;
+  sleep: boolean;
+  url?: boolean;
+  port?: number;
+  file?: string[];
+  startupCommand?: string;
+  memory?: number;
+  cpus?: number;
+  timeout?: number;
+  network?: 'internet' | 'none';
+  env?: string[];
+  jobName?: string;
+  detach?: boolean;
+  json?: boolean;
+}
+
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+export function registerRun(program: Command): void {
+  program
+    .command('run')
+    .description('Run a script in a fresh sandbox; its output streams live and its exit code becomes mags\'s')
+    .argument('<script...>', 'shell script, run with /bin/sh -c (quote it)')
+    .option('-w, --workspace <name>', 'name the workspace (local only unless -p is also set)')
+    .option('-n, --name <name>', 'alias for -w')
+    .option('-p, --persistent', 'sync the workspace to the object store; files persist indefinitely')
+    .option('-e, --ephemeral', 'no workspace at all, fastest possible execution')
+    .option('--base <workspace>', 'use an existing workspace as a read-only base image')
+    .option('--disk <GB>', 'disk size of the workspace in GB (default: 2)', integer('--disk', 1, 1024))
+    .option('--no-sleep', 'never auto-sleep (requires -p)')
+    .option('--url', 'request a public HTTPS URL (requires -p)')
+    .option('--port <port>', 'port to expose via the public URL (goes with --url)', integer('--port', 1, 65535))
+    .option('-f, --file <path>', 'upload a file into /uploads/ before running (repeatable)', collect)
+    .option('--startup-command <cmd>', 'command to run when the sandbox wakes from sleep')
+    .option('--memory <MB>', 'memory limit in MB (default: 1024)', integer('--memory', 32, 262144))
+    .option('--cpus <n>', 'CPU share in cores, e.g. 0.5 (default: 1)', positiveNumber('--cpus', 64))
+    .option('--timeout <s>', 'wall-clock limit in seconds; the sandbox is killed when it passes (default: 3600)', integer('--timeout', 1, 604800))
+    .addOption(new Option('--network <policy>', 'network access (default: internet)').choices(['internet', 'none']))
+    .option('--env <KEY=VALUE>', 'environment variable for the script (repeatable; KEY alone copies it from here)', collect)
+    .option('--job-name <name>', 'a name to find the job by later (mags status NAME, mags stop NAME)')
+    .option('-d, --detach', 'print the job id and return at once')
+    .option('--json', 'wait for the end, then print the result (status, exit code, logs) as JSON')
+    .addHelpText(
+      'after',
+      `
+Output: the script's stdout goes to stdout and its stderr to stderr, as it happens.
+Exit code: the script's own. A job stopped (mags stop, or Ctrl-C here) exits 130; a job the platform
+could not run (status "error") prints why on stderr and exits 1; a usage error exits 2.
+Ctrl-C stops the job; a second Ctrl-C leaves it running and returns.
+
+Examples:
+  $ mags run 'echo Hello World'
+  $ mags run --memory 256 --cpus 0.5 --timeout 30 --network none 'python3 job.py'
+  $ mags run --env GREETING=hi 'echo $GREETING'
+  $ mags run -d 'sleep 60; echo done'        # prints the job id; then: mags logs -f <id>
+  $ mags run --json 'uname -a' | jq .exitCode`,
+    )
+    .action(async (scriptParts: string[], flags: RunFlags) => {
+      process.exitCode = await run(scriptParts.join(' '), flags);
+    });
+}
+
+/** Checks the flags as the reference states them, before anything is sent. */
+export function runOptionsFrom(flags: RunFlags): RunOptions {
+  if (flags.workspace !== undefined && flags.name !== undefined && flags.workspace !== flags.name) {
+    throw new UsageError('-n is an alias of -w: give the workspace name once');
+  }
+  const workspaceId = flags.workspace ?? flags.name;
+  if (flags.url && !flags.persistent) throw new UsageError('--url requires -p (persistent)');
+  if (flags.sleep === false && !flags.persistent) throw new UsageError('--no-sleep requires -p');
+  if (flags.port !== undefined && !flags.url) throw new UsageError('--port requires --url');
+  if (flags.ephemeral && (flags.persistent || workspaceId !== undefined)) {
+    throw new UsageError('-e (ephemeral) runs without a workspace: it cannot be combined with -w or -p');
+  }
+  const environment: Record<string, string> = {};
+  for (const item of flags.env ?? []) {
+    const eq = item.indexOf('=');
+    const key = eq === -1 ? item : item.slice(0, eq);
+    if (!ENV_NAME.test(key)) throw new UsageError(`--env ${item}: "${key}" is not a valid variable name (letters, digits and _)`);
+    const value = eq === -1 ? process.env[key] : item.slice(eq + 1);
+    if (value === undefined) throw new UsageError(`--env ${key}: ${key} is not set here; give --env ${key}=VALUE`);
+    environment[key] = value;
+  }
+  for (const file of flags.file ?? []) {
+    let isFile = false;
+    try {
+      isFile = statSync(file).isFile();
+    } catch {
+      throw new UsageError(`-f ${file}: no such file`);
+    }
+    if (!isFile) throw new UsageError(`-f ${file}: not a regular file`);
+  }
+  return {
+    workspaceId,
+    baseWorkspaceId: flags.base,
+    persistent: flags.persistent,
+    ephemeral: flags.ephemeral,
+    noSleep: flags.sleep === false ? true : undefined,
+    startupCommand: flags.startupCommand,
+    environment: Object.keys(environment).length ? environment : undefined,
+    diskGb: flags.disk,
+    url: flags.url,
+    port: flags.port,
+    vcpus: flags.cpus,
+    memoryMb: flags.memory,
+    timeoutS: flags.timeout,
+    network: flags.network,
+    name: flags.jobName,
+  };
+}
+
+async function run(script: string, flags: RunFlags): Promise<number> {
+  if (script.trim() === '') throw new UsageError('the script is empty; give a command such as mags run \'echo hello\'');
+  const options = runOptionsFrom(flags);
+  if ((flags.file ?? []).length > 0) {
+    // The server has no upload route yet (file_ids name uploaded files); say so rather than run without them.
+    throw new Error('file uploads (-f) are not supported by this server yet');
+  }
+  const mags = await connect();
+  const { requestId } = await mags.run(script, options);
+
+  if (flags.detach) {
+    if (flags.json) printJson({ requestId, status: 'accepted' });
+    else process.stdout.write(`${requestId}\n`);
+    return EXIT_OK;
+  }
+
+  // Ctrl-C stops the job (and we keep streaming until it has ended); a second Ctrl-C returns at once.
+  let interrupted = false;
+  const onSigint = () => {
+    if (interrupted) process.exit(EXIT_STOPPED);
+    interrupted = true;
+    printError(`stopping job ${requestId} (press Ctrl-C again to leave it running)`);
+    mags.stop(requestId).catch(() => undefined);
+  };
+  process.on('SIGINT', onSigint);
+  try {
+    if (flags.json) {
+      const job = await mags.wait(requestId);
+      const logs = await mags.logs(requestId);
+      printJson({
+        requestId,
+        status: job.status,
+        exitCode: job.exitCode,
+        logs,
+        durationMs: job.scriptDurationMs,
+        errorMessage: job.errorMessage,
+      });
+      return exitCodeOf(job);
+    }
+    const out = new OutputWriter();
+    const follower = mags.stream(requestId);
+    for await (const entry of follower) {
+      out.line(entry);
+      await out.ready();
+    }
+    await out.flush();
+    const job = follower.status ?? (await mags.status(requestId));
+    report(job, out.systemMessages);
+    return exitCodeOf(job);
+  } finally {
+    process.off('SIGINT', onSigint);
+  }
+}
+
+/** What a person needs to know beyond the output: why the platform ended the job. */
+function report(job: Job, alreadySaid: Set<string>): void {
+  const message = job.errorMessage;
+  if (job.status === 'stopped') printError(`job ${job.requestId} was stopped`);
+  else if (job.status === 'error') printError(`job ${job.requestId} could not run: ${message ?? 'the platform failed'}`);
+  else if (message && !alreadySaid.has(message)) printError(message);
+}
+
+/** The exit code of `mags run` for a job that ended. */
+export function exitCodeOf(job: Job): number {
+  switch (job.status) {
+    case 'completed':
+    case 'sleeping':
+      return clamp(job.exitCode ?? 0);
+    case 'failed':
+      return job.exitCode ? clamp(job.exitCode) : EXIT_FAILURE;
+    case 'stopped':
+      return EXIT_STOPPED;
+    default:
+      return EXIT_FAILURE;
+  }
+}
+
+const clamp = (code: number) => (Number.isInteger(code) && code >= 0 && code <= 255 ? code : EXIT_FAILURE);
+

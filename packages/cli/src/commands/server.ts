@@ -1,0 +1,187 @@
+// `mags server`: the one place embedded mode is wired. It starts the control plane and an agent in this
+// process, joins them with an in-process link, stores the first start's token in config.json, and stops
+// both on SIGINT/SIGTERM.
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import type { Command } from 'commander';
+import { createInProcessLink } from '@mags/api';
+import { type Agent, type AgentConfig, loadAgentConfig, startAgent } from '@mags/agent';
+import { type MagsServer, type ServerConfig, createServer, resolveServerConfig } from '@mags/server';
+import { readConfigFile } from '@mags/sdk';
+import { configPath, isLoopbackUrl, magsHome, serverPidPath, updateConfig } from '../config.js';
+import { UsageError } from '../errors.js';
+import { printError } from '../output.js';
+import { integer } from './parse.js';
+
+interface ServerFlags {
+  host?: string;
+  port?: number;
+  dataDir?: string;
+  database?: string;
+  logLevel?: string;
+  foreground?: boolean;
+  instance?: string;
+  stateDir?: string;
+  poolSize?: number;
+  capacity?: number;
+}
+
+/** How long a graceful stop may take before the process exits anyway. */
+const STOP_TIMEOUT_MS = 30_000;
+
+export function registerServer(program: Command): void {
+  program
+    .command('server')
+    .description('Run the Mags server (control plane + an agent for this host) in the foreground')
+    .option('--host <host>', 'address to listen on (default: 127.0.0.1; 0.0.0.0 serves other machines)')
+    .option('--port <port>', 'port to listen on (default: 7373)', integer('--port', 0, 65535))
+    .option('--data-dir <dir>', 'where the server keeps its data (default: $MAGS_HOME, i.e. ~/.mags)')
+    .option('--database <url>', 'postgres://… URL, or a SQLite file (default: <data-dir>/mags.db)')
+    .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent (default: info)')
+    .option('--foreground', 'run in the foreground (the default; the CLI starts a background server by itself when needed)')
+    .option('--instance <tag>', "tag keeping this agent's host objects apart from another agent's on the same host (default: $MAGS_AGENT_INSTANCE or 0)")
+    .option('--state-dir <dir>', 'where the agent keeps sandboxes and images (default: /var/lib/mags)')
+    .option('--pool-size <n>', 'sandboxes kept warm ahead of demand (default: 2)', integer('--pool-size', 0, 1000))
+    .option('--capacity <n>', 'sandboxes this host runs at once (default: 16)', integer('--capacity', 1, 10000))
+    .addHelpText(
+      'after',
+      `
+The first start creates the local owner and its API token and writes both the address and the token to
+$MAGS_HOME/config.json (mode 0600), which the CLI and SDK read. Logs go to stdout as JSON lines.
+Ctrl-C (or SIGTERM) stops every sandbox, then the server. Sandboxes need root, crun and the root image
+(./setup.sh installs them).
+
+Examples:
+  $ sudo mags server
+  $ sudo mags server --host 0.0.0.0 --port 7373
+  $ sudo mags server --database postgres://mags@db.internal/mags`,
+    )
+    .action(async (flags: ServerFlags) => {
+      await serve(flags);
+    });
+}
+
+async function serve(flags: ServerFlags): Promise<void> {
+  const env = process.env;
+  const home = magsHome(env);
+  let config: ServerConfig;
+  let agentConfig: AgentConfig;
+  try {
+    config = resolveServerConfig(
+      {
+        dataDir: flags.dataDir ?? env.MAGS_DATA_DIR ?? home,
+        database: flags.database,
+        host: flags.host,
+        port: flags.port,
+        logLevel: flags.logLevel,
+        mode: 'embedded',
+      },
+      env,
+    );
+    agentConfig = loadAgentConfig({
+      instance: flags.instance ?? (env.MAGS_AGENT_INSTANCE?.trim() || undefined),
+      stateDir: flags.stateDir,
+      poolSize: flags.poolSize,
+      capacity: flags.capacity,
+    });
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
+
+  const server = await createServer(config);
+  // Store a new token at once: were listening to fail, it would otherwise be lost (only its hash is kept).
+  if (server.localToken) updateConfig(env, { api_token: server.localToken });
+
+  let url: string;
+  try {
+    url = await server.listen();
+  } catch (err) {
+    await server.close().catch(() => undefined);
+    if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE') {
+      throw new Error(`${config.host}:${config.port} is already in use: is another mags server running? (choose another --port)`);
+    }
+    throw err;
+  }
+  // The CLI and SDK find this server through config.json: always on the first start (with the new token);
+  // later, when the file names no server or a local one (so `--port` changes follow), never over a remote one.
+  let configured: unknown;
+  try {
+    configured = readConfigFile(configPath(env)).api_url;
+  } catch {
+    configured = undefined;
+  }
+  if (server.localToken) {
+    const file = updateConfig(env, { api_url: url, api_token: server.localToken });
+    server.logger.info({ file }, 'stored the local API token');
+  } else if (typeof configured !== 'string' || (configured !== url && isLoopbackUrl(configured))) {
+    updateConfig(env, { api_url: url });
+  }
+  writePidFile(serverPidPath(env));
+
+  let agent: Agent | undefined;
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) {
+      printError(`${signal} again: exiting without waiting for sandboxes to stop`);
+      process.exit(1);
+    }
+    stopping = true;
+    server.logger.info({ signal }, 'stopping');
+    const forced = setTimeout(() => {
+      printError(`the server did not stop within ${STOP_TIMEOUT_MS / 1000} s; exiting`);
+      process.exit(1);
+    }, STOP_TIMEOUT_MS);
+    forced.unref();
+    await shutdown(agent, server);
+    removePidFile(serverPidPath(env));
+    process.exit(0);
+  };
+  process.on('SIGINT', () => void stop('SIGINT'));
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+
+  // Join before the agent starts: its hello is the first message on the link.
+  const link = createInProcessLink();
+  server.attachAgent(link.server);
+  try {
+    agent = await startAgent(agentConfig, link.agent, server.logger.child({ service: 'mags-agent' }));
+  } catch (err) {
+    link.agent.close();
+    await server.close().catch(() => undefined);
+    removePidFile(serverPidPath(env));
+    throw new Error(`the agent could not start: ${(err as Error).message}`);
+  }
+  if (stopping) return;
+  process.stderr.write(`mags server listening on ${url} (data in ${config.dataDir})\n`);
+}
+
+async function shutdown(agent: Agent | undefined, server: MagsServer): Promise<void> {
+  try {
+    await agent?.close();
+  } catch (err) {
+    server.logger.error({ err }, 'stopping the agent failed');
+  }
+  try {
+    await server.close();
+  } catch (err) {
+    printError(`closing the server failed: ${(err as Error).message}`);
+  }
+}
+
+/** Records this process as the running local server, so the CLI does not start another beside it. */
+function writePidFile(file: string): void {
+  try {
+    writeFileSync(file, `${process.pid}\n`, { mode: 0o600 });
+  } catch {
+    /* only a hint for the CLI */
+  }
+}
+
+/** Removes the pid file when it names this process. */
+function removePidFile(file: string): void {
+  try {
+    if (Number(readFileSync(file, 'utf8').trim()) === process.pid) rmSync(file, { force: true });
+  } catch {
+    /* none */
+  }
+}
+

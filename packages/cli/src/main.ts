@@ -1,0 +1,77 @@
+#!/usr/bin/env node
+// The `mags` command. Each command group lives in commands/; this file wires them and turns every failure
+// into one sentence on stderr and an exit code: 0 ok, 1 failure, 2 usage error (`mags run`: the script's code).
+import { Command, CommanderError } from 'commander';
+import { MAGS_VERSION } from '@mags/api';
+import { MagsApiError } from '@mags/sdk';
+import { registerJobCommands } from './commands/jobs.js';
+import { registerRun } from './commands/run.js';
+import { registerServer } from './commands/server.js';
+import { EXIT_FAILURE, EXIT_USAGE, UsageError } from './errors.js';
+import { drained, printError } from './output.js';
+
+function buildProgram(): Command {
+  const program = new Command('mags')
+    .description('Secure, isolated sandboxes for AI agents and developers')
+    .version(MAGS_VERSION, '-v, --version', 'print the version')
+    .showSuggestionAfterError(true)
+    .addHelpText(
+      'after',
+      `
+Server and token: MAGS_API_URL and MAGS_API_TOKEN, else $MAGS_HOME/config.json (default ~/.mags);
+with neither, a local server is started in the background ($MAGS_HOME/server.log).
+
+Examples:
+  $ mags run 'echo Hello World'
+  $ mags run -d 'sleep 60; echo done' && mags list
+  $ mags logs -f <id>
+  $ mags status`,
+    );
+  registerRun(program);
+  registerJobCommands(program);
+  registerServer(program);
+
+  // Usage errors: one sentence, exit 2 (commander's own messages start with "error: ").
+  const configure = (cmd: Command) => {
+    cmd.exitOverride().configureOutput({
+      outputError: (str) => printError(str.trim().replace(/^error: /, '')),
+    });
+    for (const sub of cmd.commands) configure(sub);
+  };
+  configure(program);
+  return program;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+    return typeof process.exitCode === 'number' ? process.exitCode : 0;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // Help and version exit 0; everything else commander reports is a usage error (already printed).
+      if (err.exitCode === 0) return 0;
+      return EXIT_USAGE;
+    }
+    if (err instanceof UsageError) {
+      printError(err.message);
+      return EXIT_USAGE;
+    }
+    if (err instanceof MagsApiError) {
+      printError(err.message);
+      return EXIT_FAILURE;
+    }
+    const message = err instanceof Error ? err.message : String(err);
+    printError(message);
+    if (process.env.MAGS_DEBUG && err instanceof Error && err.stack) process.stderr.write(`${err.stack}\n`);
+    return EXIT_FAILURE;
+  }
+}
+
+const code = await main(process.argv);
+// `mags server` keeps running (its handles keep the process alive); every other command ends here.
+const command = process.argv[2];
+if (command !== 'server' || code !== 0) {
+  await Promise.all([drained(process.stdout), drained(process.stderr)]);
+  process.exit(code);
+}

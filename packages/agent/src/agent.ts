@@ -18,10 +18,6 @@ interface RunningJob {
   stopRequested: boolean;
 }
 
-/** How long to wait for output pipes to drain after the script exits before killing what still holds them. */
-const DRAIN_MS = 100;
-
-const SIGNALS: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGABRT: 6, SIGKILL: 9, SIGSEGV: 11, SIGPIPE: 13, SIGTERM: 15 };
 
 export class Agent {
   private readonly jobs = new Map<string, RunningJob>();
@@ -101,7 +97,11 @@ export class Agent {
 
   private async acquire(spec: SandboxSpec): Promise<Sandbox> {
     const limits: Limits = { memoryMb: spec.memoryMb, vcpus: spec.vcpus, pids: this.config.defaults.pids };
-    const pooled = spec.network === this.pool.options.network && spec.diskGb === this.pool.options.diskGb ? this.pool.take() : undefined;
+    let pooled = spec.network === this.pool.options.network && spec.diskGb === this.pool.options.diskGb ? this.pool.take() : undefined;
+    while (pooled && !pooled.alive) {
+      void pooled.destroy();
+      pooled = this.pool.take();
+    }
     if (pooled) {
       if (limits.memoryMb !== this.defaults.memoryMb || limits.vcpus !== this.defaults.vcpus) pooled.setLimits(limits);
       return pooled;
@@ -131,36 +131,19 @@ export class Agent {
         return;
       }
       this.link.send({ type: 'started', jobId, sandboxId: sandbox.id, ts: Date.now() });
-      const child = sandbox.exec(spec.script, spec.environment);
-      child.stdin.on('error', () => {});
-      child.stdin.end();
-      child.stdout.on('data', (b: Buffer) => output.write('stdout', b));
-      child.stderr.on('data', (b: Buffer) => output.write('stderr', b));
+      const proc = sandbox.start(spec.script, spec.environment);
+      proc.onOutput((stream, chunk) => output.write(stream, chunk));
       const timer = setTimeout(() => void this.stopJob(jobId, 'timeout'), spec.timeoutS * 1000);
-      const closed = new Promise<void>((resolve) => child.on('close', () => resolve()));
-      const exitCode = await new Promise<number | null>((resolve) => {
-        child.on('error', (err) => {
-          log.error({ err }, 'could not start the runtime');
-          resolve(null);
-        });
-        child.on('exit', (code, signal) => resolve(code ?? (signal ? 128 + (SIGNALS[signal] ?? 0) : null)));
-      });
+      const exitCode = await proc.exited;
       clearTimeout(timer);
-      // Background processes may still hold the output pipes: give them a moment, then end the sandbox.
-      const drained = await Promise.race([closed.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), DRAIN_MS))]);
-      if (!drained) {
-        await sandbox.kill();
-        await closed;
-      }
-      const oom = sandbox.oomKilled();
       let message: string | undefined;
       let reason: ExitReason = job.stopReason ?? 'exited';
       if (exitCode === null) {
         reason = 'error';
-        message = 'the sandbox runtime failed to start the script';
+        message = 'the sandbox runtime failed to run the script';
       } else if (reason === 'timeout') {
         message = `the script ran longer than its ${spec.timeoutS} s timeout and was killed`;
-      } else if (oom) {
+      } else if (reason === 'exited' && exitCode === 137 && sandbox.cgroup.hitMemoryLimit()) {
         message = `the script was killed for using more than its ${spec.memoryMb} MB memory limit`;
       }
       if (message) output.system(message);

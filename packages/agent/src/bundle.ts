@@ -106,18 +106,21 @@ const ALLOWED_DEVICES = [
   { type: 'c', major: 136, minor: -1 }, // pts
 ];
 
-export function cgroupResources(limits: Limits) {
-  const memory = limits.memoryMb * 1024 * 1024;
-  return {
-    devices: [
-      { allow: false, access: 'rwm' },
-      ...ALLOWED_DEVICES.map((d) => ({ allow: true, type: d.type, major: d.major, ...(d.minor >= 0 ? { minor: d.minor } : {}), access: 'rwm' })),
-    ],
-    memory: { limit: memory, swap: memory },
-    pids: { limit: limits.pids },
-    cpu: { quota: Math.round(limits.vcpus * 100_000), period: 100_000 },
-  };
+/** Device access: deny everything but the usual character devices. Memory, CPU and pids limits live on the
+ * sandbox's own cgroup (see cgroups.ts), above the runtime's, so they can be read after the runtime is gone. */
+function deviceRules() {
+  return [
+    { allow: false, access: 'rwm' },
+    ...ALLOWED_DEVICES.map((d) => ({ allow: true, type: d.type, major: d.major, ...(d.minor >= 0 ? { minor: d.minor } : {}), access: 'rwm' })),
+  ];
 }
+
+/**
+ * PID 2 of every sandbox (under the catatonit init): announces it is ready, then waits for the job, which the agent
+ * writes to its stdin as a shell program, and becomes it. No `crun exec` on the start path.
+ */
+export const LAUNCHER = `printf 'READY\\n'; exec /bin/sh -c "$(cat)"`;
+export const READY_LINE = 'READY\n';
 
 export interface BundleInput {
   rootfs: string;
@@ -126,13 +129,12 @@ export interface BundleInput {
   hostsFile: string;
   resolvFile: string;
   initBinary: string;
-  limits: Limits;
 }
 
 export function ociConfig(b: BundleInput) {
   return {
     ociVersion: '1.0.2',
-    process: processSpec(['/.mags/init', '-P'], {}, '/'),
+    process: processSpec(['/.mags/init', '--', '/bin/sh', '-c', LAUNCHER], {}, '/'),
     root: { path: b.rootfs, readonly: false },
     hostname: 'sandbox',
     mounts: [
@@ -156,7 +158,7 @@ export function ociConfig(b: BundleInput) {
         { type: 'network', path: b.netnsPath },
       ],
       cgroupsPath: b.cgroupsPath,
-      resources: cgroupResources(b.limits),
+      resources: { devices: deviceRules() },
       seccomp: seccomp(),
       maskedPaths: [
         '/proc/acpi', '/proc/asound', '/proc/kcore', '/proc/keys', '/proc/latency_stats', '/proc/timer_list',

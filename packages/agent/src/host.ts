@@ -1,8 +1,9 @@
 // Host preparation at agent start, and removal of what a crashed predecessor left behind.
-import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { type AgentConfig, checkImage, hostNames } from './config.js';
+import { removeAllUnder } from './cgroups.js';
 import { run, sh } from './process.js';
 
 /** crun refuses hybrid cgroup hosts whose v2 hierarchy still holds a controller; hugetlb is the one left there. */
@@ -31,8 +32,9 @@ function capSandboxesTogether(config: AgentConfig, logger: Logger): void {
   const memLimit = String(Math.max(256 * 1024 ** 2, Math.floor(memTotal - reserve)));
   const pidMax = Number(readFileSync('/proc/sys/kernel/pid_max', 'utf8'));
   const writes: Array<[string, string, string]> = [
-    ['memory', 'memory.memsw.limit_in_bytes', memLimit],
+    // memory first: memsw may never be set below it.
     ['memory', 'memory.limit_in_bytes', memLimit],
+    ['memory', 'memory.memsw.limit_in_bytes', memLimit],
     ['pids', 'pids.max', String(Math.floor(pidMax / 2))],
   ];
   for (const [controller, file, value] of writes) {
@@ -90,19 +92,7 @@ export async function cleanupStale(config: AgentConfig, logger: Logger): Promise
   for (const m of links.stdout.matchAll(new RegExp(`^\\d+: (${VETH_PREFIX}\\d+)@`, 'gm'))) {
     await run('ip', ['link', 'del', m[1]], { allowFailure: true });
   }
-  for (const controller of readdirSync('/sys/fs/cgroup')) {
-    const parent = path.join('/sys/fs/cgroup', controller, CGROUP_PARENT);
-    if (!existsSync(parent)) continue;
-    for (const child of readdirSync(parent, { withFileTypes: true })) {
-      if (child.isDirectory()) {
-        try {
-          rmdirSync(path.join(parent, child.name));
-        } catch {
-          /* still has processes; crun delete above should have ended them */
-        }
-      }
-    }
-  }
+  removeAllUnder(CGROUP_PARENT);
   if (removed) logger.info({ removed }, 'removed sandboxes left by a previous agent');
   return removed;
 }

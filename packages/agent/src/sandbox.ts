@@ -1,14 +1,17 @@
-// One sandbox on this host: its overlay root, network namespace, cgroups and the OCI container that holds them.
-// A sandbox is created ahead of time (init waiting as PID 1), runs one job through `crun exec`, then is destroyed.
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+// One sandbox on this host: its overlay root, network namespace, cgroup and the OCI container that holds them.
+// A sandbox is created ahead of time with `crun run` in the foreground: PID 1 is a reaping init, PID 2 a launcher
+// waiting on stdin. A job is started by writing it to that stdin, so nothing is spawned on the start path; its
+// output comes back on the runtime's stdout/stderr pipes and its exit code is the runtime's.
+import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
-import { type Limits, ociConfig, processSpec } from './bundle.js';
+import { type Limits, READY_LINE, ociConfig } from './bundle.js';
+import { SandboxCgroup } from './cgroups.js';
 import { type AgentConfig, hostNames, imagePath } from './config.js';
 import { type Link, type SlotAllocator, netnsDownScript, netnsUpScript, resolvConf, writeHostsFile } from './network.js';
-import { run, sh, shq } from './process.js';
+import { killGroup, run, sh, shq } from './process.js';
 
 export interface HostContext {
   config: AgentConfig;
@@ -22,11 +25,27 @@ export interface SandboxOptions {
   diskGb: number;
 }
 
-const CGROUP_ROOT = '/sys/fs/cgroup';
+export interface JobProcess {
+  /** Output of the job, as it is written. */
+  onOutput(handler: (stream: 'stdout' | 'stderr', chunk: Buffer) => void): void;
+  /** Resolves with the job's exit code (128+n when killed by signal n) once every process in the sandbox is gone. */
+  exited: Promise<number | null>;
+}
+
+const SIGNALS: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGABRT: 6, SIGKILL: 9, SIGSEGV: 11, SIGPIPE: 13, SIGTERM: 15 };
+
+/** The shell program the launcher becomes: the job's environment, its working directory, then the script itself. */
+export function jobProgram(script: string, env: Record<string, string>): string {
+  const exports = Object.entries(env).map(([k, v]) => `export ${k}=${shq(v)}`);
+  return [...exports, 'cd /root 2>/dev/null || cd /', `exec /bin/sh -c ${shq(script)}`].join('\n');
+}
 
 export class Sandbox {
-  private execCount = 0;
   private destroyed = false;
+  private runtime?: ChildProcessWithoutNullStreams;
+  private sink?: (stream: 'stdout' | 'stderr', chunk: Buffer) => void;
+  private runtimeExit?: Promise<number | null>;
+  readonly cgroup: SandboxCgroup;
 
   private constructor(
     readonly id: string,
@@ -34,10 +53,8 @@ export class Sandbox {
     readonly options: SandboxOptions,
     readonly link: Link | undefined,
     private readonly ctx: HostContext,
-  ) {}
-
-  get netns(): string {
-    return this.id;
+  ) {
+    this.cgroup = new SandboxCgroup(hostNames(ctx.config).cgroupParent, id);
   }
 
   static async create(ctx: HostContext, options: SandboxOptions): Promise<Sandbox> {
@@ -52,18 +69,17 @@ export class Sandbox {
       mkdirSync(path.join(dir, 'fs'), { recursive: true });
       writeHostsFile(path.join(dir, 'hosts'));
       writeFileSync(path.join(dir, 'resolv.conf'), resolvConf(link));
+      sandbox.cgroup.create(options.limits);
       const oci = ociConfig({
         rootfs: path.join(dir, 'rootfs'),
         netnsPath: `/run/netns/${id}`,
-        cgroupsPath: `/${names.cgroupParent}/${id}`,
+        cgroupsPath: sandbox.cgroup.runtimePath,
         hostsFile: path.join(dir, 'hosts'),
         resolvFile: path.join(dir, 'resolv.conf'),
         initBinary: config.initBinary,
-        limits: options.limits,
       });
       writeFileSync(path.join(dir, 'config.json'), JSON.stringify(oci));
-      // The container's init inherits the runtime's stdio, so none of it may be a pipe we wait on.
-      // One process for the whole start: namespace, veth, the size-limited upper layer, the overlay root, the container.
+      // One process for the host side: namespace, veth, the size-limited upper layer, the overlay root.
       // The upper layer is a tmpfs, so what a sandbox writes is charged to its own memory limit and can't fill the host disk.
       const d = shq(dir);
       await sh(
@@ -72,10 +88,10 @@ export class Sandbox {
           `mount -t tmpfs -o size=${options.diskGb}g,mode=0755,nosuid,nodev mags-upper ${d}/fs`,
           `mkdir ${d}/fs/upper ${d}/fs/work`,
           `mount -t overlay -o lowerdir=${shq(imagePath(config))},upperdir=${d}/fs/upper,workdir=${d}/fs/work,xino=off mags-root ${d}/rootfs`,
-          `${config.runtime} --root ${shq(config.runtimeRoot)} run -d --bundle ${d} ${id} </dev/null >/dev/null 2>${d}/runtime.log || { cat ${d}/runtime.log >&2; exit 1; }`,
         ].join('\n'),
         { logger: ctx.logger, timeoutMs: 30_000 },
       );
+      await sandbox.startRuntime();
       return sandbox;
     } catch (err) {
       await sandbox.destroy().catch(() => {});
@@ -83,39 +99,71 @@ export class Sandbox {
     }
   }
 
-  /** Sets this sandbox's limits just before a job runs (the pool creates sandboxes with the defaults). */
-  setLimits(limits: Limits): void {
-    const cg = (controller: string, file: string) => path.join(CGROUP_ROOT, controller, hostNames(this.ctx.config).cgroupParent, this.id, file);
-    const mem = String(limits.memoryMb * 1024 * 1024);
-    const current = Number(readFileSync(cg('memory', 'memory.limit_in_bytes'), 'utf8'));
-    // memsw must stay ≥ the memory limit at every step, so the order depends on the direction.
-    const steps: Array<[string, string]> =
-      Number(mem) > current
-        ? [[cg('memory', 'memory.memsw.limit_in_bytes'), mem], [cg('memory', 'memory.limit_in_bytes'), mem]]
-        : [[cg('memory', 'memory.limit_in_bytes'), mem], [cg('memory', 'memory.memsw.limit_in_bytes'), mem]];
-    steps.push([cg('cpu', 'cpu.cfs_quota_us'), String(Math.round(limits.vcpus * 100_000))]);
-    steps.push([cg('pids', 'pids.max'), String(limits.pids)]);
-    for (const [file, value] of steps) writeFileSync(file, value);
-  }
-
-  /** True when the kernel killed something in this sandbox for exceeding its memory limit. */
-  oomKilled(): boolean {
-    try {
-      const text = readFileSync(path.join(CGROUP_ROOT, 'memory', hostNames(this.ctx.config).cgroupParent, this.id, 'memory.oom_control'), 'utf8');
-      const m = text.match(/oom_kill (\d+)/);
-      return m ? Number(m[1]) > 0 : false;
-    } catch {
-      return false;
-    }
-  }
-
-  /** Starts `/bin/sh -c script` inside the sandbox with the sandbox's full hardening. */
-  exec(script: string, env: Record<string, string>): ChildProcessWithoutNullStreams {
-    const file = path.join(this.dir, `exec-${++this.execCount}.json`);
-    writeFileSync(file, JSON.stringify(processSpec(['/bin/sh', '-c', script], env)));
-    return spawn(this.ctx.config.runtime, ['--root', this.ctx.config.runtimeRoot, 'exec', '--process', file, this.id], {
+  private startRuntime(): Promise<void> {
+    const { config } = this.ctx;
+    const child = spawn(config.runtime, ['--root', config.runtimeRoot, 'run', '--bundle', this.dir, this.id], {
       stdio: ['pipe', 'pipe', 'pipe'],
+      detached: true,
     });
+    this.runtime = child;
+    child.stdin.on('error', () => {});
+    this.runtimeExit = new Promise((resolve) => {
+      child.on('error', () => resolve(null));
+      // 'close' (not 'exit'): every holder of the output pipes is gone, so all output has been read.
+      child.on('close', (code, signal) => resolve(code ?? (signal ? 128 + (SIGNALS[signal] ?? 0) : null)));
+    });
+    return new Promise((resolve, reject) => {
+      let pending = Buffer.alloc(0);
+      let ready = false;
+      let errText = '';
+      const onStdout = (chunk: Buffer) => {
+        if (ready) return this.sink?.('stdout', chunk);
+        pending = Buffer.concat([pending, chunk]);
+        if (pending.length >= READY_LINE.length) {
+          if (pending.subarray(0, READY_LINE.length).toString() !== READY_LINE) {
+            return reject(new Error(`sandbox ${this.id} started wrongly: ${pending.toString().slice(0, 200)}`));
+          }
+          ready = true;
+          const rest = pending.subarray(READY_LINE.length);
+          if (rest.length) this.sink?.('stdout', rest);
+          resolve();
+        }
+      };
+      child.stdout.on('data', onStdout);
+      child.stderr.on('data', (chunk: Buffer) => {
+        if (ready) return this.sink?.('stderr', chunk);
+        errText = (errText + chunk.toString()).slice(-4000);
+      });
+      void this.runtimeExit!.then((code) => {
+        if (!ready) reject(new Error(`the runtime exited (${code}) before the sandbox was ready: ${errText.trim() || 'no error output'}`));
+      });
+    });
+  }
+
+  /** False once the sandbox's runtime has ended (e.g. killed while waiting in the pool). */
+  get alive(): boolean {
+    return !!this.runtime && this.runtime.exitCode === null && this.runtime.signalCode === null && !this.destroyed;
+  }
+
+  /** Applies a job's limits (the pool creates sandboxes with the defaults). No process is spawned. */
+  setLimits(limits: Limits): void {
+    this.cgroup.setLimits(limits);
+  }
+
+  /** Starts the job: `/bin/sh -c script` with the sandbox's full hardening, as the launcher's replacement. */
+  start(script: string, env: Record<string, string>): JobProcess {
+    const runtime = this.runtime;
+    if (!runtime || !this.runtimeExit) throw new Error(`sandbox ${this.id} is not running`);
+    const buffered: Array<['stdout' | 'stderr', Buffer]> = [];
+    this.sink = (stream, chunk) => buffered.push([stream, chunk]);
+    runtime.stdin.end(jobProgram(script, env));
+    return {
+      onOutput: (handler) => {
+        for (const [s, c] of buffered.splice(0)) handler(s, c);
+        this.sink = handler;
+      },
+      exited: this.runtimeExit,
+    };
   }
 
   /** Kills every process in the sandbox (the PID namespace dies with its init). */
@@ -131,12 +179,13 @@ export class Sandbox {
     if (this.destroyed) return;
     this.destroyed = true;
     const d = shq(this.dir);
+    const rt = `${this.ctx.config.runtime} --root ${shq(this.ctx.config.runtimeRoot)}`;
     await run(
       '/bin/sh',
       [
         '-c',
         [
-          `${this.ctx.config.runtime} --root ${shq(this.ctx.config.runtimeRoot)} delete -f ${this.id} >/dev/null 2>&1`,
+          `${rt} delete -f ${this.id} >/dev/null 2>&1`,
           `umount ${d}/rootfs 2>/dev/null || umount -l ${d}/rootfs 2>/dev/null`,
           `umount ${d}/fs 2>/dev/null || umount -l ${d}/fs 2>/dev/null`,
           `rm -rf ${d}`,
@@ -146,6 +195,9 @@ export class Sandbox {
       ],
       { allowFailure: true, logger: this.ctx.logger, timeoutMs: 30_000 },
     );
+    if (this.runtime && this.runtime.exitCode === null && this.runtime.signalCode === null) killGroup(this.runtime.pid);
+    await this.runtimeExit;
+    this.cgroup.remove();
     if (this.link) this.ctx.slots.release(this.link.slot);
   }
 }

@@ -297,7 +297,7 @@ export class Scheduler {
     switch (m.reason) {
       case 'exited':
         if (m.exitCode === null) return { status: 'error', exitCode: null, errorMessage: MESSAGES.noExitCode, completedAt };
-        return { status: m.exitCode === 0 ? 'completed' : 'failed', exitCode: m.exitCode, errorMessage: null, completedAt };
+        return { status: m.exitCode === 0 ? 'completed' : 'failed', exitCode: m.exitCode, errorMessage: m.message ?? null, completedAt };
       case 'stopped':
         return { status: 'stopped', exitCode: m.exitCode, errorMessage: null, completedAt };
       case 'timeout': {

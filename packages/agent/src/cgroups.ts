@@ -1,0 +1,92 @@
+// Each sandbox's own cgroup (cgroup v1): the limits are set here, and the runtime's cgroup is created inside it.
+// Owning the level above the runtime's lets the agent set limits without spawning anything, and read what
+// happened (e.g. hitting the memory limit) after the runtime has removed its own cgroup.
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import type { Limits } from './bundle.js';
+
+const ROOT = '/sys/fs/cgroup';
+/** Name of the runtime's cgroup inside the sandbox's own. */
+export const RUNTIME_LEAF = 'c';
+
+function controllers(): string[] {
+  return readdirSync(ROOT).filter((c) => !c.includes(',') && c !== 'unified' && existsSync(path.join(ROOT, c, 'cgroup.procs')));
+}
+
+export class SandboxCgroup {
+  constructor(
+    readonly parent: string,
+    readonly id: string,
+  ) {}
+
+  /** Path the runtime is told to use (absolute, from each hierarchy's root). */
+  get runtimePath(): string {
+    return `/${this.parent}/${this.id}/${RUNTIME_LEAF}`;
+  }
+
+  private file(controller: string, name: string): string {
+    return path.join(ROOT, controller, this.parent, this.id, name);
+  }
+
+  create(limits: Limits): void {
+    for (const c of ['memory', 'cpu', 'pids']) mkdirSync(path.join(ROOT, c, this.parent, this.id), { recursive: true });
+    this.setLimits(limits);
+  }
+
+  setLimits(limits: Limits): void {
+    const mem = limits.memoryMb * 1024 * 1024;
+    const current = Number(readFileSync(this.file('memory', 'memory.limit_in_bytes'), 'utf8'));
+    // memory+swap may never be below memory, so the order depends on the direction.
+    const memory: Array<[string, number]> = [
+      ['memory.limit_in_bytes', mem],
+      ['memory.memsw.limit_in_bytes', mem],
+    ];
+    if (mem > current) memory.reverse();
+    for (const [f, v] of memory) {
+      if (f.includes('memsw') && !existsSync(this.file('memory', f))) continue; // no swap accounting on this host
+      writeFileSync(this.file('memory', f), String(v));
+    }
+    writeFileSync(this.file('cpu', 'cpu.cfs_period_us'), '100000');
+    writeFileSync(this.file('cpu', 'cpu.cfs_quota_us'), String(Math.round(limits.vcpus * 100_000)));
+    writeFileSync(this.file('pids', 'pids.max'), String(limits.pids));
+  }
+
+  /** True when the sandbox's memory use peaked at its limit (the kernel then reclaims, and kills when it can't). */
+  hitMemoryLimit(): boolean {
+    try {
+      const peak = Number(readFileSync(this.file('memory', 'memory.max_usage_in_bytes'), 'utf8'));
+      const limit = Number(readFileSync(this.file('memory', 'memory.limit_in_bytes'), 'utf8'));
+      // failcnt is not kept for hierarchical limits on recent kernels, so compare the peak with the limit.
+      return peak >= limit - 1024 * 1024;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Removes the runtime's cgroup (if left) and the sandbox's own, in every hierarchy. */
+  remove(): void {
+    for (const c of controllers()) removeTree(path.join(ROOT, c, this.parent, this.id));
+  }
+}
+
+/** rmdir a cgroup and its children, deepest first; cgroups still holding processes stay. */
+export function removeTree(dir: string): void {
+  if (!existsSync(dir)) return;
+  for (const child of readdirSync(dir, { withFileTypes: true })) {
+    if (child.isDirectory()) removeTree(path.join(dir, child.name));
+  }
+  try {
+    rmdirSync(dir);
+  } catch {
+    /* busy: processes still inside */
+  }
+}
+
+/** Removes every sandbox cgroup under an agent's parent (after a crash). */
+export function removeAllUnder(parent: string): void {
+  for (const c of controllers()) {
+    const dir = path.join(ROOT, c, parent);
+    if (!existsSync(dir)) continue;
+    for (const child of readdirSync(dir, { withFileTypes: true })) if (child.isDirectory()) removeTree(path.join(dir, child.name));
+  }
+}

@@ -1,0 +1,83 @@
+// A workspace's disk: a sparse file holding an ext4 filesystem of the workspace's size, loop-mounted on the host.
+// The sandbox's overlay upper layer lives on it, so filling it gives the script ENOSPC and nothing else.
+import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import { run, sh, shq } from '../process.js';
+
+export class WorkspaceDisk {
+  constructor(
+    /** Directory holding disk.img and the mount point. */
+    readonly dir: string,
+    private readonly logger: Logger,
+  ) {}
+
+  get image(): string {
+    return path.join(this.dir, 'disk.img');
+  }
+  get mountPoint(): string {
+    return path.join(this.dir, 'mnt');
+  }
+  get upper(): string {
+    return path.join(this.mountPoint, 'upper');
+  }
+  get work(): string {
+    return path.join(this.mountPoint, 'work');
+  }
+
+  exists(): boolean {
+    return existsSync(this.image);
+  }
+
+  mounted(): boolean {
+    const mp = this.mountPoint;
+    return readFileSync('/proc/self/mountinfo', 'utf8')
+      .split('\n')
+      .some((l) => l.split(' ')[4] === mp);
+  }
+
+  /** Creates the filesystem (sparse: it takes space only as it fills). */
+  async create(sizeGb: number): Promise<void> {
+    mkdirSync(this.mountPoint, { recursive: true });
+    const img = shq(this.image);
+    await sh(
+      `truncate -s ${sizeGb}G ${img} && mkfs.ext4 -q -F -m 0 -E lazy_itable_init=1,lazy_journal_init=1,nodiscard -L mags-ws ${img}`,
+      { logger: this.logger },
+    );
+  }
+
+  async mount(): Promise<void> {
+    if (this.mounted()) return;
+    mkdirSync(this.mountPoint, { recursive: true });
+    const mp = shq(this.mountPoint);
+    await sh(`mount -o loop,nosuid,nodev,noatime ${shq(this.image)} ${mp} && mkdir -p ${mp}/upper ${mp}/work`, { logger: this.logger });
+  }
+
+  async unmount(): Promise<void> {
+    if (!this.mounted()) return;
+    await run('umount', [this.mountPoint], { logger: this.logger });
+  }
+
+  /** Size of the filesystem in bytes, and bytes in use. */
+  async usage(): Promise<{ size: number; used: number }> {
+    const { stdout } = await run('df', ['-B1', '--output=size,used', this.mountPoint], { logger: this.logger });
+    const [size, used] = stdout.trim().split('\n')[1].trim().split(/\s+/).map(Number);
+    return { size, used };
+  }
+
+  /** Grows the filesystem to sizeGb, mounted or not, without touching its contents. Shrinking is refused. */
+  async grow(sizeGb: number): Promise<void> {
+    const img = shq(this.image);
+    const current = statSync(this.image).size;
+    const wanted = sizeGb * 1024 ** 3;
+    if (wanted < current) throw new Error(`a workspace disk can only grow: it is ${Math.round(current / 1024 ** 3)} GB`);
+    if (wanted === current) return;
+    if (this.mounted()) {
+      const { stdout } = await run('findmnt', ['-n', '-o', 'SOURCE', this.mountPoint]);
+      const dev = stdout.trim();
+      await sh(`truncate -s ${sizeGb}G ${img} && losetup -c ${shq(dev)} && resize2fs ${shq(dev)} >/dev/null 2>&1`, { logger: this.logger });
+    } else {
+      await sh(`truncate -s ${sizeGb}G ${img} && (e2fsck -f -y ${img} >/dev/null 2>&1 || true) && resize2fs ${img} >/dev/null 2>&1`, { logger: this.logger });
+    }
+  }
+}

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Mags needs on a host; with --test, also what the test suite needs.
 set -euo pipefail
-PKGS=(crun catatonit nftables iproute2 debootstrap e2fsprogs ca-certificates util-linux procps)
+# attr: getfattr/setfattr, which workspace sync uses for overlay opaque directories and file capabilities.
+PKGS=(crun catatonit nftables iproute2 debootstrap e2fsprogs ca-certificates util-linux procps attr)
 if [ "${1:-}" = "--test" ]; then
-  PKGS+=(postgresql python3)
+  # ceph-mon, ceph-osd, radosgw: the S3 server the object-store tests run against (scripts/start-rgw.sh); curl signs its bucket creation.
+  PKGS+=(postgresql python3 ceph-mon ceph-osd radosgw curl)
 fi
 missing=()
 for p in "${PKGS[@]}"; do

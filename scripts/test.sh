@@ -14,8 +14,16 @@ PGDIR=$(mktemp -d /tmp/mags-test-pg-XXXXXX)
 export MAGS_TEST_PG_PORT=${MAGS_TEST_PG_PORT:-55432}
 bash scripts/start-postgres.sh "$PGDIR"
 export MAGS_TEST_PG_URL="postgres://postgres@127.0.0.1:$MAGS_TEST_PG_PORT/mags_test"
-cleanup() { bash scripts/stop-postgres.sh "$PGDIR" || true; rm -rf "$PGDIR"; }
+# One throwaway Ceph RGW (S3) on loopback for all object-store tests (each uses a key prefix of its own); stopped by PID.
+RGWDIR=$(mktemp -d /tmp/mags-test-rgw-XXXXXX)
+cleanup() {
+  bash scripts/stop-postgres.sh "$PGDIR" || true; rm -rf "$PGDIR"
+  bash scripts/stop-rgw.sh "$RGWDIR" || true; rm -rf "$RGWDIR"
+}
 trap cleanup EXIT
+export MAGS_TEST_RGW_PORT=${MAGS_TEST_RGW_PORT:-47480} MAGS_TEST_RGW_MON_PORT=${MAGS_TEST_RGW_MON_PORT:-46789}
+RGW_ENDPOINT=$(bash scripts/start-rgw.sh "$RGWDIR")
+export MAGS_TEST_S3_URL="s3://TESTACCESSKEY:TESTSECRETKEY@mags-test?endpoint=$RGW_ENDPOINT"
 
 mapfile -t files < <(find packages/*/test test -name '*.test.ts' 2>/dev/null | sort)
 node --import tsx --test --test-concurrency=1 "${files[@]}"

@@ -17,6 +17,8 @@ export type ErrorCode =
   | 'not_found'
   | 'conflict'
   | 'payload_too_large'
+  | 'unsupported_media_type'
+  | 'unavailable'
   | 'unsupported_option'
   | 'no_capacity'
   | 'agent_unavailable'

@@ -3,7 +3,6 @@
 import type { FastifySchemaCompiler } from 'fastify';
 import type { TSchema } from 'typebox';
 import { Compile } from 'typebox/compile';
-import { Value } from 'typebox/value';
 
 /** The shape of a validation error from TypeBox (and AJV): enough to describe it. */
 export interface SchemaError {
@@ -21,11 +20,34 @@ export const validatorCompiler: FastifySchemaCompiler<TSchema> = ({ schema, http
   const check = Compile(schema);
   const convert = httpPart !== 'body';
   return (value: unknown) => {
-    const converted = convert ? Value.Convert(schema, value) : value;
+    const converted = convert ? convertText(schema, value) : value;
     if (check.Check(converted)) return { value: converted };
     return { error: Array.from(check.Errors(converted)) as unknown as Error };
   };
 };
+
+const INTEGER_TEXT = /^-?\d{1,15}$/;
+const NUMBER_TEXT = /^-?(\d{1,15}(\.\d{1,15})?|\.\d{1,15})$/;
+
+/**
+ * Converts the text values of a flat object (query string, path parameters) to the types its schema declares,
+ * strictly: "1.5" is not an integer, "1e3" and "NaN" are not numbers, and a repeated parameter stays an array,
+ * so the check that follows refuses them with a sentence instead of guessing.
+ */
+function convertText(schema: TSchema, value: unknown): unknown {
+  const properties = (schema as { properties?: Record<string, { type?: unknown }> }).properties;
+  if (!properties || typeof value !== 'object' || value === null || Array.isArray(value)) return value;
+  const out: Record<string, unknown> = { ...(value as Record<string, unknown>) };
+  for (const [key, text] of Object.entries(out)) {
+    if (typeof text !== 'string') continue;
+    const type = properties[key]?.type;
+    const t = text.trim();
+    if (type === 'integer' && INTEGER_TEXT.test(t)) out[key] = Number(t);
+    else if (type === 'number' && NUMBER_TEXT.test(t)) out[key] = Number(t);
+    else if (type === 'boolean' && /^(true|false|1|0)$/.test(t)) out[key] = t === 'true' || t === '1';
+  }
+  return out;
+}
 
 const PART_NAMES: Record<string, string> = {
   body: 'the request body',

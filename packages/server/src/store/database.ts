@@ -1,5 +1,5 @@
 // Opens a Kysely instance on SQLite (better-sqlite3) or PostgreSQL (pg), chosen by the database setting.
-import { mkdirSync } from 'node:fs';
+import { chmodSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import { Kysely, PostgresDialect, SqliteDialect } from 'kysely';
@@ -29,7 +29,8 @@ export function openDatabase(database: string, logger?: Logger): OpenedDatabase 
 
   if (database !== ':memory:') {
     try {
-      mkdirSync(dirname(database), { recursive: true });
+      // Jobs hold scripts and their environment (often secrets): only the server's user may read them.
+      mkdirSync(dirname(database), { recursive: true, mode: 0o700 });
     } catch (err) {
       throw new MagsError(500, 'internal', `cannot create the directory for the database ${database}: ${(err as Error).message}`);
     }
@@ -39,6 +40,13 @@ export function openDatabase(database: string, logger?: Logger): OpenedDatabase 
     sqlite = new BetterSqlite3(database);
   } catch (err) {
     throw new MagsError(500, 'internal', `cannot open the SQLite database ${database}: ${(err as Error).message}`);
+  }
+  if (database !== ':memory:') {
+    try {
+      chmodSync(database, 0o600); // SQLite gives its -wal and -shm files the same mode
+    } catch (err) {
+      logger?.warn({ err, database }, 'could not restrict the database file to its owner');
+    }
   }
   sqlite.pragma('journal_mode = WAL');
   sqlite.pragma('synchronous = NORMAL');

@@ -4,8 +4,8 @@
 import { randomUUID } from 'node:crypto';
 import { type Kysely, Migrator, sql } from 'kysely';
 import type { Logger } from 'pino';
-import type { AgentInfo, JobStatusValue, OutputLine } from '@mags/api';
-import type { StoreKind } from '../config.js';
+import { type AgentInfo, type JobStatusValue, type OutputLine, MagsError } from '@mags/api';
+import { type StoreKind, redactUrl } from '../config.js';
 import { openDatabase } from './database.js';
 import { migrationProvider } from './migrations.js';
 import type { AgentRow, Database, JobRow, LogRow, NewJob, TokenRow, UserRow } from './schema.js';
@@ -42,8 +42,13 @@ export class Store {
     try {
       await store.migrate();
     } catch (err) {
-      await store.close();
-      throw err;
+      await store.close().catch(() => undefined);
+      if (err instanceof MagsError) throw err;
+      throw new MagsError(
+        503,
+        'unavailable',
+        `cannot open the database ${redactUrl(database)}: ${(err as Error).message || String(err)}`,
+      );
     }
     return store;
   }

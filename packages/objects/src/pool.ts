@@ -1,0 +1,52 @@
+// Bounded concurrency: run an async function over many items with at most `limit` in flight.
+
+/** Calls fn for every item, at most `limit` at once; rejects with the first error after in-flight calls settle. */
+export async function forEachLimit<T>(items: Iterable<T>, limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  const it = items[Symbol.iterator]();
+  let failed = false;
+  let firstError: unknown;
+  const worker = async (): Promise<void> => {
+    for (;;) {
+      if (failed) return;
+      const next = it.next();
+      if (next.done) return;
+      try {
+        await fn(next.value);
+      } catch (e) {
+        if (!failed) {
+          failed = true;
+          firstError = e;
+        }
+        return;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, limit) }, worker));
+  if (failed) throw firstError;
+}
+
+/** A counting semaphore for code that cannot be phrased as forEachLimit. */
+export class Semaphore {
+  private waiting: (() => void)[] = [];
+  constructor(private available: number) {}
+  async acquire(): Promise<void> {
+    if (this.available > 0) {
+      this.available--;
+      return;
+    }
+    await new Promise<void>((resolve) => this.waiting.push(resolve));
+  }
+  release(): void {
+    const next = this.waiting.shift();
+    if (next) next();
+    else this.available++;
+  }
+  async with<T>(fn: () => Promise<T>): Promise<T> {
+    await this.acquire();
+    try {
+      return await fn();
+    } finally {
+      this.release();
+    }
+  }
+}

@@ -1,0 +1,251 @@
+// Snapshot: walk an upper directory, hash what changed, upload blobs the store lacks, write a new manifest, then
+// move the head to it by compare-and-swap. The head moves last and atomically, so a crash leaves the old version.
+import { randomBytes } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { join } from 'node:path';
+import { MagsError } from '@mags/api';
+import { ObjectExistsError } from '../errors.js';
+import { forEachLimit } from '../pool.js';
+import type { ObjectStore } from '../store.js';
+import { BlobCache, type Ingested } from './cache.js';
+import { DEFAULT_GC_GRACE_MS } from './gc-policy.js';
+import {
+  blobKey,
+  checkWorkspace,
+  EMPTY_SHA256,
+  encodeHead,
+  encodeManifest,
+  headKey,
+  manifestKey,
+  type Manifest,
+  type ManifestEntry,
+  type WorkspaceHead,
+} from './manifest.js';
+import { readHead, readManifest } from './versions.js';
+import { walkUpper } from './walk.js';
+import { readXattrs } from './xattr.js';
+
+export interface SnapshotOptions {
+  owner: string;
+  name: string;
+  /** The manifest of the last snapshot or restore of this directory: files whose inode, ctime, mtime and size match it are not hashed again. */
+  previous?: Manifest;
+  /** The host's content cache (blobs by hash); restores on this host then fetch nothing. */
+  cacheDir: string;
+  /** Blob hashes and uploads in flight. Default 16. */
+  concurrency?: number;
+  /** Committed versions to keep; older manifests are deleted after the head moves. Default 20. */
+  keepVersions?: number;
+  /** Must equal the grace period gc() uses (see gc-policy.ts). */
+  gcGraceMs?: number;
+}
+
+export interface SnapshotStats {
+  entries: number;
+  files: number;
+  bytes: number;
+  hashedFiles: number;
+  hashedBytes: number;
+  uploadedBlobs: number;
+  uploadedBytes: number;
+  /** Blob existence checks sent to the store. */
+  checkedBlobs: number;
+  durationMs: number;
+}
+
+export interface SnapshotResult {
+  version: number;
+  /** Nothing changed since the head: no version was written and `version` is the head's. */
+  unchanged: boolean;
+  /** With this host's fingerprints: pass it as `previous` next time. */
+  manifest: Manifest;
+  stats: SnapshotStats;
+}
+
+/** Blobs this process uploaded or saw in a store, with when (ms): skips a HEAD per blob. */
+const knownBlobs = new WeakMap<ObjectStore, Map<string, number>>();
+
+export async function snapshot(upperDir: string, store: ObjectStore, opts: SnapshotOptions): Promise<SnapshotResult> {
+  const started = Date.now();
+  const ws = { owner: opts.owner, name: opts.name };
+  checkWorkspace(ws);
+  const grace = opts.gcGraceMs ?? DEFAULT_GC_GRACE_MS;
+  // See gc-policy.ts: a blob not uploaded by us is reused only if it was written recently, and we must commit soon.
+  const freshAfter = started - grace / 4;
+  const deadline = started + grace / 4;
+  const concurrency = opts.concurrency ?? 16;
+  const cache = new BlobCache(opts.cacheDir);
+  await cache.init();
+  let known = knownBlobs.get(store);
+  if (!known) knownBlobs.set(store, (known = new Map()));
+
+  const headState = await readHead(store, ws);
+  let previous = opts.previous && opts.previous.owner === ws.owner && opts.previous.name === ws.name ? opts.previous : undefined;
+  if (!previous && headState) previous = await readManifest(store, ws, headState.head.version);
+  // Blobs of the committed head are safe to reuse: gc keeps every blob a kept version references.
+  const committed = headState && previous && previous.version === headState.head.version ? previous : undefined;
+  const committedBlobs = new Set<string>();
+  for (const e of committed?.entries ?? []) if (e.sha256) committedBlobs.add(e.sha256);
+
+  const prevMap = previous ? new Map(previous.entries.map((e) => [e.path, e])) : undefined;
+  const { entries, changed } = await walkUpper(upperDir, prevMap);
+  const abs = (e: ManifestEntry): string => (e.path === '' ? upperDir : join(upperDir, e.path));
+
+  if (changed.length > 0) {
+    const xa = await readXattrs(changed.map(abs));
+    for (const e of changed) {
+      const x = xa.get(abs(e));
+      if (!x) continue;
+      if (x.opaque && e.type === 'dir') e.opaque = true;
+      if (Object.keys(x.xattrs).length > 0) e.xattrs = x.xattrs;
+    }
+  }
+
+  const stats: SnapshotStats = {
+    entries: entries.length,
+    files: 0,
+    bytes: 0,
+    hashedFiles: 0,
+    hashedBytes: 0,
+    uploadedBlobs: 0,
+    uploadedBytes: 0,
+    checkedBlobs: 0,
+    durationMs: 0,
+  };
+
+  const inflight = new Map<string, Promise<void>>();
+  /** Makes sure blobs/<sha> is in the store; `source` gives the bytes if an upload is needed. */
+  const ensureBlob = (sha: string, size: number, source: Ingested | undefined): Promise<void> => {
+    if (sha === EMPTY_SHA256 || committedBlobs.has(sha)) return Promise.resolve();
+    let p = inflight.get(sha);
+    if (!p) {
+      p = (async () => {
+        if ((known.get(sha) ?? 0) > freshAfter) return;
+        stats.checkedBlobs++;
+        const h = await store.head(blobKey(sha));
+        if (h && h.size === size && h.lastModified.getTime() > freshAfter) {
+          known.set(sha, h.lastModified.getTime());
+          return;
+        }
+        // Missing, or old enough that gc may be deleting it right now: (re)upload, which also renews its date.
+        if (source?.buffer) await store.put(blobKey(sha), source.buffer);
+        else await store.put(blobKey(sha), createReadStream(cache.path(sha)), { contentLength: size });
+        stats.uploadedBlobs++;
+        stats.uploadedBytes += size;
+        known.set(sha, Date.now());
+      })();
+      inflight.set(sha, p);
+    }
+    return p;
+  };
+
+  const files = entries.filter((e) => e.type === 'file');
+  await forEachLimit(files, concurrency, async (e) => {
+    if (e.sha256 === undefined) {
+      const got = await cache.ingest(abs(e));
+      stats.hashedFiles++;
+      stats.hashedBytes += got.size;
+      e.sha256 = got.sha256;
+      e.size = got.size; // what we read, even if the file grew or shrank since lstat
+      await ensureBlob(got.sha256, got.size, got);
+      return;
+    }
+    if (committedBlobs.has(e.sha256) || e.sha256 === EMPTY_SHA256) return;
+    // Unchanged on disk but not in the committed head (e.g. `previous` was stale): make sure the store has it,
+    // taking the bytes from the cache or, failing that, from the file (hashed again, in case it differs).
+    if (await cache.has(e.sha256, e.size ?? 0)) {
+      await ensureBlob(e.sha256, e.size ?? 0, undefined);
+      return;
+    }
+    const got = await cache.ingest(abs(e));
+    stats.hashedFiles++;
+    stats.hashedBytes += got.size;
+    e.sha256 = got.sha256;
+    e.size = got.size;
+    await ensureBlob(got.sha256, got.size, got);
+  });
+  for (const e of files) {
+    stats.files++;
+    stats.bytes += e.size ?? 0;
+  }
+
+  const fromVersion = headState?.head.version ?? null;
+  const manifest: Manifest = {
+    format: 1,
+    owner: ws.owner,
+    name: ws.name,
+    version: 0,
+    parent: fromVersion,
+    createdAt: new Date().toISOString(),
+    entries,
+    files: stats.files,
+    bytes: stats.bytes,
+  };
+
+  if (committed && samePortable(committed.entries, entries)) {
+    stats.durationMs = Date.now() - started;
+    return { version: committed.version, unchanged: true, manifest: { ...committed, entries }, stats };
+  }
+  if (Date.now() > deadline) {
+    throw new MagsError(503, 'timeout', `sync of ${ws.owner}/${ws.name} took longer than ${Math.round(grace / 4 / 60_000)} min; nothing was changed, sync again (it resumes from the cache)`);
+  }
+
+  // Allocate the next version with a create-only put: a leftover from a crashed sync just bumps the number.
+  let version = (fromVersion ?? 0) + 1;
+  for (let attempt = 0; ; attempt++, version++) {
+    manifest.version = version;
+    try {
+      await store.put(manifestKey(ws, version), encodeManifest(manifest), { ifNoneMatch: '*' });
+      break;
+    } catch (e) {
+      if (!(e instanceof ObjectExistsError) || attempt >= 100) throw e;
+    }
+  }
+
+  const kept = opts.keepVersions ?? 20;
+  const allVersions = [...(headState?.head.versions ?? []), { version, createdAt: manifest.createdAt, files: stats.files, bytes: stats.bytes }];
+  const head: WorkspaceHead = {
+    format: 1,
+    version,
+    createdAt: manifest.createdAt,
+    versions: allVersions.slice(-Math.max(1, kept)),
+    writer: randomBytes(8).toString('hex'),
+  };
+  const cas = await store.casPut(headKey(ws), encodeHead(head), headState?.etag ?? null);
+  if (!cas.ok) {
+    await store.delete([manifestKey(ws, version)]).catch(() => {});
+    throw MagsError.conflict(
+      `workspace "${ws.owner}/${ws.name}" was synced by someone else while this sync ran (its head is no longer version ${fromVersion ?? 'none'}); this sync was not saved`,
+    );
+  }
+  const dropped = allVersions.slice(0, allVersions.length - head.versions.length).map((v) => manifestKey(ws, v.version));
+  if (dropped.length > 0) await store.delete(dropped).catch(() => {}); // leftovers are gc's job
+
+  stats.durationMs = Date.now() - started;
+  return { version, unchanged: false, manifest, stats };
+}
+
+/** Whether two entry lists describe the same tree (ignoring this host's inode/ctime fingerprints). */
+function samePortable(a: ManifestEntry[], b: ManifestEntry[]): boolean {
+  if (a.length !== b.length) return false;
+  const strip = (e: ManifestEntry): string => {
+    const { ino: _i, ctimeNs: _c, ...rest } = e;
+    return canonical(rest);
+  };
+  for (let i = 0; i < a.length; i++) if (strip(a[i]!) !== strip(b[i]!)) return false;
+  return true;
+}
+
+/** JSON with object keys sorted at every level, so equal values give equal strings. */
+function canonical(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(canonical).join(',')}]`;
+  if (v !== null && typeof v === 'object') {
+    const o = v as Record<string, unknown>;
+    return `{${Object.keys(o)
+      .filter((k) => o[k] !== undefined)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${canonical(o[k])}`)
+      .join(',')}}`;
+  }
+  return JSON.stringify(v);
+}

@@ -1,0 +1,22 @@
+// What the HTTP routes share: the parts of a running server, built once in createServer.
+import type { Logger } from 'pino';
+import type { Auth } from './auth.js';
+import type { ServerConfig } from './config.js';
+import type { JobEvents } from './events.js';
+import type { LogStream } from './http/log-stream.js';
+import type { Scheduler } from './scheduler.js';
+import type { Store } from './store/index.js';
+
+export interface ServerContext {
+  config: ServerConfig;
+  store: Store;
+  auth: Auth;
+  scheduler: Scheduler;
+  events: JobEvents;
+  logger: Logger;
+  startedAt: number;
+  /** Aborted when the server closes: pending long-polls answer at once. */
+  shutdown: AbortSignal;
+  /** Open log streams, ended when the server closes. */
+  streams: Set<LogStream>;
+}

@@ -1,0 +1,116 @@
+// @mags/server: the control plane. createServer() opens the store (running migrations), creates the local
+// owner on first start, recovers from a previous run, and returns a server ready to listen and take agents.
+import type { AddressInfo } from 'node:net';
+import { pino, type Logger } from 'pino';
+import type { ServerEnd } from '@mags/api';
+import { type MagsApp, buildApp } from './app.js';
+import { Auth } from './auth.js';
+import { type ServerConfig, redactUrl, resolveServerConfig } from './config.js';
+import type { ServerContext } from './context.js';
+import { JobEvents } from './events.js';
+import type { LogStream } from './http/log-stream.js';
+import { Scheduler } from './scheduler.js';
+import { Store } from './store/index.js';
+
+export { resolveServerConfig, storeKindOf, redactUrl, DEFAULT_HOST, DEFAULT_PORT, LOG_LEVELS } from './config.js';
+export type { ServerConfig, ServerConfigInput, ServerEnvironment, LogLevel, ServerMode, StoreKind } from './config.js';
+export { Store } from './store/index.js';
+export type { JobRow, LogRow, AgentRow, UserRow, TokenRow, JobSpec } from './store/index.js';
+export { Auth, generateToken, hashToken } from './auth.js';
+export type { AuthenticatedUser } from './auth.js';
+export type { MagsApp } from './app.js';
+
+export interface CreateServerOptions {
+  /** A logger to use instead of creating one at config.logLevel (e.g. to share one with an embedded agent). */
+  logger?: Logger;
+}
+
+export interface MagsServer {
+  readonly config: ServerConfig;
+  /** The Fastify instance, e.g. for `app.inject()` in tests. */
+  readonly app: MagsApp;
+  readonly store: Store;
+  readonly auth: Auth;
+  readonly logger: Logger;
+  /** The local owner's token, only on the start that created the owner (the first start on a fresh store). */
+  readonly localToken: string | undefined;
+  /** Joins an agent: the server end of an in-process link, or of a WebSocket in cluster mode. */
+  attachAgent(link: ServerEnd): void;
+  /** Starts listening on config.host:config.port and returns the base URL (e.g. http://127.0.0.1:7373). */
+  listen(): Promise<string>;
+  /** Stops HTTP (pending long-polls and log streams end), closes agent links, then the store. Idempotent. */
+  close(): Promise<void>;
+}
+
+export async function createServer(config: ServerConfig, options: CreateServerOptions = {}): Promise<MagsServer> {
+  // Validate (and normalise) even a config built by hand; nothing from the environment is read here.
+  const cfg = resolveServerConfig(config, {});
+  const logger = options.logger ?? pino({ level: cfg.logLevel, base: { service: 'mags-server' }, redact: ['req.headers.authorization'] });
+
+  const store = await Store.open(cfg.database, logger);
+  let app: MagsApp | undefined;
+  let scheduler: Scheduler | undefined;
+  try {
+    const events = new JobEvents();
+    const auth = new Auth(store);
+    const localToken = await auth.bootstrapOwner();
+    scheduler = new Scheduler(store, events, logger);
+    await scheduler.recover();
+
+    const shutdown = new AbortController();
+    const streams = new Set<LogStream>();
+    const ctx: ServerContext = {
+      config: cfg,
+      store,
+      auth,
+      scheduler,
+      events,
+      logger,
+      startedAt: Date.now(),
+      shutdown: shutdown.signal,
+      streams,
+    };
+    app = await buildApp(ctx);
+    await app.ready();
+    logger.info({ store: store.kind, database: redactUrl(cfg.database), mode: cfg.mode }, 'server ready');
+    if (localToken) logger.info('created the local owner and its token');
+
+    const sched = scheduler;
+    const fastify = app;
+    let closing: Promise<void> | undefined;
+    return {
+      config: cfg,
+      app: fastify,
+      store,
+      auth,
+      logger,
+      localToken,
+      attachAgent: (link) => sched.attachAgent(link),
+      async listen() {
+        const address = await fastify.listen({ host: cfg.host, port: cfg.port });
+        const info = fastify.server.address() as AddressInfo | null;
+        if (!info) return address;
+        const host = info.address === '0.0.0.0' ? '127.0.0.1' : info.address === '::' ? '::1' : info.address;
+        const url = `http://${host.includes(':') ? `[${host}]` : host}:${info.port}`;
+        logger.info({ url }, 'listening');
+        return url;
+      },
+      close() {
+        closing ??= (async () => {
+          shutdown.abort();
+          for (const stream of streams) stream.stop();
+          await fastify.close();
+          await sched.close();
+          await store.close();
+          logger.info('server closed');
+        })();
+        return closing;
+      },
+    };
+  } catch (err) {
+    await app?.close().catch(() => undefined);
+    await scheduler?.close().catch(() => undefined);
+    await store.close().catch(() => undefined);
+    throw err;
+  }
+}

@@ -1,0 +1,64 @@
+// The rules of a job submission beyond its schema: options that need each other, options this server does
+// not implement yet, and the defaults. Pure, so the rules are tested without HTTP.
+import { type JobSubmit, MagsError } from '@mags/api';
+import type { JobSpec } from './store/index.js';
+
+export const JOB_DEFAULTS = { vcpus: 1, memory_mb: 1024, timeout_s: 3600, network: 'internet', disk_gb: 2 } as const;
+
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+/** Half of a UTF-16 surrogate pair on its own: JSON allows it, but it cannot be stored or run as text. */
+const LONE_SURROGATE = /\p{Cs}/u;
+
+/** What the server stores for an accepted submission. Throws 400 or 422 MagsErrors with a sentence. */
+export function planJob(body: JobSubmit): { name: string | null; script: string; spec: JobSpec } {
+  // Options that only make sense together (the same rules the CLI states as flags).
+  if (body.ephemeral === true && body.persistent === true) {
+    throw MagsError.invalid('ephemeral and persistent contradict each other (-e cannot be combined with -p)');
+  }
+  if (body.no_sleep === true && body.persistent !== true) {
+    throw MagsError.invalid('no_sleep requires persistent: true (--no-sleep requires -p)');
+  }
+  if (body.url === true && body.persistent !== true) {
+    throw MagsError.invalid('url requires persistent: true (--url requires -p)');
+  }
+  if (body.port !== undefined && body.url !== true) {
+    throw MagsError.invalid('port requires url: true (--port goes with --url)');
+  }
+  if (body.script.includes('\0')) {
+    throw MagsError.invalid('script: must not contain NUL characters');
+  }
+  if (LONE_SURROGATE.test(body.script)) throw MagsError.invalid('script: must be valid Unicode text');
+  const environment = body.environment ?? {};
+  for (const [key, value] of Object.entries(environment)) {
+    if (!ENV_NAME.test(key)) {
+      throw MagsError.invalid(`environment: ${JSON.stringify(key)} is not a valid variable name (letters, digits and _, not starting with a digit)`);
+    }
+    if (value.includes('\0')) throw MagsError.invalid(`environment.${key}: must not contain NUL characters`);
+    if (LONE_SURROGATE.test(value)) throw MagsError.invalid(`environment.${key}: must be valid Unicode text`);
+  }
+
+  // Accepted by the API, not yet carried out by the agent: refuse rather than silently ignore.
+  const unsupported: Array<[boolean, string]> = [
+    [body.workspace_id !== undefined, 'workspaces (workspace_id) are not supported by this server yet'],
+    [body.base_workspace_id !== undefined, 'base workspaces (base_workspace_id) are not supported by this server yet'],
+    [body.persistent === true, 'persistent workspaces (persistent) are not supported by this server yet'],
+    [(body.file_ids?.length ?? 0) > 0, 'file uploads (file_ids) are not supported by this server yet'],
+    [body.url === true, 'public URLs (url) are not supported by this server yet'],
+    [body.no_sleep === true, 'always-on sandboxes (no_sleep) are not supported by this server yet'],
+    [body.startup_command !== undefined, 'startup commands (startup_command) are not supported by this server yet'],
+  ];
+  for (const [used, sentence] of unsupported) if (used) throw MagsError.unsupported(sentence);
+
+  return {
+    name: body.name ?? null,
+    script: body.script,
+    spec: {
+      vcpus: body.vcpus ?? JOB_DEFAULTS.vcpus,
+      memory_mb: body.memory_mb ?? JOB_DEFAULTS.memory_mb,
+      timeout_s: body.timeout_s ?? JOB_DEFAULTS.timeout_s,
+      network: body.network ?? JOB_DEFAULTS.network,
+      disk_gb: body.disk_gb ?? JOB_DEFAULTS.disk_gb,
+      environment: { ...environment },
+    },
+  };
+}

@@ -1,0 +1,224 @@
+// The job routes, in the wire format of the hosted service: submit, list, pool status, status (with
+// long-poll), logs (JSON, or followed live as Server-Sent Events) and stop.
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { Type } from 'typebox';
+import {
+  ErrorBody,
+  JobAccepted,
+  JobList,
+  JobLogs,
+  JobStatus,
+  JobSubmit,
+  MagsError,
+  PoolStatus,
+  StopResult,
+  isTerminal,
+} from '@mags/api';
+import { type MagsApp, callerOf } from '../app.js';
+import type { ServerContext } from '../context.js';
+import { LogStream } from '../http/log-stream.js';
+import { uuidv7 } from '../ids.js';
+import { planJob } from '../job-submit.js';
+import { jobStatusView, logEntryView } from '../job-view.js';
+import { waitForTerminal } from '../job-wait.js';
+import type { JobRow } from '../store/index.js';
+
+export const MAX_WAIT_S = 60;
+export const MAX_PAGE_SIZE = 100;
+export const MAX_LOG_LIMIT = 50_000;
+
+const JobParams = Type.Object({
+  id: Type.String({ minLength: 1, maxLength: 200, description: 'The request id, or the name of the job (its newest job of that name)' }),
+});
+const ListQuery = Type.Object({
+  page: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000, default: 1 })),
+  page_size: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_PAGE_SIZE, default: 20 })),
+});
+const StatusQuery = Type.Object({
+  wait: Type.Optional(
+    Type.Number({ minimum: 0, maximum: MAX_WAIT_S, description: 'Seconds to wait for the job to finish before answering' }),
+  ),
+});
+const LogsQuery = Type.Object({
+  after: Type.Optional(Type.Integer({ minimum: 0, description: 'Only lines with a larger seq' })),
+  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_LOG_LIMIT, default: 10000 })),
+  follow: Type.Optional(
+    Type.Boolean({ description: 'Stream as Server-Sent Events (also chosen by "Accept: text/event-stream") until the job ends' }),
+  ),
+});
+
+const errors = (...codes: number[]) => Object.fromEntries(codes.map((c) => [c, ErrorBody]));
+
+export function registerJobRoutes(app: MagsApp, ctx: ServerContext): void {
+  async function findJob(request: FastifyRequest, ref: string): Promise<JobRow> {
+    const job = await ctx.store.findJob(callerOf(request).id, ref);
+    if (!job) throw MagsError.notFound(`job "${ref}" not found`);
+    return job;
+  }
+
+  app.post(
+    '/api/v1/mags-jobs',
+    {
+      schema: {
+        tags: ['jobs'],
+        summary: 'Run a script in a new sandbox',
+        body: JobSubmit,
+        response: { 202: JobAccepted, ...errors(400, 401, 413, 415, 422) },
+      },
+    },
+    async (request, reply) => {
+      const user = callerOf(request);
+      const plan = planJob(request.body);
+      const job = await ctx.store.insertJob({
+        id: uuidv7(),
+        user_id: user.id,
+        name: plan.name,
+        script: plan.script,
+        status: 'accepted',
+        spec: JSON.stringify(plan.spec),
+        created_at: Date.now(),
+      });
+      request.log.info({ jobId: job.id, name: job.name }, 'job accepted');
+      ctx.scheduler.requestDispatch();
+      return reply.code(202).send({
+        request_id: job.id,
+        status: 'accepted' as const,
+        message: `job accepted; follow it at /api/v1/mags-jobs/${job.id}/status`,
+      });
+    },
+  );
+
+  app.get(
+    '/api/v1/mags-jobs',
+    {
+      schema: {
+        tags: ['jobs'],
+        summary: "The caller's jobs, newest first",
+        querystring: ListQuery,
+        response: { 200: JobList, ...errors(400, 401) },
+      },
+    },
+    async (request) => {
+      const page = request.query.page ?? 1;
+      const pageSize = request.query.page_size ?? 20;
+      const { jobs, total } = await ctx.store.listJobs(callerOf(request).id, page, pageSize);
+      return { jobs: jobs.map(jobStatusView), page, page_size: pageSize, total };
+    },
+  );
+
+  app.get(
+    '/api/v1/mags-jobs/pool-status',
+    {
+      schema: {
+        tags: ['jobs'],
+        summary: 'Warm sandboxes over all connected agents',
+        response: { 200: PoolStatus, ...errors(401) },
+      },
+    },
+    async () => ctx.scheduler.poolStatus(),
+  );
+
+  app.get(
+    '/api/v1/mags-jobs/:id/status',
+    {
+      schema: {
+        tags: ['jobs'],
+        summary: "A job's status; with ?wait=N, answers when the job ends or N seconds pass",
+        params: JobParams,
+        querystring: StatusQuery,
+        response: { 200: JobStatus, ...errors(400, 401, 404) },
+      },
+    },
+    async (request, reply) => {
+      let job = await findJob(request, request.params.id);
+      const wait = request.query.wait ?? 0;
+      if (wait > 0 && !isTerminal(job.status)) {
+        const abort = new AbortController();
+        const onShutdown = () => abort.abort();
+        const onGone = () => abort.abort();
+        ctx.shutdown.addEventListener('abort', onShutdown, { once: true });
+        reply.raw.once('close', onGone);
+        try {
+          job = (await waitForTerminal(ctx.store, ctx.events, job.id, wait * 1000, abort.signal)) ?? job;
+        } finally {
+          ctx.shutdown.removeEventListener('abort', onShutdown);
+          reply.raw.off('close', onGone);
+        }
+      }
+      return jobStatusView(job);
+    },
+  );
+
+  app.get(
+    '/api/v1/mags-jobs/:id/logs',
+    {
+      schema: {
+        tags: ['jobs'],
+        summary: "A job's output lines in order; ?follow=true streams them as Server-Sent Events until the job ends",
+        description:
+          'As JSON: { logs: [...] }. Followed (follow=true or Accept: text/event-stream): every stored line after `after`, ' +
+          'then live lines, each as `event: log` (id = seq, data = the log entry), then `event: end` with the final JobStatus. ' +
+          'A client that reconnects with Last-Event-ID resumes after that line.',
+        params: JobParams,
+        querystring: LogsQuery,
+        response: { 200: JobLogs, ...errors(400, 401, 404) },
+      },
+    },
+    async (request, reply) => {
+      const job = await findJob(request, request.params.id);
+      let after = request.query.after ?? 0;
+      const follow = request.query.follow ?? (request.headers.accept ?? '').includes('text/event-stream');
+      if (follow) {
+        const resumeFrom = lastEventId(request);
+        if (resumeFrom !== undefined && resumeFrom > after) after = resumeFrom;
+        return followLogs(ctx, reply, job, after);
+      }
+      const rows = await ctx.store.readLogs(job.id, after, request.query.limit ?? 10000);
+      return { logs: rows.map(logEntryView) };
+    },
+  );
+
+  app.post(
+    '/api/v1/mags-jobs/:id/stop',
+    {
+      schema: {
+        tags: ['jobs'],
+        summary: 'Stop a job; answers once the sandbox has stopped (or 10 s, whichever is first)',
+        params: JobParams,
+        response: { 200: StopResult, ...errors(401, 404, 409) },
+      },
+    },
+    async (request) => {
+      const ref = request.params.id;
+      const job = await findJob(request, ref);
+      if (isTerminal(job.status)) {
+        throw MagsError.conflict(`job "${ref}" has already finished (${job.status}); there is nothing to stop`);
+      }
+      let stopped: JobRow;
+      try {
+        stopped = await ctx.scheduler.stop(job.id);
+      } catch (err) {
+        if (err instanceof MagsError && err.status === 409) {
+          throw MagsError.conflict(`job "${ref}" has already finished; there is nothing to stop`);
+        }
+        throw err;
+      }
+      request.log.info({ jobId: job.id, status: stopped.status }, 'stop requested');
+      return { success: true, request_id: stopped.id, status: jobStatusView(stopped).status };
+    },
+  );
+}
+
+function lastEventId(request: FastifyRequest): number | undefined {
+  const raw = request.headers['last-event-id'];
+  const value = Array.isArray(raw) ? raw[0] : raw;
+  return value !== undefined && /^\d{1,10}$/.test(value.trim()) ? Number(value.trim()) : undefined;
+}
+
+async function followLogs(ctx: ServerContext, reply: FastifyReply, job: JobRow, after: number): Promise<void> {
+  reply.hijack();
+  const stream = new LogStream({ store: ctx.store, events: ctx.events, logger: ctx.logger }, reply.raw, job.id, after);
+  ctx.streams.add(stream);
+  await stream.closed;
+  ctx.streams.delete(stream);
+}

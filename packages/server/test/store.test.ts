@@ -1,0 +1,225 @@
+// The store behaves the same on SQLite and PostgreSQL: the same tests run on both.
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import type { OutputLine } from '@mags/api';
+import { hashToken } from '../src/auth.js';
+import { uuidv7 } from '../src/ids.js';
+import { Store } from '../src/store/index.js';
+import { PG_HELP, freshPostgres, tempDir } from './helpers.js';
+
+interface Backend {
+  name: string;
+  open(): Promise<{ database: string; cleanup(): Promise<void> }>;
+}
+
+const backends: Backend[] = [
+  {
+    name: 'SQLite',
+    async open() {
+      const dir = tempDir();
+      return { database: join(dir.path, 'mags.db'), cleanup: async () => dir.remove() };
+    },
+  },
+  {
+    name: 'PostgreSQL',
+    async open() {
+      const pg = await freshPostgres();
+      return { database: pg.url, cleanup: () => pg.drop() };
+    },
+  },
+];
+
+const spec = JSON.stringify({ vcpus: 1, memory_mb: 1024, timeout_s: 60, network: 'internet', disk_gb: 2, environment: {} });
+
+test('the PostgreSQL test database is configured (MAGS_TEST_PG_URL)', () => {
+  if (!process.env.MAGS_TEST_PG_URL) assert.fail(PG_HELP);
+});
+
+for (const backend of backends) {
+  describe(`store on ${backend.name}`, () => {
+    let store: Store;
+    let database: string;
+    let cleanup: () => Promise<void> = async () => undefined;
+    let alice: string;
+    let bob: string;
+
+    before(async () => {
+      const opened = await backend.open();
+      database = opened.database;
+      cleanup = opened.cleanup;
+      store = await Store.open(database);
+      alice = (await store.createUser('alice')).id;
+      bob = (await store.createUser('bob')).id;
+    });
+    after(async () => {
+      await store?.close();
+      await cleanup();
+    });
+
+    const newJob = (userId: string, name: string | null = null, createdAt = Date.now()) =>
+      store.insertJob({ id: uuidv7(), user_id: userId, name, script: 'echo hi', status: 'accepted', spec, created_at: createdAt });
+
+    test('migrations apply again harmlessly, from the same and from a second connection', async () => {
+      assert.equal(store.kind, backend.name === 'SQLite' ? 'sqlite' : 'postgres');
+      assert.deepEqual(await store.migrate(), []);
+      const second = await Store.open(database);
+      assert.deepEqual(await second.migrate(), []);
+      assert.equal(await second.countUsers(), 2);
+      await second.close();
+    });
+
+    test('a job goes accepted → running → completed, and a terminal status never changes again', async () => {
+      const job = await newJob(alice);
+      assert.equal(typeof job.created_at, 'number');
+      assert.equal((await store.markRunning(job.id, 'agent-a', 'sbx', 1000)), undefined, 'an unclaimed job cannot start');
+      const claimed = await store.claimJob(job.id, 'agent-a');
+      assert.equal(claimed?.agent_id, 'agent-a');
+      assert.equal(await store.claimJob(job.id, 'agent-b'), undefined, 'a job is handed to one agent only');
+      assert.equal(await store.markRunning(job.id, 'agent-b', 'sbx', 1000), undefined, 'only its agent may start it');
+      const running = await store.markRunning(job.id, 'agent-a', 'sbx-1', 1_700_000_000_000);
+      assert.equal(running?.status, 'running');
+      assert.equal(running?.sandbox_id, 'sbx-1');
+      assert.equal(running?.started_at, 1_700_000_000_000);
+      assert.equal(typeof running?.started_at, 'number');
+
+      const done = await store.finishJob(job.id, { status: 'completed', exitCode: 0, errorMessage: null, completedAt: 1_700_000_000_500 });
+      assert.equal(done?.status, 'completed');
+      assert.equal(done?.exit_code, 0);
+
+      assert.equal(await store.finishJob(job.id, { status: 'error', exitCode: null, errorMessage: 'late', completedAt: 1 }), undefined);
+      assert.equal(await store.stopQueuedJob(job.id), undefined);
+      assert.equal(await store.markRunning(job.id, 'agent-a', 'sbx-2', 1), undefined);
+      assert.deepEqual((await store.failDispatchedJobs('gone', 'agent-a')).map((j) => j.id).includes(job.id), false);
+      const after = await store.getJob(job.id);
+      assert.equal(after?.status, 'completed');
+      assert.equal(after?.exit_code, 0);
+      assert.equal(after?.error_message, null);
+      assert.equal(after?.completed_at, 1_700_000_000_500);
+    });
+
+    test('a queued job can be stopped; a dispatched one only through its agent', async () => {
+      const queued = await newJob(alice);
+      const stopped = await store.stopQueuedJob(queued.id);
+      assert.equal(stopped?.status, 'stopped');
+      assert.equal(await store.claimJob(queued.id, 'agent-a'), undefined, 'a stopped job is never dispatched');
+
+      const dispatched = await newJob(alice);
+      await store.claimJob(dispatched.id, 'agent-a');
+      assert.equal(await store.stopQueuedJob(dispatched.id), undefined);
+      const failed = await store.failDispatchedJobs('the agent running this job disconnected', 'agent-a');
+      assert.ok(failed.some((j) => j.id === dispatched.id));
+      const row = await store.getJob(dispatched.id);
+      assert.equal(row?.status, 'error');
+      assert.equal(row?.error_message, 'the agent running this job disconnected');
+    });
+
+    test('the queue is oldest first and holds only undispatched accepted jobs', async () => {
+      const fresh = await Store.open(database); // same data, separate connection
+      const before = (await fresh.queuedJobs(1000)).map((j) => j.id);
+      const a = await newJob(bob);
+      const b = await newJob(bob);
+      const c = await newJob(bob);
+      await store.claimJob(b.id, 'agent-a');
+      const queue = (await fresh.queuedJobs(1000)).map((j) => j.id).filter((id) => !before.includes(id));
+      assert.deepEqual(queue, [a.id, c.id]);
+      await fresh.close();
+      await store.stopQueuedJob(a.id);
+      await store.stopQueuedJob(c.id);
+      await store.failDispatchedJobs('cleanup', 'agent-a');
+    });
+
+    test('log lines: a resent seq is ignored, reads are ordered and resume after a seq', async () => {
+      const job = await newJob(alice);
+      const line = (seq: number, message: string, stream: OutputLine['stream'] = 'stdout'): OutputLine => ({ seq, ts: 1000 + seq, stream, message });
+      const first = await store.appendLogs(job.id, [line(2, 'two'), line(1, 'one'), line(3, 'three', 'stderr')]);
+      assert.deepEqual(first.map((l) => l.seq), [1, 2, 3]);
+      const again = await store.appendLogs(job.id, [line(3, 'THREE AGAIN'), line(4, 'four ✓ "quoted"\ttab')]);
+      assert.deepEqual(again.map((l) => l.seq), [4], 'only the new line is reported');
+
+      const all = await store.readLogs(job.id);
+      assert.deepEqual(all.map((l) => [l.seq, l.stream, l.message, l.ts]), [
+        [1, 'stdout', 'one', 1001],
+        [2, 'stdout', 'two', 1002],
+        [3, 'stderr', 'three', 1003],
+        [4, 'stdout', 'four ✓ "quoted"\ttab', 1004],
+      ]);
+      assert.deepEqual((await store.readLogs(job.id, 2)).map((l) => l.seq), [3, 4]);
+      assert.deepEqual((await store.readLogs(job.id, 1, 2)).map((l) => l.seq), [2, 3]);
+      assert.deepEqual(await store.readLogs(job.id, 4), []);
+
+      const many = Array.from({ length: 2500 }, (_, i) => line(10 + i, `m${i}`));
+      assert.equal((await store.appendLogs(job.id, many)).length, 2500, 'big batches are stored in chunks');
+      assert.equal((await store.readLogs(job.id, 0, 50_000)).length, 2504);
+    });
+
+    test('paging lists only the caller\'s jobs, newest first, with the total', async () => {
+      const carol = (await store.createUser('carol')).id;
+      const ids: string[] = [];
+      for (let i = 0; i < 25; i++) ids.push((await newJob(carol, null, 2_000_000_000_000 + i)).id);
+      await newJob(alice, null, 3_000_000_000_000);
+      const p1 = await store.listJobs(carol, 1, 10);
+      const p2 = await store.listJobs(carol, 2, 10);
+      const p3 = await store.listJobs(carol, 3, 10);
+      const p4 = await store.listJobs(carol, 4, 10);
+      assert.equal(p1.total, 25);
+      assert.deepEqual([p1.jobs.length, p2.jobs.length, p3.jobs.length, p4.jobs.length], [10, 10, 5, 0]);
+      assert.deepEqual([...p1.jobs, ...p2.jobs, ...p3.jobs].map((j) => j.id), [...ids].reverse());
+      assert.ok([...p1.jobs, ...p2.jobs, ...p3.jobs].every((j) => j.user_id === carol));
+    });
+
+    test('a job is found by id or by name (the newest of that name), and only by its owner', async () => {
+      const older = await newJob(alice, 'build', 1_000);
+      const newer = await newJob(alice, 'build', 2_000);
+      await newJob(bob, 'build', 3_000);
+      assert.equal((await store.findJob(alice, 'build'))?.id, newer.id);
+      assert.equal((await store.findJob(alice, older.id))?.id, older.id);
+      assert.equal((await store.findJob(alice, older.id.toUpperCase()))?.id, older.id, 'ids are case-insensitive');
+      assert.equal(await store.findJob(bob, older.id), undefined, "another user's job is not found");
+      assert.notEqual((await store.findJob(bob, 'build'))?.user_id, alice);
+      assert.equal(await store.findJob(alice, 'no-such-job'), undefined);
+      assert.equal(await store.findJob(alice, "'; drop table jobs; --"), undefined);
+    });
+
+    test('tokens are found by their hash, not once revoked; the first user is created only once', async () => {
+      const token = 'mags_' + 'A'.repeat(43);
+      await store.insertToken(alice, { hash: hashToken(token), prefix: token.slice(0, 12), name: 'test' });
+      const found = await store.findUserByTokenHash(hashToken(token));
+      assert.equal(found?.user.id, alice);
+      assert.equal(found?.token.prefix, 'mags_AAAAAAA');
+      assert.equal(await store.findUserByTokenHash(hashToken(token + 'x')), undefined);
+      await store.db.updateTable('tokens').set({ revoked_at: Date.now() }).where('id', '=', found!.token.id).execute();
+      assert.equal(await store.findUserByTokenHash(hashToken(token)), undefined);
+      const rows = await store.db.selectFrom('tokens').select('token_hash').execute();
+      assert.ok(rows.every((r) => !r.token_hash.includes('mags_')), 'the token itself is never stored');
+
+      assert.equal(await store.createFirstUser('owner', { hash: 'h', prefix: 'p', name: 'n' }), undefined, 'users exist already');
+    });
+
+    test('agents are recorded, and marked offline', async () => {
+      const info = { id: 'agent-z', name: 'z', runtime: 'crun 1.8.1', version: '0.1.0', capacity: 3, pool: { idle: 0, busy: 0, min: 0, max: 0 } };
+      await store.upsertAgent(info, 5000);
+      await store.upsertAgent({ ...info, capacity: 5 }, 6000);
+      let row = (await store.listAgents()).find((a) => a.id === 'agent-z');
+      assert.deepEqual([row?.capacity, row?.status, row?.last_seen_at, row?.first_seen_at], [5, 'online', 6000, 5000]);
+      await store.markAgentOffline('agent-z', 7000);
+      row = (await store.listAgents()).find((a) => a.id === 'agent-z');
+      assert.deepEqual([row?.status, row?.last_seen_at], ['offline', 7000]);
+    });
+  });
+}
+
+describe('store on a fresh SQLite file', () => {
+  test('the first user is created once, atomically', async () => {
+    const dir = tempDir();
+    const store = await Store.open(join(dir.path, 'sub', 'dir', 'mags.db'));
+    try {
+      const results = await Promise.all([1, 2, 3].map((i) => store.createFirstUser('owner', { hash: `h${i}`, prefix: 'p', name: 'n' })));
+      assert.equal(results.filter(Boolean).length, 1);
+      assert.equal(await store.countUsers(), 1);
+    } finally {
+      await store.close();
+      dir.remove();
+    }
+  });
+});

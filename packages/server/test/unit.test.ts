@@ -1,0 +1,131 @@
+// Logic without I/O: configuration, submission rules, ids, tokens, validation sentences.
+import assert from 'node:assert/strict';
+import { homedir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { describe, test } from 'node:test';
+import { MagsError } from '@mags/api';
+import { generateToken, hashToken } from '../src/auth.js';
+import { resolveServerConfig, redactUrl } from '../src/config.js';
+import { describeValidation } from '../src/http/validation.js';
+import { uuidv7 } from '../src/ids.js';
+import { planJob } from '../src/job-submit.js';
+
+function refused(fn: () => unknown, status: number, pattern: RegExp): void {
+  assert.throws(fn, (err: unknown) => {
+    assert.ok(err instanceof MagsError, `expected a MagsError, got ${String(err)}`);
+    assert.equal(err.status, status);
+    assert.match(err.message, pattern);
+    return true;
+  });
+}
+
+describe('server configuration', () => {
+  test('defaults: ~/.mags, a SQLite file in it, 127.0.0.1:7373, info', () => {
+    const c = resolveServerConfig({}, {});
+    assert.deepEqual(c, {
+      dataDir: join(homedir(), '.mags'),
+      database: join(homedir(), '.mags', 'mags.db'),
+      host: '127.0.0.1',
+      port: 7373,
+      logLevel: 'info',
+      mode: 'embedded',
+    });
+  });
+
+  test('the environment is read only when given, and explicit input wins over it', () => {
+    const env = { MAGS_DATA_DIR: '/srv/mags', MAGS_PORT: '8080', MAGS_HOST: '0.0.0.0', MAGS_LOG_LEVEL: 'DEBUG', HOME: '/home/x' };
+    const fromEnv = resolveServerConfig({}, env);
+    assert.deepEqual([fromEnv.dataDir, fromEnv.database, fromEnv.port, fromEnv.host, fromEnv.logLevel], ['/srv/mags', '/srv/mags/mags.db', 8080, '0.0.0.0', 'debug']);
+    const explicit = resolveServerConfig({ port: 0, dataDir: '~/d', database: 'postgres://u:secret@db:5432/mags', mode: 'cluster' }, env);
+    assert.deepEqual([explicit.port, explicit.dataDir, explicit.database, explicit.mode], [0, '/home/x/d', 'postgres://u:secret@db:5432/mags', 'cluster']);
+    assert.equal(resolveServerConfig({ database: 'rel/x.db' }, {}).database, resolve('rel/x.db'));
+    assert.equal(resolveServerConfig({ database: 'sqlite:/tmp/a.db' }, {}).database, '/tmp/a.db');
+  });
+
+  test('bad settings are refused with a sentence naming them', () => {
+    refused(() => resolveServerConfig({ port: 70000 }, {}), 400, /^port: /);
+    refused(() => resolveServerConfig({}, { MAGS_PORT: 'eighty' }), 400, /^port: /);
+    refused(() => resolveServerConfig({ port: -1 }, {}), 400, /^port: /);
+    refused(() => resolveServerConfig({ logLevel: 'loud' }, {}), 400, /^logLevel: .*one of/);
+    refused(() => resolveServerConfig({ database: 'mysql://x/y' }, {}), 400, /^database: /);
+    refused(() => resolveServerConfig({ database: 'postgres://' }, {}), 400, /^database: /);
+    refused(() => resolveServerConfig({ host: 'a b' }, {}), 400, /^host: /);
+    refused(() => resolveServerConfig({ mode: 'swarm' }, {}), 400, /^mode: /);
+  });
+
+  test('database passwords are not printed', () => {
+    assert.equal(redactUrl('postgres://mags:s3cret@db:5432/mags'), 'postgres://mags:***@db:5432/mags');
+    assert.equal(redactUrl('postgres://db/mags'), 'postgres://db/mags');
+  });
+});
+
+describe('job submission rules', () => {
+  test('defaults: 1 vcpu, 1024 MB, 3600 s, internet, 2 GB', () => {
+    assert.deepEqual(planJob({ script: 'true' }), {
+      name: null,
+      script: 'true',
+      spec: { vcpus: 1, memory_mb: 1024, timeout_s: 3600, network: 'internet', disk_gb: 2, environment: {} },
+    });
+  });
+
+  test('flags that need each other fail with the CLI sentence', () => {
+    refused(() => planJob({ script: 'x', no_sleep: true }), 400, /--no-sleep requires -p/);
+    refused(() => planJob({ script: 'x', url: true }), 400, /--url requires -p/);
+    refused(() => planJob({ script: 'x', port: 80 }), 400, /--port goes with --url/);
+    refused(() => planJob({ script: 'x', port: 80, url: true }), 400, /--url requires -p/);
+    refused(() => planJob({ script: 'x', ephemeral: true, persistent: true }), 400, /-e cannot be combined with -p/);
+  });
+
+  test('options not implemented yet are refused with 422 naming the option; no-op values are accepted', () => {
+    refused(() => planJob({ script: 'x', workspace_id: 'w' }), 422, /^workspaces \(workspace_id\) are not supported by this server yet$/);
+    refused(() => planJob({ script: 'x', base_workspace_id: 'b' }), 422, /base_workspace_id/);
+    refused(() => planJob({ script: 'x', persistent: true }), 422, /persistent/);
+    refused(() => planJob({ script: 'x', persistent: true, url: true }), 422, /./);
+    refused(() => planJob({ script: 'x', file_ids: ['a'] }), 422, /file_ids/);
+    refused(() => planJob({ script: 'x', startup_command: '' }), 422, /startup_command/);
+    assert.ok(planJob({ script: 'x', ephemeral: true, persistent: false, no_sleep: false, url: false, file_ids: [] }));
+  });
+
+  test('scripts and environment must be text a process can receive', () => {
+    refused(() => planJob({ script: 'a\0b' }), 400, /^script: .*NUL/);
+    refused(() => planJob({ script: 'x', environment: { A: 'a\0' } }), 400, /^environment\.A: /);
+    refused(() => planJob({ script: 'x', environment: { 'A-B': 'x' } }), 400, /not a valid variable name/);
+    refused(() => planJob({ script: '\ud800' }), 400, /^script: must be valid Unicode/);
+    assert.equal(planJob({ script: 'echo 😀' }).script, 'echo 😀');
+  });
+});
+
+describe('identifiers and tokens', () => {
+  test('job ids are UUIDv7 and strictly increasing, even thousands within one millisecond', () => {
+    const ids = Array.from({ length: 10_000 }, () => uuidv7());
+    for (const id of ids) assert.match(id, /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    for (let i = 1; i < ids.length; i++) assert.ok(ids[i - 1] < ids[i], `${ids[i - 1]} < ${ids[i]}`);
+    assert.equal(new Set(ids).size, ids.length);
+  });
+
+  test('tokens are mags_ + 32 random bytes; only their sha256 is kept', () => {
+    const a = generateToken();
+    const b = generateToken();
+    assert.match(a.token, /^mags_[A-Za-z0-9_-]{43}$/);
+    assert.equal(Buffer.from(a.token.slice(5), 'base64url').length, 32);
+    assert.notEqual(a.token, b.token);
+    assert.equal(a.hash, hashToken(a.token));
+    assert.match(a.hash, /^[0-9a-f]{64}$/);
+    assert.equal(a.prefix, a.token.slice(0, 12));
+  });
+});
+
+describe('validation sentences', () => {
+  test('name the field and say what is wrong', () => {
+    const e = (keyword: string, instancePath: string, params: Record<string, unknown> = {}) => ({ keyword, instancePath, params });
+    assert.equal(describeValidation([e('required', '', { requiredProperties: ['script'] })], 'body'), 'script: is required');
+    assert.equal(describeValidation([e('type', '/script', { type: 'string' })], 'body'), 'script: must be a string');
+    assert.equal(describeValidation([e('minLength', '/script', { limit: 1 })], 'body'), 'script: must be a non-empty string');
+    assert.equal(describeValidation([e('type', '', { type: 'object' })], 'body'), 'the request body must be a JSON object');
+    assert.equal(describeValidation([e('maximum', '/page_size', { comparison: '<=', limit: 100 })], 'querystring'), 'page_size: must be at most 100');
+    assert.equal(
+      describeValidation([e('boolean', '/x~1y', {}), e('additionalProperties', '', { additionalProperties: ['x/y'] })], 'body'),
+      'x/y: is not a known field',
+    );
+  });
+});

@@ -119,12 +119,12 @@ export async function runScript(server: TestServer, script: string, options: Rec
   return { requestId: id, status: status.status, exitCode: status.exit_code, stdout: text('stdout'), stderr: text('stderr'), errorMessage: status.error_message };
 }
 
-/** What sandboxes create on the host; after the server stops, none of it may remain. */
-export function leftovers(): { netns: string[]; mounts: string[] } {
+/** What one agent instance's sandboxes create on the host; after its server stops, none of it may remain. */
+export function leftovers(instance: string): { netns: string[]; mounts: string[] } {
   const mounts = readFileSync('/proc/self/mountinfo', 'utf8')
     .split('\n')
     .map((l) => l.split(' ')[4])
-    .filter((m): m is string => !!m && m.startsWith('/var/lib/mags/sandboxes/'));
-  const netns = existsSync('/run/netns') ? readdirSync('/run/netns').filter((n) => n.startsWith('mags-')) : [];
+    .filter((m): m is string => !!m && m.startsWith(`/var/lib/mags/sandboxes/${instance}/`));
+  const netns = existsSync('/run/netns') ? readdirSync('/run/netns').filter((n) => n.startsWith(`mags${instance}-`)) : [];
   return { netns, mounts };
 }

@@ -10,6 +10,7 @@ import { type TestServer, leftovers, runScript, startServer } from './harness.js
 
 const IMAGE = '/var/lib/mags/images/debian-12-v2';
 let server: TestServer;
+const instance = `i${randomBytes(2).toString('hex')}`;
 const cleanups: Array<() => void | Promise<void>> = [];
 
 /** An HTTP server on the host that records whether anything reached it. */
@@ -27,13 +28,14 @@ async function hostListener(host: string): Promise<{ port: number; hits: () => n
 const GATEWAY = `$(ip route | awk '/default/ {print $3}')`;
 
 before(async () => {
-  server = await startServer(['--instance', `i${randomBytes(2).toString('hex')}`]);
+  server = await startServer(['--instance', instance]);
 });
 after(async () => {
   for (const c of cleanups.reverse()) await c();
   await server?.stop();
-  const left = leftovers();
+  const left = leftovers(instance);
   assert.deepEqual(left.mounts, [], 'no sandbox mounts remain on the host after the server stops');
+  assert.deepEqual(left.netns, [], 'no sandbox network namespaces remain either');
 });
 
 describe('a sandbox cannot touch the host filesystem', () => {

@@ -5,10 +5,10 @@ import { MAGS_VERSION } from '@mags/api';
 import pino, { type Logger } from 'pino';
 import type { Limits } from './bundle.js';
 import { type AgentConfig, hostNames } from './config.js';
-import { cleanupStale, prepareHost, runtimeVersion } from './host.js';
-import { DnsForwarder, SlotAllocator, setupHostNetwork, teardownHostNetwork } from './network.js';
+import { cleanupStale, prepareHost, releaseInstance, runtimeVersion } from './host.js';
+import { DnsForwarder, NetnsPool, SlotAllocator, setupHostNetwork, teardownHostNetwork } from './network.js';
 import { OutputCollector } from './output.js';
-import { WarmPool } from './pool.js';
+import { OFF_PATH_DELAY_MS, WarmPool } from './pool.js';
 import { type HostContext, Sandbox } from './sandbox.js';
 
 interface RunningJob {
@@ -32,7 +32,12 @@ export class Agent {
     private readonly link: AgentEnd,
     readonly logger: Logger,
   ) {
-    this.ctx = { config, logger, slots: new SlotAllocator(config.subnet, hostNames(config).vethPrefix) };
+    this.ctx = {
+      config,
+      logger,
+      slots: new SlotAllocator(config.subnet, hostNames(config).vethPrefix),
+      netnsPool: new NetnsPool(config.poolSize + config.capacity),
+    };
     this.dns = new DnsForwarder(config, logger);
   }
 
@@ -151,7 +156,11 @@ export class Agent {
       this.finish(jobId, exitCode, reason, message);
     } finally {
       this.jobs.delete(jobId);
-      if (sandbox) await sandbox.destroy().catch((err) => log.error({ err }, 'sandbox cleanup failed'));
+      if (sandbox) {
+        // Let the server handle the exit report before the cleanup's spawns occupy the event loop.
+        await new Promise((r) => setTimeout(r, OFF_PATH_DELAY_MS));
+        await sandbox.destroy().catch((err) => log.error({ err }, 'sandbox cleanup failed'));
+      }
       this.reportPool();
     }
   }
@@ -171,6 +180,7 @@ export class Agent {
     this.dns.close();
     await cleanupStale(this.config, this.logger);
     await teardownHostNetwork(this.config);
+    releaseInstance(this.config);
   }
 }
 

@@ -49,8 +49,45 @@ function capSandboxesTogether(config: AgentConfig, logger: Logger): void {
   }
 }
 
+/**
+ * One live agent per instance per host: a second one would remove the first one's sandboxes as "stale".
+ * The pid file is taken over when its owner is gone.
+ */
+function claimInstance(config: AgentConfig): void {
+  const file = path.join(config.runtimeRoot, 'agent.pid');
+  mkdirSync(config.runtimeRoot, { recursive: true });
+  if (existsSync(file)) {
+    const pid = Number(readFileSync(file, 'utf8').trim());
+    if (pid && pid !== process.pid && isAlive(pid)) {
+      throw new Error(
+        `another Mags agent (pid ${pid}) already runs instance "${config.instance}" on this host: stop it, or start this one with a different --instance`,
+      );
+    }
+  }
+  writeFileSync(file, `${process.pid}\n`);
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export function releaseInstance(config: AgentConfig): void {
+  const file = path.join(config.runtimeRoot, 'agent.pid');
+  try {
+    if (Number(readFileSync(file, 'utf8').trim()) === process.pid) rmSync(file);
+  } catch {
+    /* already gone */
+  }
+}
+
 export async function prepareHost(config: AgentConfig, logger: Logger): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('the Mags agent must run as root: it creates namespaces, mounts and cgroups');
+  claimInstance(config);
   checkImage(config);
   if (!existsSync(config.initBinary)) throw new Error(`the sandbox init ${config.initBinary} is missing: install the catatonit package (./setup.sh does this)`);
   await ensureCgroupLayout(logger);

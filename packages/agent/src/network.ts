@@ -63,6 +63,35 @@ export function netnsUpScript(netns: string, link: Link | undefined): string {
   return `ip -batch - <<'EOF'\n${host.join('\n')}\nEOF\nip -n ${netns} -batch - <<'EOF'\n${inside.join('\n')}\nEOF`;
 }
 
+/** A network namespace (with its veth link) no sandbox is using. */
+export interface SpareNetns {
+  name: string;
+  link: Link;
+}
+
+/**
+ * Network namespaces of ended sandboxes, kept for reuse: creating and deleting namespaces is the costliest part of a
+ * sandbox's life on this kernel. Reuse is safe because a namespace is handed on only after every process of its
+ * previous sandbox is dead (its sockets gone with them), and sandboxes never hold CAP_NET_ADMIN and see /proc/sys
+ * read-only, so they cannot change the addresses, routes or settings the agent gave it.
+ */
+export class NetnsPool {
+  private readonly spare: SpareNetns[] = [];
+  constructor(private readonly max: number) {}
+  take(): SpareNetns | undefined {
+    return this.spare.pop();
+  }
+  /** Keeps the namespace if there is room; false means the caller must delete it. */
+  give(n: SpareNetns): boolean {
+    if (this.spare.length >= this.max) return false;
+    this.spare.push(n);
+    return true;
+  }
+  drain(): SpareNetns[] {
+    return this.spare.splice(0);
+  }
+}
+
 export function netnsDownScript(netns: string): string {
   // Deleting the namespace deletes the veth pair with it.
   return `ip netns del ${netns} 2>/dev/null || true`;

@@ -2,6 +2,9 @@
 import type { Logger } from 'pino';
 import { type HostContext, Sandbox, type SandboxOptions } from './sandbox.js';
 
+/** Delay for host work that must not sit on a job's critical path (spawning blocks the event loop for a few ms). */
+export const OFF_PATH_DELAY_MS = 3;
+
 export class WarmPool {
   private readonly ready: Sandbox[] = [];
   private creating = 0;
@@ -21,10 +24,13 @@ export class WarmPool {
     return this.ready.length;
   }
 
-  /** A ready sandbox matching the pool's options, or undefined; a replacement starts at once. */
+  /**
+   * A ready sandbox matching the pool's options, or undefined. The replacement is started a moment later, so the
+   * spawns it needs don't hold up the job that just took a sandbox.
+   */
   take(): Sandbox | undefined {
     const sandbox = this.ready.shift();
-    this.refill();
+    setTimeout(() => this.refill(), OFF_PATH_DELAY_MS);
     return sandbox;
   }
 

@@ -10,13 +10,14 @@ import type { Logger } from 'pino';
 import { type Limits, READY_LINE, ociConfig } from './bundle.js';
 import { SandboxCgroup } from './cgroups.js';
 import { type AgentConfig, hostNames, imagePath } from './config.js';
-import { type Link, type SlotAllocator, netnsDownScript, netnsUpScript, resolvConf, writeHostsFile } from './network.js';
+import { type Link, type NetnsPool, type SlotAllocator, netnsDownScript, netnsUpScript, resolvConf, writeHostsFile } from './network.js';
 import { killGroup, run, sh, shq } from './process.js';
 
 export interface HostContext {
   config: AgentConfig;
   logger: Logger;
   slots: SlotAllocator;
+  netnsPool: NetnsPool;
 }
 
 export interface SandboxOptions {
@@ -51,6 +52,8 @@ export class Sandbox {
     readonly id: string,
     readonly dir: string,
     readonly options: SandboxOptions,
+    /** Network namespace name (a sandbox may reuse one an ended sandbox had). */
+    readonly netns: string,
     readonly link: Link | undefined,
     private readonly ctx: HostContext,
   ) {
@@ -62,8 +65,9 @@ export class Sandbox {
     const names = hostNames(config);
     const id = `${names.sandboxPrefix}${randomBytes(5).toString('hex')}`;
     const dir = path.join(names.sandboxesDir, id);
-    const link = options.network === 'internet' ? ctx.slots.take() : undefined;
-    const sandbox = new Sandbox(id, dir, options, link, ctx);
+    const spare = options.network === 'internet' ? ctx.netnsPool.take() : undefined;
+    const link = spare?.link ?? (options.network === 'internet' ? ctx.slots.take() : undefined);
+    const sandbox = new Sandbox(id, dir, options, spare?.name ?? id, link, ctx);
     try {
       mkdirSync(path.join(dir, 'rootfs'), { recursive: true });
       mkdirSync(path.join(dir, 'fs'), { recursive: true });
@@ -72,7 +76,7 @@ export class Sandbox {
       sandbox.cgroup.create(options.limits);
       const oci = ociConfig({
         rootfs: path.join(dir, 'rootfs'),
-        netnsPath: `/run/netns/${id}`,
+        netnsPath: `/run/netns/${sandbox.netns}`,
         cgroupsPath: sandbox.cgroup.runtimePath,
         hostsFile: path.join(dir, 'hosts'),
         resolvFile: path.join(dir, 'resolv.conf'),
@@ -84,7 +88,7 @@ export class Sandbox {
       const d = shq(dir);
       await sh(
         [
-          netnsUpScript(id, link),
+          spare ? 'true' : netnsUpScript(id, link),
           `mount -t tmpfs -o size=${options.diskGb}g,mode=0755,nosuid,nodev mags-upper ${d}/fs`,
           `mkdir ${d}/fs/upper ${d}/fs/work`,
           `mount -t overlay -o lowerdir=${shq(imagePath(config))},upperdir=${d}/fs/upper,workdir=${d}/fs/work,xino=off mags-root ${d}/rootfs`,
@@ -180,6 +184,9 @@ export class Sandbox {
     this.destroyed = true;
     const d = shq(this.dir);
     const rt = `${this.ctx.config.runtime} --root ${shq(this.ctx.config.runtimeRoot)}`;
+    // Only a namespace whose processes are all gone (the runtime has exited) may be handed on.
+    const runtimeGone = !this.runtime || this.runtime.exitCode !== null || this.runtime.signalCode !== null;
+    const keepNetns = !!this.link && runtimeGone && this.ctx.netnsPool.give({ name: this.netns, link: this.link });
     await run(
       '/bin/sh',
       [
@@ -189,7 +196,7 @@ export class Sandbox {
           `umount ${d}/rootfs 2>/dev/null || umount -l ${d}/rootfs 2>/dev/null`,
           `umount ${d}/fs 2>/dev/null || umount -l ${d}/fs 2>/dev/null`,
           `rm -rf ${d}`,
-          netnsDownScript(this.id),
+          keepNetns ? 'true' : netnsDownScript(this.netns),
           'true',
         ].join('; '),
       ],
@@ -198,6 +205,6 @@ export class Sandbox {
     if (this.runtime && this.runtime.exitCode === null && this.runtime.signalCode === null) killGroup(this.runtime.pid);
     await this.runtimeExit;
     this.cgroup.remove();
-    if (this.link) this.ctx.slots.release(this.link.slot);
+    if (this.link && !keepNetns) this.ctx.slots.release(this.link.slot);
   }
 }

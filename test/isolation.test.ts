@@ -181,6 +181,18 @@ describe('a sandbox cannot reach host or control-plane services', () => {
   });
 });
 
+describe('network policy', () => {
+  test('--network none leaves only loopback: no interface, no route, no DNS', async () => {
+    const r = await runScript(
+      server,
+      `ip -o link | awk -F': ' '{print $2}'; ip route; getent hosts deb.debian.org || echo no-dns; curl -sS -m 2 -o /dev/null http://203.0.113.80/ 2>/dev/null || echo no-egress`,
+      { network: 'none' },
+    );
+    assert.equal(r.status, 'completed', r.stderr);
+    assert.deepEqual(r.stdout.trim().split('\n'), ['lo', 'no-dns', 'no-egress']);
+  });
+});
+
 describe('a sandbox cannot use privileged kernel interfaces', () => {
   test('mount, unshare, module loading, raw sockets, ptrace of pid 1 all fail', async () => {
     const r = await runScript(

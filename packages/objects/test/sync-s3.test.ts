@@ -1,19 +1,8 @@
 // Workspace sync on S3 (Ceph RGW; started here unless MAGS_TEST_S3_URL is set).
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
-import { after, before, describe } from 'node:test';
-import { openObjectStore, type ObjectStore } from '../src/index.js';
-import { startTestS3, type TestS3 } from './helpers/rgw.js';
+import { describe } from 'node:test';
 import { syncSuite } from './helpers/sync-suite.js';
+import { useTestS3Store } from './helpers/rgw.js';
 
-let s3: TestS3;
-let store: ObjectStore;
-before(async () => {
-  s3 = await startTestS3();
-  store = openObjectStore(s3.url);
-});
-after(async () => {
-  await store?.close();
-  await s3?.stop();
-});
-
-describe('sync on S3 (RGW)', () => syncSuite('rgw', () => store));
+const s3 = useTestS3Store();
+describe('sync on S3 (RGW)', () => syncSuite('rgw', s3.store));

@@ -1,6 +1,8 @@
 // The S3 server the tests use: MAGS_TEST_S3_URL if set, else a throwaway Ceph RGW started with scripts/start-rgw.sh
 // (on free loopback ports, in a temp dir) and stopped by PID with scripts/stop-rgw.sh.
 import { execFile } from 'node:child_process';
+import { after, before } from 'node:test';
+import { openObjectStore, type ObjectStore } from '../../src/index.js';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
@@ -56,4 +58,19 @@ export async function startTestS3(): Promise<TestS3> {
       await rm(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** Starts RGW (or uses MAGS_TEST_S3_URL) before the file's tests and opens a store on it; both end after them. */
+export function useTestS3Store(): { store: () => ObjectStore; url: () => string } {
+  let s3: TestS3 | undefined;
+  let store: ObjectStore | undefined;
+  before(async () => {
+    s3 = await startTestS3();
+    store = openObjectStore(s3.url);
+  });
+  after(async () => {
+    await store?.close();
+    await s3?.stop();
+  });
+  return { store: () => store!, url: () => s3!.url };
 }

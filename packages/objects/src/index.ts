@@ -5,3 +5,4 @@ export { LocalObjectStore } from './local.js';
 export { S3ObjectStore, type S3StoreOptions } from './s3.js';
 export { openObjectStore, redact, type OpenStoreOptions } from './open.js';
 export * from './sync/index.js';
+export { CommandError, killGroup, run as runCommand, type RunOptions, type RunResult } from './process.js';

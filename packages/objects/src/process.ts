@@ -1,5 +1,6 @@
-// The external programs this package needs (flock, mknod, getfattr, setfattr: Node has no API for them) run here:
-// stderr is captured into the error, and on timeout the whole process group is killed.
+// Every external program the project runs goes through here (this package's flock, mknod, getfattr, setfattr;
+// the agent's crun, ip, nft, mount): the command is logged, stderr is captured into the error, and on timeout the
+// whole process group is killed.
 import { spawn } from 'node:child_process';
 
 export class CommandError extends Error {
@@ -21,6 +22,8 @@ export interface RunOptions {
   fd3?: number;
   cwd?: string;
   input?: string | Buffer;
+  /** Where the command is logged (at debug level) before it runs. */
+  logger?: { debug(obj: object, msg: string): void };
 }
 
 export interface RunResult {
@@ -32,6 +35,7 @@ export interface RunResult {
 export function run(file: string, args: string[], opts: RunOptions = {}): Promise<RunResult> {
   const command = [file, ...args].join(' ');
   const timeoutMs = opts.timeoutMs ?? 60_000;
+  opts.logger?.debug({ command: command.slice(0, 2000) }, 'exec');
   return new Promise((resolve, reject) => {
     const stdio: ('pipe' | 'ignore' | number)[] = ['pipe', 'pipe', 'pipe'];
     if (opts.fd3 !== undefined) stdio.push(opts.fd3);
@@ -41,13 +45,7 @@ export function run(file: string, args: string[], opts: RunOptions = {}): Promis
     let timedOut = false;
     const timer = setTimeout(() => {
       timedOut = true;
-      if (child.pid !== undefined) {
-        try {
-          process.kill(-child.pid, 'SIGKILL');
-        } catch {
-          /* already gone */
-        }
-      }
+      killGroup(child.pid);
     }, timeoutMs);
     child.stdout!.on('data', (b: Buffer) => out.push(b));
     child.stderr!.on('data', (b: Buffer) => err.push(b));
@@ -65,4 +63,18 @@ export function run(file: string, args: string[], opts: RunOptions = {}): Promis
     child.stdin!.on('error', () => {});
     child.stdin!.end(opts.input ?? '');
   });
+}
+
+/** Kills a process group started with `detached: true` (or the single process if it has no group). */
+export function killGroup(pid: number | undefined, signal: NodeJS.Signals = 'SIGKILL'): void {
+  if (!pid) return;
+  try {
+    process.kill(-pid, signal);
+  } catch {
+    try {
+      process.kill(pid, signal);
+    } catch {
+      /* already gone */
+    }
+  }
 }

@@ -4,8 +4,10 @@
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { createInProcessLink } from '@mags/api';
-import { type Agent, type AgentConfig, loadAgentConfig, startAgent } from '@mags/agent';
-import { type MagsServer, type ServerConfig, createServer, resolveServerConfig } from '@mags/server';
+// The control plane and agent (Fastify, database drivers, the S3 client) load only when `mags server` runs,
+// so every other command starts quickly.
+import type { Agent, AgentConfig } from '@mags/agent';
+import type { MagsServer, ServerConfig } from '@mags/server';
 import { readConfigFile } from '@mags/sdk';
 import { configPath, isLoopbackUrl, magsHome, serverPidPath, updateConfig } from '../config.js';
 import { UsageError } from '../errors.js';
@@ -61,6 +63,10 @@ Examples:
 }
 
 async function serve(flags: ServerFlags): Promise<void> {
+  const [{ loadAgentConfig, startAgent }, { createServer, resolveServerConfig }] = await Promise.all([
+    import('@mags/agent'),
+    import('@mags/server'),
+  ]);
   const env = process.env;
   const home = magsHome(env);
   let config: ServerConfig;

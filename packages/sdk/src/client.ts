@@ -95,7 +95,12 @@ export class Mags {
     const { timeout, ...runOptions } = options;
     const started = Date.now();
     const { requestId } = await this.run(script, runOptions);
-    const job = await this.wait(requestId, timeout === undefined ? undefined : Math.max(0, timeout - (Date.now() - started)));
+    return this.result(requestId, timeout === undefined ? undefined : Math.max(0, timeout - (Date.now() - started)));
+  }
+
+  /** Waits for a submitted job to end and returns what runAndWait returns: status, exit code and all its logs. */
+  async result(requestId: string, timeout?: number): Promise<RunAndWaitResult> {
+    const job = await this.wait(requestId, timeout);
     const logs = await this.logs(requestId);
     return {
       requestId,

@@ -151,17 +151,9 @@ async function run(script: string, flags: RunFlags): Promise<number> {
   process.on('SIGINT', onSigint);
   try {
     if (flags.json) {
-      const job = await mags.wait(requestId);
-      const logs = await mags.logs(requestId);
-      printJson({
-        requestId,
-        status: job.status,
-        exitCode: job.exitCode,
-        logs,
-        durationMs: job.scriptDurationMs,
-        errorMessage: job.errorMessage,
-      });
-      return exitCodeOf(job);
+      const result = await mags.result(requestId);
+      printJson(result);
+      return exitCodeOf(result);
     }
     const out = new OutputWriter();
     const follower = mags.stream(requestId);
@@ -187,7 +179,7 @@ function report(job: Job, alreadySaid: Set<string>): void {
 }
 
 /** The exit code of `mags run` for a job that ended. */
-export function exitCodeOf(job: Job): number {
+export function exitCodeOf(job: Pick<Job, 'status' | 'exitCode'>): number {
   switch (job.status) {
     case 'completed':
     case 'sleeping':

@@ -99,34 +99,13 @@ export class Store {
       if (existing) return undefined;
       const user = { id: randomUUID(), name, created_at: now };
       await trx.insertInto('users').values(user).execute();
-      await trx
-        .insertInto('tokens')
-        .values({
-          id: randomUUID(),
-          user_id: user.id,
-          name: token.name,
-          token_hash: token.hash,
-          prefix: token.prefix,
-          created_at: now,
-          last_used_at: null,
-          revoked_at: null,
-        })
-        .execute();
+      await trx.insertInto('tokens').values(tokenRow(user.id, token, now)).execute();
       return user;
     });
   }
 
   async insertToken(userId: string, token: { hash: string; prefix: string; name: string }, now = Date.now()): Promise<TokenRow> {
-    const row: TokenRow = {
-      id: randomUUID(),
-      user_id: userId,
-      name: token.name,
-      token_hash: token.hash,
-      prefix: token.prefix,
-      created_at: now,
-      last_used_at: null,
-      revoked_at: null,
-    };
+    const row = tokenRow(userId, token, now);
     await this.db.insertInto('tokens').values(row).execute();
     return row;
   }
@@ -375,4 +354,18 @@ export class Store {
   async listAgents(): Promise<AgentRow[]> {
     return this.db.selectFrom('agents').selectAll().orderBy('last_seen_at', 'desc').orderBy('id').execute();
   }
+}
+
+/** A new token's row: only the hash and a short prefix of the token are ever stored. */
+function tokenRow(userId: string, token: { hash: string; prefix: string; name: string }, now: number): TokenRow {
+  return {
+    id: randomUUID(),
+    user_id: userId,
+    name: token.name,
+    token_hash: token.hash,
+    prefix: token.prefix,
+    created_at: now,
+    last_used_at: null,
+    revoked_at: null,
+  };
 }

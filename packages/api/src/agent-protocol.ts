@@ -13,7 +13,58 @@ export interface SandboxSpec {
   /** Wall-clock limit; the agent kills the sandbox when it passes. */
   timeoutS: number;
   network: NetworkPolicy;
+  /** Size of the sandbox's writable layer: the workspace disk, or the ephemeral layer. */
   diskGb: number;
+  /** The workspace the sandbox's writable layer is; absent for an ephemeral sandbox. */
+  workspace?: SandboxWorkspace;
+  /** A read-only layer between the image and the writable layer (`--base`, or the base a workspace was made on). */
+  base?: BaseLayer;
+  /** Uploaded files to place at /uploads/<name> before the script starts. */
+  uploads: UploadRef[];
+}
+
+/** Names a workspace in the object store: `workspaces/<owner>/<name>/`. The owner is the user's id. */
+export interface WorkspaceKey {
+  owner: string;
+  name: string;
+}
+
+export interface SandboxWorkspace extends WorkspaceKey {
+  /** Persistent: synced to the object store after the run (before `exited`), periodically, and on `sync`. */
+  persistent: boolean;
+}
+
+export interface BaseLayer {
+  /** For messages: NAME@VERSION of the base workspace. */
+  label: string;
+  /**
+   * Object-store key of the gzip'd manifest to materialise. Hosts share one read-only copy per distinct manifest
+   * (keyed by the sha256 of these bytes), however many sandboxes use it.
+   */
+  manifestKey: string;
+}
+
+export interface UploadRef {
+  /** Object-store key of the file's bytes. */
+  key: string;
+  /** Basename under /uploads/ (checked by checkUploadName). */
+  name: string;
+  size: number;
+}
+
+/** What an agent reports about a workspace copy it holds. */
+export interface WorkspaceReport extends WorkspaceKey {
+  /** 'gone': the host copy was deleted (a local workspace expired, or it was dropped). */
+  state: 'present' | 'gone';
+  /** Bytes and files in the workspace's own layer. */
+  usedBytes: number;
+  files: number;
+  /** Persistent: the current version after the last successful sync, and the versions kept. */
+  version?: number;
+  versions?: number;
+  /** Persistent: changes not yet synced (the last sync failed and is being retried). */
+  dirty?: boolean;
+  ts: number;
 }
 
 export interface OutputLine {
@@ -38,9 +89,30 @@ export interface AgentInfo {
 
 export type ExitReason = 'exited' | 'stopped' | 'timeout' | 'error';
 
+/**
+ * Orders about a workspace; each is answered by exactly one `reply` with the same requestId.
+ * - sync: snapshot the host copy now if this agent holds it (result: { held, version, changed }).
+ * - resize: grow the host copy's disk now if held (the server records the size for later mounts either way).
+ * - drop: delete every host copy of the workspace (it was deleted, or rolled back and must be restored again).
+ */
+export type WorkspaceOrder =
+  | { type: 'sync'; requestId: string; workspace: WorkspaceKey }
+  | { type: 'resize'; requestId: string; workspace: WorkspaceKey; diskGb: number }
+  | { type: 'drop'; requestId: string; workspace: WorkspaceKey };
+
+export interface WorkspaceOrderResult {
+  /** Whether this agent held a copy of the workspace. */
+  held: boolean;
+  /** sync: the current version after it (null if never synced). */
+  version?: number | null;
+  /** sync: whether a new version was written. */
+  changed?: boolean;
+}
+
 export type ServerToAgent =
   | { type: 'start'; sandbox: SandboxSpec }
-  | { type: 'stop'; jobId: string };
+  | { type: 'stop'; jobId: string }
+  | WorkspaceOrder;
 
 export type AgentToServer =
   | { type: 'hello'; agent: AgentInfo }
@@ -55,7 +127,10 @@ export type AgentToServer =
       reason: ExitReason;
       message?: string;
       ts: number;
-    };
+    }
+  | { type: 'workspace'; report: WorkspaceReport }
+  | { type: 'reply'; requestId: string; ok: true; result: WorkspaceOrderResult }
+  | { type: 'reply'; requestId: string; ok: false; status: number; code: string; error: string };
 
 /** One end of a connection between the server and an agent. Messages arrive in the order they were sent. */
 export interface Link<Out, In> {

@@ -1,4 +1,5 @@
 export * from './errors.js';
 export * from './jobs.js';
 export * from './agent-protocol.js';
+export * from './workspaces.js';
 export const MAGS_VERSION = '0.1.0';

@@ -1,7 +1,8 @@
 // The agent: owns every sandbox on this host and answers the server's orders over the agent protocol.
 import { hostname } from 'node:os';
-import type { AgentEnd, AgentInfo, ExitReason, SandboxSpec, ServerToAgent } from '@mags/api';
-import { MAGS_VERSION } from '@mags/api';
+import type { AgentEnd, AgentInfo, ExitReason, SandboxSpec, ServerToAgent, WorkspaceOrder } from '@mags/api';
+import { MAGS_VERSION, MagsError } from '@mags/api';
+import { type ObjectStore, openObjectStore } from '@mags/objects';
 import pino, { type Logger } from 'pino';
 import type { Limits } from './bundle.js';
 import { type AgentConfig, hostNames } from './config.js';
@@ -9,13 +10,19 @@ import { cleanupStale, prepareHost, releaseInstance, runtimeVersion } from './ho
 import { DnsForwarder, NetnsPool, SlotAllocator, setupHostNetwork, teardownHostNetwork } from './network.js';
 import { OutputCollector } from './output.js';
 import { OFF_PATH_DELAY_MS, WarmPool } from './pool.js';
-import { type HostContext, Sandbox } from './sandbox.js';
+import { type HostContext, Sandbox, type SandboxOptions } from './sandbox.js';
+import { type BaseHandle, BaseLayers } from './workspace/bases.js';
+import { placeUploads } from './workspace/uploads.js';
+import { type HostCopy, WorkspaceManager } from './workspace/workspaces.js';
 
 interface RunningJob {
   spec: SandboxSpec;
   sandbox?: Sandbox;
   stopReason?: ExitReason;
   stopRequested: boolean;
+  /** The workspace copy the sandbox writes to, and the base layer under an ephemeral sandbox. */
+  copy?: HostCopy;
+  base?: BaseHandle;
 }
 
 
@@ -23,6 +30,9 @@ export class Agent {
   private readonly jobs = new Map<string, RunningJob>();
   private readonly ctx: HostContext;
   private readonly dns: DnsForwarder;
+  private readonly store: ObjectStore;
+  private readonly workspaces: WorkspaceManager;
+  private readonly bases: BaseLayers;
   private pool!: WarmPool;
   private info!: AgentInfo;
   private closing = false;
@@ -39,6 +49,16 @@ export class Agent {
       netnsPool: new NetnsPool(config.poolSize + config.capacity),
     };
     this.dns = new DnsForwarder(config, logger);
+    this.store = openObjectStore(config.objects, config.objectsCredentials);
+    this.workspaces = new WorkspaceManager(
+      { dir: config.workspacesDir, cacheDir: config.cacheDir, localTtlMs: config.localWorkspaceTtlMs, warmMs: config.warmMs },
+      this.store,
+      (m) => {
+        if (!this.closing) this.link.send(m);
+      },
+      logger.child({ part: 'workspaces' }),
+    );
+    this.bases = new BaseLayers(config.basesDir, config.cacheDir, this.store, logger.child({ part: 'bases' }));
   }
 
   private get defaults(): Limits {
@@ -51,6 +71,7 @@ export class Agent {
     await cleanupStale(config, logger);
     await this.dns.start();
     await setupHostNetwork(config, this.dns.port, logger);
+    await this.bases.start();
     this.pool = new WarmPool(
       this.ctx,
       config.poolSize,
@@ -70,6 +91,8 @@ export class Agent {
     };
     this.link.onMessage((m) => this.handle(m));
     this.link.send({ type: 'hello', agent: this.info });
+    // After hello: taking over copies reports them to the server.
+    await this.workspaces.start();
     logger.info({ runtime: this.info.runtime, pool: config.poolSize, capacity: config.capacity }, 'agent ready');
   }
 
@@ -88,6 +111,20 @@ export class Agent {
       });
     } else if (message.type === 'stop') {
       void this.stopJob(message.jobId, 'stopped');
+    } else {
+      void this.workspaceOrder(message);
+    }
+  }
+
+  private async workspaceOrder(order: WorkspaceOrder): Promise<void> {
+    const { requestId } = order;
+    try {
+      const result = await this.workspaces.order(order.type, order.workspace, order.type === 'resize' ? order.diskGb : undefined);
+      this.link.send({ type: 'reply', requestId, ok: true, result });
+    } catch (err) {
+      const e = err instanceof MagsError ? err : new MagsError(500, 'internal', (err as Error).message);
+      this.logger.warn({ err, order: order.type, workspace: order.workspace }, 'workspace order failed');
+      this.link.send({ type: 'reply', requestId, ok: false, status: e.status, code: String(e.code), error: e.message });
     }
   }
 
@@ -100,8 +137,22 @@ export class Agent {
     await job.sandbox?.kill();
   }
 
-  private async acquire(spec: SandboxSpec): Promise<Sandbox> {
+  private async acquire(spec: SandboxSpec, job: RunningJob): Promise<Sandbox> {
     const limits: Limits = { memoryMb: spec.memoryMb, vcpus: spec.vcpus, pids: this.config.defaults.pids };
+    if (spec.workspace) {
+      const copy = await this.workspaces.open(spec.workspace, spec.diskGb, async () => (spec.base ? this.bases.acquire(spec.base) : undefined));
+      job.copy = copy;
+      const parked = await this.workspaces.takeParked<Sandbox>(copy, spec.network);
+      if (parked) {
+        parked.setLimits(limits);
+        return parked;
+      }
+      return Sandbox.create(this.ctx, this.workspaceOptions(copy, spec.network, limits));
+    }
+    if (spec.base) {
+      job.base = await this.bases.acquire(spec.base);
+      return Sandbox.create(this.ctx, { network: spec.network, limits, diskGb: spec.diskGb, lowers: [job.base.dir] });
+    }
     let pooled = spec.network === this.pool.options.network && spec.diskGb === this.pool.options.diskGb ? this.pool.take() : undefined;
     while (pooled && !pooled.alive) {
       void pooled.destroy();
@@ -114,6 +165,16 @@ export class Agent {
     return Sandbox.create(this.ctx, { network: spec.network, limits, diskGb: spec.diskGb });
   }
 
+  private workspaceOptions(copy: HostCopy, network: 'internet' | 'none', limits: Limits): SandboxOptions {
+    return {
+      network,
+      limits,
+      diskGb: 0,
+      upper: { upper: copy.disk.upper, work: copy.disk.work },
+      lowers: copy.base ? [copy.base.dir] : [],
+    };
+  }
+
   private async runJob(spec: SandboxSpec): Promise<void> {
     const { jobId } = spec;
     const log = this.logger.child({ jobId });
@@ -124,13 +185,20 @@ export class Agent {
     let sandbox: Sandbox | undefined;
     try {
       try {
-        sandbox = await this.acquire(spec);
+        sandbox = await this.acquire(spec, job);
+        job.sandbox = sandbox;
+        await placeUploads(sandbox.rootfs, spec.uploads ?? [], this.store).catch((err: Error) => {
+          throw new Error(`the uploaded files could not be placed in /uploads: ${err.message}`);
+        });
       } catch (err) {
         log.error({ err }, 'could not create a sandbox');
-        this.finish(jobId, null, 'error', `the sandbox could not be created: ${(err as Error).message}`);
+        const e = err as Error;
+        const text = e instanceof MagsError || e.message.startsWith('the uploaded') ? e.message : `the sandbox could not be created: ${e.message}`;
+        output.system(text);
+        output.end();
+        this.finish(jobId, null, 'error', text);
         return;
       }
-      job.sandbox = sandbox;
       if (job.stopRequested) {
         this.finish(jobId, null, 'stopped', 'stopped before it started');
         return;
@@ -139,8 +207,16 @@ export class Agent {
       const proc = sandbox.start(spec.script, spec.environment);
       proc.onOutput((stream, chunk) => output.write(stream, chunk));
       const timer = setTimeout(() => void this.stopJob(jobId, 'timeout'), spec.timeoutS * 1000);
+      const copy = job.copy;
+      const periodic =
+        copy && spec.workspace?.persistent && this.config.syncIntervalMs > 0
+          ? setInterval(() => this.workspaces.syncDuringRun(copy), this.config.syncIntervalMs)
+          : undefined;
       const exitCode = await proc.exited;
       clearTimeout(timer);
+      clearInterval(periodic);
+      // Persisted before the run is reported finished: "completed" means the workspace is in the store.
+      const syncMessage = copy ? await this.workspaces.afterRun(copy) : undefined;
       let message: string | undefined;
       let reason: ExitReason = job.stopReason ?? 'exited';
       if (exitCode === null) {
@@ -152,14 +228,20 @@ export class Agent {
         message = `the script was killed for using more than its ${spec.memoryMb} MB memory limit`;
       }
       if (message) output.system(message);
+      if (syncMessage) output.system(syncMessage);
       output.end();
-      this.finish(jobId, exitCode, reason, message);
+      this.finish(jobId, exitCode, reason, message ?? syncMessage);
     } finally {
       this.jobs.delete(jobId);
       if (sandbox) {
         // Let the server handle the exit report before the cleanup's spawns occupy the event loop.
         await new Promise((r) => setTimeout(r, OFF_PATH_DELAY_MS));
         await sandbox.destroy().catch((err) => log.error({ err }, 'sandbox cleanup failed'));
+      }
+      job.base?.release();
+      const copy = job.copy;
+      if (copy) {
+        this.workspaces.release(copy, () => Sandbox.create(this.ctx, this.workspaceOptions(copy, spec.network, this.defaults)));
       }
       this.reportPool();
     }
@@ -177,6 +259,9 @@ export class Agent {
     // Wait briefly for the running jobs to report and clean up.
     for (let i = 0; i < 100 && this.jobs.size; i++) await new Promise((r) => setTimeout(r, 50));
     await this.pool?.close();
+    await this.workspaces.close();
+    this.bases.close();
+    await this.store.close().catch(() => {});
     this.dns.close();
     await cleanupStale(this.config, this.logger);
     await teardownHostNetwork(this.config);

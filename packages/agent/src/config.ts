@@ -35,6 +35,20 @@ export interface AgentConfig {
   dnsUpstream?: string;
   /** Defaults for sandboxes whose job sets no limit. */
   defaults: { memoryMb: number; vcpus: number; pids: number; diskGb: number };
+  /** Object store holding persistent workspaces and uploads (a directory, file:// or s3:// URL). */
+  objects: string;
+  /** Credentials for an s3:// store whose URL carries none. */
+  objectsCredentials?: { accessKeyId?: string; secretAccessKey?: string };
+  /** Host copies of workspaces (disk images and their mounts), materialised bases, and the blob cache. */
+  workspacesDir: string;
+  basesDir: string;
+  cacheDir: string;
+  /** A local workspace (-w without -p) is deleted after this long unused. */
+  localWorkspaceTtlMs: number;
+  /** A persistent workspace stays mounted, with a sandbox parked on it, this long after a run. */
+  warmMs: number;
+  /** Persistent workspaces are synced this often while a sandbox runs on them. */
+  syncIntervalMs: number;
 }
 
 export const DEFAULT_BLOCKED_RANGES = [
@@ -72,7 +86,18 @@ export function loadAgentConfig(overrides: Partial<AgentConfig> = {}): AgentConf
     dnsPort: overrides.dnsPort ?? 0,
     dnsUpstream: overrides.dnsUpstream,
     defaults: { memoryMb: 1024, vcpus: 1, pids: 1024, diskGb: 2, ...overrides.defaults },
+    objects: overrides.objects ?? path.join(stateDir, 'objects'),
+    objectsCredentials: overrides.objectsCredentials,
+    workspacesDir: overrides.workspacesDir ?? path.join(stateDir, 'workspaces', instance),
+    basesDir: overrides.basesDir ?? path.join(stateDir, 'bases', instance),
+    cacheDir: overrides.cacheDir ?? path.join(stateDir, 'cache', instance),
+    localWorkspaceTtlMs: overrides.localWorkspaceTtlMs ?? 10 * 60_000,
+    warmMs: overrides.warmMs ?? 5 * 60_000,
+    syncIntervalMs: overrides.syncIntervalMs ?? 5 * 60_000,
   };
+  for (const key of ['localWorkspaceTtlMs', 'warmMs', 'syncIntervalMs'] as const) {
+    if (!Number.isFinite(config[key]) || config[key] < 0) throw new Error(`agent ${key} must be a number of milliseconds ≥ 0`);
+  }
   if (!Number.isInteger(config.poolSize) || config.poolSize < 0) throw new Error('agent poolSize must be a whole number ≥ 0');
   if (!Number.isInteger(config.capacity) || config.capacity < 1) throw new Error('agent capacity must be a whole number ≥ 1');
   if (!/^\d+\.\d+\.0\.0\/16$/.test(config.subnet)) throw new Error(`agent subnet must be a /16 such as 10.89.0.0/16, not "${config.subnet}"`);

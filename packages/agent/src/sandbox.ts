@@ -23,7 +23,12 @@ export interface HostContext {
 export interface SandboxOptions {
   network: 'internet' | 'none';
   limits: Limits;
+  /** Size of the ephemeral writable layer (a tmpfs); unused when `upper` is given. */
   diskGb: number;
+  /** A workspace's writable layer (on its own disk) instead of an ephemeral one. */
+  upper?: { upper: string; work: string };
+  /** Read-only layers between the writable layer and the image, top first (a materialised base). */
+  lowers?: string[];
 }
 
 export interface JobProcess {
@@ -86,12 +91,17 @@ export class Sandbox {
       // One process for the host side: namespace, veth, the size-limited upper layer, the overlay root.
       // The upper layer is a tmpfs, so what a sandbox writes is charged to its own memory limit and can't fill the host disk.
       const d = shq(dir);
+      const lowerdir = [...(options.lowers ?? []), imagePath(config)].join(':');
+      const upper = options.upper
+        ? [`upperdir=${options.upper.upper}`, `workdir=${options.upper.work}`]
+        : [`upperdir=${dir}/fs/upper`, `workdir=${dir}/fs/work`];
       await sh(
         [
           spare ? 'true' : netnsUpScript(id, link),
-          `mount -t tmpfs -o size=${options.diskGb}g,mode=0755,nosuid,nodev mags-upper ${d}/fs`,
-          `mkdir ${d}/fs/upper ${d}/fs/work`,
-          `mount -t overlay -o lowerdir=${shq(imagePath(config))},upperdir=${d}/fs/upper,workdir=${d}/fs/work,xino=off mags-root ${d}/rootfs`,
+          options.upper
+            ? 'true'
+            : `mount -t tmpfs -o size=${options.diskGb}g,mode=0755,nosuid,nodev mags-upper ${d}/fs && mkdir ${d}/fs/upper ${d}/fs/work`,
+          `mount -t overlay -o ${shq([`lowerdir=${lowerdir}`, ...upper, 'xino=off'].join(','))} mags-root ${d}/rootfs`,
         ].join('\n'),
         { logger: ctx.logger, timeoutMs: 30_000 },
       );
@@ -144,6 +154,10 @@ export class Sandbox {
     });
   }
 
+  get network(): 'internet' | 'none' {
+    return this.options.network;
+  }
+
   /** False once the sandbox's runtime has ended (e.g. killed while waiting in the pool). */
   get alive(): boolean {
     return !!this.runtime && this.runtime.exitCode === null && this.runtime.signalCode === null && !this.destroyed;
@@ -168,6 +182,11 @@ export class Sandbox {
       },
       exited: this.runtimeExit,
     };
+  }
+
+  /** The sandbox's root filesystem as the host sees it (the overlay mount). */
+  get rootfs(): string {
+    return path.join(this.dir, 'rootfs');
   }
 
   /** Kills every process in the sandbox (the PID namespace dies with its init). */
@@ -195,7 +214,7 @@ export class Sandbox {
           `${rt} delete -f ${this.id} >/dev/null 2>&1`,
           `umount ${d}/rootfs 2>/dev/null || umount -l ${d}/rootfs 2>/dev/null`,
           `umount ${d}/fs 2>/dev/null || umount -l ${d}/fs 2>/dev/null`,
-          `rm -rf ${d}`,
+          `rm -rf --one-file-system ${d}`,
           keepNetns ? 'true' : netnsDownScript(this.netns),
           'true',
         ].join('; '),

@@ -25,6 +25,11 @@ export class WorkspaceDisk {
     return path.join(this.mountPoint, 'work');
   }
 
+  /** The disk's size in GB (whole GB: disks are only ever made and grown in whole GB). */
+  sizeGb(): number {
+    return Math.round(statSync(this.image).size / 1024 ** 3);
+  }
+
   exists(): boolean {
     return existsSync(this.image);
   }

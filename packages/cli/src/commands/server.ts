@@ -25,6 +25,10 @@ interface ServerFlags {
   stateDir?: string;
   poolSize?: number;
   capacity?: number;
+  objects?: string;
+  workspaceTtl?: number;
+  warm?: number;
+  syncInterval?: number;
 }
 
 /** How long a graceful stop may take before the process exits anyway. */
@@ -44,6 +48,10 @@ export function registerServer(program: Command): void {
     .option('--state-dir <dir>', 'where the agent keeps sandboxes and images (default: /var/lib/mags)')
     .option('--pool-size <n>', 'sandboxes kept warm ahead of demand (default: 2)', integer('--pool-size', 0, 1000))
     .option('--capacity <n>', 'sandboxes this host runs at once (default: 16)', integer('--capacity', 1, 10000))
+    .option('--objects <url>', 'object store for persistent workspaces and uploads: a directory, or s3://[KEY:SECRET@]BUCKET?endpoint=URL (default: <data-dir>/objects)')
+    .option('--workspace-ttl <seconds>', 'delete a local workspace (-w without -p) after this long unused (default: 600)', integer('--workspace-ttl', 1, 31_536_000))
+    .option('--warm <seconds>', 'keep a workspace mounted, with a sandbox ready on it, this long after a run (default: 300; 0 = never)', integer('--warm', 0, 86_400))
+    .option('--sync-interval <seconds>', 'sync persistent workspaces this often while a sandbox runs (default: 300; 0 = only after runs)', integer('--sync-interval', 0, 86_400))
     .addHelpText(
       'after',
       `
@@ -55,7 +63,8 @@ Ctrl-C (or SIGTERM) stops every sandbox, then the server. Sandboxes need root, c
 Examples:
   $ sudo mags server
   $ sudo mags server --host 0.0.0.0 --port 7373
-  $ sudo mags server --database postgres://mags@db.internal/mags`,
+  $ sudo mags server --database postgres://mags@db.internal/mags
+  $ sudo mags server --objects 's3://mags-workspaces?endpoint=http://127.0.0.1:7480'`,
     )
     .action(async (flags: ServerFlags) => {
       await serve(flags);
@@ -68,6 +77,8 @@ async function serve(flags: ServerFlags): Promise<void> {
     import('@mags/server'),
   ]);
   const env = process.env;
+  // The S3 client warns about Node 20 on every construction; the supported range is ours to state.
+  env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
   const home = magsHome(env);
   let config: ServerConfig;
   let agentConfig: AgentConfig;
@@ -80,14 +91,22 @@ async function serve(flags: ServerFlags): Promise<void> {
         port: flags.port,
         logLevel: flags.logLevel,
         mode: 'embedded',
+        objects: flags.objects,
       },
       env,
     );
+    const seconds = (s: number | undefined) => (s === undefined ? undefined : s * 1000);
     agentConfig = loadAgentConfig({
       instance: flags.instance ?? (env.MAGS_AGENT_INSTANCE?.trim() || undefined),
       stateDir: flags.stateDir,
       poolSize: flags.poolSize,
       capacity: flags.capacity,
+      // One store for both halves of the embedded server.
+      objects: config.objects,
+      objectsCredentials: { accessKeyId: env.AWS_ACCESS_KEY_ID, secretAccessKey: env.AWS_SECRET_ACCESS_KEY },
+      localWorkspaceTtlMs: seconds(flags.workspaceTtl),
+      warmMs: seconds(flags.warm),
+      syncIntervalMs: seconds(flags.syncInterval),
     });
   } catch (err) {
     throw new UsageError((err as Error).message);

@@ -1,0 +1,126 @@
+// Base layers (`--base`): a persistent workspace version materialised once per host as a plain directory and used
+// read-only as an overlay lower layer by every sandbox that names it. Keyed by the sha256 of the manifest's bytes,
+// so two names for the same content (a version and a fork's copy of it) share one directory.
+import { existsSync } from 'node:fs';
+import { mkdir, readdir, rm, stat, writeFile, rename } from 'node:fs/promises';
+import path from 'node:path';
+import type { BaseLayer } from '@mags/api';
+import { MagsError } from '@mags/api';
+import { type ObjectStore, readManifestObject, restoreManifest } from '@mags/objects';
+import type { Logger } from 'pino';
+
+const COMPLETE = '.mags-base-complete';
+
+export interface BaseHandle {
+  /** The directory to use as a lower layer. */
+  readonly dir: string;
+  release(): void;
+}
+
+interface Entry {
+  dir: string;
+  refs: number;
+  lastUsed: number;
+  ready: Promise<void>;
+}
+
+export class BaseLayers {
+  private readonly entries = new Map<string, Entry>();
+  private sweeper?: NodeJS.Timeout;
+
+  constructor(
+    private readonly root: string,
+    private readonly cacheDir: string,
+    private readonly store: ObjectStore,
+    private readonly logger: Logger,
+    /** Unused materialised bases are deleted after this long. */
+    private readonly idleMs = 30 * 60_000,
+  ) {}
+
+  async start(): Promise<void> {
+    await mkdir(this.root, { recursive: true });
+    // Half-made directories of a crashed agent are useless; complete ones are kept for reuse.
+    for (const name of await readdir(this.root)) {
+      if (!existsSync(path.join(this.root, name, COMPLETE))) await rm(path.join(this.root, name), { recursive: true, force: true });
+    }
+    this.sweeper = setInterval(() => void this.sweep(), Math.min(this.idleMs, 60_000));
+    this.sweeper.unref();
+  }
+
+  /** Materialises the base (once per host) and holds it until release(). */
+  async acquire(base: BaseLayer): Promise<BaseHandle> {
+    let object;
+    try {
+      object = await readManifestObject(this.store, base.manifestKey);
+    } catch (err) {
+      if (err instanceof MagsError && err.status === 404) {
+        throw new MagsError(404, 'not_found', `the base ${base.label} no longer exists in the object store`);
+      }
+      throw err;
+    }
+    const key = object.sha256;
+    let entry = this.entries.get(key);
+    if (!entry) {
+      const dir = path.join(this.root, key);
+      const ready = this.materialise(dir, object.manifest, base.label);
+      entry = { dir: path.join(dir, 'root'), refs: 0, lastUsed: Date.now(), ready };
+      this.entries.set(key, entry);
+      ready.catch(() => this.entries.delete(key));
+    }
+    entry.refs++;
+    try {
+      await entry.ready;
+    } catch (err) {
+      entry.refs--;
+      throw err;
+    }
+    const held = entry;
+    let released = false;
+    return {
+      dir: held.dir,
+      release: () => {
+        if (released) return;
+        released = true;
+        held.refs--;
+        held.lastUsed = Date.now();
+      },
+    };
+  }
+
+  private async materialise(dir: string, manifest: Parameters<typeof restoreManifest>[1], label: string): Promise<void> {
+    if (existsSync(path.join(dir, COMPLETE))) return;
+    const started = Date.now();
+    const tmp = `${dir}.tmp-${process.pid}-${Date.now()}`;
+    await rm(tmp, { recursive: true, force: true });
+    await mkdir(tmp, { recursive: true });
+    try {
+      await restoreManifest(this.store, manifest, path.join(tmp, 'root'), { cacheDir: this.cacheDir });
+      await writeFile(path.join(tmp, COMPLETE), `${label}\n`);
+      await rm(dir, { recursive: true, force: true });
+      await rename(tmp, dir);
+    } catch (err) {
+      await rm(tmp, { recursive: true, force: true }).catch(() => {});
+      throw err;
+    }
+    this.logger.info({ base: label, ms: Date.now() - started, files: manifest.files }, 'base layer materialised');
+  }
+
+  private async sweep(): Promise<void> {
+    const now = Date.now();
+    for (const [key, entry] of this.entries) {
+      if (entry.refs > 0 || now - entry.lastUsed < this.idleMs) continue;
+      this.entries.delete(key);
+      await rm(path.dirname(entry.dir), { recursive: true, force: true }).catch((err) => this.logger.warn({ err }, 'could not delete a base layer'));
+    }
+    // Complete directories no entry knows of (from a previous agent run) go once they are idle too.
+    for (const name of await readdir(this.root).catch(() => [] as string[])) {
+      if (this.entries.has(name)) continue;
+      const s = await stat(path.join(this.root, name)).catch(() => undefined);
+      if (s && now - s.mtimeMs > this.idleMs) await rm(path.join(this.root, name), { recursive: true, force: true }).catch(() => {});
+    }
+  }
+
+  close(): void {
+    if (this.sweeper) clearInterval(this.sweeper);
+  }
+}

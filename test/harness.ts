@@ -16,7 +16,10 @@ export interface TestServer {
   pid: number;
   /** Environment for running the CLI against this server. */
   env: NodeJS.ProcessEnv;
-  stop(): Promise<void>;
+  /** SIGTERM (SIGKILL after 20 s); removes MAGS_HOME unless keepHome (to start a server on it again). */
+  stop(opts?: { keepHome?: boolean }): Promise<void>;
+  /** SIGKILL at once: a crash. MAGS_HOME stays. */
+  kill(): Promise<void>;
 }
 
 export async function freePort(): Promise<number> {
@@ -73,7 +76,7 @@ export async function startServer(extraArgs: string[] = [], existingHome?: strin
     port,
     pid: child.pid!,
     env: { ...env, MAGS_API_URL: url, MAGS_API_TOKEN: config.api_token },
-    async stop() {
+    async stop(opts = {}) {
       if (child.exitCode === null) {
         const exited = new Promise((r) => child.once('exit', r));
         child.kill('SIGTERM');
@@ -81,7 +84,13 @@ export async function startServer(extraArgs: string[] = [], existingHome?: strin
         await exited;
         clearTimeout(timer);
       }
-      rmSync(home, { recursive: true, force: true });
+      if (!opts.keepHome) rmSync(home, { recursive: true, force: true });
+    },
+    async kill() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const exited = new Promise((r) => child.once('exit', r));
+      child.kill('SIGKILL');
+      await exited;
     },
   };
 }

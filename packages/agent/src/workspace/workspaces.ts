@@ -174,8 +174,17 @@ export class WorkspaceManager {
         }
         copy.state.persistent ||= ws.persistent;
         if (copy.state.persistent) {
-          const head = await readHead(this.store, copy.key);
-          const current = head?.head.version ?? null;
+          let current: number | null;
+          try {
+            current = (await readHead(this.store, copy.key))?.head.version ?? null;
+          } catch (err) {
+            // The store is down: a copy this host already holds is still the latest it knows of; run on it.
+            if (copy.state.version === null && !copy.state.dirty) {
+              throw new MagsError(503, 'unavailable', `the object store is unreachable and this host has no copy of workspace ${ws.name}: ${(err as Error).message}`);
+            }
+            this.logger.warn({ err: (err as Error).message, workspace: workspaceId(copy.key) }, 'object store unreachable; running on the host copy');
+            current = copy.state.version;
+          }
           if (current !== copy.state.version) {
             if (copy.state.dirty) {
               this.logger.warn(

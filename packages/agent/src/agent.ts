@@ -215,8 +215,16 @@ export class Agent {
       const exitCode = await proc.exited;
       clearTimeout(timer);
       clearInterval(periodic);
-      // Persisted before the run is reported finished: "completed" means the workspace is in the store.
-      const syncMessage = copy ? await this.workspaces.afterRun(copy) : undefined;
+      let syncMessage: string | undefined;
+      if (copy) {
+        // Free the workspace at once and prepare the next run's sandbox on it while this run is synced: persisted
+        // before the run is reported finished, so "completed" means the workspace is in the store.
+        await sandbox.unmountRoot().catch((err) => log.warn({ err }, 'could not unmount the root of an ended sandbox'));
+        if (sandbox.rootUnmounted) {
+          this.workspaces.startParking(copy, () => Sandbox.create(this.ctx, this.workspaceOptions(copy, spec.network, this.defaults)));
+        }
+        syncMessage = await this.workspaces.afterRun(copy);
+      }
       let message: string | undefined;
       let reason: ExitReason = job.stopReason ?? 'exited';
       if (exitCode === null) {
@@ -233,16 +241,15 @@ export class Agent {
       this.finish(jobId, exitCode, reason, message ?? syncMessage);
     } finally {
       this.jobs.delete(jobId);
+      // A workspace whose sandbox's root is unmounted is free now; otherwise once the sandbox is destroyed.
+      if (job.copy && (!sandbox || sandbox.rootUnmounted)) this.workspaces.release(job.copy);
       if (sandbox) {
         // Let the server handle the exit report before the cleanup's spawns occupy the event loop.
         await new Promise((r) => setTimeout(r, OFF_PATH_DELAY_MS));
         await sandbox.destroy().catch((err) => log.error({ err }, 'sandbox cleanup failed'));
       }
+      if (job.copy && sandbox && !sandbox.rootUnmounted) this.workspaces.release(job.copy);
       job.base?.release();
-      const copy = job.copy;
-      if (copy) {
-        this.workspaces.release(copy, () => Sandbox.create(this.ctx, this.workspaceOptions(copy, spec.network, this.defaults)));
-      }
       this.reportPool();
     }
   }

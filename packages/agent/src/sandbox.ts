@@ -184,6 +184,19 @@ export class Sandbox {
     };
   }
 
+  /**
+   * Unmounts the overlay root of a sandbox whose processes are all gone, so that its writable layer (a workspace)
+   * may be mounted again at once; destroy() does the rest later.
+   */
+  async unmountRoot(): Promise<void> {
+    if (this.alive) throw new Error(`sandbox ${this.id} is still running`);
+    await run('umount', [this.rootfs], { logger: this.ctx.logger });
+    this.rootUnmounted = true;
+  }
+
+  /** True once the root overlay is unmounted (its writable layer is free). */
+  rootUnmounted = false;
+
   /** The sandbox's root filesystem as the host sees it (the overlay mount). */
   get rootfs(): string {
     return path.join(this.dir, 'rootfs');

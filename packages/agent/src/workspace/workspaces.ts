@@ -42,8 +42,9 @@ export interface HostCopy {
   /** Resolves when the job using the copy has released it (its sandbox is gone). */
   inUse?: Promise<void>;
   endUse?: () => void;
-  /** A sandbox prepared on this copy for its next run. */
+  /** A sandbox prepared on this copy for its next run, and its creation while in progress. */
   parked?: Parked;
+  parking?: Promise<void>;
   expiry?: NodeJS.Timeout;
   retry?: NodeJS.Timeout;
   retryDelayMs: number;
@@ -210,11 +211,29 @@ export class WorkspaceManager {
 
   /** The sandbox parked on the copy if it suits the run; any other parked sandbox is destroyed first. */
   async takeParked<T extends Parked>(copy: HostCopy, network: 'internet' | 'none'): Promise<T | undefined> {
+    await copy.parking;
     const parked = copy.parked;
     copy.parked = undefined;
     if (parked?.alive && parked.network === network) return parked as T;
     await parked?.destroy();
     return undefined;
+  }
+
+  /**
+   * Prepares a sandbox on the copy for its next run, while the run that just ended is synced and reported: the
+   * previous sandbox's root must be unmounted already. Nothing else mounts the copy until this settles.
+   */
+  startParking(copy: HostCopy, create: () => Promise<Parked>): void {
+    if (this.closed || copy.gone || copy.parked || copy.parking || this.settings.warmMs === 0) return;
+    copy.parking = create()
+      .then((sandbox) => {
+        if (this.closed || copy.gone) return sandbox.destroy();
+        copy.parked = sandbox;
+      })
+      .catch((err) => this.logger.warn({ err, workspace: workspaceId(copy.key) }, 'could not park a sandbox on the workspace'))
+      .finally(() => {
+        copy.parking = undefined;
+      });
   }
 
   /**
@@ -228,7 +247,7 @@ export class WorkspaceManager {
     }
     return this.enqueue(copy, async () => {
       try {
-        await this.sync(copy, true);
+        await this.sync(copy, false);
         return undefined;
       } catch (err) {
         const message = (err as Error).message;
@@ -248,19 +267,12 @@ export class WorkspaceManager {
     );
   }
 
-  /**
-   * The run's sandbox is gone: the copy is free. `park` prepares a sandbox on it for the next run (kept for the
-   * warm period); the copy itself expires later (local: deleted; persistent: unmounted and deleted once synced).
-   */
-  release(copy: HostCopy, park?: () => Promise<Parked>): void {
+  /** The run's sandbox no longer holds the copy: the next run may open it. It expires after its period unused. */
+  release(copy: HostCopy): void {
     copy.state.lastUsed = Date.now();
     copy.endUse?.();
     if (copy.gone) return;
-    void this.enqueue(copy, async () => {
-      await this.save(copy);
-      if (!park || this.closed || copy.gone || copy.inUse || copy.parked || this.settings.warmMs === 0) return;
-      copy.parked = await park();
-    }).catch((err) => this.logger.warn({ err, workspace: workspaceId(copy.key) }, 'could not park a sandbox on the workspace'));
+    void this.enqueue(copy, () => this.save(copy)).catch((err) => this.logger.warn({ err }, 'could not save workspace state'));
     this.scheduleExpiry(copy);
   }
 
@@ -344,7 +356,7 @@ export class WorkspaceManager {
     });
     copy.previous = r.manifest;
     copy.state.version = r.version;
-    copy.state.dirty = stillInUse && !!copy.inUse;
+    copy.state.dirty = stillInUse;
     copy.retryDelayMs = RETRY_MIN_MS;
     clearTimeout(copy.retry);
     await this.save(copy);
@@ -397,6 +409,7 @@ export class WorkspaceManager {
   }
 
   private async unpark(copy: HostCopy): Promise<void> {
+    await copy.parking;
     const parked = copy.parked;
     copy.parked = undefined;
     await parked?.destroy();

@@ -1,6 +1,6 @@
 // The agent: owns every sandbox on this host and answers the server's orders over the agent protocol.
 import { hostname } from 'node:os';
-import type { AgentEnd, AgentInfo, ExitReason, SandboxSpec, ServerToAgent, WorkspaceOrder } from '@mags/api';
+import type { AgentEnd, AgentInfo, AgentToServer, ExitReason, SandboxSpec, ServerToAgent, WorkspaceOrder } from '@mags/api';
 import { MAGS_VERSION, MagsError } from '@mags/api';
 import { type ObjectStore, openObjectStore } from '@mags/objects';
 import pino, { type Logger } from 'pino';
@@ -36,6 +36,7 @@ export class Agent {
   private pool!: WarmPool;
   private info!: AgentInfo;
   private closing = false;
+  private readonly early: AgentToServer[] = [];
 
   constructor(
     readonly config: AgentConfig,
@@ -54,7 +55,10 @@ export class Agent {
       { dir: config.workspacesDir, cacheDir: config.cacheDir, localTtlMs: config.localWorkspaceTtlMs, warmMs: config.warmMs },
       this.store,
       (m) => {
-        if (!this.closing) this.link.send(m);
+        if (this.closing) return;
+        // Reports made while taking over copies at start wait for the hello.
+        if (this.info) this.link.send(m);
+        else this.early.push(m);
       },
       logger.child({ part: 'workspaces' }),
     );
@@ -81,6 +85,8 @@ export class Agent {
       () => this.reportPool(),
     );
     this.pool.refill();
+    // Before any job can arrive: copies a previous agent left are known before a run may open one.
+    await this.workspaces.start();
     this.info = {
       id: `${config.name}@${hostname()}`,
       name: config.name,
@@ -91,8 +97,7 @@ export class Agent {
     };
     this.link.onMessage((m) => this.handle(m));
     this.link.send({ type: 'hello', agent: this.info });
-    // After hello: taking over copies reports them to the server.
-    await this.workspaces.start();
+    for (const m of this.early.splice(0)) this.link.send(m);
     logger.info({ runtime: this.info.runtime, pool: config.poolSize, capacity: config.capacity }, 'agent ready');
   }
 

@@ -252,6 +252,7 @@ export class WorkspaceManager {
       } catch (err) {
         const message = (err as Error).message;
         if (err instanceof MagsError && err.status === 409) {
+          this.abandon(copy);
           return `workspace ${copy.key.name} was not synced: ${message}`;
         }
         this.scheduleRetry(copy);
@@ -365,6 +366,17 @@ export class WorkspaceManager {
     return r;
   }
 
+  /**
+   * The head moved elsewhere (a rollback, a run on another host) since this copy was made: its unsynced changes
+   * can't be committed without overwriting that. They are given up; the next run restores the current version.
+   */
+  private abandon(copy: HostCopy): void {
+    this.logger.warn({ workspace: workspaceId(copy.key), version: copy.state.version }, 'workspace changed elsewhere; unsynced changes on this host are abandoned');
+    copy.state.dirty = false;
+    copy.state.version = -1; // matches no head: the next open restores
+    void this.save(copy).catch(() => {});
+  }
+
   private scheduleRetry(copy: HostCopy, delay = copy.retryDelayMs): void {
     clearTimeout(copy.retry);
     if (this.closed || copy.gone) return;
@@ -376,7 +388,7 @@ export class WorkspaceManager {
           await this.sync(copy);
         } catch (err) {
           if (err instanceof MagsError && err.status === 409) {
-            this.logger.warn({ err, workspace: workspaceId(copy.key) }, 'workspace changed elsewhere; unsynced changes on this host are abandoned');
+            this.abandon(copy);
             return;
           }
           copy.retryDelayMs = Math.min(RETRY_MAX_MS, copy.retryDelayMs * 2);

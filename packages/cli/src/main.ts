@@ -4,9 +4,11 @@
 import { Command, CommanderError } from 'commander';
 import { MAGS_VERSION } from '@mags/api';
 import { MagsApiError } from '@mags/sdk';
+import { registerFileCommands } from './commands/files.js';
 import { registerJobCommands } from './commands/jobs.js';
 import { registerRun } from './commands/run.js';
 import { registerServer } from './commands/server.js';
+import { registerWorkspaceCommands } from './commands/workspaces.js';
 import { EXIT_FAILURE, EXIT_USAGE, UsageError } from './errors.js';
 import { drained, printError } from './output.js';
 
@@ -25,10 +27,13 @@ Examples:
   $ mags run 'echo Hello World'
   $ mags run -d 'sleep 60; echo done' && mags list
   $ mags logs -f <id>
+  $ mags run -w myproject -p 'pip install flask' && mags workspace list
   $ mags status`,
     );
   registerRun(program);
   registerJobCommands(program);
+  registerWorkspaceCommands(program);
+  registerFileCommands(program);
   registerServer(program);
 
   // Usage errors: one sentence, exit 2 (commander's own messages start with "error: ").

@@ -160,3 +160,16 @@ export function jobDuration(job: Job): number | null {
   if (job.startedAt && !job.completedAt) return Math.max(0, Date.now() - new Date(job.startedAt).getTime());
   return null;
 }
+
+/** A size for people: `512 B`, `1.5 KB`, `20.0 MB`, `3.2 GB` (powers of 1024, as du -h counts). */
+export function formatBytes(bytes: number): string {
+  if (!Number.isFinite(bytes) || bytes < 1024) return `${Math.max(0, Math.round(bytes || 0))} B`;
+  const units = ['KB', 'MB', 'GB', 'TB', 'PB'];
+  let value = bytes / 1024;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return `${value.toFixed(value < 10 ? 1 : 0)} ${units[unit]}`;
+}

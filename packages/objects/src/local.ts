@@ -142,6 +142,29 @@ export class LocalObjectStore implements ObjectStore {
     }
   }
 
+  async getRange(key: string, start: number, length: number): Promise<Buffer> {
+    const p = this.path(key);
+    let fh;
+    try {
+      fh = await open(p, 'r');
+    } catch (e) {
+      throw this.mapError(e, key);
+    }
+    try {
+      const buf = Buffer.allocUnsafe(length);
+      let got = 0;
+      while (got < length) {
+        const { bytesRead } = await fh.read(buf, got, length - got, start + got);
+        if (bytesRead === 0) break;
+        got += bytesRead;
+      }
+      if (got !== length) throw new ObjectStoreError(`get ${key} bytes ${start}-${start + length - 1} in ${this.description}: the object ends after ${start + got} bytes`);
+      return buf;
+    } finally {
+      await fh.close();
+    }
+  }
+
   async head(key: string): Promise<ObjectHead | undefined> {
     const p = this.path(key);
     let st: Stats;

@@ -128,6 +128,22 @@ export class S3ObjectStore implements ObjectStore {
     }
   }
 
+  async getRange(key: string, start: number, length: number): Promise<Buffer> {
+    const Range = `bytes=${start}-${start + length - 1}`;
+    let data: Buffer;
+    try {
+      const res = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.k(key), Range }));
+      if (!res.Body) throw new ObjectStoreError(`get ${key} ${Range}: the S3 response had no body`);
+      const bytes = await res.Body.transformToByteArray();
+      data = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    } catch (e) {
+      throw this.mapError(e, 'get', key);
+    }
+    // A range that starts past the end is a 416; one that runs past it comes back short.
+    if (data.length !== length) throw new ObjectStoreError(`get ${key} ${Range} in ${this.description}: got ${data.length} bytes, not ${length}`);
+    return data;
+  }
+
   async head(key: string): Promise<ObjectHead | undefined> {
     try {
       const res = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.k(key) }));

@@ -40,6 +40,11 @@ export interface ObjectStore {
   get(key: string): Promise<Readable>;
   /** Throws ObjectNotFoundError. */
   getBuffer(key: string): Promise<Buffer>;
+  /**
+   * Bytes [start, start + length) of the object, in memory (for reading a few blobs out of a pack). Throws
+   * ObjectNotFoundError, and ObjectStoreError if the object is shorter than that.
+   */
+  getRange(key: string, start: number, length: number): Promise<Buffer>;
   head(key: string): Promise<ObjectHead | undefined>;
   /** Keys starting with prefix, in byte order, fetched a page at a time. */
   list(prefix: string, opts?: ListOptions): AsyncIterable<ObjectInfo>;

@@ -1,4 +1,17 @@
-// The Mags class: every job operation of the REST API, with camelCase options and results.
+// The Mags class: every job, workspace and file operation of the REST API, with camelCase options and results.
+import { stat } from 'node:fs/promises';
+import { basename } from 'node:path';
+import {
+  type FileInfo as WireFileInfo,
+  type FileList as WireFileList,
+  type SyncResult as WireSyncResult,
+  type WorkspaceCreate,
+  type WorkspaceInfo as WireWorkspaceInfo,
+  type WorkspaceList as WireWorkspaceList,
+  type WorkspaceRestored as WireWorkspaceRestored,
+  type WorkspaceVersions as WireWorkspaceVersions,
+  checkUploadName,
+} from '@mags/api';
 import type {
   JobAccepted,
   JobList as WireJobList,
@@ -30,6 +43,26 @@ import {
   scriptEnded,
   toWireSubmit,
 } from './jobs.js';
+import {
+  type CreateWorkspaceOptions,
+  type DeleteResult,
+  type DeleteWorkspaceOptions,
+  type FileListResult,
+  type RestoreResult,
+  type SyncResult,
+  type UploadOptions,
+  type UploadedFile,
+  type Workspace,
+  type WorkspaceListResult,
+  type WorkspaceVersionsResult,
+  fromWireFile,
+  fromWireFileList,
+  fromWireRestored,
+  fromWireSync,
+  fromWireVersions,
+  fromWireWorkspace,
+  fromWireWorkspaceList,
+} from './workspaces.js';
 
 export interface MagsOptions {
   /** API token; default: MAGS_API_TOKEN, then `api_token` in $MAGS_HOME/config.json (~/.mags/config.json). */
@@ -51,6 +84,12 @@ export interface RunAndWaitOptions extends RunOptions {
 const MAX_WAIT_S = 60;
 /** Lines per page when reading a job's whole output. */
 const LOG_PAGE = 10_000;
+/** Extra wait for operations that move a workspace to or from the object store (sync, restore, delete). */
+const TRANSFER_HOLD_MS = 30 * 60_000;
+/** Extra wait for operations the agent carries out on a workspace disk (create from a base, resize). */
+const AGENT_HOLD_MS = 5 * 60_000;
+
+const ws = (name: string) => `/api/v1/mags-workspaces/${encodeURIComponent(name)}`;
 
 /**
  * A client of a Mags server.
@@ -220,6 +259,135 @@ export class Mags {
   /** The server, its agents (with their sandbox runtime and versions) and the calling user. */
   async serverStatus(): Promise<ServerStatus> {
     return fromWireServerStatus(await this.http.json<WireServerStatus>('/api/v1/status'));
+  }
+
+  // ── Workspaces ────────────────────────────────────────────────────────────────────────────────────────────
+
+  /** The caller's workspaces (local and persistent). */
+  async listWorkspaces(): Promise<WorkspaceListResult> {
+    return fromWireWorkspaceList(await this.http.json<WireWorkspaceList>('/api/v1/mags-workspaces'));
+  }
+
+  /** One workspace by name; a MagsApiError with code `not_found` if the caller has none of that name. */
+  async getWorkspace(name: string): Promise<Workspace> {
+    return fromWireWorkspace(await this.http.json<WireWorkspaceInfo>(ws(name)));
+  }
+
+  /**
+   * Creates an empty workspace (or a fork of the persistent workspace `base`, at its current version).
+   * ```ts
+   * await mags.createWorkspace('fork-1', { persistent: true, base: 'golden', diskGb: 5 });
+   * ```
+   */
+  async createWorkspace(name: string, options: CreateWorkspaceOptions = {}): Promise<Workspace> {
+    const body: WorkspaceCreate = { name };
+    if (options.persistent !== undefined) body.persistent = options.persistent;
+    if (options.base !== undefined) body.base = options.base;
+    if (options.diskGb !== undefined) body.disk_gb = options.diskGb;
+    return fromWireWorkspace(await this.http.json<WireWorkspaceInfo>('/api/v1/mags-workspaces', { method: 'POST', body, holdMs: AGENT_HOLD_MS }));
+  }
+
+  /**
+   * Deletes a workspace with all its versions and cloud data. While an unfinished job uses it, the server refuses
+   * (409, code `workspace_busy` or `conflict`) unless `force` is set.
+   */
+  async deleteWorkspace(name: string, options: DeleteWorkspaceOptions = {}): Promise<DeleteResult> {
+    const r = await this.http.json<DeleteResult>(ws(name), {
+      method: 'DELETE',
+      query: { force: options.force ? true : undefined },
+      holdMs: TRANSFER_HOLD_MS,
+    });
+    return { success: r.success, name: r.name };
+  }
+
+  /** The synced versions of a persistent workspace, oldest first; `current` marks the one new sandboxes start from. */
+  async workspaceVersions(name: string): Promise<WorkspaceVersionsResult> {
+    return fromWireVersions(await this.http.json<WireWorkspaceVersions>(`${ws(name)}/versions`));
+  }
+
+  /** Rolls a persistent workspace back to `version`; the rollback becomes a new version (nothing is lost). */
+  async restoreWorkspace(name: string, version: number): Promise<RestoreResult> {
+    const r = await this.http.json<WireWorkspaceRestored>(`${ws(name)}/restore`, { method: 'POST', body: { version }, holdMs: TRANSFER_HOLD_MS });
+    return fromWireRestored(r);
+  }
+
+  /** Syncs the workspace of a job (by request id or name) to the object store now; resolves once it is stored. */
+  async sync(requestId: string): Promise<SyncResult> {
+    const r = await this.http.json<WireSyncResult>(`/api/v1/mags-jobs/${encodeURIComponent(requestId)}/sync`, {
+      method: 'POST',
+      requestId,
+      holdMs: TRANSFER_HOLD_MS,
+    });
+    return fromWireSync(r);
+  }
+
+  /** Syncs a workspace (by name) to the object store now; resolves once it is stored. */
+  async syncWorkspace(name: string): Promise<SyncResult> {
+    return fromWireSync(await this.http.json<WireSyncResult>(`${ws(name)}/sync`, { method: 'POST', holdMs: TRANSFER_HOLD_MS }));
+  }
+
+  /** Sets the disk size of a workspace in GB; a size below what its files take is refused. */
+  async resize(workspace: string, diskGb: number): Promise<Workspace> {
+    const r = await this.http.json<WireWorkspaceInfo>(`${ws(workspace)}/resize`, { method: 'POST', body: { disk_gb: diskGb }, holdMs: AGENT_HOLD_MS });
+    return fromWireWorkspace(r);
+  }
+
+  // ── Files ─────────────────────────────────────────────────────────────────────────────────────────────────
+
+  /**
+   * Uploads a local file, streamed from disk; returns its file id, to pass in `fileIds`. The file appears as
+   * /uploads/<name> (default: its basename) before the script starts.
+   * ```ts
+   * const fileId = await mags.uploadFile('data.csv', { onProgress: ({ sent, total }) => console.log(sent, total) });
+   * await mags.runAndWait('wc -l /uploads/data.csv', { fileIds: [fileId] });
+   * ```
+   */
+  async uploadFile(path: string, options: UploadOptions = {}): Promise<string> {
+    return (await this.upload(path, options)).fileId;
+  }
+
+  /** Uploads local files one after the other; returns their file ids in the same order. */
+  async uploadFiles(paths: string[], options: Pick<UploadOptions, 'signal'> = {}): Promise<string[]> {
+    const ids: string[] = [];
+    for (const p of paths) ids.push(await this.uploadFile(p, options));
+    return ids;
+  }
+
+  /** What `uploadFile` does, answering the whole record: id, name, size and the sha256 the server computed. */
+  async upload(path: string, options: UploadOptions = {}): Promise<UploadedFile> {
+    const name = options.name ?? basename(path);
+    const bad = checkUploadName(name);
+    if (bad) throw new MagsApiError(0, 'invalid_request', `cannot upload ${path}: ${bad}`);
+    let size: number;
+    try {
+      const st = await stat(path);
+      if (!st.isFile()) throw new MagsApiError(0, 'invalid_request', `cannot upload ${path}: it is not a regular file`);
+      size = st.size;
+    } catch (err) {
+      if (err instanceof MagsApiError) throw err;
+      const code = (err as NodeJS.ErrnoException).code;
+      const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : (err as Error).message;
+      throw new MagsApiError(0, 'invalid_request', `cannot upload ${path}: ${why}`, { cause: err });
+    }
+    const onProgress = options.onProgress;
+    const f = await this.http.upload<WireFileInfo>('/api/v1/mags-files', {
+      query: { name },
+      file: path,
+      size,
+      signal: options.signal,
+      onProgress: onProgress && ((sent, total) => onProgress({ sent, total })),
+    });
+    return fromWireFile(f);
+  }
+
+  /** The caller's uploaded files. */
+  async listFiles(): Promise<FileListResult> {
+    return fromWireFileList(await this.http.json<WireFileList>('/api/v1/mags-files'));
+  }
+
+  /** Deletes an uploaded file. */
+  async deleteFile(fileId: string): Promise<void> {
+    await this.http.json<unknown>(`/api/v1/mags-files/${encodeURIComponent(fileId)}`, { method: 'DELETE', allowEmpty: true });
   }
 
   /** Whether the server answers `GET /api/v1/health` (no token needed); never throws. */

@@ -1,4 +1,7 @@
 // The one place the SDK talks HTTP: base URL, token, timeouts, and the mapping of every failure to a typed error.
+import { createReadStream } from 'node:fs';
+import http from 'node:http';
+import https from 'node:https';
 import { MAGS_VERSION } from '@mags/api';
 import { MagsApiError, MagsConnectionError, MagsTimeoutError, errorFromResponse } from './errors.js';
 
@@ -17,6 +20,19 @@ export interface RequestOptions {
   holdMs?: number;
   /** The job this request is about, carried by errors. */
   requestId?: string;
+  signal?: AbortSignal;
+  /** Accept a 2xx answer without a body (e.g. 204 to a DELETE); `json` then resolves to undefined. */
+  allowEmpty?: boolean;
+}
+
+/** A local file to send as the raw body of a POST. */
+export interface UploadRequest {
+  query?: RequestOptions['query'];
+  /** Path of a regular file. */
+  file: string;
+  /** Its size in bytes (sent as Content-Length; a file that changes size meanwhile fails the upload). */
+  size: number;
+  onProgress?: (sent: number, total: number) => void;
   signal?: AbortSignal;
 }
 
@@ -58,7 +74,7 @@ export class Transport {
       body = undefined;
     }
     if (!res.ok) throw withRequestId(errorFromResponse(res.status, res.statusText, body, this.baseUrl), o.requestId);
-    if (body === undefined) {
+    if (body === undefined && !(o.allowEmpty && text === '')) {
       throw new MagsApiError(res.status, 'invalid_response', `the Mags server at ${this.baseUrl} answered ${path} with something that is not JSON`, {
         requestId: o.requestId,
       });
@@ -82,6 +98,85 @@ export class Transport {
       body = undefined;
     }
     throw withRequestId(errorFromResponse(res.status, res.statusText, body, this.baseUrl), o.requestId);
+  }
+
+  /**
+   * Streams a local file as the raw body of a POST (application/octet-stream, Content-Length set), never holding
+   * it in memory; resolves to the parsed JSON of a 2xx answer, or throws a MagsApiError. fetch cannot set
+   * Content-Length on a streamed body, so this one request goes through node:http(s). The timeout is for
+   * silence (nothing sent or received), so a large file on a slow link is not cut off.
+   */
+  upload<T>(path: string, u: UploadRequest): Promise<T> {
+    const target = new URL(this.url(path, u.query));
+    const client = target.protocol === 'https:' ? https : http;
+    const idleMs = this.options.timeoutMs;
+    return new Promise<T>((resolve, reject) => {
+      if (u.signal?.aborted) return reject(u.signal.reason);
+      let settled = false;
+      let answered = false;
+      let sent = 0;
+      const req = client.request(target, {
+        method: 'POST',
+        headers: this.headers({ accept: 'application/json', 'content-type': 'application/octet-stream', 'content-length': String(u.size) }),
+      });
+      const file = u.size > 0 ? createReadStream(u.file, { start: 0, end: u.size - 1, highWaterMark: 256 * 1024 }) : undefined;
+      const onAbort = () => finish(u.signal?.reason instanceof Error ? u.signal.reason : new Error('the upload was cancelled'));
+      function finish(err: unknown, value?: T): void {
+        if (settled) return;
+        settled = true;
+        u.signal?.removeEventListener('abort', onAbort);
+        file?.destroy();
+        if (err === undefined) return resolve(value as T);
+        req.destroy();
+        reject(err);
+      }
+      u.signal?.addEventListener('abort', onAbort, { once: true });
+      req.setTimeout(idleMs, () =>
+        finish(new MagsTimeoutError(`the Mags server at ${this.baseUrl} did not answer within ${Math.round(idleMs / 1000)} s`)),
+      );
+      req.on('error', (err) => {
+        // A server that refuses early (401, 413) may close the connection while the body is still being sent:
+        // its answer, not the broken pipe, is what to report.
+        if (!answered) finish(connectionError(this.baseUrl, err));
+      });
+      req.on('response', (res) => {
+        answered = true;
+        if (file) file.unpipe(req);
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('error', (err) => finish(connectionError(this.baseUrl, err)));
+        res.on('end', () => {
+          const status = res.statusCode ?? 0;
+          const text = Buffer.concat(chunks).toString('utf8');
+          let body: unknown;
+          try {
+            body = text === '' ? undefined : JSON.parse(text);
+          } catch {
+            body = undefined;
+          }
+          if (status < 200 || status > 299) return finish(errorFromResponse(status, res.statusMessage ?? '', body, this.baseUrl));
+          if (body === undefined) {
+            return finish(new MagsApiError(status, 'invalid_response', `the Mags server at ${this.baseUrl} answered ${path} with something that is not JSON`));
+          }
+          finish(undefined, body as T);
+        });
+      });
+      if (!file) {
+        u.onProgress?.(0, 0);
+        req.end();
+        return;
+      }
+      file.on('data', (chunk) => {
+        sent += chunk.length;
+        u.onProgress?.(sent, u.size);
+      });
+      file.on('error', (err) => finish(new MagsApiError(0, 'invalid_request', `cannot read ${u.file}: ${err.message}`, { cause: err })));
+      // Registered before pipe() so that a short read fails the upload before pipe() ends the request.
+      file.on('end', () => {
+        if (sent !== u.size) finish(new MagsApiError(0, 'invalid_request', `${u.file} changed size while it was uploaded; try again`));
+      });
+      file.pipe(req);
+    });
   }
 
   private async open(

@@ -22,6 +22,22 @@ export type {
   ServerStatus,
   StopResult,
 } from './jobs.js';
+export type {
+  CreateWorkspaceOptions,
+  DeleteResult,
+  DeleteWorkspaceOptions,
+  FileListResult,
+  RestoreResult,
+  SyncResult,
+  UploadOptions,
+  UploadProgress,
+  UploadedFile,
+  Workspace,
+  WorkspaceListResult,
+  WorkspaceMode,
+  WorkspaceVersion,
+  WorkspaceVersionsResult,
+} from './workspaces.js';
 export {
   type ConfigFile,
   type Connection,

@@ -8,6 +8,8 @@ const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'obj
 const isNonEmptyString = (v: unknown): v is string => typeof v === 'string' && v.length > 0 && v.length <= 1024;
 const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= 1_000_000;
 const isTime = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v) && v > 0;
+const isSize = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+const isVersion = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 1;
 
 function checkPool(v: unknown): v is AgentInfo['pool'] {
   return isObject(v) && isCount(v.idle) && isCount(v.busy) && isCount(v.min) && isCount(v.max);
@@ -64,6 +66,44 @@ export function checkAgentMessage(m: unknown): Checked {
       return isNonEmptyString(m.jobId) && reasonOk && codeOk && messageOk && isTime(m.ts)
         ? { ok: true, message: m as AgentToServer }
         : { ok: false, reason: 'exited without jobId, exitCode, reason and ts' };
+    }
+    case 'workspace': {
+      const r = m.report;
+      const ok =
+        isObject(r) &&
+        isNonEmptyString(r.owner) &&
+        isNonEmptyString(r.name) &&
+        (r.state === 'present' || r.state === 'gone') &&
+        isSize(r.usedBytes) &&
+        isSize(r.files) &&
+        (r.version === undefined || isVersion(r.version)) &&
+        (r.versions === undefined || isSize(r.versions)) &&
+        (r.dirty === undefined || typeof r.dirty === 'boolean') &&
+        isTime(r.ts);
+      return ok ? { ok: true, message: m as AgentToServer } : { ok: false, reason: 'workspace without a valid report (owner, name, state, usedBytes, files, ts)' };
+    }
+    case 'reply': {
+      if (!isNonEmptyString(m.requestId)) return { ok: false, reason: 'reply without a requestId' };
+      if (m.ok === true) {
+        const r = m.result;
+        const ok =
+          isObject(r) &&
+          typeof r.held === 'boolean' &&
+          (r.version === undefined || r.version === null || isVersion(r.version)) &&
+          (r.changed === undefined || typeof r.changed === 'boolean');
+        return ok ? { ok: true, message: m as AgentToServer } : { ok: false, reason: 'reply without a valid result (held, version, changed)' };
+      }
+      const ok =
+        m.ok === false &&
+        typeof m.status === 'number' &&
+        Number.isInteger(m.status) &&
+        m.status >= 400 &&
+        m.status <= 599 &&
+        isNonEmptyString(m.code) &&
+        typeof m.error === 'string' &&
+        m.error.length > 0 &&
+        m.error.length <= 4096;
+      return ok ? { ok: true, message: m as AgentToServer } : { ok: false, reason: 'failed reply without status (400-599), code and error' };
     }
     default:
       return { ok: false, reason: `unknown message type "${m.type.slice(0, 40)}"` };

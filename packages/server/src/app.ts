@@ -16,8 +16,10 @@ import type { AuthenticatedUser } from './auth.js';
 import type { ServerContext } from './context.js';
 import { BODY_LIMIT_BYTES, toHttpError } from './http/errors.js';
 import { validatorCompiler } from './http/validation.js';
+import { registerFileRoutes } from './routes/files.js';
 import { registerJobRoutes } from './routes/jobs.js';
 import { registerSystemRoutes } from './routes/system.js';
+import { registerWorkspaceRoutes } from './routes/workspaces.js';
 
 export type MagsApp = FastifyInstance<
   RawServerDefault,
@@ -117,6 +119,8 @@ export async function buildApp(ctx: ServerContext): Promise<MagsApp> {
       security: [{ bearer: [] }],
       tags: [
         { name: 'jobs', description: 'Run scripts in sandboxes, follow their output, stop them' },
+        { name: 'workspaces', description: 'Local and persistent workspaces: create, fork, sync, resize, versions, delete' },
+        { name: 'files', description: 'Files uploaded for jobs (they appear as /uploads/<name>)' },
         { name: 'system', description: 'Health, status and this document' },
       ],
     },
@@ -124,5 +128,7 @@ export async function buildApp(ctx: ServerContext): Promise<MagsApp> {
 
   registerSystemRoutes(app, ctx);
   registerJobRoutes(app, ctx);
+  registerWorkspaceRoutes(app, ctx);
+  registerFileRoutes(app, ctx);
   return app;
 }

@@ -2,6 +2,7 @@
 // Nothing else in the server reads process.env.
 import { homedir } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { MagsError } from '@mags/api';
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -20,6 +21,20 @@ export interface ServerConfig {
   logLevel: LogLevel;
   /** Reported by `GET /api/v1/status`: `embedded` when an agent runs in the same process. */
   mode: ServerMode;
+  /**
+   * The object store for persistent workspaces, bases and uploads: a directory, file:///path, or
+   * s3://[KEY:SECRET@]BUCKET[/prefix]?endpoint=… (the agents must use the same store).
+   */
+  objects: string;
+  /** S3 credentials when the URL carries none (from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY). */
+  objectsCredentials: { accessKeyId?: string; secretAccessKey?: string };
+  /** Largest uploaded file (`POST /api/v1/mags-files`), in bytes. */
+  maxUploadBytes: number;
+  /**
+   * How long a local workspace lives unused: the agents delete host copies after their own `--workspace-ttl`; the
+   * server uses this for `expires_at` and to forget local workspaces that no host holds. Give both the same value.
+   */
+  localWorkspaceTtlS: number;
 }
 
 /** What a caller (the `mags server` command, a test) may give; anything missing comes from the environment or defaults. */
@@ -30,10 +45,16 @@ export interface ServerConfigInput {
   port?: number | string;
   logLevel?: string;
   mode?: string;
+  objects?: string;
+  objectsCredentials?: { accessKeyId?: string; secretAccessKey?: string };
+  maxUploadBytes?: number | string;
+  localWorkspaceTtlS?: number | string;
 }
 
 export const DEFAULT_PORT = 7373;
 export const DEFAULT_HOST = '127.0.0.1';
+export const DEFAULT_MAX_UPLOAD_BYTES = 5 * 1024 ** 3;
+export const DEFAULT_LOCAL_WORKSPACE_TTL_S = 600;
 
 /** The environment variables the server understands, and only here. */
 export interface ServerEnvironment {
@@ -42,6 +63,11 @@ export interface ServerEnvironment {
   MAGS_HOST?: string;
   MAGS_PORT?: string;
   MAGS_LOG_LEVEL?: string;
+  MAGS_OBJECTS_URL?: string;
+  MAGS_MAX_UPLOAD_BYTES?: string;
+  MAGS_WORKSPACE_TTL?: string;
+  AWS_ACCESS_KEY_ID?: string;
+  AWS_SECRET_ACCESS_KEY?: string;
   HOME?: string;
   [name: string]: string | undefined;
 }
@@ -109,8 +135,52 @@ export function resolveServerConfig(input: ServerConfigInput = {}, env: ServerEn
     throw MagsError.invalid(`mode: "${mode}" must be "embedded" or "cluster"`);
   }
 
-  return { dataDir, database, host, port, logLevel: logLevel as LogLevel, mode };
+  const rawObjects = nonEmpty(input.objects) ?? nonEmpty(env.MAGS_OBJECTS_URL) ?? pathToFileURL(join(dataDir, 'objects')).href;
+  let objects = rawObjects;
+  if (!/^[a-z][a-z0-9+.-]*:/i.test(objects)) objects = resolve(expandHome(objects, env));
+  else if (!/^(file|s3):/i.test(objects)) {
+    throw MagsError.invalid(`objects: "${redactUrl(objects)}" must be a directory, a file:// URL or an s3:// URL`);
+  }
+  const objectsCredentials = input.objectsCredentials ?? {
+    accessKeyId: nonEmpty(env.AWS_ACCESS_KEY_ID),
+    secretAccessKey: nonEmpty(env.AWS_SECRET_ACCESS_KEY),
+  };
+
+  const maxUploadBytes = wholeNumber(
+    'maxUploadBytes',
+    input.maxUploadBytes ?? nonEmpty(env.MAGS_MAX_UPLOAD_BYTES) ?? DEFAULT_MAX_UPLOAD_BYTES,
+    1,
+    Number.MAX_SAFE_INTEGER,
+    'a number of bytes, at least 1',
+  );
+  const localWorkspaceTtlS = wholeNumber(
+    'localWorkspaceTtlS',
+    input.localWorkspaceTtlS ?? nonEmpty(env.MAGS_WORKSPACE_TTL) ?? DEFAULT_LOCAL_WORKSPACE_TTL_S,
+    1,
+    31_536_000,
+    'a number of seconds from 1 to 31536000',
+  );
+
+  return {
+    dataDir,
+    database,
+    host,
+    port,
+    logLevel: logLevel as LogLevel,
+    mode,
+    objects,
+    objectsCredentials: { ...objectsCredentials },
+    maxUploadBytes,
+    localWorkspaceTtlS,
+  };
 }
+
+function wholeNumber(setting: string, raw: number | string, min: number, max: number, what: string): number {
+  const n = typeof raw === 'number' ? raw : /^\d{1,16}$/.test(raw.trim()) ? Number(raw.trim()) : NaN;
+  if (!Number.isSafeInteger(n) || n < min || n > max) throw MagsError.invalid(`${setting}: "${raw}" must be ${what}`);
+  return n;
+}
+
 
 /** A database URL safe to print: the password is replaced. */
 export function redactUrl(url: string): string {

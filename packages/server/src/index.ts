@@ -3,6 +3,7 @@
 import type { AddressInfo } from 'node:net';
 import { pino, type Logger } from 'pino';
 import type { ServerEnd } from '@mags/api';
+import { type ObjectStore, openObjectStore, redact as redactObjects } from '@mags/objects';
 import { type MagsApp, buildApp } from './app.js';
 import { Auth } from './auth.js';
 import { type ServerConfig, redactUrl, resolveServerConfig } from './config.js';
@@ -11,11 +12,13 @@ import { JobEvents } from './events.js';
 import type { LogStream } from './http/log-stream.js';
 import { Scheduler } from './scheduler.js';
 import { Store } from './store/index.js';
+import { type WorkspaceTimeouts, Workspaces } from './workspaces.js';
 
 export { resolveServerConfig, storeKindOf, redactUrl, DEFAULT_HOST, DEFAULT_PORT, LOG_LEVELS } from './config.js';
 export type { ServerConfig, ServerConfigInput, ServerEnvironment, LogLevel, ServerMode, StoreKind } from './config.js';
 export { Store } from './store/index.js';
-export type { JobRow, LogRow, AgentRow, UserRow, TokenRow, JobSpec } from './store/index.js';
+export type { JobRow, LogRow, AgentRow, UserRow, TokenRow, JobSpec, WorkspaceRow, FileRow } from './store/index.js';
+export type { WorkspaceTimeouts } from './workspaces.js';
 export { Auth, generateToken, hashToken } from './auth.js';
 export type { AuthenticatedUser } from './auth.js';
 export type { MagsApp } from './app.js';
@@ -23,6 +26,8 @@ export type { MagsApp } from './app.js';
 export interface CreateServerOptions {
   /** A logger to use instead of creating one at config.logLevel (e.g. to share one with an embedded agent). */
   logger?: Logger;
+  /** How long agents may take to answer workspace orders (defaults: 60 s, and 10 min for a sync). */
+  workspaceTimeouts?: Partial<WorkspaceTimeouts>;
 }
 
 export interface MagsServer {
@@ -30,6 +35,8 @@ export interface MagsServer {
   /** The Fastify instance, e.g. for `app.inject()` in tests. */
   readonly app: MagsApp;
   readonly store: Store;
+  /** The object store of persistent workspaces, bases and uploads (config.objects). */
+  readonly objects: ObjectStore;
   readonly auth: Auth;
   readonly logger: Logger;
   /** The local owner's token, only on the start that created the owner (the first start on a fresh store). */
@@ -47,7 +54,17 @@ export async function createServer(config: ServerConfig, options: CreateServerOp
   const cfg = resolveServerConfig(config, {});
   const logger = options.logger ?? pino({ level: cfg.logLevel, base: { service: 'mags-server' }, redact: ['req.headers.authorization'] });
 
-  const store = await Store.open(cfg.database, logger);
+  // The S3 client warns about Node 20 on every construction; the supported range is ours to state. (The one
+  // write to process.env in the server, before the client library reads it.)
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+  const objects = openObjectStore(cfg.objects, cfg.objectsCredentials);
+  let store: Store;
+  try {
+    store = await Store.open(cfg.database, logger, { localWorkspaceTtlMs: cfg.localWorkspaceTtlS * 1000 });
+  } catch (err) {
+    await objects.close().catch(() => undefined);
+    throw err;
+  }
   let app: MagsApp | undefined;
   let scheduler: Scheduler | undefined;
   try {
@@ -55,6 +72,14 @@ export async function createServer(config: ServerConfig, options: CreateServerOp
     const auth = new Auth(store);
     const localToken = await auth.bootstrapOwner();
     scheduler = new Scheduler(store, events, logger);
+    const workspaces = new Workspaces({
+      store,
+      objects,
+      scheduler,
+      logger,
+      localTtlMs: cfg.localWorkspaceTtlS * 1000,
+      timeouts: options.workspaceTimeouts,
+    });
     await scheduler.recover();
 
     const shutdown = new AbortController();
@@ -64,6 +89,8 @@ export async function createServer(config: ServerConfig, options: CreateServerOp
       store,
       auth,
       scheduler,
+      objects,
+      workspaces,
       events,
       logger,
       startedAt: Date.now(),
@@ -72,7 +99,10 @@ export async function createServer(config: ServerConfig, options: CreateServerOp
     };
     app = await buildApp(ctx);
     await app.ready();
-    logger.info({ store: store.kind, database: redactUrl(cfg.database), mode: cfg.mode }, 'server ready');
+    logger.info(
+      { store: store.kind, database: redactUrl(cfg.database), objects: redactObjects(cfg.objects), mode: cfg.mode },
+      'server ready',
+    );
     if (localToken) logger.info('created the local owner and its token');
 
     const sched = scheduler;
@@ -82,6 +112,7 @@ export async function createServer(config: ServerConfig, options: CreateServerOp
       config: cfg,
       app: fastify,
       store,
+      objects,
       auth,
       logger,
       localToken,
@@ -102,6 +133,7 @@ export async function createServer(config: ServerConfig, options: CreateServerOp
           await fastify.close();
           await sched.close();
           await store.close();
+          await objects.close().catch((err: unknown) => logger.warn({ err }, 'closing the object store failed'));
           logger.info('server closed');
         })();
         return closing;
@@ -111,6 +143,7 @@ export async function createServer(config: ServerConfig, options: CreateServerOp
     await app?.close().catch(() => undefined);
     await scheduler?.close().catch(() => undefined);
     await store.close().catch(() => undefined);
+    await objects.close().catch(() => undefined);
     throw err;
   }
 }

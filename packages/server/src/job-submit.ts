@@ -1,7 +1,24 @@
 // The rules of a job submission beyond its schema: options that need each other, options this server does
-// not implement yet, and the defaults. Pure, so the rules are tested without HTTP.
+// not implement yet, and the defaults. Pure, so the rules are tested without HTTP; what needs the database or
+// the object store (the workspace, its base, the uploaded files) is resolved by Workspaces.submitJob.
 import { type JobSubmit, MagsError } from '@mags/api';
 import type { JobSpec } from './store/index.js';
+
+/** An accepted submission before its workspace, base and files are looked up. Absent keys were not asked for. */
+export interface JobPlan {
+  name: string | null;
+  script: string;
+  /** Limits and environment; the workspace, base and uploads are added when resolved. */
+  spec: JobSpec;
+  /** `-w NAME`, with whether `-p` was given. */
+  workspace?: { name: string; persistent: boolean };
+  /** `--base NAME`. */
+  base?: string;
+  /** `file_ids`, in order, without repeats. */
+  fileIds?: string[];
+  /** `disk_gb` as given (a new workspace's size; for an existing one it must match). */
+  diskGb?: number;
+}
 
 export const JOB_DEFAULTS = { vcpus: 1, memory_mb: 1024, timeout_s: 3600, network: 'internet', disk_gb: 2 } as const;
 
@@ -10,7 +27,7 @@ const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const LONE_SURROGATE = /\p{Cs}/u;
 
 /** What the server stores for an accepted submission. Throws 400 or 422 MagsErrors with a sentence. */
-export function planJob(body: JobSubmit): { name: string | null; script: string; spec: JobSpec } {
+export function planJob(body: JobSubmit): JobPlan {
   // Options that only make sense together (the same rules the CLI states as flags).
   if (body.ephemeral === true && body.persistent === true) {
     throw MagsError.invalid('ephemeral and persistent contradict each other (-e cannot be combined with -p)');
@@ -23,6 +40,15 @@ export function planJob(body: JobSubmit): { name: string | null; script: string;
   }
   if (body.port !== undefined && body.url !== true) {
     throw MagsError.invalid('port requires url: true (--port goes with --url)');
+  }
+  if (body.persistent === true && body.workspace_id === undefined) {
+    throw MagsError.invalid('persistent requires workspace_id (-p goes with -w)');
+  }
+  if (body.ephemeral === true && body.workspace_id !== undefined) {
+    throw MagsError.invalid('ephemeral and workspace_id contradict each other (-e cannot be combined with -w)');
+  }
+  if (body.base_workspace_id !== undefined && body.base_workspace_id === body.workspace_id) {
+    throw MagsError.invalid(`workspace "${body.workspace_id}" cannot be its own base (--base names another workspace)`);
   }
   if (body.script.includes('\0')) {
     throw MagsError.invalid('script: must not contain NUL characters');
@@ -39,17 +65,13 @@ export function planJob(body: JobSubmit): { name: string | null; script: string;
 
   // Accepted by the API, not yet carried out by the agent: refuse rather than silently ignore.
   const unsupported: Array<[boolean, string]> = [
-    [body.workspace_id !== undefined, 'workspaces (workspace_id) are not supported by this server yet'],
-    [body.base_workspace_id !== undefined, 'base workspaces (base_workspace_id) are not supported by this server yet'],
-    [body.persistent === true, 'persistent workspaces (persistent) are not supported by this server yet'],
-    [(body.file_ids?.length ?? 0) > 0, 'file uploads (file_ids) are not supported by this server yet'],
     [body.url === true, 'public URLs (url) are not supported by this server yet'],
     [body.no_sleep === true, 'always-on sandboxes (no_sleep) are not supported by this server yet'],
     [body.startup_command !== undefined, 'startup commands (startup_command) are not supported by this server yet'],
   ];
   for (const [used, sentence] of unsupported) if (used) throw MagsError.unsupported(sentence);
 
-  return {
+  const plan: JobPlan = {
     name: body.name ?? null,
     script: body.script,
     spec: {
@@ -61,4 +83,9 @@ export function planJob(body: JobSubmit): { name: string | null; script: string;
       environment: { ...environment },
     },
   };
+  if (body.workspace_id !== undefined) plan.workspace = { name: body.workspace_id, persistent: body.persistent === true };
+  if (body.base_workspace_id !== undefined) plan.base = body.base_workspace_id;
+  if (body.file_ids !== undefined && body.file_ids.length > 0) plan.fileIds = [...new Set(body.file_ids)];
+  if (body.disk_gb !== undefined) plan.diskGb = body.disk_gb;
+  return plan;
 }

@@ -1,5 +1,7 @@
-// The server side of the agent protocol: knows the connected agents, places queued jobs on them, and turns
-// their reports (started, output, exited) into job state, log lines and events for waiting clients.
+// The server side of the agent protocol: knows the connected agents, places queued jobs on them (a local
+// workspace's job on the agent holding it), turns their reports (started, output, exited) into job state, log
+// lines and events for waiting clients, and sends workspace orders, matching each `reply` to its request.
+import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import {
   type AgentInfo,
@@ -7,6 +9,9 @@ import {
   type PoolStatus,
   type SandboxSpec,
   type ServerEnd,
+  type WorkspaceOrder,
+  type WorkspaceOrderResult,
+  type WorkspaceReport,
   MagsError,
   isTerminal,
 } from '@mags/api';
@@ -14,10 +19,27 @@ import { checkAgentMessage } from './agent-messages.js';
 import type { JobEvents } from './events.js';
 import { parseSpec } from './job-view.js';
 import { waitForTerminal } from './job-wait.js';
-import type { JobFinish, JobRow, Store } from './store/index.js';
+import type { JobFinish, JobRow, JobSpec, Store, WorkspaceRow } from './store/index.js';
 
 /** How long `stop` waits for the agent to confirm before answering with the job as it is. */
 const STOP_CONFIRM_MS = 10_000;
+/** Queued jobs read per page when looking for ones that can run. */
+const DISPATCH_PAGE = 100;
+
+/** A workspace order without its requestId (the scheduler adds one). */
+export type OrderBody =
+  | { type: 'sync'; workspace: WorkspaceOrder['workspace'] }
+  | { type: 'resize'; workspace: WorkspaceOrder['workspace']; diskGb: number }
+  | { type: 'drop'; workspace: WorkspaceOrder['workspace'] };
+
+export type WorkspaceReportHandler = (agentId: string, report: WorkspaceReport) => Promise<void>;
+
+interface PendingRequest {
+  conn: AgentConnection;
+  resolve(result: WorkspaceOrderResult): void;
+  reject(err: MagsError): void;
+  timer: NodeJS.Timeout;
+}
 
 export const MESSAGES = {
   agentDisconnected: 'the agent running this job disconnected',
@@ -55,6 +77,8 @@ export class Scheduler {
   private dispatchAgain = false;
   private closed = false;
   private readonly abort = new AbortController();
+  private readonly pending = new Map<string, PendingRequest>();
+  private workspaceReports: WorkspaceReportHandler | undefined;
 
   constructor(
     private readonly store: Store,
@@ -71,6 +95,53 @@ export class Scheduler {
     await this.store.markAllAgentsOffline();
     const failed = await this.store.failDispatchedJobs(MESSAGES.serverRestarted);
     for (const job of failed) this.logger.warn({ jobId: job.id }, 'job was running when the server stopped; marked error');
+    const freed = await this.store.releaseOrphanedWorkspaces();
+    if (freed > 0) this.logger.warn({ workspaces: freed }, 'released workspaces held by work a previous process left unfinished');
+  }
+
+  /** Where `workspace` reports from agents go (the workspace service). */
+  onWorkspaceReport(handler: WorkspaceReportHandler): void {
+    this.workspaceReports = handler;
+  }
+
+  /** Whether the agent with this id is connected and has said hello. */
+  isOnline(agentId: string): boolean {
+    return this.byAgentId.get(agentId)?.online === true;
+  }
+
+  /** The ids of the connected agents. */
+  onlineAgentIds(): string[] {
+    return [...this.byAgentId.entries()].filter(([, c]) => c.online && c.info).map(([id]) => id);
+  }
+
+  /**
+   * Sends a workspace order to one agent and resolves with its reply. Rejects with the agent's own error (status,
+   * code, sentence) when it refuses, 504 `timeout` when it does not answer within `timeoutMs`, and 503
+   * `agent_unavailable` when it is not connected or disconnects first.
+   */
+  request(agentId: string, order: OrderBody, timeoutMs: number): Promise<WorkspaceOrderResult> {
+    const conn = this.byAgentId.get(agentId);
+    const what = `${order.type} of workspace ${order.workspace.name}`;
+    if (!conn?.online || this.closed) {
+      return Promise.reject(new MagsError(503, 'agent_unavailable', `the agent ${agentId} is not connected; try the ${order.type} again when it is`));
+    }
+    const requestId = randomUUID();
+    return new Promise<WorkspaceOrderResult>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(requestId);
+        conn.log.warn({ requestId, order: order.type, workspace: order.workspace.name }, 'agent did not answer a workspace order in time');
+        reject(
+          new MagsError(
+            504,
+            'timeout',
+            `the agent ${agentId} did not finish the ${what} within ${timeoutMs < 1000 ? `${timeoutMs} ms` : `${Math.round(timeoutMs / 1000)} s`}; it may still be working on it, so try again in a while`,
+          ),
+        );
+      }, timeoutMs);
+      this.pending.set(requestId, { conn, resolve, reject, timer });
+      conn.log.debug({ requestId, order: order.type, workspace: order.workspace.name }, 'workspace order sent');
+      conn.link.send({ ...order, requestId } as WorkspaceOrder);
+    });
   }
 
   attachAgent(link: ServerEnd): void {
@@ -181,12 +252,15 @@ export class Scheduler {
     if (this.closed) return;
     this.closed = true;
     this.abort.abort();
-    for (const conn of this.connections) {
+    // Taken now: a link's cleanup removes it from `connections` while its work (failing its jobs) still runs.
+    const connections = [...this.connections];
+    for (const conn of connections) {
       conn.closeReason = MESSAGES.serverShutdown;
+      this.failPending(conn, new MagsError(503, 'unavailable', 'the server is shutting down; try again in a moment'));
       conn.link.close();
     }
     await this.dispatching;
-    await Promise.all([...this.connections].map((c) => c.chain));
+    await Promise.all(connections.map((c) => c.chain));
   }
 
   // ── internals ───────────────────────────────────────────────────────────────────────────────────
@@ -238,6 +312,30 @@ export class Scheduler {
         this.requestDispatch();
         return;
       }
+      case 'reply': {
+        const pending = this.pending.get(m.requestId);
+        if (!pending || pending.conn !== conn) {
+          conn.log.warn({ requestId: m.requestId }, 'ignoring a reply to a request this agent was not sent (or that timed out)');
+          return;
+        }
+        this.pending.delete(m.requestId);
+        clearTimeout(pending.timer);
+        if (m.ok) pending.resolve({ ...m.result });
+        else pending.reject(new MagsError(m.status, m.code, m.error));
+        return;
+      }
+      case 'workspace':
+        await this.workspaceReports?.(agentId, m.report);
+        return;
+    }
+  }
+
+  private failPending(conn: AgentConnection, err: MagsError): void {
+    for (const [id, p] of this.pending) {
+      if (p.conn !== conn) continue;
+      this.pending.delete(id);
+      clearTimeout(p.timer);
+      p.reject(err);
     }
   }
 
@@ -268,6 +366,8 @@ export class Scheduler {
     this.connections.delete(conn);
     conn.online = false;
     const info = conn.info;
+    const who = info ? `the agent ${info.id}` : 'the agent';
+    this.failPending(conn, new MagsError(503, 'agent_unavailable', `${who} disconnected before it answered; try again`));
     if (!info) return;
     if (this.byAgentId.get(info.id) === conn) this.byAgentId.delete(info.id);
     const now = Date.now();
@@ -314,12 +414,15 @@ export class Scheduler {
     }
   }
 
+  private freeSlots(conn: AgentConnection): number {
+    return conn.online && conn.info ? Math.max(0, conn.info.capacity - conn.jobs.size) : 0;
+  }
+
   private pickAgent(): AgentConnection | undefined {
     let best: AgentConnection | undefined;
     let bestFree = 0;
     for (const conn of this.byAgentId.values()) {
-      if (!conn.online || !conn.info) continue;
-      const free = conn.info.capacity - conn.jobs.size;
+      const free = this.freeSlots(conn);
       if (free > bestFree) {
         best = conn;
         bestFree = free;
@@ -328,47 +431,110 @@ export class Scheduler {
     return best;
   }
 
+  /**
+   * Where a queued job goes, or undefined if it must wait. A local workspace lives only on the agent that holds it:
+   * its job waits for that agent's capacity while the agent is online; if the agent is gone, the copy is lost and
+   * the job runs anywhere (on a fresh, empty workspace). A persistent workspace prefers its agent (a warm copy).
+   */
+  private placement(job: JobRow, row: WorkspaceRow | undefined): AgentConnection | undefined {
+    const ws = specOf(job)?.workspace;
+    if (!ws) return this.pickAgent();
+    const holder = row?.agent_id ? this.byAgentId.get(row.agent_id) : undefined;
+    if (holder?.online && holder.info) {
+      if (this.freeSlots(holder) > 0) return holder;
+      if (row && row.persistent === 0) return undefined; // wait for the agent that has the files
+      return this.pickAgent();
+    }
+    if (row?.agent_id && row.persistent === 0) {
+      this.logger.warn(
+        { jobId: job.id, workspace: ws.name, agentId: row.agent_id },
+        'the agent holding this local workspace is gone; its files are lost and the job runs on an empty workspace elsewhere',
+      );
+    }
+    return this.pickAgent();
+  }
+
   private async dispatchOnce(): Promise<void> {
-    let free = 0;
-    for (const conn of this.byAgentId.values()) {
-      if (conn.online && conn.info) free += Math.max(0, conn.info.capacity - conn.jobs.size);
+    let after: string | undefined;
+    for (;;) {
+      let free = 0;
+      for (const conn of this.byAgentId.values()) free += this.freeSlots(conn);
+      if (free === 0 || this.closed) return;
+      const queued = await this.store.queuedJobs(DISPATCH_PAGE, after);
+      if (queued.length === 0) return;
+      for (const queuedJob of queued) {
+        if (this.closed) return;
+        after = queuedJob.id;
+        if (!this.pickAgent()) return; // nothing free anywhere
+        const wsId = specOf(queuedJob)?.workspace?.id;
+        const row = wsId !== undefined ? await this.store.getWorkspaceById(wsId) : undefined;
+        const conn = this.placement(queuedJob, row);
+        if (!conn?.info) continue; // pinned to a busy agent: later jobs may still run
+        await this.dispatchTo(conn, queuedJob, row);
+      }
+      if (queued.length < DISPATCH_PAGE) return;
     }
-    if (free === 0) return;
-    const queued = await this.store.queuedJobs(free);
-    for (const queuedJob of queued) {
-      if (this.closed) return;
-      const conn = this.pickAgent();
-      if (!conn?.info) return;
-      const agentId = conn.info.id;
-      // Reserve the slot before the await so that a concurrent `exited` does not hand it out twice.
-      conn.jobs.add(queuedJob.id);
-      let job: JobRow | undefined;
-      try {
-        job = await this.store.claimJob(queuedJob.id, agentId);
-      } catch (err) {
-        conn.jobs.delete(queuedJob.id);
-        throw err;
-      }
-      if (!job) {
-        conn.jobs.delete(queuedJob.id); // stopped meanwhile
-        continue;
-      }
-      if (!conn.online) {
-        // The agent left during the claim; its cleanup did not see this job, so fail it here.
-        conn.jobs.delete(job.id);
-        const failed = await this.store.finishJob(
-          job.id,
-          { status: 'error', exitCode: null, errorMessage: conn.closeReason, completedAt: Date.now() },
-          agentId,
-        );
-        if (failed) this.events.emit(job.id, { type: 'status', job: failed });
-        continue;
-      }
-      conn.log.info({ jobId: job.id }, 'job dispatched');
-      conn.link.send({ type: 'start', sandbox: sandboxSpec(job) });
+  }
+
+  private async dispatchTo(conn: AgentConnection, queuedJob: JobRow, row: WorkspaceRow | undefined): Promise<void> {
+    const agentId = conn.info!.id;
+    // Reserve the slot before the await so that a concurrent `exited` does not hand it out twice.
+    conn.jobs.add(queuedJob.id);
+    let job: JobRow | undefined;
+    try {
+      job = await this.store.claimJob(queuedJob.id, agentId);
+    } catch (err) {
+      conn.jobs.delete(queuedJob.id);
+      throw err;
     }
-    // A full page means there may be more behind it.
-    if (queued.length === free) this.dispatchAgain = true;
+    if (!job) {
+      conn.jobs.delete(queuedJob.id); // stopped meanwhile
+      return;
+    }
+    if (!conn.online) {
+      // The agent left during the claim; its cleanup did not see this job, so fail it here.
+      conn.jobs.delete(job.id);
+      const failed = await this.store.finishJob(
+        job.id,
+        { status: 'error', exitCode: null, errorMessage: conn.closeReason, completedAt: Date.now() },
+        agentId,
+      );
+      if (failed) this.events.emit(job.id, { type: 'status', job: failed });
+      return;
+    }
+    let sandbox: SandboxSpec;
+    try {
+      sandbox = sandboxSpec(job);
+    } catch (err) {
+      conn.jobs.delete(job.id);
+      conn.log.error({ err, jobId: job.id }, 'a stored job has an unreadable spec');
+      const failed = await this.store.finishJob(
+        job.id,
+        { status: 'error', exitCode: null, errorMessage: 'the job could not be read back from the database', completedAt: Date.now() },
+        agentId,
+      );
+      if (failed) this.events.emit(job.id, { type: 'status', job: failed });
+      return;
+    }
+    const ws = sandbox.workspace ? specOf(job)?.workspace : undefined;
+    // A resize after the submit counts (disks only grow).
+    if (row) sandbox.diskGb = Math.max(sandbox.diskGb, row.disk_gb);
+    conn.log.info({ jobId: job.id, workspace: ws?.name }, 'job dispatched');
+    conn.link.send({ type: 'start', sandbox });
+    // The copy will be on this agent: later jobs on a local workspace follow it here.
+    if (ws) {
+      await this.store
+        .setWorkspaceAgent(ws.id, agentId)
+        .catch((err: unknown) => conn.log.warn({ err, jobId: job.id, workspace: ws.name }, 'could not record where the workspace is'));
+    }
+  }
+}
+
+function specOf(job: JobRow): JobSpec | undefined {
+  try {
+    return parseSpec(job);
+  } catch {
+    return undefined;
   }
 }
 
@@ -380,9 +546,10 @@ function safeTimeout(job: JobRow): number {
   }
 }
 
+/** What the agent is told to run, entirely from the job's row (its spec was resolved at submit). */
 export function sandboxSpec(job: JobRow): SandboxSpec {
   const spec = parseSpec(job);
-  return {
+  const sandbox: SandboxSpec = {
     jobId: job.id,
     script: job.script,
     environment: spec.environment,
@@ -391,5 +558,10 @@ export function sandboxSpec(job: JobRow): SandboxSpec {
     timeoutS: spec.timeout_s,
     network: spec.network,
     diskGb: spec.disk_gb,
+    uploads: (spec.uploads ?? []).map((u) => ({ key: u.key, name: u.name, size: u.size })),
   };
+  // Store keys carry the owner's id, never a name the user typed alone.
+  if (spec.workspace) sandbox.workspace = { owner: job.user_id, name: spec.workspace.name, persistent: spec.workspace.persistent };
+  if (spec.base) sandbox.base = { label: spec.base.label, manifestKey: spec.base.manifestKey };
+  return sandbox;
 }

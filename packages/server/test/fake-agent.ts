@@ -8,7 +8,19 @@
 //   manual         wait for the test to call output()/exit() itself
 //   timeout        exit with reason "timeout", code 137
 //   crash TEXT     exit with reason "error" and message TEXT, never started
-import type { AgentEnd, AgentInfo, OutputLine, SandboxSpec, ServerToAgent } from '@mags/api';
+// A job on a workspace makes the agent "hold" a copy of it, reported (`workspace`, present) before the exit.
+// Workspace orders (sync, resize, drop) are answered with a `reply`, as the real agent does; `onOrder` lets a
+// test answer differently, late, or not at all.
+import type { AgentEnd, AgentInfo, AgentToServer, OutputLine, SandboxSpec, ServerToAgent, WorkspaceOrder } from '@mags/api';
+
+export interface HeldCopy {
+  owner: string;
+  name: string;
+  persistent: boolean;
+  /** Synced version (persistent). */
+  version: number | null;
+  diskGb: number;
+}
 
 export interface FakeAgentOptions {
   id?: string;
@@ -19,7 +31,16 @@ export interface FakeAgentOptions {
   resendOutput?: boolean;
   /** Lines per output message. */
   batch?: number;
+  /**
+   * Answers a workspace order instead of the default: return a reply (without requestId) to send it, 'silent' to
+   * send nothing, or undefined for the default.
+   */
+  onOrder?: (order: WorkspaceOrder, agent: FakeAgent) => ReplyBody | 'silent' | undefined;
 }
+
+export type ReplyBody =
+  | { ok: true; result: { held: boolean; version?: number | null; changed?: boolean } }
+  | { ok: false; status: number; code: string; error: string };
 
 interface RunningJob {
   spec: SandboxSpec;
@@ -31,6 +52,9 @@ export class FakeAgent {
   readonly info: AgentInfo;
   readonly starts: SandboxSpec[] = [];
   readonly stops: string[] = [];
+  readonly orders: WorkspaceOrder[] = [];
+  /** Host copies by "owner/name". */
+  readonly copies = new Map<string, HeldCopy>();
   readonly running = new Map<string, RunningJob>();
   private readonly waiters: Array<{ test: () => boolean; resolve: () => void }> = [];
 
@@ -65,9 +89,19 @@ export class FakeAgent {
 
   /** Ends a `manual` job. */
   exit(jobId: string, exitCode: number): void {
-    this.mustRun(jobId);
+    const job = this.mustRun(jobId);
     this.running.delete(jobId);
+    this.reportCopy(job.spec);
     this.link.send({ type: 'exited', jobId, exitCode, reason: 'exited', ts: Date.now() });
+  }
+
+  /** After a run on a workspace: the copy's size (and a persistent one's new version), as the real agent reports. */
+  private reportCopy(spec: SandboxSpec): void {
+    const ws = spec.workspace;
+    const copy = ws && this.copies.get(`${ws.owner}/${ws.name}`);
+    if (!ws || !copy) return;
+    if (copy.persistent) copy.version = (copy.version ?? 0) + 1;
+    this.report(ws.owner, ws.name, 'present', { usedBytes: 4096, files: 2, ...(copy.persistent ? { version: copy.version!, versions: copy.version! } : {}) });
   }
 
   send(message: Parameters<AgentEnd['send']>[0]): void {
@@ -89,16 +123,66 @@ export class FakeAgent {
     }
   }
 
+  /** Answers a workspace order as the real agent would, unless the test's onOrder decides otherwise. */
+  private order(o: WorkspaceOrder): void {
+    this.orders.push(o);
+    const custom = this.options.onOrder?.(o, this);
+    if (custom === 'silent') return;
+    if (custom) {
+      this.link.send({ type: 'reply', requestId: o.requestId, ...custom } as AgentToServer);
+      return;
+    }
+    const key = `${o.workspace.owner}/${o.workspace.name}`;
+    const copy = this.copies.get(key);
+    const reply = (result: { held: boolean; version?: number | null; changed?: boolean }) =>
+      this.link.send({ type: 'reply', requestId: o.requestId, ok: true, result });
+    if (!copy) return reply({ held: false });
+    if (o.type === 'sync') {
+      if (!copy.persistent) return reply({ held: true, version: null, changed: false });
+      copy.version = (copy.version ?? 0) + 1;
+      return reply({ held: true, version: copy.version, changed: true });
+    }
+    if (o.type === 'resize') {
+      copy.diskGb = o.diskGb;
+      return reply({ held: true });
+    }
+    if ([...this.running.values()].some((j) => j.spec.workspace && `${j.spec.workspace.owner}/${j.spec.workspace.name}` === key)) {
+      this.link.send({ type: 'reply', requestId: o.requestId, ok: false, status: 409, code: 'workspace_busy', error: `workspace ${o.workspace.name} is in use on this host` });
+      return;
+    }
+    this.copies.delete(key);
+    this.link.send({ type: 'workspace', report: { owner: copy.owner, name: copy.name, state: 'gone', usedBytes: 0, files: 0, ts: Date.now() } });
+    reply({ held: true });
+  }
+
+  /** Sends a `workspace` report about a copy this agent holds (present) or deleted (gone). */
+  report(owner: string, name: string, state: 'present' | 'gone', extra: { usedBytes?: number; files?: number; version?: number; versions?: number } = {}): void {
+    if (state === 'gone') this.copies.delete(`${owner}/${name}`);
+    this.link.send({
+      type: 'workspace',
+      report: { owner, name, state, usedBytes: extra.usedBytes ?? 0, files: extra.files ?? 0, version: extra.version, versions: extra.versions, ts: Date.now() },
+    });
+  }
+
   private onMessage(m: ServerToAgent): void {
     if (m.type === 'start') {
       this.starts.push(m.sandbox);
+      const ws = m.sandbox.workspace;
+      if (ws) {
+        const key = `${ws.owner}/${ws.name}`;
+        const held = this.copies.get(key);
+        this.copies.set(key, { owner: ws.owner, name: ws.name, persistent: ws.persistent || (held?.persistent ?? false), version: held?.version ?? null, diskGb: m.sandbox.diskGb });
+      }
       void this.run(m.sandbox);
+    } else if (m.type === 'sync' || m.type === 'resize' || m.type === 'drop') {
+      this.order(m);
     } else {
       this.stops.push(m.jobId);
       const job = this.running.get(m.jobId);
       if (job) {
         this.running.delete(m.jobId);
         job.release?.();
+        this.reportCopy(job.spec);
         this.link.send({ type: 'exited', jobId: m.jobId, exitCode: 143, reason: 'stopped', ts: Date.now() });
       }
     }
@@ -149,6 +233,7 @@ export class FakeAgent {
     }
     this.sendLines(jobId, pending.splice(0));
     this.running.delete(jobId);
+    this.reportCopy(spec);
     this.link.send({ type: 'exited', jobId, exitCode, reason: 'exited', ts: Date.now() });
   }
 }

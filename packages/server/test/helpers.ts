@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { pino } from 'pino';
 import { createInProcessLink } from '@mags/api';
-import { type MagsServer, createServer, resolveServerConfig } from '../src/index.js';
+import { type MagsServer, type ServerConfigInput, type WorkspaceTimeouts, createServer, resolveServerConfig } from '../src/index.js';
 import { FakeAgent, type FakeAgentOptions } from './fake-agent.js';
 
 export const PG_HELP =
@@ -59,12 +59,20 @@ export interface TestServer {
   close(): Promise<void>;
 }
 
-export async function startTestServer(opts: { agent?: FakeAgentOptions | false; database?: string } = {}): Promise<TestServer> {
+export interface TestServerOptions {
+  agent?: FakeAgentOptions | false;
+  database?: string;
+  /** More settings (e.g. maxUploadBytes); the data directory (with the object store in it) is always a fresh one. */
+  config?: ServerConfigInput;
+  workspaceTimeouts?: Partial<WorkspaceTimeouts>;
+}
+
+export async function startTestServer(opts: TestServerOptions = {}): Promise<TestServer> {
   const dir = tempDir();
-  const config = resolveServerConfig({ dataDir: dir.path, database: opts.database, port: 0, logLevel: 'silent' }, {});
+  const config = resolveServerConfig({ ...opts.config, dataDir: dir.path, database: opts.database, port: 0, logLevel: 'silent' }, {});
   const logs: TestServer['logs'] = [];
   const logger = pino({ level: 'warn' }, { write: (line: string) => void logs.push(JSON.parse(line)) });
-  const server = await createServer(config, { logger });
+  const server = await createServer(config, { logger, workspaceTimeouts: opts.workspaceTimeouts });
   if (!server.localToken) throw new Error('a fresh server must create the local owner token');
   const token = server.localToken;
   let agent: FakeAgent | undefined;

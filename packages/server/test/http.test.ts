@@ -155,6 +155,7 @@ describe('REST API', () => {
       timeoutS: 3600,
       network: 'internet',
       diskGb: 2,
+      uploads: [],
     });
   });
 
@@ -176,7 +177,17 @@ describe('REST API', () => {
     const start = t.agent!.starts.find((s) => s.jobId === id);
     assert.deepEqual(
       { ...start, jobId: undefined, script: undefined },
-      { jobId: undefined, script: undefined, environment: { GREETING: 'hi there', _X1: '' }, vcpus: 0.5, memoryMb: 256, timeoutS: 30, network: 'none', diskGb: 4 },
+      {
+        jobId: undefined,
+        script: undefined,
+        environment: { GREETING: 'hi there', _X1: '' },
+        vcpus: 0.5,
+        memoryMb: 256,
+        timeoutS: 30,
+        network: 'none',
+        diskGb: 4,
+        uploads: [],
+      },
     );
   });
 
@@ -420,11 +431,14 @@ describe('REST API', () => {
       ['url without persistent', { script: 'x', url: true }, 400, 'invalid_request', /--url requires -p/],
       ['port without url', { script: 'x', port: 8080 }, 400, 'invalid_request', /--port goes with --url/],
       ['ephemeral with persistent', { script: 'x', ephemeral: true, persistent: true }, 400, 'invalid_request'],
-      ['workspace_id', { script: 'x', workspace_id: 'myws' }, 422, 'unsupported_option', /workspaces \(workspace_id\) are not supported/],
-      ['base_workspace_id', { script: 'x', base_workspace_id: 'base' }, 422, 'unsupported_option', /base_workspace_id/],
-      ['persistent', { script: 'x', persistent: true }, 422, 'unsupported_option', /persistent/],
-      ['no_sleep with persistent', { script: 'x', persistent: true, no_sleep: true }, 422, 'unsupported_option'],
-      ['file_ids', { script: 'x', file_ids: ['f1'] }, 422, 'unsupported_option', /file_ids/],
+      ['persistent without workspace_id', { script: 'x', persistent: true }, 400, 'invalid_request', /-p goes with -w/],
+      ['no_sleep with persistent but no workspace', { script: 'x', persistent: true, no_sleep: true }, 400, 'invalid_request', /-p goes with -w/],
+      ['ephemeral with workspace_id', { script: 'x', ephemeral: true, workspace_id: 'w' }, 400, 'invalid_request', /-e cannot be combined with -w/],
+      ['a bad workspace name', { script: 'x', workspace_id: '../w' }, 400, 'invalid_request', /^workspace_id: /],
+      ['no_sleep with -w -p', { script: 'x', workspace_id: 'nosleep', persistent: true, no_sleep: true }, 422, 'unsupported_option', /no_sleep/],
+      ['url with -w -p', { script: 'x', workspace_id: 'url', persistent: true, url: true }, 422, 'unsupported_option', /url/],
+      ['an unknown base', { script: 'x', base_workspace_id: 'no-such-base' }, 404, 'not_found', /base workspace "no-such-base" not found/],
+      ['an unknown file', { script: 'x', file_ids: ['f1'] }, 404, 'not_found', /file "f1" not found/],
       ['startup_command', { script: 'x', startup_command: 'npm start' }, 422, 'unsupported_option', /startup_command/],
     ];
     for (const [what, body, status, code, message] of bad) {

@@ -168,6 +168,16 @@ describe('scheduler', () => {
         { type: 'exited', jobId: victim, exitCode: 'zero', reason: 'exited', ts: 1 },
         { type: 'exited', jobId: victim, exitCode: 0, reason: 'vanished', ts: 1 },
         { type: 'started', jobId: uuidv7(), sandboxId: 'sbx', ts: 1 },
+        { type: 'workspace' },
+        { type: 'workspace', report: { owner: 'x' } },
+        { type: 'workspace', report: { owner: 'x', name: 'y', state: 'exploded', usedBytes: 0, files: 0, ts: 1 } },
+        { type: 'workspace', report: { owner: 'x', name: 'y', state: 'present', usedBytes: -1, files: 0, ts: 1 } },
+        { type: 'workspace', report: { owner: 'nobody', name: 'nothing', state: 'gone', usedBytes: 0, files: 0, ts: 1 } },
+        { type: 'reply' },
+        { type: 'reply', requestId: 'never-asked', ok: true, result: { held: true } },
+        { type: 'reply', requestId: 'r', ok: true, result: { held: 'yes' } },
+        { type: 'reply', requestId: 'r', ok: false, status: 200, code: 'fine', error: 'not an error' },
+        { type: 'reply', requestId: 'r', ok: false, status: 500 },
       ];
       for (const m of garbage) agent.send(m as AgentToServer);
       // A link that never says hello cannot report anything.
@@ -185,6 +195,7 @@ describe('scheduler', () => {
       assert.equal(health.statusCode, 200);
       assert.deepEqual(t.errors(), [], 'nonsense from an agent is a warning, not a failure');
       assert.ok(t.logs.some((r) => r.msg === 'ignoring a malformed message from an agent'));
+      assert.ok(t.logs.some((r) => /ignoring a reply to a request this agent was not sent/.test(r.msg)));
     } finally {
       await t.close();
     }

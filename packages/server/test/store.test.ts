@@ -1,5 +1,6 @@
 // The store behaves the same on SQLite and PostgreSQL: the same tests run on both.
 import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { OutputLine } from '@mags/api';
@@ -194,6 +195,156 @@ for (const backend of backends) {
       assert.ok(rows.every((r) => !r.token_hash.includes('mags_')), 'the token itself is never stored');
 
       assert.equal(await store.createFirstUser('owner', { hash: 'h', prefix: 'p', name: 'n' }), undefined, 'users exist already');
+    });
+
+    const newWorkspace = (userId: string, name: string, extra: { persistent?: boolean; active?: string; expires?: number } = {}) =>
+      store.insertWorkspace({
+        id: randomUUID(),
+        user_id: userId,
+        name,
+        persistent: extra.persistent ?? false,
+        disk_gb: 2,
+        active_job_id: extra.active ?? null,
+        created_at: 1_000,
+        expires_at: extra.expires ?? null,
+      });
+    const jobFor = (userId: string, workspace: string) => ({
+      id: uuidv7(),
+      user_id: userId,
+      name: null,
+      script: 'echo',
+      status: 'accepted',
+      spec,
+      workspace_id: workspace,
+      created_at: Date.now(),
+    });
+    const finish = { status: 'completed' as const, exitCode: 0, errorMessage: null, completedAt: 5_000 };
+
+    test('workspaces: one per user and name, numbers come back as numbers, another user has their own', async () => {
+      const ws = await newWorkspace(alice, 'ws-a');
+      assert.ok(ws);
+      assert.deepEqual(
+        [ws.persistent, ws.disk_gb, ws.versions, ws.size_bytes, ws.file_count, ws.head_version, ws.agent_id, ws.active_job_id, ws.created_at],
+        [0, 2, 0, 0, 0, null, null, null, 1_000],
+      );
+      assert.equal(await newWorkspace(alice, 'ws-a'), undefined, 'the name is taken');
+      const bobs = await newWorkspace(bob, 'ws-a');
+      assert.ok(bobs && bobs.id !== ws.id);
+      assert.equal((await store.getWorkspace(alice, 'ws-a'))?.id, ws.id);
+      assert.equal((await store.getWorkspace(bob, 'ws-a'))?.id, bobs.id);
+      assert.equal(await store.getWorkspace(alice, 'no-such'), undefined);
+      assert.ok((await store.listWorkspaces(bob)).every((w) => w.user_id === bob));
+      const big = await store.updateWorkspace(ws.id, { size_bytes: 6 * 1024 ** 3, file_count: 12, head_version: 3, versions: 3, agent_id: 'agent-a' });
+      assert.deepEqual([big?.size_bytes, big?.file_count, big?.head_version, big?.versions], [6 * 1024 ** 3, 12, 3, 3]);
+      assert.equal(typeof (await store.getWorkspace(alice, 'ws-a'))?.size_bytes, 'number');
+      await store.forgetWorkspaceCopy(ws.id, 'agent-b');
+      assert.equal((await store.getWorkspaceById(ws.id))?.agent_id, 'agent-a', "another agent's report does not clear the holder");
+      await store.forgetWorkspaceCopy(ws.id, 'agent-a');
+      assert.equal((await store.getWorkspaceById(ws.id))?.agent_id, null);
+    });
+
+    test('a workspace is taken by one job at a time, with the job stored in the same step', async () => {
+      const ws = (await newWorkspace(alice, 'ws-take'))!;
+      const results = await Promise.all([1, 2, 3, 4, 5].map(() => store.insertJobOnWorkspace(jobFor(alice, 'ws-take'), ws.id)));
+      const won = results.filter((r) => r.ok);
+      assert.equal(won.length, 1);
+      const winner = won[0].ok ? won[0].job : undefined;
+      for (const r of results) if (!r.ok) assert.equal(r.heldBy, winner?.id);
+      const stored = await store.db.selectFrom('jobs').select('id').where('workspace_id', '=', 'ws-take').execute();
+      assert.deepEqual(stored.map((j) => j.id), [winner?.id], 'refused jobs are not stored');
+      assert.equal((await store.getWorkspaceById(ws.id))?.active_job_id, winner?.id);
+      assert.equal(await store.reserveWorkspace(ws.id, 'op:test:1'), false, 'a workspace in use cannot be reserved');
+      await store.finishJob(winner!.id, finish);
+      const freed = await store.getWorkspaceById(ws.id);
+      assert.equal(freed?.active_job_id, null);
+      assert.equal(freed?.last_used_at, 5_000);
+      assert.equal(freed?.expires_at, 5_000 + 600_000, 'a local workspace lives 10 minutes unused');
+    });
+
+    test('every way a job ends releases its workspace: finished, stopped while queued, failed with its agent', async () => {
+      const a = (await newWorkspace(alice, 'ws-rel-a'))!;
+      const b = (await newWorkspace(alice, 'ws-rel-b', { persistent: true }))!;
+      const c = (await newWorkspace(alice, 'ws-rel-c'))!;
+      const ja = await store.insertJobOnWorkspace(jobFor(alice, 'ws-rel-a'), a.id);
+      const jb = await store.insertJobOnWorkspace(jobFor(alice, 'ws-rel-b'), b.id, { persistent: true });
+      const jc = await store.insertJobOnWorkspace(jobFor(alice, 'ws-rel-c'), c.id);
+      assert.ok(ja.ok && jb.ok && jc.ok);
+      await store.stopQueuedJob(ja.job.id, 7_000);
+      await store.claimJob(jb.job.id, 'agent-r');
+      await store.claimJob(jc.job.id, 'agent-r');
+      assert.equal(await store.finishJob(jc.job.id, finish, 'agent-other'), undefined, 'not on that agent: nothing changes');
+      assert.equal((await store.getWorkspaceById(c.id))?.active_job_id, jc.job.id);
+      await store.failDispatchedJobs('gone', 'agent-r', 8_000);
+      const [ra, rb, rc] = await Promise.all([a, b, c].map((w) => store.getWorkspaceById(w.id)));
+      assert.deepEqual([ra?.active_job_id, rb?.active_job_id, rc?.active_job_id], [null, null, null]);
+      assert.deepEqual([ra?.last_used_at, rb?.last_used_at, rc?.last_used_at], [7_000, 8_000, 8_000]);
+      assert.equal(rb?.persistent, 1, 'taken with persistent: true made it persistent');
+      assert.equal(rb?.expires_at, null, 'a persistent workspace never expires');
+    });
+
+    test('reservations hold a workspace; at start, holds of finished or missing jobs are released', async () => {
+      const ws = (await newWorkspace(alice, 'ws-res'))!;
+      assert.equal(await store.reserveWorkspace(ws.id, 'op:delete:x'), true);
+      const refused = await store.insertJobOnWorkspace(jobFor(alice, 'ws-res'), ws.id);
+      assert.deepEqual(refused, { ok: false, heldBy: 'op:delete:x' });
+      await store.releaseReservation(ws.id, 'op:other');
+      assert.equal((await store.getWorkspaceById(ws.id))?.active_job_id, 'op:delete:x', 'only its own token releases it');
+      const live = (await newWorkspace(alice, 'ws-live'))!;
+      const taken = await store.insertJobOnWorkspace(jobFor(alice, 'ws-live'), live.id);
+      assert.ok(taken.ok);
+      const ended = (await newWorkspace(alice, 'ws-ended', { active: 'not-a-job' }))!;
+      assert.ok((await store.releaseOrphanedWorkspaces()) >= 2);
+      assert.equal((await store.getWorkspaceById(ws.id))?.active_job_id, null);
+      assert.equal((await store.getWorkspaceById(ended.id))?.active_job_id, null);
+      assert.equal((await store.getWorkspaceById(live.id))?.active_job_id, taken.job.id, 'an unfinished job keeps its workspace');
+      assert.equal(await store.reserveWorkspace(ws.id, 'op:delete:y'), true);
+      assert.equal(await store.deleteWorkspace(ws.id, 'op:delete:other'), false);
+      assert.equal(await store.deleteWorkspace(ws.id, 'op:delete:y'), true);
+      assert.equal(await store.getWorkspaceById(ws.id), undefined);
+      await store.finishJob(taken.job.id, finish);
+    });
+
+    test('expired local workspaces no host holds are listed for their owner only', async () => {
+      const old = (await newWorkspace(alice, 'ws-old', { expires: 2_000 }))!;
+      await newWorkspace(alice, 'ws-fresh', { expires: 9_000 });
+      await newWorkspace(alice, 'ws-old-persistent', { persistent: true, expires: 2_000 });
+      const held = (await newWorkspace(alice, 'ws-old-held', { expires: 2_000 }))!;
+      await store.setWorkspaceAgent(held.id, 'agent-h');
+      await newWorkspace(bob, 'ws-old-bob', { expires: 2_000 });
+      const expired = (await store.expiredLocalWorkspaces(alice, 5_000)).map((w) => w.name);
+      assert.deepEqual(expired, ['ws-old']);
+      assert.equal(old.name, 'ws-old');
+    });
+
+    test('files: stored per user, listed newest first, deleted by their owner only', async () => {
+      const file = (userId: string, name: string, createdAt: number) => ({
+        id: uuidv7(),
+        user_id: userId,
+        name,
+        size: 6 * 1024 ** 3,
+        sha256: 'ab'.repeat(32),
+        object_key: `files/${userId}/${name}`,
+        created_at: createdAt,
+      });
+      const f1 = await store.insertFile(file(alice, 'a.csv', 1_000));
+      const f2 = await store.insertFile(file(alice, 'b.csv', 2_000));
+      const fb = await store.insertFile(file(bob, 'a.csv', 3_000));
+      assert.deepEqual((await store.listFiles(alice)).map((f) => f.id), [f2.id, f1.id]);
+      assert.equal((await store.getFile(alice, f1.id))?.size, 6 * 1024 ** 3);
+      assert.equal(await store.getFile(alice, fb.id), undefined);
+      assert.equal(await store.deleteFile(alice, fb.id), undefined, "another user's file is not deleted");
+      assert.equal((await store.getFile(bob, fb.id))?.name, 'a.csv');
+      assert.equal((await store.deleteFile(alice, f1.id))?.id, f1.id);
+      assert.deepEqual((await store.listFiles(alice)).map((f) => f.id), [f2.id]);
+    });
+
+    test('deleting a user deletes their workspaces and files', async () => {
+      const dave = (await store.createUser('dave')).id;
+      await newWorkspace(dave, 'ws-d');
+      await store.insertFile({ id: uuidv7(), user_id: dave, name: 'x', size: 1, sha256: 'x', object_key: 'files/x', created_at: 1 });
+      await store.db.deleteFrom('users').where('id', '=', dave).execute();
+      assert.deepEqual(await store.listWorkspaces(dave), []);
+      assert.deepEqual(await store.listFiles(dave), []);
     });
 
     test('agents are recorded, and marked offline', async () => {

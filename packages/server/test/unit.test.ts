@@ -20,7 +20,7 @@ function refused(fn: () => unknown, status: number, pattern: RegExp): void {
 }
 
 describe('server configuration', () => {
-  test('defaults: ~/.mags, a SQLite file in it, 127.0.0.1:7373, info', () => {
+  test('defaults: ~/.mags, a SQLite file and an object directory in it, 127.0.0.1:7373, info, 5 GiB uploads', () => {
     const c = resolveServerConfig({}, {});
     assert.deepEqual(c, {
       dataDir: join(homedir(), '.mags'),
@@ -29,7 +29,43 @@ describe('server configuration', () => {
       port: 7373,
       logLevel: 'info',
       mode: 'embedded',
+      objects: `file://${join(homedir(), '.mags', 'objects')}`,
+      objectsCredentials: { accessKeyId: undefined, secretAccessKey: undefined },
+      maxUploadBytes: 5 * 1024 ** 3,
+      localWorkspaceTtlS: 600,
     });
+  });
+
+  test('the object store, its credentials and the upload limit come from input, then the environment', () => {
+    const env = {
+      MAGS_OBJECTS_URL: 's3://bucket?endpoint=http://127.0.0.1:7480',
+      AWS_ACCESS_KEY_ID: 'AK',
+      AWS_SECRET_ACCESS_KEY: 'SK',
+      MAGS_MAX_UPLOAD_BYTES: '1048576',
+      MAGS_WORKSPACE_TTL: '60',
+    };
+    const fromEnv = resolveServerConfig({ dataDir: '/d' }, env);
+    assert.equal(fromEnv.objects, 's3://bucket?endpoint=http://127.0.0.1:7480');
+    assert.deepEqual(fromEnv.objectsCredentials, { accessKeyId: 'AK', secretAccessKey: 'SK' });
+    assert.equal(fromEnv.maxUploadBytes, 1048576);
+    assert.equal(fromEnv.localWorkspaceTtlS, 60);
+    const explicit = resolveServerConfig({ dataDir: '/d', objects: 'rel/objects', maxUploadBytes: 10 }, env);
+    assert.equal(explicit.objects, resolve('rel/objects'));
+    assert.equal(explicit.maxUploadBytes, 10);
+    assert.equal(resolveServerConfig({ dataDir: '/d', objects: 'file:///srv/o' }, {}).objects, 'file:///srv/o');
+    refused(() => resolveServerConfig({ objects: 'ftp://x/y' }, {}), 400, /^objects: /);
+    refused(() => resolveServerConfig({ objects: 's3://KEY:SECRET@b/ftp', maxUploadBytes: 0 }, {}), 400, /^maxUploadBytes: /);
+    refused(() => resolveServerConfig({}, { MAGS_MAX_UPLOAD_BYTES: 'lots' }), 400, /^maxUploadBytes: /);
+    refused(() => resolveServerConfig({ localWorkspaceTtlS: 0 }, {}), 400, /^localWorkspaceTtlS: /);
+    const secret = (() => {
+      try {
+        resolveServerConfig({ objects: 'gopher://KEY:SECRET@x' }, {});
+      } catch (err) {
+        return (err as Error).message;
+      }
+      return '';
+    })();
+    assert.doesNotMatch(secret, /SECRET/);
   });
 
   test('the environment is read only when given, and explicit input wins over it', () => {
@@ -76,14 +112,30 @@ describe('job submission rules', () => {
     refused(() => planJob({ script: 'x', ephemeral: true, persistent: true }), 400, /-e cannot be combined with -p/);
   });
 
+  test('workspace options: -p goes with -w, -e excludes -w, a workspace is not its own base', () => {
+    refused(() => planJob({ script: 'x', persistent: true }), 400, /^persistent requires workspace_id \(-p goes with -w\)$/);
+    refused(() => planJob({ script: 'x', persistent: true, no_sleep: true }), 400, /-p goes with -w/);
+    refused(() => planJob({ script: 'x', ephemeral: true, workspace_id: 'w' }), 400, /-e cannot be combined with -w/);
+    refused(() => planJob({ script: 'x', workspace_id: 'w', base_workspace_id: 'w' }), 400, /its own base/);
+  });
+
+  test('a workspace, base, files and an explicit disk are carried in the plan; repeated file ids count once', () => {
+    const plan = planJob({ script: 'x', workspace_id: 'w', persistent: true, base_workspace_id: 'b', file_ids: ['f1', 'f2', 'f1'], disk_gb: 4 });
+    assert.deepEqual(plan.workspace, { name: 'w', persistent: true });
+    assert.equal(plan.base, 'b');
+    assert.deepEqual(plan.fileIds, ['f1', 'f2']);
+    assert.equal(plan.diskGb, 4);
+    assert.equal(plan.spec.disk_gb, 4);
+    assert.deepEqual(planJob({ script: 'x', workspace_id: 'w' }).workspace, { name: 'w', persistent: false });
+    assert.equal(planJob({ script: 'x', workspace_id: 'w' }).diskGb, undefined, 'no --disk: an existing workspace keeps its size');
+  });
+
   test('options not implemented yet are refused with 422 naming the option; no-op values are accepted', () => {
-    refused(() => planJob({ script: 'x', workspace_id: 'w' }), 422, /^workspaces \(workspace_id\) are not supported by this server yet$/);
-    refused(() => planJob({ script: 'x', base_workspace_id: 'b' }), 422, /base_workspace_id/);
-    refused(() => planJob({ script: 'x', persistent: true }), 422, /persistent/);
-    refused(() => planJob({ script: 'x', persistent: true, url: true }), 422, /./);
-    refused(() => planJob({ script: 'x', file_ids: ['a'] }), 422, /file_ids/);
+    refused(() => planJob({ script: 'x', workspace_id: 'w', persistent: true, url: true }), 422, /public URLs \(url\)/);
+    refused(() => planJob({ script: 'x', workspace_id: 'w', persistent: true, no_sleep: true }), 422, /no_sleep/);
     refused(() => planJob({ script: 'x', startup_command: '' }), 422, /startup_command/);
     assert.ok(planJob({ script: 'x', ephemeral: true, persistent: false, no_sleep: false, url: false, file_ids: [] }));
+    assert.equal(planJob({ script: 'x', file_ids: [] }).fileIds, undefined);
   });
 
   test('scripts and environment must be text a process can receive', () => {

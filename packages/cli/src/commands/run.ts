@@ -5,6 +5,7 @@ import type { Job, RunOptions } from '@mags/sdk';
 import { connect } from '../connect.js';
 import { EXIT_FAILURE, EXIT_OK, EXIT_STOPPED, UsageError } from '../errors.js';
 import { OutputWriter, printError, printJson } from '../output.js';
+import { uploadPaths } from './files.js';
 import { collect, integer, positiveNumber } from './parse.js';
 
 interface RunFlags {
@@ -63,8 +64,15 @@ Exit code: the script's own. A job stopped (mags stop, or Ctrl-C here) exits 130
 could not run (status "error") prints why on stderr and exits 1; a usage error exits 2.
 Ctrl-C stops the job; a second Ctrl-C leaves it running and returns.
 
+Workspaces: without -w (or with -e) nothing survives the run. -w NAME keeps files on the host that ran it
+(deleted after 10 minutes unused); -w NAME -p syncs them to the object store, a new version per run.
+Files given with -f are uploaded first (progress on a terminal) and appear as /uploads/<basename>.
+
 Examples:
   $ mags run 'echo Hello World'
+  $ mags run -w myproject -p 'pip install flask'     # files persist across runs
+  $ mags run --base golden -w fork-1 -p 'npm test'   # start from a read-only copy of golden
+  $ mags run -f script.py -f data.csv 'python3 /uploads/script.py'
   $ mags run --memory 256 --cpus 0.5 --timeout 30 --network none 'python3 job.py'
   $ mags run --env GREETING=hi 'echo $GREETING'
   $ mags run -d 'sleep 60; echo done'        # prints the job id; then: mags logs -f <id>
@@ -127,12 +135,17 @@ export function runOptionsFrom(flags: RunFlags): RunOptions {
 async function run(script: string, flags: RunFlags): Promise<number> {
   if (script.trim() === '') throw new UsageError('the script is empty; give a command such as mags run \'echo hello\'');
   const options = runOptionsFrom(flags);
-  if ((flags.file ?? []).length > 0) {
-    // The server has no upload route yet (file_ids name uploaded files); say so rather than run without them.
-    throw new Error('file uploads (-f) are not supported by this server yet');
-  }
   const mags = await connect();
-  const { requestId } = await mags.run(script, options);
+  const uploaded = await uploadPaths(mags, flags.file ?? []);
+  if (uploaded.length > 0) options.fileIds = uploaded.map((f) => f.fileId);
+  let requestId: string;
+  try {
+    ({ requestId } = await mags.run(script, options));
+  } catch (err) {
+    // Nothing will use the files uploaded for this run: do not leave them behind.
+    await Promise.all(uploaded.map((f) => mags.deleteFile(f.fileId).catch(() => undefined)));
+    throw err;
+  }
 
   if (flags.detach) {
     if (flags.json) printJson({ requestId, status: 'accepted' });

@@ -1,8 +1,8 @@
 // The host's content cache: blobs by sha256 under CACHE/blobs, filled by snapshots (a stable copy of what was hashed,
 // so the upload is exactly the hashed bytes even if the file changes meanwhile) and by restores (what was fetched).
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
-import { copyFile, mkdir, open, rename, stat, unlink } from 'node:fs/promises';
+import { createReadStream, createWriteStream, readFileSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { copyFile, mkdir, open, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -52,6 +52,12 @@ export class BlobCache {
     return st !== undefined && st.isFile() && st.size === size;
   }
 
+  /** has() with one synchronous stat (restore checks thousands of entries). */
+  hasSync(sha256: string, size: number): boolean {
+    const st = statSync(this.path(sha256), { throwIfNoEntry: false });
+    return st !== undefined && st.isFile() && st.size === size;
+  }
+
   /** Reads a file once: hashes it and keeps a copy in the cache. The size is what was read, not what stat said. */
   async ingest(file: string): Promise<Ingested> {
     const fh = await open(file, 'r');
@@ -79,15 +85,49 @@ export class BlobCache {
   }
 
   /**
-   * Adds small content under its final name directly (no temp file): if a crash tears it, its size or hash gives
-   * it away when it is next used (`has` checks the size, copyOut the hash).
+   * Adds small content whose hash the caller checked, under its final name directly (no temp file): if a crash
+   * tears it, its size or hash gives it away when it is next used (`has` checks the size, copyOut the hash).
    */
-  private async putSmall(sha256: string, data: Buffer): Promise<void> {
+  async putSmall(sha256: string, data: Buffer): Promise<void> {
     try {
       await writeNew(this.path(sha256), data);
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
     }
+  }
+
+  /** putSmall with synchronous calls, for restores writing thousands of small files (see restore.ts). */
+  putSmallSync(sha256: string, data: Buffer): void {
+    try {
+      writeFileSync(this.path(sha256), data, { mode: 0o600, flag: 'wx' });
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    }
+  }
+
+  /** The cached content of a small blob if the cache has it intact, else undefined (and a bad entry is dropped). */
+  async readVerified(sha256: string, size: number): Promise<Buffer | undefined> {
+    const data = await readFile(this.path(sha256)).catch(() => undefined);
+    if (data === undefined || intact(data, sha256, size)) return data;
+    await unlink(this.path(sha256)).catch(() => {});
+    return undefined;
+  }
+
+  /** readVerified with synchronous calls. */
+  readVerifiedSync(sha256: string, size: number): Buffer | undefined {
+    let data: Buffer;
+    try {
+      data = readFileSync(this.path(sha256));
+    } catch {
+      return undefined;
+    }
+    if (intact(data, sha256, size)) return data;
+    try {
+      unlinkSync(this.path(sha256));
+    } catch {
+      /* already gone */
+    }
+    return undefined;
   }
 
   /** Downloads a small blob into memory and the cache, verifying hash and size. */
@@ -128,6 +168,10 @@ export class BlobCache {
       throw new CacheCorruptError(sha256);
     }
   }
+}
+
+function intact(data: Buffer, sha256: string, size: number): boolean {
+  return data.length === size && createHash('sha256').update(data).digest('hex') === sha256;
 }
 
 function corrupt(store: ObjectStore, sha256: string, size: number, gotSize: number, gotSha: string): MagsError {

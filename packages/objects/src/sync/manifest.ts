@@ -17,8 +17,10 @@ export interface ManifestEntry {
   mtimeNs?: string;
   /** file: byte length. */
   size?: number;
-  /** file: sha256 of the content (hex); the blob is `blobs/<sha256>`. */
+  /** file: sha256 of the content (hex); the blob is `blobs/<sha256>`, or a slice of a pack if `pack` is set. */
   sha256?: string;
+  /** file (small, format 2): where the content is instead of `blobs/<sha256>`. */
+  pack?: PackRef;
   /** symlink: the link's target. hardlink: the path of the entry it is another name for (a file, earlier in order). */
   target?: string;
   /** chardev/blockdev: [major, minor]. A whiteout is a chardev 0/0 and has its own type. */
@@ -35,8 +37,16 @@ export interface ManifestEntry {
   ctimeNs?: string;
 }
 
+/** A blob stored as bytes [offset, offset + length) of the pack object `packs/<sha256>`. */
+export interface PackRef {
+  sha256: string;
+  offset: number;
+  length: number;
+}
+
 export interface Manifest {
-  format: 1;
+  /** 1: every file's content is in `blobs/`. 2: some entries carry `pack` (readers that don't know packs refuse it). */
+  format: 1 | 2;
   owner: string;
   name: string;
   version: number;
@@ -80,11 +90,17 @@ export function checkWorkspace(ws: WorkspaceRef): void {
 }
 
 export const BLOBS_PREFIX = 'blobs/';
+export const PACKS_PREFIX = 'packs/';
 export const WORKSPACES_PREFIX = 'workspaces/';
 export const EMPTY_SHA256 = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
 
 export function blobKey(sha256: string): string {
   return BLOBS_PREFIX + sha256;
+}
+
+/** Many small blobs concatenated; the manifest entries say which bytes are which blob. */
+export function packKey(sha256: string): string {
+  return PACKS_PREFIX + sha256;
 }
 
 export function workspacePrefix(ws: WorkspaceRef): string {
@@ -94,6 +110,11 @@ export function workspacePrefix(ws: WorkspaceRef): string {
 
 export function headKey(ws: WorkspaceRef): string {
   return workspacePrefix(ws) + 'head';
+}
+
+/** A copy of another workspace's manifest that this workspace is layered on (its fork base). */
+export function baseKey(ws: WorkspaceRef): string {
+  return workspacePrefix(ws) + 'base';
 }
 
 /** Zero-padded so that listing returns versions in order. */
@@ -112,6 +133,11 @@ export function parseHeadKey(key: string): WorkspaceRef | undefined {
   return m ? { owner: m[1]!, name: m[2]! } : undefined;
 }
 
+export function parseBaseKey(key: string): WorkspaceRef | undefined {
+  const m = /^workspaces\/([^/]+)\/([^/]+)\/base$/.exec(key);
+  return m ? { owner: m[1]!, name: m[2]! } : undefined;
+}
+
 /** Manifests are gzip'd JSON: 10,000 entries are ~2 MB of JSON and ~10x less compressed. */
 export function encodeManifest(m: Manifest): Buffer {
   return gzipSync(JSON.stringify(m), { level: 1 });
@@ -124,7 +150,7 @@ export function decodeManifest(buf: Buffer, where: string): Manifest {
   } catch (e) {
     throw new MagsError(500, 'internal', `manifest ${where} is corrupt: ${(e as Error).message}`);
   }
-  if (m?.format !== 1 || !Array.isArray(m.entries)) throw new MagsError(500, 'internal', `manifest ${where} has an unknown format`);
+  if ((m?.format !== 1 && m?.format !== 2) || !Array.isArray(m.entries)) throw new MagsError(500, 'internal', `manifest ${where} has an unknown format`);
   return m;
 }
 

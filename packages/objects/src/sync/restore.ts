@@ -1,13 +1,16 @@
 // Restore: materialise a workspace version into an empty directory exactly (types, modes, owners, mtimes, symlinks,
 // hard links, whiteouts, opaque directories), fetching only the blobs the host's cache lacks and verifying each.
-import { chmod, lchown, link, lstat, lutimes, mkdir, readdir, symlink, writeFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { chmodSync, lchownSync, linkSync, lstatSync, lutimesSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdir, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { MagsError } from '@mags/api';
-import { forEachLimit } from '../pool.js';
+import { forEachLimit, forEachYielding } from '../pool.js';
 import { run } from '../process.js';
 import type { ObjectStore } from '../store.js';
 import { BlobCache, CacheCorruptError, SMALL_FILE } from './cache.js';
-import { checkWorkspace, EMPTY_SHA256, type Manifest, type ManifestEntry } from './manifest.js';
+import { checkWorkspace, EMPTY_SHA256, packKey, type Manifest, type ManifestEntry, type PackRef } from './manifest.js';
+import { planPackReads } from './pack.js';
 import { readManifest } from './versions.js';
 import { writeXattrs } from './xattr.js';
 
@@ -20,7 +23,7 @@ export interface RestoreRef {
 
 export interface RestoreOptions {
   cacheDir: string;
-  /** Blob downloads and file writes in flight. Default 16. */
+  /** Downloads and file writes in flight. Default 16. */
   concurrency?: number;
 }
 
@@ -32,6 +35,8 @@ export interface RestoreStats {
   blobs: number;
   fetchedBlobs: number;
   fetchedBytes: number;
+  /** GET requests for content: whole blobs and ranges of packs. */
+  fetchRequests: number;
   durationMs: number;
 }
 
@@ -42,11 +47,28 @@ export interface RestoreResult {
   stats: RestoreStats;
 }
 
+/** Restores a committed version of a workspace (default: the current one). */
 export async function restore(store: ObjectStore, ref: RestoreRef, targetDir: string, opts: RestoreOptions): Promise<RestoreResult> {
-  const started = Date.now();
   checkWorkspace(ref);
-  const concurrency = opts.concurrency ?? 16;
   const manifest = await readManifest(store, ref, ref.version);
+  return restoreManifest(store, manifest, targetDir, opts);
+}
+
+/** One distinct content and the files that hold it. */
+interface Content {
+  sha256: string;
+  size: number;
+  pack?: PackRef;
+  dests: string[];
+}
+
+/**
+ * Restores the tree a manifest describes (one the caller already read: a version, or a fork's base copy). The
+ * manifest's blobs and packs must be kept by gc while this runs (a committed version or a base copy is).
+ */
+export async function restoreManifest(store: ObjectStore, manifest: Manifest, targetDir: string, opts: RestoreOptions): Promise<RestoreResult> {
+  const started = Date.now();
+  const concurrency = opts.concurrency ?? 16;
   const cache = new BlobCache(opts.cacheDir);
   await cache.init();
 
@@ -54,66 +76,114 @@ export async function restore(store: ObjectStore, ref: RestoreRef, targetDir: st
   if ((await readdir(targetDir)).length > 0) throw MagsError.invalid(`cannot restore into ${targetDir}: it is not empty`);
   const abs = (p: string): string => (p === '' ? targetDir : join(targetDir, p));
 
-  const stats: RestoreStats = { entries: manifest.entries.length, files: 0, bytes: 0, blobs: 0, fetchedBlobs: 0, fetchedBytes: 0, durationMs: 0 };
+  const stats: RestoreStats = {
+    entries: manifest.entries.length,
+    files: 0,
+    bytes: 0,
+    blobs: 0,
+    fetchedBlobs: 0,
+    fetchedBytes: 0,
+    fetchRequests: 0,
+    durationMs: 0,
+  };
   const byType = (t: ManifestEntry['type']): ManifestEntry[] => manifest.entries.filter((e) => e.type === t && e.path !== '');
 
-  // Each distinct blob is handled by the first file that needs it (fetched if the cache lacks it, verified either
-  // way); the other files with the same content wait for that, then copy the verified cache entry.
-  const firstUse = new Map<string, Promise<void>>();
-  const materialise = async (sha: string, size: number, dest: string): Promise<void> => {
-    const pending = firstUse.get(sha);
-    if (pending) {
-      await pending;
-      await cache.copyOut(sha, dest, false);
-      return;
-    }
-    let done!: () => void;
-    let failed!: (e: unknown) => void;
-    const p = new Promise<void>((res, rej) => ((done = res), (failed = rej)));
-    p.catch(() => {});
-    firstUse.set(sha, p);
-    try {
-      if (await cache.has(sha, size)) {
-        try {
-          await cache.copyOut(sha, dest, true);
-          return done();
-        } catch (e) {
-          if (!(e instanceof CacheCorruptError)) throw e;
-        }
-      }
-      if (size <= SMALL_FILE) {
-        const data = await cache.fetchSmall(store, sha, size);
-        await writeFile(dest, data, { mode: 0o600, flag: 'wx' });
-      } else {
-        await cache.fetch(store, sha, size);
-        await cache.copyOut(sha, dest, false);
-      }
-      stats.fetchedBlobs++;
-      stats.fetchedBytes += size;
-      done();
-    } catch (e) {
-      failed(e);
-      throw e;
-    }
-  };
-
   // Directories first, parents before children (entries are in path order); their metadata comes last.
-  for (const e of byType('dir')) await mkdir(abs(e.path), { mode: 0o700 });
+  await forEachYielding(byType('dir'), (e) => mkdirSync(abs(e.path), { mode: 0o700 }));
 
-  const files = byType('file');
-  stats.blobs = new Set(files.filter((e) => e.sha256 !== EMPTY_SHA256).map((e) => e.sha256)).size;
-  await forEachLimit(files, concurrency, async (e) => {
-    const dest = abs(e.path);
+  // Each distinct content is fetched at most once (or copied out of the cache, verified), then written to every
+  // file that holds it.
+  const contents = new Map<string, Content>();
+  const empty: string[] = [];
+  for (const e of byType('file')) {
     stats.files++;
     stats.bytes += e.size ?? 0;
     if (!e.sha256 || e.sha256 === EMPTY_SHA256) {
-      await writeFile(dest, '', { mode: 0o600, flag: 'wx' });
-      return;
+      empty.push(abs(e.path));
+      continue;
     }
-    await materialise(e.sha256, e.size ?? 0, dest);
+    let c = contents.get(e.sha256);
+    if (!c) contents.set(e.sha256, (c = { sha256: e.sha256, size: e.size ?? 0, dests: [] }));
+    c.pack ??= e.pack;
+    c.dests.push(abs(e.path));
+  }
+  stats.blobs = contents.size;
+
+  const cached: Content[] = [];
+  const packed: Content[] = [];
+  const unpacked: Content[] = [];
+  await forEachYielding(contents.values(), (c) => {
+    if (cache.hasSync(c.sha256, c.size)) cached.push(c);
+    else if (c.pack) packed.push(c);
+    else unpacked.push(c);
   });
 
-  await forEachLimit(byType('symlink'), concurrency, async (e) => symlink(e.target ?? '', abs(e.path)));
+  // Small files are written with synchronous calls (in slices that let the event loop run): a thread-pool round
+  // trip per open, write and close costs more than the calls themselves.
+  const writeAllSync = (c: Content, data: Buffer): void => {
+    for (const dest of c.dests) writeFileSync(dest, data, { mode: 0o600, flag: 'wx' });
+  };
+  const fetched = (c: Content): void => {
+    stats.fetchedBlobs++;
+    stats.fetchedBytes += c.size;
+  };
+  /** Content read out of a pack: verified, cached, written. */
+  const fromPackSync = (c: Content, data: Buffer): void => {
+    if (data.length !== c.size || createHash('sha256').update(data).digest('hex') !== c.sha256) {
+      throw new MagsError(500, 'internal', `blob ${c.sha256} in pack ${c.pack?.sha256} of ${store.description} is corrupt: its bytes do not hash to it`);
+    }
+    cache.putSmallSync(c.sha256, data);
+    writeAllSync(c, data);
+    fetched(c);
+  };
+  const fetchOne = async (c: Content): Promise<void> => {
+    stats.fetchRequests++;
+    if (c.pack) return fromPackSync(c, await store.getRange(packKey(c.pack.sha256), c.pack.offset, c.pack.length));
+    if (c.size <= SMALL_FILE) {
+      writeAllSync(c, await cache.fetchSmall(store, c.sha256, c.size));
+    } else {
+      await cache.fetch(store, c.sha256, c.size);
+      for (const dest of c.dests) await cache.copyOut(c.sha256, dest, false);
+    }
+    fetched(c);
+  };
+  /** Large content from the cache, verified on the way; a bad entry is dropped and the content fetched instead. */
+  const fromCache = async (c: Content): Promise<void> => {
+    try {
+      await cache.copyOut(c.sha256, c.dests[0]!, true);
+    } catch (e) {
+      if (!(e instanceof CacheCorruptError)) throw e;
+      return fetchOne(c);
+    }
+    for (const dest of c.dests.slice(1)) await cache.copyOut(c.sha256, dest, false);
+  };
+  /** Small content from the cache, verified; bad entries are dropped and fetched afterwards. */
+  const fromCacheSmall = async (list: Content[]): Promise<void> => {
+    const bad: Content[] = [];
+    await forEachYielding(list, (c) => {
+      const data = cache.readVerifiedSync(c.sha256, c.size);
+      if (data) writeAllSync(c, data);
+      else bad.push(c);
+    });
+    await forEachLimit(bad, concurrency, fetchOne);
+  };
+
+  // The largest transfers start first, so the local copies overlap them.
+  const reads = planPackReads(packed.map((c) => ({ sha256: c.sha256, ref: c.pack! })));
+  const tasks: (() => Promise<void>)[] = [
+    ...reads.map((r) => async () => {
+      stats.fetchRequests++;
+      const buf = await store.getRange(packKey(r.pack), r.start, r.length);
+      await forEachYielding(r.members, (m) => fromPackSync(contents.get(m.sha256)!, buf.subarray(m.offset - r.start, m.offset - r.start + m.length)));
+    }),
+    ...unpacked.sort((a, b) => b.size - a.size).map((c) => () => fetchOne(c)),
+    ...cached.filter((c) => c.size > SMALL_FILE).map((c) => () => fromCache(c)),
+    () => fromCacheSmall(cached.filter((c) => c.size <= SMALL_FILE)),
+    () => forEachYielding(empty, (dest) => writeFileSync(dest, '', { mode: 0o600, flag: 'wx' })),
+  ];
+  await forEachLimit(tasks, concurrency, (t) => t());
+
+  await forEachYielding(byType('symlink'), (e) => symlinkSync(e.target ?? '', abs(e.path)));
 
   const nodes = manifest.entries.filter((e) => ['whiteout', 'fifo', 'chardev', 'blockdev'].includes(e.type));
   await forEachLimit(nodes, 4, async (e) => {
@@ -122,41 +192,40 @@ export async function restore(store: ObjectStore, ref: RestoreRef, targetDir: st
     await run('mknod', ['-m', '0', '--', abs(e.path), ...args], { timeoutMs: 30_000 });
   });
 
-  for (const e of byType('hardlink')) await link(abs(e.target ?? ''), abs(e.path));
+  await forEachYielding(byType('hardlink'), (e) => linkSync(abs(e.target ?? ''), abs(e.path)));
 
   // Owner before mode (chown clears setuid/setgid), xattrs after chown (it clears security.capability),
   // mtimes after everything that could touch them, directories deepest first since adding entries moves their mtime.
   const plain = manifest.entries.filter((e) => e.type !== 'dir' && e.type !== 'hardlink');
-  await forEachLimit(plain, 32, async (e) => {
+  await forEachYielding(plain, (e) => {
     const p = abs(e.path);
-    await lchown(p, e.uid ?? 0, e.gid ?? 0);
-    if (e.type !== 'symlink') await chmod(p, e.mode ?? 0o644);
+    lchownSync(p, e.uid ?? 0, e.gid ?? 0);
+    if (e.type !== 'symlink') chmodSync(p, e.mode ?? 0o644);
   });
   const dirs = manifest.entries.filter((e) => e.type === 'dir');
-  for (const e of dirs) {
-    await lchown(abs(e.path), e.uid ?? 0, e.gid ?? 0);
-    await chmod(abs(e.path), e.mode ?? 0o755);
-  }
+  await forEachYielding(dirs, (e) => {
+    lchownSync(abs(e.path), e.uid ?? 0, e.gid ?? 0);
+    chmodSync(abs(e.path), e.mode ?? 0o755);
+  });
   await writeXattrs(
     manifest.entries.filter((e) => e.type !== 'hardlink').map((e) => ({ path: abs(e.path), opaque: e.opaque, xattrs: e.xattrs })),
     cache.tmpDir,
   );
-  await forEachLimit(plain, 32, async (e) => {
+  await forEachYielding(plain, (e) => {
     const t = utimeArg(e.mtimeNs);
-    await lutimes(abs(e.path), t, t);
+    lutimesSync(abs(e.path), t, t);
   });
-  for (const e of [...dirs].reverse()) {
+  await forEachYielding([...dirs].reverse(), (e) => {
     const t = utimeArg(e.mtimeNs);
-    await lutimes(abs(e.path), t, t);
-  }
+    lutimesSync(abs(e.path), t, t);
+  });
 
   // Record what is on disk now, so the next snapshot of this directory hashes nothing that did not change.
   const entries: ManifestEntry[] = manifest.entries.map((e) => ({ ...e }));
-  await forEachLimit(
+  await forEachYielding(
     entries.filter((e) => e.type !== 'hardlink'),
-    32,
-    async (e) => {
-      const st = await lstat(abs(e.path), { bigint: true });
+    (e) => {
+      const st = lstatSync(abs(e.path), { bigint: true });
       e.ino = st.ino.toString();
       e.ctimeNs = st.ctimeNs.toString();
       e.mtimeNs = st.mtimeNs.toString();

@@ -1,26 +1,15 @@
 // Snapshot: walk an upper directory, hash what changed, upload blobs the store lacks, write a new manifest, then
 // move the head to it by compare-and-swap. The head moves last and atomically, so a crash leaves the old version.
-import { randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { join } from 'node:path';
 import { MagsError } from '@mags/api';
-import { ObjectExistsError } from '../errors.js';
 import { forEachLimit } from '../pool.js';
 import type { ObjectStore } from '../store.js';
 import { BlobCache, type Ingested } from './cache.js';
+import { commitVersion } from './commit.js';
 import { DEFAULT_GC_GRACE_MS } from './gc-policy.js';
-import {
-  blobKey,
-  checkWorkspace,
-  EMPTY_SHA256,
-  encodeHead,
-  encodeManifest,
-  headKey,
-  manifestKey,
-  type Manifest,
-  type ManifestEntry,
-  type WorkspaceHead,
-} from './manifest.js';
+import { blobKey, checkWorkspace, EMPTY_SHA256, type Manifest, type ManifestEntry, type PackRef, type WorkspaceRef } from './manifest.js';
+import { DEFAULT_PACK_THRESHOLD, PackWriter } from './pack.js';
 import { readHead, readManifest } from './versions.js';
 import { walkUpper } from './walk.js';
 import { readXattrs } from './xattr.js';
@@ -38,6 +27,14 @@ export interface SnapshotOptions {
   keepVersions?: number;
   /** Must equal the grace period gc() uses (see gc-policy.ts). */
   gcGraceMs?: number;
+  /**
+   * The version the directory was restored from or last synced as (null: it was made before the workspace's first
+   * sync). If given, the sync is refused (MagsError 409 conflict, nothing written) unless the head is at exactly
+   * that version, so a copy of an old version never overwrites newer ones.
+   */
+  expectVersion?: number | null;
+  /** New blobs up to this many bytes go into pack objects instead of one object each; 0: never. Default 64 KiB. */
+  packThreshold?: number;
 }
 
 export interface SnapshotStats {
@@ -46,8 +43,11 @@ export interface SnapshotStats {
   bytes: number;
   hashedFiles: number;
   hashedBytes: number;
+  /** New blobs stored, in blobs/ or in packs. */
   uploadedBlobs: number;
   uploadedBytes: number;
+  /** Pack objects written (each holding many small blobs). */
+  uploadedPacks: number;
   /** Blob existence checks sent to the store. */
   checkedBlobs: number;
   durationMs: number;
@@ -80,12 +80,17 @@ export async function snapshot(upperDir: string, store: ObjectStore, opts: Snaps
   if (!known) knownBlobs.set(store, (known = new Map()));
 
   const headState = await readHead(store, ws);
+  const fromVersion = headState?.head.version ?? null;
+  if (opts.expectVersion !== undefined && opts.expectVersion !== fromVersion) throw changedElsewhere(ws, fromVersion, opts.expectVersion);
   let previous = opts.previous && opts.previous.owner === ws.owner && opts.previous.name === ws.name ? opts.previous : undefined;
   if (!previous && headState) previous = await readManifest(store, ws, headState.head.version);
   // Blobs of the committed head are safe to reuse: gc keeps every blob a kept version references.
   const committed = headState && previous && previous.version === headState.head.version ? previous : undefined;
-  const committedBlobs = new Set<string>();
-  for (const e of committed?.entries ?? []) if (e.sha256) committedBlobs.add(e.sha256);
+  // Where each of its blobs is: a pack, or null for blobs/<sha>.
+  const committedBlobs = new Map<string, PackRef | null>();
+  for (const e of committed?.entries ?? []) if (e.sha256) committedBlobs.set(e.sha256, e.pack ?? null);
+  const packThreshold = opts.packThreshold ?? DEFAULT_PACK_THRESHOLD;
+  const packer = packThreshold > 0 ? new PackWriter(store) : undefined;
 
   const prevMap = previous ? new Map(previous.entries.map((e) => [e.path, e])) : undefined;
   const { entries, changed } = await walkUpper(upperDir, prevMap);
@@ -109,6 +114,7 @@ export async function snapshot(upperDir: string, store: ObjectStore, opts: Snaps
     hashedBytes: 0,
     uploadedBlobs: 0,
     uploadedBytes: 0,
+    uploadedPacks: 0,
     checkedBlobs: 0,
     durationMs: 0,
   };
@@ -139,6 +145,16 @@ export async function snapshot(upperDir: string, store: ObjectStore, opts: Snaps
     return p;
   };
 
+  /** Stores new content: small blobs go into a pack, others to blobs/<sha> (if the store lacks them). */
+  const storeContent = async (sha: string, size: number, source: Ingested | undefined): Promise<void> => {
+    if (sha === EMPTY_SHA256 || committedBlobs.has(sha)) return;
+    if (packer && size <= packThreshold && source?.buffer) {
+      await packer.add(sha, source.buffer);
+      return;
+    }
+    await ensureBlob(sha, size, source);
+  };
+
   const files = entries.filter((e) => e.type === 'file');
   await forEachLimit(files, concurrency, async (e) => {
     if (e.sha256 === undefined) {
@@ -147,14 +163,18 @@ export async function snapshot(upperDir: string, store: ObjectStore, opts: Snaps
       stats.hashedBytes += got.size;
       e.sha256 = got.sha256;
       e.size = got.size; // what we read, even if the file grew or shrank since lstat
-      await ensureBlob(got.sha256, got.size, got);
+      await storeContent(got.sha256, got.size, got);
       return;
     }
     if (committedBlobs.has(e.sha256) || e.sha256 === EMPTY_SHA256) return;
     // Unchanged on disk but not in the committed head (e.g. `previous` was stale): make sure the store has it,
     // taking the bytes from the cache or, failing that, from the file (hashed again, in case it differs).
-    if (await cache.has(e.sha256, e.size ?? 0)) {
-      await ensureBlob(e.sha256, e.size ?? 0, undefined);
+    const size = e.size ?? 0;
+    if (packer && size <= packThreshold) {
+      const buffer = await cache.readVerified(e.sha256, size);
+      if (buffer) return storeContent(e.sha256, size, { sha256: e.sha256, size, buffer });
+    } else if (await cache.has(e.sha256, size)) {
+      await ensureBlob(e.sha256, size, undefined);
       return;
     }
     const got = await cache.ingest(abs(e));
@@ -162,16 +182,32 @@ export async function snapshot(upperDir: string, store: ObjectStore, opts: Snaps
     stats.hashedBytes += got.size;
     e.sha256 = got.sha256;
     e.size = got.size;
-    await ensureBlob(got.sha256, got.size, got);
+    await storeContent(got.sha256, got.size, got);
   });
+  if (packer) {
+    await packer.flush();
+    stats.uploadedPacks = packer.uploadedPacks;
+  }
+  let packed = false;
+  const counted = new Set<string>();
   for (const e of files) {
     stats.files++;
     stats.bytes += e.size ?? 0;
+    const sha = e.sha256!;
+    const where = committedBlobs.has(sha) ? committedBlobs.get(sha) : packer?.ref(sha);
+    if (where) {
+      e.pack = where;
+      packed = true;
+      if (!committedBlobs.has(sha) && !counted.has(sha)) {
+        counted.add(sha);
+        stats.uploadedBlobs++;
+        stats.uploadedBytes += where.length;
+      }
+    }
   }
 
-  const fromVersion = headState?.head.version ?? null;
   const manifest: Manifest = {
-    format: 1,
+    format: packed ? 2 : 1,
     owner: ws.owner,
     name: ws.name,
     version: 0,
@@ -190,62 +226,39 @@ export async function snapshot(upperDir: string, store: ObjectStore, opts: Snaps
     throw new MagsError(503, 'timeout', `sync of ${ws.owner}/${ws.name} took longer than ${Math.round(grace / 4 / 60_000)} min; nothing was changed, sync again (it resumes from the cache)`);
   }
 
-  // Allocate the next version with a create-only put: a leftover from a crashed sync just bumps the number.
-  let version = (fromVersion ?? 0) + 1;
-  for (let attempt = 0; ; attempt++, version++) {
-    manifest.version = version;
-    try {
-      await store.put(manifestKey(ws, version), encodeManifest(manifest), { ifNoneMatch: '*' });
-      break;
-    } catch (e) {
-      if (!(e instanceof ObjectExistsError) || attempt >= 100) throw e;
-    }
-  }
-
-  const kept = opts.keepVersions ?? 20;
-  const allVersions = [...(headState?.head.versions ?? []), { version, createdAt: manifest.createdAt, files: stats.files, bytes: stats.bytes }];
-  const head: WorkspaceHead = {
-    format: 1,
-    version,
-    createdAt: manifest.createdAt,
-    versions: allVersions.slice(-Math.max(1, kept)),
-    writer: randomBytes(8).toString('hex'),
-  };
-  const cas = await store.casPut(headKey(ws), encodeHead(head), headState?.etag ?? null);
-  if (!cas.ok) {
-    await store.delete([manifestKey(ws, version)]).catch(() => {});
-    throw MagsError.conflict(
+  const version = await commitVersion(store, ws, headState, manifest, opts.keepVersions, () =>
+    MagsError.conflict(
       `workspace "${ws.owner}/${ws.name}" was synced by someone else while this sync ran (its head is no longer version ${fromVersion ?? 'none'}); this sync was not saved`,
-    );
-  }
-  const dropped = allVersions.slice(0, allVersions.length - head.versions.length).map((v) => manifestKey(ws, v.version));
-  if (dropped.length > 0) await store.delete(dropped).catch(() => {}); // leftovers are gc's job
+    ),
+  );
 
   stats.durationMs = Date.now() - started;
   return { version, unchanged: false, manifest, stats };
 }
 
+function changedElsewhere(ws: WorkspaceRef, at: number | null, expected: number | null): MagsError {
+  const now = at === null ? `workspace "${ws.owner}/${ws.name}" has no synced version` : `workspace "${ws.owner}/${ws.name}" is at version ${at}`;
+  const copy = expected === null ? 'this copy was made before its first sync' : `this copy was made from version ${expected}`;
+  return MagsError.conflict(`${now} but ${copy}; its changes were not synced`);
+}
+
 /** Whether two entry lists describe the same tree (ignoring this host's inode/ctime fingerprints). */
 function samePortable(a: ManifestEntry[], b: ManifestEntry[]): boolean {
   if (a.length !== b.length) return false;
-  const strip = (e: ManifestEntry): string => {
-    const { ino: _i, ctimeNs: _c, ...rest } = e;
-    return canonical(rest);
-  };
-  for (let i = 0; i < a.length; i++) if (strip(a[i]!) !== strip(b[i]!)) return false;
+  for (let i = 0; i < a.length; i++) if (!equalValues(a[i], b[i], true)) return false;
   return true;
 }
 
-/** JSON with object keys sorted at every level, so equal values give equal strings. */
-function canonical(v: unknown): string {
-  if (Array.isArray(v)) return `[${v.map(canonical).join(',')}]`;
-  if (v !== null && typeof v === 'object') {
-    const o = v as Record<string, unknown>;
-    return `{${Object.keys(o)
-      .filter((k) => o[k] !== undefined)
-      .sort()
-      .map((k) => `${JSON.stringify(k)}:${canonical(o[k])}`)
-      .join(',')}}`;
-  }
-  return JSON.stringify(v);
+/** Deep equality of JSON-like values; a key holding undefined counts as absent. `entry`: skip ino and ctimeNs. */
+function equalValues(x: unknown, y: unknown, entry = false): boolean {
+  if (x === y) return true;
+  if (typeof x !== 'object' || typeof y !== 'object' || x === null || y === null) return false;
+  if (Array.isArray(x) !== Array.isArray(y)) return false;
+  const ox = x as Record<string, unknown>;
+  const oy = y as Record<string, unknown>;
+  const keys = (o: Record<string, unknown>): string[] => Object.keys(o).filter((k) => o[k] !== undefined && !(entry && (k === 'ino' || k === 'ctimeNs')));
+  const kx = keys(ox);
+  if (kx.length !== keys(oy).length) return false;
+  for (const k of kx) if (!equalValues(ox[k], oy[k])) return false;
+  return true;
 }

@@ -1,8 +1,10 @@
 // A workspace's versions in the store: reading the head, listing and reading versions, deleting a workspace.
+import { createHash } from 'node:crypto';
 import { MagsError } from '@mags/api';
 import { ObjectNotFoundError } from '../errors.js';
 import type { ObjectStore } from '../store.js';
 import {
+  baseKey,
   decodeHead,
   decodeManifest,
   headKey,
@@ -70,15 +72,34 @@ export async function readManifest(store: ObjectStore, ws: WorkspaceRef, version
   return decodeManifest(buf, `${store.description}/${key}`);
 }
 
+export interface ManifestObject {
+  manifest: Manifest;
+  /** The object's bytes as stored (gzip'd JSON). */
+  bytes: Buffer;
+  /** sha256 of `bytes`, hex: the same for every copy of one manifest (a version and a fork's base copy of it). */
+  sha256: string;
+}
+
+/** Reads any object in manifest format (a version's manifest, a base copy). Throws ObjectNotFoundError (404). */
+export async function readManifestObject(store: ObjectStore, key: string): Promise<ManifestObject> {
+  const bytes = await store.getBuffer(key);
+  return {
+    manifest: decodeManifest(bytes, `${store.description}/${key}`),
+    bytes,
+    sha256: createHash('sha256').update(bytes).digest('hex'),
+  };
+}
+
 /**
- * Deletes the workspace's head and manifests. The head goes first, so nobody restores a half-deleted workspace and a
- * concurrent sync's compare-and-swap fails. Blobs are left to gc(), since other workspaces may share them.
+ * Deletes everything under the workspace's prefix: head, manifests and base copy. The head goes first, so nobody
+ * restores a half-deleted workspace and a concurrent sync's compare-and-swap fails. Blobs and packs are left to
+ * gc(), since other workspaces may share them.
  */
-export async function deleteWorkspace(store: ObjectStore, ws: WorkspaceRef): Promise<{ deletedManifests: number }> {
+export async function deleteWorkspace(store: ObjectStore, ws: WorkspaceRef): Promise<{ deletedManifests: number; deletedBase: boolean }> {
   const prefix = workspacePrefix(ws);
   await store.delete([headKey(ws)]);
   const keys: string[] = [];
   for await (const o of store.list(prefix)) keys.push(o.key);
   await store.delete(keys);
-  return { deletedManifests: keys.filter((k) => k.includes('/manifests/')).length };
+  return { deletedManifests: keys.filter((k) => k.startsWith(`${prefix}manifests/`)).length, deletedBase: keys.includes(baseKey(ws)) };
 }

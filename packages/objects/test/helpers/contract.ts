@@ -56,6 +56,17 @@ export function storeContract(getStore: () => ObjectStore): void {
     assert.equal((await store.getBuffer(`${p}/a/b.bin`)).toString(), 'second');
   });
 
+  it('getRange returns exactly the bytes asked for; a missing key is not_found, a range past the end an error', async () => {
+    const store = getStore();
+    const body = randomBytes(300_000);
+    await store.put(`${p}/ranged`, body);
+    for (const [start, length] of [[0, 1], [0, body.length], [12_345, 100_000], [body.length - 7, 7]] as const) {
+      assert.deepEqual(await store.getRange(`${p}/ranged`, start, length), body.subarray(start, start + length));
+    }
+    await assert.rejects(store.getRange(`${p}/no-such-key`, 0, 10), ObjectNotFoundError);
+    await assert.rejects(store.getRange(`${p}/ranged`, body.length - 5, 10), (e: { status?: number }) => e.status === 503);
+  });
+
   it('streams of known and unknown length are stored exactly (20 MiB: multipart on S3)', async () => {
     const store = getStore();
     const known = randomStream(3 * 1024 * 1024 + 17, 'known');

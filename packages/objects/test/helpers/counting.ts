@@ -27,6 +27,10 @@ export class CountingStore implements ObjectStore {
     this.calls.push({ op: 'get', key, buffered: true });
     return this.inner.getBuffer(key);
   }
+  getRange(key: string, start: number, length: number): Promise<Buffer> {
+    this.calls.push({ op: 'get', key, buffered: true });
+    return this.inner.getRange(key, start, length);
+  }
   head(key: string): Promise<ObjectHead | undefined> {
     this.calls.push({ op: 'head', key });
     return this.inner.head(key);
@@ -43,8 +47,13 @@ export class CountingStore implements ObjectStore {
     this.calls.push({ op: 'delete', key });
     return this.inner.deleteIfOlder(key, cutoff);
   }
-  casPut(key: string, body: Buffer, expectedEtag: string | null): Promise<CasResult> {
+  /** Runs once, just before the next casPut reaches the store: lets a test make that compare-and-swap lose a race. */
+  beforeNextCas?: () => Promise<void>;
+  async casPut(key: string, body: Buffer, expectedEtag: string | null): Promise<CasResult> {
     this.calls.push({ op: 'cas', key });
+    const hook = this.beforeNextCas;
+    this.beforeNextCas = undefined;
+    if (hook) await hook();
     return this.inner.casPut(key, body, expectedEtag);
   }
   close(): Promise<void> {

@@ -17,7 +17,6 @@ import {
 import { type MagsApp, callerOf } from '../app.js';
 import type { ServerContext } from '../context.js';
 import { LogStream } from '../http/log-stream.js';
-import { uuidv7 } from '../ids.js';
 import { planJob } from '../job-submit.js';
 import { jobStatusView, logEntryView } from '../job-view.js';
 import { waitForTerminal } from '../job-wait.js';
@@ -62,23 +61,18 @@ export function registerJobRoutes(app: MagsApp, ctx: ServerContext): void {
       schema: {
         tags: ['jobs'],
         summary: 'Run a script in a new sandbox',
+        description:
+          'With workspace_id the sandbox runs on that workspace (created if missing; persistent with persistent: true). ' +
+          'A workspace serves one unfinished job at a time: a second submit is 409 with code workspace_busy.',
         body: JobSubmit,
-        response: { 202: JobAccepted, ...errors(400, 401, 413, 415, 422) },
+        response: { 202: JobAccepted, ...errors(400, 401, 404, 409, 413, 415, 422, 503) },
       },
     },
     async (request, reply) => {
       const user = callerOf(request);
       const plan = planJob(request.body);
-      const job = await ctx.store.insertJob({
-        id: uuidv7(),
-        user_id: user.id,
-        name: plan.name,
-        script: plan.script,
-        status: 'accepted',
-        spec: JSON.stringify(plan.spec),
-        created_at: Date.now(),
-      });
-      request.log.info({ jobId: job.id, name: job.name }, 'job accepted');
+      const job = await ctx.workspaces.submitJob(user.id, plan);
+      request.log.info({ jobId: job.id, name: job.name, workspace: job.workspace_id ?? undefined }, 'job accepted');
       ctx.scheduler.requestDispatch();
       return reply.code(202).send({
         request_id: job.id,

@@ -1,2 +1,2 @@
-export { Store, type JobFinish, type TerminalStatus } from './store.js';
-export type { AgentRow, JobRow, JobSpec, LogRow, TokenRow, UserRow } from './schema.js';
+export { Store, type JobFinish, type NewWorkspace, type StoreOptions, type TakeResult, type TerminalStatus, type WorkspacePatch } from './store.js';
+export type { AgentRow, FileRow, JobRow, JobSpec, LogRow, TokenRow, UserRow, WorkspaceRow } from './schema.js';

@@ -74,6 +74,48 @@ const migrations: Record<string, Migration> = {
       for (const t of ['job_logs', 'jobs', 'tokens', 'users', 'agents']) await db.schema.dropTable(t).ifExists().execute();
     },
   },
+
+  '0002_workspaces_and_files': {
+    async up(db: Kysely<unknown>) {
+      await db.schema
+        .createTable('workspaces')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('user_id', 'text', (c) => c.notNull().references('users.id').onDelete('cascade'))
+        .addColumn('name', 'text', (c) => c.notNull())
+        .addColumn('persistent', 'integer', (c) => c.notNull())
+        .addColumn('disk_gb', 'integer', (c) => c.notNull())
+        .addColumn('base_label', 'text')
+        .addColumn('base_key', 'text')
+        .addColumn('agent_id', 'text')
+        .addColumn('active_job_id', 'text')
+        .addColumn('head_version', 'integer')
+        .addColumn('versions', 'integer', (c) => c.notNull().defaultTo(0))
+        .addColumn('size_bytes', 'bigint', (c) => c.notNull().defaultTo(0))
+        .addColumn('file_count', 'integer', (c) => c.notNull().defaultTo(0))
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addColumn('last_used_at', 'bigint')
+        .addColumn('expires_at', 'bigint')
+        .addUniqueConstraint('workspaces_user_name_key', ['user_id', 'name'])
+        .execute();
+      // Every way a job ends releases its workspace by job id.
+      await db.schema.createIndex('workspaces_active_job_idx').on('workspaces').column('active_job_id').execute();
+
+      await db.schema
+        .createTable('files')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('user_id', 'text', (c) => c.notNull().references('users.id').onDelete('cascade'))
+        .addColumn('name', 'text', (c) => c.notNull())
+        .addColumn('size', 'bigint', (c) => c.notNull())
+        .addColumn('sha256', 'text', (c) => c.notNull())
+        .addColumn('object_key', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('files_user_created_idx').on('files').columns(['user_id', 'created_at']).execute();
+    },
+    async down(db: Kysely<unknown>) {
+      for (const t of ['files', 'workspaces']) await db.schema.dropTable(t).ifExists().execute();
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -58,12 +58,54 @@ export interface AgentsTable {
   last_seen_at: number;
 }
 
+/** A user's workspace (local or persistent); its files live on a host (local) or in the object store (persistent). */
+export interface WorkspacesTable {
+  id: string;
+  user_id: string;
+  /** Unique per user; the object-store key is workspaces/<user_id>/<name>/. */
+  name: string;
+  /** 0 local, 1 persistent. */
+  persistent: number;
+  disk_gb: number;
+  /** NAME@VERSION of the base it was created on. */
+  base_label: string | null;
+  /** Object key of this workspace's own copy of the base manifest. */
+  base_key: string | null;
+  /** The agent that last reported holding a host copy. */
+  agent_id: string | null;
+  /** The unfinished job using it (or a reservation while the server deletes, restores or forks it). */
+  active_job_id: string | null;
+  /** The current synced version, as last known. */
+  head_version: number | null;
+  versions: number;
+  size_bytes: number;
+  file_count: number;
+  created_at: ColumnType<number, number, never>;
+  last_used_at: number | null;
+  /** Local workspaces: when an unused host copy is deleted. */
+  expires_at: number | null;
+}
+
+/** An uploaded file; its bytes are the object `object_key`. */
+export interface FilesTable {
+  id: string;
+  user_id: string;
+  /** The basename it appears as under /uploads/. */
+  name: string;
+  size: number;
+  sha256: string;
+  object_key: string;
+  created_at: number;
+}
+
 export interface Database {
   users: UsersTable;
   tokens: TokensTable;
   jobs: JobsTable;
   job_logs: JobLogsTable;
   agents: AgentsTable;
+  workspaces: WorkspacesTable;
+  files: FilesTable;
 }
 
 export type UserRow = Selectable<UsersTable>;
@@ -72,6 +114,8 @@ export type JobRow = Selectable<JobsTable>;
 export type NewJob = Insertable<JobsTable>;
 export type LogRow = Selectable<JobLogsTable>;
 export type AgentRow = Selectable<AgentsTable>;
+export type WorkspaceRow = Selectable<WorkspacesTable>;
+export type FileRow = Selectable<FilesTable>;
 
 /** What a job asks of its sandbox, stored as JSON in jobs.spec. */
 export interface JobSpec {
@@ -79,6 +123,13 @@ export interface JobSpec {
   memory_mb: number;
   timeout_s: number;
   network: 'internet' | 'none';
+  /** The workspace disk for a workspace job. */
   disk_gb: number;
   environment: Record<string, string>;
+  /** The workspace the sandbox's writable layer is (resolved at submit; absent for an ephemeral run). */
+  workspace?: { id: string; name: string; persistent: boolean };
+  /** The read-only layer under the writable one: `--base` pinned at submit, or the base the workspace was made on. */
+  base?: { label: string; manifestKey: string };
+  /** Uploaded files placed at /uploads/<name>. */
+  uploads?: Array<{ key: string; name: string; size: number }>;
 }

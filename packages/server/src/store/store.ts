@@ -2,13 +2,13 @@
 // Job status changes are conditional updates, so a terminal status (completed, failed, error, stopped)
 // never changes again, whatever order messages and requests arrive in.
 import { randomUUID } from 'node:crypto';
-import { type Kysely, Migrator, sql } from 'kysely';
+import { type Kysely, type Transaction, Migrator, sql } from 'kysely';
 import type { Logger } from 'pino';
 import { type AgentInfo, type JobStatusValue, type OutputLine, MagsError } from '@mags/api';
 import { type StoreKind, redactUrl } from '../config.js';
 import { openDatabase } from './database.js';
 import { migrationProvider } from './migrations.js';
-import type { AgentRow, Database, JobRow, LogRow, NewJob, TokenRow, UserRow } from './schema.js';
+import type { AgentRow, Database, FileRow, JobRow, LogRow, NewJob, TokenRow, UserRow, WorkspaceRow } from './schema.js';
 
 /** Statuses a job can still leave. */
 const UNFINISHED: JobStatusValue[] = ['accepted', 'running', 'sleeping'];
@@ -25,20 +25,49 @@ export interface JobFinish {
   completedAt: number;
 }
 
+export interface StoreOptions {
+  /** How long a local workspace lives unused (sets its expires_at when a job on it ends). Default 600 s. */
+  localWorkspaceTtlMs?: number;
+}
+
+/** A new workspace row; the counters start at zero. */
+export interface NewWorkspace {
+  id: string;
+  user_id: string;
+  name: string;
+  persistent: boolean;
+  disk_gb: number;
+  base_label?: string | null;
+  base_key?: string | null;
+  /** Taken at once (by the job that creates it, or a reservation while it is forked). */
+  active_job_id?: string | null;
+  created_at: number;
+  expires_at?: number | null;
+}
+
+/** The fields a workspace changes after creation (not its identity, owner or name). */
+export type WorkspacePatch = Partial<
+  Pick<WorkspaceRow, 'disk_gb' | 'base_label' | 'base_key' | 'agent_id' | 'head_version' | 'versions' | 'size_bytes' | 'file_count'>
+>;
+
+export type TakeResult = { ok: true; job: JobRow } | { ok: false; heldBy: string | null };
+
 export class Store {
   readonly kind: StoreKind;
   readonly db: Kysely<Database>;
   private closed = false;
+  private readonly localTtlMs: number;
 
-  private constructor(kind: StoreKind, db: Kysely<Database>) {
+  private constructor(kind: StoreKind, db: Kysely<Database>, options: StoreOptions) {
     this.kind = kind;
     this.db = db;
+    this.localTtlMs = options.localWorkspaceTtlMs ?? 600_000;
   }
 
   /** Opens the database and brings its schema up to date. */
-  static async open(database: string, logger?: Logger): Promise<Store> {
+  static async open(database: string, logger?: Logger, options: StoreOptions = {}): Promise<Store> {
     const { kind, db } = openDatabase(database, logger);
-    const store = new Store(kind, db);
+    const store = new Store(kind, db, options);
     try {
       await store.migrate();
     } catch (err) {
@@ -152,6 +181,10 @@ export class Store {
   // ── jobs ────────────────────────────────────────────────────────────────────────────────────────
 
   async insertJob(job: NewJob): Promise<JobRow> {
+    return this.insertJobWith(this.db, job);
+  }
+
+  private async insertJobWith(db: Kysely<Database>, job: NewJob): Promise<JobRow> {
     const row: JobRow = {
       id: job.id,
       user_id: job.user_id,
@@ -168,7 +201,7 @@ export class Store {
       started_at: job.started_at ?? null,
       completed_at: job.completed_at ?? null,
     };
-    await this.db.insertInto('jobs').values(row).execute();
+    await db.insertInto('jobs').values(row).execute();
     return row;
   }
 
@@ -217,16 +250,11 @@ export class Store {
     return { jobs, total: Number(count.n) };
   }
 
-  /** Jobs waiting for an agent, oldest first (ids are UUIDv7, so id order is submission order). */
-  async queuedJobs(limit: number): Promise<JobRow[]> {
-    return this.db
-      .selectFrom('jobs')
-      .selectAll()
-      .where('status', '=', 'accepted')
-      .where('agent_id', 'is', null)
-      .orderBy('id', 'asc')
-      .limit(limit)
-      .execute();
+  /** Jobs waiting for an agent, oldest first (ids are UUIDv7, so id order is submission order), after `afterId`. */
+  async queuedJobs(limit: number, afterId?: string): Promise<JobRow[]> {
+    let q = this.db.selectFrom('jobs').selectAll().where('status', '=', 'accepted').where('agent_id', 'is', null);
+    if (afterId !== undefined) q = q.where('id', '>', afterId);
+    return q.orderBy('id', 'asc').limit(limit).execute();
   }
 
   /** Hands a queued job to an agent. Undefined if it was not queued any more (stopped, or claimed elsewhere). */
@@ -254,44 +282,75 @@ export class Store {
   }
 
   /**
-   * Moves an unfinished job to a terminal status. Undefined if it had already finished, or (with `agentId`)
-   * if it is not on that agent.
+   * Moves an unfinished job to a terminal status and releases its workspace. Undefined if it had already finished,
+   * or (with `agentId`) if it is not on that agent.
    */
   async finishJob(id: string, finish: JobFinish, agentId?: string): Promise<JobRow | undefined> {
-    let q = this.db
-      .updateTable('jobs')
-      .set({
-        status: finish.status,
-        exit_code: finish.exitCode,
-        error_message: finish.errorMessage,
-        completed_at: finish.completedAt,
-      })
-      .where('id', '=', id)
-      .where('status', 'in', UNFINISHED);
-    if (agentId !== undefined) q = q.where('agent_id', '=', agentId);
-    return q.returningAll().executeTakeFirst();
+    return this.db.transaction().execute(async (trx) => {
+      let q = trx
+        .updateTable('jobs')
+        .set({
+          status: finish.status,
+          exit_code: finish.exitCode,
+          error_message: finish.errorMessage,
+          completed_at: finish.completedAt,
+        })
+        .where('id', '=', id)
+        .where('status', 'in', UNFINISHED);
+      if (agentId !== undefined) q = q.where('agent_id', '=', agentId);
+      const job = await q.returningAll().executeTakeFirst();
+      if (job) await this.releaseWorkspaces(trx, [job.id], finish.completedAt);
+      return job;
+    });
   }
 
-  /** Stops a job that no agent has been handed yet. Undefined if it is not queued (any more). */
+  /** Stops a job that no agent has been handed yet, releasing its workspace. Undefined if it is not queued (any more). */
   async stopQueuedJob(id: string, now = Date.now()): Promise<JobRow | undefined> {
-    return this.db
-      .updateTable('jobs')
-      .set({ status: 'stopped', completed_at: now })
-      .where('id', '=', id)
-      .where('status', '=', 'accepted')
-      .where('agent_id', 'is', null)
-      .returningAll()
-      .executeTakeFirst();
+    return this.db.transaction().execute(async (trx) => {
+      const job = await trx
+        .updateTable('jobs')
+        .set({ status: 'stopped', completed_at: now })
+        .where('id', '=', id)
+        .where('status', '=', 'accepted')
+        .where('agent_id', 'is', null)
+        .returningAll()
+        .executeTakeFirst();
+      if (job) await this.releaseWorkspaces(trx, [job.id], now);
+      return job;
+    });
   }
 
-  /** Every unfinished job handed to `agentId` (or, without it, to any agent) becomes `error` with `message`. */
+  /**
+   * Every unfinished job handed to `agentId` (or, without it, to any agent) becomes `error` with `message`; their
+   * workspaces are released.
+   */
   async failDispatchedJobs(message: string, agentId?: string, now = Date.now()): Promise<JobRow[]> {
-    let q = this.db
-      .updateTable('jobs')
-      .set({ status: 'error', error_message: message, completed_at: now })
-      .where('status', 'in', UNFINISHED);
-    q = agentId !== undefined ? q.where('agent_id', '=', agentId) : q.where('agent_id', 'is not', null);
-    return q.returningAll().execute();
+    return this.db.transaction().execute(async (trx) => {
+      let q = trx
+        .updateTable('jobs')
+        .set({ status: 'error', error_message: message, completed_at: now })
+        .where('status', 'in', UNFINISHED);
+      q = agentId !== undefined ? q.where('agent_id', '=', agentId) : q.where('agent_id', 'is not', null);
+      const jobs = await q.returningAll().execute();
+      await this.releaseWorkspaces(trx, jobs.map((j) => j.id), now);
+      return jobs;
+    });
+  }
+
+  /** Frees the workspaces these (now finished) jobs held; a local one starts its time to live. */
+  private async releaseWorkspaces(trx: Transaction<Database>, jobIds: string[], now: number): Promise<void> {
+    const expires = now + this.localTtlMs;
+    for (let i = 0; i < jobIds.length; i += 500) {
+      await trx
+        .updateTable('workspaces')
+        .set({
+          active_job_id: null,
+          last_used_at: now,
+          expires_at: sql<number | null>`case when persistent = 0 then cast(${expires} as bigint) else null end`,
+        })
+        .where('active_job_id', 'in', jobIds.slice(i, i + 500))
+        .execute();
+    }
   }
 
   // ── logs ────────────────────────────────────────────────────────────────────────────────────────
@@ -353,6 +412,169 @@ export class Store {
 
   async listAgents(): Promise<AgentRow[]> {
     return this.db.selectFrom('agents').selectAll().orderBy('last_seen_at', 'desc').orderBy('id').execute();
+  }
+
+  // ── workspaces ──────────────────────────────────────────────────────────────────────────────────
+  // A workspace serves one unfinished job at a time: `active_job_id` is taken by a conditional update in the same
+  // transaction that inserts the job, and every way a job ends (finishJob, stopQueuedJob, failDispatchedJobs)
+  // releases it. The server also holds it with a reservation (an id that is no job's) while it deletes, rolls
+  // back or forks it; releaseOrphanedWorkspaces() frees what a crash left held.
+
+  /** A user's workspace by name; another user's is not found. */
+  async getWorkspace(userId: string, name: string): Promise<WorkspaceRow | undefined> {
+    return this.db.selectFrom('workspaces').selectAll().where('user_id', '=', userId).where('name', '=', name).executeTakeFirst();
+  }
+
+  async getWorkspaceById(id: string): Promise<WorkspaceRow | undefined> {
+    return this.db.selectFrom('workspaces').selectAll().where('id', '=', id).executeTakeFirst();
+  }
+
+  /** A user's workspaces by name. */
+  async listWorkspaces(userId: string): Promise<WorkspaceRow[]> {
+    return this.db.selectFrom('workspaces').selectAll().where('user_id', '=', userId).orderBy('name').execute();
+  }
+
+  /** Creates a workspace; undefined if the user already has one of that name (also when a concurrent request won). */
+  async insertWorkspace(ws: NewWorkspace): Promise<WorkspaceRow | undefined> {
+    return this.db
+      .insertInto('workspaces')
+      .values({
+        id: ws.id,
+        user_id: ws.user_id,
+        name: ws.name,
+        persistent: ws.persistent ? 1 : 0,
+        disk_gb: ws.disk_gb,
+        base_label: ws.base_label ?? null,
+        base_key: ws.base_key ?? null,
+        agent_id: null,
+        active_job_id: ws.active_job_id ?? null,
+        head_version: null,
+        versions: 0,
+        size_bytes: 0,
+        file_count: 0,
+        created_at: ws.created_at,
+        last_used_at: null,
+        expires_at: ws.expires_at ?? null,
+      })
+      .onConflict((oc) => oc.columns(['user_id', 'name']).doNothing())
+      .returningAll()
+      .executeTakeFirst();
+  }
+
+  /**
+   * Gives the workspace to a new job and inserts the job, atomically: the workspace must be free (or already
+   * reserved for this very job, when the job created it). `persistent` upgrades a local workspace. When the
+   * workspace is in use, nothing is written and `heldBy` names what holds it (null: the workspace is gone).
+   */
+  async insertJobOnWorkspace(job: NewJob, workspaceId: string, opts: { persistent?: boolean } = {}): Promise<TakeResult> {
+    return this.db.transaction().execute(async (trx) => {
+      const taken = await trx
+        .updateTable('workspaces')
+        .set({ active_job_id: job.id, expires_at: null, ...(opts.persistent ? { persistent: 1 } : {}) })
+        .where('id', '=', workspaceId)
+        .where((eb) => eb.or([eb('active_job_id', 'is', null), eb('active_job_id', '=', job.id)]))
+        .returning('id')
+        .executeTakeFirst();
+      if (!taken) {
+        const row = await trx.selectFrom('workspaces').select('active_job_id').where('id', '=', workspaceId).executeTakeFirst();
+        return { ok: false, heldBy: row?.active_job_id ?? null };
+      }
+      return { ok: true, job: await this.insertJobWith(trx, job) };
+    });
+  }
+
+  /** Holds a free workspace with `token` (not a job id) while the server works on it. False if it is in use. */
+  async reserveWorkspace(id: string, token: string): Promise<boolean> {
+    const row = await this.db
+      .updateTable('workspaces')
+      .set({ active_job_id: token })
+      .where('id', '=', id)
+      .where('active_job_id', 'is', null)
+      .returning('id')
+      .executeTakeFirst();
+    return row !== undefined;
+  }
+
+  /** Lets go of a reservation (or of a job's hold, when that job was never stored). */
+  async releaseReservation(id: string, token: string): Promise<void> {
+    await this.db.updateTable('workspaces').set({ active_job_id: null }).where('id', '=', id).where('active_job_id', '=', token).execute();
+  }
+
+  async updateWorkspace(id: string, patch: WorkspacePatch): Promise<WorkspaceRow | undefined> {
+    if (Object.keys(patch).length === 0) return this.getWorkspaceById(id);
+    return this.db.updateTable('workspaces').set(patch).where('id', '=', id).returningAll().executeTakeFirst();
+  }
+
+  /** Records the agent holding a host copy (when a job on the workspace is dispatched to it). */
+  async setWorkspaceAgent(id: string, agentId: string | null): Promise<void> {
+    await this.db.updateTable('workspaces').set({ agent_id: agentId }).where('id', '=', id).execute();
+  }
+
+  /** Forgets that `agentId` holds a copy (it reported the copy gone); another agent's claim is kept. */
+  async forgetWorkspaceCopy(id: string, agentId: string): Promise<void> {
+    await this.db.updateTable('workspaces').set({ agent_id: null }).where('id', '=', id).where('agent_id', '=', agentId).execute();
+  }
+
+  /** Deletes a workspace row held by `token` (the caller's reservation). Returns whether it did. */
+  async deleteWorkspace(id: string, token: string): Promise<boolean> {
+    const row = await this.db.deleteFrom('workspaces').where('id', '=', id).where('active_job_id', '=', token).returning('id').executeTakeFirst();
+    return row !== undefined;
+  }
+
+  /** A user's local workspaces that no host holds and no job uses, past their time to live. */
+  async expiredLocalWorkspaces(userId: string, now = Date.now()): Promise<WorkspaceRow[]> {
+    return this.db
+      .selectFrom('workspaces')
+      .selectAll()
+      .where('user_id', '=', userId)
+      .where('persistent', '=', 0)
+      .where('agent_id', 'is', null)
+      .where('active_job_id', 'is', null)
+      .where('expires_at', '<', now)
+      .execute();
+  }
+
+  /** At start: frees workspaces held by a job that is no longer unfinished, or by a reservation a crash left. */
+  async releaseOrphanedWorkspaces(): Promise<number> {
+    const rows = await this.db
+      .updateTable('workspaces')
+      .set({ active_job_id: null })
+      .where('active_job_id', 'is not', null)
+      .where(({ not, exists, selectFrom }) =>
+        not(
+          exists(
+            selectFrom('jobs')
+              .select('jobs.id')
+              .whereRef('jobs.id', '=', 'workspaces.active_job_id')
+              .where('jobs.status', 'in', UNFINISHED),
+          ),
+        ),
+      )
+      .returning('id')
+      .execute();
+    return rows.length;
+  }
+
+  // ── uploaded files ──────────────────────────────────────────────────────────────────────────────
+
+  async insertFile(file: FileRow): Promise<FileRow> {
+    await this.db.insertInto('files').values(file).execute();
+    return file;
+  }
+
+  /** A user's file by id; another user's is not found. */
+  async getFile(userId: string, id: string): Promise<FileRow | undefined> {
+    return this.db.selectFrom('files').selectAll().where('id', '=', id).where('user_id', '=', userId).executeTakeFirst();
+  }
+
+  /** A user's files, newest first. */
+  async listFiles(userId: string): Promise<FileRow[]> {
+    return this.db.selectFrom('files').selectAll().where('user_id', '=', userId).orderBy('created_at', 'desc').orderBy('id', 'desc').execute();
+  }
+
+  /** Deletes a user's file row; returns it (its object is the caller's to delete), or undefined if there was none. */
+  async deleteFile(userId: string, id: string): Promise<FileRow | undefined> {
+    return this.db.deleteFrom('files').where('id', '=', id).where('user_id', '=', userId).returningAll().executeTakeFirst();
   }
 }
 

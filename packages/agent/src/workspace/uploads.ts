@@ -24,11 +24,13 @@ export async function placeUploads(rootfs: string, uploads: readonly UploadRef[]
     // O_NOFOLLOW: the last component is never followed; the directory above was checked to be a real directory.
     const handle = await open(target, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW, 0o644);
     try {
-      await pipeline(await store.get(upload.key), handle.createWriteStream({ autoClose: false }));
       await handle.chmod(0o644);
-    } finally {
+    } catch (err) {
       await handle.close();
+      throw err;
     }
+    // The stream owns the handle from here and closes it when done or failed.
+    await pipeline(await store.get(upload.key), handle.createWriteStream());
     const written = (await lstat(target)).size;
     if (written !== upload.size) {
       throw new MagsError(500, 'internal', `upload "${upload.name}" arrived with ${written} of its ${upload.size} bytes`);

@@ -311,7 +311,10 @@ echo DONE`;
         if (lines.includes('DONE')) fingerprint = `${lines.slice(-3, -1).join('\n')}\n`;
         else await new Promise((r) => setTimeout(r, 20));
       }
-      assert.ok(fingerprint, 'the script finished');
+      if (!fingerprint) {
+        const st = await api(server, 'GET', `/api/v1/mags-jobs/${request_id}/status`);
+        assert.fail(`round ${i}: the script did not finish: ${JSON.stringify(st.body)}`);
+      }
       known.add(fingerprint);
       await new Promise((r) => setTimeout(r, Math.floor(Math.random() * 400)));
       await server.kill();

@@ -77,12 +77,11 @@ export class WorkspaceDisk {
     const wanted = sizeGb * 1024 ** 3;
     if (wanted < current) throw new Error(`a workspace disk can only grow: it is ${Math.round(current / 1024 ** 3)} GB`);
     if (wanted === current) return;
-    if (this.mounted()) {
-      const { stdout } = await run('findmnt', ['-n', '-o', 'SOURCE', this.mountPoint]);
-      const dev = stdout.trim();
-      await sh(`truncate -s ${sizeGb}G ${img} && losetup -c ${shq(dev)} && resize2fs ${shq(dev)} >/dev/null 2>&1`, { logger: this.logger });
-    } else {
-      await sh(`truncate -s ${sizeGb}G ${img} && (e2fsck -f -y ${img} >/dev/null 2>&1 || true) && resize2fs ${img} >/dev/null 2>&1`, { logger: this.logger });
-    }
+    // Online growth (EXT4_IOC_RESIZE_FS) is refused on some kernels ("Permission denied"), so the disk is grown
+    // unmounted; callers make sure no sandbox uses it.
+    const wasMounted = this.mounted();
+    if (wasMounted) await this.unmount();
+    await sh(`truncate -s ${sizeGb}G ${img} && (e2fsck -f -y ${img} >/dev/null 2>&1 || true) && resize2fs ${img} >/dev/null 2>&1`, { logger: this.logger });
+    if (wasMounted) await this.mount();
   }
 }

@@ -66,6 +66,8 @@ export interface WorkspaceSettings {
   warmMs: number;
 }
 
+class CopyGone extends Error {}
+
 const RETRY_MIN_MS = 1000;
 const RETRY_MAX_MS = 30_000;
 
@@ -147,6 +149,17 @@ export class WorkspaceManager {
    * host lacks it). Waits for the previous run on it to release it.
    */
   async open(ws: SandboxWorkspace, diskGb: number, base: () => Promise<BaseHandle | undefined>): Promise<HostCopy> {
+    // A copy that expires while this run waits for it is gone: start again on a new one.
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.openOnce(ws, diskGb, base);
+      } catch (err) {
+        if (!(err instanceof CopyGone) || attempt >= 3) throw err;
+      }
+    }
+  }
+
+  private async openOnce(ws: SandboxWorkspace, diskGb: number, base: () => Promise<BaseHandle | undefined>): Promise<HostCopy> {
     const copy = this.copies.get(workspaceId(ws)) ?? this.track(ws, this.freshState(ws));
     while (copy.inUse) await copy.inUse;
     let endUse!: () => void;
@@ -158,7 +171,7 @@ export class WorkspaceManager {
     try {
       await this.enqueue(copy, async () => {
         clearTimeout(copy.expiry);
-        if (copy.gone) throw new MagsError(409, 'conflict', `workspace ${ws.name} was deleted while this run was starting`);
+        if (copy.gone) throw new CopyGone();
         if (!copy.base) copy.base = await base();
         if (!copy.disk.exists()) {
           await copy.disk.create(diskGb);
@@ -291,7 +304,9 @@ export class WorkspaceManager {
       });
     }
     if (type === 'resize') {
+      if (copy.inUse) throw new MagsError(409, 'workspace_busy', `workspace ${key.name} is in use on this host; resize it after the run`);
       return this.enqueue(copy, async () => {
+        await this.unpark(copy);
         if (copy.disk.exists()) await copy.disk.grow(diskGb!);
         this.report(copy);
         return { held: true };

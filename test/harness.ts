@@ -77,7 +77,7 @@ export async function startServer(extraArgs: string[] = [], existingHome?: strin
     pid: child.pid!,
     env: { ...env, MAGS_API_URL: url, MAGS_API_TOKEN: config.api_token },
     async stop(opts = {}) {
-      if (child.exitCode === null) {
+      if (child.exitCode === null && child.signalCode === null) {
         const exited = new Promise((r) => child.once('exit', r));
         child.kill('SIGTERM');
         const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);

@@ -8,7 +8,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { CLI, type TestServer, freePort, startServer } from './harness.js';
+import { CLI, type CliResult, type TestServer, runCli, freePort, startServer } from './harness.js';
 
 let server: TestServer;
 
@@ -19,23 +19,11 @@ after(async () => {
   await server?.stop();
 });
 
-interface Result {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
+type Result = CliResult;
 
 /** Runs the built CLI with the test server's environment (plus `env`), and collects everything it prints. */
 function mags(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Result> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { env: { ...server.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    child.stdout.on('data', (b: Buffer) => out.push(b));
-    child.stderr.on('data', (b: Buffer) => err.push(b));
-    child.once('error', reject);
-    child.once('close', (code) => resolve({ code, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() }));
-  });
+  return runCli(server, args, env);
 }
 
 async function json<T>(args: string[]): Promise<T> {

@@ -2,15 +2,14 @@
 // `mags workspace …`, `mags resize`, `mags sync` and `mags files …` print and exit with, the SDK's typed results
 // and errors, and uploads that arrive byte for byte. (Files surviving across runs are tested in workspaces.test.ts.)
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { MagsError } from '@mags/api';
-import { Mags, MagsApiError, type UploadProgress } from '@mags/sdk';
-import { CLI, type TestServer, startServer } from './harness.js';
+import { Mags, MagsApiError, type UploadProgress, type Workspace } from '@mags/sdk';
+import { type CliResult, type TestServer, runCli, startServer } from './harness.js';
 
 const instance = `v${randomBytes(2).toString('hex')}`;
 let server: TestServer;
@@ -28,23 +27,11 @@ after(async () => {
   for (const sub of ['workspaces', 'bases', 'cache']) rmSync(`/var/lib/mags/${sub}/${instance}`, { recursive: true, force: true });
 });
 
-interface Result {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
+type Result = CliResult;
 
 /** Runs the built CLI against the test server (stdout and stderr piped, as in a script). */
 function cli(args: string[]): Promise<Result> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { env: server.env, stdio: ['ignore', 'pipe', 'pipe'] });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    child.stdout.on('data', (b: Buffer) => out.push(b));
-    child.stderr.on('data', (b: Buffer) => err.push(b));
-    child.once('error', reject);
-    child.once('close', (code) => resolve({ code, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() }));
-  });
+  return runCli(server, args);
 }
 
 async function cliJson<T>(args: string[]): Promise<T> {
@@ -71,20 +58,7 @@ function writeRandomFile(name: string, bytes: number): { file: string; sha256: s
   return { file, sha256: createHash('sha256').update(data).digest('hex') };
 }
 
-interface WorkspaceJson {
-  name: string;
-  mode: string;
-  diskGb: number;
-  sizeBytes: number;
-  files: number;
-  versions: number;
-  currentVersion: number | null;
-  base: string | null;
-  inUseBy: string | null;
-  createdAt: string;
-  lastUsedAt: string | null;
-  expiresAt: string | null;
-}
+type WorkspaceJson = Workspace;
 
 describe('uploads', () => {
   const BIG = 20 * 1024 * 1024 + 13;

@@ -116,3 +116,17 @@ export function errorBody(res: { statusCode: number; json(): unknown }, status: 
   }
   return body as { error: string; code: string };
 }
+
+/** Joins a fake agent to the test server over an in-process link. */
+export function connect(t: TestServer, options: FakeAgentOptions): FakeAgent {
+  const link = createInProcessLink();
+  t.server.attachAgent(link.server);
+  return new FakeAgent(link.agent, options);
+}
+
+export async function agentsOnline(t: TestServer, n: number): Promise<void> {
+  await waitFor(async () => {
+    const res = await t.server.app.inject({ method: 'GET', url: '/api/v1/status', headers: t.auth });
+    return res.json().agents.filter((a: { status: string }) => a.status === 'online').length === n;
+  }, `${n} agents online`);
+}

@@ -7,7 +7,7 @@ import { type AgentToServer, type JobStatus, createInProcessLink } from '@mags/a
 import { createServer, resolveServerConfig, Store } from '../src/index.js';
 import { uuidv7 } from '../src/ids.js';
 import { FakeAgent } from './fake-agent.js';
-import { type TestServer, errorBody, startTestServer, tempDir, waitFor } from './helpers.js';
+import { type TestServer, agentsOnline, connect, errorBody, startTestServer, tempDir, waitFor } from './helpers.js';
 
 async function submit(t: TestServer, body: Record<string, unknown>): Promise<string> {
   const res = await t.server.app.inject({ method: 'POST', url: '/api/v1/mags-jobs', headers: t.auth, payload: body });
@@ -18,17 +18,6 @@ async function status(t: TestServer, id: string, wait = 0): Promise<JobStatus> {
   const res = await t.server.app.inject({ method: 'GET', url: `/api/v1/mags-jobs/${id}/status?wait=${wait}`, headers: t.auth });
   assert.equal(res.statusCode, 200, res.body);
   return res.json();
-}
-function connect(t: TestServer, options: ConstructorParameters<typeof FakeAgent>[1]): FakeAgent {
-  const link = createInProcessLink();
-  t.server.attachAgent(link.server);
-  return new FakeAgent(link.agent, options);
-}
-async function agentsOnline(t: TestServer, n: number): Promise<void> {
-  await waitFor(async () => {
-    const res = await t.server.app.inject({ method: 'GET', url: '/api/v1/status', headers: t.auth });
-    return res.json().agents.filter((a: { status: string }) => a.status === 'online').length === n;
-  }, `${n} agents online`);
 }
 
 describe('scheduler', () => {

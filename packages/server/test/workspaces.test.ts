@@ -9,8 +9,8 @@ import { after, before, describe, test } from 'node:test';
 import { type JobStatus, type SandboxSpec, type WorkspaceInfo, createInProcessLink } from '@mags/api';
 import { listVersions, manifestKey, readHead, snapshot } from '@mags/objects';
 import { Store, createServer, resolveServerConfig } from '../src/index.js';
-import { FakeAgent, type FakeAgentOptions } from './fake-agent.js';
-import { type TestServer, errorBody, startTestServer, tempDir, waitFor } from './helpers.js';
+import { FakeAgent } from './fake-agent.js';
+import { type TestServer, agentsOnline, connect, errorBody, startTestServer, tempDir, waitFor } from './helpers.js';
 
 type Method = 'GET' | 'POST' | 'DELETE';
 
@@ -44,18 +44,7 @@ async function userId(t: TestServer, headers = t.auth): Promise<string> {
   return (await t.server.app.inject({ method: 'GET', url: '/api/v1/status', headers })).json().user.id;
 }
 
-function connect(t: TestServer, options: FakeAgentOptions): FakeAgent {
-  const link = createInProcessLink();
-  t.server.attachAgent(link.server);
-  return new FakeAgent(link.agent, options);
-}
 
-async function agentsOnline(t: TestServer, n: number): Promise<void> {
-  await waitFor(async () => {
-    const res = await t.server.app.inject({ method: 'GET', url: '/api/v1/status', headers: t.auth });
-    return res.json().agents.filter((a: { status: string }) => a.status === 'online').length === n;
-  }, `${n} agents online`);
-}
 
 /** Writes a version of a persistent workspace into the server's object store with the real sync engine. */
 async function syncVersion(t: TestServer, owner: string, name: string, files: Record<string, string>): Promise<number> {

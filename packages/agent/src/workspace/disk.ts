@@ -63,14 +63,7 @@ export class WorkspaceDisk {
     await run('umount', [this.mountPoint], { logger: this.logger });
   }
 
-  /** Size of the filesystem in bytes, and bytes in use. */
-  async usage(): Promise<{ size: number; used: number }> {
-    const { stdout } = await run('df', ['-B1', '--output=size,used', this.mountPoint], { logger: this.logger });
-    const [size, used] = stdout.trim().split('\n')[1].trim().split(/\s+/).map(Number);
-    return { size, used };
-  }
-
-  /** Grows the filesystem to sizeGb, mounted or not, without touching its contents. Shrinking is refused. */
+  /** Grows the filesystem to sizeGb (unmounting it meanwhile if mounted), without touching its contents. Shrinking is refused. */
   async grow(sizeGb: number): Promise<void> {
     const img = shq(this.image);
     const current = statSync(this.image).size;

@@ -377,7 +377,7 @@ export class WorkspaceManager {
     clearTimeout(copy.retry);
     await this.save(copy);
     this.logger.info({ workspace: workspaceId(copy.key), version: r.version, unchanged: r.unchanged, ...r.stats }, 'workspace synced');
-    this.report(copy, { version: r.version, files: r.manifest.files, bytes: r.manifest.bytes });
+    this.report(copy, { version: r.version, files: r.manifest.files, bytes: r.manifest.bytes, versions: r.versions });
     return r;
   }
 
@@ -469,7 +469,7 @@ export class WorkspaceManager {
     await rename(`${file}.tmp`, file);
   }
 
-  private report(copy: HostCopy, synced?: { version: number; files: number; bytes: number }): void {
+  private report(copy: HostCopy, synced?: { version: number; files: number; bytes: number; versions: number }): void {
     let usedBytes = synced?.bytes ?? 0;
     let files = synced?.files ?? 0;
     if (!synced && copy.disk.mounted()) {
@@ -485,10 +485,6 @@ export class WorkspaceManager {
       ts: Date.now(),
       ...(copy.state.persistent && copy.state.version !== null ? { version: copy.state.version, dirty: copy.state.dirty } : {}),
     };
-    if (!synced) return this.send({ type: 'workspace', report });
-    // The count of kept versions is in the head; read off the run's path.
-    void readHead(this.store, copy.key)
-      .then((h) => this.send({ type: 'workspace', report: { ...report, versions: h?.head.versions.length } }))
-      .catch(() => this.send({ type: 'workspace', report }));
+    this.send({ type: 'workspace', report: synced ? { ...report, versions: synced.versions } : report });
   }
 }

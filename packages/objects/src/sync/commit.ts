@@ -20,7 +20,7 @@ export async function commitVersion(
   manifest: Manifest,
   keepVersions: number | undefined,
   lost: () => MagsError,
-): Promise<number> {
+): Promise<{ version: number; versions: number }> {
   // A leftover manifest from a crashed sync just bumps the number.
   let version = (from?.head.version ?? 0) + 1;
   for (let attempt = 0; ; attempt++, version++) {
@@ -49,5 +49,5 @@ export async function commitVersion(
   }
   const dropped = allVersions.slice(0, allVersions.length - head.versions.length).map((v) => manifestKey(ws, v.version));
   if (dropped.length > 0) await store.delete(dropped).catch(() => {}); // leftovers are gc's job
-  return version;
+  return { version, versions: head.versions.length };
 }

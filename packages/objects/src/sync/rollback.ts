@@ -47,7 +47,7 @@ export async function rollback(store: ObjectStore, ws: WorkspaceRef, version: nu
     parent: h.head.version,
     createdAt: new Date().toISOString(),
   };
-  const v = await commitVersion(store, ws, h, manifest, opts.keepVersions, () =>
+  const { version: v } = await commitVersion(store, ws, h, manifest, opts.keepVersions, () =>
     MagsError.conflict(`workspace ${id} was synced while it was being rolled back (its head is no longer version ${h.head.version}); nothing was changed, try again`),
   );
   return { version: v, restoredFrom: version };

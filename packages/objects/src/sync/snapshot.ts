@@ -60,6 +60,8 @@ export interface SnapshotResult {
   /** With this host's fingerprints: pass it as `previous` next time. */
   manifest: Manifest;
   stats: SnapshotStats;
+  /** Versions the workspace keeps after this sync. */
+  versions: number;
 }
 
 /** Blobs this process uploaded or saw in a store, with when (ms): skips a HEAD per blob. */
@@ -220,20 +222,20 @@ export async function snapshot(upperDir: string, store: ObjectStore, opts: Snaps
 
   if (committed && samePortable(committed.entries, entries)) {
     stats.durationMs = Date.now() - started;
-    return { version: committed.version, unchanged: true, manifest: { ...committed, entries }, stats };
+    return { version: committed.version, unchanged: true, manifest: { ...committed, entries }, stats, versions: headState!.head.versions.length };
   }
   if (Date.now() > deadline) {
     throw new MagsError(503, 'timeout', `sync of ${ws.owner}/${ws.name} took longer than ${Math.round(grace / 4 / 60_000)} min; nothing was changed, sync again (it resumes from the cache)`);
   }
 
-  const version = await commitVersion(store, ws, headState, manifest, opts.keepVersions, () =>
+  const { version, versions } = await commitVersion(store, ws, headState, manifest, opts.keepVersions, () =>
     MagsError.conflict(
       `workspace "${ws.owner}/${ws.name}" was synced by someone else while this sync ran (its head is no longer version ${fromVersion ?? 'none'}); this sync was not saved`,
     ),
   );
 
   stats.durationMs = Date.now() - started;
-  return { version, unchanged: false, manifest, stats };
+  return { version, unchanged: false, manifest, stats, versions };
 }
 
 function changedElsewhere(ws: WorkspaceRef, at: number | null, expected: number | null): MagsError {

@@ -49,6 +49,11 @@ export interface AgentConfig {
   warmMs: number;
   /** Persistent workspaces are synced this often while a sandbox runs on them. */
   syncIntervalMs: number;
+  /**
+   * The user namespace every sandbox runs in: uid/gid 0..size-1 inside are hostId..hostId+size-1 on the host. Files
+   * a sandbox writes are owned by those host ids; workspaces are stored with the ids as seen inside (portable).
+   */
+  userns: { hostId: number; size: number };
 }
 
 export const DEFAULT_BLOCKED_RANGES = [
@@ -94,6 +99,7 @@ export function loadAgentConfig(overrides: Partial<AgentConfig> = {}): AgentConf
     localWorkspaceTtlMs: overrides.localWorkspaceTtlMs ?? 10 * 60_000,
     warmMs: overrides.warmMs ?? 5 * 60_000,
     syncIntervalMs: overrides.syncIntervalMs ?? 5 * 60_000,
+    userns: overrides.userns ?? { hostId: 100_000, size: 65_536 },
   };
   for (const key of ['localWorkspaceTtlMs', 'warmMs', 'syncIntervalMs'] as const) {
     if (!Number.isFinite(config[key]) || config[key] < 0) throw new Error(`agent ${key} must be a number of milliseconds ≥ 0`);

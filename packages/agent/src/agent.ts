@@ -6,6 +6,7 @@ import { type ObjectStore, openObjectStore } from '@mags/objects';
 import pino, { type Logger } from 'pino';
 import type { Limits } from './bundle.js';
 import { type AgentConfig, hostNames } from './config.js';
+import { DiskLedger } from './disks.js';
 import { cleanupStale, prepareHost, releaseInstance, runtimeVersion } from './host.js';
 import { DnsForwarder, NetnsPool, SlotAllocator, setupHostNetwork, teardownHostNetwork } from './network.js';
 import { OutputCollector } from './output.js';
@@ -25,6 +26,10 @@ interface RunningJob {
   base?: BaseHandle;
 }
 
+/** How often the agent reports its storage figures even when its own disks did not change. */
+const STORAGE_REPORT_MS = 10_000;
+/** Disk changes within this window are reported together. */
+const STORAGE_CHANGE_DELAY_MS = 50;
 
 export class Agent {
   private readonly jobs = new Map<string, RunningJob>();
@@ -37,23 +42,30 @@ export class Agent {
   private info!: AgentInfo;
   private closing = false;
   private readonly early: AgentToServer[] = [];
+  private readonly disks: DiskLedger;
+  private storageTimer?: NodeJS.Timeout;
+  private storageReport?: NodeJS.Timeout;
 
   constructor(
     readonly config: AgentConfig,
     private readonly link: AgentEnd,
     readonly logger: Logger,
   ) {
+    // Sandbox layers and workspace disks are assumed to share the filesystem of the state directory.
+    this.disks = new DiskLedger(hostNames(config).sandboxesDir, () => this.storageChanged());
     this.ctx = {
       config,
       logger,
       slots: new SlotAllocator(config.subnet, hostNames(config).vethPrefix),
       netnsPool: new NetnsPool(config.poolSize + config.capacity),
+      disks: this.disks,
     };
     this.dns = new DnsForwarder(config, logger);
     this.store = openObjectStore(config.objects, config.objectsCredentials);
     this.workspaces = new WorkspaceManager(
       { dir: config.workspacesDir, cacheDir: config.cacheDir, localTtlMs: config.localWorkspaceTtlMs, warmMs: config.warmMs },
       this.store,
+      this.disks,
       (m) => {
         if (this.closing) return;
         // Reports made while taking over copies at start wait for the hello.
@@ -94,10 +106,14 @@ export class Agent {
       version: MAGS_VERSION,
       capacity: config.capacity,
       pool: this.poolStatus(),
+      storage: this.disks.report(),
     };
     this.link.onMessage((m) => this.handle(m));
     this.link.send({ type: 'hello', agent: this.info });
     for (const m of this.early.splice(0)) this.link.send(m);
+    // Free space also changes with what else uses the host's disk.
+    this.storageTimer = setInterval(() => this.reportPool(), STORAGE_REPORT_MS);
+    this.storageTimer.unref();
     logger.info({ runtime: this.info.runtime, pool: config.poolSize, capacity: config.capacity }, 'agent ready');
   }
 
@@ -106,7 +122,24 @@ export class Agent {
   }
 
   private reportPool(): void {
-    if (!this.closing) this.link.send({ type: 'pool', pool: this.poolStatus() });
+    if (this.closing || !this.info) return;
+    let storage;
+    try {
+      storage = this.disks.report();
+    } catch (err) {
+      this.logger.warn({ err }, 'could not measure the space for disks');
+    }
+    this.link.send({ type: 'pool', pool: this.poolStatus(), ...(storage ? { storage } : {}) });
+  }
+
+  /** A disk was made, grown or removed: the server hears of it shortly (coalesced, and off any start path). */
+  private storageChanged(): void {
+    if (this.storageReport || this.closing) return;
+    this.storageReport = setTimeout(() => {
+      this.storageReport = undefined;
+      this.reportPool();
+    }, STORAGE_CHANGE_DELAY_MS);
+    this.storageReport.unref();
   }
 
   private handle(message: ServerToAgent): void {
@@ -267,6 +300,8 @@ export class Agent {
   async close(): Promise<void> {
     if (this.closing) return;
     this.closing = true;
+    clearInterval(this.storageTimer);
+    clearTimeout(this.storageReport);
     await Promise.all([...this.jobs.keys()].map((id) => this.stopJob(id, 'stopped')));
     // Wait briefly for the running jobs to report and clean up.
     for (let i = 0; i < 100 && this.jobs.size; i++) await new Promise((r) => setTimeout(r, 50));

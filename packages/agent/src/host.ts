@@ -115,6 +115,13 @@ export async function cleanupStale(config: AgentConfig, logger: Logger): Promise
     .filter((m): m is string => !!m && m.startsWith(`${sandboxesDir}/`))
     .sort((a, b) => b.length - a.length);
   for (const m of mounts) await run('umount', ['-l', m], { allowFailure: true });
+  // Ephemeral layers' loop devices detach when unmounted (autoclear); one left attached (its image deleted, or its
+  // mount lazily gone) would keep its image's space taken, so detach every one whose image lies in sandboxesDir.
+  const loops = await run('losetup', ['--list', '--noheadings', '--raw', '--output', 'NAME,BACK-FILE'], { allowFailure: true });
+  for (const line of loops.stdout.split('\n')) {
+    const [device, ...file] = line.trim().split(' ');
+    if (device && file.join(' ').startsWith(`${sandboxesDir}/`)) await run('losetup', ['-d', device], { allowFailure: true });
+  }
   if (existsSync(sandboxesDir)) {
     for (const entry of readdirSync(sandboxesDir)) {
       rmSync(path.join(sandboxesDir, entry), { recursive: true, force: true });

@@ -5,11 +5,13 @@
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
+import { GiB } from '@mags/api';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { type Limits, READY_LINE, ociConfig } from './bundle.js';
 import { SandboxCgroup } from './cgroups.js';
 import { type AgentConfig, hostNames, imagePath } from './config.js';
+import { type DiskLedger, layerDiskScript } from './disks.js';
 import { type Link, type NetnsPool, type SlotAllocator, netnsDownScript, netnsUpScript, resolvConf, writeHostsFile } from './network.js';
 import { killGroup, run, sh, shq } from './process.js';
 
@@ -18,12 +20,14 @@ export interface HostContext {
   logger: Logger;
   slots: SlotAllocator;
   netnsPool: NetnsPool;
+  /** The disks this agent has promised; an ephemeral layer is made only if it fits. */
+  disks: DiskLedger;
 }
 
 export interface SandboxOptions {
   network: 'internet' | 'none';
   limits: Limits;
-  /** Size of the ephemeral writable layer (a tmpfs); unused when `upper` is given. */
+  /** Size of the ephemeral writable layer (its own ext4 disk, so filling it gives ENOSPC); unused when `upper` is given. */
   diskGb: number;
   /** A workspace's writable layer (on its own disk) instead of an ephemeral one. */
   upper?: { upper: string; work: string };
@@ -74,6 +78,8 @@ export class Sandbox {
     const link = spare?.link ?? (options.network === 'internet' ? ctx.slots.take() : undefined);
     const sandbox = new Sandbox(id, dir, options, spare?.name ?? id, link, ctx);
     try {
+      // Before any host work: a layer that does not fit is refused with a sentence (507).
+      if (!options.upper) ctx.disks.reserve(sandbox.layerImage, options.diskGb * GiB);
       mkdirSync(path.join(dir, 'rootfs'), { recursive: true });
       mkdirSync(path.join(dir, 'fs'), { recursive: true });
       writeHostsFile(path.join(dir, 'hosts'));
@@ -89,7 +95,8 @@ export class Sandbox {
       });
       writeFileSync(path.join(dir, 'config.json'), JSON.stringify(oci));
       // One process for the host side: namespace, veth, the size-limited upper layer, the overlay root.
-      // The upper layer is a tmpfs, so what a sandbox writes is charged to its own memory limit and can't fill the host disk.
+      // An ephemeral upper layer is a sparse ext4 of `diskGb` (made here, in the warm pool, off the start path):
+      // writing past it gives the script ENOSPC, costs no memory, and can't fill the host disk.
       const d = shq(dir);
       const lowerdir = [...(options.lowers ?? []), imagePath(config)].join(':');
       const upper = options.upper
@@ -100,7 +107,7 @@ export class Sandbox {
           spare ? 'true' : netnsUpScript(id, link),
           options.upper
             ? 'true'
-            : `mount -t tmpfs -o size=${options.diskGb}g,mode=0755,nosuid,nodev mags-upper ${d}/fs && mkdir ${d}/fs/upper ${d}/fs/work`,
+            : layerDiskScript(sandbox.layerImage, path.join(dir, 'fs'), options.diskGb),
           `mount -t overlay -o ${shq([`lowerdir=${lowerdir}`, ...upper, 'xino=off'].join(','))} mags-root ${d}/rootfs`,
         ].join('\n'),
         { logger: ctx.logger, timeoutMs: 30_000 },
@@ -197,6 +204,11 @@ export class Sandbox {
   /** True once the root overlay is unmounted (its writable layer is free). */
   rootUnmounted = false;
 
+  /** The ephemeral layer's disk image (a sparse file; absent for a workspace sandbox). */
+  get layerImage(): string {
+    return path.join(this.dir, 'layer.img');
+  }
+
   /** The sandbox's root filesystem as the host sees it (the overlay mount). */
   get rootfs(): string {
     return path.join(this.dir, 'rootfs');
@@ -226,6 +238,8 @@ export class Sandbox {
         [
           `${rt} delete -f ${this.id} >/dev/null 2>&1`,
           `umount ${d}/rootfs 2>/dev/null || umount -l ${d}/rootfs 2>/dev/null`,
+          // An ephemeral layer's files are deleted before its unmount, which would otherwise write them all to the image.
+          this.options.upper ? 'true' : `rm -rf --one-file-system ${d}/fs/upper ${d}/fs/work`,
           `umount ${d}/fs 2>/dev/null || umount -l ${d}/fs 2>/dev/null`,
           `rm -rf --one-file-system ${d}`,
           keepNetns ? 'true' : netnsDownScript(this.netns),
@@ -237,6 +251,7 @@ export class Sandbox {
     if (this.runtime && this.runtime.exitCode === null && this.runtime.signalCode === null) killGroup(this.runtime.pid);
     await this.runtimeExit;
     this.cgroup.remove();
+    this.ctx.disks.release(this.layerImage);
     if (this.link && !keepNetns) this.ctx.slots.release(this.link.slot);
   }
 }

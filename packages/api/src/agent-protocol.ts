@@ -1,5 +1,6 @@
 // The agent protocol: the only way the server and an agent talk. Embedded mode carries these messages
 // in-process (createInProcessLink); cluster mode carries the same messages over a WebSocket the agent dials.
+import type { HostStorage } from './storage.js';
 
 export type NetworkPolicy = 'internet' | 'none';
 
@@ -85,6 +86,8 @@ export interface AgentInfo {
   /** Sandboxes this agent runs at once. */
   capacity: number;
   pool: { idle: number; busy: number; min: number; max: number };
+  /** Space for sandbox layers and workspace disks on the agent's host; the server admits disks against it. */
+  storage?: HostStorage;
 }
 
 export type ExitReason = 'exited' | 'stopped' | 'timeout' | 'error';
@@ -116,7 +119,8 @@ export type ServerToAgent =
 
 export type AgentToServer =
   | { type: 'hello'; agent: AgentInfo }
-  | { type: 'pool'; pool: AgentInfo['pool'] }
+  /** The pool's counts, and the host's storage figures (sent when they change, and every few seconds). */
+  | { type: 'pool'; pool: AgentInfo['pool']; storage?: HostStorage }
   | { type: 'started'; jobId: string; sandboxId: string; ts: number }
   | { type: 'output'; jobId: string; lines: OutputLine[] }
   | {

@@ -21,6 +21,8 @@ export type ErrorCode =
   | 'unavailable'
   | 'unsupported_option'
   | 'no_capacity'
+  | 'insufficient_storage'
+  | 'disk_quota_exceeded'
   | 'agent_unavailable'
   | 'sandbox_failed'
   | 'timeout'

@@ -2,4 +2,5 @@ export * from './errors.js';
 export * from './jobs.js';
 export * from './agent-protocol.js';
 export * from './workspaces.js';
+export * from './storage.js';
 export const MAGS_VERSION = '0.1.0';

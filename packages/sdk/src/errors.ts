@@ -40,6 +40,7 @@ const CODE_BY_STATUS: Record<number, string> = {
   415: 'unsupported_media_type',
   422: 'unsupported_option',
   503: 'unavailable',
+  507: 'insufficient_storage',
 };
 
 /** The error for a non-2xx answer: the body's `{ error, code }` when it has them, else a sentence from the status. */

@@ -15,6 +15,11 @@ function checkPool(v: unknown): v is AgentInfo['pool'] {
   return isObject(v) && isCount(v.idle) && isCount(v.busy) && isCount(v.min) && isCount(v.max);
 }
 
+/** Storage figures are optional (an agent may not report them); when given, every figure is a byte count. */
+function checkStorage(v: unknown): boolean {
+  return v === undefined || (isObject(v) && isSize(v.totalBytes) && isSize(v.freeBytes) && isSize(v.promisedBytes) && isSize(v.growableBytes));
+}
+
 const STREAMS = new Set(['stdout', 'stderr', 'system']);
 
 function checkLine(v: unknown): v is OutputLine {
@@ -43,13 +48,15 @@ export function checkAgentMessage(m: unknown): Checked {
         typeof a.runtime !== 'string' ||
         typeof a.version !== 'string' ||
         !isCount(a.capacity) ||
-        !checkPool(a.pool)
+        !checkPool(a.pool) ||
+        !checkStorage(a.storage)
       ) {
-        return { ok: false, reason: 'hello without a valid agent (id, name, runtime, version, capacity, pool)' };
+        return { ok: false, reason: 'hello without a valid agent (id, name, runtime, version, capacity, pool, storage)' };
       }
       return { ok: true, message: m as AgentToServer };
     }
     case 'pool':
+      if (!checkStorage(m.storage)) return { ok: false, reason: 'pool with malformed storage figures' };
       return checkPool(m.pool) ? { ok: true, message: m as AgentToServer } : { ok: false, reason: 'pool without counts' };
     case 'started':
       return isNonEmptyString(m.jobId) && isNonEmptyString(m.sandboxId) && isTime(m.ts)

@@ -35,6 +35,8 @@ export interface ServerConfig {
    * server uses this for `expires_at` and to forget local workspaces that no host holds. Give both the same value.
    */
   localWorkspaceTtlS: number;
+  /** The most GB of workspace disks one user's workspaces may have together (`--max-disk-gb-per-user`). */
+  maxDiskGbPerUser: number;
 }
 
 /** What a caller (the `mags server` command, a test) may give; anything missing comes from the environment or defaults. */
@@ -49,12 +51,15 @@ export interface ServerConfigInput {
   objectsCredentials?: { accessKeyId?: string; secretAccessKey?: string };
   maxUploadBytes?: number | string;
   localWorkspaceTtlS?: number | string;
+  maxDiskGbPerUser?: number | string;
 }
 
 export const DEFAULT_PORT = 7373;
 export const DEFAULT_HOST = '127.0.0.1';
 export const DEFAULT_MAX_UPLOAD_BYTES = 5 * 1024 ** 3;
 export const DEFAULT_LOCAL_WORKSPACE_TTL_S = 600;
+/** As large as the largest single disk, so this limit alone never refuses a disk the per-disk limit allows. */
+export const DEFAULT_MAX_DISK_GB_PER_USER = 1024;
 
 /** The environment variables the server understands, and only here. */
 export interface ServerEnvironment {
@@ -66,6 +71,7 @@ export interface ServerEnvironment {
   MAGS_OBJECTS_URL?: string;
   MAGS_MAX_UPLOAD_BYTES?: string;
   MAGS_WORKSPACE_TTL?: string;
+  MAGS_MAX_DISK_GB_PER_USER?: string;
   AWS_ACCESS_KEY_ID?: string;
   AWS_SECRET_ACCESS_KEY?: string;
   HOME?: string;
@@ -160,6 +166,13 @@ export function resolveServerConfig(input: ServerConfigInput = {}, env: ServerEn
     31_536_000,
     'a number of seconds from 1 to 31536000',
   );
+  const maxDiskGbPerUser = wholeNumber(
+    'maxDiskGbPerUser',
+    input.maxDiskGbPerUser ?? nonEmpty(env.MAGS_MAX_DISK_GB_PER_USER) ?? DEFAULT_MAX_DISK_GB_PER_USER,
+    1,
+    1_000_000,
+    'a number of GB from 1 to 1000000',
+  );
 
   return {
     dataDir,
@@ -172,6 +185,7 @@ export function resolveServerConfig(input: ServerConfigInput = {}, env: ServerEn
     objectsCredentials: { ...objectsCredentials },
     maxUploadBytes,
     localWorkspaceTtlS,
+    maxDiskGbPerUser,
   };
 }
 

@@ -78,6 +78,7 @@ export async function createServer(config: ServerConfig, options: CreateServerOp
       scheduler,
       logger,
       localTtlMs: cfg.localWorkspaceTtlS * 1000,
+      maxDiskGbPerUser: cfg.maxDiskGbPerUser,
       timeouts: options.workspaceTimeouts,
     });
     await scheduler.recover();

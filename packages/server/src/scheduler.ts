@@ -6,6 +6,7 @@ import type { Logger } from 'pino';
 import {
   type AgentInfo,
   type AgentToServer,
+  type HostStorage,
   type PoolStatus,
   type SandboxSpec,
   type ServerEnd,
@@ -54,6 +55,8 @@ interface AgentConnection {
   readonly link: ServerEnd;
   info?: AgentInfo;
   pool: AgentInfo['pool'];
+  /** The agent's last storage figures (hello, then pool reports); undefined if it reports none. */
+  storage?: HostStorage;
   online: boolean;
   /** Jobs handed to this agent that have not exited yet. */
   readonly jobs: Set<string>;
@@ -238,6 +241,13 @@ export class Scheduler {
     return sum;
   }
 
+  /** The last storage figures of each online agent that reports them, by agent id. */
+  agentStorage(): Map<string, HostStorage> {
+    const out = new Map<string, HostStorage>();
+    for (const [id, conn] of this.byAgentId) if (conn.online && conn.storage) out.set(id, conn.storage);
+    return out;
+  }
+
   /** The agents connected to this server, with the jobs each holds. */
   onlineAgents(): AgentState[] {
     const out: AgentState[] = [];
@@ -282,6 +292,7 @@ export class Scheduler {
     switch (m.type) {
       case 'pool':
         conn.pool = { ...m.pool };
+        if (m.storage) conn.storage = { ...m.storage };
         return;
       case 'started': {
         if (!conn.jobs.has(m.jobId)) return this.unknownJob(conn, m.jobId, m.type);
@@ -353,6 +364,7 @@ export class Scheduler {
     // In memory first (synchronously), so that the old link's cleanup sees it has been replaced.
     conn.info = { ...info, pool: { ...info.pool } };
     conn.pool = { ...info.pool };
+    conn.storage = info.storage ? { ...info.storage } : undefined;
     conn.online = true;
     conn.log = this.logger.child({ agentId: info.id });
     this.byAgentId.set(info.id, conn);

@@ -10,7 +10,10 @@ import {
   type WorkspaceReport,
   type WorkspaceRestored,
   type WorkspaceVersions,
+  GiB,
   MagsError,
+  diskDoesNotFit,
+  roomForDisks,
 } from '@mags/api';
 import {
   type ObjectStore,
@@ -41,6 +44,8 @@ interface Deps {
   scheduler: Scheduler;
   logger: Logger;
   localTtlMs: number;
+  /** The most GB of workspace disks one user's workspaces may have together. */
+  maxDiskGbPerUser: number;
   timeouts?: Partial<WorkspaceTimeouts>;
 }
 
@@ -70,6 +75,7 @@ export class Workspaces {
   private readonly scheduler: Scheduler;
   private readonly logger: Logger;
   private readonly localTtlMs: number;
+  private readonly maxDiskGbPerUser: number;
   private readonly timeouts: WorkspaceTimeouts;
 
   constructor(deps: Deps) {
@@ -78,6 +84,7 @@ export class Workspaces {
     this.scheduler = deps.scheduler;
     this.logger = deps.logger;
     this.localTtlMs = deps.localTtlMs;
+    this.maxDiskGbPerUser = deps.maxDiskGbPerUser;
     this.timeouts = { ...DEFAULT_WORKSPACE_TIMEOUTS, ...deps.timeouts };
     this.scheduler.onWorkspaceReport((agentId, report) => this.onReport(agentId, report));
   }
@@ -147,6 +154,7 @@ export class Workspaces {
     };
 
     if (!plan.workspace) {
+      this.admitOnHost(`a ${spec.disk_gb} GB disk`, spec.disk_gb);
       if (plan.base !== undefined) {
         const base = await this.resolveBase(userId, plan.base);
         spec.base = { label: base.label, manifestKey: manifestKey(base.ref, base.version) };
@@ -262,6 +270,8 @@ export class Workspaces {
     userId: string,
     w: { name: string; persistent: boolean; base?: string; diskGb: number; holder: string },
   ): Promise<WorkspaceRow | undefined> {
+    await this.admitForUser(userId, w.diskGb, `a ${w.diskGb} GB disk for workspace "${w.name}"`);
+    this.admitOnHost(`a ${w.diskGb} GB disk`, w.diskGb);
     const base = w.base !== undefined ? await this.resolveBase(userId, w.base) : undefined;
     const now = Date.now();
     let row = await this.store.insertWorkspace({
@@ -400,6 +410,9 @@ export class Workspaces {
       throw MagsError.invalid(`workspace "${name}" has a ${row.disk_gb} GB disk and disks only grow; give --disk ${row.disk_gb} or more`);
     }
     if (diskGb === row.disk_gb) return this.view(row);
+    const growth = diskGb - row.disk_gb;
+    await this.admitForUser(userId, growth, `growing workspace "${name}" to ${diskGb} GB`);
+    this.admitOnHost(`growing workspace ${name}'s disk by ${growth} GB`, growth, row.agent_id);
     if (row.agent_id !== null && this.scheduler.isOnline(row.agent_id)) {
       await this.scheduler.request(row.agent_id, { type: 'resize', workspace: this.ref(row), diskGb }, this.timeouts.orderMs);
     }
@@ -464,6 +477,33 @@ export class Workspaces {
     } finally {
       await this.store.releaseReservation(row.id, token);
     }
+  }
+
+  // ── disk admission ──────────────────────────────────────────────────────────────────────────────
+
+  /**
+   * 507 `insufficient_storage` unless a host has room for `diskGb` more of disk (the agent given, when it reports;
+   * else the roomiest online one). With no figures from any agent it is admitted: the agent refuses then, when
+   * it makes the disk.
+   */
+  private admitOnHost(what: string, diskGb: number, agentId?: string | null): void {
+    const reported = this.scheduler.agentStorage();
+    const holder = agentId ? reported.get(agentId) : undefined;
+    const hosts = holder ? [holder] : [...reported.values()];
+    if (hosts.length === 0) return;
+    const room = Math.max(...hosts.map(roomForDisks));
+    if (diskGb * GiB > room) throw diskDoesNotFit(what, room, hosts.length === 1 ? 'this server' : 'the roomiest host of this server');
+  }
+
+  /** 422 `disk_quota_exceeded` when `moreGb` would bring the user's workspace disks past the per-user total. */
+  private async admitForUser(userId: string, moreGb: number, what: string): Promise<void> {
+    const held = (await this.store.listWorkspaces(userId)).reduce((sum, r) => sum + r.disk_gb, 0);
+    if (held + moreGb <= this.maxDiskGbPerUser) return;
+    throw new MagsError(
+      422,
+      'disk_quota_exceeded',
+      `${what} would bring your workspaces' disks to ${held + moreGb} GB in total, over this server's limit of ${this.maxDiskGbPerUser} GB per user (they have ${held} GB now: delete a workspace, or ask for less with --disk)`,
+    );
   }
 
   // ── internals ───────────────────────────────────────────────────────────────────────────────────

@@ -10,9 +10,10 @@ import { existsSync, readFileSync, readdirSync, statfsSync } from 'node:fs';
 import { mkdir, rm, writeFile, rename } from 'node:fs/promises';
 import path from 'node:path';
 import type { AgentToServer, SandboxWorkspace, WorkspaceKey, WorkspaceOrderResult, WorkspaceReport } from '@mags/api';
-import { MagsError } from '@mags/api';
+import { GiB, MagsError } from '@mags/api';
 import { type Manifest, type ObjectStore, readHead, restore, snapshot } from '@mags/objects';
 import type { Logger } from 'pino';
+import type { DiskLedger } from '../disks.js';
 import type { BaseHandle } from './bases.js';
 import { WorkspaceDisk } from './disk.js';
 
@@ -80,6 +81,8 @@ export class WorkspaceManager {
   constructor(
     private readonly settings: WorkspaceSettings,
     private readonly store: ObjectStore,
+    /** Every disk made or grown here is admitted against the host's free space first (507 otherwise). */
+    private readonly disks: DiskLedger,
     private readonly send: (message: AgentToServer) => void,
     private readonly logger: Logger,
   ) {}
@@ -105,6 +108,7 @@ export class WorkspaceManager {
           continue;
         }
         const copy = this.track({ owner: state.owner, name: state.name }, state);
+        if (copy.disk.exists()) this.disks.adopt(copy.disk.image, copy.disk.sizeGb() * GiB);
         const keep = state.persistent ? state.dirty : Date.now() - state.lastUsed < this.settings.localTtlMs;
         if (!keep) {
           await this.removeCopy(copy, 'left by a previous agent');
@@ -174,7 +178,13 @@ export class WorkspaceManager {
         if (copy.gone) throw new CopyGone();
         if (!copy.base) copy.base = await base();
         if (!copy.disk.exists()) {
-          await copy.disk.create(diskGb);
+          this.disks.reserve(copy.disk.image, diskGb * GiB, `a ${diskGb} GB disk for workspace ${ws.name}`);
+          try {
+            await copy.disk.create(diskGb);
+          } catch (err) {
+            this.disks.release(copy.disk.image);
+            throw err;
+          }
           await copy.disk.mount();
           const fs = statfsSync(copy.disk.mountPoint);
           copy.state.emptyUsed = (fs.blocks - fs.bfree) * fs.bsize;
@@ -183,7 +193,7 @@ export class WorkspaceManager {
           await copy.disk.mount();
           if (copy.disk.sizeGb() < diskGb) {
             await this.unpark(copy);
-            await copy.disk.grow(diskGb);
+            await this.grow(copy, diskGb);
           }
         }
         copy.state.persistent ||= ws.persistent;
@@ -307,7 +317,7 @@ export class WorkspaceManager {
       if (copy.inUse) throw new MagsError(409, 'workspace_busy', `workspace ${key.name} is in use on this host; resize it after the run`);
       return this.enqueue(copy, async () => {
         await this.unpark(copy);
-        if (copy.disk.exists()) await copy.disk.grow(diskGb!);
+        if (copy.disk.exists()) await this.grow(copy, diskGb!);
         this.report(copy);
         return { held: true };
       });
@@ -460,6 +470,20 @@ export class WorkspaceManager {
     await disk.unmount();
     if (disk.mounted()) throw new Error(`workspace disk ${disk.mountPoint} is still mounted`);
     await rm(disk.dir, { recursive: true, force: true });
+    this.disks.release(disk.image);
+  }
+
+  /** Grows the copy's disk if the growth fits on the host (507 otherwise). Call on the copy's queue. */
+  private async grow(copy: HostCopy, diskGb: number): Promise<void> {
+    const before = copy.disk.sizeGb();
+    if (diskGb <= before) return copy.disk.grow(diskGb);
+    this.disks.reserve(copy.disk.image, diskGb * GiB, `growing workspace ${copy.key.name}'s disk by ${diskGb - before} GB`);
+    try {
+      await copy.disk.grow(diskGb);
+    } finally {
+      // What the image is now, grown or not.
+      this.disks.adopt(copy.disk.image, copy.disk.sizeGb() * GiB);
+    }
   }
 
   private async save(copy: HostCopy): Promise<void> {

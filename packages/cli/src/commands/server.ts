@@ -29,6 +29,7 @@ interface ServerFlags {
   workspaceTtl?: number;
   warm?: number;
   syncInterval?: number;
+  maxDiskGbPerUser?: number;
 }
 
 /** How long a graceful stop may take before the process exits anyway. */
@@ -52,6 +53,7 @@ export function registerServer(program: Command): void {
     .option('--workspace-ttl <seconds>', 'delete a local workspace (-w without -p) after this long unused (default: 600)', integer('--workspace-ttl', 1, 31_536_000))
     .option('--warm <seconds>', 'keep a workspace mounted, with a sandbox ready on it, this long after a run (default: 300; 0 = never)', integer('--warm', 0, 86_400))
     .option('--sync-interval <seconds>', 'sync persistent workspaces this often while a sandbox runs (default: 300; 0 = only after runs)', integer('--sync-interval', 0, 86_400))
+    .option('--max-disk-gb-per-user <GB>', "the most GB of workspace disks one user's workspaces may have together (default: 1024)", integer('--max-disk-gb-per-user', 1, 1_000_000))
     .addHelpText(
       'after',
       `
@@ -92,6 +94,7 @@ async function serve(flags: ServerFlags): Promise<void> {
         logLevel: flags.logLevel,
         mode: 'embedded',
         objects: flags.objects,
+        maxDiskGbPerUser: flags.maxDiskGbPerUser,
       },
       env,
     );

@@ -65,7 +65,7 @@ export function registerJobRoutes(app: MagsApp, ctx: ServerContext): void {
           'With workspace_id the sandbox runs on that workspace (created if missing; persistent with persistent: true). ' +
           'A workspace serves one unfinished job at a time: a second submit is 409 with code workspace_busy.',
         body: JobSubmit,
-        response: { 202: JobAccepted, ...errors(400, 401, 404, 409, 413, 415, 422, 503) },
+        response: { 202: JobAccepted, ...errors(400, 401, 404, 409, 413, 415, 422, 503, 507) },
       },
     },
     async (request, reply) => {

@@ -45,7 +45,7 @@ export function registerWorkspaceRoutes(app: MagsApp, ctx: ServerContext): void 
         tags: ['workspaces'],
         summary: 'Create a workspace (mags new NAME [-p] [--base B] [--disk N]); with a base it is a fork of B at its current version',
         body: WorkspaceCreate,
-        response: { 201: WorkspaceInfo, ...errors(400, 401, 404, 409, 422, 503) },
+        response: { 201: WorkspaceInfo, ...errors(400, 401, 404, 409, 422, 503, 507) },
       },
     },
     async (request, reply) => {
@@ -159,7 +159,7 @@ export function registerWorkspaceRoutes(app: MagsApp, ctx: ServerContext): void 
         summary: "Grow a workspace's disk (disks never shrink)",
         params: NameParams,
         body: WorkspaceResize,
-        response: { 200: WorkspaceInfo, ...errors(400, 401, 404, 409, 503, 504) },
+        response: { 200: WorkspaceInfo, ...errors(400, 401, 404, 409, 422, 503, 504, 507) },
       },
     },
     async (request) => ws.resize(callerOf(request).id, request.params.name, request.body.disk_gb),

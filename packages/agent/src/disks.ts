@@ -1,0 +1,77 @@
+// The disks this agent has promised (ephemeral sandbox layers and workspace disks, all sparse files on one host
+// filesystem) and the admission of new ones: a disk is made only if it fits in the free space, minus the host's
+// reserve, minus what the disks already promised may still grow into. Check and record happen in one synchronous
+// step, so two disks made at once cannot both take the last room.
+import { statSync, statfsSync } from 'node:fs';
+import { type HostStorage, GiB, diskDoesNotFit, roomForDisks } from '@mags/api';
+import { shq } from './process.js';
+
+export class DiskLedger {
+  /** Disk image path → its size in bytes. */
+  private readonly disks = new Map<string, number>();
+
+  constructor(
+    /** A directory on the filesystem holding the disks (workspace disks and sandbox layers share it). */
+    private readonly dir: string,
+    private readonly onChange: () => void = () => {},
+  ) {}
+
+  /**
+   * Records a disk of `bytes` at `file` (not made yet, or about to grow) if it fits; throws 507
+   * `insufficient_storage` with a sentence otherwise. `what` names it for that sentence ("a 2 GB disk").
+   */
+  reserve(file: string, bytes: number, what = `a ${Math.round(bytes / GiB)} GB disk`): void {
+    const growth = bytes - (this.disks.get(file) ?? 0);
+    if (growth > 0) {
+      const room = roomForDisks(this.report());
+      if (growth > room) throw diskDoesNotFit(what, room, 'this host');
+    }
+    this.disks.set(file, Math.max(bytes, this.disks.get(file) ?? 0));
+    this.onChange();
+  }
+
+  /** Records a disk that already exists (found at start), without a check: it is there either way. */
+  adopt(file: string, bytes: number): void {
+    this.disks.set(file, bytes);
+    this.onChange();
+  }
+
+  /** The disk is gone (or was never made). */
+  release(file: string): void {
+    if (this.disks.delete(file)) this.onChange();
+  }
+
+  /** The figures the server admits disks against. Cheap: one statfs and one stat per disk held. */
+  report(): HostStorage {
+    const fs = statfsSync(this.dir);
+    let promised = 0;
+    let growable = 0;
+    for (const [file, size] of this.disks) {
+      promised += size;
+      let allocated = 0;
+      try {
+        allocated = statSync(file).blocks * 512;
+      } catch {
+        /* not made yet: all of it may still be taken */
+      }
+      growable += Math.max(0, size - allocated);
+    }
+    return { totalBytes: fs.blocks * fs.bsize, freeBytes: fs.bavail * fs.bsize, promisedBytes: promised, growableBytes: growable };
+  }
+}
+
+/**
+ * Shell that makes an ephemeral sandbox's writable layer: a sparse ext4 of `sizeGb` at `image`, loop-mounted
+ * `nosuid,nodev` at `mountPoint`, holding upper/ and work/. It lives only as long as its sandbox, so it has no
+ * journal and its inode tables are never zeroed (noinit_itable): made in a few ms, and taking ~1 MB until written.
+ */
+export function layerDiskScript(image: string, mountPoint: string, sizeGb: number): string {
+  const img = shq(image);
+  const mp = shq(mountPoint);
+  return [
+    `truncate -s ${sizeGb}G ${img}`,
+    `mkfs.ext4 -q -F -m 0 -O ^has_journal -E lazy_itable_init=1,nodiscard -L mags-layer ${img}`,
+    `mount -o loop,nosuid,nodev,noatime,noinit_itable ${img} ${mp}`,
+    `mkdir ${mp}/upper ${mp}/work`,
+  ].join(' && ');
+}

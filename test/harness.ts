@@ -1,5 +1,5 @@
 // Starts a real `mags server` (embedded: control plane + agent) for end-to-end tests, and stops it by PID.
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -148,11 +148,17 @@ export async function runScript(server: TestServer, script: string, options: Rec
 }
 
 /** What one agent instance's sandboxes create on the host; after its server stops, none of it may remain. */
-export function leftovers(instance: string): { netns: string[]; mounts: string[] } {
+export function leftovers(instance: string): { netns: string[]; mounts: string[]; loops: string[] } {
+  const dir = `/var/lib/mags/sandboxes/${instance}/`;
   const mounts = readFileSync('/proc/self/mountinfo', 'utf8')
     .split('\n')
     .map((l) => l.split(' ')[4])
-    .filter((m): m is string => !!m && m.startsWith(`/var/lib/mags/sandboxes/${instance}/`));
+    .filter((m): m is string => !!m && m.startsWith(dir));
   const netns = existsSync('/run/netns') ? readdirSync('/run/netns').filter((n) => n.startsWith(`mags${instance}-`)) : [];
-  return { netns, mounts };
+  // Loop devices backing sandbox layers (an image deleted while attached still holds its space).
+  const loops = execFileSync('losetup', ['--list', '--noheadings', '--raw', '--output', 'BACK-FILE'])
+    .toString()
+    .split('\n')
+    .filter((f) => f.startsWith(dir));
+  return { netns, mounts, loops };
 }

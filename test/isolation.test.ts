@@ -36,6 +36,7 @@ after(async () => {
   const left = leftovers(instance);
   assert.deepEqual(left.mounts, [], 'no sandbox mounts remain on the host after the server stops');
   assert.deepEqual(left.netns, [], 'no sandbox network namespaces remain either');
+  assert.deepEqual(left.loops, [], 'nor loop devices of sandbox layers');
 });
 
 describe('a sandbox cannot touch the host filesystem', () => {
@@ -267,9 +268,21 @@ describe('a sandbox cannot exhaust the host', () => {
     assert.equal(next.stdout.trim(), 'ok');
   });
 
-  test('filling the disk fails inside the sandbox only', async () => {
-    const r = await runScript(server, 'dd if=/dev/zero of=/root/fill bs=1M count=4096 2>&1; echo rc=$?', { memory_mb: 3072, disk_gb: 1 });
+  test('writing past the disk gives the script ENOSPC, not an OOM kill, and the host gets its space back', { timeout: 120_000 }, async () => {
+    // 1.5 GB into a 1 GB disk, with a 1 GB memory limit: the disk's size bounds the writes, the memory limit doesn't.
+    const r = await runScript(server, 'dd if=/dev/zero of=/root/big bs=1M count=1500 2>&1; echo rc=$?; echo alive', { memory_mb: 1024, disk_gb: 1 });
     assert.match(r.stdout, /No space left on device/);
-    assert.match(r.stdout, /rc=1/);
+    assert.match(r.stdout, /rc=1\nalive\n/);
+    assert.equal(r.exitCode, 0, `the script lives on and ends normally (${r.errorMessage ?? ''})`);
+    assert.equal(r.status, 'completed');
+    // The layer is a file on the host's disk only while its sandbox lives: removed after, with its loop device.
+    const headers = { authorization: `Bearer ${server.token}` };
+    const { vm_id: sandboxId } = (await (await fetch(`${server.url}/api/v1/mags-jobs/${r.requestId}/status`, { headers })).json()) as { vm_id: string };
+    const dir = `/var/lib/mags/sandboxes/${instance}/${sandboxId}`;
+    const holds = () => existsSync(dir) || leftovers(instance).loops.some((f) => f.startsWith(`${dir}/`));
+    for (let i = 0; i < 300 && holds(); i++) await new Promise((res) => setTimeout(res, 100));
+    assert.equal(holds(), false, 'the sandbox\'s layer and its loop device are gone');
+    const held = Number(execFileSync('du', ['-skx', `/var/lib/mags/sandboxes/${instance}`]).toString().split('\t')[0]) * 1024;
+    assert.ok(held < 100 * 1024 ** 2, `the sandboxes left hold little of the host's disk (${held} bytes)`);
   });
 });

@@ -2,12 +2,13 @@
 // `mags workspace …`, `mags resize`, `mags sync` and `mags files …` print and exit with, the SDK's typed results
 // and errors, and uploads that arrive byte for byte. (Files surviving across runs are tested in workspaces.test.ts.)
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { MagsError } from '@mags/api';
+import { MAX_DISK_GB, MagsError } from '@mags/api';
 import { Mags, MagsApiError, type UploadProgress, type Workspace } from '@mags/sdk';
 import { type CliResult, type TestServer, runCli, startServer } from './harness.js';
 
@@ -195,6 +196,21 @@ describe('workspaces through the CLI', () => {
     assertFails(await cli(['resize', name, '--disk', '0']), 2, /--disk/);
     assertFails(await cli(['resize', name]), 2, /--disk/);
     assertFails(await cli(['resize', unique('nope'), '--disk', '3']), 1, /not found/);
+  });
+
+  test('a disk larger than the host has free: mags run, mags new and mags resize fail with one sentence; nothing is made', async (t) => {
+    const freeGb = Number(execFileSync('df', ['-B1', '--output=avail', '/var/lib/mags']).toString().trim().split('\n')[1]) / 1024 ** 3;
+    const tooBig = Math.ceil(freeGb) + 1;
+    assertFails(await cli(['run', '--disk', '100000', 'true']), 2, /--disk/);
+    if (tooBig > MAX_DISK_GB) return t.skip(`this host has more than ${MAX_DISK_GB} GB free: no allowed disk size is too big for it`);
+    const run = await cli(['run', '--disk', String(tooBig), 'true']);
+    assertFails(run, 1, new RegExp(`a ${tooBig} GB disk does not fit: this server has \\d+ GB free for workspaces`));
+    const name = unique('big');
+    assertFails(await cli(['new', name, '--disk', String(tooBig)]), 1, /does not fit: this server has \d+ GB free/);
+    await assert.rejects(mags.getWorkspace(name), (err: unknown) => err instanceof MagsApiError && err.status === 404, 'no workspace was made');
+    assert.equal((await cli(['new', name, '--disk', '1'])).code, 0, 'a normal size is still accepted');
+    assertFails(await cli(['resize', name, '--disk', String(tooBig)]), 1, /does not fit/);
+    assert.equal((await mags.getWorkspace(name)).diskGb, 1, 'a refused resize changes nothing');
   });
 
   test('mags workspace delete removes it; afterwards it is gone everywhere', async () => {

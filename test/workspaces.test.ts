@@ -31,6 +31,7 @@ after(async () => {
   for (const instance of instances) {
     const left = leftovers(instance);
     assert.deepEqual(left.mounts, [], `no sandbox mounts of ${instance} remain`);
+    assert.deepEqual(left.loops, [], `no loop devices of ${instance}'s sandbox layers remain`);
     const wsMounts = readFileSync('/proc/self/mountinfo', 'utf8')
       .split('\n')
       .map((l) => l.split(' ')[4])
@@ -225,6 +226,21 @@ describe('local workspaces, conflicts, bases, quotas and uploads', () => {
     assert.equal(grown.body.disk_gb, 3);
     const out = await ok(server, 'ls -la /root/fill >/dev/null && dd if=/dev/zero of=/root/fill2 bs=1M count=1200 2>/dev/null && echo wrote-more', { workspace_id: 'quota' });
     assert.equal(out, 'wrote-more\n');
+  });
+
+  test('writing past the disk gives ENOSPC and the script lives on: on a --base, and in a persistent workspace', { timeout: 180_000 }, async () => {
+    // Memory 1024 MB, disk 1 GB, 1.5 GB written: the disk's size stops the writes, never the memory limit.
+    const fill = 'dd if=/dev/zero of=/root/big bs=1M count=1500 2>&1; echo rc=$?; rm -f /root/big; echo alive';
+    for (const options of [
+      { base_workspace_id: 'golden', disk_gb: 1, memory_mb: 1024 },
+      { workspace_id: 'full-p', persistent: true, disk_gb: 1, memory_mb: 1024 },
+    ]) {
+      const r = await runScript(server, fill, options);
+      assert.match(r.stdout, /No space left on device/, JSON.stringify(options));
+      assert.match(r.stdout, /rc=1\nalive\n/);
+      assert.equal(r.exitCode, 0, `${JSON.stringify(options)}: the script lives on (${r.errorMessage ?? ''})`);
+    }
+    assert.equal(await ok(server, 'test -e /root/big || echo synced-without-it', { workspace_id: 'full-p' }), 'synced-without-it\n');
   });
 
   test('uploads appear in /uploads before the script starts, also through a workspace that made /uploads a link', { timeout: 60_000 }, async () => {

@@ -13,8 +13,10 @@ import {
   type WorkspaceOrder,
   type WorkspaceOrderResult,
   type WorkspaceReport,
+  GiB,
   MagsError,
   isTerminal,
+  roomForDisks,
 } from '@mags/api';
 import { checkAgentMessage } from './agent-messages.js';
 import type { JobEvents } from './events.js';
@@ -430,14 +432,22 @@ export class Scheduler {
     return conn.online && conn.info ? Math.max(0, conn.info.capacity - conn.jobs.size) : 0;
   }
 
-  private pickAgent(): AgentConnection | undefined {
+  /**
+   * The agent with the most free slots, among those with room for a new disk of `diskGb` (an agent that reports no
+   * storage figures counts as having room). If none has room, any agent with a slot: it refuses with a sentence.
+   */
+  private pickAgent(diskGb = 0): AgentConnection | undefined {
     let best: AgentConnection | undefined;
     let bestFree = 0;
+    let bestFits = false;
     for (const conn of this.byAgentId.values()) {
       const free = this.freeSlots(conn);
-      if (free > bestFree) {
+      if (free === 0) continue;
+      const fits = !conn.storage || roomForDisks(conn.storage) >= diskGb * GiB;
+      if ((fits && !bestFits) || (fits === bestFits && free > bestFree)) {
         best = conn;
         bestFree = free;
+        bestFits = fits;
       }
     }
     return best;
@@ -449,13 +459,16 @@ export class Scheduler {
    * the job runs anywhere (on a fresh, empty workspace). A persistent workspace prefers its agent (a warm copy).
    */
   private placement(job: JobRow, row: WorkspaceRow | undefined): AgentConnection | undefined {
-    const ws = specOf(job)?.workspace;
-    if (!ws) return this.pickAgent();
+    const spec = specOf(job);
+    const ws = spec?.workspace;
+    // Elsewhere than on a copy it holds, an agent has to make the disk.
+    const diskGb = Math.max(spec?.disk_gb ?? 0, row?.disk_gb ?? 0);
+    if (!ws) return this.pickAgent(diskGb);
     const holder = row?.agent_id ? this.byAgentId.get(row.agent_id) : undefined;
     if (holder?.online && holder.info) {
       if (this.freeSlots(holder) > 0) return holder;
       if (row && row.persistent === 0) return undefined; // wait for the agent that has the files
-      return this.pickAgent();
+      return this.pickAgent(diskGb);
     }
     if (row?.agent_id && row.persistent === 0) {
       this.logger.warn(
@@ -463,7 +476,7 @@ export class Scheduler {
         'the agent holding this local workspace is gone; its files are lost and the job runs on an empty workspace elsewhere',
       );
     }
-    return this.pickAgent();
+    return this.pickAgent(diskGb);
   }
 
   private async dispatchOnce(): Promise<void> {

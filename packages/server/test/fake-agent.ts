@@ -11,7 +11,7 @@
 // A job on a workspace makes the agent "hold" a copy of it, reported (`workspace`, present) before the exit.
 // Workspace orders (sync, resize, drop) are answered with a `reply`, as the real agent does; `onOrder` lets a
 // test answer differently, late, or not at all.
-import type { AgentEnd, AgentInfo, AgentToServer, OutputLine, SandboxSpec, ServerToAgent, WorkspaceOrder } from '@mags/api';
+import type { AgentEnd, AgentInfo, AgentToServer, HostStorage, OutputLine, SandboxSpec, ServerToAgent, WorkspaceOrder } from '@mags/api';
 
 export interface HeldCopy {
   owner: string;
@@ -27,6 +27,8 @@ export interface FakeAgentOptions {
   name?: string;
   capacity?: number;
   pool?: AgentInfo['pool'];
+  /** Storage figures for the hello (none by default: the server then admits every disk). */
+  storage?: HostStorage;
   /** Send every output batch twice, as an agent resending after a reconnect would. */
   resendOutput?: boolean;
   /** Lines per output message. */
@@ -69,6 +71,7 @@ export class FakeAgent {
       version: '0.1.0',
       capacity: options.capacity ?? 4,
       pool: options.pool ?? { idle: 2, busy: 0, min: 2, max: 8 },
+      ...(options.storage ? { storage: options.storage } : {}),
     };
     link.onMessage((m) => this.onMessage(m));
     link.send({ type: 'hello', agent: this.info });
@@ -102,6 +105,11 @@ export class FakeAgent {
     if (!ws || !copy) return;
     if (copy.persistent) copy.version = (copy.version ?? 0) + 1;
     this.report(ws.owner, ws.name, 'present', { usedBytes: 4096, files: 2, ...(copy.persistent ? { version: copy.version!, versions: copy.version! } : {}) });
+  }
+
+  /** Reports new storage figures, as the real agent does with its pool counts. */
+  reportStorage(storage: HostStorage): void {
+    this.link.send({ type: 'pool', pool: this.info.pool, storage });
   }
 
   send(message: Parameters<AgentEnd['send']>[0]): void {

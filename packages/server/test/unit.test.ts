@@ -33,6 +33,7 @@ describe('server configuration', () => {
       objectsCredentials: { accessKeyId: undefined, secretAccessKey: undefined },
       maxUploadBytes: 5 * 1024 ** 3,
       localWorkspaceTtlS: 600,
+      maxDiskGbPerUser: 1024,
     });
   });
 
@@ -43,12 +44,14 @@ describe('server configuration', () => {
       AWS_SECRET_ACCESS_KEY: 'SK',
       MAGS_MAX_UPLOAD_BYTES: '1048576',
       MAGS_WORKSPACE_TTL: '60',
+      MAGS_MAX_DISK_GB_PER_USER: '50',
     };
     const fromEnv = resolveServerConfig({ dataDir: '/d' }, env);
     assert.equal(fromEnv.objects, 's3://bucket?endpoint=http://127.0.0.1:7480');
     assert.deepEqual(fromEnv.objectsCredentials, { accessKeyId: 'AK', secretAccessKey: 'SK' });
     assert.equal(fromEnv.maxUploadBytes, 1048576);
     assert.equal(fromEnv.localWorkspaceTtlS, 60);
+    assert.equal(fromEnv.maxDiskGbPerUser, 50);
     const explicit = resolveServerConfig({ dataDir: '/d', objects: 'rel/objects', maxUploadBytes: 10 }, env);
     assert.equal(explicit.objects, resolve('rel/objects'));
     assert.equal(explicit.maxUploadBytes, 10);
@@ -57,6 +60,7 @@ describe('server configuration', () => {
     refused(() => resolveServerConfig({ objects: 's3://KEY:SECRET@b/ftp', maxUploadBytes: 0 }, {}), 400, /^maxUploadBytes: /);
     refused(() => resolveServerConfig({}, { MAGS_MAX_UPLOAD_BYTES: 'lots' }), 400, /^maxUploadBytes: /);
     refused(() => resolveServerConfig({ localWorkspaceTtlS: 0 }, {}), 400, /^localWorkspaceTtlS: /);
+    refused(() => resolveServerConfig({ maxDiskGbPerUser: 0 }, {}), 400, /^maxDiskGbPerUser: /);
     const secret = (() => {
       try {
         resolveServerConfig({ objects: 'gopher://KEY:SECRET@x' }, {});

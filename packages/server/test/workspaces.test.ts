@@ -730,3 +730,95 @@ describe('server restart', () => {
     }
   });
 });
+
+describe('disk admission', () => {
+  const GB = 1024 ** 3;
+  // Reserve max(5 GB, 5 % of 100 GB) = 5 GB; disks held may still grow by 3 GB: 20 - 5 - 3 = 12 GB of room.
+  const storage = { totalBytes: 100 * GB, freeBytes: 20 * GB, promisedBytes: 4 * GB, growableBytes: 3 * GB };
+
+  test('a disk larger than the host has room for is 507 with a sentence, at submit, mags new and resize; normal sizes pass', async () => {
+    const t = await startTestServer({ agent: { storage } });
+    try {
+      const c = client(t);
+      const tooBig = errorBody(await c.call('POST', '/api/v1/mags-jobs', { script: 'echo', disk_gb: 13 }), 507, 'insufficient_storage');
+      assert.match(tooBig.error, /^a 13 GB disk does not fit: this server has 12 GB free for workspaces/);
+      assert.equal((await c.done(await c.submit({ script: 'echo', disk_gb: 12 }))).status, 'completed', 'what fits runs');
+
+      const created = errorBody(await c.call('POST', '/api/v1/mags-workspaces', { name: 'huge', disk_gb: 500 }), 507, 'insufficient_storage');
+      assert.match(created.error, /a 500 GB disk does not fit: this server has 12 GB free/);
+      errorBody(await c.call('POST', '/api/v1/mags-jobs', { script: 'echo', workspace_id: 'huge', disk_gb: 500 }), 507, 'insufficient_storage');
+      errorBody(await c.call('GET', '/api/v1/mags-workspaces/huge'), 404, 'not_found');
+      assert.equal(t.agent!.starts.some((s) => s.diskGb === 500 || s.diskGb === 13), false, 'nothing refused reached the agent');
+
+      assert.equal((await c.call('POST', '/api/v1/mags-workspaces', { name: 'fits', disk_gb: 2 })).statusCode, 201);
+      const grow = errorBody(await c.call('POST', '/api/v1/mags-workspaces/fits/resize', { disk_gb: 20 }), 507, 'insufficient_storage');
+      assert.match(grow.error, /growing workspace fits's disk by 18 GB does not fit: this server has 12 GB free/);
+      assert.equal((await c.workspace('fits')).disk_gb, 2, 'a refused resize changes nothing');
+      const grown = await c.call('POST', '/api/v1/mags-workspaces/fits/resize', { disk_gb: 14 });
+      assert.equal(grown.statusCode, 200, 'growth of 12 GB fits');
+
+      // The host filled up meanwhile: what fitted before no longer does.
+      t.agent!.reportStorage({ ...storage, freeBytes: 6 * GB });
+      await waitFor(async () => (await c.call('POST', '/api/v1/mags-jobs', { script: 'echo', disk_gb: 1 })).statusCode === 507, 'the new figures');
+      const full = errorBody(await c.call('POST', '/api/v1/mags-jobs', { script: 'echo' }), 507, 'insufficient_storage');
+      assert.match(full.error, /a 2 GB disk does not fit: this server has 0 GB free/);
+      // An existing workspace's disk was admitted when it was made: its runs go on.
+      assert.equal((await c.done(await c.submit({ script: 'echo', workspace_id: 'fits' }))).status, 'completed');
+    } finally {
+      await t.close();
+    }
+  });
+
+  test("a user's workspace disks together are limited (--max-disk-gb-per-user): over it is 422 naming the total and the limit", async () => {
+    const t = await startTestServer({ config: { maxDiskGbPerUser: 10 } });
+    try {
+      const c = client(t);
+      assert.equal((await c.call('POST', '/api/v1/mags-workspaces', { name: 'one', disk_gb: 6 })).statusCode, 201);
+      const second = errorBody(await c.call('POST', '/api/v1/mags-workspaces', { name: 'two', disk_gb: 5 }), 422, 'disk_quota_exceeded');
+      assert.match(second.error, /would bring your workspaces' disks to 11 GB in total, over this server's limit of 10 GB per user/);
+      errorBody(await c.call('POST', '/api/v1/mags-jobs', { script: 'echo', workspace_id: 'two', disk_gb: 5 }), 422, 'disk_quota_exceeded');
+      errorBody(await c.call('POST', '/api/v1/mags-workspaces/one/resize', { disk_gb: 11 }), 422, 'disk_quota_exceeded');
+      assert.equal((await c.call('POST', '/api/v1/mags-workspaces/one/resize', { disk_gb: 8 })).statusCode, 200, 'up to the limit is fine');
+      assert.equal((await c.done(await c.submit({ script: 'echo', workspace_id: 'two', disk_gb: 2 }))).status, 'completed');
+      // Ephemeral disks are not workspaces, and another user's workspaces are their own.
+      assert.equal((await c.done(await c.submit({ script: 'echo', disk_gb: 9 }))).status, 'completed');
+      const other = await t.server.store.createUser('other');
+      const o = client(t, { authorization: `Bearer ${await t.server.auth.createToken(other.id, 'test')}` });
+      assert.equal((await o.call('POST', '/api/v1/mags-workspaces', { name: 'one', disk_gb: 10 })).statusCode, 201);
+      await c.call('DELETE', '/api/v1/mags-workspaces/one');
+      assert.equal((await c.call('POST', '/api/v1/mags-workspaces', { name: 'three', disk_gb: 8 })).statusCode, 201, 'a deleted workspace frees its share');
+    } finally {
+      await t.close();
+    }
+  });
+
+  test('with several agents, a disk goes to one with room for it; the refusal names the roomiest host', async () => {
+    const t = await startTestServer({ agent: false });
+    try {
+      const c = client(t);
+      const small = connect(t, { id: 'small', capacity: 4, storage: { ...storage, freeBytes: 9 * GB } });
+      const roomy = connect(t, { id: 'roomy', capacity: 1, storage: { ...storage, freeBytes: 58 * GB } });
+      await agentsOnline(t, 2);
+      const job = await c.submit({ script: 'echo', disk_gb: 30 });
+      assert.equal((await c.done(job)).status, 'completed');
+      assert.ok(roomy.starts.some((s) => s.jobId === job), 'the 30 GB disk went to the agent with room, not the one with more slots');
+      assert.ok(!small.starts.some((s) => s.jobId === job));
+      const refused = errorBody(await c.call('POST', '/api/v1/mags-jobs', { script: 'echo', disk_gb: 51 }), 507, 'insufficient_storage');
+      assert.match(refused.error, /the roomiest host of this server has 50 GB free/);
+    } finally {
+      await t.close();
+    }
+  });
+
+  test('malformed storage figures from an agent are dropped, not trusted', async () => {
+    const t = await startTestServer();
+    try {
+      const c = client(t);
+      t.agent!.send({ type: 'pool', pool: t.agent!.info.pool, storage: { totalBytes: -1, freeBytes: 0, promisedBytes: 0, growableBytes: 0 } });
+      await waitFor(() => t.logs.some((r) => /malformed/.test(r.msg)), 'the warning');
+      assert.equal((await c.done(await c.submit({ script: 'echo', disk_gb: 100 }))).status, 'completed');
+    } finally {
+      await t.close();
+    }
+  });
+});

@@ -4,7 +4,7 @@
 // output comes back on the runtime's stdout/stderr pipes and its exit code is the runtime's.
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, statfsSync, writeFileSync } from 'node:fs';
 import { GiB } from '@mags/api';
 import path from 'node:path';
 import type { Logger } from 'pino';
@@ -48,6 +48,16 @@ const SIGNALS: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGA
 export function jobProgram(script: string, env: Record<string, string>): string {
   const exports = Object.entries(env).map(([k, v]) => `export ${k}=${shq(v)}`);
   return [...exports, 'cd /root 2>/dev/null || cd /', `exec /bin/sh -c ${shq(script)}`].join('\n');
+}
+
+/** Bytes used on a sandbox's ephemeral layer filesystem (one statfs, no process); 0 if it can't be read. */
+function layerUsedBytes(dir: string): number {
+  try {
+    const fs = statfsSync(path.join(dir, 'fs'));
+    return (fs.blocks - fs.bfree) * fs.bsize;
+  } catch {
+    return 0;
+  }
 }
 
 export class Sandbox {
@@ -112,6 +122,7 @@ export class Sandbox {
         ].join('\n'),
         { logger: ctx.logger, timeoutMs: 30_000 },
       );
+      if (!options.upper) sandbox.layerEmptyBytes = layerUsedBytes(dir);
       await sandbox.startRuntime();
       return sandbox;
     } catch (err) {
@@ -214,6 +225,15 @@ export class Sandbox {
     return path.join(this.dir, 'rootfs');
   }
 
+  /** Whether the ephemeral layer holds enough that deleting it beats writing it back at unmount (one statfs, no process). */
+  private layerWritten(): boolean {
+    if (this.options.upper || this.layerEmptyBytes === undefined) return false;
+    return layerUsedBytes(this.dir) - this.layerEmptyBytes > 64 * 1024 ** 2;
+  }
+
+  /** What the empty ephemeral layer's filesystem uses (its metadata), measured once it is mounted. */
+  private layerEmptyBytes?: number;
+
   /** Kills every process in the sandbox (the PID namespace dies with its init). */
   async kill(): Promise<void> {
     await run(this.ctx.config.runtime, ['--root', this.ctx.config.runtimeRoot, 'kill', this.id, 'KILL'], {
@@ -238,8 +258,8 @@ export class Sandbox {
         [
           `${rt} delete -f ${this.id} >/dev/null 2>&1`,
           `umount ${d}/rootfs 2>/dev/null || umount -l ${d}/rootfs 2>/dev/null`,
-          // An ephemeral layer's files are deleted before its unmount, which would otherwise write them all to the image.
-          this.options.upper ? 'true' : `rm -rf --one-file-system ${d}/fs/upper ${d}/fs/work`,
+          // What a script wrote to its ephemeral layer is deleted before the unmount, which would write it all to the image.
+          this.layerWritten() ? `rm -rf --one-file-system ${d}/fs/upper ${d}/fs/work` : 'true',
           `umount ${d}/fs 2>/dev/null || umount -l ${d}/fs 2>/dev/null`,
           `rm -rf --one-file-system ${d}`,
           keepNetns ? 'true' : netnsDownScript(this.netns),

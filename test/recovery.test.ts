@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync } from 'node:fs';
 import { test } from 'node:test';
-import { runScript, startServer } from './harness.js';
+import { leftovers, runScript, startServer } from './harness.js';
 
 function hostObjects(instance: string) {
   const prefix = `mags${instance}-`;
@@ -13,7 +13,7 @@ function hostObjects(instance: string) {
   const dirs = existsSync(dir) ? readdirSync(dir) : [];
   const cg = `/sys/fs/cgroup/memory/mags${instance}`;
   const cgroups = existsSync(cg) ? readdirSync(cg, { withFileTypes: true }).filter((d) => d.isDirectory()).map((d) => d.name) : [];
-  return { netns, dirs, cgroups };
+  return { netns, dirs, cgroups, loops: leftovers(instance).loops };
 }
 
 test('a restarted server cleans up what a killed predecessor left, and fails its orphaned jobs clearly', async () => {
@@ -30,6 +30,7 @@ test('a restarted server cleans up what a killed predecessor left, and fails its
   const before = hostObjects(instance);
   assert.ok(before.netns.length >= 1, 'the running sandbox has a network namespace');
   assert.ok(before.dirs.length >= 1, 'and a directory');
+  assert.ok(before.loops.length >= 1, 'and a loop device for its layer');
 
   process.kill(first.pid, 'SIGKILL');
   await new Promise((r) => setTimeout(r, 300));
@@ -42,6 +43,7 @@ test('a restarted server cleans up what a killed predecessor left, and fails its
     for (const old of before.netns) assert.ok(!after.netns.includes(old), `namespace ${old} of the killed run is gone`);
     for (const old of before.dirs) assert.ok(!after.dirs.includes(old), `directory ${old} of the killed run is gone`);
     for (const old of before.cgroups) assert.ok(!after.cgroups.includes(old), `cgroup ${old} of the killed run is gone`);
+    for (const old of before.loops) assert.ok(!after.loops.some((l) => l.startsWith(old)), `the loop device of ${old} (killed run) is detached`);
     const h2 = { authorization: `Bearer ${second.token}` };
     const orphan = (await (await fetch(`${second.url}/api/v1/mags-jobs/${id}/status`, { headers: h2 })).json()) as {
       status: string;
@@ -57,4 +59,5 @@ test('a restarted server cleans up what a killed predecessor left, and fails its
   const final = hostObjects(instance);
   assert.deepEqual(final.netns, []);
   assert.deepEqual(final.dirs, []);
+  assert.deepEqual(final.loops, []);
 });

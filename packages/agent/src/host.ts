@@ -4,6 +4,7 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import { type AgentConfig, checkImage, hostNames } from './config.js';
 import { removeAllUnder } from './cgroups.js';
+import { layerTemplatesDir } from './disks.js';
 import { run, sh } from './process.js';
 
 /** crun refuses hybrid cgroup hosts whose v2 hierarchy still holds a controller; hugetlb is the one left there. */
@@ -137,6 +138,7 @@ export async function cleanupStale(config: AgentConfig, logger: Logger): Promise
     await run('ip', ['link', 'del', m[1]], { allowFailure: true });
   }
   removeAllUnder(CGROUP_PARENT);
+  rmSync(layerTemplatesDir(config), { recursive: true, force: true }); // remade when next needed
   if (removed) logger.info({ removed }, 'removed sandboxes left by a previous agent');
   return removed;
 }

@@ -11,7 +11,7 @@ import type { Logger } from 'pino';
 import { type Limits, READY_LINE, ociConfig } from './bundle.js';
 import { SandboxCgroup } from './cgroups.js';
 import { type AgentConfig, hostNames, imagePath } from './config.js';
-import { type DiskLedger, layerDiskScript } from './disks.js';
+import { type DiskLedger, layerDiskScript, layerTemplatesDir } from './disks.js';
 import { type Link, type NetnsPool, type SlotAllocator, netnsDownScript, netnsUpScript, resolvConf, writeHostsFile } from './network.js';
 import { killGroup, run, sh, shq } from './process.js';
 
@@ -117,7 +117,7 @@ export class Sandbox {
           spare ? 'true' : netnsUpScript(id, link),
           options.upper
             ? 'true'
-            : layerDiskScript(sandbox.layerImage, path.join(dir, 'fs'), options.diskGb),
+            : layerDiskScript(layerTemplatesDir(config), sandbox.layerImage, path.join(dir, 'fs'), options.diskGb),
           `mount -t overlay -o ${shq([`lowerdir=${lowerdir}`, ...upper, 'xino=off'].join(','))} mags-root ${d}/rootfs`,
         ].join('\n'),
         { logger: ctx.logger, timeoutMs: 30_000 },

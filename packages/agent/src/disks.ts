@@ -78,15 +78,15 @@ export function layerDiskScript(templatesDir: string, image: string, mountPoint:
   const root = shq(path.join(templatesDir, 'root'));
   const mkfs = (file: string) =>
     `mkfs.ext4 -q -F -m 0 -O ^has_journal,^resize_inode -E lazy_itable_init=1,nodiscard -d ${root} -L mags-layer ${file} ${sizeGb}G >/dev/null`;
-  const made = `mkdir -p ${root}/upper ${root}/work && `;
+  const withRoot = `mkdir -p ${root}/upper ${root}/work && `;
   let make: string;
   if (sizeGb <= TEMPLATE_MAX_GB) {
     const template = shq(path.join(templatesDir, `${sizeGb}G.img`));
     // Made under a name of its own, then renamed: sandboxes made at once never copy a half-written template.
     const partial = shq(path.join(templatesDir, `${sizeGb}G.img.${randomBytes(4).toString('hex')}`));
-    make = `{ [ -e ${template} ] || { ${made}${mkfs(partial)} && mv ${partial} ${template}; }; } && cp --sparse=always ${template} ${img}`;
+    make = `{ [ -e ${template} ] || { ${withRoot}${mkfs(partial)} && mv ${partial} ${template}; }; } && cp --sparse=always ${template} ${img}`;
   } else {
-    make = made + mkfs(img);
+    make = withRoot + mkfs(img);
   }
   return `${make} && mount -o loop,nosuid,nodev,noatime,noinit_itable ${img} ${shq(mountPoint)}`;
 }

@@ -5,8 +5,8 @@
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, statfsSync, writeFileSync } from 'node:fs';
-import { GiB } from '@mags/api';
 import path from 'node:path';
+import { GiB } from '@mags/api';
 import type { Logger } from 'pino';
 import { type Limits, READY_LINE, ociConfig } from './bundle.js';
 import { SandboxCgroup } from './cgroups.js';
@@ -106,7 +106,8 @@ export class Sandbox {
       writeFileSync(path.join(dir, 'config.json'), JSON.stringify(oci));
       // One process for the host side: namespace, veth, the size-limited upper layer, the overlay root.
       // An ephemeral upper layer is a sparse ext4 of `diskGb` (made here, in the warm pool, off the start path):
-      // writing past it gives the script ENOSPC, costs no memory, and can't fill the host disk.
+      // writing past it gives the script ENOSPC (a tmpfs charged to the memory limit was an OOM kill), and it can't
+      // fill the host disk.
       const d = shq(dir);
       const lowerdir = [...(options.lowers ?? []), imagePath(config)].join(':');
       const upper = options.upper

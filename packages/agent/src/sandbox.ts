@@ -4,7 +4,7 @@
 // output comes back on the runtime's stdout/stderr pipes and its exit code is the runtime's.
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { chownSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { type Limits, READY_LINE, ociConfig } from './bundle.js';
@@ -74,8 +74,12 @@ export class Sandbox {
     const link = spare?.link ?? (options.network === 'internet' ? ctx.slots.take() : undefined);
     const sandbox = new Sandbox(id, dir, options, spare?.name ?? id, link, ctx);
     try {
-      mkdirSync(path.join(dir, 'rootfs'), { recursive: true });
-      mkdirSync(path.join(dir, 'fs'), { recursive: true });
+      // 0710, group = the sandbox's root: crun, already inside the user namespace, must reach rootfs/ and the files
+      // it binds; no other host user may (a sandbox's layer holds whatever its script made: setuid files, …).
+      mkdirSync(dir, { mode: 0o710 });
+      chownSync(dir, 0, config.userns.hostId);
+      mkdirSync(path.join(dir, 'rootfs'));
+      mkdirSync(path.join(dir, 'fs'), { mode: 0o700 });
       writeHostsFile(path.join(dir, 'hosts'));
       writeFileSync(path.join(dir, 'resolv.conf'), resolvConf(link));
       sandbox.cgroup.create(options.limits);
@@ -86,11 +90,15 @@ export class Sandbox {
         hostsFile: path.join(dir, 'hosts'),
         resolvFile: path.join(dir, 'resolv.conf'),
         initBinary: config.initBinary,
+        userns: config.userns,
       });
       writeFileSync(path.join(dir, 'config.json'), JSON.stringify(oci));
       // One process for the host side: namespace, veth, the size-limited upper layer, the overlay root.
       // The upper layer is a tmpfs, so what a sandbox writes is charged to its own memory limit and can't fill the host disk.
+      // Its upper directory (the sandbox's /) belongs to the sandbox's root. Every mount is nosuid,nodev: a setuid
+      // file or a device node a sandbox makes is inert on the host.
       const d = shq(dir);
+      const root = config.userns.hostId;
       const lowerdir = [...(options.lowers ?? []), imagePath(config)].join(':');
       const upper = options.upper
         ? [`upperdir=${options.upper.upper}`, `workdir=${options.upper.work}`]
@@ -100,8 +108,8 @@ export class Sandbox {
           spare ? 'true' : netnsUpScript(id, link),
           options.upper
             ? 'true'
-            : `mount -t tmpfs -o size=${options.diskGb}g,mode=0755,nosuid,nodev mags-upper ${d}/fs && mkdir ${d}/fs/upper ${d}/fs/work`,
-          `mount -t overlay -o ${shq([`lowerdir=${lowerdir}`, ...upper, 'xino=off'].join(','))} mags-root ${d}/rootfs`,
+            : `mount -t tmpfs -o size=${options.diskGb}g,mode=0700,uid=${root},gid=${root},nosuid,nodev mags-upper ${d}/fs && install -d -o ${root} -g ${root} -m 0755 ${d}/fs/upper ${d}/fs/work`,
+          `mount -t overlay -o ${shq(['nosuid', 'nodev', `lowerdir=${lowerdir}`, ...upper, 'xino=off'].join(','))} mags-root ${d}/rootfs`,
         ].join('\n'),
         { logger: ctx.logger, timeoutMs: 30_000 },
       );

@@ -2,11 +2,13 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, lstatSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
-import { type TestServer, leftovers, runScript, startServer } from './harness.js';
+import { CLI, type TestServer, freePort, leftovers, runScript, startServer } from './harness.js';
 
 const IMAGE = '/var/lib/mags/images/debian-12-v2';
 /** The copy sandboxes use: owners shifted into their user namespace (uid 0 inside = host uid 100000). */
@@ -407,6 +409,27 @@ echo "apt=$(id -u _apt):$(getent group nogroup | cut -d: -f3)"`);
       assert.equal(hostOwner(`${dir}/mnt/upper/srv/d`), '101000:101000');
       const again = await runScript(server, 'stat -c "%u:%g" /root/f /srv/d; touch /root/f && echo writable', { workspace_id: name, persistent });
       assert.equal(again.stdout, '0:0\n1000:1000\nwritable\n');
+    }
+  });
+
+  test('without the uid-shifted image the agent refuses to start, saying how to build it', async () => {
+    const state = mkdtempSync(path.join(tmpdir(), 'mags-test-state-'));
+    const home = mkdtempSync(path.join(tmpdir(), 'mags-test-home-'));
+    const other = `n${randomBytes(2).toString('hex')}`;
+    try {
+      mkdirSync(`${state}/images/debian-12-v2`, { recursive: true });
+      writeFileSync(`${state}/images/debian-12-v2/.mags-image-complete`, ''); // only the unshifted one
+      const r = spawnSync(process.execPath, [CLI, 'server', '--port', String(await freePort()), '--instance', other, '--state-dir', state], {
+        env: { ...process.env, MAGS_HOME: home },
+        encoding: 'utf8',
+        timeout: 60_000,
+      });
+      assert.notEqual(r.status, 0);
+      assert.match(r.stderr, /debian-12-v2-u100000.*is missing: build it with scripts\/build-image\.sh/);
+    } finally {
+      rmSync(state, { recursive: true, force: true });
+      rmSync(home, { recursive: true, force: true });
+      rmSync(`/run/mags/${other}`, { recursive: true, force: true });
     }
   });
 });

@@ -47,7 +47,7 @@ export class WorkspaceDisk {
 
   /** Creates the filesystem (sparse: it takes space only as it fills). */
   async create(sizeGb: number): Promise<void> {
-    mkdirSync(this.mountPoint, { recursive: true });
+    mkdirSync(this.mountPoint, { recursive: true, mode: 0o700 });
     const img = shq(this.image);
     await sh(
       `truncate -s ${sizeGb}G ${img} && mkfs.ext4 -q -F -m 0 -E lazy_itable_init=1,lazy_journal_init=1,nodiscard,root_owner=${this.ids.hostId}:${this.ids.hostId} -L mags-ws ${img}`,
@@ -56,11 +56,12 @@ export class WorkspaceDisk {
   }
 
   async mount(): Promise<void> {
-    if (this.mounted()) return;
-    mkdirSync(this.mountPoint, { recursive: true });
-    const mp = shq(this.mountPoint);
-    await sh(`mount -o loop,nosuid,nodev,noatime ${shq(this.image)} ${mp} && mkdir -p ${mp}/upper ${mp}/work`, { logger: this.logger });
-    await this.ownRoots();
+    if (!this.mounted()) {
+      mkdirSync(this.mountPoint, { recursive: true, mode: 0o700 });
+      const mp = shq(this.mountPoint);
+      await sh(`mount -o loop,nosuid,nodev,noatime ${shq(this.image)} ${mp} && mkdir -p ${mp}/upper ${mp}/work`, { logger: this.logger });
+    }
+    await this.ownRoots(); // also for a disk a crashed agent left mounted
   }
 
   /**

@@ -52,7 +52,7 @@ export class Agent {
     this.dns = new DnsForwarder(config, logger);
     this.store = openObjectStore(config.objects, config.objectsCredentials);
     this.workspaces = new WorkspaceManager(
-      { dir: config.workspacesDir, cacheDir: config.cacheDir, localTtlMs: config.localWorkspaceTtlMs, warmMs: config.warmMs, ids: config.userns },
+      { dir: config.workspacesDir, cacheDir: config.cacheDir, localTtlMs: config.localWorkspaceTtlMs, warmMs: config.warmMs, userns: config.userns },
       this.store,
       (m) => {
         if (this.closing) return;

@@ -64,8 +64,8 @@ export interface WorkspaceSettings {
   cacheDir: string;
   localTtlMs: number;
   warmMs: number;
-  /** The sandboxes' user namespace: disks' roots belong to its root. */
-  ids: { hostId: number; size: number };
+  /** The sandboxes' user namespace: disks' roots belong to its root (and older disks are shifted into it). */
+  userns: { hostId: number; size: number };
 }
 
 class CopyGone extends Error {}
@@ -103,7 +103,7 @@ export class WorkspaceManager {
           state = JSON.parse(readFileSync(path.join(dir, 'state.json'), 'utf8')) as SavedState;
         } catch {
           this.logger.warn({ dir }, 'removing a workspace copy without a readable state');
-          await this.removeDir(new WorkspaceDisk(dir, this.logger, this.settings.ids));
+          await this.removeDir(new WorkspaceDisk(dir, this.logger, this.settings.userns));
           continue;
         }
         const copy = this.track({ owner: state.owner, name: state.name }, state);
@@ -329,7 +329,7 @@ export class WorkspaceManager {
   private track(key: WorkspaceKey, state: SavedState): HostCopy {
     const copy: HostCopy = {
       key: { owner: key.owner, name: key.name },
-      disk: new WorkspaceDisk(path.join(this.settings.dir, key.owner, key.name), this.logger, this.settings.ids),
+      disk: new WorkspaceDisk(path.join(this.settings.dir, key.owner, key.name), this.logger, this.settings.userns),
       state,
       retryDelayMs: RETRY_MIN_MS,
       queue: Promise.resolve(),

@@ -92,9 +92,18 @@ export async function prepareHost(config: AgentConfig, logger: Logger): Promise<
   claimInstance(config);
   checkImage(config);
   if (!existsSync(config.initBinary)) throw new Error(`the sandbox init ${config.initBinary} is missing: install the catatonit package (./setup.sh does this)`);
+  checkUserNamespaces();
   await ensureCgroupLayout(logger);
   secureStateDirs(config);
   capSandboxesTogether(config, logger);
+}
+
+/** Every sandbox runs in a user namespace: a host that forbids them can run none. */
+function checkUserNamespaces(): void {
+  const file = '/proc/sys/user/max_user_namespaces';
+  if (existsSync(file) && Number(readFileSync(file, 'utf8').trim()) === 0) {
+    throw new Error('user namespaces are disabled on this host (user.max_user_namespaces = 0): sandboxes run in one; enable them with sysctl -w user.max_user_namespaces=15000');
+  }
 }
 
 /** Creates a directory with `mode` (parents too) or, when it exists, corrects its mode and owner to root:gid. */

@@ -1,6 +1,6 @@
 // The user namespace's id range, and shifting a tree's owners into it: the root image copy (scripts/build-image.sh)
 // and workspace disks made before sandboxes ran in a user namespace. Uid/gid n < size becomes hostId + n.
-import { chmodSync, chownSync, lchownSync, lstatSync, readdirSync, statSync } from 'node:fs';
+import { closeSync, constants, fchmodSync, fstatSync, lchownSync, lstatSync, openSync, readdirSync, type Stats } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -23,8 +23,8 @@ export function mapped(id: number, ids: IdRange): boolean {
  * an owner inside the namespace (a sandbox may have chowned its /) is left as it is.
  */
 export function ownBySandboxRoot(p: string, ids: IdRange): void {
-  const st = statSync(p);
-  if (!mapped(st.uid, ids) || !mapped(st.gid, ids)) chownSync(p, ids.hostId, ids.hostId);
+  const st = lstatSync(p);
+  if (!mapped(st.uid, ids) || !mapped(st.gid, ids)) lchownSync(p, ids.hostId, ids.hostId);
 }
 
 const CAP_XATTR = 'security.capability';
@@ -57,11 +57,22 @@ export async function shiftTree(dir: string, ids: IdRange): Promise<{ entries: n
     const gid = st.gid < ids.size ? st.gid + ids.hostId : st.gid;
     if (uid === st.uid && gid === st.gid) continue;
     lchownSync(p, uid, gid);
-    if (!st.isSymbolicLink() && st.mode & 0o7000) chmodSync(p, st.mode & 0o7777);
+    if ((st.isFile() || st.isDirectory()) && st.mode & 0o7000) restoreMode(p, st);
     shifted++;
   }
   await writeCapabilities(caps, ids);
   return { entries, shifted };
+}
+
+/** Puts back a mode chown cleared, on the very inode that was walked (never through a link swapped in since). */
+function restoreMode(p: string, st: Stats): void {
+  const fd = openSync(p, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK | (st.isDirectory() ? constants.O_DIRECTORY : 0));
+  try {
+    const now = fstatSync(fd);
+    if (now.ino === st.ino && now.dev === st.dev) fchmodSync(fd, st.mode & 0o7777);
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /** getfattr's dump of every security.capability below dir: `# file: <escaped path>` then `security.capability=0x…`. */

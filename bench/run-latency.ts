@@ -1,8 +1,9 @@
 // Sandbox latency through the whole stack, with the runtime's floor measured in the same run for comparison.
 //   p50/p99 of runAndWait('true') (sequential), time to first output after submit, runs/s at concurrency 8,
-//   and the floor: `crun run` of /bin/true on an already-mounted overlay.
+//   and the floor: `crun run` of /bin/true on an already-mounted overlay, without and with a user namespace
+//   (on the uid-shifted image, as sandboxes run).
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -11,16 +12,26 @@ import { startServer } from '../test/harness.js';
 import { fmt, loadavg, summary } from './stats.js';
 
 const IMAGE = '/var/lib/mags/images/debian-12-v2';
+const SHIFTED_IMAGE = `${IMAGE}-u100000`;
+const USERNS_HOST_ID = 100000;
 const SEQUENTIAL = Number(process.env.BENCH_RUNS ?? 200);
 const CONCURRENCY = 8;
 
-function floor(runs: number): number[] {
+function floor(runs: number, userns: boolean): number[] {
   const dir = mkdtempSync(path.join(tmpdir(), 'mags-bench-floor-'));
-  const root = '/run/mags-bench-floor';
+  const root = `/run/mags-bench-floor-${process.pid}`;
   const times: number[] = [];
+  const ids = [{ containerID: 0, hostID: USERNS_HOST_ID, size: 65536 }];
   try {
     for (const d of ['upper', 'work', 'rootfs']) mkdirSync(path.join(dir, d));
-    execFileSync('mount', ['-t', 'overlay', '-o', `lowerdir=${IMAGE},upperdir=${dir}/upper,workdir=${dir}/work`, 'bench-floor', `${dir}/rootfs`]);
+    if (userns) {
+      // crun, inside the namespace, must reach rootfs/; the layer's root is the sandbox root's.
+      chownSync(dir, 0, USERNS_HOST_ID);
+      chmodSync(dir, 0o710);
+      chownSync(path.join(dir, 'upper'), USERNS_HOST_ID, USERNS_HOST_ID);
+    }
+    const lower = userns ? SHIFTED_IMAGE : IMAGE;
+    execFileSync('mount', ['-t', 'overlay', '-o', `lowerdir=${lower},upperdir=${dir}/upper,workdir=${dir}/work`, 'bench-floor', `${dir}/rootfs`]);
     writeFileSync(
       path.join(dir, 'config.json'),
       JSON.stringify({
@@ -29,7 +40,10 @@ function floor(runs: number): number[] {
         root: { path: `${dir}/rootfs` },
         hostname: 'floor',
         mounts: [{ destination: '/proc', type: 'proc', source: 'proc' }],
-        linux: { namespaces: ['pid', 'ipc', 'uts', 'mount', 'network'].map((type) => ({ type })) },
+        linux: {
+          namespaces: [...(userns ? ['user'] : []), 'pid', 'ipc', 'uts', 'mount', 'network'].map((type) => ({ type })),
+          ...(userns ? { uidMappings: ids, gidMappings: ids } : {}),
+        },
       }),
     );
     for (let i = 0; i < runs; i++) {
@@ -47,7 +61,8 @@ function floor(runs: number): number[] {
 
 async function main() {
   console.log(`load average before: ${loadavg()}  (2 cores; figures are noisy above ~1)`);
-  const floorTimes = summary(floor(50));
+  const floorTimes = summary(floor(50, false));
+  const floorUserns = summary(floor(50, true));
   const server = await startServer(['--instance', `b${randomBytes(2).toString('hex')}`]);
   try {
     const mags = new Mags({ apiUrl: server.url, apiToken: server.token });
@@ -93,6 +108,7 @@ async function main() {
     console.log(`first output after submit, n=${f.n}:        p50 ${fmt(f.p50)}   p99 ${fmt(f.p99)}`);
     console.log(`throughput at concurrency ${CONCURRENCY}, ${total} runs:  ${rps.toFixed(1)} runs/s   target >= 40 runs/s`);
     console.log(`floor: crun run /bin/true on a mounted overlay, n=${floorTimes.n}:  p50 ${fmt(floorTimes.p50)}   p99 ${fmt(floorTimes.p99)}`);
+    console.log(`floor with a user namespace (uid-shifted image), n=${floorUserns.n}:  p50 ${fmt(floorUserns.p50)}   p99 ${fmt(floorUserns.p99)}`);
     console.log(`load average after: ${loadavg()}`);
   } finally {
     await server.stop();

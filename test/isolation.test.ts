@@ -1,14 +1,19 @@
 // Attacks from inside a sandbox. Each must fail, and the host must be unchanged afterwards.
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
-import { type TestServer, leftovers, runScript, startServer } from './harness.js';
+import { CLI, type TestServer, freePort, leftovers, runScript, startServer } from './harness.js';
 
 const IMAGE = '/var/lib/mags/images/debian-12-v2';
+/** The copy sandboxes use: owners shifted into their user namespace (uid 0 inside = host uid 100000). */
+const SHIFTED_IMAGE = `${IMAGE}-u100000`;
+const SANDBOX_ROOT_UID = 100000;
 let server: TestServer;
 const instance = `i${randomBytes(2).toString('hex')}`;
 const cleanups: Array<() => void | Promise<void>> = [];
@@ -37,6 +42,12 @@ after(async () => {
   assert.deepEqual(left.mounts, [], 'no sandbox mounts remain on the host after the server stops');
   assert.deepEqual(left.netns, [], 'no sandbox network namespaces remain either');
   assert.deepEqual(left.loops, [], 'nor loop devices of sandbox layers');
+  const stateMounts = readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .map((l) => l.split(' ')[4])
+    .filter((m) => ['workspaces', 'bases'].some((d) => m?.startsWith(`/var/lib/mags/${d}/${instance}/`)));
+  assert.deepEqual(stateMounts, [], 'no workspace disk or base layer stays mounted either');
+  for (const dir of ['workspaces', 'bases', 'cache']) rmSync(`/var/lib/mags/${dir}/${instance}`, { recursive: true, force: true });
 });
 
 describe('a sandbox cannot touch the host filesystem', () => {
@@ -65,8 +76,10 @@ describe('a sandbox cannot touch the host filesystem', () => {
     assert.match(r.stdout, new RegExp(`/etc/pwned-${tag}`), 'the sandbox sees its own write');
     assert.match(r.stderr, /Read-only file system|Permission denied/);
     assert.equal(existsSync(`/etc/pwned-${tag}`), false, 'the host /etc is untouched');
-    assert.equal(existsSync(`${IMAGE}/etc/pwned-${tag}`), false, 'the read-only image is untouched');
-    assert.equal(existsSync(`${IMAGE}/usr/bin/pwned-${tag}`), false);
+    for (const image of [IMAGE, SHIFTED_IMAGE]) {
+      assert.equal(existsSync(`${image}/etc/pwned-${tag}`), false, 'the read-only image is untouched');
+      assert.equal(existsSync(`${image}/usr/bin/pwned-${tag}`), false);
+    }
     assert.notEqual(readFileSync('/proc/sys/kernel/panic', 'utf8').trim(), 'pwned');
     // And a later sandbox starts clean.
     const next = await runScript(server, `test -e /etc/pwned-${tag} && echo LEAKED || echo clean`);
@@ -284,5 +297,235 @@ describe('a sandbox cannot exhaust the host', () => {
     assert.equal(holds(), false, 'the sandbox\'s layer and its loop device are gone');
     const held = Number(execFileSync('du', ['-skx', `/var/lib/mags/sandboxes/${instance}`]).toString().split('\t')[0]) * 1024;
     assert.ok(held < 100 * 1024 ** 2, `the sandboxes left hold little of the host's disk (${held} bytes)`);
+  });
+});
+
+// ── root inside is not root outside; what a sandbox leaves on the host gives no one anything ─────────────────────
+
+const headers = () => ({ authorization: `Bearer ${server.token}`, 'content-type': 'application/json' });
+
+/** Starts a job that prints READY once set up and then keeps its sandbox alive; resolves with its sandbox's id. */
+async function startHeld(script: string, options: Record<string, unknown> = {}): Promise<{ id: string; sandbox: string; stdout: string }> {
+  const submit = await fetch(`${server.url}/api/v1/mags-jobs`, {
+    method: 'POST',
+    headers: headers(),
+    body: JSON.stringify({ script: `${script}\necho READY\nsleep 120`, timeout_s: 180, ...options }),
+  });
+  const { request_id: id } = (await submit.json()) as { request_id: string };
+  cleanups.push(() => stopJob(id));
+  for (let i = 0; i < 600; i++) {
+    const logs = (await (await fetch(`${server.url}/api/v1/mags-jobs/${id}/logs`, { headers: headers() })).json()) as {
+      logs: Array<{ stream: string; message: string }>;
+    };
+    const out = logs.logs.filter((l) => l.stream === 'stdout').map((l) => l.message);
+    if (out.includes('READY')) {
+      const status = (await (await fetch(`${server.url}/api/v1/mags-jobs/${id}/status`, { headers: headers() })).json()) as { vm_id: string };
+      return { id, sandbox: status.vm_id, stdout: `${out.join('\n')}\n` };
+    }
+    const st = (await (await fetch(`${server.url}/api/v1/mags-jobs/${id}/status`, { headers: headers() })).json()) as { status: string; error_message: string };
+    if (['completed', 'failed', 'error', 'stopped'].includes(st.status)) assert.fail(`the held job ended (${st.status}: ${st.error_message}): ${JSON.stringify(logs.logs)}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error('the held job never printed READY');
+}
+
+async function stopJob(id: string): Promise<void> {
+  await fetch(`${server.url}/api/v1/mags-jobs/${id}/stop`, { method: 'POST', headers: headers() });
+  await fetch(`${server.url}/api/v1/mags-jobs/${id}/status?wait=30`, { headers: headers() });
+}
+
+const sandboxDir = (sandbox: string) => `/var/lib/mags/sandboxes/${instance}/${sandbox}`;
+
+/** The host directory holding a workspace's disk (`<owner>/<name>`; the owner is the user's id). */
+function workspaceDir(name: string): string {
+  const base = `/var/lib/mags/workspaces/${instance}`;
+  const owner = readdirSync(base).find((o) => existsSync(`${base}/${o}/${name}`));
+  assert.ok(owner, `the workspace ${name} has a host copy`);
+  return `${base}/${owner}/${name}`;
+}
+
+/**
+ * Runs a program on the host as nobody: an unprivileged host user. (Not `setpriv --reuid`: it keeps root's
+ * capabilities until its own execve, so the path to the program is looked up with CAP_DAC_OVERRIDE.)
+ */
+function asNobody(args: string[]): { code: number | null; out: string } {
+  const r = spawnSync('runuser', ['-u', 'nobody', '--', ...args], { encoding: 'utf8', timeout: 20_000 });
+  return { code: r.status, out: `${r.stdout}${r.stderr}` };
+}
+
+/** Per-mount options (nosuid, nodev, ro, …) of the mount at `mountPoint`, as host root sees them. */
+function mountOptions(mountPoint: string): string[] {
+  const line = readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .reverse() // the topmost mount at that point
+    .find((l) => l.split(' ')[4] === mountPoint);
+  assert.ok(line, `${mountPoint} is a mount`);
+  return line.split(' ')[5]!.split(',');
+}
+
+const hostOwner = (p: string) => {
+  const st = lstatSync(p);
+  return `${st.uid}:${st.gid}`;
+};
+
+describe('root in a sandbox is not root on the host (user namespace)', () => {
+  test('uid 0 inside is host uid 100000: the map, processes and files on the host say so; chown works inside', async () => {
+    const held = await startHeld(String.raw`cat /proc/self/uid_map /proc/self/gid_map
+echo mine > /root/mine
+mkdir -p /opt/u && echo x > /opt/u/f && chown 1000:1000 /opt/u/f && echo chown-ok
+touch /root/apt-owned && chown _apt:nogroup /root/apt-owned && echo apt-chown-ok
+echo "apt=$(id -u _apt):$(getent group nogroup | cut -d: -f3)"`);
+    const map = held.stdout.split('\n').slice(0, 2).map((l) => l.trim().split(/\s+/).join(' '));
+    assert.deepEqual(map, ['0 100000 65536', '0 100000 65536'], 'uid and gid 0..65535 inside are 100000.. on the host');
+    assert.match(held.stdout, /chown-ok\napt-chown-ok/);
+    const [aptUid, nogroup] = /apt=(\d+):(\d+)/.exec(held.stdout)!.slice(1).map(Number);
+
+    // Every process of the sandbox, seen from the host, runs as an unprivileged uid of the range.
+    const procsFile = `/sys/fs/cgroup/memory/mags${instance}/${held.sandbox}/c/cgroup.procs`;
+    const pids = readFileSync(procsFile, 'utf8').trim().split('\n').filter(Boolean);
+    assert.ok(pids.length >= 2, `the sandbox's processes are listed in ${procsFile}`);
+    for (const pid of pids) {
+      const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+      const [uids, gids] = ['Uid', 'Gid'].map((k) => new RegExp(`^${k}:\\s+(.*)$`, 'm').exec(status)![1]!.trim().split(/\s+/).map(Number));
+      for (const id of [...uids!, ...gids!]) assert.ok(id >= SANDBOX_ROOT_UID && id < SANDBOX_ROOT_UID + 65536, `host pid ${pid} runs as ${uids} / ${gids}`);
+    }
+
+    // What it wrote is owned on the host by the shifted ids, in its layer.
+    const upper = `${sandboxDir(held.sandbox)}/fs/upper`;
+    assert.equal(hostOwner(upper), '100000:100000', "the layer's root (the sandbox's /) belongs to the sandbox's root");
+    assert.equal(hostOwner(`${upper}/root/mine`), '100000:100000');
+    assert.equal(hostOwner(`${upper}/opt/u/f`), '101000:101000');
+    assert.equal(hostOwner(`${upper}/root/apt-owned`), `${SANDBOX_ROOT_UID + aptUid!}:${SANDBOX_ROOT_UID + nogroup!}`);
+    await stopJob(held.id);
+  });
+
+  test('files a workspace run writes, and uploads, are owned by the shifted ids on the host; owners round-trip inside', { timeout: 120_000 }, async () => {
+    const up = await fetch(`${server.url}/api/v1/mags-files?name=up.txt`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${server.token}`, 'content-type': 'application/octet-stream' },
+      body: 'uploaded\n',
+    });
+    const { file_id } = (await up.json()) as { file_id: string };
+    for (const persistent of [false, true]) {
+      const name = `own-${persistent ? 'p' : 'l'}`;
+      const r = await runScript(server, 'echo a > /root/f && mkdir -p /srv/d && chown 1000:1000 /srv/d && stat -c "%u:%g %U" /uploads /uploads/up.txt', {
+        workspace_id: name,
+        persistent,
+        file_ids: [file_id],
+      });
+      assert.equal(r.status, 'completed', r.stderr);
+      assert.equal(r.stdout, '0:0 root\n0:0 root\n', 'uploads belong to the root inside');
+      const dir = workspaceDir(name);
+      assert.equal(hostOwner(`${dir}/mnt`), '100000:100000');
+      assert.equal(hostOwner(`${dir}/mnt/upper`), '100000:100000');
+      assert.equal(hostOwner(`${dir}/mnt/upper/root/f`), '100000:100000');
+      assert.equal(hostOwner(`${dir}/mnt/upper/srv/d`), '101000:101000');
+      const again = await runScript(server, 'stat -c "%u:%g" /root/f /srv/d; touch /root/f && echo writable', { workspace_id: name, persistent });
+      assert.equal(again.stdout, '0:0\n1000:1000\nwritable\n');
+    }
+  });
+
+  test('without the uid-shifted image the agent refuses to start, saying how to build it', async () => {
+    const state = mkdtempSync(path.join(tmpdir(), 'mags-test-state-'));
+    const home = mkdtempSync(path.join(tmpdir(), 'mags-test-home-'));
+    const other = `n${randomBytes(2).toString('hex')}`;
+    try {
+      mkdirSync(`${state}/images/debian-12-v2`, { recursive: true });
+      writeFileSync(`${state}/images/debian-12-v2/.mags-image-complete`, ''); // only the unshifted one
+      const r = spawnSync(process.execPath, [CLI, 'server', '--port', String(await freePort()), '--instance', other, '--state-dir', state], {
+        env: { ...process.env, MAGS_HOME: home },
+        encoding: 'utf8',
+        timeout: 60_000,
+      });
+      assert.notEqual(r.status, 0);
+      assert.match(r.stderr, /debian-12-v2-u100000.*is missing: build it with scripts\/build-image\.sh/);
+    } finally {
+      rmSync(state, { recursive: true, force: true });
+      rmSync(home, { recursive: true, force: true });
+      rmSync(`/run/mags/${other}`, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('setuid files and capabilities a sandbox makes give a host user nothing', () => {
+  const ATTACK = String.raw`cp /bin/bash /tmp/rb && chmod 4755 /tmp/rb
+cp "$(readlink -f /usr/bin/python3)" /tmp/py
+# cap_setuid+ep (v2 format); setcap is not in the image
+python3 -c "import os; os.setxattr('/tmp/py', 'security.capability', bytes.fromhex('0100000280000000000000000000000000000000'))"
+ls -l /tmp/rb | cut -c1-10`;
+
+  /** Tries the planted programs through a host path as nobody; each must fail to run (let alone give root). */
+  function attack(dir: string): void {
+    for (const [file, args] of [
+      ['rb', ['-p', '-c', 'id -u; id -ur']],
+      ['py', ['-c', 'import os; os.setuid(0); print("ROOT", os.getuid())']],
+    ] as const) {
+      const r = asNobody([`${dir}/${file}`, ...args]);
+      assert.notEqual(r.code, 0, `nobody ran ${dir}/${file}: ${r.out}`);
+      assert.doesNotMatch(r.out, /^0$|ROOT/m, `nobody became root through ${dir}/${file}`);
+      assert.match(r.out, /Permission denied/, `${dir}/${file} is out of reach: ${r.out}`);
+    }
+  }
+
+  test('ephemeral sandbox: not reachable through its rootfs or layer; those mounts are nosuid,nodev', async () => {
+    const held = await startHeld(ATTACK);
+    assert.match(held.stdout, /-rwsr-xr-x/, 'the setuid copy was made');
+    const dir = sandboxDir(held.sandbox);
+    // Control: the files are there (host root sees them), setuid and with the capability.
+    assert.equal(statSync(`${dir}/fs/upper/tmp/rb`).mode & 0o4000, 0o4000);
+    assert.match(execFileSync('getfattr', ['-n', 'security.capability', '-e', 'hex', `${dir}/fs/upper/tmp/py`]).toString(), /security\.capability=0x/);
+    attack(`${dir}/rootfs/tmp`);
+    attack(`${dir}/fs/upper/tmp`);
+    for (const m of [`${dir}/rootfs`, `${dir}/fs`]) {
+      const opts = mountOptions(m);
+      assert.ok(opts.includes('nosuid') && opts.includes('nodev'), `${m} is mounted nosuid,nodev (${opts})`);
+    }
+    // The capability was written inside the namespace: it names the sandbox's root, so the host ignores it.
+    assert.match(execFileSync('getcap', ['-n', `${dir}/fs/upper/tmp/py`]).toString(), /rootid=100000/);
+    await stopJob(held.id);
+  });
+
+  test('workspace disk and base layer: same; the state directories are closed to host users', { timeout: 180_000 }, async () => {
+    const r = await runScript(server, ATTACK.replace(/\/tmp\//g, '/opt/'), { workspace_id: 'suid-ws', persistent: true });
+    assert.equal(r.status, 'completed', r.stderr);
+    const ws = workspaceDir('suid-ws');
+    attack(`${ws}/mnt/upper/opt`);
+    const diskOpts = mountOptions(`${ws}/mnt`);
+    assert.ok(diskOpts.includes('nosuid') && diskOpts.includes('nodev'), `the workspace disk is mounted nosuid,nodev (${diskOpts})`);
+
+    // The workspace as a base under a running sandbox: its materialised copy on the host.
+    const held = await startHeld('test -u /opt/rb && echo base-has-setuid', { base_workspace_id: 'suid-ws' });
+    assert.match(held.stdout, /base-has-setuid/);
+    const bases = `/var/lib/mags/bases/${instance}`;
+    const layer = readdirSync(bases).map((k) => `${bases}/${k}/root`).find((p) => existsSync(`${p}/opt/rb`));
+    assert.ok(layer, 'the base is materialised on the host');
+    attack(`${layer}/opt`);
+    const baseOpts = mountOptions(layer);
+    for (const o of ['ro', 'nosuid', 'nodev']) assert.ok(baseOpts.includes(o), `the base layer is mounted ${o} (${baseOpts})`);
+    await stopJob(held.id);
+
+    // No host user may enter the agent's state: 0700, or 0710 with the sandboxes' root as group on the way to
+    // the sandboxes' directories (crun, inside the namespace, must reach a sandbox's rootfs).
+    const expect: Array<[string, number, number]> = [
+      ['/var/lib/mags', 0o710, SANDBOX_ROOT_UID],
+      ['/var/lib/mags/sandboxes', 0o710, SANDBOX_ROOT_UID],
+      [`/var/lib/mags/sandboxes/${instance}`, 0o710, SANDBOX_ROOT_UID],
+      ['/var/lib/mags/images', 0o700, 0],
+      ['/var/lib/mags/workspaces', 0o700, 0],
+      [`/var/lib/mags/workspaces/${instance}`, 0o700, 0],
+      ['/var/lib/mags/bases', 0o700, 0],
+      [`/var/lib/mags/bases/${instance}`, 0o700, 0],
+      ['/var/lib/mags/cache', 0o700, 0],
+      [`/var/lib/mags/cache/${instance}`, 0o700, 0],
+      ['/run/mags', 0o700, 0],
+      [`/run/mags/${instance}`, 0o700, 0],
+    ];
+    for (const [dir, mode, gid] of expect) {
+      const st = statSync(dir);
+      assert.equal(`${(st.mode & 0o7777).toString(8)} ${st.uid}:${st.gid}`, `${mode.toString(8)} 0:${gid}`, dir);
+    }
+    for (const dir of ['/var/lib/mags', `/var/lib/mags/sandboxes/${instance}`, `/run/mags/${instance}`]) {
+      assert.match(asNobody(['ls', dir]).out, /Permission denied/, `nobody can't list ${dir}`);
+    }
   });
 });

@@ -63,7 +63,7 @@ export class Agent {
     this.dns = new DnsForwarder(config, logger);
     this.store = openObjectStore(config.objects, config.objectsCredentials);
     this.workspaces = new WorkspaceManager(
-      { dir: config.workspacesDir, cacheDir: config.cacheDir, localTtlMs: config.localWorkspaceTtlMs, warmMs: config.warmMs },
+      { dir: config.workspacesDir, cacheDir: config.cacheDir, localTtlMs: config.localWorkspaceTtlMs, warmMs: config.warmMs, userns: config.userns },
       this.store,
       this.disks,
       (m) => {
@@ -225,7 +225,7 @@ export class Agent {
       try {
         sandbox = await this.acquire(spec, job);
         job.sandbox = sandbox;
-        await placeUploads(sandbox.rootfs, spec.uploads ?? [], this.store).catch((err: Error) => {
+        await placeUploads(sandbox.rootfs, spec.uploads ?? [], this.store, this.config.userns.hostId).catch((err: Error) => {
           throw new Error(`the uploaded files could not be placed in /uploads: ${err.message}`);
         });
       } catch (err) {
@@ -307,7 +307,7 @@ export class Agent {
     for (let i = 0; i < 100 && this.jobs.size; i++) await new Promise((r) => setTimeout(r, 50));
     await this.pool?.close();
     await this.workspaces.close();
-    this.bases.close();
+    await this.bases.close();
     await this.store.close().catch(() => {});
     this.dns.close();
     await cleanupStale(this.config, this.logger);

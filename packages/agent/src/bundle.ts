@@ -1,4 +1,5 @@
-// The OCI bundle of a sandbox: namespaces, mounts, cgroup limits, capabilities and the seccomp filter.
+// The OCI bundle of a sandbox: namespaces (a user namespace whose root is an unprivileged host uid among them),
+// mounts, cgroup limits, capabilities and the seccomp filter.
 // The same hardening is written into every process started in the sandbox (crun exec --process).
 
 export interface Limits {
@@ -129,6 +130,8 @@ export interface BundleInput {
   hostsFile: string;
   resolvFile: string;
   initBinary: string;
+  /** The user namespace: uid/gid 0..size-1 inside are hostId.. on the host. */
+  userns: { hostId: number; size: number };
 }
 
 export function ociConfig(b: BundleInput) {
@@ -143,13 +146,17 @@ export function ociConfig(b: BundleInput) {
       { destination: '/dev/pts', type: 'devpts', source: 'devpts', options: ['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620'] },
       { destination: '/dev/shm', type: 'tmpfs', source: 'shm', options: ['nosuid', 'noexec', 'nodev', 'mode=1777', 'size=65536k'] },
       { destination: '/dev/mqueue', type: 'mqueue', source: 'mqueue', options: ['nosuid', 'noexec', 'nodev'] },
-      { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro'] },
+      // The network namespace is made by the host (owned by the initial user namespace), so the kernel refuses the
+      // sandbox a sysfs of its own, and crun would then bind the host's /sys instead. An empty read-only tmpfs it is.
+      { destination: '/sys', type: 'tmpfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro', 'mode=0555', 'size=4k'] },
       { destination: '/etc/hosts', type: 'bind', source: b.hostsFile, options: ['bind', 'ro', 'nosuid', 'nodev', 'noexec'] },
       { destination: '/etc/resolv.conf', type: 'bind', source: b.resolvFile, options: ['bind', 'ro', 'nosuid', 'nodev', 'noexec'] },
       { destination: '/.mags/init', type: 'bind', source: b.initBinary, options: ['bind', 'ro', 'nosuid', 'nodev'] },
     ],
     linux: {
+      // The user namespace comes first: the others are created (or, for the network, joined) from inside it.
       namespaces: [
+        { type: 'user' },
         { type: 'pid' },
         { type: 'ipc' },
         { type: 'uts' },
@@ -157,6 +164,8 @@ export function ociConfig(b: BundleInput) {
         { type: 'cgroup' },
         { type: 'network', path: b.netnsPath },
       ],
+      uidMappings: [{ containerID: 0, hostID: b.userns.hostId, size: b.userns.size }],
+      gidMappings: [{ containerID: 0, hostID: b.userns.hostId, size: b.userns.size }],
       cgroupsPath: b.cgroupsPath,
       resources: { devices: deviceRules() },
       seccomp: seccomp(),

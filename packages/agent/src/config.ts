@@ -13,7 +13,10 @@ export interface AgentConfig {
   /** Host state owned by the agent: sandboxes, images. */
   stateDir: string;
   imagesDir: string;
-  /** Root image directory name under imagesDir (built by scripts/build-image.sh). */
+  /**
+   * Root image directory name under imagesDir (built by scripts/build-image.sh). Sandboxes use its copy shifted
+   * into the user namespace's ids (see shiftedImageName).
+   */
   image: string;
   /** OCI runtime binary. */
   runtime: string;
@@ -106,6 +109,11 @@ export function loadAgentConfig(overrides: Partial<AgentConfig> = {}): AgentConf
   }
   if (!Number.isInteger(config.poolSize) || config.poolSize < 0) throw new Error('agent poolSize must be a whole number ≥ 0');
   if (!Number.isInteger(config.capacity) || config.capacity < 1) throw new Error('agent capacity must be a whole number ≥ 1');
+  const { hostId, size } = config.userns;
+  // 65,536 ids at least: Debian's nobody/nogroup (65534) must exist inside. Host ids 0..65535 (the host's own users) never.
+  if (!Number.isInteger(hostId) || !Number.isInteger(size) || size < 65_536 || hostId < 65_536 || hostId + size > 2 ** 32 - 1) {
+    throw new Error('agent userns must map at least 65536 ids to host ids from 65536 up (e.g. hostId 100000, size 65536)');
+  }
   if (!/^\d+\.\d+\.0\.0\/16$/.test(config.subnet)) throw new Error(`agent subnet must be a /16 such as 10.89.0.0/16, not "${config.subnet}"`);
   return config;
 }
@@ -122,13 +130,22 @@ export function hostNames(config: AgentConfig) {
   };
 }
 
+/** The image copy whose owners are shifted by hostId (made by scripts/build-image.sh; MAGS_USERNS_HOST_ID picks the shift). */
+export function shiftedImageName(image: string, hostId: number): string {
+  return `${image}-u${hostId}`;
+}
+
+/** The lowest layer of every sandbox's root: the root image, uid-shifted into the user namespace's range. */
 export function imagePath(config: AgentConfig): string {
-  return path.join(config.imagesDir, config.image);
+  return path.join(config.imagesDir, shiftedImageName(config.image, config.userns.hostId));
 }
 
 export function checkImage(config: AgentConfig): void {
   const dir = imagePath(config);
   if (!existsSync(path.join(dir, '.mags-image-complete'))) {
-    throw new Error(`the root image ${dir} is missing: build it with scripts/build-image.sh (./setup.sh does this)`);
+    const env = config.userns.hostId === 100_000 ? '' : `MAGS_USERNS_HOST_ID=${config.userns.hostId} `;
+    throw new Error(
+      `the root image ${dir} (${config.image} with owners shifted to the sandboxes' user namespace, from uid ${config.userns.hostId}) is missing: build it with ${env}scripts/build-image.sh (./setup.sh does this)`,
+    );
   }
 }

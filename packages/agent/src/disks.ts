@@ -74,17 +74,18 @@ const TEMPLATE_MAX_GB = 64;
  * `templatesDir` (mkfs syncs the image it writes, which costs tens of ms on a busy disk; `cp` of the ~200 KB a
  * template holds does not), so it takes two processes, as the tmpfs it replaces did.
  */
-export function layerDiskScript(templatesDir: string, image: string, mountPoint: string, sizeGb: number): string {
+export function layerDiskScript(templatesDir: string, image: string, mountPoint: string, sizeGb: number, owner: number): string {
   const img = shq(image);
   const root = shq(path.join(templatesDir, 'root'));
   const mkfs = (file: string) =>
-    `mkfs.ext4 -q -F -m 0 -O ^has_journal,^resize_inode -E lazy_itable_init=1,nodiscard -d ${root} -L mags-layer ${file} ${sizeGb}G >/dev/null`;
-  const withRoot = `mkdir -p ${root}/upper ${root}/work && `;
+    `mkfs.ext4 -q -F -m 0 -O ^has_journal,^resize_inode -E lazy_itable_init=1,nodiscard,root_owner=${owner}:${owner} -d ${root} -L mags-layer ${file} ${sizeGb}G >/dev/null`;
+  // The layer's root, upper/ and work/ belong to the sandbox's root (the user namespace's host id).
+  const withRoot = `install -d -o ${owner} -g ${owner} -m 0700 ${root} && install -d -o ${owner} -g ${owner} -m 0755 ${root}/upper ${root}/work && `;
   let make: string;
   if (sizeGb <= TEMPLATE_MAX_GB) {
-    const template = shq(path.join(templatesDir, `${sizeGb}G.img`));
+    const template = shq(path.join(templatesDir, `${sizeGb}G-u${owner}.img`));
     // Made under a name of its own, then renamed: sandboxes made at once never copy a half-written template.
-    const partial = shq(path.join(templatesDir, `${sizeGb}G.img.${randomBytes(4).toString('hex')}`));
+    const partial = shq(path.join(templatesDir, `${sizeGb}G-u${owner}.img.${randomBytes(4).toString('hex')}`));
     make = `{ [ -e ${template} ] || { ${withRoot}${mkfs(partial)} && mv ${partial} ${template}; }; } && cp --sparse=always ${template} ${img}`;
   } else {
     make = withRoot + mkfs(img);

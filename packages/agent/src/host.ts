@@ -1,5 +1,5 @@
 // Host preparation at agent start, and removal of what a crashed predecessor left behind.
-import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { type AgentConfig, checkImage, hostNames } from './config.js';
@@ -56,7 +56,9 @@ function capSandboxesTogether(config: AgentConfig, logger: Logger): void {
  */
 function claimInstance(config: AgentConfig): void {
   const file = path.join(config.runtimeRoot, 'agent.pid');
-  mkdirSync(config.runtimeRoot, { recursive: true });
+  // /run/mags (the default's parent, shared by instances) too; never a parent the agent does not own, like /run.
+  if (path.basename(path.dirname(config.runtimeRoot)) === 'mags') privateDir(path.dirname(config.runtimeRoot));
+  privateDir(config.runtimeRoot);
   if (existsSync(file)) {
     const pid = Number(readFileSync(file, 'utf8').trim());
     if (pid && pid !== process.pid && isAlive(pid)) {
@@ -91,10 +93,50 @@ export async function prepareHost(config: AgentConfig, logger: Logger): Promise<
   claimInstance(config);
   checkImage(config);
   if (!existsSync(config.initBinary)) throw new Error(`the sandbox init ${config.initBinary} is missing: install the catatonit package (./setup.sh does this)`);
+  checkUserNamespaces();
   await ensureCgroupLayout(logger);
-  mkdirSync(hostNames(config).sandboxesDir, { recursive: true });
-  mkdirSync(config.runtimeRoot, { recursive: true });
+  secureStateDirs(config);
   capSandboxesTogether(config, logger);
+}
+
+/** Every sandbox runs in a user namespace: a host that forbids them can run none. */
+function checkUserNamespaces(): void {
+  const file = '/proc/sys/user/max_user_namespaces';
+  if (existsSync(file) && Number(readFileSync(file, 'utf8').trim()) === 0) {
+    throw new Error('user namespaces are disabled on this host (user.max_user_namespaces = 0): sandboxes run in one; enable them with sysctl -w user.max_user_namespaces=15000');
+  }
+}
+
+/** Creates a directory with `mode` (parents too) or, when it exists, corrects its mode and owner to root:gid. */
+function privateDir(dir: string, mode = 0o700, gid = 0): void {
+  mkdirSync(dir, { recursive: true, mode });
+  const st = statSync(dir);
+  if (st.uid !== 0 || st.gid !== gid) chownSync(dir, 0, gid);
+  if ((st.mode & 0o7777) !== mode) chmodSync(dir, mode);
+}
+
+/**
+ * The agent's state is its own: sandboxes' layers, workspace disks, bases and the blob cache hold what sandboxes
+ * wrote (setuid files, capabilities, secrets), so no host user may enter these directories: 0700, root's. The path to
+ * the sandboxes' directories is 0710 with the sandboxes' root as group: crun, already inside the user namespace,
+ * must reach each sandbox's rootfs/ and bind sources, and no host account has that gid. Made so, and corrected at
+ * every start.
+ */
+function secureStateDirs(config: AgentConfig): void {
+  const root = config.userns.hostId;
+  const { sandboxesDir } = hostNames(config);
+  privateDir(config.stateDir, 0o710, root);
+  privateDir(path.dirname(sandboxesDir), 0o710, root);
+  privateDir(sandboxesDir, 0o710, root);
+  const under = (p: string) => p.startsWith(`${config.stateDir}/`);
+  for (const dir of [config.imagesDir, config.workspacesDir, config.basesDir, config.cacheDir]) {
+    // The parent too (workspaces/, bases/, cache/ hold every instance's); not a directory outside the state dir.
+    if (under(path.dirname(dir)) && path.dirname(dir) !== config.stateDir) privateDir(path.dirname(dir));
+    privateDir(dir);
+  }
+  // A local object store under the state directory (the default) holds every workspace's files.
+  const objects = config.objects.startsWith('file://') ? config.objects.slice(7) : config.objects;
+  if (path.isAbsolute(objects) && under(objects) && existsSync(objects)) privateDir(objects);
 }
 
 /**

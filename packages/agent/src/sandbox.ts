@@ -4,7 +4,7 @@
 // output comes back on the runtime's stdout/stderr pipes and its exit code is the runtime's.
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, statfsSync, writeFileSync } from 'node:fs';
+import { chownSync, mkdirSync, statfsSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { GiB } from '@mags/api';
 import type { Logger } from 'pino';
@@ -90,8 +90,12 @@ export class Sandbox {
     try {
       // Before any host work: a layer that does not fit is refused with a sentence (507).
       if (!options.upper) ctx.disks.reserve(sandbox.layerImage, options.diskGb * GiB);
-      mkdirSync(path.join(dir, 'rootfs'), { recursive: true });
-      mkdirSync(path.join(dir, 'fs'), { recursive: true });
+      // 0710, group = the sandbox's root: crun, already inside the user namespace, must reach rootfs/ and the files
+      // it binds; no other host user may (a sandbox's layer holds whatever its script made: setuid files, …).
+      mkdirSync(dir, { mode: 0o710 });
+      chownSync(dir, 0, config.userns.hostId);
+      mkdirSync(path.join(dir, 'rootfs'));
+      mkdirSync(path.join(dir, 'fs'), { mode: 0o700 });
       writeHostsFile(path.join(dir, 'hosts'));
       writeFileSync(path.join(dir, 'resolv.conf'), resolvConf(link));
       sandbox.cgroup.create(options.limits);
@@ -102,13 +106,16 @@ export class Sandbox {
         hostsFile: path.join(dir, 'hosts'),
         resolvFile: path.join(dir, 'resolv.conf'),
         initBinary: config.initBinary,
+        userns: config.userns,
       });
       writeFileSync(path.join(dir, 'config.json'), JSON.stringify(oci));
       // One process for the host side: namespace, veth, the size-limited upper layer, the overlay root.
       // An ephemeral upper layer is a sparse ext4 of `diskGb` (made here, in the warm pool, off the start path):
       // writing past it gives the script ENOSPC (a tmpfs charged to the memory limit was an OOM kill), and it can't
-      // fill the host disk.
+      // fill the host disk. Its upper directory (the sandbox's /) belongs to the sandbox's root. Every mount is
+      // nosuid,nodev: a setuid file or a device node a sandbox makes is inert on the host.
       const d = shq(dir);
+      const root = config.userns.hostId;
       const lowerdir = [...(options.lowers ?? []), imagePath(config)].join(':');
       const upper = options.upper
         ? [`upperdir=${options.upper.upper}`, `workdir=${options.upper.work}`]
@@ -118,8 +125,8 @@ export class Sandbox {
           spare ? 'true' : netnsUpScript(id, link),
           options.upper
             ? 'true'
-            : layerDiskScript(layerTemplatesDir(config), sandbox.layerImage, path.join(dir, 'fs'), options.diskGb),
-          `mount -t overlay -o ${shq([`lowerdir=${lowerdir}`, ...upper, 'xino=off'].join(','))} mags-root ${d}/rootfs`,
+            : layerDiskScript(layerTemplatesDir(config), sandbox.layerImage, path.join(dir, 'fs'), options.diskGb, root),
+          `mount -t overlay -o ${shq(['nosuid', 'nodev', `lowerdir=${lowerdir}`, ...upper, 'xino=off'].join(','))} mags-root ${d}/rootfs`,
         ].join('\n'),
         { logger: ctx.logger, timeoutMs: 30_000 },
       );

@@ -1,13 +1,15 @@
 // Base layers (`--base`): a persistent workspace version materialised once per host as a plain directory and used
 // read-only as an overlay lower layer by every sandbox that names it. Keyed by the sha256 of the manifest's bytes,
-// so two names for the same content (a version and a fork's copy of it) share one directory.
-import { existsSync } from 'node:fs';
+// so two names for the same content (a version and a fork's copy of it) share one directory. Each is bind-mounted
+// on itself read-only, nosuid and nodev while it exists, so a setuid file or device node in a base is inert on the host.
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, readdir, rm, stat, writeFile, rename } from 'node:fs/promises';
 import path from 'node:path';
 import type { BaseLayer } from '@mags/api';
 import { MagsError } from '@mags/api';
 import { type ObjectStore, readManifestObject, restoreManifest } from '@mags/objects';
 import type { Logger } from 'pino';
+import { run, sh, shq } from '../process.js';
 
 const COMPLETE = '.mags-base-complete';
 
@@ -38,7 +40,9 @@ export class BaseLayers {
   ) {}
 
   async start(): Promise<void> {
-    await mkdir(this.root, { recursive: true });
+    await mkdir(this.root, { recursive: true, mode: 0o700 });
+    await this.unmountAll(); // a crashed predecessor's
+
     // Half-made directories of a crashed agent are useless; complete ones are kept for reuse.
     for (const name of await readdir(this.root)) {
       if (!existsSync(path.join(this.root, name, COMPLETE))) await rm(path.join(this.root, name), { recursive: true, force: true });
@@ -88,7 +92,7 @@ export class BaseLayers {
   }
 
   private async materialise(dir: string, manifest: Parameters<typeof restoreManifest>[1], label: string): Promise<void> {
-    if (existsSync(path.join(dir, COMPLETE))) return;
+    if (existsSync(path.join(dir, COMPLETE))) return this.mountLayer(path.join(dir, 'root'));
     const started = Date.now();
     const tmp = `${dir}.tmp-${process.pid}-${Date.now()}`;
     await rm(tmp, { recursive: true, force: true });
@@ -102,7 +106,33 @@ export class BaseLayers {
       await rm(tmp, { recursive: true, force: true }).catch(() => {});
       throw err;
     }
+    await this.mountLayer(path.join(dir, 'root'));
     this.logger.info({ base: label, ms: Date.now() - started, files: manifest.files }, 'base layer materialised');
+  }
+
+  private mounts(): string[] {
+    return readFileSync('/proc/self/mountinfo', 'utf8')
+      .split('\n')
+      .map((l) => l.split(' ')[4])
+      .filter((m): m is string => !!m && m.startsWith(`${this.root}/`));
+  }
+
+  private async mountLayer(dir: string): Promise<void> {
+    if (this.mounts().includes(dir)) return;
+    const d = shq(dir);
+    await sh(`mount --bind ${d} ${d} && mount -o remount,bind,ro,nosuid,nodev ${d} ${d} || { umount ${d} 2>/dev/null; exit 1; }`, { logger: this.logger });
+  }
+
+  /** Deletes a materialised base (its directory holds `root/`, mounted on itself). */
+  private async remove(dir: string): Promise<void> {
+    const layer = path.join(dir, 'root');
+    if (this.mounts().includes(layer)) await run('umount', [layer], { logger: this.logger });
+    await rm(dir, { recursive: true, force: true });
+  }
+
+  private async unmountAll(): Promise<void> {
+    // Deepest first; lazily, as sandboxes' overlays hold their own references to their lower layers.
+    for (const m of this.mounts().sort((a, b) => b.length - a.length)) await run('umount', ['-l', m], { allowFailure: true, logger: this.logger });
   }
 
   private async sweep(): Promise<void> {
@@ -110,17 +140,19 @@ export class BaseLayers {
     for (const [key, entry] of this.entries) {
       if (entry.refs > 0 || now - entry.lastUsed < this.idleMs) continue;
       this.entries.delete(key);
-      await rm(path.dirname(entry.dir), { recursive: true, force: true }).catch((err) => this.logger.warn({ err }, 'could not delete a base layer'));
+      await this.remove(path.dirname(entry.dir)).catch((err) => this.logger.warn({ err }, 'could not delete a base layer'));
     }
     // Complete directories no entry knows of (from a previous agent run) go once they are idle too.
     for (const name of await readdir(this.root).catch(() => [] as string[])) {
       if (this.entries.has(name)) continue;
       const s = await stat(path.join(this.root, name)).catch(() => undefined);
-      if (s && now - s.mtimeMs > this.idleMs) await rm(path.join(this.root, name), { recursive: true, force: true }).catch(() => {});
+      if (s && now - s.mtimeMs > this.idleMs) await this.remove(path.join(this.root, name)).catch(() => {});
     }
   }
 
-  close(): void {
+  /** Stops the sweeper and unmounts every base (the directories stay, for reuse by the next start). */
+  async close(): Promise<void> {
     if (this.sweeper) clearInterval(this.sweeper);
+    await this.unmountAll();
   }
 }

@@ -1,8 +1,10 @@
 // A workspace's disk: a sparse file holding an ext4 filesystem of the workspace's size, loop-mounted on the host.
 // The sandbox's overlay upper layer lives on it, so filling it gives the script ENOSPC and nothing else.
+// Its root, upper/ and work/ belong to the sandboxes' root (the user namespace's uid 0).
 import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
+import { type IdRange, ownBySandboxRoot, shiftTree } from '../ids.js';
 import { run, sh, shq } from '../process.js';
 
 export class WorkspaceDisk {
@@ -10,6 +12,8 @@ export class WorkspaceDisk {
     /** Directory holding disk.img and the mount point. */
     readonly dir: string,
     private readonly logger: Logger,
+    /** The sandboxes' user namespace. */
+    private readonly ids: IdRange,
   ) {}
 
   get image(): string {
@@ -43,19 +47,36 @@ export class WorkspaceDisk {
 
   /** Creates the filesystem (sparse: it takes space only as it fills). */
   async create(sizeGb: number): Promise<void> {
-    mkdirSync(this.mountPoint, { recursive: true });
+    mkdirSync(this.mountPoint, { recursive: true, mode: 0o700 });
     const img = shq(this.image);
     await sh(
-      `truncate -s ${sizeGb}G ${img} && mkfs.ext4 -q -F -m 0 -E lazy_itable_init=1,lazy_journal_init=1,nodiscard -L mags-ws ${img}`,
+      `truncate -s ${sizeGb}G ${img} && mkfs.ext4 -q -F -m 0 -E lazy_itable_init=1,lazy_journal_init=1,nodiscard,root_owner=${this.ids.hostId}:${this.ids.hostId} -L mags-ws ${img}`,
       { logger: this.logger },
     );
   }
 
   async mount(): Promise<void> {
-    if (this.mounted()) return;
-    mkdirSync(this.mountPoint, { recursive: true });
-    const mp = shq(this.mountPoint);
-    await sh(`mount -o loop,nosuid,nodev,noatime ${shq(this.image)} ${mp} && mkdir -p ${mp}/upper ${mp}/work`, { logger: this.logger });
+    if (!this.mounted()) {
+      mkdirSync(this.mountPoint, { recursive: true, mode: 0o700 });
+      const mp = shq(this.mountPoint);
+      await sh(`mount -o loop,nosuid,nodev,noatime ${shq(this.image)} ${mp} && mkdir -p ${mp}/upper ${mp}/work`, { logger: this.logger });
+    }
+    await this.ownRoots(); // also for a disk a crashed agent left mounted
+  }
+
+  /**
+   * Gives the disk's root, upper/ and work/ to the sandboxes' root. A disk made before sandboxes ran in a user
+   * namespace (its root is still host root's) has its whole layer shifted into the namespace's ids once, so its files
+   * keep their owners as seen inside; the disk's root changes owner last, marking the shift done. Only while no
+   * sandbox uses the disk (at mount, or after a restore).
+   */
+  async ownRoots(): Promise<void> {
+    if (statSync(this.mountPoint).uid !== this.ids.hostId) {
+      const started = Date.now();
+      const r = await shiftTree(this.upper, this.ids);
+      this.logger.info({ disk: this.dir, ...r, ms: Date.now() - started }, "workspace disk from before user namespaces: its files' owners shifted into the sandboxes' ids");
+    }
+    for (const p of [this.upper, this.work, this.mountPoint]) ownBySandboxRoot(p, this.ids);
   }
 
   async unmount(): Promise<void> {

@@ -65,6 +65,8 @@ export interface WorkspaceSettings {
   cacheDir: string;
   localTtlMs: number;
   warmMs: number;
+  /** The sandboxes' user namespace: disks' roots belong to its root (and older disks are shifted into it). */
+  userns: { hostId: number; size: number };
 }
 
 class CopyGone extends Error {}
@@ -104,7 +106,7 @@ export class WorkspaceManager {
           state = JSON.parse(readFileSync(path.join(dir, 'state.json'), 'utf8')) as SavedState;
         } catch {
           this.logger.warn({ dir }, 'removing a workspace copy without a readable state');
-          await this.removeDir(new WorkspaceDisk(dir, this.logger));
+          await this.removeDir(new WorkspaceDisk(dir, this.logger, this.settings.userns));
           continue;
         }
         const copy = this.track({ owner: state.owner, name: state.name }, state);
@@ -337,7 +339,7 @@ export class WorkspaceManager {
   private track(key: WorkspaceKey, state: SavedState): HostCopy {
     const copy: HostCopy = {
       key: { owner: key.owner, name: key.name },
-      disk: new WorkspaceDisk(path.join(this.settings.dir, key.owner, key.name), this.logger),
+      disk: new WorkspaceDisk(path.join(this.settings.dir, key.owner, key.name), this.logger, this.settings.userns),
       state,
       retryDelayMs: RETRY_MIN_MS,
       queue: Promise.resolve(),
@@ -367,6 +369,7 @@ export class WorkspaceManager {
     } else {
       await mkdir(upper, { recursive: true });
     }
+    await copy.disk.ownRoots();
     copy.state.version = version;
     copy.state.dirty = false;
   }

@@ -20,6 +20,8 @@ export type ErrorCode =
   | 'unsupported_media_type'
   | 'unavailable'
   | 'unsupported_option'
+  | 'invalid_name'
+  | 'too_many_requests'
   | 'no_capacity'
   | 'insufficient_storage'
   | 'disk_quota_exceeded'

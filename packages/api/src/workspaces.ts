@@ -98,11 +98,27 @@ export type FileInfo = Static<typeof FileInfo>;
 export const FileList = Type.Object({ files: Type.Array(FileInfo) });
 export type FileList = Static<typeof FileList>;
 
-/** A basename that is safe as /uploads/<name>: no slash, not "." or "..", no NUL, at most 255 bytes. */
+/**
+ * Characters that are not text to show: C0 and C1 controls (CR, LF, TAB, ESC, …), DEL, and the Unicode marks that
+ * reorder or break displayed text (bidi embeddings, overrides and isolates U+202A–202E and U+2066–2069, LRM, RLM,
+ * ALM, line and paragraph separators). A name holding one can forge what a listing shows.
+ */
+// eslint-disable-next-line no-control-regex
+export const UNPRINTABLE = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/;
+
+/** A sentence naming the first unprintable character in `name`, or undefined when there is none. */
+export function unprintableIn(name: string): string | undefined {
+  const m = UNPRINTABLE.exec(name);
+  if (!m) return undefined;
+  const code = `U+${m[0].charCodeAt(0).toString(16).toUpperCase().padStart(4, '0')}`;
+  return `the file name contains a control or text-direction character (${code} at position ${m.index + 1}); rename the file`;
+}
+
+/** A basename that is safe as /uploads/<name>: no slash, not "." or "..", no NUL or other control, at most 255 bytes. */
 export function checkUploadName(name: string): string | undefined {
   if (name.length === 0) return 'the file name is empty';
   if (name.includes('/') || name.includes('\0')) return 'the file name must be a basename (no "/" or NUL)';
   if (name === '.' || name === '..') return `"${name}" is not a file name`;
   if (Buffer.byteLength(name) > 255) return 'the file name is longer than 255 bytes';
-  return undefined;
+  return unprintableIn(name);
 }

@@ -37,6 +37,12 @@ export interface ServerConfig {
   localWorkspaceTtlS: number;
   /** The most GB of workspace disks one user's workspaces may have together (`--max-disk-gb-per-user`). */
   maxDiskGbPerUser: number;
+  /** Stored output per job, in MiB: past it the rest is neither stored nor streamed, and one line says so. */
+  maxLogMb: number;
+  /** Finished jobs and their output are deleted this many days after they ended (0: kept until deleted). */
+  retainDays: number;
+  /** Open log streams (followers) one user may hold at once; one more is 429. */
+  maxFollowersPerUser: number;
 }
 
 /** What a caller (the `mags server` command, a test) may give; anything missing comes from the environment or defaults. */
@@ -52,6 +58,9 @@ export interface ServerConfigInput {
   maxUploadBytes?: number | string;
   localWorkspaceTtlS?: number | string;
   maxDiskGbPerUser?: number | string;
+  maxLogMb?: number | string;
+  retainDays?: number | string;
+  maxFollowersPerUser?: number | string;
 }
 
 export const DEFAULT_PORT = 7373;
@@ -60,6 +69,9 @@ export const DEFAULT_MAX_UPLOAD_BYTES = 5 * 1024 ** 3;
 export const DEFAULT_LOCAL_WORKSPACE_TTL_S = 600;
 /** As large as the largest single disk, so this limit alone never refuses a disk the per-disk limit allows. */
 export const DEFAULT_MAX_DISK_GB_PER_USER = 1024;
+export const DEFAULT_MAX_LOG_MB = 64;
+export const DEFAULT_RETAIN_DAYS = 30;
+export const DEFAULT_MAX_FOLLOWERS_PER_USER = 64;
 
 /** The environment variables the server understands, and only here. */
 export interface ServerEnvironment {
@@ -72,6 +84,9 @@ export interface ServerEnvironment {
   MAGS_MAX_UPLOAD_BYTES?: string;
   MAGS_WORKSPACE_TTL?: string;
   MAGS_MAX_DISK_GB_PER_USER?: string;
+  MAGS_MAX_LOG_MB?: string;
+  MAGS_RETAIN_DAYS?: string;
+  MAGS_MAX_FOLLOWERS?: string;
   AWS_ACCESS_KEY_ID?: string;
   AWS_SECRET_ACCESS_KEY?: string;
   HOME?: string;
@@ -173,6 +188,27 @@ export function resolveServerConfig(input: ServerConfigInput = {}, env: ServerEn
     1_000_000,
     'a number of GB from 1 to 1000000',
   );
+  const maxLogMb = wholeNumber(
+    'maxLogMb',
+    input.maxLogMb ?? nonEmpty(env.MAGS_MAX_LOG_MB) ?? DEFAULT_MAX_LOG_MB,
+    1,
+    1_048_576,
+    'a number of MiB from 1 to 1048576',
+  );
+  const retainDays = wholeNumber(
+    'retainDays',
+    input.retainDays ?? nonEmpty(env.MAGS_RETAIN_DAYS) ?? DEFAULT_RETAIN_DAYS,
+    0,
+    36_500,
+    'a number of days from 0 (keep jobs until deleted) to 36500',
+  );
+  const maxFollowersPerUser = wholeNumber(
+    'maxFollowersPerUser',
+    input.maxFollowersPerUser ?? nonEmpty(env.MAGS_MAX_FOLLOWERS) ?? DEFAULT_MAX_FOLLOWERS_PER_USER,
+    1,
+    100_000,
+    'a number of streams from 1 to 100000',
+  );
 
   return {
     dataDir,
@@ -186,6 +222,9 @@ export function resolveServerConfig(input: ServerConfigInput = {}, env: ServerEn
     maxUploadBytes,
     localWorkspaceTtlS,
     maxDiskGbPerUser,
+    maxLogMb,
+    retainDays,
+    maxFollowersPerUser,
   };
 }
 

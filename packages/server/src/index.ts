@@ -10,6 +10,8 @@ import { type ServerConfig, redactUrl, resolveServerConfig } from './config.js';
 import type { ServerContext } from './context.js';
 import { JobEvents } from './events.js';
 import type { LogStream } from './http/log-stream.js';
+import { JobOutput } from './job-output.js';
+import { JobRetention } from './retention.js';
 import { Scheduler } from './scheduler.js';
 import { Store } from './store/index.js';
 import { type WorkspaceTimeouts, Workspaces } from './workspaces.js';
@@ -28,6 +30,8 @@ export interface CreateServerOptions {
   logger?: Logger;
   /** How long agents may take to answer workspace orders (defaults: 60 s, and 10 min for a sync). */
   workspaceTimeouts?: Partial<WorkspaceTimeouts>;
+  /** How often finished jobs past their retention are deleted (default: hourly, and once at start). */
+  retentionSweepMs?: number;
 }
 
 export interface MagsServer {
@@ -67,11 +71,13 @@ export async function createServer(config: ServerConfig, options: CreateServerOp
   }
   let app: MagsApp | undefined;
   let scheduler: Scheduler | undefined;
+  let retention: JobRetention | undefined;
   try {
     const events = new JobEvents();
     const auth = new Auth(store);
     const localToken = await auth.bootstrapOwner();
-    scheduler = new Scheduler(store, events, logger);
+    const output = new JobOutput({ store, events, logger, maxLogMb: cfg.maxLogMb });
+    scheduler = new Scheduler(store, events, logger, output);
     const workspaces = new Workspaces({
       store,
       objects,
@@ -105,8 +111,11 @@ export async function createServer(config: ServerConfig, options: CreateServerOp
       'server ready',
     );
     if (localToken) logger.info('created the local owner and its token');
+    retention = new JobRetention(store, logger, cfg.retainDays, options.retentionSweepMs);
+    retention.start();
 
     const sched = scheduler;
+    const sweeper = retention;
     const fastify = app;
     let closing: Promise<void> | undefined;
     return {
@@ -132,7 +141,9 @@ export async function createServer(config: ServerConfig, options: CreateServerOp
           shutdown.abort();
           for (const stream of streams) stream.stop();
           await fastify.close();
+          await sweeper.close();
           await sched.close();
+          await output.close();
           await store.close();
           await objects.close().catch((err: unknown) => logger.warn({ err }, 'closing the object store failed'));
           logger.info('server closed');
@@ -142,6 +153,7 @@ export async function createServer(config: ServerConfig, options: CreateServerOp
     };
   } catch (err) {
     await app?.close().catch(() => undefined);
+    await retention?.close().catch(() => undefined);
     await scheduler?.close().catch(() => undefined);
     await store.close().catch(() => undefined);
     await objects.close().catch(() => undefined);

@@ -20,6 +20,7 @@ import {
 } from '@mags/api';
 import { checkAgentMessage } from './agent-messages.js';
 import type { JobEvents } from './events.js';
+import type { JobOutput } from './job-output.js';
 import { parseSpec } from './job-view.js';
 import { waitForTerminal } from './job-wait.js';
 import type { JobFinish, JobRow, JobSpec, Store, WorkspaceRow } from './store/index.js';
@@ -89,6 +90,7 @@ export class Scheduler {
     private readonly store: Store,
     private readonly events: JobEvents,
     private readonly logger: Logger,
+    private readonly output: JobOutput,
   ) {}
 
   /**
@@ -308,13 +310,15 @@ export class Scheduler {
       case 'output': {
         if (!conn.jobs.has(m.jobId)) return this.unknownJob(conn, m.jobId, m.type);
         if (m.lines.length === 0) return;
-        const inserted = await this.store.appendLogs(m.jobId, m.lines);
-        if (inserted.length > 0) this.events.emit(m.jobId, { type: 'logs', lines: inserted });
+        // Batched, capped and announced by JobOutput; this waits only while the job's batch is full.
+        await this.output.append(m.jobId, m.lines);
         return;
       }
       case 'exited': {
         if (!conn.jobs.has(m.jobId)) return this.unknownJob(conn, m.jobId, m.type);
         conn.jobs.delete(m.jobId);
+        // Every line is stored (and sent to followers) before the job is seen to end.
+        await this.output.end(m.jobId);
         const current = await this.store.getJob(m.jobId);
         const finish = current ? this.finishFor(current, m) : undefined;
         const job = finish ? await this.store.finishJob(m.jobId, finish, agentId) : undefined;
@@ -386,6 +390,7 @@ export class Scheduler {
     if (this.byAgentId.get(info.id) === conn) this.byAgentId.delete(info.id);
     const now = Date.now();
     for (const jobId of conn.jobs) {
+      await this.output.end(jobId);
       const job = await this.store.finishJob(
         jobId,
         { status: 'error', exitCode: null, errorMessage: conn.closeReason, completedAt: now },

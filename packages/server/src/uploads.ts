@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { Transform } from 'node:stream';
 import type { Logger } from 'pino';
-import { type FileInfo, MagsError, checkUploadName } from '@mags/api';
+import { type FileInfo, MagsError, checkUploadName, unprintableIn } from '@mags/api';
 import type { ObjectStore } from '@mags/objects';
 import { uuidv7 } from './ids.js';
 import type { FileRow, Store } from './store/index.js';
@@ -17,10 +17,15 @@ export function tooLarge(limit: number): MagsError {
   return new MagsError(413, 'payload_too_large', `the file is larger than the ${formatBytes(limit)} upload limit of this server`);
 }
 
-/** Throws 400 with a sentence when `name` cannot be /uploads/<name>. */
+/**
+ * Throws 400 with a sentence when `name` cannot be /uploads/<name>, and 422 `invalid_name` when it is a valid path
+ * but holds a control or text-direction character (it would forge what listings show).
+ */
 export function checkName(name: string): void {
   const bad = checkUploadName(name);
-  if (bad) throw MagsError.invalid(`name: ${bad}`);
+  if (!bad) return;
+  if (bad === unprintableIn(name)) throw new MagsError(422, 'invalid_name', `name: ${bad}`);
+  throw MagsError.invalid(`name: ${bad}`);
 }
 
 export interface UploadDeps {

@@ -34,7 +34,21 @@ describe('server configuration', () => {
       maxUploadBytes: 5 * 1024 ** 3,
       localWorkspaceTtlS: 600,
       maxDiskGbPerUser: 1024,
+      maxLogMb: 64,
+      retainDays: 30,
+      maxFollowersPerUser: 64,
     });
+  });
+
+  test('the output cap, the retention and the follower limit come from input, then the environment', () => {
+    const env = { MAGS_MAX_LOG_MB: '8', MAGS_RETAIN_DAYS: '0', MAGS_MAX_FOLLOWERS: '5' };
+    const fromEnv = resolveServerConfig({ dataDir: '/d' }, env);
+    assert.deepEqual([fromEnv.maxLogMb, fromEnv.retainDays, fromEnv.maxFollowersPerUser], [8, 0, 5]);
+    const explicit = resolveServerConfig({ dataDir: '/d', maxLogMb: 1, retainDays: '7', maxFollowersPerUser: 2 }, env);
+    assert.deepEqual([explicit.maxLogMb, explicit.retainDays, explicit.maxFollowersPerUser], [1, 7, 2]);
+    refused(() => resolveServerConfig({ maxLogMb: 0 }, {}), 400, /^maxLogMb: /);
+    refused(() => resolveServerConfig({}, { MAGS_RETAIN_DAYS: '-1' }), 400, /^retainDays: /);
+    refused(() => resolveServerConfig({ maxFollowersPerUser: 0 }, {}), 400, /^maxFollowersPerUser: /);
   });
 
   test('the object store, its credentials and the upload limit come from input, then the environment', () => {

@@ -1,6 +1,8 @@
 // Follows a job's output as Server-Sent Events: the stored lines after `after`, then live lines as they
 // arrive, each exactly once and in order (`event: log`), then `event: end` with the final JobStatus.
-// It subscribes before reading the store, and every step runs on one promise chain, deduplicated by seq.
+// A follower costs O(1) memory however slowly it reads: live lines are written only while its socket takes them;
+// once a write is refused (backpressure), the follower keeps nothing but its last seq, and when the socket drains
+// it catches up from the store, where every announced line already is.
 import type { ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import { type OutputLine, isTerminal } from '@mags/api';
@@ -8,7 +10,10 @@ import type { JobEvent, JobEvents } from '../events.js';
 import { jobStatusView, logEntryView } from '../job-view.js';
 import type { JobRow, LogRow, Store } from '../store/index.js';
 
-const READ_PAGE = 1000;
+/** Rows read from the store at a time while catching up. */
+const READ_PAGE = 500;
+/** Bytes gathered before a write while catching up. */
+const WRITE_CHUNK = 64 * 1024;
 const HEARTBEAT_MS = 15_000;
 
 export interface LogStreamDeps {
@@ -17,10 +22,47 @@ export interface LogStreamDeps {
   logger: Logger;
 }
 
+/** A batch's SSE text in pieces of about WRITE_CHUNK, each with the seq of its last line. */
+interface Piece {
+  text: string;
+  lastSeq: number;
+}
+/** Built once per batch however many followers send it; a follower holds at most one piece in its socket. */
+const encoded = new WeakMap<readonly OutputLine[], Piece[]>();
+function encodeBatch(lines: readonly OutputLine[]): Piece[] {
+  let pieces = encoded.get(lines);
+  if (pieces === undefined) {
+    pieces = [];
+    let parts: string[] = [];
+    let size = 0;
+    for (const line of lines) {
+      const text = encodeLine(line);
+      parts.push(text);
+      size += text.length;
+      if (size >= WRITE_CHUNK) {
+        pieces.push({ text: parts.join(''), lastSeq: line.seq });
+        parts = [];
+        size = 0;
+      }
+    }
+    if (parts.length > 0) pieces.push({ text: parts.join(''), lastSeq: lines[lines.length - 1].seq });
+    encoded.set(lines, pieces);
+  }
+  return pieces;
+}
+function encodeLine(line: LogRow | OutputLine): string {
+  return `id: ${line.seq}\nevent: log\ndata: ${JSON.stringify(logEntryView(line))}\n\n`;
+}
+
 export class LogStream {
   private lastSeq: number;
-  private chain: Promise<void> = Promise.resolve();
   private ended = false;
+  /** A catch-up (or a wait for the socket to drain) is under way; live lines are left to it. */
+  private busy = false;
+  /** Lines were announced while busy: the catch-up reads the store again before it stops. */
+  private behind = false;
+  /** The job's final state, once seen: sent after the last line. */
+  private final: JobRow | undefined;
   private readonly unsubscribe: () => void;
   private readonly heartbeat: NodeJS.Timeout;
   private readonly closedPromise: Promise<void>;
@@ -31,6 +73,8 @@ export class LogStream {
     private readonly res: ServerResponse,
     private readonly jobId: string,
     after: number,
+    /** The user following (for the per-user limit on open streams). */
+    readonly userId: string,
   ) {
     this.lastSeq = after;
     this.closedPromise = new Promise((r) => (this.resolveClosed = r));
@@ -45,14 +89,9 @@ export class LogStream {
     // Subscribe first: anything stored after this moment also arrives as an event.
     this.unsubscribe = deps.events.subscribe(jobId, (event) => this.onEvent(event));
     this.heartbeat = setInterval(() => {
-      if (!this.ended) res.write(': keep-alive\n\n');
+      if (!this.ended && !this.busy) res.write(': keep-alive\n\n');
     }, HEARTBEAT_MS);
-    this.enqueue(async () => {
-      await this.drainStore();
-      const job = await deps.store.getJob(jobId);
-      if (!job) return this.stop();
-      if (isTerminal(job.status)) await this.finish(job);
-    });
+    this.pump(true);
   }
 
   /** Resolves when the stream has ended, for whatever reason. */
@@ -70,61 +109,107 @@ export class LogStream {
     this.resolveClosed();
   }
 
-  private enqueue(step: () => Promise<void>): void {
-    this.chain = this.chain.then(async () => {
-      if (!this.ended) await step();
-    }).catch((err: unknown) => {
-      this.deps.logger.error({ err, jobId: this.jobId }, 'following job output failed');
-      this.stop();
-    });
-  }
-
   private onEvent(event: JobEvent): void {
-    if (event.type === 'logs') {
-      const lines = event.lines;
-      this.enqueue(async () => {
-        const fresh = lines.filter((l) => l.seq > this.lastSeq);
-        if (fresh.length === 0) return;
-        const contiguous = fresh.every((l, i) => l.seq === this.lastSeq + 1 + i);
-        // A gap means lines this stream has not seen yet are in the store: read them from there instead.
-        if (contiguous) await this.writeLines(fresh);
-        else await this.drainStore();
-      });
-    } else if (isTerminal(event.job.status)) {
-      const job = event.job;
-      this.enqueue(() => this.finish(job));
+    if (this.ended) return;
+    if (event.type === 'status') {
+      if (!isTerminal(event.job.status)) return;
+      this.final = event.job;
+      if (!this.busy) this.pump(false);
+      return;
+    }
+    if (this.busy) {
+      this.behind = true; // stored already: the catch-up will read it
+      return;
+    }
+    const lines = event.lines;
+    if (lines.length === 0 || lines[lines.length - 1].seq <= this.lastSeq) return;
+    const first = lines[0].seq;
+    const contiguous = lines[lines.length - 1].seq - first === lines.length - 1;
+    if (contiguous && first === this.lastSeq + 1) {
+      // The common case: the next lines, sent as they are (their text is shared by every follower). When the
+      // socket refuses more, the rest is left to the catch-up, from the store.
+      for (const piece of encodeBatch(lines)) {
+        this.lastSeq = piece.lastSeq;
+        if (!this.res.write(piece.text)) return this.pump(false, true);
+      }
+    } else {
+      this.pump(false); // a gap or an overlap: the store has them in order
     }
   }
 
-  private async finish(job: JobRow): Promise<void> {
-    await this.drainStore();
-    await this.write(`event: end\ndata: ${JSON.stringify(jobStatusView(job))}\n\n`);
-    this.stop();
+  /**
+   * Catches up from the store until nothing is left behind, then (once the job has ended) sends the end.
+   * `checkJob` reads the job's state first (at the start); `waitDrain` first waits for the socket to drain.
+   */
+  private pump(checkJob: boolean, waitDrain = false): void {
+    this.busy = true;
+    void (async () => {
+      if (waitDrain) await this.drained();
+      do {
+        this.behind = false;
+        await this.catchUp();
+      } while (this.behind && !this.ended);
+      if (checkJob && !this.ended && !this.final) {
+        const job = await this.deps.store.getJob(this.jobId);
+        if (!job) return this.stop();
+        if (isTerminal(job.status)) this.final = job;
+      }
+      if (this.final && !this.ended) {
+        await this.catchUp();
+        if (!this.ended) {
+          this.res.write(`event: end\ndata: ${JSON.stringify(jobStatusView(this.final))}\n\n`);
+          this.stop();
+        }
+      }
+    })()
+      .catch((err: unknown) => {
+        this.deps.logger.error({ err, jobId: this.jobId }, 'following job output failed');
+        this.stop();
+      })
+      .finally(() => {
+        this.busy = false;
+        // A status event that arrived during the last step found us busy.
+        if (!this.ended && (this.behind || this.final)) this.pump(false);
+      });
   }
 
-  private async drainStore(): Promise<void> {
+  /**
+   * Sends the stored lines after lastSeq. When the socket refuses more, waits for it to drain and reads on from
+   * the store; nothing read but not yet sent is kept meanwhile.
+   */
+  private async catchUp(): Promise<void> {
     for (;;) {
       if (this.ended) return;
       const rows = await this.deps.store.readLogs(this.jobId, this.lastSeq, READ_PAGE);
-      if (rows.length > 0) await this.writeLines(rows);
+      let chunk = '';
+      let refused = false;
+      for (const row of rows) {
+        if (row.seq <= this.lastSeq) continue;
+        chunk += encodeLine(row);
+        this.lastSeq = row.seq;
+        if (chunk.length >= WRITE_CHUNK) {
+          refused = !this.write(chunk);
+          chunk = '';
+          if (refused) break;
+        }
+      }
+      if (chunk && !this.write(chunk)) refused = true;
+      if (refused) {
+        await this.drained();
+        continue;
+      }
       if (rows.length < READ_PAGE) return;
     }
   }
 
-  private async writeLines(lines: ReadonlyArray<LogRow | OutputLine>): Promise<void> {
-    let chunk = '';
-    for (const line of lines) {
-      if (line.seq <= this.lastSeq) continue;
-      chunk += `id: ${line.seq}\nevent: log\ndata: ${JSON.stringify(logEntryView(line))}\n\n`;
-      this.lastSeq = line.seq;
-    }
-    if (chunk) await this.write(chunk);
+  private write(chunk: string): boolean {
+    if (this.ended || this.res.writableEnded) return true;
+    return this.res.write(chunk);
   }
 
-  /** Writes, and waits for the socket to drain when its buffer is full (a slow client slows only itself). */
-  private write(chunk: string): Promise<void> {
-    if (this.ended || this.res.writableEnded) return Promise.resolve();
-    if (this.res.write(chunk)) return Promise.resolve();
+  /** Resolves when the socket takes writes again (or the stream ends). */
+  private drained(): Promise<void> {
+    if (this.ended || this.res.writableEnded || !this.res.writableNeedDrain) return Promise.resolve();
     return new Promise((resolve) => {
       const done = () => {
         this.res.off('drain', done);

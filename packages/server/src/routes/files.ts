@@ -31,10 +31,11 @@ export function registerFileRoutes(app: MagsApp, ctx: ServerContext): void {
           summary: 'Upload a file (the raw request body); a job names it in file_ids and finds it at /uploads/<name>',
           description:
             'Send the bytes as the request body with "Content-Type: application/octet-stream" (and Content-Length when known). ' +
-            'The body is streamed to the object store while its sha256 is computed; a body over the server\'s limit is 413 and nothing is kept.',
+            'The body is streamed to the object store while its sha256 is computed; a body over the server\'s limit is 413 and nothing is kept. ' +
+            'A name holding a control character (CR, LF, TAB, ESC, …) or a text-direction mark (U+202E, U+2066–2069, …) is 422 invalid_name.',
           consumes: [OCTET_STREAM],
           querystring: UploadQuery,
-          response: { 201: FileInfo, ...errors(400, 401, 413, 415, 503) },
+          response: { 201: FileInfo, ...errors(400, 401, 413, 415, 422, 503) },
         },
         // Before the body is read: refuse what will not be accepted without receiving it first.
         onRequest: async (request: FastifyRequest, reply: FastifyReply) => {

@@ -1,5 +1,5 @@
 // The job routes, in the wire format of the hosted service: submit, list, pool status, status (with
-// long-poll), logs (JSON, or followed live as Server-Sent Events) and stop.
+// long-poll), logs (JSON, or followed live as Server-Sent Events), stop and delete.
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import {
@@ -152,10 +152,12 @@ export function registerJobRoutes(app: MagsApp, ctx: ServerContext): void {
         description:
           'As JSON: { logs: [...] }. Followed (follow=true or Accept: text/event-stream): every stored line after `after`, ' +
           'then live lines, each as `event: log` (id = seq, data = the log entry), then `event: end` with the final JobStatus. ' +
-          'A client that reconnects with Last-Event-ID resumes after that line.',
+          'A client that reconnects with Last-Event-ID resumes after that line. A user may follow a limited number of ' +
+          'streams at once (the server\'s maxFollowersPerUser); one more is 429. A job stores at most the server\'s ' +
+          'maxLogMb of output; past it a last `system` line says the output was truncated.',
         params: JobParams,
         querystring: LogsQuery,
-        response: { 200: JobLogs, ...errors(400, 401, 404) },
+        response: { 200: JobLogs, ...errors(400, 401, 404, 429) },
       },
     },
     async (request, reply) => {
@@ -165,7 +167,7 @@ export function registerJobRoutes(app: MagsApp, ctx: ServerContext): void {
       if (follow) {
         const resumeFrom = lastEventId(request);
         if (resumeFrom !== undefined && resumeFrom > after) after = resumeFrom;
-        return followLogs(ctx, reply, job, after);
+        return followLogs(ctx, reply, job, after, callerOf(request).id);
       }
       const rows = await ctx.store.readLogs(job.id, after, request.query.limit ?? 10000);
       return { logs: rows.map(logEntryView) };
@@ -201,6 +203,31 @@ export function registerJobRoutes(app: MagsApp, ctx: ServerContext): void {
       return { success: true, request_id: stopped.id, status: jobStatusView(stopped).status };
     },
   );
+  app.delete(
+    '/api/v1/mags-jobs/:id',
+    {
+      schema: {
+        tags: ['jobs'],
+        summary: 'Delete a finished job and its output',
+        description:
+          'Only a job that has ended (completed, failed, error, stopped) can be deleted: an unfinished one is 409 (stop it ' +
+          'first). Finished jobs are also deleted by the server after its retention period (retainDays).',
+        params: JobParams,
+        response: { 204: Type.Null({ description: 'Deleted' }), ...errors(401, 404, 409) },
+      },
+    },
+    async (request, reply) => {
+      const ref = request.params.id;
+      const job = await findJob(request, ref);
+      const result = await ctx.store.deleteFinishedJob(job.id);
+      if (result === 'unfinished') {
+        throw MagsError.conflict(`job "${ref}" has not finished (${job.status}); stop it first, then delete it`);
+      }
+      if (result === 'not_found') throw MagsError.notFound(`job "${ref}" not found`);
+      request.log.info({ jobId: job.id }, 'job deleted');
+      return reply.code(204).send(null);
+    },
+  );
 }
 
 function lastEventId(request: FastifyRequest): number | undefined {
@@ -209,9 +236,19 @@ function lastEventId(request: FastifyRequest): number | undefined {
   return value !== undefined && /^\d{1,10}$/.test(value.trim()) ? Number(value.trim()) : undefined;
 }
 
-async function followLogs(ctx: ServerContext, reply: FastifyReply, job: JobRow, after: number): Promise<void> {
+async function followLogs(ctx: ServerContext, reply: FastifyReply, job: JobRow, after: number, userId: string): Promise<void> {
+  const max = ctx.config.maxFollowersPerUser;
+  let open = 0;
+  for (const s of ctx.streams) if (s.userId === userId) open++;
+  if (open >= max) {
+    throw new MagsError(
+      429,
+      'too_many_requests',
+      `you already follow ${open} job outputs at once, the most this server allows per user; close one (or read the logs without following) and try again`,
+    );
+  }
   reply.hijack();
-  const stream = new LogStream({ store: ctx.store, events: ctx.events, logger: ctx.logger }, reply.raw, job.id, after);
+  const stream = new LogStream({ store: ctx.store, events: ctx.events, logger: ctx.logger }, reply.raw, job.id, after, userId);
   ctx.streams.add(stream);
   await stream.closed;
   ctx.streams.delete(stream);

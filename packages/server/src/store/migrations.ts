@@ -116,6 +116,16 @@ const migrations: Record<string, Migration> = {
       for (const t of ['files', 'workspaces']) await db.schema.dropTable(t).ifExists().execute();
     },
   },
+
+  '0003_job_retention': {
+    async up(db: Kysely<unknown>) {
+      // The retention sweep finds finished jobs by when they ended.
+      await db.schema.createIndex('jobs_completed_idx').on('jobs').column('completed_at').execute();
+    },
+    async down(db: Kysely<unknown>) {
+      await db.schema.dropIndex('jobs_completed_idx').ifExists().execute();
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -15,6 +15,8 @@ const UNFINISHED: JobStatusValue[] = ['accepted', 'running', 'sleeping'];
 
 /** Rows per INSERT when storing log lines (5 parameters each; well under both backends' limits). */
 const LOG_INSERT_CHUNK = 1000;
+/** Log rows deleted per statement. */
+const LOG_DELETE_SLICE = 5000;
 
 export type TerminalStatus = 'completed' | 'failed' | 'error' | 'stopped';
 
@@ -355,19 +357,25 @@ export class Store {
 
   // ── logs ────────────────────────────────────────────────────────────────────────────────────────
 
-  /** Stores lines; a line whose (job, seq) is already stored is ignored. Returns the lines that were new. */
+  /**
+   * Stores a batch of lines in one transaction; a line whose (job, seq) is already stored is ignored. Returns the
+   * lines that were new, in order.
+   */
   async appendLogs(jobId: string, lines: readonly OutputLine[]): Promise<OutputLine[]> {
+    if (lines.length === 0) return [];
     const inserted: OutputLine[] = [];
-    for (let i = 0; i < lines.length; i += LOG_INSERT_CHUNK) {
-      const chunk = lines.slice(i, i + LOG_INSERT_CHUNK);
-      const rows = await this.db
-        .insertInto('job_logs')
-        .values(chunk.map((l) => ({ job_id: jobId, seq: l.seq, ts: l.ts, stream: l.stream, message: l.message })))
-        .onConflict((oc) => oc.columns(['job_id', 'seq']).doNothing())
-        .returning(['seq', 'ts', 'stream', 'message'])
-        .execute();
-      for (const r of rows) inserted.push({ seq: r.seq, ts: r.ts, stream: r.stream as OutputLine['stream'], message: r.message });
-    }
+    await this.db.transaction().execute(async (trx) => {
+      for (let i = 0; i < lines.length; i += LOG_INSERT_CHUNK) {
+        const chunk = lines.slice(i, i + LOG_INSERT_CHUNK);
+        const rows = await trx
+          .insertInto('job_logs')
+          .values(chunk.map((l) => ({ job_id: jobId, seq: l.seq, ts: l.ts, stream: l.stream, message: l.message })))
+          .onConflict((oc) => oc.columns(['job_id', 'seq']).doNothing())
+          .returning(['seq', 'ts', 'stream', 'message'])
+          .execute();
+        for (const r of rows) inserted.push({ seq: r.seq, ts: r.ts, stream: r.stream as OutputLine['stream'], message: r.message });
+      }
+    });
     inserted.sort((a, b) => a.seq - b.seq);
     return inserted;
   }
@@ -382,6 +390,47 @@ export class Store {
       .orderBy('seq', 'asc')
       .limit(limit)
       .execute();
+  }
+
+  /** Deletes a job's output lines, a slice per statement, so a long output never holds the database at once. */
+  async deleteLogs(jobId: string): Promise<void> {
+    for (;;) {
+      const rows = await this.db
+        .deleteFrom('job_logs')
+        .where('job_id', '=', jobId)
+        .where('seq', 'in', (eb) =>
+          eb.selectFrom('job_logs').select('seq').where('job_id', '=', jobId).orderBy('seq', 'asc').limit(LOG_DELETE_SLICE),
+        )
+        .executeTakeFirst();
+      if (Number(rows.numDeletedRows) < LOG_DELETE_SLICE) return;
+    }
+  }
+
+  /**
+   * Deletes a finished job with its output. `unfinished` (nothing deleted) while it can still run or write;
+   * `not_found` when there is no such job (any more).
+   */
+  async deleteFinishedJob(id: string): Promise<'deleted' | 'unfinished' | 'not_found'> {
+    const job = await this.db.selectFrom('jobs').select(['id', 'status']).where('id', '=', id).executeTakeFirst();
+    if (!job) return 'not_found';
+    if ((UNFINISHED as string[]).includes(job.status)) return 'unfinished';
+    // A terminal status never changes, so no line can be added once the job is seen finished.
+    await this.deleteLogs(id);
+    const row = await this.db.deleteFrom('jobs').where('id', '=', id).where('status', 'not in', UNFINISHED).returning('id').executeTakeFirst();
+    return row ? 'deleted' : 'not_found';
+  }
+
+  /** Finished jobs that ended before `cutoff` (epoch ms), oldest first, at most `limit`. */
+  async jobsFinishedBefore(cutoff: number, limit: number): Promise<string[]> {
+    const rows = await this.db
+      .selectFrom('jobs')
+      .select('id')
+      .where('completed_at', '<', cutoff)
+      .where('status', 'not in', UNFINISHED)
+      .orderBy('completed_at', 'asc')
+      .limit(limit)
+      .execute();
+    return rows.map((r) => r.id);
   }
 
   // ── agents ──────────────────────────────────────────────────────────────────────────────────────

@@ -10,7 +10,7 @@ import { registerRun } from './commands/run.js';
 import { registerServer } from './commands/server.js';
 import { registerWorkspaceCommands } from './commands/workspaces.js';
 import { EXIT_FAILURE, EXIT_USAGE, UsageError } from './errors.js';
-import { drained, printError } from './output.js';
+import { drained, printError, printable } from './output.js';
 
 function buildProgram(): Command {
   const program = new Command('mags')
@@ -63,7 +63,8 @@ async function main(argv: string[]): Promise<number> {
       return EXIT_USAGE;
     }
     if (err instanceof MagsApiError) {
-      printError(err.message);
+      // The server's sentence may quote names it was given: shown escaped, on one line.
+      printError(printable(err.message));
       return EXIT_FAILURE;
     }
     const message = err instanceof Error ? err.message : String(err);

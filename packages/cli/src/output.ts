@@ -1,5 +1,6 @@
 // What the CLI prints: job output (stdout lines to stdout, stderr lines to stderr, in order, with backpressure),
 // one-sentence errors, tables and JSON.
+import { UNPRINTABLE } from '@mags/api';
 import type { Job, LogEntry } from '@mags/sdk';
 import picocolors from 'picocolors';
 
@@ -103,33 +104,66 @@ export function printJson(value: unknown): void {
   process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
 }
 
-/** Aligned columns; the header is dimmed on a terminal. */
-export function table(header: string[], rows: string[][]): string {
-  const widths = header.map((h, i) => Math.max(visible(h).length, ...rows.map((r) => visible(r[i] ?? '').length)));
+const UNPRINTABLE_ALL = new RegExp(UNPRINTABLE.source, 'g');
+const ESCAPES: Record<string, string> = { '\n': '\\n', '\r': '\\r', '\t': '\\t' };
+
+/**
+ * Text from the server (names, messages) made safe to show: every control and text-direction character becomes a
+ * visible escape (`\n`, `\r`, `\t`, `\x1b`, `\u202e`, …), so what is printed cannot move the cursor, recolour the
+ * terminal, or show text in another order than it is.
+ */
+export function printable(text: string): string {
+  return text.replace(UNPRINTABLE_ALL, (c) => {
+    const code = c.charCodeAt(0);
+    return ESCAPES[c] ?? (code <= 0xff ? `\\x${code.toString(16).padStart(2, '0')}` : `\\u${code.toString(16).padStart(4, '0')}`);
+  });
+}
+
+/** A cell shown in a colour of ours: its text is escaped first, then painted. */
+export interface Painted {
+  text: string;
+  paint: (text: string) => string;
+}
+/** A table cell: server text (escaped when shown), or server text in one of our colours. */
+export type Cell = string | Painted;
+
+export function painted(text: string, paint: (text: string) => string): Painted {
+  return { text, paint };
+}
+
+/** What a cell prints: never a raw control character from the server. */
+export function cell(c: Cell): string {
+  return typeof c === 'string' ? printable(c) : c.paint(printable(c.text));
+}
+
+/** Aligned columns; the header is dimmed on a terminal. Every cell is shown through cell(). */
+export function table(header: string[], rows: Cell[][]): string {
+  const shown = rows.map((r) => r.map(cell));
+  const widths = header.map((h, i) => Math.max(visible(h).length, ...shown.map((r) => visible(r[i] ?? '').length)));
   const fmt = (cells: string[]) =>
     cells
       .map((c, i) => (i === cells.length - 1 ? c : c + ' '.repeat(widths[i] - visible(c).length)))
       .join('  ')
       .trimEnd();
-  return [pc.dim(fmt(header)), ...rows.map(fmt)].join('\n') + '\n';
+  return [pc.dim(fmt(header)), ...shown.map(fmt)].join('\n') + '\n';
 }
 
 // eslint-disable-next-line no-control-regex
 const visible = (s: string) => s.replace(/\x1b\[[0-9;]*m/g, '');
 
-export function colorStatus(status: string): string {
+export function colorStatus(status: string): Cell {
   switch (status) {
     case 'completed':
-      return pc.green(status);
+      return painted(status, pc.green);
     case 'failed':
     case 'error':
-      return pc.red(status);
+      return painted(status, pc.red);
     case 'running':
     case 'accepted':
-      return pc.cyan(status);
+      return painted(status, pc.cyan);
     case 'stopped':
     case 'sleeping':
-      return pc.yellow(status);
+      return painted(status, pc.yellow);
     default:
       return status;
   }

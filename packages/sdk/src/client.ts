@@ -235,6 +235,17 @@ export class Mags {
     return fromWireStop(s);
   }
 
+  /**
+   * Deletes a finished job (by request id or name) and its output. A job that has not finished is refused with
+   * a MagsApiError of status 409 (stop it first); an unknown job is 404 `not_found`.
+   * ```ts
+   * await mags.deleteJob(requestId);
+   * ```
+   */
+  async deleteJob(nameOrId: string): Promise<void> {
+    await this.http.json<unknown>(`/api/v1/mags-jobs/${encodeURIComponent(nameOrId)}`, { method: 'DELETE', requestId: nameOrId, allowEmpty: true });
+  }
+
   /** The job with this request id or name, else the newest job on the workspace of that name; null if none. */
   async findJob(nameOrId: string): Promise<Job | null> {
     try {

@@ -39,6 +39,7 @@ const CODE_BY_STATUS: Record<number, string> = {
   413: 'payload_too_large',
   415: 'unsupported_media_type',
   422: 'unsupported_option',
+  429: 'too_many_requests',
   503: 'unavailable',
   507: 'insufficient_storage',
 };

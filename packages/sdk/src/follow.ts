@@ -151,8 +151,12 @@ export class LogFollower implements AsyncIterable<LogEntry> {
   }
 }
 
+/** 429 too: on a resume, the server may still count the stream that just dropped against the caller's follower limit. */
 function retryable(err: unknown): boolean {
-  return err instanceof MagsConnectionError || (err instanceof MagsApiError && (err.status === 502 || err.status === 503 || err.status === 504));
+  return (
+    err instanceof MagsConnectionError ||
+    (err instanceof MagsApiError && (err.status === 429 || err.status === 502 || err.status === 503 || err.status === 504))
+  );
 }
 
 function safeJson(text: string): unknown {

@@ -146,6 +146,20 @@ describe('uploaded files', () => {
     );
   });
 
+  test('a name with a control or text-direction character is refused with 422 and a sentence, and nothing is kept', async () => {
+    const before = (await t.server.app.inject({ method: 'GET', url: '/api/v1/mags-files', headers: t.auth })).json().files.length;
+    const names = ['evil\r\nname.txt', 'a\nb', 'tab\there', 'bell\x07', 'esc\x1b[31mred', 'del\x7f', 'c1\x9b31m', 'invoice\u202egnp.exe', 'iso\u2066late', 'pop\u2069'];
+    for (const name of names) {
+      const err = errorBody(await upload(t, name, 'x'), 422, 'invalid_name');
+      assert.match(err.error, /^name: the file name contains a control or text-direction character \(U\+[0-9A-F]{4} at position \d+\); rename the file$/);
+    }
+    const after = (await t.server.app.inject({ method: 'GET', url: '/api/v1/mags-files', headers: t.auth })).json().files.length;
+    assert.equal(after, before, 'nothing was stored');
+    assert.equal((await storedKeys(t)).length, before);
+    // Other Unicode stays welcome.
+    assert.equal((await upload(t, 'données – 数据 ✓.csv', 'x')).statusCode, 201);
+  });
+
   test('a 50 MB body is streamed (memory does not grow by its size) and hashed correctly', async () => {
     const chunk = Buffer.alloc(256 * 1024);
     for (let i = 0; i < chunk.length; i++) chunk[i] = (i * 31 + 7) & 0xff;

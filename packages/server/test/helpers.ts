@@ -65,6 +65,8 @@ export interface TestServerOptions {
   /** More settings (e.g. maxUploadBytes); the data directory (with the object store in it) is always a fresh one. */
   config?: ServerConfigInput;
   workspaceTimeouts?: Partial<WorkspaceTimeouts>;
+  /** How often the retention sweep runs (default: the server's). */
+  retentionSweepMs?: number;
 }
 
 export async function startTestServer(opts: TestServerOptions = {}): Promise<TestServer> {
@@ -72,7 +74,7 @@ export async function startTestServer(opts: TestServerOptions = {}): Promise<Tes
   const config = resolveServerConfig({ ...opts.config, dataDir: dir.path, database: opts.database, port: 0, logLevel: 'silent' }, {});
   const logs: TestServer['logs'] = [];
   const logger = pino({ level: 'warn' }, { write: (line: string) => void logs.push(JSON.parse(line)) });
-  const server = await createServer(config, { logger, workspaceTimeouts: opts.workspaceTimeouts });
+  const server = await createServer(config, { logger, workspaceTimeouts: opts.workspaceTimeouts, retentionSweepMs: opts.retentionSweepMs });
   if (!server.localToken) throw new Error('a fresh server must create the local owner token');
   const token = server.localToken;
   let agent: FakeAgent | undefined;

@@ -1,9 +1,9 @@
-// The job commands: `mags list`, `mags status`, `mags logs`, `mags stop`.
+// The job commands: `mags list`, `mags status`, `mags logs`, `mags stop`, `mags delete`.
 import type { Command } from 'commander';
 import { MAGS_VERSION } from '@mags/api';
 import type { Job, Mags } from '@mags/sdk';
 import { connect } from '../connect.js';
-import { OutputWriter, colorStatus, formatDuration, formatTime, jobDuration, pc, printJson, table } from '../output.js';
+import { type Cell, OutputWriter, cell, colorStatus, formatDuration, formatTime, jobDuration, painted, pc, printJson, printable, table } from '../output.js';
 import { integer } from './parse.js';
 
 export function registerJobCommands(program: Command): void {
@@ -116,13 +116,35 @@ Examples:
       const mags = await connect();
       const result = await mags.stop(id);
       if (flags.json) printJson(result);
-      else process.stdout.write(`${result.requestId} ${result.status}\n`);
+      else process.stdout.write(`${printable(result.requestId)} ${result.status}\n`);
+    });
+
+  program
+    .command('delete')
+    .alias('rm')
+    .description('Delete finished jobs and their output (a running job must be stopped first)')
+    .argument('<id...>', 'request ids or job names')
+    .addHelpText(
+      'after',
+      `
+Finished jobs are also deleted by the server after its retention period (mags server --retain-days).
+
+Examples:
+  $ mags delete 0193c2a4-…
+  $ mags list --json | jq -r '.jobs[] | select(.status == "failed") | .requestId' | xargs mags delete`,
+    )
+    .action(async (ids: string[]) => {
+      const mags = await connect();
+      for (const id of ids) {
+        await mags.deleteJob(id);
+        process.stdout.write(`deleted job ${printable(id)}\n`);
+      }
     });
 }
 
 function showJob(job: Job, json: boolean): void {
   if (json) return printJson(job);
-  const rows: Array<[string, string]> = [
+  const rows: Array<[string, Cell]> = [
     ['id', job.requestId],
     ['name', job.name ?? '-'],
     ['status', colorStatus(job.status)],
@@ -137,7 +159,7 @@ function showJob(job: Job, json: boolean): void {
   if (job.errorMessage) rows.push(['error', job.errorMessage]);
   rows.push(['script', oneLine(job.script)]);
   const width = Math.max(...rows.map(([k]) => k.length)) + 1;
-  process.stdout.write(rows.map(([k, v]) => `${pc.dim(`${k}:`.padEnd(width))} ${v}`).join('\n') + '\n');
+  process.stdout.write(rows.map(([k, v]) => `${pc.dim(`${k}:`.padEnd(width))} ${cell(v)}`).join('\n') + '\n');
 }
 
 async function showServer(mags: Mags, json: boolean): Promise<void> {
@@ -159,7 +181,7 @@ async function showServer(mags: Mags, json: boolean): Promise<void> {
   }
   const rows = status.agents.map((a) => [
     a.name,
-    a.status === 'online' ? pc.green(a.status) : pc.red(a.status),
+    painted(a.status, a.status === 'online' ? pc.green : pc.red),
     a.runtime,
     a.version,
     `${a.running}/${a.capacity}`,

@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import { MAX_DISK_GB } from '@mags/api';
 import { type Mags, MagsApiError, type SyncResult, type Workspace } from '@mags/sdk';
 import { connect } from '../connect.js';
-import { formatBytes, formatTime, note, pc, printJson, table } from '../output.js';
+import { type Cell, formatBytes, formatTime, note, painted, pc, printJson, table } from '../output.js';
 import { integer } from './parse.js';
 
 const disk = () => integer('--disk', 1, MAX_DISK_GB);
@@ -112,7 +112,7 @@ Examples:
       }
       const rows = result.workspaces.map((w) => [
         w.name,
-        w.mode === 'persistent' ? pc.green(w.mode) : w.mode,
+        w.mode === 'persistent' ? painted(w.mode, pc.green) : w.mode,
         `${w.diskGb} GB`,
         formatBytes(w.sizeBytes),
         w.mode === 'persistent' ? String(w.versions) : '-',
@@ -174,7 +174,7 @@ Examples:
         formatTime(v.createdAt),
         String(v.files),
         formatBytes(v.bytes),
-        v.current ? pc.green('current') : '',
+        v.current ? painted('current', pc.green) : '',
       ]);
       process.stdout.write(table(['VERSION', 'CREATED', 'FILES', 'SIZE', ''], rows));
     });
@@ -227,7 +227,7 @@ function describeSync(r: SyncResult): string {
   return `${r.name}: no changes since version ${r.version}`;
 }
 
-function lastUsed(w: Workspace): string {
-  if (w.inUseBy) return pc.cyan('in use');
+function lastUsed(w: Workspace): Cell {
+  if (w.inUseBy) return painted('in use', pc.cyan);
   return formatTime(w.lastUsedAt);
 }

@@ -3,7 +3,8 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -266,6 +267,111 @@ function portInUse(port: number): Promise<boolean> {
     socket.once('error', () => resolve(false));
   });
 }
+
+describe('bounded output (mags server --max-log-mb 1)', () => {
+  let small: TestServer;
+  before(async () => {
+    small = await startServer(['--instance', `o${randomBytes(2).toString('hex')}`, '--max-log-mb', '1']);
+  });
+  after(async () => {
+    await small?.stop();
+  });
+
+  async function waitEnded(id: string): Promise<{ status: string; exitCode: number | null }> {
+    for (;;) {
+      const r = await runCli(small, ['status', id, '--json']);
+      assert.equal(r.code, 0, r.stderr);
+      const job = JSON.parse(r.stdout) as { status: string; exitCode: number | null };
+      if (['completed', 'failed', 'error', 'stopped'].includes(job.status)) return job;
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+  }
+
+  test('5 MB of output stores the 1 MB cap and a notice that mags logs shows last; mags delete removes the job', async () => {
+    const run = await runCli(small, ['run', '-d', 'yes | head -c 5000000; exit 3']);
+    assert.equal(run.code, 0, run.stderr);
+    const id = run.stdout.trim();
+    const job = await waitEnded(id);
+    assert.deepEqual([job.status, job.exitCode], ['failed', 3], 'the job ends with its own exit code');
+
+    const logs = await runCli(small, ['logs', id]);
+    assert.equal(logs.code, 0, logs.stderr);
+    assert.ok(logs.stdout.length > 0 && logs.stdout.length <= 1024 * 1024, `${logs.stdout.length} bytes of output kept`);
+    assert.match(logs.stdout, /^(y\n)+$/, 'what is kept is the start of the output, whole lines');
+    assert.equal(logs.stderr, "mags: [output truncated: more than 1 MB; the rest of this job's output was not stored]\n");
+    const entries = JSON.parse((await runCli(small, ['logs', id, '--json'])).stdout) as Array<{ stream: string; message: string }>;
+    assert.equal(entries.at(-1)?.stream, 'system', 'the notice is the last line');
+
+    const busy = (await runCli(small, ['run', '-d', 'sleep 60'])).stdout.trim();
+    const refused = await runCli(small, ['delete', busy]);
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /^mags: job "[0-9a-f-]{36}" has not finished \((accepted|running)\); stop it first, then delete it\n$/);
+    assert.equal((await runCli(small, ['stop', busy])).code, 0);
+
+    const del = await runCli(small, ['delete', id, busy]);
+    assert.equal(del.code, 0, del.stderr);
+    assert.equal(del.stdout, `deleted job ${id}\ndeleted job ${busy}\n`);
+    const gone = await runCli(small, ['logs', id]);
+    assert.equal(gone.code, 1);
+    assert.equal(gone.stderr, `mags: job "${id}" not found\n`);
+    assert.equal((await runCli(small, ['delete', id])).code, 1, 'a second delete is not found');
+  });
+
+  test('mags run streams up to the cap, then the notice, and exits with the script\'s code', async () => {
+    const r = await runCli(small, ['run', 'yes | head -c 3000000']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(r.stdout.length <= 1024 * 1024);
+    assert.match(r.stderr, /output truncated: more than 1 MB/);
+  });
+});
+
+describe('names from the server are printed escaped', () => {
+  test('mags files list and mags list escape control and text-direction characters; an upload with one is refused', async () => {
+    // A server (a compromised one, or rows stored before names were checked) answering hostile names.
+    const hostile = 'report\r\x1b[2Kinvoice\u202egnp.exe\n\tx';
+    const fake = http.createServer((req, res) => {
+      res.setHeader('content-type', 'application/json');
+      if (req.url?.startsWith('/api/v1/mags-files')) {
+        res.end(JSON.stringify({ files: [{ file_id: 'f1', name: hostile, size: 3, sha256: 'ab'.repeat(32), created_at: new Date().toISOString() }] }));
+      } else if (req.url === '/api/v1/mags-jobs' || req.url?.startsWith('/api/v1/mags-jobs?')) {
+        const job = { request_id: 'j1', name: hostile, status: 'completed', workspace_id: null, vm_id: null, subdomain: null, url: null, exit_code: 0, script_duration_ms: 5, created_at: new Date().toISOString(), started_at: null, completed_at: null, error_message: null, script: 'x' };
+        res.end(JSON.stringify({ jobs: [job], page: 1, page_size: 20, total: 1 }));
+      } else {
+        res.statusCode = 404;
+        res.end(JSON.stringify({ error: `no route for ${hostile}`, code: 'not_found' }));
+      }
+    });
+    await new Promise<void>((resolve) => fake.listen(0, '127.0.0.1', resolve));
+    try {
+      const url = `http://127.0.0.1:${(fake.address() as net.AddressInfo).port}`;
+      const env = { MAGS_API_URL: url, MAGS_API_TOKEN: 'mags_fake' };
+      const escaped = 'report\\r\\x1b[2Kinvoice\\u202egnp.exe\\n\\tx';
+      for (const args of [['files', 'list'], ['list']]) {
+        const r = await mags(args, env);
+        assert.equal(r.code, 0, r.stderr);
+        assert.ok(r.stdout.includes(escaped), r.stdout);
+        assert.doesNotMatch(r.stdout.replace(/\n/g, ''), /[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]/, 'no raw control character');
+      }
+      const err = await mags(['status', 'nope'], env);
+      assert.equal(err.code, 1);
+      assert.equal(err.stderr, `mags: no route for ${escaped}\n`);
+    } finally {
+      fake.close();
+    }
+
+    const dir = mkdtempSync(path.join(tmpdir(), 'mags-names-'));
+    try {
+      const file = path.join(dir, 'invoice\u202etxt.exe');
+      writeFileSync(file, 'x');
+      const r = await mags(['files', 'upload', file]);
+      assert.equal(r.code, 1);
+      assert.match(r.stderr, /control or text-direction character \(U\+202E at position 8\)/);
+      assert.ok(!r.stderr.includes('\u202e'), 'the refusal itself is printed escaped');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
 
 describe('with no server configured', async () => {
   const busy = await portInUse(7373);

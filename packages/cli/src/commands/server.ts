@@ -30,6 +30,9 @@ interface ServerFlags {
   warm?: number;
   syncInterval?: number;
   maxDiskGbPerUser?: number;
+  maxLogMb?: number;
+  retainDays?: number;
+  maxFollowers?: number;
 }
 
 /** How long a graceful stop may take before the process exits anyway. */
@@ -54,6 +57,9 @@ export function registerServer(program: Command): void {
     .option('--warm <seconds>', 'keep a workspace mounted, with a sandbox ready on it, this long after a run (default: 300; 0 = never)', integer('--warm', 0, 86_400))
     .option('--sync-interval <seconds>', 'sync persistent workspaces this often while a sandbox runs (default: 300; 0 = only after runs)', integer('--sync-interval', 0, 86_400))
     .option('--max-disk-gb-per-user <GB>', "the most GB of workspace disks one user's workspaces may have together (default: 1024)", integer('--max-disk-gb-per-user', 1, 1_000_000))
+    .option('--max-log-mb <mb>', "output stored per job; past it the rest is dropped and a last line says so (default: 64)", integer('--max-log-mb', 1, 1_048_576))
+    .option('--retain-days <days>', 'delete finished jobs and their output this many days after they ended (default: 30; 0 = keep them)', integer('--retain-days', 0, 36_500))
+    .option('--max-followers <n>', 'live log streams one user may hold open at once (default: 64)', integer('--max-followers', 1, 100_000))
     .addHelpText(
       'after',
       `
@@ -66,7 +72,8 @@ Examples:
   $ sudo mags server
   $ sudo mags server --host 0.0.0.0 --port 7373
   $ sudo mags server --database postgres://mags@db.internal/mags
-  $ sudo mags server --objects 's3://mags-workspaces?endpoint=http://127.0.0.1:7480'`,
+  $ sudo mags server --objects 's3://mags-workspaces?endpoint=http://127.0.0.1:7480'
+  $ sudo mags server --max-log-mb 16 --retain-days 7`,
     )
     .action(async (flags: ServerFlags) => {
       await serve(flags);
@@ -95,6 +102,9 @@ async function serve(flags: ServerFlags): Promise<void> {
         mode: 'embedded',
         objects: flags.objects,
         maxDiskGbPerUser: flags.maxDiskGbPerUser,
+        maxLogMb: flags.maxLogMb,
+        retainDays: flags.retainDays,
+        maxFollowersPerUser: flags.maxFollowers,
       },
       env,
     );

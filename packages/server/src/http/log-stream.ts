@@ -10,8 +10,10 @@ import type { JobEvent, JobEvents } from '../events.js';
 import { jobStatusView, logEntryView } from '../job-view.js';
 import type { JobRow, LogRow, Store } from '../store/index.js';
 
-/** Rows read from the store at a time while catching up. */
-const READ_PAGE = 500;
+/** Rows read from the store at a time while catching up: as many as make about PAGE_CHARS, within these bounds. */
+const MIN_PAGE_ROWS = 8;
+const MAX_PAGE_ROWS = 500;
+const PAGE_CHARS = 256 * 1024;
 /** Bytes gathered before a write while catching up. */
 const WRITE_CHUNK = 64 * 1024;
 const HEARTBEAT_MS = 15_000;
@@ -56,6 +58,8 @@ function encodeLine(line: LogRow | OutputLine): string {
 
 export class LogStream {
   private lastSeq: number;
+  /** Rows per read, adapted to the length of the lines (long lines: fewer per page). */
+  private pageRows = 100;
   private ended = false;
   /** A catch-up (or a wait for the socket to drain) is under way; live lines are left to it. */
   private busy = false;
@@ -180,7 +184,14 @@ export class LogStream {
   private async catchUp(): Promise<void> {
     for (;;) {
       if (this.ended) return;
-      const rows = await this.deps.store.readLogs(this.jobId, this.lastSeq, READ_PAGE);
+      const limit = this.pageRows;
+      const rows = await this.deps.store.readLogs(this.jobId, this.lastSeq, limit);
+      let chars = 0;
+      for (const row of rows) chars += row.message.length;
+      if (rows.length > 0) {
+        const perRow = Math.max(1, chars / rows.length);
+        this.pageRows = Math.max(MIN_PAGE_ROWS, Math.min(MAX_PAGE_ROWS, Math.floor(PAGE_CHARS / perRow)));
+      }
       let chunk = '';
       let refused = false;
       for (const row of rows) {
@@ -198,7 +209,7 @@ export class LogStream {
         await this.drained();
         continue;
       }
-      if (rows.length < READ_PAGE) return;
+      if (rows.length < limit) return;
     }
   }
 

@@ -144,6 +144,22 @@ describe('against a server', () => {
     await assert.rejects(mags.run('true', { memoryMb: 1 }), (err: unknown) => err instanceof MagsApiError && err.code === 'invalid_request');
   });
 
+  test('deleteJob deletes a finished job and its logs; an unfinished one is refused with 409', async () => {
+    const done = await mags.runAndWait('echo keep me not');
+    const running = await mags.run('sleep 60');
+    await assert.rejects(mags.deleteJob(running.requestId), (err: unknown) => {
+      assert.ok(err instanceof MagsApiError);
+      assert.deepEqual([err.status, err.code], [409, 'conflict']);
+      assert.match(err.message, /has not finished \((accepted|running)\); stop it first, then delete it$/);
+      return true;
+    });
+    await mags.deleteJob(done.requestId);
+    await assert.rejects(mags.logs(done.requestId), (err: unknown) => err instanceof MagsApiError && err.code === 'not_found');
+    await assert.rejects(mags.deleteJob(done.requestId), (err: unknown) => err instanceof MagsApiError && err.status === 404);
+    await mags.stop(running.requestId);
+    await mags.deleteJob(running.requestId);
+  });
+
   test('runAndWait throws MagsTimeoutError with the request id when the timeout passes', async () => {
     let id: string | undefined;
     await assert.rejects(mags.runAndWait('sleep 60', { timeout: 800 }), (err: unknown) => {

@@ -154,6 +154,26 @@ for (const backend of backends) {
       assert.equal((await store.readLogs(job.id, 0, 50_000)).length, 2504);
     });
 
+    test('a finished job is deleted with all its lines (in slices); an unfinished one is not; expired ones are found by end time', async () => {
+      const line = (seq: number): OutputLine => ({ seq, ts: 1000 + seq, stream: 'stdout', message: `l${seq}` });
+      const done = await newJob(alice);
+      await store.appendLogs(done.id, Array.from({ length: 12_345 }, (_, i) => line(i + 1)));
+      const other = await newJob(alice);
+      await store.appendLogs(other.id, [line(1)]);
+      assert.equal(await store.deleteFinishedJob(done.id), 'unfinished', 'an accepted job is not deleted');
+      assert.equal((await store.readLogs(done.id, 0, 50_000)).length, 12_345, 'nor are its lines');
+      await store.stopQueuedJob(done.id, 5_000);
+      await store.stopQueuedJob(other.id, 9_000);
+      assert.deepEqual(await store.jobsFinishedBefore(6_000, 10), [done.id]);
+      assert.equal(await store.deleteFinishedJob(done.id), 'deleted');
+      assert.equal(await store.getJob(done.id), undefined);
+      assert.deepEqual(await store.readLogs(done.id), []);
+      assert.equal(await store.deleteFinishedJob(done.id), 'not_found');
+      assert.deepEqual(await store.jobsFinishedBefore(6_000, 10), []);
+      assert.equal((await store.readLogs(other.id)).length, 1, "another job's lines stay");
+      assert.equal(await store.deleteFinishedJob(other.id), 'deleted');
+    });
+
     test('paging lists only the caller\'s jobs, newest first, with the total', async () => {
       const carol = (await store.createUser('carol')).id;
       const ids: string[] = [];

@@ -13,10 +13,34 @@ import type { JobRow, LogRow, Store } from '../store/index.js';
 /** Rows read from the store at a time while catching up: as many as make about PAGE_CHARS, within these bounds. */
 const MIN_PAGE_ROWS = 8;
 const MAX_PAGE_ROWS = 500;
-const PAGE_CHARS = 256 * 1024;
+const PAGE_CHARS = 64 * 1024;
 /** Bytes gathered before a write while catching up. */
 const WRITE_CHUNK = 64 * 1024;
 const HEARTBEAT_MS = 15_000;
+
+/**
+ * Pages read from the store at once, server-wide. Followers that fell behind take turns (first come, first served),
+ * so however many of them there are, each turn of the event loop does a bounded amount of their work and other
+ * requests (/health included) keep being answered. Readers that keep up never need a turn.
+ */
+const CATCH_UP_TURNS = 4;
+let turnsTaken = 0;
+const turnQueue: Array<() => void> = [];
+
+/** Waits for a turn to read a page from the store; call the returned function when done. */
+async function takeTurn(): Promise<() => void> {
+  if (turnsTaken < CATCH_UP_TURNS) turnsTaken++;
+  else await new Promise<void>((resolve) => turnQueue.push(resolve));
+  let released = false;
+  return () => {
+    if (released) return;
+    released = true;
+    const next = turnQueue.shift();
+    // The turn passes on after other I/O had a chance (SQLite answers synchronously).
+    if (next) setImmediate(next);
+    else turnsTaken--;
+  };
+}
 
 export interface LogStreamDeps {
   store: Store;
@@ -185,32 +209,39 @@ export class LogStream {
     for (;;) {
       if (this.ended) return;
       const limit = this.pageRows;
-      const rows = await this.deps.store.readLogs(this.jobId, this.lastSeq, limit);
-      let chars = 0;
-      for (const row of rows) chars += row.message.length;
-      if (rows.length > 0) {
-        const perRow = Math.max(1, chars / rows.length);
-        this.pageRows = Math.max(MIN_PAGE_ROWS, Math.min(MAX_PAGE_ROWS, Math.floor(PAGE_CHARS / perRow)));
+      let more: boolean;
+      const release = await takeTurn();
+      try {
+        if (this.ended) return;
+        more = await this.sendPage(limit);
+      } finally {
+        release();
       }
-      let chunk = '';
-      let refused = false;
-      for (const row of rows) {
-        if (row.seq <= this.lastSeq) continue;
-        chunk += encodeLine(row);
-        this.lastSeq = row.seq;
-        if (chunk.length >= WRITE_CHUNK) {
-          refused = !this.write(chunk);
-          chunk = '';
-          if (refused) break;
-        }
-      }
-      if (chunk && !this.write(chunk)) refused = true;
-      if (refused) {
-        await this.drained();
-        continue;
-      }
-      if (rows.length < limit) return;
+      if (!more) return;
+      await this.drained();
     }
+  }
+
+  /** Reads one page after lastSeq and writes it. True when there may be more (a full page, or the socket is full). */
+  private async sendPage(limit: number): Promise<boolean> {
+    const rows = await this.deps.store.readLogs(this.jobId, this.lastSeq, limit);
+    let chars = 0;
+    for (const row of rows) chars += row.message.length;
+    if (rows.length > 0) {
+      const perRow = Math.max(1, chars / rows.length);
+      this.pageRows = Math.max(MIN_PAGE_ROWS, Math.min(MAX_PAGE_ROWS, Math.floor(PAGE_CHARS / perRow)));
+    }
+    let chunk = '';
+    for (const row of rows) {
+      if (row.seq <= this.lastSeq) continue;
+      chunk += encodeLine(row);
+      this.lastSeq = row.seq;
+      // The rest of a refused page is read again after the drain: nothing waits in memory meanwhile.
+      if (chunk.length >= WRITE_CHUNK && !this.write(chunk)) return true;
+      if (chunk.length >= WRITE_CHUNK) chunk = '';
+    }
+    if (chunk && !this.write(chunk)) return true;
+    return rows.length >= limit;
   }
 
   private write(chunk: string): boolean {

@@ -203,6 +203,7 @@ export function registerJobRoutes(app: MagsApp, ctx: ServerContext): void {
       return { success: true, request_id: stopped.id, status: jobStatusView(stopped).status };
     },
   );
+
   app.delete(
     '/api/v1/mags-jobs/:id',
     {

@@ -15,11 +15,11 @@ const BATCH_BYTES = 1024 * 1024;
 /** Longest stored line, in UTF-16 units (the agent splits longer lines at the same size; this guards other agents). */
 export const MAX_LINE_CHARS = 64 * 1024;
 /**
- * What a line costs besides its text, in bytes: about what its database row and index entry take (measured on
- * SQLite: `yes` grew the file by ~117 bytes per one-byte line). Counting it keeps a flood of short lines within
- * the same bound on the database as a few long ones.
+ * What a line costs besides its text, in bytes. Counting it keeps a flood of short lines (`yes`) bounded too. A row
+ * really takes more (measured on SQLite: ~117 bytes for a one-byte line, so `yes` fills about twice the cap), but
+ * counting all of it would cut ordinary output of short lines early (`seq 1 750000`, 5 MB, must arrive whole).
  */
-export const LINE_COST_BYTES = 128;
+export const LINE_COST_BYTES = 64;
 
 export function truncationNotice(maxLogMb: number): string {
   return `[output truncated: more than ${maxLogMb} MB; the rest of this job's output was not stored]`;

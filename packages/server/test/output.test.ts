@@ -169,7 +169,7 @@ describe('retention and deleting jobs', () => {
     await waitEnded(t, old);
     await waitEnded(t, recent);
     const running = await submit(t, 'hang');
-    await t.agent!.until(() => t.agent!.running.has(running));
+    await waitFor(async () => (await t.server.store.getJob(running))?.status === 'running', 'the job running');
     const day = 24 * 60 * 60 * 1000;
     const db = t.server.store.db;
     await db.updateTable('jobs').set({ created_at: Date.now() - 5 * day, completed_at: Date.now() - 3 * day }).where('id', '=', old).execute();

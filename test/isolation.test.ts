@@ -8,6 +8,7 @@ import path from 'node:path';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
+import { Mags } from '@mags/sdk';
 import { CLI, type TestServer, freePort, leftovers, runScript, startServer } from './harness.js';
 
 const IMAGE = '/var/lib/mags/images/debian-12-v2';
@@ -252,6 +253,168 @@ EOF`,
     const CAP_NET_RAW = 13n;
     const CAP_SYS_MODULE = 16n;
     for (const cap of [CAP_SYS_ADMIN, CAP_NET_ADMIN, CAP_NET_RAW, CAP_SYS_MODULE]) assert.equal((capEff >> cap) & 1n, 0n, `capability ${cap} is dropped`);
+  });
+});
+
+describe('the seccomp allow-list', () => {
+  test('vsock, io_uring, other socket families, netlink audit, 32-bit entry points and privileged calls are refused', async () => {
+    const r = await runScript(
+      server,
+      `python3 - <<'EOF'
+import ctypes, errno, os, socket, subprocess, sys
+libc = ctypes.CDLL(None, use_errno=True)
+def call(name, nr, *args):
+    rc = libc.syscall(nr, *[ctypes.c_long(a) for a in args])
+    print(name, "ALLOWED" if rc >= 0 else "denied", errno.errorcode.get(ctypes.get_errno()))
+def sock(name, family, kind, proto=0):
+    rc = libc.socket(ctypes.c_long(family), kind, proto)
+    print(name, "ALLOWED" if rc >= 0 else "denied", errno.errorcode.get(ctypes.get_errno()))
+sock("vsock", 40, socket.SOCK_STREAM)
+sock("vsock-dgram", 40, socket.SOCK_DGRAM)
+call("vsock-high-bits", 41, 40 | (1 << 32), socket.SOCK_STREAM, 0)
+sock("alg", 38, socket.SOCK_SEQPACKET)
+sock("tipc", 30, socket.SOCK_RDM)
+sock("rds", 21, socket.SOCK_SEQPACKET)
+sock("key", 15, socket.SOCK_RAW, 2)
+sock("netlink-audit", socket.AF_NETLINK, socket.SOCK_RAW, 9)
+call("netlink-audit-high-bits", 41, socket.AF_NETLINK, socket.SOCK_RAW, 9 | (1 << 32))
+sock("netlink-netfilter", socket.AF_NETLINK, socket.SOCK_RAW, 12)
+sock("netlink-uevent", socket.AF_NETLINK, socket.SOCK_DGRAM, 15)
+pair = (ctypes.c_int * 2)()
+call("vsock-pair", 53, 40, socket.SOCK_STREAM, 0, ctypes.addressof(pair))
+params = ctypes.create_string_buffer(120)
+call("io_uring_setup", 425, 8, ctypes.addressof(params))
+call("io_uring_enter", 426, 0, 1, 0, 0, 0, 0)
+call("io_uring_register", 427, 0, 0, 0, 0)
+# Calls Docker's default profile refuses too, and modify_ldt, which it allows.
+for name, nr in [("userfaultfd", 323), ("kexec_file_load", 320), ("open_by_handle_at", 304), ("add_key", 248),
+                 ("request_key", 249), ("pivot_root", 155), ("swapon", 167), ("setns", 308), ("perf_event_open", 298),
+                 ("syslog", 103), ("acct", 163), ("settimeofday", 164), ("modify_ldt", 154), ("pidfd_getfd", 438),
+                 ("kcmp", 312), ("fsopen", 430), ("open_tree", 428), ("mount_setattr", 442), ("sethostname", 170),
+                 ("quotactl", 179), ("lookup_dcookie", 212), ("process_madvise", 440)]:
+    call(name, nr, 0, 0, 0, 0, 0)
+# The sandbox's init can't be traced or read, even with its pid hidden behind bits the kernel ignores.
+call("ptrace-init", 101, 16, 1, 0, 0)
+call("ptrace-init-high-bits", 101, 16, 1 | (1 << 32), 0, 0)
+call("process_vm_readv-init", 310, 1, 0, 0, 0, 0, 0)
+# 32-bit system calls (int 0x80, x32) kill the process that makes them.
+code = "import ctypes, mmap; m = mmap.mmap(-1, 4096, prot=7); m.write(bytes([0xb8, 20, 0, 0, 0, 0xcd, 0x80, 0xc3])); print(ctypes.CFUNCTYPE(ctypes.c_long)(ctypes.addressof(ctypes.c_char.from_buffer(m)))())"
+print("int80 rc", subprocess.run([sys.executable, "-c", code]).returncode)
+print("x32 rc", subprocess.run([sys.executable, "-c", "import ctypes; print(ctypes.CDLL(None).syscall(0x40000000 | 39))"]).returncode)
+EOF
+echo end`,
+      // Were the init traced, the run would last until its timeout.
+      { timeout_s: 120 },
+    );
+    assert.equal(r.status, 'completed', r.stderr);
+    assert.match(r.stdout, /end/);
+    assert.doesNotMatch(r.stdout, /ALLOWED/, r.stdout);
+    assert.match(r.stdout, /^vsock denied EAFNOSUPPORT$/m);
+    assert.match(r.stdout, /^vsock-high-bits denied/m);
+    assert.match(r.stdout, /^vsock-pair denied/m);
+    assert.match(r.stdout, /^alg denied EAFNOSUPPORT$/m);
+    // Refused as on a kernel without audit, so PAM, sudo and useradd carry on.
+    assert.match(r.stdout, /^netlink-audit denied EPROTONOSUPPORT$/m);
+    assert.match(r.stdout, /^io_uring_setup denied ENOSYS$/m);
+    assert.match(r.stdout, /^io_uring_enter denied ENOSYS$/m);
+    assert.match(r.stdout, /^io_uring_register denied ENOSYS$/m);
+    assert.match(r.stdout, /^userfaultfd denied/m);
+    assert.match(r.stdout, /^ptrace-init-high-bits denied EPERM$/m);
+    // Killed by SIGSYS (31).
+    assert.match(r.stdout, /^int80 rc -31$/m);
+    assert.match(r.stdout, /^x32 rc -31$/m);
+  });
+
+  test('ordinary workloads still work: a server on loopback, node, python, git, ip and ss, useradd and su', async () => {
+    const r = await runScript(
+      server,
+      [
+        'set -e',
+        'python3 -m http.server 8123 --bind 127.0.0.1 >/dev/null 2>&1 & server=$!',
+        'for i in $(seq 100); do curl -s -o /dev/null http://127.0.0.1:8123/ && break; sleep 0.1; done',
+        'curl -sS -o /dev/null -w "http %{http_code}\\n" http://127.0.0.1:8123/',
+        `node -e 'const fs=require("fs"),cp=require("child_process"),{Worker}=require("worker_threads");fs.writeFileSync("/tmp/n","x");new Worker("1",{eval:true}).on("exit",()=>console.log("node", cp.execSync("cat /tmp/n").toString(), require("os").cpus().length>0))'`,
+        'cd /tmp && git init -q repo && cd repo && git -c user.email=a@b -c user.name=a commit -q --allow-empty -m first && echo "git $(git log --oneline | wc -l)"',
+        `ip -o addr show lo | awk '{print "ip", $2; exit}'`,
+        'ss -tln | grep -q 8123 && echo ss listed',
+        'useradd -m tester && echo "su $(su tester -s /bin/sh -c "id -un")"',
+        `python3 -c 'import multiprocessing, sqlite3, ssl; print("python", multiprocessing.Pool(2).map(abs, [-1])[0], sqlite3.connect(":memory:").execute("select 1").fetchone()[0])'`,
+        'kill $server',
+      ].join('\n'),
+    );
+    assert.equal(r.status, 'completed', r.stderr);
+    for (const line of ['http 200', 'node x true', 'git 1', 'ip lo', 'ss listed', 'su tester', 'python 1 1']) {
+      assert.match(r.stdout, new RegExp(`^${line}$`, 'm'), `${line}: ${r.stdout}\n${r.stderr}`);
+    }
+  });
+});
+
+describe('a run ends when its script ends', () => {
+  /** Waits through the SDK with a bound far below the job's own timeout (an hour): a wedged run would pass it. */
+  async function runBounded(script: string) {
+    const mags = new Mags({ apiUrl: server.url, apiToken: server.token });
+    const r = await mags.runAndWait(script, { timeout: 60_000 });
+    return { ...r, stdout: r.logs.filter((l) => l.stream === 'stdout').map((l) => l.message) };
+  }
+
+  test("a script that stops the sandbox's init (ptrace attach, SIGSTOP) and exits", async () => {
+    const r = await runBounded(`python3 -c 'import ctypes; ctypes.CDLL(None).ptrace(16, 1, 0, 0)'; kill -STOP 1; echo done; exit 3`);
+    assert.equal(r.exitCode, 3);
+    assert.equal(r.status, 'failed');
+    assert.deepEqual(r.stdout, ['done']);
+  });
+
+  test("a script that overwrites its init's code through /proc/1/mem, so that it never reaps nor exits", async () => {
+    const r = await runBounded(`python3 - <<'EOF'
+import os
+fields = open('/proc/1/syscall').read().split()
+fd = os.open('/proc/1/mem', os.O_RDWR)
+os.pwrite(fd, b'\\xeb\\xfe', int(fields[-1], 16))  # jmp to itself, where the init resumes after its wait
+print('patched')
+EOF
+sleep 1000 &
+echo done; exit 3`);
+    assert.equal(r.exitCode, 3);
+    assert.equal(r.status, 'failed');
+    assert.deepEqual(r.stdout, ['patched', 'done']);
+    const next = await runBounded('echo next');
+    assert.deepEqual(next.stdout, ['next']);
+  });
+});
+
+describe('a sandbox learns nothing of the host from /proc', () => {
+  test('kernel command line, slab and vmalloc info, symbols, page flags read as empty; mountinfo names no host path', async () => {
+    const files = ['/proc/cmdline', '/proc/slabinfo', '/proc/vmallocinfo', '/proc/kallsyms', '/proc/kpageflags', '/proc/config.gz', '/proc/key-users', '/proc/iomem'];
+    const r = await runScript(server, `for f in ${files.join(' ')}; do echo "$f $(cat $f 2>/dev/null | wc -c)"; done; echo ---; cat /proc/self/mountinfo /proc/1/mountinfo`);
+    assert.equal(r.status, 'completed', r.stderr);
+    const [sizes, mountinfo] = r.stdout.split('---\n');
+    for (const f of files) assert.match(sizes, new RegExp(`^${f} 0$`, 'm'), `${f} is readable: ${sizes}`);
+    assert.match(mountinfo, / \/ \/ .* - overlay /, 'the root is listed');
+    for (const hostPath of ['/var/lib/mags', '/sandboxes/', instance, '/usr/bin/catatonit', IMAGE, ' /dev/vd', ' /dev/sd', ' /dev/nvme']) {
+      assert.ok(!mountinfo.includes(hostPath), `mountinfo shows ${hostPath}:\n${mountinfo}`);
+    }
+  });
+
+  test("no CAP_AUDIT_WRITE: nothing a sandbox does reaches the host's audit log", async () => {
+    const r = await runScript(server, 'grep CapEff /proc/self/status');
+    const capEff = BigInt(`0x${/CapEff:\s+([0-9a-f]+)/.exec(r.stdout)![1]}`);
+    const CAP_AUDIT_WRITE = 29n;
+    assert.equal((capEff >> CAP_AUDIT_WRITE) & 1n, 0n);
+  });
+
+  test("a later sandbox never starts in an earlier one's network namespace (its counters)", async () => {
+    const N = 3000;
+    const udpSent = `awk '/^Udp: [0-9]/ {print $5}' /proc/net/snmp`;
+    const sent = await runScript(
+      server,
+      `python3 -c "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); [s.sendto(b'x', ('127.0.0.1', 9)) for _ in range(${N})]"; ${udpSent}`,
+    );
+    assert.ok(Number(sent.stdout.trim()) >= N, `the first sandbox counted its datagrams: ${sent.stdout}`);
+    // Enough later sandboxes that one would be given the first one's namespace if namespaces were handed on.
+    for (let i = 0; i < 6; i++) {
+      const later = await runScript(server, udpSent);
+      assert.ok(Number(later.stdout.trim()) < N, `sandbox ${i} starts with ${later.stdout.trim()} datagrams sent`);
+    }
   });
 });
 

@@ -7,7 +7,7 @@ import pino, { type Logger } from 'pino';
 import type { Limits } from './bundle.js';
 import { type AgentConfig, hostNames } from './config.js';
 import { DiskLedger } from './disks.js';
-import { cleanupStale, prepareHost, releaseInstance, runtimeVersion } from './host.js';
+import { cleanupStale, prepareHost, prepareSandboxFiles, releaseInstance, runtimeVersion } from './host.js';
 import { DnsForwarder, NetnsPool, SlotAllocator, setupHostNetwork, teardownHostNetwork } from './network.js';
 import { OutputCollector } from './output.js';
 import { OFF_PATH_DELAY_MS, WarmPool } from './pool.js';
@@ -53,11 +53,12 @@ export class Agent {
   ) {
     // Sandbox layers and workspace disks are assumed to share the filesystem of the state directory.
     this.disks = new DiskLedger(hostNames(config).sandboxesDir, () => this.storageChanged());
+    const slots = new SlotAllocator(config.subnet, hostNames(config).vethPrefix);
     this.ctx = {
       config,
       logger,
-      slots: new SlotAllocator(config.subnet, hostNames(config).vethPrefix),
-      netnsPool: new NetnsPool(config.poolSize + config.capacity),
+      slots,
+      netnsPool: new NetnsPool(config.poolSize + 2, hostNames(config).sandboxPrefix, slots, logger, OFF_PATH_DELAY_MS),
       disks: this.disks,
     };
     this.dns = new DnsForwarder(config, logger);
@@ -85,8 +86,10 @@ export class Agent {
     const { config, logger } = this;
     await prepareHost(config, logger);
     await cleanupStale(config, logger);
+    await prepareSandboxFiles(config, logger);
     await this.dns.start();
     await setupHostNetwork(config, this.dns.port, logger);
+    this.ctx.netnsPool.fill();
     await this.bases.start();
     this.pool = new WarmPool(
       this.ctx,
@@ -306,6 +309,7 @@ export class Agent {
     // Wait briefly for the running jobs to report and clean up.
     for (let i = 0; i < 100 && this.jobs.size; i++) await new Promise((r) => setTimeout(r, 50));
     await this.pool?.close();
+    await this.ctx.netnsPool.close();
     await this.workspaces.close();
     await this.bases.close();
     await this.store.close().catch(() => {});

@@ -127,6 +127,11 @@ export function hostNames(config: AgentConfig) {
     table: `mags_${config.instance}`,
     cgroupParent: `mags${config.instance}`,
     sandboxesDir: path.join(config.stateDir, 'sandboxes', config.instance),
+    /**
+     * A small tmpfs holding what is bound into sandboxes (the init, each sandbox's hosts and resolv.conf), so a
+     * sandbox's /proc/self/mountinfo names paths of that tmpfs (`/init`), never the host's.
+     */
+    filesDir: path.join(config.stateDir, 'sandboxes', `${config.instance}.files`),
   };
 }
 

@@ -1,5 +1,5 @@
 // Host preparation at agent start, and removal of what a crashed predecessor left behind.
-import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { type AgentConfig, checkImage, hostNames } from './config.js';
@@ -145,7 +145,7 @@ function secureStateDirs(config: AgentConfig): void {
  */
 export async function cleanupStale(config: AgentConfig, logger: Logger): Promise<number> {
   let removed = 0;
-  const { sandboxPrefix: NETNS_PREFIX, vethPrefix: VETH_PREFIX, cgroupParent: CGROUP_PARENT, sandboxesDir } = hostNames(config);
+  const { sandboxPrefix: NETNS_PREFIX, vethPrefix: VETH_PREFIX, cgroupParent: CGROUP_PARENT, sandboxesDir, filesDir } = hostNames(config);
   const list = await run(config.runtime, ['--root', config.runtimeRoot, 'list', '-q'], { allowFailure: true });
   for (const id of list.stdout.split('\n').map((s) => s.trim()).filter((s) => s.startsWith(NETNS_PREFIX))) {
     await run(config.runtime, ['--root', config.runtimeRoot, 'delete', '-f', id], { allowFailure: true });
@@ -155,7 +155,7 @@ export async function cleanupStale(config: AgentConfig, logger: Logger): Promise
   const mounts = readFileSync('/proc/self/mountinfo', 'utf8')
     .split('\n')
     .map((l) => l.split(' ')[4])
-    .filter((m): m is string => !!m && m.startsWith(`${sandboxesDir}/`))
+    .filter((m): m is string => !!m && (m.startsWith(`${sandboxesDir}/`) || m === filesDir))
     .sort((a, b) => b.length - a.length);
   for (const m of mounts) await run('umount', ['-l', m], { allowFailure: true });
   // Ephemeral layers' loop devices detach when unmounted (autoclear); one left attached (its image deleted, or its
@@ -165,6 +165,7 @@ export async function cleanupStale(config: AgentConfig, logger: Logger): Promise
     const [device, ...file] = line.trim().split(' ');
     if (device && file.join(' ').startsWith(`${sandboxesDir}/`)) await run('losetup', ['-d', device], { allowFailure: true });
   }
+  rmSync(filesDir, { recursive: true, force: true });
   if (existsSync(sandboxesDir)) {
     for (const entry of readdirSync(sandboxesDir)) {
       rmSync(path.join(sandboxesDir, entry), { recursive: true, force: true });
@@ -183,4 +184,16 @@ export async function cleanupStale(config: AgentConfig, logger: Logger): Promise
   rmSync(layerTemplatesDir(config), { recursive: true, force: true }); // remade when next needed
   if (removed) logger.info({ removed }, 'removed sandboxes left by a previous agent');
   return removed;
+}
+
+/**
+ * Mounts the tmpfs of files bound into sandboxes (see hostNames().filesDir) and copies the init into it. After
+ * cleanupStale, which unmounts it again when the agent stops.
+ */
+export async function prepareSandboxFiles(config: AgentConfig, logger: Logger): Promise<void> {
+  const { filesDir } = hostNames(config);
+  mkdirSync(filesDir, { recursive: true });
+  await run('mount', ['-t', 'tmpfs', '-o', 'size=16m,mode=0755,nosuid,nodev', 'mags-files', filesDir], { logger });
+  copyFileSync(config.initBinary, path.join(filesDir, 'init'));
+  chmodSync(path.join(filesDir, 'init'), 0o755);
 }

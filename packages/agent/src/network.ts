@@ -1,10 +1,11 @@
 // Sandbox networking: one nftables table for the whole host (NAT out, nothing in, nothing to the host or private
 // ranges), a /30 veth link per sandbox carved from the agent's /16, and a DNS forwarder sandboxes can reach.
+import { randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
 import { readFileSync, writeFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { type AgentConfig, hostNames } from './config.js';
-import { run } from './process.js';
+import { run, sh } from './process.js';
 
 
 export interface Link {
@@ -63,32 +64,71 @@ export function netnsUpScript(netns: string, link: Link | undefined): string {
   return `ip -batch - <<'EOF'\n${host.join('\n')}\nEOF\nip -n ${netns} -batch - <<'EOF'\n${inside.join('\n')}\nEOF`;
 }
 
-/** A network namespace (with its veth link) no sandbox is using. */
+/** A network namespace with its veth link, made ahead for one sandbox. */
 export interface SpareNetns {
   name: string;
   link: Link;
 }
 
 /**
- * Network namespaces of ended sandboxes, kept for reuse: creating and deleting namespaces is the costliest part of a
- * sandbox's life on this kernel. Reuse is safe because a namespace is handed on only after every process of its
- * previous sandbox is dead (its sockets gone with them), and sandboxes never hold CAP_NET_ADMIN and see /proc/sys
- * read-only, so they cannot change the addresses, routes or settings the agent gave it.
+ * Network namespaces made ahead of demand, so that making one (the costliest part of a sandbox on this kernel) is
+ * not part of making a sandbox. Each is used by one sandbox only and deleted with it: a namespace keeps what its
+ * processes leave behind (counters in /proc/net/snmp and /proc/net/dev, TIME_WAIT sockets, neighbour entries), which
+ * the next sandbox, maybe another user's, would read.
  */
 export class NetnsPool {
-  private readonly spare: SpareNetns[] = [];
-  constructor(private readonly max: number) {}
+  private readonly ready: SpareNetns[] = [];
+  private making = false;
+  private closed = false;
+
+  constructor(
+    private readonly size: number,
+    private readonly prefix: string,
+    private readonly slots: SlotAllocator,
+    private readonly logger: Logger,
+    /** Delay before making more, so the spawn does not hold up the sandbox that just took one. */
+    private readonly delayMs: number,
+  ) {}
+
+  /** A fresh namespace, or undefined (the caller makes its own); more are made a moment later. */
   take(): SpareNetns | undefined {
-    return this.spare.pop();
+    const n = this.ready.shift();
+    setTimeout(() => this.fill(), this.delayMs);
+    return n;
   }
-  /** Keeps the namespace if there is room; false means the caller must delete it. */
-  give(n: SpareNetns): boolean {
-    if (this.spare.length >= this.max) return false;
-    this.spare.push(n);
-    return true;
+
+  fill(): void {
+    if (this.making || this.closed || this.ready.length >= this.size) return;
+    this.making = true;
+    const batch = Array.from({ length: this.size - this.ready.length }, () => ({
+      name: `${this.prefix}n${randomBytes(4).toString('hex')}`,
+      link: this.slots.take(),
+    }));
+    sh(batch.map((n) => netnsUpScript(n.name, n.link)).join('\n'), { logger: this.logger, timeoutMs: 30_000 })
+      .then(() => {
+        this.ready.push(...batch);
+        this.making = false;
+        if (this.closed) return this.close();
+      })
+      .catch(async (err) => {
+        this.logger.error({ err }, 'could not make network namespaces ahead');
+        await this.remove(batch);
+        this.making = false;
+        // Try again later rather than spin; a sandbox that finds none makes its own.
+        if (!this.closed) setTimeout(() => this.fill(), 5000).unref();
+      });
   }
-  drain(): SpareNetns[] {
-    return this.spare.splice(0);
+
+  /** Deletes the namespaces not taken. */
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.remove(this.ready.splice(0));
+  }
+
+  private async remove(list: SpareNetns[]): Promise<void> {
+    if (!list.length) return;
+    await run('/bin/sh', ['-c', list.map((n) => netnsDownScript(n.name)).join('; ')], { allowFailure: true, logger: this.logger });
+    for (const n of list) this.slots.release(n.link.slot);
   }
 }
 

@@ -4,7 +4,7 @@
 // output comes back on the runtime's stdout/stderr pipes and its exit code is the runtime's.
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chownSync, mkdirSync, statfsSync, writeFileSync } from 'node:fs';
+import { chownSync, mkdirSync, readFileSync, rmSync, statfsSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { GiB } from '@mags/api';
 import type { Logger } from 'pino';
@@ -44,6 +44,80 @@ export interface JobProcess {
 
 const SIGNALS: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGABRT: 6, SIGKILL: 9, SIGSEGV: 11, SIGPIPE: 13, SIGTERM: 15 };
 
+/** How often a running job's script process is looked at; a sandbox outlives its script by one to two of these. */
+const SCRIPT_WATCH_MS = 1000;
+/** After the agent kills a sandbox whose script has ended, how long the runtime gets before its processes are killed directly. */
+const KILL_GRACE_MS = 10_000;
+
+/** A process on the host, identified by pid and start time (so a reused pid is not mistaken for it). */
+interface HostProcess {
+  pid: number;
+  start: string;
+}
+
+/** Fields 3.. of /proc/<pid>/stat (after the parenthesised name, which may hold spaces). */
+function statFields(pid: number): string[] | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  } catch {
+    return undefined;
+  }
+}
+
+/** Pids of a process's children (one thread's; the runtime and the init fork from their main thread). */
+function children(pid: number): number[] {
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(' ').filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * The first process below `root` (children first, then their children, `depth` levels) whose pid in its own
+ * (innermost) PID namespace is `nsPid`.
+ */
+function descendantWithNsPid(root: number, nsPid: number, depth: number): HostProcess | undefined {
+  let level = children(root);
+  for (let d = 0; d < depth && level.length; d++) {
+    for (const pid of level) {
+      try {
+        const nspid = /^NSpid:\s+(.*)$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1].trim().split(/\s+/);
+        const start = statFields(pid)?.[19];
+        if (nspid && Number(nspid[nspid.length - 1]) === nsPid && start) return { pid, start };
+      } catch {
+        /* exited meanwhile */
+      }
+    }
+    level = level.flatMap(children);
+  }
+  return undefined;
+}
+
+/**
+ * The script's process as the host sees it: it is the launcher, PID 2 of the sandbox, the init's (PID 1's) first
+ * child, and the job's shell replaced it by exec. The init is the runtime's child (or grandchild, should the runtime
+ * fork in between).
+ */
+function findScript(runtimePid: number): HostProcess | undefined {
+  const init = descendantWithNsPid(runtimePid, 1, 2);
+  return init && descendantWithNsPid(init.pid, 2, 1);
+}
+
+/**
+ * Whether the script has ended: its exit code (128+n when killed by signal n) while it is a zombie its init has not
+ * reaped, 'gone' once it has been reaped (or its pid reused), undefined while it runs.
+ */
+function scriptEnded(p: HostProcess): number | 'gone' | undefined {
+  const f = statFields(p.pid);
+  if (!f || f[19] !== p.start) return 'gone';
+  if (f[0] !== 'Z' && f[0] !== 'X') return undefined;
+  const status = Number(f[49]); // field 52: the exit status as wait(2) reports it
+  if (!Number.isInteger(status)) return 'gone';
+  return (status & 0x7f) === 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f);
+}
+
 /** The shell program the launcher becomes: the job's environment, its working directory, then the script itself. */
 export function jobProgram(script: string, env: Record<string, string>): string {
   const exports = Object.entries(env).map(([k, v]) => `export ${k}=${shq(v)}`);
@@ -71,7 +145,7 @@ export class Sandbox {
     readonly id: string,
     readonly dir: string,
     readonly options: SandboxOptions,
-    /** Network namespace name (a sandbox may reuse one an ended sandbox had). */
+    /** Network namespace name (the sandbox's own: made with it, or ahead of it by the NetnsPool). */
     readonly netns: string,
     readonly link: Link | undefined,
     private readonly ctx: HostContext,
@@ -84,6 +158,7 @@ export class Sandbox {
     const names = hostNames(config);
     const id = `${names.sandboxPrefix}${randomBytes(5).toString('hex')}`;
     const dir = path.join(names.sandboxesDir, id);
+    // A network namespace of its own, made ahead or now; never one an earlier sandbox had (see NetnsPool).
     const spare = options.network === 'internet' ? ctx.netnsPool.take() : undefined;
     const link = spare?.link ?? (options.network === 'internet' ? ctx.slots.take() : undefined);
     const sandbox = new Sandbox(id, dir, options, spare?.name ?? id, link, ctx);
@@ -96,16 +171,17 @@ export class Sandbox {
       chownSync(dir, 0, config.userns.hostId);
       mkdirSync(path.join(dir, 'rootfs'));
       mkdirSync(path.join(dir, 'fs'), { mode: 0o700 });
-      writeHostsFile(path.join(dir, 'hosts'));
-      writeFileSync(path.join(dir, 'resolv.conf'), resolvConf(link));
+      mkdirSync(sandbox.files);
+      writeHostsFile(path.join(sandbox.files, 'hosts'));
+      writeFileSync(path.join(sandbox.files, 'resolv.conf'), resolvConf(link));
       sandbox.cgroup.create(options.limits);
       const oci = ociConfig({
         rootfs: path.join(dir, 'rootfs'),
         netnsPath: `/run/netns/${sandbox.netns}`,
         cgroupsPath: sandbox.cgroup.runtimePath,
-        hostsFile: path.join(dir, 'hosts'),
-        resolvFile: path.join(dir, 'resolv.conf'),
-        initBinary: config.initBinary,
+        hostsFile: path.join(sandbox.files, 'hosts'),
+        resolvFile: path.join(sandbox.files, 'resolv.conf'),
+        initBinary: path.join(names.filesDir, 'init'),
         userns: config.userns,
       });
       writeFileSync(path.join(dir, 'config.json'), JSON.stringify(oci));
@@ -114,19 +190,26 @@ export class Sandbox {
       // writing past it gives the script ENOSPC (a tmpfs charged to the memory limit was an OOM kill), and it can't
       // fill the host disk. Its upper directory (the sandbox's /) belongs to the sandbox's root. Every mount is
       // nosuid,nodev: a setuid file or a device node a sandbox makes is inert on the host.
+      // The overlay is mounted from the sandbox's directory with relative paths (links to the layers), because the
+      // sandbox reads its root's mount options in /proc/self/mountinfo: they name no host path.
       const d = shq(dir);
       const root = config.userns.hostId;
-      const lowerdir = [...(options.lowers ?? []), imagePath(config)].join(':');
-      const upper = options.upper
-        ? [`upperdir=${options.upper.upper}`, `workdir=${options.upper.work}`]
-        : [`upperdir=${dir}/fs/upper`, `workdir=${dir}/fs/work`];
+      const lowers = [...(options.lowers ?? []), imagePath(config)].map((layer, i) => {
+        symlinkSync(layer, path.join(dir, `l${i}`));
+        return `l${i}`;
+      });
+      if (options.upper) {
+        symlinkSync(options.upper.upper, path.join(dir, 'upper'));
+        symlinkSync(options.upper.work, path.join(dir, 'work'));
+      }
+      const upper = options.upper ? ['upperdir=upper', 'workdir=work'] : ['upperdir=fs/upper', 'workdir=fs/work'];
       await sh(
         [
           spare ? 'true' : netnsUpScript(id, link),
           options.upper
             ? 'true'
             : layerDiskScript(layerTemplatesDir(config), sandbox.layerImage, path.join(dir, 'fs'), options.diskGb, root),
-          `mount -t overlay -o ${shq(['nosuid', 'nodev', `lowerdir=${lowerdir}`, ...upper, 'xino=off'].join(','))} mags-root ${d}/rootfs`,
+          `cd ${d} && mount -t overlay -o ${shq(['nosuid', 'nodev', `lowerdir=${lowers.join(':')}`, ...upper, 'xino=off'].join(','))} mags-root rootfs`,
         ].join('\n'),
         { logger: ctx.logger, timeoutMs: 30_000 },
       );
@@ -206,8 +289,51 @@ export class Sandbox {
         for (const [s, c] of buffered.splice(0)) handler(s, c);
         this.sink = handler;
       },
-      exited: this.runtimeExit,
+      exited: this.watchScript(runtime, this.runtimeExit),
     };
+  }
+
+  /**
+   * The job's exit code. Normally the runtime's: the init exits when the script does, and the PID namespace with it.
+   * But a script can stop its init (ptrace, /proc/1/mem) so that it never reaps the script nor exits. So, once a
+   * second (a timer: nothing on the start path), the agent looks at the script's process; when it has ended and the
+   * runtime is still there a tick later, the agent takes the script's exit code from /proc and kills the sandbox.
+   * The promise resolves once the runtime has gone, so all output has been read.
+   */
+  private watchScript(runtime: ChildProcessWithoutNullStreams, runtimeExit: Promise<number | null>): Promise<number | null> {
+    let script: HostProcess | undefined;
+    let ended: number | 'gone' | undefined;
+    let killed = false;
+    let override: number | undefined;
+    const timer = setInterval(() => {
+      if (killed || this.destroyed) return;
+      script ??= findScript(runtime.pid!);
+      if (!script) return;
+      const now = scriptEnded(script);
+      if (now !== undefined && ended !== undefined) {
+        // Ended a tick ago and the sandbox is still there. A zombie keeps its code; if the init did reap the script
+        // but then did not exit, the code is the first one seen, or else the runtime's after the kill.
+        killed = true;
+        override = typeof ended === 'number' ? ended : typeof now === 'number' ? now : undefined;
+        this.ctx.logger.warn({ sandbox: this.id, exitCode: override }, 'the script ended but its sandbox did not: killing the sandbox');
+        void this.kill();
+        setTimeout(() => {
+          if (runtime.exitCode !== null || runtime.signalCode !== null) return;
+          const init = descendantWithNsPid(runtime.pid!, 1, 2);
+          try {
+            if (init) process.kill(init.pid, 'SIGKILL');
+          } catch {
+            /* gone meanwhile */
+          }
+          killGroup(runtime.pid);
+        }, KILL_GRACE_MS).unref();
+      }
+      if (typeof ended !== 'number') ended = now;
+    }, SCRIPT_WATCH_MS);
+    return runtimeExit.then((code) => {
+      clearInterval(timer);
+      return override ?? code;
+    });
   }
 
   /**
@@ -226,6 +352,12 @@ export class Sandbox {
   /** The ephemeral layer's disk image (a sparse file; absent for a workspace sandbox). */
   get layerImage(): string {
     return path.join(this.dir, 'layer.img');
+  }
+
+  /** This sandbox's files bound into it (hosts, resolv.conf), on the agent's tmpfs for them. */
+  get files(): string {
+    const names = hostNames(this.ctx.config);
+    return path.join(names.filesDir, this.id.slice(names.sandboxPrefix.length));
   }
 
   /** The sandbox's root filesystem as the host sees it (the overlay mount). */
@@ -256,9 +388,6 @@ export class Sandbox {
     this.destroyed = true;
     const d = shq(this.dir);
     const rt = `${this.ctx.config.runtime} --root ${shq(this.ctx.config.runtimeRoot)}`;
-    // Only a namespace whose processes are all gone (the runtime has exited) may be handed on.
-    const runtimeGone = !this.runtime || this.runtime.exitCode !== null || this.runtime.signalCode !== null;
-    const keepNetns = !!this.link && runtimeGone && this.ctx.netnsPool.give({ name: this.netns, link: this.link });
     await run(
       '/bin/sh',
       [
@@ -270,7 +399,7 @@ export class Sandbox {
           this.layerWritten() ? `rm -rf --one-file-system ${d}/fs/upper ${d}/fs/work` : 'true',
           `umount ${d}/fs 2>/dev/null || umount -l ${d}/fs 2>/dev/null`,
           `rm -rf --one-file-system ${d}`,
-          keepNetns ? 'true' : netnsDownScript(this.netns),
+          netnsDownScript(this.netns),
           'true',
         ].join('; '),
       ],
@@ -278,8 +407,9 @@ export class Sandbox {
     );
     if (this.runtime && this.runtime.exitCode === null && this.runtime.signalCode === null) killGroup(this.runtime.pid);
     await this.runtimeExit;
+    rmSync(this.files, { recursive: true, force: true });
     this.cgroup.remove();
     this.ctx.disks.release(this.layerImage);
-    if (this.link && !keepNetns) this.ctx.slots.release(this.link.slot);
+    if (this.link) this.ctx.slots.release(this.link.slot);
   }
 }

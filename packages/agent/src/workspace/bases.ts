@@ -7,7 +7,7 @@ import { mkdir, readdir, rm, stat, writeFile, rename } from 'node:fs/promises';
 import path from 'node:path';
 import type { BaseLayer } from '@mags/api';
 import { MagsError } from '@mags/api';
-import { type ObjectStore, readManifestObject, restoreManifest } from '@mags/objects';
+import { type IdMap, type ObjectStore, readManifestObject, restoreManifest } from '@mags/objects';
 import type { Logger } from 'pino';
 import { run, sh, shq } from '../process.js';
 
@@ -35,6 +35,8 @@ export class BaseLayers {
     private readonly cacheDir: string,
     private readonly store: ObjectStore,
     private readonly logger: Logger,
+    /** Sandboxes' user namespace: a base's owners are as seen inside and are written shifted (undefined: as they are). */
+    private readonly ids?: IdMap,
     /** Unused materialised bases are deleted after this long. */
     private readonly idleMs = 30 * 60_000,
   ) {}
@@ -98,7 +100,7 @@ export class BaseLayers {
     await rm(tmp, { recursive: true, force: true });
     await mkdir(tmp, { recursive: true });
     try {
-      await restoreManifest(this.store, manifest, path.join(tmp, 'root'), { cacheDir: this.cacheDir });
+      await restoreManifest(this.store, manifest, path.join(tmp, 'root'), { cacheDir: this.cacheDir, ids: this.ids });
       await writeFile(path.join(tmp, COMPLETE), `${label}\n`);
       await rm(dir, { recursive: true, force: true });
       await rename(tmp, dir);

@@ -11,9 +11,10 @@ import { mkdir, rm, writeFile, rename } from 'node:fs/promises';
 import path from 'node:path';
 import type { AgentToServer, SandboxWorkspace, WorkspaceKey, WorkspaceOrderResult, WorkspaceReport } from '@mags/api';
 import { GiB, MagsError } from '@mags/api';
-import { type Manifest, type ObjectStore, readHead, restore, snapshot } from '@mags/objects';
+import { type IdMap, type Manifest, type ObjectStore, readHead, restore, snapshot } from '@mags/objects';
 import type { Logger } from 'pino';
 import type { DiskLedger } from '../disks.js';
+import { forUser } from '../user-errors.js';
 import type { BaseHandle } from './bases.js';
 import { WorkspaceDisk } from './disk.js';
 
@@ -67,6 +68,8 @@ export interface WorkspaceSettings {
   warmMs: number;
   /** The sandboxes' user namespace: disks' roots belong to its root (and older disks are shifted into it). */
   userns: { hostId: number; size: number };
+  /** Sandboxes' user namespace for manifests: owners are stored as seen inside and restored shifted (undefined: host ids). */
+  ids?: IdMap;
 }
 
 class CopyGone extends Error {}
@@ -275,12 +278,16 @@ export class WorkspaceManager {
         await this.sync(copy, false);
         return undefined;
       } catch (err) {
-        const message = (err as Error).message;
-        if (err instanceof MagsError && err.status === 409) {
+        this.logger.warn({ err, detail: (err as { detail?: string }).detail, workspace: workspaceId(copy.key) }, 'workspace sync after a run failed');
+        const { status, message } = forUser(err); // no host paths in a job's output
+        if (status === 409) {
           this.abandon(copy);
           return `workspace ${copy.key.name} was not synced: ${message}`;
         }
         this.scheduleRetry(copy);
+        if (status >= 400 && status < 500) {
+          return `workspace ${copy.key.name} could not be synced: ${message}; its changes are kept on this host and the sync is retried`;
+        }
         return `workspace ${copy.key.name} could not be synced yet (${message}); its changes are kept on this host and the sync is retried until it succeeds`;
       }
     });
@@ -363,7 +370,7 @@ export class WorkspaceManager {
     await mkdir(work, { recursive: true });
     copy.previous = undefined;
     if (version !== null) {
-      const r = await restore(this.store, { ...copy.key, version }, upper, { cacheDir: this.settings.cacheDir });
+      const r = await restore(this.store, { ...copy.key, version }, upper, { cacheDir: this.settings.cacheDir, ids: this.settings.ids });
       copy.previous = r.manifest;
       this.logger.info({ workspace: workspaceId(copy.key), version, ...r.stats }, 'workspace restored');
     } else {
@@ -382,6 +389,7 @@ export class WorkspaceManager {
       previous: copy.previous,
       cacheDir: this.settings.cacheDir,
       expectVersion: copy.state.version,
+      ids: this.settings.ids,
     });
     copy.previous = r.manifest;
     copy.state.version = r.version;

@@ -334,12 +334,12 @@ sleep 3600`;
         await new Promise((r) => setTimeout(r, 100));
       }
       let synced = 0;
+      const failed: string[] = [];
       for (let i = 0; i < 200; i++) {
         const r = await api(server, 'POST', '/api/v1/mags-workspaces/race/sync');
-        assert.equal(r.status, 200, `sync ${i}: ${JSON.stringify(r.body)}`);
-        if (r.body.changed) synced++;
+        if (r.status !== 200) failed.push(`sync ${i}: ${r.status} ${JSON.stringify(r.body)}`);
+        else if (r.body.changed) synced++;
       }
-      assert.ok(synced >= 150, `the syncs ran while the loops changed the workspace (${synced} new versions)`);
       await api(server, 'POST', `/api/v1/mags-jobs/${request_id}/stop`);
       await api(server, 'GET', `/api/v1/mags-jobs/${request_id}/status?wait=60`);
       await server.stop({ keepHome: true });
@@ -361,6 +361,9 @@ sleep 3600`;
       const out = await ok(server, `grep -rl ${token} /w; ls -A /w | sort | tr '\n' ' '; echo`, { workspace_id: 'race', persistent: true });
       assert.doesNotMatch(out, /^\/w/m, `no workspace file holds the secret: ${out}`);
       await server.stop();
+      // Files vanish and change type all the time here: no sync may fail for it.
+      assert.deepEqual(failed.slice(0, 3), [], `${failed.length} of 200 syncs failed`);
+      assert.ok(synced >= 150, `the syncs ran while the loops changed the workspace (${synced} new versions)`);
     } finally {
       rmSync(secretDir, { recursive: true, force: true });
       rmSync(objects, { recursive: true, force: true });

@@ -2,7 +2,7 @@
 import { hostname } from 'node:os';
 import type { AgentEnd, AgentInfo, AgentToServer, ExitReason, SandboxSpec, ServerToAgent, WorkspaceOrder } from '@mags/api';
 import { MAGS_VERSION, MagsError } from '@mags/api';
-import { type IdMap, type ObjectStore, openObjectStore } from '@mags/objects';
+import { type IdMap, type ObjectStore, openObjectStore, SyncService } from '@mags/objects';
 import pino, { type Logger } from 'pino';
 import type { Limits } from './bundle.js';
 import { type AgentConfig, hostNames } from './config.js';
@@ -45,6 +45,7 @@ export class Agent {
   private readonly ctx: HostContext;
   private readonly dns: DnsForwarder;
   private readonly store: ObjectStore;
+  private readonly syncs: SyncService;
   private readonly workspaces: WorkspaceManager;
   private readonly bases: BaseLayers;
   private pool!: WarmPool;
@@ -71,11 +72,13 @@ export class Agent {
     };
     this.dns = new DnsForwarder(config, logger);
     this.store = openObjectStore(config.objects, config.objectsCredentials);
+    this.syncs = new SyncService({ objects: config.objects, credentials: config.objectsCredentials, logger: logger.child({ part: 'sync-service' }) });
     const ids = workspaceIds(config);
     this.workspaces = new WorkspaceManager(
       { dir: config.workspacesDir, cacheDir: config.cacheDir, localTtlMs: config.localWorkspaceTtlMs, warmMs: config.warmMs, userns: config.userns, ids },
       this.store,
       this.disks,
+      this.syncs,
       (m) => {
         if (this.closing) return;
         // Reports made while taking over copies at start wait for the hello.
@@ -84,7 +87,7 @@ export class Agent {
       },
       logger.child({ part: 'workspaces' }),
     );
-    this.bases = new BaseLayers(config.basesDir, config.cacheDir, this.store, logger.child({ part: 'bases' }), ids);
+    this.bases = new BaseLayers(config.basesDir, config.cacheDir, this.store, this.syncs, logger.child({ part: 'bases' }), ids);
   }
 
   private get defaults(): Limits {
@@ -320,6 +323,7 @@ export class Agent {
     await this.pool?.close();
     await this.workspaces.close();
     await this.bases.close();
+    this.syncs.close();
     await this.store.close().catch(() => {});
     this.dns.close();
     await cleanupStale(this.config, this.logger);

@@ -255,8 +255,10 @@ function chmodNoFollow(p: string, mode: number): void {
   try {
     fd = openSync(p, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
   } catch (e) {
+    // A device node can't be opened (ENXIO; EACCES on a nodev mount such as a workspace disk): chmod it by name,
+    // once lstat shows the name is that device and not a link.
     const code = (e as NodeJS.ErrnoException).code;
-    if ((code === 'ENXIO' || code === 'ENODEV') && lstatSync(p).isCharacterDevice()) return chmodSync(p, mode);
+    if ((code === 'ENXIO' || code === 'ENODEV' || code === 'EACCES') && lstatSync(p).isCharacterDevice()) return chmodSync(p, mode);
     throw e;
   }
   try {

@@ -11,6 +11,7 @@ import { blobKey, checkWorkspace, EMPTY_SHA256, type Manifest, type ManifestEntr
 import { DEFAULT_PACK_THRESHOLD, PackWriter } from './pack.js';
 import { readHead, readManifest } from './versions.js';
 import { scanLayer } from './scan.js';
+import { validateManifest } from './validate.js';
 import type { IdMap } from './walk.js';
 
 export interface SnapshotOptions {
@@ -209,6 +210,14 @@ export async function snapshot(upperDir: string, store: ObjectStore, opts: Snaps
     files: stats.files,
     bytes: stats.bytes,
   };
+
+  // What the walk produced must be what a restore accepts (it always should be): never commit a version that can't
+  // be restored.
+  try {
+    validateManifest(manifest);
+  } catch (e) {
+    throw new MagsError(500, 'internal', `this sync was not saved: ${(e as Error).message.replace(/^this workspace version cannot be restored: /, '')}`);
+  }
 
   if (committed && samePortable(committed.entries, entries)) {
     stats.durationMs = Date.now() - started;

@@ -5,10 +5,10 @@
 // layer, whatever the sandbox swaps in meanwhile. Each file it hashes is opened O_NOFOLLOW and checked by fstat to
 // be the regular file (device and inode) the walk saw; anything else is left out of this sync.
 //
-// Protocol (NDJSON), one request at a time, the worker reused for the next (node's start-up costs more than a small
-// sync): stdin = a header line, the previous manifest's entries, {"end": 1}; stdout = the new entries in path order
-// (small new contents inline), then {"done": stats}, or {"error": {status, code, message}} and the worker exits.
-import { constants, lstatSync } from 'node:fs';
+// Protocol (NDJSON), one request per worker: stdin = a header line, the previous manifest's entries, {"end": 1};
+// stdout = the new entries in path order (unchanged ones as {"s": path}; small new contents inline), then
+// {"done": stats} or {"error": {status, code, message}}, and the worker exits (its view goes with its namespace).
+import { constants, lstatSync, readFileSync, realpathSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import { forEachLimit } from '../pool.js';
@@ -74,14 +74,7 @@ async function main(): Promise<void> {
     header = undefined;
     previous = new Map();
     if (!h) throw new Error('no scan header on stdin');
-    queue = queue.then(async () => {
-      try {
-        await scan(h, p);
-      } finally {
-        process.chdir('/');
-        if (h.view) await run('umount', ['--', h.upperDir], { timeoutMs: 30_000 }).catch(() => {});
-      }
-    });
+    queue = queue.then(() => scan(h, p));
     queue.catch(fail);
   });
   await new Promise<void>((resolve) => lines.once('close', () => resolve()));
@@ -92,10 +85,13 @@ async function scan(header: ScanHeader, previous: Map<string, PreviousEntry>): P
   const cache = new BlobCache(header.cacheDir);
   await cache.init();
 
+  // The host's own path to the layer (canonical, as mountinfo shows it); host-controlled, no sandbox part in it.
+  header.upperDir = realpathSync(header.upperDir);
   if (header.view) {
-    // Our own mount namespace (unshare --mount, private propagation): the view exists for this process only.
-    await run('mount', ['--bind', '--', header.upperDir, header.upperDir], { timeoutMs: 30_000 });
-    await run('mount', ['-o', 'remount,bind,ro,nosymfollow,nosuid,nodev,noexec', '--', header.upperDir], { timeoutMs: 30_000 });
+    // Our own mount namespace (unshare --mount, private propagation): the view exists for this process only. One
+    // mount(8) call: util-linux >= 2.27 applies the options to the bind mount itself.
+    await run('mount', ['--bind', '-o', 'ro,nosymfollow,nosuid,nodev,noexec', '--', header.upperDir, header.upperDir], { timeoutMs: 30_000 });
+    checkView(header.upperDir);
   }
   process.chdir(header.upperDir);
   const rootDev = lstatSync('.', { bigint: true }).dev;
@@ -175,6 +171,16 @@ async function scan(header: ScanHeader, previous: Map<string, PreviousEntry>): P
   }
   await out({ done: stats });
   await flush();
+}
+
+/** Refuses to go on unless the top mount at dir is read-only and nosymfollow (a mount(8) that ignored an option). */
+function checkView(dir: string): void {
+  const lines = readFileSync('/proc/self/mountinfo', 'utf8').split('\n');
+  const at = lines.filter((l) => l.split(' ')[4] === dir.replace(/ /g, '\\040')).pop();
+  const options = at?.split(' ')[5]?.split(',') ?? [];
+  if (!options.includes('ro') || !options.includes('nosymfollow')) {
+    throw new Error(`the read-only nosymfollow view of the layer was not made (mount options: ${options.join(',')})`);
+  }
 }
 
 function fail(err: unknown): void {

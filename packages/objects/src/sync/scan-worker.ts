@@ -88,6 +88,7 @@ async function scan(header: ScanHeader, previous: Map<string, PreviousEntry>): P
   // The host's own path to the layer (canonical, as mountinfo shows it); host-controlled, no sandbox part in it.
   header.upperDir = realpathSync(header.upperDir);
   if (header.view) {
+    await detachOthers([header.upperDir, realpathSync(header.cacheDir)]);
     // Our own mount namespace (unshare --mount, private propagation): the view exists for this process only. One
     // mount(8) call: util-linux >= 2.27 applies the options to the bind mount itself.
     await run('mount', ['--bind', '-o', 'ro,nosymfollow,nosuid,nodev,noexec', '--', header.upperDir, header.upperDir], { timeoutMs: 30_000 });
@@ -171,6 +172,30 @@ async function scan(header: ScanHeader, previous: Map<string, PreviousEntry>): P
   }
   await out({ done: stats });
   await flush();
+}
+
+function unescapeMount(p: string): string {
+  return p.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+}
+
+/**
+ * Our namespace began as a copy of the host's mount table: it would keep every other workspace disk (and sandbox
+ * root) of the host alive while we run, even after the agent unmounts one (private propagation), so a disk grown
+ * or mounted again meanwhile would be mounted twice. Detach (lazily) every mount but the ones on the way to what we
+ * read and write, /proc and /dev.
+ */
+async function detachOthers(needed: string[]): Promise<void> {
+  const isAncestor = (m: string, p: string) => m === '/' || p === m || p.startsWith(`${m}/`);
+  const points = readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .map((l) => l.split(' ')[4])
+    .filter((m): m is string => !!m)
+    .map(unescapeMount);
+  const keep = (m: string) => m === '/proc' || m.startsWith('/proc/') || m === '/dev' || m.startsWith('/dev/') || needed.some((p) => isAncestor(m, p));
+  const drop = [...new Set(points.filter((m) => !keep(m)))].sort((a, b) => b.length - a.length);
+  for (let i = 0; i < drop.length; i += 200) {
+    await run('umount', ['-l', '--no-canonicalize', '--', ...drop.slice(i, i + 200)], { allowFailure: true, timeoutMs: 60_000 });
+  }
 }
 
 /** Refuses to go on unless the top mount at dir is read-only and nosymfollow (a mount(8) that ignored an option). */

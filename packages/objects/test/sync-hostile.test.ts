@@ -260,6 +260,40 @@ describe('a layer changing under the sync', () => {
   });
 });
 
+describe("the scan worker's mount namespace", () => {
+  it('holds the layer read-only and nosymfollow, and no other mount of the host (a disk unmounted meanwhile is not kept alive)', async () => {
+    const other = await fresh('other');
+    execFileSync('mount', ['-t', 'tmpfs', 'mags-test-other', other]);
+    try {
+      const upper = await fresh('upper');
+      for (let k = 0; k < 100; k++) {
+        await mkdir(join(upper, `d${k}`));
+        for (let i = 0; i < 100; i++) await writeFile(join(upper, `d${k}`, `f${i}`), `${k}-${i}`);
+      }
+      const sync = snapshot(upper, store, { ...ws('ns'), cacheDir: await fresh('cache') });
+      let seen: string | undefined;
+      while (!seen) {
+        const settled = await Promise.race([sync.then(() => true), new Promise<false>((r) => setTimeout(() => r(false), 5))]);
+        for (const pid of await readdir('/proc')) {
+          if (!/^\d+$/.test(pid)) continue;
+          const cmd = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+          if (!cmd.includes('scan-worker') || cmd.startsWith('unshare')) continue;
+          const info = await readFile(`/proc/${pid}/mountinfo`, 'utf8').catch(() => '');
+          if (info.includes(` ${upper} `)) seen = info;
+        }
+        if (settled && !seen) assert.fail('the scan ended before its namespace could be looked at');
+      }
+      await sync;
+      const view = seen.split('\n').find((l) => l.split(' ')[4] === upper)!;
+      assert.match(view.split(' ')[5]!, /(^|,)ro(,|$)/);
+      assert.match(view.split(' ')[5]!, /nosymfollow/);
+      assert.ok(!seen.includes(other), 'another mount of the host is not in the worker\'s namespace');
+    } finally {
+      execFileSync('umount', [other]);
+    }
+  });
+});
+
 describe('owners in a user namespace', () => {
   it('a snapshot records owners as seen inside; a restore writes them shifted back; ids outside the range are nobody', async () => {
     const ids = { hostId: 100_000, size: 65_536 };

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
@@ -301,6 +301,73 @@ describe('local workspaces, conflicts, bases, quotas and uploads', () => {
     assert.equal(deleted.status, 200, JSON.stringify(deleted.body));
     assert.equal((await api(server, 'GET', '/api/v1/mags-workspaces/hist')).status, 404);
     assert.equal(await ok(server, 'test -e /root/v && echo old || echo empty', { workspace_id: 'hist', persistent: true }), 'empty\n');
+  });
+});
+
+describe('a sandbox racing the sync', () => {
+  test('swapping a file and a directory for symlinks to host paths during 200 syncs never gets a host file into the workspace', { timeout: 900_000 }, async () => {
+    // A secret on the host, in a file and in a directory, that the sandbox names by absolute path.
+    const token = `host-secret-${randomBytes(12).toString('hex')}`;
+    const secretDir = mkdtempSync('/root/mags-race-secret-');
+    writeFileSync(path.join(secretDir, 'secret'), `${token}\n`);
+    mkdirSync(path.join(secretDir, 'dir'));
+    writeFileSync(path.join(secretDir, 'dir', 'file'), `${token}\n`);
+    const objects = mkdtempSync(path.join(tmpdir(), 'mags-test-objects-'));
+    const instance = newInstance('r');
+    try {
+      let server = await start(['--instance', instance, '--objects', objects, '--warm', '0', '--sync-interval', '0']);
+      const home = server.home;
+      // The swap loops of the issue: a file replaced by a symlink to the host file, and a directory replaced by a
+      // symlink to a host directory (so that d/file would be the host's file), both as fast as they can go.
+      const script = String.raw`mkdir -p /w && cd /w
+( while :; do echo decoy >.t; mv -f .t f; ln -sfn ${secretDir}/secret .s; mv -fT .s f; done ) &
+( while :; do mkdir -p .d; echo decoy >.d/file; rm -rf d; mv -T .d d; rm -f d; ln -s ${secretDir}/dir d; done ) &
+echo LOOPING
+sleep 3600`;
+      const headers = { authorization: `Bearer ${server.token}`, 'content-type': 'application/json' };
+      const submit = await fetch(`${server.url}/api/v1/mags-jobs`, { method: 'POST', headers, body: JSON.stringify({ script, workspace_id: 'race', persistent: true }) });
+      assert.equal(submit.status, 202);
+      const { request_id } = (await submit.json()) as { request_id: string };
+      for (let t = 0; t < 600; t++) {
+        const logs = await api(server, 'GET', `/api/v1/mags-jobs/${request_id}/logs`);
+        if ((logs.body.logs as Array<{ message: string }>).some((l) => l.message === 'LOOPING')) break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      let synced = 0;
+      const failed: string[] = [];
+      for (let i = 0; i < 200; i++) {
+        const r = await api(server, 'POST', '/api/v1/mags-workspaces/race/sync');
+        if (r.status !== 200) failed.push(`sync ${i}: ${r.status} ${JSON.stringify(r.body)}`);
+        else if (r.body.changed) synced++;
+      }
+      await api(server, 'POST', `/api/v1/mags-jobs/${request_id}/stop`);
+      await api(server, 'GET', `/api/v1/mags-jobs/${request_id}/status?wait=60`);
+      await server.stop({ keepHome: true });
+
+      // Nothing the sync stored (every blob and pack of every version) nor the host's cache holds the secret.
+      const holders = (dir: string): string => {
+        try {
+          return execFileSync('grep', ['-rl', '--', token, dir]).toString();
+        } catch (e) {
+          if ((e as { status?: number }).status === 1) return ''; // no match
+          throw e;
+        }
+      };
+      assert.equal(holders(objects), '', 'no object in the store holds the host secret');
+      assert.equal(holders(`/var/lib/mags/cache/${instance}`), '', "no blob in the host's cache holds the host secret");
+
+      // And a fresh host copy (another instance restoring from the store) has no file holding it.
+      server = await start(['--instance', newInstance('r'), '--objects', objects, '--warm', '0'], home);
+      const out = await ok(server, `grep -rl ${token} /w; ls -A /w | sort | tr '\n' ' '; echo`, { workspace_id: 'race', persistent: true });
+      assert.doesNotMatch(out, /^\/w/m, `no workspace file holds the secret: ${out}`);
+      await server.stop();
+      // Files vanish and change type all the time here: no sync may fail for it.
+      assert.deepEqual(failed.slice(0, 3), [], `${failed.length} of 200 syncs failed`);
+      assert.ok(synced >= 150, `the syncs ran while the loops changed the workspace (${synced} new versions)`);
+    } finally {
+      rmSync(secretDir, { recursive: true, force: true });
+      rmSync(objects, { recursive: true, force: true });
+    }
   });
 });
 

@@ -2,7 +2,7 @@
 import { hostname } from 'node:os';
 import type { AgentEnd, AgentInfo, AgentToServer, ExitReason, SandboxSpec, ServerToAgent, WorkspaceOrder } from '@mags/api';
 import { MAGS_VERSION, MagsError } from '@mags/api';
-import { type ObjectStore, openObjectStore } from '@mags/objects';
+import { type IdMap, type ObjectStore, openObjectStore, SyncService } from '@mags/objects';
 import pino, { type Logger } from 'pino';
 import type { Limits } from './bundle.js';
 import { type AgentConfig, hostNames } from './config.js';
@@ -13,6 +13,7 @@ import { OutputCollector } from './output.js';
 import { OFF_PATH_DELAY_MS, WarmPool } from './pool.js';
 import { type HostContext, Sandbox, type SandboxOptions } from './sandbox.js';
 import { type BaseHandle, BaseLayers } from './workspace/bases.js';
+import { forUser } from './user-errors.js';
 import { placeUploads } from './workspace/uploads.js';
 import { type HostCopy, WorkspaceManager } from './workspace/workspaces.js';
 
@@ -31,11 +32,20 @@ const STORAGE_REPORT_MS = 10_000;
 /** Disk changes within this window are reported together. */
 const STORAGE_CHANGE_DELAY_MS = 50;
 
+/**
+ * Sandboxes run in the user namespace config.userns (uid/gid 0..size-1 inside are hostId.. on the host): workspaces
+ * store owners as seen inside and restore them shifted, so manifests are portable between hosts.
+ */
+export function workspaceIds(config: AgentConfig): IdMap {
+  return config.userns;
+}
+
 export class Agent {
   private readonly jobs = new Map<string, RunningJob>();
   private readonly ctx: HostContext;
   private readonly dns: DnsForwarder;
   private readonly store: ObjectStore;
+  private readonly syncs: SyncService;
   private readonly workspaces: WorkspaceManager;
   private readonly bases: BaseLayers;
   private pool!: WarmPool;
@@ -63,10 +73,13 @@ export class Agent {
     };
     this.dns = new DnsForwarder(config, logger);
     this.store = openObjectStore(config.objects, config.objectsCredentials);
+    this.syncs = new SyncService({ objects: config.objects, credentials: config.objectsCredentials, logger: logger.child({ part: 'sync-service' }) });
+    const ids = workspaceIds(config);
     this.workspaces = new WorkspaceManager(
-      { dir: config.workspacesDir, cacheDir: config.cacheDir, localTtlMs: config.localWorkspaceTtlMs, warmMs: config.warmMs, userns: config.userns },
+      { dir: config.workspacesDir, cacheDir: config.cacheDir, localTtlMs: config.localWorkspaceTtlMs, warmMs: config.warmMs, userns: config.userns, ids },
       this.store,
       this.disks,
+      this.syncs,
       (m) => {
         if (this.closing) return;
         // Reports made while taking over copies at start wait for the hello.
@@ -75,7 +88,7 @@ export class Agent {
       },
       logger.child({ part: 'workspaces' }),
     );
-    this.bases = new BaseLayers(config.basesDir, config.cacheDir, this.store, logger.child({ part: 'bases' }));
+    this.bases = new BaseLayers(config.basesDir, config.cacheDir, this.store, this.syncs, logger.child({ part: 'bases' }), ids);
   }
 
   private get defaults(): Limits {
@@ -163,9 +176,10 @@ export class Agent {
       const result = await this.workspaces.order(order.type, order.workspace, order.type === 'resize' ? order.diskGb : undefined);
       this.link.send({ type: 'reply', requestId, ok: true, result });
     } catch (err) {
-      const e = err instanceof MagsError ? err : new MagsError(500, 'internal', (err as Error).message);
-      this.logger.warn({ err, order: order.type, workspace: order.workspace }, 'workspace order failed');
-      this.link.send({ type: 'reply', requestId, ok: false, status: e.status, code: String(e.code), error: e.message });
+      // Logged whole; the user gets the sentence without host paths, cut to a length the server passes on.
+      this.logger.warn({ err, detail: (err as { detail?: string }).detail, order: order.type, workspace: order.workspace }, 'workspace order failed');
+      const e = forUser(err);
+      this.link.send({ type: 'reply', requestId, ok: false, status: e.status, code: e.code, error: e.message });
     }
   }
 
@@ -234,7 +248,8 @@ export class Agent {
       } catch (err) {
         log.error({ err }, 'could not create a sandbox');
         const e = err as Error;
-        const text = e instanceof MagsError || e.message.startsWith('the uploaded') ? e.message : `the sandbox could not be created: ${e.message}`;
+        const { message } = forUser(e);
+        const text = e instanceof MagsError || e.message.startsWith('the uploaded') ? message : `the sandbox could not be created: ${message}`;
         output.system(text);
         output.end();
         this.finish(jobId, null, 'error', text);
@@ -312,6 +327,7 @@ export class Agent {
     await this.ctx.netnsPool.close();
     await this.workspaces.close();
     await this.bases.close();
+    this.syncs.close();
     await this.store.close().catch(() => {});
     this.dns.close();
     await cleanupStale(this.config, this.logger);

@@ -20,6 +20,9 @@ function checkStorage(v: unknown): boolean {
   return v === undefined || (isObject(v) && isSize(v.totalBytes) && isSize(v.freeBytes) && isSize(v.promisedBytes) && isSize(v.growableBytes));
 }
 
+/** Longest error sentence passed on from an agent's reply (characters); longer ones are cut. */
+export const MAX_ERROR = 4096;
+
 const STREAMS = new Set(['stdout', 'stderr', 'system']);
 
 function checkLine(v: unknown): v is OutputLine {
@@ -108,9 +111,11 @@ export function checkAgentMessage(m: unknown): Checked {
         m.status <= 599 &&
         isNonEmptyString(m.code) &&
         typeof m.error === 'string' &&
-        m.error.length > 0 &&
-        m.error.length <= 4096;
-      return ok ? { ok: true, message: m as AgentToServer } : { ok: false, reason: 'failed reply without status (400-599), code and error' };
+        m.error.length > 0;
+      if (!ok) return { ok: false, reason: 'failed reply without status (400-599), code and error' };
+      // A long sentence is cut, not dropped: dropping it left the request waiting for its timeout.
+      if ((m.error as string).length > MAX_ERROR) m.error = `${(m.error as string).slice(0, MAX_ERROR - 1)}…`;
+      return { ok: true, message: m as AgentToServer };
     }
     default:
       return { ok: false, reason: `unknown message type "${m.type.slice(0, 40)}"` };

@@ -640,12 +640,13 @@ describe('workspace placement and release', () => {
   });
 
   test('agent orders: a refusal is passed on with its status and sentence; silence is 504; a disconnect is 503', async () => {
-    let mode: 'refuse' | 'silent' | 'normal' = 'normal';
+    let mode: 'refuse' | 'silent' | 'normal' | 'long' = 'normal';
     const t = await startTestServer({
       workspaceTimeouts: { orderMs: 200, syncMs: 200 },
       agent: {
         onOrder: () => {
           if (mode === 'refuse') return { ok: false, status: 507, code: 'insufficient_storage', error: 'the host has no room to grow this disk' };
+          if (mode === 'long') return { ok: false, status: 422, code: 'unsupported_option', error: `the workspace holds a path that is too long: ${'d/'.repeat(5000)}` };
           if (mode === 'silent') return 'silent';
           return undefined;
         },
@@ -663,12 +664,18 @@ describe('workspace placement and release', () => {
       assert.match(deleteRefused.json().error, /could not be removed: the host has no room/);
       assert.equal((await c.workspace('ordered')).in_use_by, null, 'a failed delete leaves the workspace usable');
 
+      // An agent's long error is cut and passed on, not dropped (which left the request waiting for its timeout).
+      mode = 'long';
+      const long = errorBody(await c.call('POST', '/api/v1/mags-workspaces/ordered/sync'), 422, 'unsupported_option');
+      assert.match(long.error, /^the workspace holds a path that is too long: d\/d\//);
+      assert.ok(long.error.length <= 4096, `cut to 4096 characters (got ${long.error.length})`);
+
       mode = 'silent';
       const slow = errorBody(await c.call('POST', '/api/v1/mags-workspaces/ordered/sync'), 504, 'timeout');
       assert.match(slow.error, /did not finish the sync of workspace ordered within/);
 
       const pending = c.call('POST', '/api/v1/mags-workspaces/ordered/sync');
-      await t.agent!.until(() => t.agent!.orders.length >= 4);
+      await t.agent!.until(() => t.agent!.orders.length >= 5);
       t.agent!.link.close();
       errorBody(await pending, 503, 'agent_unavailable');
       // With the agent gone, sync answers from the store.

@@ -7,7 +7,8 @@ import { mkdir, readdir, rm, stat, writeFile, rename } from 'node:fs/promises';
 import path from 'node:path';
 import type { BaseLayer } from '@mags/api';
 import { MagsError } from '@mags/api';
-import { type ObjectStore, readManifestObject, restoreManifest } from '@mags/objects';
+import { createHash } from 'node:crypto';
+import { type IdMap, ObjectNotFoundError, type ObjectStore, type SyncService } from '@mags/objects';
 import type { Logger } from 'pino';
 import { run, sh, shq } from '../process.js';
 
@@ -34,7 +35,11 @@ export class BaseLayers {
     private readonly root: string,
     private readonly cacheDir: string,
     private readonly store: ObjectStore,
+    /** Materialises bases in a child process (see SyncService). */
+    private readonly syncs: SyncService,
     private readonly logger: Logger,
+    /** Sandboxes' user namespace: a base's owners are as seen inside and are written shifted (undefined: as they are). */
+    private readonly ids?: IdMap,
     /** Unused materialised bases are deleted after this long. */
     private readonly idleMs = 30 * 60_000,
   ) {}
@@ -53,20 +58,21 @@ export class BaseLayers {
 
   /** Materialises the base (once per host) and holds it until release(). */
   async acquire(base: BaseLayer): Promise<BaseHandle> {
-    let object;
+    // Only the manifest's bytes, for their hash (the key): the restore reads and checks it in the sync service.
+    let bytes: Buffer;
     try {
-      object = await readManifestObject(this.store, base.manifestKey);
+      bytes = await this.store.getBuffer(base.manifestKey);
     } catch (err) {
-      if (err instanceof MagsError && err.status === 404) {
+      if (err instanceof ObjectNotFoundError) {
         throw new MagsError(404, 'not_found', `the base ${base.label} no longer exists in the object store`);
       }
       throw err;
     }
-    const key = object.sha256;
+    const key = createHash('sha256').update(bytes).digest('hex');
     let entry = this.entries.get(key);
     if (!entry) {
       const dir = path.join(this.root, key);
-      const ready = this.materialise(dir, object.manifest, base.label);
+      const ready = this.materialise(dir, base.manifestKey, base.label);
       entry = { dir: path.join(dir, 'root'), refs: 0, lastUsed: Date.now(), ready };
       this.entries.set(key, entry);
       ready.catch(() => this.entries.delete(key));
@@ -91,14 +97,16 @@ export class BaseLayers {
     };
   }
 
-  private async materialise(dir: string, manifest: Parameters<typeof restoreManifest>[1], label: string): Promise<void> {
+  private async materialise(dir: string, manifestKey: string, label: string): Promise<void> {
     if (existsSync(path.join(dir, COMPLETE))) return this.mountLayer(path.join(dir, 'root'));
     const started = Date.now();
+    let files = 0;
     const tmp = `${dir}.tmp-${process.pid}-${Date.now()}`;
     await rm(tmp, { recursive: true, force: true });
     await mkdir(tmp, { recursive: true });
     try {
-      await restoreManifest(this.store, manifest, path.join(tmp, 'root'), { cacheDir: this.cacheDir });
+      const r = await this.syncs.restoreKey(manifestKey, path.join(tmp, 'root'), { cacheDir: this.cacheDir, ids: this.ids });
+      files = r.files;
       await writeFile(path.join(tmp, COMPLETE), `${label}\n`);
       await rm(dir, { recursive: true, force: true });
       await rename(tmp, dir);
@@ -107,7 +115,7 @@ export class BaseLayers {
       throw err;
     }
     await this.mountLayer(path.join(dir, 'root'));
-    this.logger.info({ base: label, ms: Date.now() - started, files: manifest.files }, 'base layer materialised');
+    this.logger.info({ base: label, ms: Date.now() - started, files }, 'base layer materialised');
   }
 
   private mounts(): string[] {

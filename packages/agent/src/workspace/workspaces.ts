@@ -11,9 +11,11 @@ import { mkdir, rm, writeFile, rename } from 'node:fs/promises';
 import path from 'node:path';
 import type { AgentToServer, SandboxWorkspace, WorkspaceKey, WorkspaceOrderResult, WorkspaceReport } from '@mags/api';
 import { GiB, MagsError } from '@mags/api';
-import { type Manifest, type ObjectStore, readHead, restore, snapshot } from '@mags/objects';
+import { type IdMap, type ObjectStore, readHead, type SyncService } from '@mags/objects';
 import type { Logger } from 'pino';
 import type { DiskLedger } from '../disks.js';
+import { run } from '../process.js';
+import { forUser } from '../user-errors.js';
 import type { BaseHandle } from './bases.js';
 import { WorkspaceDisk } from './disk.js';
 
@@ -36,8 +38,6 @@ export interface HostCopy {
   readonly key: WorkspaceKey;
   readonly disk: WorkspaceDisk;
   state: SavedState;
-  /** The manifest of the last sync or restore here: files unchanged since are not hashed again. */
-  previous?: Manifest;
   /** The base layer under this workspace, held while the copy exists. */
   base?: BaseHandle;
   /** Resolves when the job using the copy has released it (its sandbox is gone). */
@@ -67,6 +67,8 @@ export interface WorkspaceSettings {
   warmMs: number;
   /** The sandboxes' user namespace: disks' roots belong to its root (and older disks are shifted into it). */
   userns: { hostId: number; size: number };
+  /** Sandboxes' user namespace for manifests: owners are stored as seen inside and restored shifted (undefined: host ids). */
+  ids?: IdMap;
 }
 
 class CopyGone extends Error {}
@@ -85,9 +87,19 @@ export class WorkspaceManager {
     private readonly store: ObjectStore,
     /** Every disk made or grown here is admitted against the host's free space first (507 otherwise). */
     private readonly disks: DiskLedger,
+    /** Runs syncs and restores in a child process: no per-file memory, no blocked event loop here. */
+    private readonly syncs: SyncService,
     private readonly send: (message: AgentToServer) => void,
     private readonly logger: Logger,
   ) {}
+
+  /**
+   * The manifest of the last sync or restore of a copy (with this host's inode/ctime fingerprints), kept beside its
+   * disk: files unchanged since are not hashed again, also after an agent restart.
+   */
+  private previousFile(copy: HostCopy): string {
+    return path.join(copy.disk.dir, 'previous.manifest');
+  }
 
   // ── lifecycle ──────────────────────────────────────────────────────────────────────────────────
 
@@ -275,12 +287,16 @@ export class WorkspaceManager {
         await this.sync(copy, false);
         return undefined;
       } catch (err) {
-        const message = (err as Error).message;
-        if (err instanceof MagsError && err.status === 409) {
+        this.logger.warn({ err, detail: (err as { detail?: string }).detail, workspace: workspaceId(copy.key) }, 'workspace sync after a run failed');
+        const { status, message } = forUser(err); // no host paths in a job's output
+        if (status === 409) {
           this.abandon(copy);
           return `workspace ${copy.key.name} was not synced: ${message}`;
         }
         this.scheduleRetry(copy);
+        if (status >= 400 && status < 500) {
+          return `workspace ${copy.key.name} could not be synced: ${message}; its changes are kept on this host and the sync is retried`;
+        }
         return `workspace ${copy.key.name} could not be synced yet (${message}); its changes are kept on this host and the sync is retried until it succeeds`;
       }
     });
@@ -358,13 +374,11 @@ export class WorkspaceManager {
   /** Empties the writable layer and restores `version` into it (nothing for null). */
   private async replaceContent(copy: HostCopy, version: number | null): Promise<void> {
     const { upper, work } = copy.disk;
-    await rm(upper, { recursive: true, force: true });
-    await rm(work, { recursive: true, force: true });
+    // rm(1), not fs.rm: it removes trees deeper than PATH_MAX (a sandbox can make them).
+    await run('rm', ['-rf', '--', upper, work, this.previousFile(copy)], { timeoutMs: 600_000 });
     await mkdir(work, { recursive: true });
-    copy.previous = undefined;
     if (version !== null) {
-      const r = await restore(this.store, { ...copy.key, version }, upper, { cacheDir: this.settings.cacheDir });
-      copy.previous = r.manifest;
+      const r = await this.syncs.restore({ ...copy.key, version }, upper, { cacheDir: this.settings.cacheDir, ids: this.settings.ids }, this.previousFile(copy));
       this.logger.info({ workspace: workspaceId(copy.key), version, ...r.stats }, 'workspace restored');
     } else {
       await mkdir(upper, { recursive: true });
@@ -376,21 +390,19 @@ export class WorkspaceManager {
 
   /** Snapshots the copy into the store (only from the version it holds: never over a newer one). Call on the queue. */
   private async sync(copy: HostCopy, stillInUse = false): Promise<{ version: number; unchanged: boolean }> {
-    const r = await snapshot(copy.disk.upper, this.store, {
-      owner: copy.key.owner,
-      name: copy.key.name,
-      previous: copy.previous,
-      cacheDir: this.settings.cacheDir,
-      expectVersion: copy.state.version,
-    });
-    copy.previous = r.manifest;
+    const previousFile = this.previousFile(copy);
+    const r = await this.syncs.snapshot(
+      copy.disk.upper,
+      { owner: copy.key.owner, name: copy.key.name, cacheDir: this.settings.cacheDir, expectVersion: copy.state.version, ids: this.settings.ids },
+      { previousFile, manifestOut: previousFile },
+    );
     copy.state.version = r.version;
     copy.state.dirty = stillInUse;
     copy.retryDelayMs = RETRY_MIN_MS;
     clearTimeout(copy.retry);
     await this.save(copy);
     this.logger.info({ workspace: workspaceId(copy.key), version: r.version, unchanged: r.unchanged, ...r.stats }, 'workspace synced');
-    this.report(copy, { version: r.version, files: r.manifest.files, bytes: r.manifest.bytes, versions: r.versions });
+    this.report(copy, { version: r.version, files: r.files, bytes: r.bytes, versions: r.versions });
     return r;
   }
 

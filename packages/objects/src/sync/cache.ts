@@ -2,13 +2,13 @@
 // so the upload is exactly the hashed bytes even if the file changes meanwhile) and by restores (what was fetched).
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream, readFileSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
-import { copyFile, mkdir, open, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { constants as fsConstants } from 'node:fs';
+import { copyFile, type FileHandle, mkdir, open, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { MagsError } from '@mags/api';
 import type { ObjectStore } from '../store.js';
-import { blobKey } from './manifest.js';
+import { SyncFault } from './paths.js';
 
 /** Files up to this size are read into memory whole (one read, one hash, one upload from the buffer). */
 export const SMALL_FILE = 1024 * 1024;
@@ -62,25 +62,32 @@ export class BlobCache {
   async ingest(file: string): Promise<Ingested> {
     const fh = await open(file, 'r');
     try {
-      const st = await fh.stat();
-      if (st.size <= SMALL_FILE) {
-        const buffer = await fh.readFile();
-        const sha256 = createHash('sha256').update(buffer).digest('hex');
-        if (buffer.length > 0) await this.putSmall(sha256, buffer);
-        return { sha256, size: buffer.length, buffer };
-      }
-      const tmp = this.tmp();
-      try {
-        // Read through our descriptor (not the path) so it is the file we opened, even if it is replaced meanwhile.
-        const { sha256, size } = await hashInto(createReadStream('', { fd: fh.fd, autoClose: false, start: 0 }), tmp);
-        await rename(tmp, this.path(sha256));
-        return { sha256, size };
-      } catch (e) {
-        await unlink(tmp).catch(() => {});
-        throw e;
-      }
+      return await this.ingestHandle(fh);
     } finally {
       await fh.close();
+    }
+  }
+
+  /**
+   * ingest() from a file already open (the caller checked, with fstat, that it is the file it meant): reads through
+   * the descriptor, never a path, so it is that file even if the name is replaced meanwhile.
+   */
+  async ingestHandle(fh: FileHandle): Promise<Ingested> {
+    const st = await fh.stat();
+    if (st.size <= SMALL_FILE) {
+      const buffer = await fh.readFile();
+      const sha256 = createHash('sha256').update(buffer).digest('hex');
+      if (buffer.length > 0) await this.putSmall(sha256, buffer);
+      return { sha256, size: buffer.length, buffer };
+    }
+    const tmp = this.tmp();
+    try {
+      const { sha256, size } = await hashInto(createReadStream('', { fd: fh.fd, autoClose: false, start: 0 }), tmp);
+      await rename(tmp, this.path(sha256));
+      return { sha256, size };
+    } catch (e) {
+      await unlink(tmp).catch(() => {});
+      throw e;
     }
   }
 
@@ -132,7 +139,7 @@ export class BlobCache {
 
   /** Downloads a small blob into memory and the cache, verifying hash and size. */
   async fetchSmall(store: ObjectStore, sha256: string, size: number): Promise<Buffer> {
-    const data = await store.getBuffer(blobKey(sha256));
+    const data = await store.getBuffer(`blobs/${sha256}`);
     const got = createHash('sha256').update(data).digest('hex');
     if (got !== sha256 || data.length !== size) throw corrupt(store, sha256, size, data.length, got);
     await this.putSmall(sha256, data);
@@ -143,7 +150,7 @@ export class BlobCache {
   async fetch(store: ObjectStore, sha256: string, size: number): Promise<number> {
     const tmp = this.tmp();
     try {
-      const got = await hashInto(await store.get(blobKey(sha256)), tmp);
+      const got = await hashInto(await store.get(`blobs/${sha256}`), tmp);
       if (got.sha256 !== sha256 || got.size !== size) throw corrupt(store, sha256, size, got.size, got.sha256);
       await rename(tmp, this.path(sha256));
       return got.size;
@@ -158,7 +165,8 @@ export class BlobCache {
    */
   async copyOut(sha256: string, dest: string, verify: boolean): Promise<void> {
     if (!verify) {
-      await copyFile(this.path(sha256), dest, 0);
+      // EXCL: never through a name that exists (a symlink there would be followed otherwise).
+      await copyFile(this.path(sha256), dest, fsConstants.COPYFILE_EXCL);
       return;
     }
     const got = await hashInto(createReadStream(this.path(sha256)), dest);
@@ -174,8 +182,9 @@ function intact(data: Buffer, sha256: string, size: number): boolean {
   return data.length === size && createHash('sha256').update(data).digest('hex') === sha256;
 }
 
-function corrupt(store: ObjectStore, sha256: string, size: number, gotSize: number, gotSha: string): MagsError {
-  return new MagsError(500, 'internal', `blob ${sha256} in ${store.description} is corrupt: it has ${gotSize} bytes hashing to ${gotSha}, expected ${size} bytes`);
+// Not MagsError: this module runs in the scan worker too, which does not load @mags/api (see paths.ts).
+function corrupt(store: ObjectStore, sha256: string, size: number, gotSize: number, gotSha: string): SyncFault {
+  return new SyncFault(500, 'internal', `blob ${sha256} in ${store.description} is corrupt: it has ${gotSize} bytes hashing to ${gotSha}, expected ${size} bytes`);
 }
 
 export class CacheCorruptError extends Error {

@@ -18,3 +18,6 @@ export { DEFAULT_KEEP_VERSIONS } from './commit.js';
 export { DEFAULT_PACK_THRESHOLD, PACK_TARGET } from './pack.js';
 export { gc, type GcOptions, type GcResult } from './gc.js';
 export { DEFAULT_GC_GRACE_MS } from './gc-policy.js';
+export { validateManifest, MAX_PATH_BYTES, MAX_NAME_BYTES } from './validate.js';
+export { type IdMap, NOBODY, SYNC_MAX_PATH_BYTES, idInside, idOnHost } from './walk.js';
+export { SyncService, type SyncServiceOptions, type ServiceSnapshotResult, type ServiceRestoreResult } from './service.js';

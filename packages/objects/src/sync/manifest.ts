@@ -92,7 +92,7 @@ export function checkWorkspace(ws: WorkspaceRef): void {
 export const BLOBS_PREFIX = 'blobs/';
 export const PACKS_PREFIX = 'packs/';
 export const WORKSPACES_PREFIX = 'workspaces/';
-export const EMPTY_SHA256 = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
+export { comparePaths, EMPTY_SHA256 } from './paths.js';
 
 export function blobKey(sha256: string): string {
   return BLOBS_PREFIX + sha256;
@@ -169,9 +169,4 @@ export function decodeHead(buf: Buffer, where: string): WorkspaceHead {
     throw new MagsError(500, 'internal', `workspace head ${where} has an unknown format`);
   }
   return h;
-}
-
-/** Byte order of UTF-8, the order S3 lists keys in and the order entries are kept in. */
-export function comparePaths(a: string, b: string): number {
-  return Buffer.compare(Buffer.from(a), Buffer.from(b));
 }

@@ -1,7 +1,7 @@
 // Restore: materialise a workspace version into an empty directory exactly (types, modes, owners, mtimes, symlinks,
 // hard links, whiteouts, opaque directories), fetching only the blobs the host's cache lacks and verifying each.
 import { createHash } from 'node:crypto';
-import { chmodSync, lchownSync, linkSync, lstatSync, lutimesSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, constants, fchmodSync, lchownSync, linkSync, lstatSync, lutimesSync, mkdirSync, openSync, symlinkSync, writeFileSync } from 'node:fs';
 import { mkdir, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { MagsError } from '@mags/api';
@@ -11,7 +11,9 @@ import type { ObjectStore } from '../store.js';
 import { BlobCache, CacheCorruptError, SMALL_FILE } from './cache.js';
 import { checkWorkspace, EMPTY_SHA256, packKey, type Manifest, type ManifestEntry, type PackRef } from './manifest.js';
 import { planPackReads } from './pack.js';
+import { validateManifest } from './validate.js';
 import { readManifest } from './versions.js';
+import { idOnHost, type IdMap } from './walk.js';
 import { writeXattrs } from './xattr.js';
 
 export interface RestoreRef {
@@ -25,6 +27,11 @@ export interface RestoreOptions {
   cacheDir: string;
   /** Downloads and file writes in flight. Default 16. */
   concurrency?: number;
+  /**
+   * The user namespace the tree is for: owners in the manifest are as seen inside, written as hostId + id (ids
+   * beyond the range as hostId + 65534). Default: written as they are.
+   */
+  ids?: IdMap;
 }
 
 export interface RestoreStats {
@@ -68,12 +75,16 @@ interface Content {
  */
 export async function restoreManifest(store: ObjectStore, manifest: Manifest, targetDir: string, opts: RestoreOptions): Promise<RestoreResult> {
   const started = Date.now();
+  // The manifest is user content: refuse it whole before anything is written (validate.ts).
+  validateManifest(manifest);
   const concurrency = opts.concurrency ?? 16;
   const cache = new BlobCache(opts.cacheDir);
   await cache.init();
+  const uidOf = (e: ManifestEntry): number => idOnHost(e.uid ?? 0, opts.ids);
+  const gidOf = (e: ManifestEntry): number => idOnHost(e.gid ?? 0, opts.ids);
 
   await mkdir(targetDir, { recursive: true });
-  if ((await readdir(targetDir)).length > 0) throw MagsError.invalid(`cannot restore into ${targetDir}: it is not empty`);
+  if ((await readdir(targetDir)).length > 0) throw new MagsError(500, 'internal', 'cannot restore a workspace into a directory that is not empty');
   const abs = (p: string): string => (p === '' ? targetDir : join(targetDir, p));
 
   const stats: RestoreStats = {
@@ -185,11 +196,10 @@ export async function restoreManifest(store: ObjectStore, manifest: Manifest, ta
 
   await forEachYielding(byType('symlink'), (e) => symlinkSync(e.target ?? '', abs(e.path)));
 
-  const nodes = manifest.entries.filter((e) => ['whiteout', 'fifo', 'chardev', 'blockdev'].includes(e.type));
+  // Only fifos and whiteouts (char 0/0): validateManifest refuses every other device node.
+  const nodes = manifest.entries.filter((e) => e.type === 'whiteout' || e.type === 'fifo');
   await forEachLimit(nodes, 4, async (e) => {
-    const args =
-      e.type === 'whiteout' ? ['c', '0', '0'] : e.type === 'fifo' ? ['p'] : [e.type === 'chardev' ? 'c' : 'b', String(e.rdev?.[0] ?? 0), String(e.rdev?.[1] ?? 0)];
-    await run('mknod', ['-m', '0', '--', abs(e.path), ...args], { timeoutMs: 30_000 });
+    await run('mknod', ['-m', '0', '--', abs(e.path), ...(e.type === 'whiteout' ? ['c', '0', '0'] : ['p'])], { timeoutMs: 30_000 });
   });
 
   await forEachYielding(byType('hardlink'), (e) => linkSync(abs(e.target ?? ''), abs(e.path)));
@@ -199,13 +209,13 @@ export async function restoreManifest(store: ObjectStore, manifest: Manifest, ta
   const plain = manifest.entries.filter((e) => e.type !== 'dir' && e.type !== 'hardlink');
   await forEachYielding(plain, (e) => {
     const p = abs(e.path);
-    lchownSync(p, e.uid ?? 0, e.gid ?? 0);
-    if (e.type !== 'symlink') chmodSync(p, e.mode ?? 0o644);
+    lchownSync(p, uidOf(e), gidOf(e));
+    if (e.type !== 'symlink') chmodNoFollow(p, e.mode ?? 0o644);
   });
   const dirs = manifest.entries.filter((e) => e.type === 'dir');
   await forEachYielding(dirs, (e) => {
-    lchownSync(abs(e.path), e.uid ?? 0, e.gid ?? 0);
-    chmodSync(abs(e.path), e.mode ?? 0o755);
+    lchownSync(abs(e.path), uidOf(e), gidOf(e));
+    chmodNoFollow(abs(e.path), e.mode ?? 0o755);
   });
   await writeXattrs(
     manifest.entries.filter((e) => e.type !== 'hardlink').map((e) => ({ path: abs(e.path), opaque: e.opaque, xattrs: e.xattrs })),
@@ -233,6 +243,29 @@ export async function restoreManifest(store: ObjectStore, manifest: Manifest, ta
   );
   stats.durationMs = Date.now() - started;
   return { version: manifest.version, manifest: { ...manifest, entries }, stats };
+}
+
+/**
+ * chmod that never follows a symlink (Linux has no lchmod): through a descriptor opened O_NOFOLLOW; a whiteout
+ * (char 0/0, which can't be opened) only after lstat shows it is one. Restore writes into a directory no sandbox
+ * uses, but a bug elsewhere must still not turn this into a chmod of a host file.
+ */
+function chmodNoFollow(p: string, mode: number): void {
+  let fd: number;
+  try {
+    fd = openSync(p, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  } catch (e) {
+    // A device node can't be opened (ENXIO; EACCES on a nodev mount such as a workspace disk): chmod it by name,
+    // once lstat shows the name is that device and not a link.
+    const code = (e as NodeJS.ErrnoException).code;
+    if ((code === 'ENXIO' || code === 'ENODEV' || code === 'EACCES') && lstatSync(p).isCharacterDevice()) return chmodSync(p, mode);
+    throw e;
+  }
+  try {
+    fchmodSync(fd, mode);
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /**

@@ -1,7 +1,6 @@
 // Snapshot: walk an upper directory, hash what changed, upload blobs the store lacks, write a new manifest, then
 // move the head to it by compare-and-swap. The head moves last and atomically, so a crash leaves the old version.
 import { createReadStream } from 'node:fs';
-import { join } from 'node:path';
 import { MagsError } from '@mags/api';
 import { forEachLimit } from '../pool.js';
 import type { ObjectStore } from '../store.js';
@@ -11,8 +10,9 @@ import { DEFAULT_GC_GRACE_MS } from './gc-policy.js';
 import { blobKey, checkWorkspace, EMPTY_SHA256, type Manifest, type ManifestEntry, type PackRef, type WorkspaceRef } from './manifest.js';
 import { DEFAULT_PACK_THRESHOLD, PackWriter } from './pack.js';
 import { readHead, readManifest } from './versions.js';
-import { walkUpper } from './walk.js';
-import { readXattrs } from './xattr.js';
+import { scanLayer } from './scan.js';
+import { validateManifest } from './validate.js';
+import type { IdMap } from './walk.js';
 
 export interface SnapshotOptions {
   owner: string;
@@ -35,6 +35,11 @@ export interface SnapshotOptions {
   expectVersion?: number | null;
   /** New blobs up to this many bytes go into pack objects instead of one object each; 0: never. Default 64 KiB. */
   packThreshold?: number;
+  /**
+   * The user namespace the layer was written from: owners are recorded as seen inside (host id - hostId; host ids
+   * outside the range as 65534), so manifests are portable. Default: host ids as they are.
+   */
+  ids?: IdMap;
 }
 
 export interface SnapshotStats {
@@ -50,6 +55,8 @@ export interface SnapshotStats {
   uploadedPacks: number;
   /** Blob existence checks sent to the store. */
   checkedBlobs: number;
+  /** Files that vanished or were replaced between the walk and their read: left out of this version. */
+  vanishedFiles: number;
   durationMs: number;
 }
 
@@ -94,19 +101,13 @@ export async function snapshot(upperDir: string, store: ObjectStore, opts: Snaps
   const packThreshold = opts.packThreshold ?? DEFAULT_PACK_THRESHOLD;
   const packer = packThreshold > 0 ? new PackWriter(store) : undefined;
 
-  const prevMap = previous ? new Map(previous.entries.map((e) => [e.path, e])) : undefined;
-  const { entries, changed } = await walkUpper(upperDir, prevMap);
-  const abs = (e: ManifestEntry): string => (e.path === '' ? upperDir : join(upperDir, e.path));
-
-  if (changed.length > 0) {
-    const xa = await readXattrs(changed.map(abs));
-    for (const e of changed) {
-      const x = xa.get(abs(e));
-      if (!x) continue;
-      if (x.opaque && e.type === 'dir') e.opaque = true;
-      if (Object.keys(x.xattrs).length > 0) e.xattrs = x.xattrs;
-    }
-  }
+  // The walk, xattrs and hashing run in the scan worker, through a nosymfollow view of the layer (scan-worker.ts).
+  const scan = await scanLayer(
+    { upperDir, cacheDir: opts.cacheDir, ids: opts.ids, concurrency, inlineBytes: packThreshold, view: true },
+    previous?.entries,
+    (sha) => committedBlobs.has(sha),
+  );
+  const { entries } = scan;
 
   const stats: SnapshotStats = {
     entries: entries.length,
@@ -118,6 +119,7 @@ export async function snapshot(upperDir: string, store: ObjectStore, opts: Snaps
     uploadedBytes: 0,
     uploadedPacks: 0,
     checkedBlobs: 0,
+    vanishedFiles: scan.stats.vanishedFiles,
     durationMs: 0,
   };
 
@@ -158,34 +160,23 @@ export async function snapshot(upperDir: string, store: ObjectStore, opts: Snaps
   };
 
   const files = entries.filter((e) => e.type === 'file');
+  stats.hashedFiles = scan.stats.hashedFiles;
+  stats.hashedBytes = scan.stats.hashedBytes;
   await forEachLimit(files, concurrency, async (e) => {
-    if (e.sha256 === undefined) {
-      const got = await cache.ingest(abs(e));
-      stats.hashedFiles++;
-      stats.hashedBytes += got.size;
-      e.sha256 = got.sha256;
-      e.size = got.size; // what we read, even if the file grew or shrank since lstat
-      await storeContent(got.sha256, got.size, got);
-      return;
-    }
-    if (committedBlobs.has(e.sha256) || e.sha256 === EMPTY_SHA256) return;
-    // Unchanged on disk but not in the committed head (e.g. `previous` was stale): make sure the store has it,
-    // taking the bytes from the cache or, failing that, from the file (hashed again, in case it differs).
+    const sha = e.sha256!;
+    if (committedBlobs.has(sha) || sha === EMPTY_SHA256) return;
+    // Content the head lacks: the worker hashed it into the cache just now (small ones arrive inline), or checked
+    // that the cache has it. The file itself is never read here: only the worker may open the layer.
     const size = e.size ?? 0;
     if (packer && size <= packThreshold) {
-      const buffer = await cache.readVerified(e.sha256, size);
-      if (buffer) return storeContent(e.sha256, size, { sha256: e.sha256, size, buffer });
-    } else if (await cache.has(e.sha256, size)) {
-      await ensureBlob(e.sha256, size, undefined);
-      return;
+      const buffer = scan.inline.get(sha) ?? (await cache.readVerified(sha, size));
+      if (!buffer) throw cacheLost();
+      return storeContent(sha, size, { sha256: sha, size, buffer });
     }
-    const got = await cache.ingest(abs(e));
-    stats.hashedFiles++;
-    stats.hashedBytes += got.size;
-    e.sha256 = got.sha256;
-    e.size = got.size;
-    await storeContent(got.sha256, got.size, got);
+    if (!(await cache.has(sha, size))) throw cacheLost();
+    await ensureBlob(sha, size, undefined);
   });
+  scan.inline.clear();
   if (packer) {
     await packer.flush();
     stats.uploadedPacks = packer.uploadedPacks;
@@ -220,6 +211,14 @@ export async function snapshot(upperDir: string, store: ObjectStore, opts: Snaps
     bytes: stats.bytes,
   };
 
+  // What the walk produced must be what a restore accepts (it always should be): never commit a version that can't
+  // be restored.
+  try {
+    validateManifest(manifest);
+  } catch (e) {
+    throw new MagsError(500, 'internal', `this sync was not saved: ${(e as Error).message.replace(/^this workspace version cannot be restored: /, '')}`);
+  }
+
   if (committed && samePortable(committed.entries, entries)) {
     stats.durationMs = Date.now() - started;
     return { version: committed.version, unchanged: true, manifest: { ...committed, entries }, stats, versions: headState!.head.versions.length };
@@ -236,6 +235,10 @@ export async function snapshot(upperDir: string, store: ObjectStore, opts: Snaps
 
   stats.durationMs = Date.now() - started;
   return { version, unchanged: false, manifest, stats, versions };
+}
+
+function cacheLost(): MagsError {
+  return new MagsError(503, 'unavailable', 'the host cache lost content while the sync ran; nothing was changed, sync again');
 }
 
 function changedElsewhere(ws: WorkspaceRef, at: number | null, expected: number | null): MagsError {

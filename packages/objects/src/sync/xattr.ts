@@ -11,23 +11,41 @@ export interface EntryXattrs {
   xattrs: Record<string, string>;
 }
 
-const OPAQUE = ['trusted.overlay.opaque', 'user.overlay.opaque'];
+// Only the privileged attribute makes a directory opaque: a sandbox can set user.overlay.opaque on its own files,
+// and that must stay an inert attribute (it is dropped, like every other overlay attribute), never become opaque.
+const OPAQUE = 'trusted.overlay.opaque';
 const BATCH = 1000;
+/** Bytes of path arguments per getfattr call (the kernel limits a command line to ~2 MB). */
+const BATCH_BYTES = 256 * 1024;
 
-/** Reads the extended attributes of many paths (absolute), not following symlinks. Paths that vanished are skipped. */
-export async function readXattrs(paths: string[]): Promise<Map<string, EntryXattrs>> {
+/** Whether an attribute belongs to OverlayFS itself (describes this host's layers), never stored or restored as is. */
+export function isOverlayXattr(name: string): boolean {
+  return name.startsWith('trusted.overlay.') || name.startsWith('user.overlay.');
+}
+
+/**
+ * Reads the extended attributes of many paths (relative to `cwd` if given), not following symlinks. Paths that
+ * vanished or now lead through a symlink (ELOOP on a nosymfollow view) are skipped: the next sync sees them.
+ */
+export async function readXattrs(paths: string[], cwd?: string): Promise<Map<string, EntryXattrs>> {
   const out = new Map<string, EntryXattrs>();
-  for (let i = 0; i < paths.length; i += BATCH) {
-    const batch = paths.slice(i, i + BATCH);
+  for (let i = 0; i < paths.length; ) {
+    const batch: string[] = [];
+    let bytes = 0;
+    while (i < paths.length && batch.length < BATCH && (batch.length === 0 || bytes + paths[i]!.length * 3 < BATCH_BYTES)) {
+      bytes += Buffer.byteLength(paths[i]!) + 1;
+      batch.push(paths[i++]!);
+    }
     // -m - : every namespace (the default is only user.*); -e base64 keeps binary values intact.
     const r = await run('getfattr', ['--no-dereference', '--absolute-names', '--dump', '--match=-', '--encoding=base64', '--', ...batch], {
       allowFailure: true,
       timeoutMs: 120_000,
+      cwd,
     });
     if (r.code !== 0) {
       // Exit 1 also means "some file vanished" (a sandbox may be running); anything else is a real failure.
-      const real = r.stderr.split('\n').filter((l) => l.trim() && !/No such file or directory/.test(l));
-      if (real.length > 0) throw new Error(`getfattr failed: ${real.slice(0, 3).join('; ')}`);
+      const real = r.stderr.split('\n').filter((l) => l.trim() && !/No such file or directory|Too many levels of symbolic links|Not a directory/.test(l));
+      if (real.length > 0) throw new Error(`getfattr failed: ${real.slice(0, 3).join('; ').slice(0, 500)}`);
     }
     parseDump(r.stdout.toString('utf8'), out);
   }
@@ -47,9 +65,9 @@ function parseDump(text: string, out: Map<string, EntryXattrs>): void {
     const name = eq < 0 ? line : line.slice(0, eq);
     const raw = eq < 0 ? '' : line.slice(eq + 1);
     const value = decodeValue(raw);
-    if (OPAQUE.includes(name)) {
+    if (name === OPAQUE) {
       if (value.toString() === 'y') current.opaque = true;
-    } else if (!name.startsWith('trusted.overlay.') && !name.startsWith('user.overlay.')) {
+    } else if (!isOverlayXattr(name)) {
       // Other overlay attributes (origin, impure, redirect…) describe this host's layers, not the files.
       current.xattrs[name] = value.toString('base64');
     }
@@ -100,7 +118,7 @@ export async function writeXattrs(writes: XattrWrite[], tmpDir: string): Promise
     for (const w of todo.slice(i, i + BATCH)) {
       dump += `# file: ${escapeName(w.path)}\n`;
       if (w.opaque) dump += `trusted.overlay.opaque=0s${Buffer.from('y').toString('base64')}\n`;
-      for (const [name, value] of Object.entries(w.xattrs ?? {})) dump += `${name}=0s${value}\n`;
+      for (const [name, value] of Object.entries(w.xattrs ?? {})) if (!isOverlayXattr(name)) dump += `${name}=0s${value}\n`;
       dump += '\n';
     }
     const file = join(tmpDir, `.xattrs-${randomBytes(6).toString('hex')}`);

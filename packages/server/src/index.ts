@@ -42,6 +42,8 @@ export interface MagsServer {
   /** The object store of persistent workspaces, bases and uploads (config.objects). */
   readonly objects: ObjectStore;
   readonly auth: Auth;
+  /** In-process notifications about jobs; long-polls and log followers are its listeners. */
+  readonly events: JobEvents;
   readonly logger: Logger;
   /** The local owner's token, only on the start that created the owner (the first start on a fresh store). */
   readonly localToken: string | undefined;
@@ -124,6 +126,7 @@ export async function createServer(config: ServerConfig, options: CreateServerOp
       store,
       objects,
       auth,
+      events,
       logger,
       localToken,
       attachAgent: (link) => sched.attachAgent(link),

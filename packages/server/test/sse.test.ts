@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { JobStatus, LogEntry } from '@mags/api';
 import type { TestServer } from './helpers.js';
-import { freshPostgres, startTestServer } from './helpers.js';
+import { freshPostgres, startTestServer, waitFor } from './helpers.js';
 
 interface SseEvent {
   event: string;
@@ -190,7 +190,8 @@ for (const backend of ['SQLite', 'PostgreSQL'] as const) describe(`following log
     const follow = await fetch(`${url}/api/v1/mags-jobs/${id}/logs?follow=true`, { headers: other.auth });
     const reading = readSse(follow).catch(() => []);
     const poll = fetch(`${url}/api/v1/mags-jobs/${id}/status?wait=60`, { headers: other.auth });
-    await new Promise((r) => setTimeout(r, 20));
+    // Close only once both are waiting on the job (the follower and the long-poll each listen for its events).
+    await waitFor(() => other.server.events.listenerCount(id) >= 2, 'the follower and the long-poll waiting');
     await other.close();
     const answered = await poll;
     assert.equal(answered.status, 200);

@@ -10,19 +10,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { LocalObjectStore, restore, restoreManifest, snapshot, validateManifest, type Manifest, type ManifestEntry } from '../src/index.js';
-import { describeTree } from './helpers/tree.js';
+import { describeTree, freshDirs, uniqueWorkspace } from './helpers/tree.js';
 
 const EMPTY = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
 
 let work: string;
 let store: LocalObjectStore;
-let n = 0;
-const fresh = async (what: string): Promise<string> => {
-  const d = join(work, `${what}-${++n}`);
-  await mkdir(d, { recursive: true });
-  return d;
-};
-const ws = (name: string) => ({ owner: 'u1', name: `${name}-${randomBytes(3).toString('hex')}` });
+const fresh = freshDirs(() => work);
+const ws = uniqueWorkspace;
 
 before(async () => {
   work = await mkdtemp(join(tmpdir(), 'mags-sync-hostile-'));

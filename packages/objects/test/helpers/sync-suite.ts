@@ -24,7 +24,7 @@ import {
   type ObjectStore,
 } from '../../src/index.js';
 import { CountingStore } from './counting.js';
-import { buildFixture, describeTree, mknodWhiteout } from './tree.js';
+import { buildFixture, describeTree, freshDirs, mknodWhiteout, uniqueWorkspace } from './tree.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -62,13 +62,8 @@ async function peakRssGrowth<T>(fn: () => Promise<T>): Promise<{ result: T; grow
 
 export function syncSuite(label: string, getStore: () => ObjectStore): void {
   let work: string;
-  let n = 0;
-  const fresh = async (what: string): Promise<string> => {
-    const d = join(work, `${what}-${++n}`);
-    await mkdir(d, { recursive: true });
-    return d;
-  };
-  const ws = (name: string) => ({ owner: 'u1', name: `${name}-${randomBytes(3).toString('hex')}` });
+  const fresh = freshDirs(() => work);
+  const ws = uniqueWorkspace;
 
   before(async () => {
     work = await mkdtemp(join(tmpdir(), 'mags-sync-'));

@@ -1,10 +1,23 @@
 // Builds OverlayFS-like upper directories for the tests (we are root: mknod whiteouts, chown, trusted.* xattrs),
 // and describes a tree completely (type, mode, owner, µs mtime, content hash, links, xattrs) to compare two trees.
 import { execFileSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, type BigIntStats } from 'node:fs';
 import { chmod, chown, lchown, link, lstat, lutimes, mkdir, readdir, readlink, symlink, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+
+/** Makes a new numbered directory below the test's work directory on each call: `fresh('up')` → <work>/up-1, … */
+export function freshDirs(work: () => string): (what: string) => Promise<string> {
+  let n = 0;
+  return async (what) => {
+    const d = join(work(), `${what}-${++n}`);
+    await mkdir(d, { recursive: true });
+    return d;
+  };
+}
+
+/** A workspace of its own for each test, so tests sharing a store never see each other's versions. */
+export const uniqueWorkspace = (name: string) => ({ owner: 'u1', name: `${name}-${randomBytes(3).toString('hex')}` });
 
 export function mknodWhiteout(path: string): void {
   execFileSync('mknod', [path, 'c', '0', '0']);

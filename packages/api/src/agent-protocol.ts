@@ -312,17 +312,21 @@ function shorten(text: string, max = 40): string {
   return text.length <= max ? text : `${text.slice(0, max)}…`;
 }
 
-/** The first problem, as "field.path must be …"; the alternatives of a union are joined ("must be integer or null"). */
-function describe(errors: ReadonlyArray<{ keyword: string; instancePath: string; message: string }>): string {
+/** The first problem, as "field.path must be …"; a union's alternatives are named together ("must be integer or null"). */
+function describe(errors: ReadonlyArray<{ keyword: string; instancePath: string; params: object; message: string }>): string {
   const first = errors[0];
   if (!first) return 'not valid';
   const field = first.instancePath.slice(1).split('/').map((p) => shorten(p.replace(/~1/g, '/').replace(/~0/g, '~'))).join('.');
   // `additionalProperties: false` reports the unknown field itself with a "schema is false" error.
   if (first.keyword === 'boolean') return `${field} is not a field of this message`;
   const where = field || 'the message';
-  const alternatives = errors.filter((e) => e.instancePath === first.instancePath && e.keyword === 'type');
-  if (first.keyword === 'type' && alternatives.length > 1) {
-    return `${where} must be ${alternatives.map((e) => e.message.replace(/^must be /, '')).join(' or ')}`;
+  const isAlternative = (e: { keyword: string }) => e.keyword === 'type' || e.keyword === 'const';
+  if (isAlternative(first)) {
+    const here = errors.filter((e) => e.instancePath === first.instancePath && isAlternative(e));
+    // A literal reports its type as well as its value: the values say it all.
+    const values = here.filter((e) => e.keyword === 'const').map((e) => JSON.stringify((e.params as { allowedValue?: unknown }).allowedValue));
+    const allowed = values.length > 0 ? values : here.map((e) => String((e.params as { type?: unknown }).type));
+    return `${where} must be ${allowed.join(' or ')}`;
   }
   return `${where} ${first.message}`;
 }

@@ -87,7 +87,10 @@ function refused<T>(parsed: Parsed<T>, reason: RegExp, what: string): void {
 function uncovered(union: { anyOf: TSchema[] }, examples: unknown[]): string[] {
   return union.anyOf
     .filter((variant) => !examples.some((m) => Compile(variant).Check(m)))
-    .map((variant) => JSON.stringify((variant as { properties: { type: { const: string } } }).properties.type.const));
+    .map((variant) => {
+      const { type, ok } = (variant as { properties: Record<string, { const?: unknown }> }).properties;
+      return ok ? `${type.const} (ok: ${ok.const})` : String(type.const);
+    });
 }
 
 describe('agent protocol: messages from an agent', () => {

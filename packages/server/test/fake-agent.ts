@@ -64,14 +64,19 @@ interface RunningJob {
   release?: () => void;
 }
 
+/** A message's kind: its type, and for a reply whether it is ok (the two are different messages). */
+function kindOf(m: AgentToServer | ServerToAgent): string {
+  return m.type === 'reply' ? `reply (ok: ${m.ok})` : m.type;
+}
+
 export class FakeAgent {
   readonly info: AgentInfo;
   readonly starts: SandboxSpec[] = [];
   readonly stops: string[] = [];
   readonly orders: WorkspaceOrder[] = [];
-  /** Every message sent, and every message received, in order. */
-  readonly sent: AgentToServer[] = [];
-  readonly received: ServerToAgent[] = [];
+  /** The kinds of message sent and received ("output", "reply (ok: false)"): only kinds, output is large. */
+  readonly kindsSent = new Set<string>();
+  readonly kindsReceived = new Set<string>();
   /** Host copies by "owner/name". */
   readonly copies = new Map<string, HeldCopy>();
   readonly running = new Map<string, RunningJob>();
@@ -133,7 +138,7 @@ export class FakeAgent {
   send(message: AgentToServer): void {
     const parsed = parseAgentMessage(message);
     if (!parsed.ok) throw new Error(`fake agent: its ${parsed.type ?? ''} message breaks the agent protocol: ${parsed.reason}`);
-    this.sent.push(message);
+    this.kindsSent.add(kindOf(message));
     this.link.send(message);
   }
 
@@ -202,7 +207,7 @@ export class FakeAgent {
     const parsed = parseServerMessage(raw);
     if (!parsed.ok) throw new Error(`fake agent: the server sent a ${parsed.type ?? ''} message that breaks the agent protocol: ${parsed.reason}`);
     const m = parsed.message;
-    this.received.push(m);
+    this.kindsReceived.add(kindOf(m));
     if (m.type === 'start') {
       this.starts.push(m.sandbox);
       const ws = m.sandbox.workspace;

@@ -7,10 +7,12 @@ import type { AgentToServer } from '@mags/api';
 export function answerToMalformed(raw: unknown, type: string | undefined, reason: string): AgentToServer | undefined {
   if (typeof raw !== 'object' || raw === null) return undefined;
   const m = raw as { sandbox?: { jobId?: unknown }; requestId?: unknown };
-  const error = `the agent could not read the server's ${type ? `${type} message` : 'message'} (${reason}); the server and the agent may be different versions`;
+  const what = type ? `${type} message` : 'message';
+  const error = `the agent could not read the server's ${what} (${reason}); the server and the agent may be different versions`;
   if (type === 'start') {
     const jobId = m.sandbox?.jobId;
-    return typeof jobId === 'string' ? { type: 'exited', jobId, exitCode: null, reason: 'error', message: error, ts: Date.now() } : undefined;
+    if (typeof jobId !== 'string') return undefined;
+    return { type: 'exited', jobId, exitCode: null, reason: 'error', message: error, ts: Date.now() };
   }
   if (type === 'stop' || typeof m.requestId !== 'string') return undefined;
   return { type: 'reply', requestId: m.requestId, ok: false, status: 500, code: 'internal', error };

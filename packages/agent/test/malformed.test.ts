@@ -36,7 +36,20 @@ test('an order it cannot read is refused with a 500 the server accepts', () => {
 });
 
 test('a message that names nothing to answer is only dropped', () => {
-  for (const raw of [null, 'start', [], {}, { type: 'stop' }, { type: 'stop', jobId: 7 }, { type: 'stop', requestId: 'r' }, { type: 'start' }, { type: 'start', sandbox: null }, { type: 'start', sandbox: { jobId: 9 } }, { type: 'sync', requestId: 5 }]) {
+  const nothingNamed = [
+    null,
+    'start',
+    [],
+    {},
+    { type: 'stop' },
+    { type: 'stop', jobId: 7 },
+    { type: 'stop', requestId: 'r' },
+    { type: 'start' },
+    { type: 'start', sandbox: null },
+    { type: 'start', sandbox: { jobId: 9 } },
+    { type: 'sync', requestId: 5 },
+  ];
+  for (const raw of nothingNamed) {
     assert.equal(answer(raw), undefined, JSON.stringify(raw));
   }
 });

@@ -324,8 +324,9 @@ function describe(errors: ReadonlyArray<{ keyword: string; instancePath: string;
   if (isAlternative(first)) {
     const here = errors.filter((e) => e.instancePath === first.instancePath && isAlternative(e));
     // A literal reports its type as well as its value: the values say it all.
-    const values = here.filter((e) => e.keyword === 'const').map((e) => JSON.stringify((e.params as { allowedValue?: unknown }).allowedValue));
-    const allowed = values.length > 0 ? values : here.map((e) => String((e.params as { type?: unknown }).type));
+    const params = (e: { params: object }) => e.params as { allowedValue?: unknown; type?: unknown };
+    const values = here.filter((e) => e.keyword === 'const').map((e) => JSON.stringify(params(e).allowedValue));
+    const allowed = values.length > 0 ? values : here.map((e) => String(params(e).type));
     return `${where} must be ${allowed.join(' or ')}`;
   }
   return `${where} ${first.message}`;

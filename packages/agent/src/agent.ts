@@ -1,13 +1,14 @@
 // The agent: owns every sandbox on this host and answers the server's orders over the agent protocol.
 import { hostname } from 'node:os';
 import type { AgentEnd, AgentInfo, AgentToServer, ExitReason, SandboxSpec, ServerToAgent, WorkspaceOrder } from '@mags/api';
-import { MAGS_VERSION, MagsError } from '@mags/api';
+import { MAGS_VERSION, MagsError, parseServerMessage } from '@mags/api';
 import { type IdMap, type ObjectStore, openObjectStore, SyncService } from '@mags/objects';
 import pino, { type Logger } from 'pino';
 import type { Limits } from './bundle.js';
 import { type AgentConfig, hostNames } from './config.js';
 import { DiskLedger } from './disks.js';
 import { cleanupStale, prepareHost, prepareSandboxFiles, releaseInstance, runtimeVersion } from './host.js';
+import { answerToMalformed } from './malformed.js';
 import { DnsForwarder, NetnsPool, SlotAllocator, setupHostNetwork, teardownHostNetwork } from './network.js';
 import { OutputCollector } from './output.js';
 import { OFF_PATH_DELAY_MS, WarmPool } from './pool.js';
@@ -124,7 +125,7 @@ export class Agent {
       pool: this.poolStatus(),
       storage: this.disks.report(),
     };
-    this.link.onMessage((m) => this.handle(m));
+    this.link.onMessage((raw) => this.receive(raw));
     this.link.send({ type: 'hello', agent: this.info });
     for (const m of this.early.splice(0)) this.link.send(m);
     // Free space also changes with what else uses the host's disk.
@@ -156,6 +157,15 @@ export class Agent {
       this.reportPool();
     }, STORAGE_CHANGE_DELAY_MS);
     this.storageReport.unref();
+  }
+
+  /** Acts on a message from the server once it passed its schema; one that did not is logged and dropped. */
+  private receive(raw: unknown): void {
+    const parsed = parseServerMessage(raw);
+    if (parsed.ok) return this.handle(parsed.message);
+    this.logger.warn({ type: parsed.type, reason: parsed.reason }, 'ignoring a malformed message from the server');
+    const answer = answerToMalformed(raw, parsed.type, parsed.reason);
+    if (answer) this.link.send(answer);
   }
 
   private handle(message: ServerToAgent): void {

@@ -1,96 +1,185 @@
-// The agent protocol: the only way the server and an agent talk. Embedded mode carries these messages
-// in-process (createInProcessLink); cluster mode carries the same messages over a WebSocket the agent dials.
-import type { HostStorage } from './storage.js';
+// The agent protocol: every message between the server and an agent, declared once as a TypeBox schema. The types
+// both ends use are derived from the schemas, and each end checks what it receives (parseAgentMessage on the server,
+// parseServerMessage on the agent) before acting on it: across a network the peer is a separate program, maybe
+// another version, maybe broken. The link that carries the messages is in agent-link.ts.
+import { type Static, type TObject, type TSchema, Type } from 'typebox';
+import { Compile, type Validator } from 'typebox/compile';
+import { ENV_NAME_PATTERN, LogStream, MAX_ENV_VALUE, MAX_SCRIPT_BYTES, NAME_PATTERN } from './jobs.js';
+import { HostStorage } from './storage.js';
+import { MAX_DISK_GB } from './workspaces.js';
 
-export type NetworkPolicy = 'internet' | 'none';
+// ── building blocks ─────────────────────────────────────────────────────────────────────────────────
+
+/**
+ * Every object is closed: a field this end does not know is refused, not carried along into the store, a log or a
+ * host path. Both ends are built from this file; a field only one of them knows means they are different versions.
+ */
+const CLOSED = { additionalProperties: false } as const;
+
+/** Ids, keys and codes: never empty, never a megabyte. */
+const Id = Type.String({ minLength: 1, maxLength: 1024 });
+/** Names shown to people (agent name, runtime, version). */
+const Label = Type.String({ maxLength: 1024 });
+/** Epoch milliseconds. */
+const Time = Type.Number({ exclusiveMinimum: 0 });
+/** Sandboxes and slots. */
+const Count = Type.Integer({ minimum: 0, maximum: 1_000_000 });
+/** Bytes and files. */
+const Size = Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER });
+/** A workspace version; the first is 1. */
+const Version = Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER });
+const DiskGb = Type.Integer({ minimum: 1, maximum: MAX_DISK_GB });
+
+/** Longest error sentence passed on from an agent's reply (characters); parseAgentMessage cuts longer ones. */
+export const MAX_ERROR = 4096;
+
+// ── what a sandbox is made of ───────────────────────────────────────────────────────────────────────
+
+export const NetworkPolicy = Type.Union([Type.Literal('internet'), Type.Literal('none')]);
+export type NetworkPolicy = Static<typeof NetworkPolicy>;
+
+/**
+ * Names a workspace in the object store (`workspaces/<owner>/<name>/`) and on a host (the directory <owner>/<name>).
+ * The owner is the user's id. Both parts are names (NAME_PATTERN): never empty, never "." or "..", no "/".
+ */
+export const WorkspaceKey = Type.Object(
+  { owner: Type.String({ pattern: NAME_PATTERN }), name: Type.String({ pattern: NAME_PATTERN }) },
+  CLOSED,
+);
+export type WorkspaceKey = Static<typeof WorkspaceKey>;
+
+export const SandboxWorkspace = Type.Object(
+  {
+    ...WorkspaceKey.properties,
+    /** Persistent: synced to the object store after the run (before `exited`), periodically, and on `sync`. */
+    persistent: Type.Boolean(),
+  },
+  CLOSED,
+);
+export type SandboxWorkspace = Static<typeof SandboxWorkspace>;
+
+export const BaseLayer = Type.Object(
+  {
+    /** For messages: NAME@VERSION of the base workspace. */
+    label: Id,
+    /**
+     * Object-store key of the gzip'd manifest to materialise. Hosts share one read-only copy per distinct manifest
+     * (keyed by the sha256 of these bytes), however many sandboxes use it.
+     */
+    manifestKey: Id,
+  },
+  CLOSED,
+);
+export type BaseLayer = Static<typeof BaseLayer>;
+
+export const UploadRef = Type.Object(
+  {
+    /** Object-store key of the file's bytes. */
+    key: Id,
+    /** Basename under /uploads/ (the agent checks it again with checkUploadName). */
+    name: Type.String({ minLength: 1, maxLength: 255 }),
+    size: Size,
+  },
+  CLOSED,
+);
+export type UploadRef = Static<typeof UploadRef>;
 
 /** Everything an agent needs to run one sandbox for one job. */
-export interface SandboxSpec {
-  jobId: string;
-  script: string;
-  environment: Record<string, string>;
-  vcpus: number;
-  memoryMb: number;
-  /** Wall-clock limit; the agent kills the sandbox when it passes. */
-  timeoutS: number;
-  network: NetworkPolicy;
-  /** Size of the sandbox's writable layer: the workspace disk, or the ephemeral layer. */
-  diskGb: number;
-  /** The workspace the sandbox's writable layer is; absent for an ephemeral sandbox. */
-  workspace?: SandboxWorkspace;
-  /** A read-only layer between the image and the writable layer (`--base`, or the base a workspace was made on). */
-  base?: BaseLayer;
-  /** Uploaded files to place at /uploads/<name> before the script starts. */
-  uploads: UploadRef[];
-}
+export const SandboxSpec = Type.Object(
+  {
+    jobId: Id,
+    script: Type.String({ maxLength: MAX_SCRIPT_BYTES }),
+    environment: Type.Record(Type.String({ pattern: ENV_NAME_PATTERN }), Type.String({ maxLength: MAX_ENV_VALUE }), CLOSED),
+    vcpus: Type.Number({ exclusiveMinimum: 0 }),
+    memoryMb: Type.Integer({ minimum: 1 }),
+    /** Wall-clock limit; the agent kills the sandbox when it passes. */
+    timeoutS: Type.Integer({ minimum: 1 }),
+    network: NetworkPolicy,
+    /** Size of the sandbox's writable layer: the workspace disk, or the ephemeral layer. */
+    diskGb: DiskGb,
+    /** The workspace the sandbox's writable layer is; absent for an ephemeral sandbox. */
+    workspace: Type.Optional(SandboxWorkspace),
+    /** A read-only layer between the image and the writable layer (`--base`, or the base a workspace was made on). */
+    base: Type.Optional(BaseLayer),
+    /** Uploaded files to place at /uploads/<name> before the script starts. */
+    uploads: Type.Array(UploadRef, { maxItems: 100 }),
+  },
+  CLOSED,
+);
+export type SandboxSpec = Static<typeof SandboxSpec>;
 
-/** Names a workspace in the object store: `workspaces/<owner>/<name>/`. The owner is the user's id. */
-export interface WorkspaceKey {
-  owner: string;
-  name: string;
-}
+// ── what an agent reports ───────────────────────────────────────────────────────────────────────────
 
-export interface SandboxWorkspace extends WorkspaceKey {
-  /** Persistent: synced to the object store after the run (before `exited`), periodically, and on `sync`. */
-  persistent: boolean;
-}
+export const OutputLine = Type.Object(
+  {
+    /** 1-based position in the job's output; the server stores lines by it, so a resend is harmless. */
+    seq: Type.Integer({ minimum: 1, maximum: 2_147_483_647 }),
+    stream: LogStream,
+    /** epoch milliseconds */
+    ts: Time,
+    message: Type.String(),
+  },
+  CLOSED,
+);
+export type OutputLine = Static<typeof OutputLine>;
 
-export interface BaseLayer {
-  /** For messages: NAME@VERSION of the base workspace. */
-  label: string;
-  /**
-   * Object-store key of the gzip'd manifest to materialise. Hosts share one read-only copy per distinct manifest
-   * (keyed by the sha256 of these bytes), however many sandboxes use it.
-   */
-  manifestKey: string;
-}
+export const AgentPool = Type.Object({ idle: Count, busy: Count, min: Count, max: Count }, CLOSED);
+export type AgentPool = Static<typeof AgentPool>;
 
-export interface UploadRef {
-  /** Object-store key of the file's bytes. */
-  key: string;
-  /** Basename under /uploads/ (checked by checkUploadName). */
-  name: string;
-  size: number;
-}
+export const AgentInfo = Type.Object(
+  {
+    id: Id,
+    name: Label,
+    /** OCI runtime binary and version, e.g. "crun 1.8.1" */
+    runtime: Label,
+    version: Label,
+    /** Sandboxes this agent runs at once. */
+    capacity: Count,
+    pool: AgentPool,
+    /** Space for sandbox layers and workspace disks on the agent's host; the server admits disks against it. */
+    storage: Type.Optional(HostStorage),
+  },
+  CLOSED,
+);
+export type AgentInfo = Static<typeof AgentInfo>;
+
+export const ExitReason = Type.Union([Type.Literal('exited'), Type.Literal('stopped'), Type.Literal('timeout'), Type.Literal('error')]);
+export type ExitReason = Static<typeof ExitReason>;
 
 /** What an agent reports about a workspace copy it holds. */
-export interface WorkspaceReport extends WorkspaceKey {
-  /** 'gone': the host copy was deleted (a local workspace expired, or it was dropped). */
-  state: 'present' | 'gone';
-  /** Bytes and files in the workspace's own layer. */
-  usedBytes: number;
-  files: number;
-  /** Persistent: the current version after the last successful sync, and the versions kept. */
-  version?: number;
-  versions?: number;
-  /** Persistent: changes not yet synced (the last sync failed and is being retried). */
-  dirty?: boolean;
-  ts: number;
-}
+export const WorkspaceReport = Type.Object(
+  {
+    ...WorkspaceKey.properties,
+    /** 'gone': the host copy was deleted (a local workspace expired, or it was dropped). */
+    state: Type.Union([Type.Literal('present'), Type.Literal('gone')]),
+    /** Bytes and files in the workspace's own layer. */
+    usedBytes: Size,
+    files: Size,
+    /** Persistent: the current version after the last successful sync, and the versions kept. */
+    version: Type.Optional(Version),
+    versions: Type.Optional(Size),
+    /** Persistent: changes not yet synced (the last sync failed and is being retried). */
+    dirty: Type.Optional(Type.Boolean()),
+    ts: Time,
+  },
+  CLOSED,
+);
+export type WorkspaceReport = Static<typeof WorkspaceReport>;
 
-export interface OutputLine {
-  /** 1-based position in the job's output; the server stores lines by it, so a resend is harmless. */
-  seq: number;
-  stream: 'stdout' | 'stderr' | 'system';
-  /** epoch milliseconds */
-  ts: number;
-  message: string;
-}
+export const WorkspaceOrderResult = Type.Object(
+  {
+    /** Whether this agent held a copy of the workspace. */
+    held: Type.Boolean(),
+    /** sync: the current version after it (null if never synced). */
+    version: Type.Optional(Type.Union([Version, Type.Null()])),
+    /** sync: whether a new version was written. */
+    changed: Type.Optional(Type.Boolean()),
+  },
+  CLOSED,
+);
+export type WorkspaceOrderResult = Static<typeof WorkspaceOrderResult>;
 
-export interface AgentInfo {
-  id: string;
-  name: string;
-  /** OCI runtime binary and version, e.g. "crun 1.8.1" */
-  runtime: string;
-  version: string;
-  /** Sandboxes this agent runs at once. */
-  capacity: number;
-  pool: { idle: number; busy: number; min: number; max: number };
-  /** Space for sandbox layers and workspace disks on the agent's host; the server admits disks against it. */
-  storage?: HostStorage;
-}
-
-export type ExitReason = 'exited' | 'stopped' | 'timeout' | 'error';
+// ── server → agent ──────────────────────────────────────────────────────────────────────────────────
 
 /**
  * Orders about a workspace; each is answered by exactly one `reply` with the same requestId.
@@ -98,102 +187,147 @@ export type ExitReason = 'exited' | 'stopped' | 'timeout' | 'error';
  * - resize: grow the host copy's disk now if held (the server records the size for later mounts either way).
  * - drop: delete every host copy of the workspace (it was deleted, or rolled back and must be restored again).
  */
-export type WorkspaceOrder =
-  | { type: 'sync'; requestId: string; workspace: WorkspaceKey }
-  | { type: 'resize'; requestId: string; workspace: WorkspaceKey; diskGb: number }
-  | { type: 'drop'; requestId: string; workspace: WorkspaceKey };
+const SyncOrder = Type.Object({ type: Type.Literal('sync'), requestId: Id, workspace: WorkspaceKey }, CLOSED);
+const ResizeOrder = Type.Object({ type: Type.Literal('resize'), requestId: Id, workspace: WorkspaceKey, diskGb: DiskGb }, CLOSED);
+const DropOrder = Type.Object({ type: Type.Literal('drop'), requestId: Id, workspace: WorkspaceKey }, CLOSED);
+export const WorkspaceOrder = Type.Union([SyncOrder, ResizeOrder, DropOrder]);
+export type WorkspaceOrder = Static<typeof WorkspaceOrder>;
 
-export interface WorkspaceOrderResult {
-  /** Whether this agent held a copy of the workspace. */
-  held: boolean;
-  /** sync: the current version after it (null if never synced). */
-  version?: number | null;
-  /** sync: whether a new version was written. */
-  changed?: boolean;
-}
+export const ServerToAgent = Type.Union([
+  /** Run this sandbox; the agent answers with `started` (or an `exited` with reason `error`), output, `exited`. */
+  Type.Object({ type: Type.Literal('start'), sandbox: SandboxSpec }, CLOSED),
+  /** Stop this job's sandbox; the agent answers with its `exited` (reason `stopped`). */
+  Type.Object({ type: Type.Literal('stop'), jobId: Id }, CLOSED),
+  ...WorkspaceOrder.anyOf,
+]);
+export type ServerToAgent = Static<typeof ServerToAgent>;
 
-export type ServerToAgent =
-  | { type: 'start'; sandbox: SandboxSpec }
-  | { type: 'stop'; jobId: string }
-  | WorkspaceOrder;
+// ── agent → server ──────────────────────────────────────────────────────────────────────────────────
 
-export type AgentToServer =
-  | { type: 'hello'; agent: AgentInfo }
+export const AgentToServer = Type.Union([
+  /** The first message on a link: who the agent is; nothing else it sends counts before it. */
+  Type.Object({ type: Type.Literal('hello'), agent: AgentInfo }, CLOSED),
   /** The pool's counts, and the host's storage figures (sent when they change, and every few seconds). */
-  | { type: 'pool'; pool: AgentInfo['pool']; storage?: HostStorage }
-  | { type: 'started'; jobId: string; sandboxId: string; ts: number }
-  | { type: 'output'; jobId: string; lines: OutputLine[] }
-  | {
-      type: 'exited';
-      jobId: string;
+  Type.Object({ type: Type.Literal('pool'), pool: AgentPool, storage: Type.Optional(HostStorage) }, CLOSED),
+  Type.Object({ type: Type.Literal('started'), jobId: Id, sandboxId: Id, ts: Time }, CLOSED),
+  Type.Object({ type: Type.Literal('output'), jobId: Id, lines: Type.Array(OutputLine) }, CLOSED),
+  Type.Object(
+    {
+      type: Type.Literal('exited'),
+      jobId: Id,
       /** The script's exit code (128+signal when killed); null when it never ran. */
-      exitCode: number | null;
-      reason: ExitReason;
-      message?: string;
-      ts: number;
-    }
-  | { type: 'workspace'; report: WorkspaceReport }
-  | { type: 'reply'; requestId: string; ok: true; result: WorkspaceOrderResult }
-  | { type: 'reply'; requestId: string; ok: false; status: number; code: string; error: string };
+      exitCode: Type.Union([Type.Integer(), Type.Null()]),
+      reason: ExitReason,
+      message: Type.Optional(Type.String()),
+      ts: Time,
+    },
+    CLOSED,
+  ),
+  Type.Object({ type: Type.Literal('workspace'), report: WorkspaceReport }, CLOSED),
+  Type.Object({ type: Type.Literal('reply'), requestId: Id, ok: Type.Literal(true), result: WorkspaceOrderResult }, CLOSED),
+  Type.Object(
+    {
+      type: Type.Literal('reply'),
+      requestId: Id,
+      ok: Type.Literal(false),
+      status: Type.Integer({ minimum: 400, maximum: 599 }),
+      code: Id,
+      /** The sentence for the user; a long one is cut to MAX_ERROR characters on arrival. */
+      error: Type.String({ minLength: 1 }),
+    },
+    CLOSED,
+  ),
+]);
+export type AgentToServer = Static<typeof AgentToServer>;
 
-/** One end of a connection between the server and an agent. Messages arrive in the order they were sent. */
-export interface Link<Out, In> {
-  send(message: Out): void;
-  onMessage(handler: (message: In) => void): void;
-  onClose(handler: () => void): void;
-  close(): void;
-}
-export type ServerEnd = Link<ServerToAgent, AgentToServer>;
-export type AgentEnd = Link<AgentToServer, ServerToAgent>;
+// ── checking what arrives ───────────────────────────────────────────────────────────────────────────
 
-/** Joins a server and an agent living in one process. Delivery is asynchronous and ordered, as on a socket. */
-export function createInProcessLink(): { server: ServerEnd; agent: AgentEnd } {
-  function end<Out, In>() {
-    let peer: { deliver(m: unknown): void; closed(): void } | undefined;
-    const handlers: Array<(m: In) => void> = [];
-    const closeHandlers: Array<() => void> = [];
-    const queue: In[] = [];
-    let scheduled = false;
-    let open = true;
-    const self = {
-      deliver(m: unknown) {
-        queue.push(m as In);
-        if (scheduled) return;
-        scheduled = true;
-        setImmediate(() => {
-          scheduled = false;
-          for (const msg of queue.splice(0)) for (const h of handlers) h(msg);
-        });
-      },
-      closed() {
-        if (!open) return;
-        open = false;
-        for (const h of closeHandlers) h();
-      },
-      link: {
-        send(message: Out) {
-          if (open) peer?.deliver(message);
-        },
-        onMessage(h: (m: In) => void) {
-          handlers.push(h);
-        },
-        onClose(h: () => void) {
-          closeHandlers.push(h);
-        },
-        close() {
-          self.closed();
-          peer?.closed();
-        },
-      } as Link<Out, In>,
-      connect(p: { deliver(m: unknown): void; closed(): void }) {
-        peer = p;
-      },
-    };
-    return self;
+/** A message that passed its schema, or why it did not (with its type, when it has one, for the log). */
+export type Parsed<T> = { ok: true; message: T } | { ok: false; type?: string; reason: string };
+
+let agentMessages: MessageParser | undefined;
+let serverMessages: MessageParser | undefined;
+
+/**
+ * Checks a message from an agent against its schema. A failed reply's long error sentence is cut to MAX_ERROR
+ * characters rather than refused: refusing it left the server's request waiting for its timeout.
+ */
+export function parseAgentMessage(raw: unknown): Parsed<AgentToServer> {
+  agentMessages ??= new MessageParser(AgentToServer.anyOf);
+  const parsed = agentMessages.parse<AgentToServer>(raw);
+  if (parsed.ok && parsed.message.type === 'reply' && !parsed.message.ok && parsed.message.error.length > MAX_ERROR) {
+    return { ok: true, message: { ...parsed.message, error: `${parsed.message.error.slice(0, MAX_ERROR - 1)}…` } };
   }
-  const s = end<ServerToAgent, AgentToServer>();
-  const a = end<AgentToServer, ServerToAgent>();
-  s.connect(a);
-  a.connect(s);
-  return { server: s.link, agent: a.link };
+  return parsed;
+}
+
+/** Checks a message from the server against its schema. */
+export function parseServerMessage(raw: unknown): Parsed<ServerToAgent> {
+  serverMessages ??= new MessageParser(ServerToAgent.anyOf);
+  return serverMessages.parse<ServerToAgent>(raw);
+}
+
+interface Variant {
+  /** The variant's literal fields (`type`, and `ok` for replies) and their values. */
+  literals: Array<[string, unknown]>;
+  validator: Validator;
+}
+
+/**
+ * Picks a message's variant by its literal fields and checks it against that variant alone, so the reason names
+ * the field at fault ("exited: exitCode must be integer or null") instead of every variant the message is not.
+ * Compiled on first use: the CLI and SDK load this package too, and never parse a message.
+ */
+class MessageParser {
+  private readonly byType = new Map<string, Variant[]>();
+
+  constructor(variants: readonly TObject[]) {
+    for (const schema of variants) {
+      const literals = Object.entries(schema.properties as Record<string, TSchema & { const?: unknown }>)
+        .filter(([, property]) => 'const' in property)
+        .map(([key, property]): [string, unknown] => [key, property.const]);
+      const type = literals.find(([key]) => key === 'type')?.[1] as string;
+      const list = this.byType.get(type) ?? [];
+      list.push({ literals, validator: Compile(schema) });
+      this.byType.set(type, list);
+    }
+  }
+
+  parse<T>(raw: unknown): Parsed<T> {
+    if (typeof raw !== 'object' || raw === null || Array.isArray(raw) || typeof (raw as { type?: unknown }).type !== 'string') {
+      return { ok: false, reason: 'not an object with a "type"' };
+    }
+    const message = raw as Record<string, unknown>;
+    const type = shorten(message.type as string);
+    const variants = this.byType.get(message.type as string);
+    if (!variants) return { ok: false, type, reason: `unknown message type "${type}"` };
+    const variant = variants.find((v) => v.literals.every(([key, value]) => message[key] === value)) ?? variants[0];
+    if (variant.validator.Check(raw)) return { ok: true, message: raw as T };
+    return { ok: false, type, reason: `${type}: ${describe(variant.validator.Errors(raw))}` };
+  }
+}
+
+/** Names from a message (its type, its fields) go into logs: cut to a length a log line can carry. */
+function shorten(text: string, max = 40): string {
+  return text.length <= max ? text : `${text.slice(0, max)}…`;
+}
+
+/** The first problem, as "field.path must be …"; a union's alternatives are named together ("must be integer or null"). */
+function describe(errors: ReadonlyArray<{ keyword: string; instancePath: string; params: object; message: string }>): string {
+  const first = errors[0];
+  if (!first) return 'not valid';
+  const field = first.instancePath.slice(1).split('/').map((p) => shorten(p.replace(/~1/g, '/').replace(/~0/g, '~'))).join('.');
+  // `additionalProperties: false` reports the unknown field itself with a "schema is false" error.
+  if (first.keyword === 'boolean') return `${field} is not a field of this message`;
+  const where = field || 'the message';
+  const isAlternative = (e: { keyword: string }) => e.keyword === 'type' || e.keyword === 'const';
+  if (isAlternative(first)) {
+    const here = errors.filter((e) => e.instancePath === first.instancePath && isAlternative(e));
+    // A literal reports its type as well as its value: the values say it all.
+    const params = (e: { params: object }) => e.params as { allowedValue?: unknown; type?: unknown };
+    const values = here.filter((e) => e.keyword === 'const').map((e) => JSON.stringify(params(e).allowedValue));
+    const allowed = values.length > 0 ? values : here.map((e) => String(params(e).type));
+    return `${where} must be ${allowed.join(' or ')}`;
+  }
+  return `${where} ${first.message}`;
 }

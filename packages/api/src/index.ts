@@ -1,6 +1,7 @@
 export * from './errors.js';
 export * from './jobs.js';
 export * from './agent-protocol.js';
+export * from './agent-link.js';
 export * from './workspaces.js';
 export * from './storage.js';
 export const MAGS_VERSION = '0.1.0';

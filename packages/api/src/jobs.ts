@@ -20,6 +20,10 @@ export function isTerminal(status: string): boolean {
 /** Largest script accepted inline; bigger programs belong in an uploaded file. */
 export const MAX_SCRIPT_BYTES = 256 * 1024;
 export const NAME_PATTERN = '^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$';
+/** An environment variable's name. */
+export const ENV_NAME_PATTERN = '^[A-Za-z_][A-Za-z0-9_]*$';
+/** Longest value of one environment variable (characters). */
+export const MAX_ENV_VALUE = 65536;
 
 export const JobSubmit = Type.Object(
   {
@@ -33,7 +37,7 @@ export const JobSubmit = Type.Object(
     no_sleep: Type.Optional(Type.Boolean()),
     startup_command: Type.Optional(Type.String({ maxLength: 16384 })),
     environment: Type.Optional(
-      Type.Record(Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_]*$' }), Type.String({ maxLength: 65536 }), {
+      Type.Record(Type.String({ pattern: ENV_NAME_PATTERN }), Type.String({ maxLength: MAX_ENV_VALUE }), {
         description: 'Environment variables for the script',
       }),
     ),

@@ -1,21 +1,28 @@
 // Disk admission, one rule for the server (at submit, create, resize) and the agent (when it makes a disk).
 // Sandbox layers and workspace disks are sparse files: each takes host space only as it fills, so what the disks
 // a host holds may still grow into counts as taken, and a host keeps a reserve for itself.
+import { Type, type Static } from 'typebox';
 import { MagsError } from './errors.js';
 
 export const GiB = 1024 ** 3;
 
-/** What an agent reports about the filesystem holding its sandbox layers and workspace disks. */
-export interface HostStorage {
-  /** Size of that filesystem. */
-  totalBytes: number;
-  /** Free on it now (what an unprivileged user may still use, as `df` shows it). */
-  freeBytes: number;
-  /** Sum of the sizes of the disks the agent holds (workspace disks and ephemeral sandbox layers). */
-  promisedBytes: number;
-  /** What those disks may still grow into: their sizes minus what they already take on the host. */
-  growableBytes: number;
-}
+const Bytes = Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER });
+
+/** What an agent reports about the filesystem holding its sandbox layers and workspace disks (agent protocol). */
+export const HostStorage = Type.Object(
+  {
+    /** Size of that filesystem. */
+    totalBytes: Bytes,
+    /** Free on it now (what an unprivileged user may still use, as `df` shows it). */
+    freeBytes: Bytes,
+    /** Sum of the sizes of the disks the agent holds (workspace disks and ephemeral sandbox layers). */
+    promisedBytes: Bytes,
+    /** What those disks may still grow into: their sizes minus what they already take on the host. */
+    growableBytes: Bytes,
+  },
+  { additionalProperties: false },
+);
+export type HostStorage = Static<typeof HostStorage>;
 
 /** Kept free for the host itself: max(5 GiB, 5 % of the filesystem). */
 export function storageReserveBytes(totalBytes: number): number {

@@ -16,9 +16,9 @@ import {
   GiB,
   MagsError,
   isTerminal,
+  parseAgentMessage,
   roomForDisks,
 } from '@mags/api';
-import { checkAgentMessage } from './agent-messages.js';
 import type { JobEvents } from './events.js';
 import type { JobOutput } from './job-output.js';
 import { parseSpec } from './job-view.js';
@@ -279,14 +279,14 @@ export class Scheduler {
 
   // ── internals ───────────────────────────────────────────────────────────────────────────────────
 
-  private async handle(conn: AgentConnection, raw: AgentToServer): Promise<void> {
+  private async handle(conn: AgentConnection, raw: unknown): Promise<void> {
     if (!this.connections.has(conn)) return; // closed; late messages are dropped
-    const checked = checkAgentMessage(raw);
-    if (!checked.ok) {
-      conn.log.warn({ reason: checked.reason }, 'ignoring a malformed message from an agent');
+    const parsed = parseAgentMessage(raw);
+    if (!parsed.ok) {
+      conn.log.warn({ type: parsed.type, reason: parsed.reason }, 'ignoring a malformed message from an agent');
       return;
     }
-    const m = checked.message;
+    const m = parsed.message;
     if (m.type === 'hello') return this.onHello(conn, m.agent);
     if (!conn.info || !conn.online) {
       conn.log.warn({ type: m.type }, 'ignoring a message from an agent that has not said hello');

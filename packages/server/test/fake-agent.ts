@@ -11,7 +11,21 @@
 // A job on a workspace makes the agent "hold" a copy of it, reported (`workspace`, present) before the exit.
 // Workspace orders (sync, resize, drop) are answered with a `reply`, as the real agent does; `onOrder` lets a
 // test answer differently, late, or not at all.
-import type { AgentEnd, AgentInfo, AgentToServer, HostStorage, OutputLine, SandboxSpec, ServerToAgent, WorkspaceOrder } from '@mags/api';
+// It speaks the protocol the real agent speaks: every message it sends, and every message the server sends it, is
+// checked against the schemas of @mags/api, and one that fails throws (failing the test that caused it). Only
+// sendUnchecked() sends what a broken agent would.
+import {
+  type AgentEnd,
+  type AgentInfo,
+  type AgentToServer,
+  type HostStorage,
+  type OutputLine,
+  type SandboxSpec,
+  type ServerToAgent,
+  type WorkspaceOrder,
+  parseAgentMessage,
+  parseServerMessage,
+} from '@mags/api';
 
 export interface HeldCopy {
   owner: string;
@@ -50,11 +64,19 @@ interface RunningJob {
   release?: () => void;
 }
 
+/** A message's kind: its type, and for a reply whether it is ok (the two are different messages). */
+function kindOf(m: AgentToServer | ServerToAgent): string {
+  return m.type === 'reply' ? `reply (ok: ${m.ok})` : m.type;
+}
+
 export class FakeAgent {
   readonly info: AgentInfo;
   readonly starts: SandboxSpec[] = [];
   readonly stops: string[] = [];
   readonly orders: WorkspaceOrder[] = [];
+  /** The kinds of message sent and received ("output", "reply (ok: false)"): only kinds, output is large. */
+  readonly kindsSent = new Set<string>();
+  readonly kindsReceived = new Set<string>();
   /** Host copies by "owner/name". */
   readonly copies = new Map<string, HeldCopy>();
   readonly running = new Map<string, RunningJob>();
@@ -74,7 +96,7 @@ export class FakeAgent {
       ...(options.storage ? { storage: options.storage } : {}),
     };
     link.onMessage((m) => this.onMessage(m));
-    link.send({ type: 'hello', agent: this.info });
+    this.send({ type: 'hello', agent: this.info });
   }
 
   /** Resolves once `test()` holds (checked after every message the agent handles). */
@@ -95,7 +117,7 @@ export class FakeAgent {
     const job = this.mustRun(jobId);
     this.running.delete(jobId);
     this.reportCopy(job.spec);
-    this.link.send({ type: 'exited', jobId, exitCode, reason: 'exited', ts: Date.now() });
+    this.send({ type: 'exited', jobId, exitCode, reason: 'exited', ts: Date.now() });
   }
 
   /** After a run on a workspace: the copy's size (and a persistent one's new version), as the real agent reports. */
@@ -109,11 +131,20 @@ export class FakeAgent {
 
   /** Reports new storage figures, as the real agent does with its pool counts. */
   reportStorage(storage: HostStorage): void {
-    this.link.send({ type: 'pool', pool: this.info.pool, storage });
+    this.send({ type: 'pool', pool: this.info.pool, storage });
   }
 
-  send(message: Parameters<AgentEnd['send']>[0]): void {
+  /** Sends a message, after checking it against the protocol's schemas (throws if it breaks them). */
+  send(message: AgentToServer): void {
+    const parsed = parseAgentMessage(message);
+    if (!parsed.ok) throw new Error(`fake agent: its ${parsed.type ?? ''} message breaks the agent protocol: ${parsed.reason}`);
+    this.kindsSent.add(kindOf(message));
     this.link.send(message);
+  }
+
+  /** Sends anything, unchecked: what a broken agent, or another version of it, might send. */
+  sendUnchecked(message: unknown): void {
+    this.link.send(message as AgentToServer);
   }
 
   private mustRun(jobId: string): RunningJob {
@@ -126,8 +157,8 @@ export class FakeAgent {
     const batch = this.options.batch ?? 100;
     for (let i = 0; i < lines.length; i += batch) {
       const part = lines.slice(i, i + batch);
-      this.link.send({ type: 'output', jobId, lines: part });
-      if (this.options.resendOutput) this.link.send({ type: 'output', jobId, lines: part });
+      this.send({ type: 'output', jobId, lines: part });
+      if (this.options.resendOutput) this.send({ type: 'output', jobId, lines: part });
     }
   }
 
@@ -137,13 +168,13 @@ export class FakeAgent {
     const custom = this.options.onOrder?.(o, this);
     if (custom === 'silent') return;
     if (custom) {
-      this.link.send({ type: 'reply', requestId: o.requestId, ...custom } as AgentToServer);
+      this.send({ type: 'reply', requestId: o.requestId, ...custom } as AgentToServer);
       return;
     }
     const key = `${o.workspace.owner}/${o.workspace.name}`;
     const copy = this.copies.get(key);
     const reply = (result: { held: boolean; version?: number | null; changed?: boolean }) =>
-      this.link.send({ type: 'reply', requestId: o.requestId, ok: true, result });
+      this.send({ type: 'reply', requestId: o.requestId, ok: true, result });
     if (!copy) return reply({ held: false });
     if (o.type === 'sync') {
       if (!copy.persistent) return reply({ held: true, version: null, changed: false });
@@ -155,24 +186,28 @@ export class FakeAgent {
       return reply({ held: true });
     }
     if ([...this.running.values()].some((j) => j.spec.workspace && `${j.spec.workspace.owner}/${j.spec.workspace.name}` === key)) {
-      this.link.send({ type: 'reply', requestId: o.requestId, ok: false, status: 409, code: 'workspace_busy', error: `workspace ${o.workspace.name} is in use on this host` });
+      this.send({ type: 'reply', requestId: o.requestId, ok: false, status: 409, code: 'workspace_busy', error: `workspace ${o.workspace.name} is in use on this host` });
       return;
     }
     this.copies.delete(key);
-    this.link.send({ type: 'workspace', report: { owner: copy.owner, name: copy.name, state: 'gone', usedBytes: 0, files: 0, ts: Date.now() } });
+    this.send({ type: 'workspace', report: { owner: copy.owner, name: copy.name, state: 'gone', usedBytes: 0, files: 0, ts: Date.now() } });
     reply({ held: true });
   }
 
   /** Sends a `workspace` report about a copy this agent holds (present) or deleted (gone). */
   report(owner: string, name: string, state: 'present' | 'gone', extra: { usedBytes?: number; files?: number; version?: number; versions?: number } = {}): void {
     if (state === 'gone') this.copies.delete(`${owner}/${name}`);
-    this.link.send({
+    this.send({
       type: 'workspace',
       report: { owner, name, state, usedBytes: extra.usedBytes ?? 0, files: extra.files ?? 0, version: extra.version, versions: extra.versions, ts: Date.now() },
     });
   }
 
-  private onMessage(m: ServerToAgent): void {
+  private onMessage(raw: unknown): void {
+    const parsed = parseServerMessage(raw);
+    if (!parsed.ok) throw new Error(`fake agent: the server sent a ${parsed.type ?? ''} message that breaks the agent protocol: ${parsed.reason}`);
+    const m = parsed.message;
+    this.kindsReceived.add(kindOf(m));
     if (m.type === 'start') {
       this.starts.push(m.sandbox);
       const ws = m.sandbox.workspace;
@@ -191,7 +226,7 @@ export class FakeAgent {
         this.running.delete(m.jobId);
         job.release?.();
         this.reportCopy(job.spec);
-        this.link.send({ type: 'exited', jobId: m.jobId, exitCode: 143, reason: 'stopped', ts: Date.now() });
+        this.send({ type: 'exited', jobId: m.jobId, exitCode: 143, reason: 'stopped', ts: Date.now() });
       }
     }
     this.check();
@@ -212,11 +247,11 @@ export class FakeAgent {
     const commands = spec.script.split('\n').map((l) => l.trim()).filter(Boolean);
     const crash = commands.find((c) => c.startsWith('crash'));
     if (crash) {
-      this.link.send({ type: 'exited', jobId, exitCode: null, reason: 'error', message: crash.slice(6) || undefined, ts: Date.now() });
+      this.send({ type: 'exited', jobId, exitCode: null, reason: 'error', message: crash.slice(6) || undefined, ts: Date.now() });
       return;
     }
     this.running.set(jobId, job);
-    this.link.send({ type: 'started', jobId, sandboxId: `sbx-${jobId.slice(0, 8)}`, ts: Date.now() });
+    this.send({ type: 'started', jobId, sandboxId: `sbx-${jobId.slice(0, 8)}`, ts: Date.now() });
     const pending: OutputLine[] = [];
     const line = (stream: OutputLine['stream'], message: string) => pending.push({ seq: ++job.seq, stream, ts: Date.now(), message });
     let exitCode = 0;
@@ -235,13 +270,13 @@ export class FakeAgent {
       } else if (word === 'timeout') {
         this.sendLines(jobId, pending.splice(0));
         this.running.delete(jobId);
-        this.link.send({ type: 'exited', jobId, exitCode: 137, reason: 'timeout', ts: Date.now() });
+        this.send({ type: 'exited', jobId, exitCode: 137, reason: 'timeout', ts: Date.now() });
         return;
       } else line('stderr', `sh: ${word}: not found`);
     }
     this.sendLines(jobId, pending.splice(0));
     this.running.delete(jobId);
     this.reportCopy(spec);
-    this.link.send({ type: 'exited', jobId, exitCode, reason: 'exited', ts: Date.now() });
+    this.send({ type: 'exited', jobId, exitCode, reason: 'exited', ts: Date.now() });
   }
 }

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { type AgentToServer, type JobStatus, createInProcessLink } from '@mags/api';
+import { type JobStatus, createInProcessLink } from '@mags/api';
 import { createServer, resolveServerConfig, Store } from '../src/index.js';
 import { uuidv7 } from '../src/ids.js';
 import { FakeAgent } from './fake-agent.js';
@@ -168,7 +168,7 @@ describe('scheduler', () => {
         { type: 'reply', requestId: 'r', ok: false, status: 200, code: 'fine', error: 'not an error' },
         { type: 'reply', requestId: 'r', ok: false, status: 500 },
       ];
-      for (const m of garbage) agent.send(m as AgentToServer);
+      for (const m of garbage) agent.sendUnchecked(m);
       // A link that never says hello cannot report anything.
       const stranger = createInProcessLink();
       t.server.attachAgent(stranger.server);

@@ -821,7 +821,7 @@ describe('disk admission', () => {
     const t = await startTestServer();
     try {
       const c = client(t);
-      t.agent!.send({ type: 'pool', pool: t.agent!.info.pool, storage: { totalBytes: -1, freeBytes: 0, promisedBytes: 0, growableBytes: 0 } });
+      t.agent!.sendUnchecked({ type: 'pool', pool: t.agent!.info.pool, storage: { totalBytes: -1, freeBytes: 0, promisedBytes: 0, growableBytes: 0 } });
       await waitFor(() => t.logs.some((r) => /malformed/.test(r.msg)), 'the warning');
       assert.equal((await c.done(await c.submit({ script: 'echo', disk_gb: 100 }))).status, 'completed');
     } finally {

@@ -1,0 +1,91 @@
+// The fake agent the server's tests use speaks the protocol the real agent speaks: every kind of message, checked
+// against the schemas of @mags/api both ways. If it drifted, the server's tests would pin behaviour against messages
+// no real agent sends, or miss messages the server would refuse.
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { type AgentEnd, AgentToServer, ServerToAgent } from '@mags/api';
+import type { TSchema } from 'typebox';
+import { FakeAgent } from './fake-agent.js';
+import { errorBody, startTestServer } from './helpers.js';
+
+/** Every kind of message in a union of the protocol, named as kindOf() names a message. */
+function kindsOf(union: { anyOf: TSchema[] }): string[] {
+  const kinds = union.anyOf.map((variant) => {
+    const { type, ok } = (variant as { properties: Record<string, { const?: unknown }> }).properties;
+    return ok ? `${type.const} (ok: ${ok.const})` : String(type.const);
+  });
+  assert.equal(new Set(kinds).size, kinds.length, `one name per kind: ${kinds.join(', ')}`);
+  return kinds;
+}
+
+describe('fake agent', () => {
+  test('it sends every kind of agent message, and the server sends it every kind of order, all valid by the shared schemas', async () => {
+    let refuse = false;
+    const t = await startTestServer({
+      agent: {
+        onOrder: () => (refuse ? { ok: false, status: 409, code: 'workspace_busy', error: 'workspace dev is in use on this host' } : undefined),
+      },
+    });
+    const agent = t.agent!;
+    const call = (method: 'GET' | 'POST' | 'DELETE', url: string, payload?: Record<string, unknown>) =>
+      t.server.app.inject({ method, url, headers: t.auth, ...(payload ? { payload } : {}) });
+    const submit = async (body: Record<string, unknown>) => {
+      const res = await call('POST', '/api/v1/mags-jobs', body);
+      assert.equal(res.statusCode, 202, res.body);
+      return res.json().request_id as string;
+    };
+    const finished = async (id: string) => {
+      const res = await call('GET', `/api/v1/mags-jobs/${id}/status?wait=30`);
+      assert.equal(res.statusCode, 200, res.body);
+      return res.json().status as string;
+    };
+    try {
+      agent.reportStorage({ totalBytes: 100 * 1024 ** 3, freeBytes: 80 * 1024 ** 3, promisedBytes: 2 * 1024 ** 3, growableBytes: 2 * 1024 ** 3 });
+      assert.equal(await finished(await submit({ script: 'echo hi\nerr oops\nexit 3', workspace_id: 'dev', persistent: true })), 'failed');
+      const hung = await submit({ script: 'hang' });
+      await agent.until(() => agent.running.has(hung));
+      assert.equal((await call('POST', `/api/v1/mags-jobs/${hung}/stop`)).json().status, 'stopped');
+      assert.equal(await finished(await submit({ script: 'timeout' })), 'failed');
+      assert.equal(await finished(await submit({ script: 'crash the runtime failed' })), 'error');
+
+      assert.equal((await call('POST', '/api/v1/mags-workspaces/dev/sync')).json().changed, true);
+      assert.equal((await call('POST', '/api/v1/mags-workspaces/dev/resize', { disk_gb: 4 })).statusCode, 200);
+      refuse = true;
+      errorBody(await call('POST', '/api/v1/mags-workspaces/dev/resize', { disk_gb: 5 }), 409, 'workspace_busy');
+      refuse = false;
+      assert.equal((await call('DELETE', '/api/v1/mags-workspaces/dev')).statusCode, 200);
+
+      // Each of these messages passed the schemas on its way (the fake throws on one that does not).
+      assert.deepEqual(kindsOf(AgentToServer).filter((k) => !agent.kindsSent.has(k)), [], 'the fake sent every kind of agent message');
+      assert.deepEqual(kindsOf(ServerToAgent).filter((k) => !agent.kindsReceived.has(k)), [], 'the server sent every kind of order');
+      assert.deepEqual(
+        t.logs.filter((r) => /malformed/.test(r.msg)),
+        [],
+        'the server refused nothing the fake sent',
+      );
+      assert.deepEqual(t.errors(), []);
+    } finally {
+      await t.close();
+    }
+  });
+
+  test('it throws rather than send, or act on, a message that breaks the protocol', () => {
+    let deliver: ((message: unknown) => void) | undefined;
+    const sent: unknown[] = [];
+    const link: AgentEnd = {
+      send: (m) => void sent.push(m),
+      onMessage: (handler) => void (deliver = handler),
+      onClose: () => {},
+      close: () => {},
+    };
+    const agent = new FakeAgent(link, { capacity: 2 });
+    assert.equal(sent.length, 1, 'the hello went out');
+    assert.throws(() => agent.send({ type: 'pool', pool: { idle: -1, busy: 0, min: 0, max: 0 } }), /fake agent: its pool message breaks the agent protocol: pool: pool\.idle must be >= 0/);
+    assert.throws(() => deliver!({ type: 'stop' }), /fake agent: the server sent a stop message that breaks the agent protocol: stop: .*jobId/);
+    assert.throws(() => deliver!({ type: 'format', requestId: 'r' }), /unknown message type "format"/);
+    assert.deepEqual(agent.stops, [], 'nothing acted on');
+    assert.equal(sent.length, 1, 'nothing more sent');
+    agent.sendUnchecked({ type: 'pool' });
+    assert.equal(sent.length, 2, 'sendUnchecked sends what a broken agent would');
+  });
+});

@@ -8,6 +8,7 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSyn
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
+import { Mags } from '@mags/sdk';
 import { ROOT, type TestServer, leftovers, runScript, startServer } from './harness.js';
 
 const S3_URL = process.env.MAGS_TEST_S3_URL;
@@ -394,19 +395,16 @@ echo DONE`;
       const submit = await fetch(`${server.url}/api/v1/mags-jobs`, { method: 'POST', headers, body: JSON.stringify({ script, workspace_id: 'crash', persistent: true }) });
       assert.equal(submit.status, 202);
       const { request_id } = (await submit.json()) as { request_id: string };
-      // Once the script has printed its fingerprint, the sync is running: kill the server somewhere in it.
-      let fingerprint = '';
-      for (let t = 0; t < 600 && !fingerprint; t++) {
-        const logs = await api(server, 'GET', `/api/v1/mags-jobs/${request_id}/logs`);
-        const lines = (logs.body.logs as Array<{ message: string }>).map((l) => l.message);
-        if (lines.includes('DONE')) fingerprint = `${lines.slice(-3, -1).join('\n')}\n`;
-        else await new Promise((r) => setTimeout(r, 20));
+      // Once the script has printed its fingerprint (followed live, up to its DONE line), the sync is running: kill
+      // the server somewhere in it.
+      const lines: string[] = [];
+      const follower = new Mags({ apiUrl: server.url, apiToken: server.token }).stream(request_id);
+      for await (const line of follower) {
+        lines.push(line.message);
+        if (line.message === 'DONE') break;
       }
-      if (!fingerprint) {
-        const st = await api(server, 'GET', `/api/v1/mags-jobs/${request_id}/status`);
-        assert.fail(`round ${i}: the script did not finish: ${JSON.stringify(st.body)}`);
-      }
-      known.add(fingerprint);
+      if (lines.at(-1) !== 'DONE') assert.fail(`round ${i}: the script ended (${follower.status?.status}) without DONE: ${lines.join('\n')}`);
+      known.add(`${lines.slice(-3, -1).join('\n')}\n`);
       await new Promise((r) => setTimeout(r, Math.floor(Math.random() * 400)));
       await server.kill();
       server = await start(args, home);

@@ -1,6 +1,6 @@
 // The OCI bundle of a sandbox: namespaces (a user namespace whose root is an unprivileged host uid among them),
 // mounts, cgroup limits, capabilities and the seccomp filter.
-// The same hardening is written into every process started in the sandbox (crun exec --process).
+// Every process of a sandbox descends from the one process described here, so all of them carry its hardening.
 
 export interface Limits {
   memoryMb: number;

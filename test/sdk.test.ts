@@ -287,7 +287,7 @@ describe('without a server', () => {
       res.writeHead(200, { 'content-type': 'text/event-stream' });
       if (afters.length === 1) {
         // Two lines, then the connection drops mid-event.
-        res.write(entry(1) + entry(2) + 'id: 3\nevent: log\ndata: {"seq":3');
+        res.write(`${entry(1)}${entry(2)}id: 3\nevent: log\ndata: {"seq":3`);
         setTimeout(() => res.destroy(), 50);
       } else {
         res.end(entry(2) + entry(3) + end);

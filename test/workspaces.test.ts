@@ -88,7 +88,7 @@ function persistenceSuite(label: string, objects: () => string | undefined) {
     test('run 1 installs a Debian package and writes files of every kind anywhere in the tree', { timeout: 300_000 }, async () => {
       before = await ok(
         server,
-        String.raw`set -e
+        `set -e
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq >/dev/null && apt-get install -y -qq --no-install-recommends jq >/dev/null
 mkdir -p /opt/app/empty /root/many
@@ -113,7 +113,7 @@ ${FINGERPRINT}`,
     test('run 2 (restored on an empty host copy) has it all, byte for byte, and deletes some of it', { timeout: 300_000 }, async () => {
       const out = await ok(
         server,
-        String.raw`set -e
+        `set -e
 ${FINGERPRINT}
 echo '{"a":42}' | jq .a
 test ! -e /etc/issue.net && echo image-file-still-deleted
@@ -320,7 +320,7 @@ describe('a sandbox racing the sync', () => {
       const home = server.home;
       // The swap loops of the issue: a file replaced by a symlink to the host file, and a directory replaced by a
       // symlink to a host directory (so that d/file would be the host's file), both as fast as they can go.
-      const script = String.raw`mkdir -p /w && cd /w
+      const script = `mkdir -p /w && cd /w
 ( while :; do echo decoy >.t; mv -f .t f; ln -sfn ${secretDir}/secret .s; mv -fT .s f; done ) &
 ( while :; do mkdir -p .d; echo decoy >.d/file; rm -rf d; mv -T .d d; rm -f d; ln -s ${secretDir}/dir d; done ) &
 echo LOOPING
@@ -382,7 +382,7 @@ describe('crash safety and storage outages', () => {
     const known = new Set<string>([await ok(server, `${FILES_FINGERPRINT}`, { workspace_id: 'crash', persistent: true })]);
     for (let i = 1; i <= 6; i++) {
       const headers = { authorization: `Bearer ${server.token}`, 'content-type': 'application/json' };
-      const script = String.raw`set -e
+      const script = `set -e
 mkdir -p /root/gen
 python3 -c "
 import os

@@ -10,13 +10,15 @@ import { SandboxCgroup } from '../src/cgroups.js';
 const ROOT = '/sys/fs/cgroup';
 const parent = `magstest${randomBytes(3).toString('hex')}`;
 const cgroup = new SandboxCgroup(parent, 's1');
-const read = (controller: string, file: string) => Number(readFileSync(path.join(ROOT, controller, parent, 's1', file), 'utf8'));
+const read = (controller: string, file: string) =>
+  Number(readFileSync(path.join(ROOT, controller, parent, 's1', file), 'utf8'));
 const swapAccounting = existsSync(path.join(ROOT, 'memory', 'memory.memsw.limit_in_bytes'));
 const MB = 1024 * 1024;
 
 after(() => {
   cgroup.remove();
-  for (const c of ['memory', 'cpu', 'pids']) if (existsSync(path.join(ROOT, c, parent))) rmdirSync(path.join(ROOT, c, parent));
+  for (const c of ['memory', 'cpu', 'pids'])
+    if (existsSync(path.join(ROOT, c, parent))) rmdirSync(path.join(ROOT, c, parent));
 });
 
 function limits(): Record<string, number> {

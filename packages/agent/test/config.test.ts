@@ -5,7 +5,14 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, test } from 'node:test';
-import { type AgentConfig, checkImage, DEFAULT_BLOCKED_RANGES, hostNames, imagePath, loadAgentConfig } from '../src/config.js';
+import {
+  type AgentConfig,
+  checkImage,
+  DEFAULT_BLOCKED_RANGES,
+  hostNames,
+  imagePath,
+  loadAgentConfig,
+} from '../src/config.js';
 
 describe('agent configuration', () => {
   test('the defaults: instance 0 under /var/lib/mags, 2 warm, 16 at once, 10.89.0.0/16, uids from 100000', () => {
@@ -37,12 +44,26 @@ describe('agent configuration', () => {
     };
     assert.deepEqual(loadAgentConfig(), expected);
     // The CLI passes every flag, given or not: one left out (undefined) takes the default.
-    const flags = { instance: undefined, stateDir: undefined, poolSize: undefined, capacity: undefined, warmMs: undefined };
+    const flags = {
+      instance: undefined,
+      stateDir: undefined,
+      poolSize: undefined,
+      capacity: undefined,
+      warmMs: undefined,
+    };
     assert.deepEqual(loadAgentConfig(flags), expected);
   });
 
   test('the blocked ranges cover private, shared, loopback, link-local (metadata), benchmark and multicast addresses', () => {
-    for (const range of ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', '100.64.0.0/10', '127.0.0.0/8', '169.254.0.0/16', '224.0.0.0/3']) {
+    for (const range of [
+      '10.0.0.0/8',
+      '172.16.0.0/12',
+      '192.168.0.0/16',
+      '100.64.0.0/10',
+      '127.0.0.0/8',
+      '169.254.0.0/16',
+      '224.0.0.0/3',
+    ]) {
       assert.ok(DEFAULT_BLOCKED_RANGES.includes(range), range);
     }
   });
@@ -51,7 +72,10 @@ describe('agent configuration', () => {
     const c = loadAgentConfig({ stateDir: '/srv/mags', instance: 't1' });
     assert.equal(c.imagesDir, '/srv/mags/images');
     assert.equal(c.objects, '/srv/mags/objects');
-    assert.deepEqual([c.workspacesDir, c.basesDir, c.cacheDir], ['/srv/mags/workspaces/t1', '/srv/mags/bases/t1', '/srv/mags/cache/t1']);
+    assert.deepEqual(
+      [c.workspacesDir, c.basesDir, c.cacheDir],
+      ['/srv/mags/workspaces/t1', '/srv/mags/bases/t1', '/srv/mags/cache/t1'],
+    );
     assert.equal(c.runtimeRoot, '/run/mags/t1');
     assert.deepEqual(hostNames(c), {
       sandboxPrefix: 'magst1-',
@@ -90,11 +114,17 @@ describe('agent configuration', () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'mags-agent-config-'));
     try {
       const c = loadAgentConfig({ stateDir: dir });
-      assert.throws(() => checkImage(c), (e: Error) => {
-        assert.match(e.message, /the root image .*debian-12-v2-u100000 .* is missing: build it with scripts\/build-image\.sh/);
-        assert.doesNotMatch(e.message, /MAGS_USERNS_HOST_ID/);
-        return true;
-      });
+      assert.throws(
+        () => checkImage(c),
+        (e: Error) => {
+          assert.match(
+            e.message,
+            /the root image .*debian-12-v2-u100000 .* is missing: build it with scripts\/build-image\.sh/,
+          );
+          assert.doesNotMatch(e.message, /MAGS_USERNS_HOST_ID/);
+          return true;
+        },
+      );
       const other = loadAgentConfig({ stateDir: dir, userns: { hostId: 200_000, size: 65_536 } });
       assert.throws(() => checkImage(other), /build it with MAGS_USERNS_HOST_ID=200000 scripts\/build-image\.sh/);
       // Half a build (no completion marker) is not an image.
@@ -117,7 +147,8 @@ describe('agent configuration', () => {
     for (const poolSize of [-1, 1.5, Number.NaN]) refused({ poolSize }, /agent poolSize must be a whole number ≥ 0/);
     for (const capacity of [0, -3, 2.5]) refused({ capacity }, /agent capacity must be a whole number ≥ 1/);
     for (const key of ['localWorkspaceTtlMs', 'warmMs', 'syncIntervalMs'] as const) {
-      for (const value of [-1, Number.NaN, Number.POSITIVE_INFINITY]) refused({ [key]: value }, new RegExp(`agent ${key} must be a number of milliseconds ≥ 0`));
+      for (const value of [-1, Number.NaN, Number.POSITIVE_INFINITY])
+        refused({ [key]: value }, new RegExp(`agent ${key} must be a number of milliseconds ≥ 0`));
     }
     for (const userns of [
       { hostId: 0, size: 65_536 }, // the host's own users

@@ -56,7 +56,7 @@ function writeWorkspace100(dir: string): number {
   const large = Math.floor((100 * MB - smallTotal) / 100);
   for (let d = 0; d < 49; d++) mkdirSync(path.join(dir, `src/pkg${d}`), { recursive: true });
   mkdirSync(path.join(dir, 'data'), { recursive: true });
-  small.forEach((size, i) => writeFileSync(path.join(dir, `src/pkg${i % 49}/file${i}.ts`), randomBytes(size)));
+  for (const [i, size] of small.entries()) writeFileSync(path.join(dir, `src/pkg${i % 49}/file${i}.ts`), randomBytes(size));
   for (let i = 0; i < 100; i++) writeFileSync(path.join(dir, `data/blob${i}.bin`), randomBytes(large));
   return smallTotal + 100 * large;
 }

@@ -1,7 +1,6 @@
 // The `mags` command against a real server (control plane + agent + crun sandboxes): what a user types,
 // what they see on stdout and stderr, and the exit code they get.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
@@ -9,7 +8,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { CLI, type CliResult, type TestServer, runCli, freePort, startServer } from './harness.js';
+import { type CliResult, type TestServer, runCli, freePort, startServer } from './harness.js';
 
 let server: TestServer;
 

@@ -533,7 +533,7 @@ const hostOwner = (p: string) => {
 
 describe('root in a sandbox is not root on the host (user namespace)', () => {
   test('uid 0 inside is host uid 100000: the map, processes and files on the host say so; chown works inside', async () => {
-    const held = await startHeld(String.raw`cat /proc/self/uid_map /proc/self/gid_map
+    const held = await startHeld(`cat /proc/self/uid_map /proc/self/gid_map
 echo mine > /root/mine
 mkdir -p /opt/u && echo x > /opt/u/f && chown 1000:1000 /opt/u/f && echo chown-ok
 touch /root/apt-owned && chown _apt:nogroup /root/apt-owned && echo apt-chown-ok
@@ -611,7 +611,7 @@ echo "apt=$(id -u _apt):$(getent group nogroup | cut -d: -f3)"`);
 });
 
 describe('setuid files and capabilities a sandbox makes give a host user nothing', () => {
-  const ATTACK = String.raw`cp /bin/bash /tmp/rb && chmod 4755 /tmp/rb
+  const ATTACK = `cp /bin/bash /tmp/rb && chmod 4755 /tmp/rb
 cp "$(readlink -f /usr/bin/python3)" /tmp/py
 # cap_setuid+ep (v2 format); setcap is not in the image
 python3 -c "import os; os.setxattr('/tmp/py', 'security.capability', bytes.fromhex('0100000280000000000000000000000000000000'))"

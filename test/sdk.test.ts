@@ -211,7 +211,10 @@ describe('against a server', () => {
       writeFileSync(path.join(home, 'config.json'), JSON.stringify({ api_url: server.url, api_token: server.token }));
       const client = new Mags({ env: { MAGS_HOME: home } });
       assert.equal(client.apiUrl, server.url);
-      assert.ok((await client.list()).total >= 0);
+      // The job runs on the file's server under the file's token: the test's own client, the owner's, sees it.
+      const name = `from-file-${randomBytes(3).toString('hex')}`;
+      const { requestId } = await client.run('true', { name });
+      assert.equal((await mags.status(requestId)).name, name);
       // MAGS_API_TOKEN beats the file's token.
       const overridden = new Mags({ env: { MAGS_HOME: home, MAGS_API_TOKEN: 'wrong' } });
       await assert.rejects(overridden.list(), (e: unknown) => e instanceof MagsApiError && e.status === 401);
@@ -284,7 +287,7 @@ describe('without a server', () => {
       res.writeHead(200, { 'content-type': 'text/event-stream' });
       if (afters.length === 1) {
         // Two lines, then the connection drops mid-event.
-        res.write(entry(1) + entry(2) + 'id: 3\nevent: log\ndata: {"seq":3');
+        res.write(`${entry(1)}${entry(2)}id: 3\nevent: log\ndata: {"seq":3`);
         setTimeout(() => res.destroy(), 50);
       } else {
         res.end(entry(2) + entry(3) + end);

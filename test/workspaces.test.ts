@@ -8,6 +8,7 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSyn
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
+import { Mags } from '@mags/sdk';
 import { ROOT, type TestServer, leftovers, runScript, startServer } from './harness.js';
 
 const S3_URL = process.env.MAGS_TEST_S3_URL;
@@ -87,7 +88,7 @@ function persistenceSuite(label: string, objects: () => string | undefined) {
     test('run 1 installs a Debian package and writes files of every kind anywhere in the tree', { timeout: 300_000 }, async () => {
       before = await ok(
         server,
-        String.raw`set -e
+        `set -e
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq >/dev/null && apt-get install -y -qq --no-install-recommends jq >/dev/null
 mkdir -p /opt/app/empty /root/many
@@ -112,7 +113,7 @@ ${FINGERPRINT}`,
     test('run 2 (restored on an empty host copy) has it all, byte for byte, and deletes some of it', { timeout: 300_000 }, async () => {
       const out = await ok(
         server,
-        String.raw`set -e
+        `set -e
 ${FINGERPRINT}
 echo '{"a":42}' | jq .a
 test ! -e /etc/issue.net && echo image-file-still-deleted
@@ -319,7 +320,7 @@ describe('a sandbox racing the sync', () => {
       const home = server.home;
       // The swap loops of the issue: a file replaced by a symlink to the host file, and a directory replaced by a
       // symlink to a host directory (so that d/file would be the host's file), both as fast as they can go.
-      const script = String.raw`mkdir -p /w && cd /w
+      const script = `mkdir -p /w && cd /w
 ( while :; do echo decoy >.t; mv -f .t f; ln -sfn ${secretDir}/secret .s; mv -fT .s f; done ) &
 ( while :; do mkdir -p .d; echo decoy >.d/file; rm -rf d; mv -T .d d; rm -f d; ln -s ${secretDir}/dir d; done ) &
 echo LOOPING
@@ -381,7 +382,7 @@ describe('crash safety and storage outages', () => {
     const known = new Set<string>([await ok(server, `${FILES_FINGERPRINT}`, { workspace_id: 'crash', persistent: true })]);
     for (let i = 1; i <= 6; i++) {
       const headers = { authorization: `Bearer ${server.token}`, 'content-type': 'application/json' };
-      const script = String.raw`set -e
+      const script = `set -e
 mkdir -p /root/gen
 python3 -c "
 import os
@@ -394,19 +395,16 @@ echo DONE`;
       const submit = await fetch(`${server.url}/api/v1/mags-jobs`, { method: 'POST', headers, body: JSON.stringify({ script, workspace_id: 'crash', persistent: true }) });
       assert.equal(submit.status, 202);
       const { request_id } = (await submit.json()) as { request_id: string };
-      // Once the script has printed its fingerprint, the sync is running: kill the server somewhere in it.
-      let fingerprint = '';
-      for (let t = 0; t < 600 && !fingerprint; t++) {
-        const logs = await api(server, 'GET', `/api/v1/mags-jobs/${request_id}/logs`);
-        const lines = (logs.body.logs as Array<{ message: string }>).map((l) => l.message);
-        if (lines.includes('DONE')) fingerprint = `${lines.slice(-3, -1).join('\n')}\n`;
-        else await new Promise((r) => setTimeout(r, 20));
+      // Once the script has printed its fingerprint (followed live, up to its DONE line), the sync is running: kill
+      // the server somewhere in it.
+      const lines: string[] = [];
+      const follower = new Mags({ apiUrl: server.url, apiToken: server.token }).stream(request_id);
+      for await (const line of follower) {
+        lines.push(line.message);
+        if (line.message === 'DONE') break;
       }
-      if (!fingerprint) {
-        const st = await api(server, 'GET', `/api/v1/mags-jobs/${request_id}/status`);
-        assert.fail(`round ${i}: the script did not finish: ${JSON.stringify(st.body)}`);
-      }
-      known.add(fingerprint);
+      if (lines.at(-1) !== 'DONE') assert.fail(`round ${i}: the script ended (${follower.status?.status}) without DONE: ${lines.join('\n')}`);
+      known.add(`${lines.slice(-3, -1).join('\n')}\n`);
       await new Promise((r) => setTimeout(r, Math.floor(Math.random() * 400)));
       await server.kill();
       server = await start(args, home);

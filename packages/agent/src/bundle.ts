@@ -1,6 +1,6 @@
 // The OCI bundle of a sandbox: namespaces (a user namespace whose root is an unprivileged host uid among them),
 // mounts, cgroup limits, capabilities and the seccomp filter.
-// The same hardening is written into every process started in the sandbox (crun exec --process).
+// Every process of a sandbox descends from the one process described here, so all of them carry its hardening.
 
 export interface Limits {
   memoryMb: number;
@@ -37,6 +37,7 @@ const EPROTONOSUPPORT = 93;
  * The list follows Docker's default profile for an unprivileged container, minus io_uring, modify_ldt and the
  * 32-bit/x32 entry points; the calls below are what programs use (files, memory, processes, signals, time, IPC, sockets).
  */
+// biome-ignore format: a dense list of names, one topic per block
 const ALLOWED_SYSCALLS = [
   // files and directories
   'access', 'chdir', 'chmod', 'chown', 'chroot', 'close', 'close_range', 'copy_file_range', 'creat', 'dup', 'dup2', 'dup3',
@@ -87,6 +88,7 @@ const ALLOWED_SYSCALLS = [
  * ENOSYS: kernel modules, mounts, namespaces, keyrings, bpf, perf, clocks, swap, reboot, tracing of other processes
  * by handle, NUMA policy, and the like.
  */
+// biome-ignore format: a dense list of names, one topic per block
 const DENIED_SYSCALLS = [
   'acct', 'add_key', 'bpf', 'clock_adjtime', 'clock_settime', 'delete_module', 'fanotify_init', 'finit_module',
   'fsconfig', 'fsmount', 'fsopen', 'fspick', 'get_mempolicy', 'init_module', 'ioperm', 'iopl', 'kcmp',
@@ -326,6 +328,7 @@ export function ociConfig(b: BundleInput) {
       // Host facts a sandbox has no use for: the kernel's command line, configuration, symbols, memory layout
       // (slab, vmalloc, page tables and flags, I/O maps, zones), other users' key counts, kernel buffers; and
       // the usual device and debug trees. Each reads as empty.
+      // biome-ignore format: a dense list of paths
       maskedPaths: [
         '/proc/acpi', '/proc/asound', '/proc/buddyinfo', '/proc/cmdline', '/proc/config.gz', '/proc/iomem', '/proc/ioports',
         '/proc/kallsyms', '/proc/kcore', '/proc/key-users', '/proc/keys', '/proc/kmsg', '/proc/kpagecgroup',

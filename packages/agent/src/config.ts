@@ -114,7 +114,10 @@ export function loadAgentConfig(overrides: Partial<AgentConfig> = {}): AgentConf
   if (!Number.isInteger(hostId) || !Number.isInteger(size) || size < 65_536 || hostId < 65_536 || hostId + size > 2 ** 32 - 1) {
     throw new Error('agent userns must map at least 65536 ids to host ids from 65536 up (e.g. hostId 100000, size 65536)');
   }
-  if (!/^\d+\.\d+\.0\.0\/16$/.test(config.subnet)) throw new Error(`agent subnet must be a /16 such as 10.89.0.0/16, not "${config.subnet}"`);
+  const octets = /^(\d{1,3})\.(\d{1,3})\.0\.0\/16$/.exec(config.subnet);
+  if (!octets || Number(octets[1]) > 255 || Number(octets[2]) > 255) {
+    throw new Error(`agent subnet must be a /16 such as 10.89.0.0/16, not "${config.subnet}"`);
+  }
   return config;
 }
 

@@ -139,7 +139,7 @@ export function netnsDownScript(netns: string): string {
 
 /** Networks the host is directly attached to: a sandbox must not reach the host's neighbours either. */
 async function hostLinkNetworks(config: AgentConfig): Promise<string[]> {
-  const own = config.subnet.split('.').slice(0, 2).join('.') + '.';
+  const own = `${config.subnet.split('.').slice(0, 2).join('.')}.`;
   const { stdout } = await run('ip', ['-4', '-o', 'route', 'show', 'scope', 'link'], { allowFailure: true });
   return stdout
     .split('\n')

@@ -1,4 +1,4 @@
-// A small pool of sandboxes created ahead of demand, so a job's start path is a single `crun exec`.
+// A small pool of sandboxes created ahead of demand, so a job's start path is a write to a waiting launcher.
 import type { Logger } from 'pino';
 import { type HostContext, Sandbox, type SandboxOptions } from './sandbox.js';
 

@@ -24,8 +24,7 @@ const profile = ociConfig({
   resolvFile: '/s',
   initBinary: '/i',
   userns: { hostId: 100_000, size: 65_536 },
-}).linux
-  .seccomp as { defaultAction: string; defaultErrnoRet: number; architectures: string[]; syscalls: Rule[] };
+}).linux.seccomp as { defaultAction: string; defaultErrnoRet: number; architectures: string[]; syscalls: Rule[] };
 
 const MASK64 = (1n << 64n) - 1n;
 
@@ -70,10 +69,18 @@ describe('the seccomp profile', () => {
   test('no system call has both an unconditional rule and conditional ones (libseccomp would drop the conditions)', () => {
     const unconditional = new Set(profile.syscalls.filter((r) => !r.args?.length).flatMap((r) => r.names));
     const conditional = new Set(profile.syscalls.filter((r) => r.args?.length).flatMap((r) => r.names));
-    assert.deepEqual([...unconditional].filter((n) => conditional.has(n)), []);
+    assert.deepEqual(
+      [...unconditional].filter((n) => conditional.has(n)),
+      [],
+    );
     const seen = new Map<string, number>();
-    for (const n of profile.syscalls.filter((r) => !r.args?.length).flatMap((r) => r.names)) seen.set(n, (seen.get(n) ?? 0) + 1);
-    assert.deepEqual([...seen].filter(([, c]) => c > 1), [], 'a system call is named twice');
+    for (const n of profile.syscalls.filter((r) => !r.args?.length).flatMap((r) => r.names))
+      seen.set(n, (seen.get(n) ?? 0) + 1);
+    assert.deepEqual(
+      [...seen].filter(([, c]) => c > 1),
+      [],
+      'a system call is named twice',
+    );
   });
 
   test('socket families: exactly AF_UNIX, AF_INET, AF_INET6 and two netlink protocols, one outcome each', () => {
@@ -100,7 +107,11 @@ describe('the seccomp profile', () => {
   });
 
   test('pid 1 cannot be traced or read, whatever the upper half of the pid holds; other pids can', () => {
-    for (const [name, index] of [['ptrace', 1], ['process_vm_readv', 0], ['process_vm_writev', 0]] as const) {
+    for (const [name, index] of [
+      ['ptrace', 1],
+      ['process_vm_readv', 0],
+      ['process_vm_writev', 0],
+    ] as const) {
       const args = (pid: bigint) => Array.from({ length: 6 }, (_, i) => (i === index ? pid & MASK64 : 16n));
       assert.deepEqual(outcomes(name, args(1n)), ['errno 1'], `${name}(1)`);
       // Matches the deny rule and `>= 2`: libseccomp applies the more restrictive action (the isolation test attacks it).
@@ -109,6 +120,59 @@ describe('the seccomp profile', () => {
         assert.deepEqual(outcomes(name, args(pid)), ['allow'], `${name}(${pid})`);
       }
     }
+  });
+
+  test('every rule allows or answers an errno of its own; nothing kills, traps or logs', () => {
+    for (const r of profile.syscalls) {
+      if (r.action === 'SCMP_ACT_ALLOW') assert.equal(r.errnoRet, undefined, `${r.names}`);
+      else
+        assert.ok(
+          r.action === 'SCMP_ACT_ERRNO' && Number.isInteger(r.errnoRet),
+          `${r.names}: ${r.action} ${r.errnoRet}`,
+        );
+    }
+  });
+
+  test('what docs/security.md names as refused with EPERM answers EPERM, whatever the arguments', () => {
+    const eperm =
+      `mount fsopen fsconfig fsmount fspick move_mount open_tree mount_setattr umount2 pivot_root unshare setns
+      init_module finit_module delete_module kexec_load kexec_file_load bpf perf_event_open add_key keyctl request_key
+      userfaultfd name_to_handle_at open_by_handle_at kcmp pidfd_getfd process_madvise mbind set_mempolicy get_mempolicy
+      migrate_pages move_pages clock_settime clock_adjtime settimeofday sethostname setdomainname swapon swapoff reboot
+      acct quotactl syslog iopl ioperm fanotify_init vhangup _sysctl uselib ustat sysfs modify_ldt`.split(/\s+/);
+    for (const name of eperm) assert.deepEqual(outcomes(name, [0n, 0n, 0n]), ['errno 1'], name);
+  });
+
+  test('io_uring, clone3 and socketcall look absent (ENOSYS): programs fall back', () => {
+    for (const name of ['io_uring_setup', 'io_uring_enter', 'io_uring_register', 'clone3', 'socketcall']) {
+      assert.deepEqual(outcomes(name, [0n, 0n, 0n]), ['errno 38'], name);
+    }
+  });
+
+  test("personality: only Docker's values (0, 8, 0x20000, 0x20008, query); others look absent", () => {
+    for (const p of [0n, 0x8n, 0x20000n, 0x20008n, 0xffffffffn])
+      assert.deepEqual(outcomes('personality', [p]), ['allow'], `${p}`);
+    // ADDR_NO_RANDOMIZE, READ_IMPLIES_EXEC, PER_LINUX32
+    for (const p of [0x40000n, 0x400000n, 0x8n | 0x40000n])
+      assert.deepEqual(outcomes('personality', [p]), ['errno 38'], `${p}`);
+  });
+
+  test('families docs/security.md names answer as it says: EAFNOSUPPORT, or EPROTONOSUPPORT for netlink', () => {
+    // AF_KEY, AF_RDS, AF_CAN, AF_TIPC, AF_BLUETOOTH, AF_ALG, AF_VSOCK, AF_XDP
+    for (const family of [15n, 21n, 29n, 30n, 31n, 38n, 40n, 44n]) {
+      assert.deepEqual(outcomes('socket', [family, 2n, 0n]), ['errno 97'], `family ${family}`);
+    }
+    // NETLINK_XFRM, NETLINK_AUDIT, NETLINK_NETFILTER, NETLINK_KOBJECT_UEVENT, NETLINK_GENERIC, NETLINK_CRYPTO
+    for (const proto of [6n, 9n, 12n, 15n, 16n, 21n]) {
+      assert.deepEqual(outcomes('socket', [16n, 3n, proto]), ['errno 93'], `netlink protocol ${proto}`);
+    }
+  });
+
+  test('what programs need is allowed: files, memory, processes, signals, time, IPC, sockets', () => {
+    const needed = `openat read write close newfstatat statx getdents64 mmap mprotect munmap brk execve fork vfork wait4
+      exit_group rt_sigaction futex clock_gettime epoll_wait pipe2 accept4 connect sendto recvfrom setsockopt prctl seccomp
+      getrandom chroot setuid setgroups capset prlimit64 memfd_create inotify_init1 uname`.split(/\s+/);
+    for (const name of needed) assert.deepEqual(outcomes(name, [0n, 0n, 0n]), ['allow'], name);
   });
 
   test('clone with a namespace flag is refused, a thread or fork is not', () => {

@@ -145,7 +145,7 @@ export function table(header: string[], rows: Cell[][]): string {
       .map((c, i) => (i === cells.length - 1 ? c : c + ' '.repeat(widths[i] - visible(c).length)))
       .join('  ')
       .trimEnd();
-  return [pc.dim(fmt(header)), ...shown.map(fmt)].join('\n') + '\n';
+  return `${[pc.dim(fmt(header)), ...shown.map(fmt)].join('\n')}\n`;
 }
 
 // eslint-disable-next-line no-control-regex

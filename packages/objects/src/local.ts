@@ -199,7 +199,7 @@ export class LocalObjectStore implements ObjectStore {
         names.map(async (name) => {
           if (rel === '' && name.startsWith('.mags-')) return;
           const key = rel === '' ? name : `${rel}/${name}`;
-          if (!key.startsWith(prefix) && !prefix.startsWith(key + '/')) return;
+          if (!key.startsWith(prefix) && !prefix.startsWith(`${key}/`)) return;
           let st: Stats;
           try {
             st = await stat(join(this.root, key));
@@ -236,7 +236,7 @@ export class LocalObjectStore implements ObjectStore {
 
   /** Removes now-empty parent directories up to the root; a concurrent put retries if it loses its directory. */
   private async pruneDirs(dir: string): Promise<void> {
-    while (dir.startsWith(this.root + '/')) {
+    while (dir.startsWith(`${this.root}/`)) {
       try {
         await rmdir(dir);
       } catch {

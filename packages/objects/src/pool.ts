@@ -25,32 +25,6 @@ export async function forEachLimit<T>(items: Iterable<T>, limit: number, fn: (it
   if (failed) throw firstError;
 }
 
-/** A counting semaphore for code that cannot be phrased as forEachLimit. */
-export class Semaphore {
-  private waiting: (() => void)[] = [];
-  constructor(private available: number) {}
-  async acquire(): Promise<void> {
-    if (this.available > 0) {
-      this.available--;
-      return;
-    }
-    await new Promise<void>((resolve) => this.waiting.push(resolve));
-  }
-  release(): void {
-    const next = this.waiting.shift();
-    if (next) next();
-    else this.available++;
-  }
-  async with<T>(fn: () => Promise<T>): Promise<T> {
-    await this.acquire();
-    try {
-      return await fn();
-    } finally {
-      this.release();
-    }
-  }
-}
-
 /**
  * Calls a synchronous fn for every item, giving the event loop a turn every `sliceMs`. For many tiny file-system
  * calls a thread-pool round trip costs more than the call itself (see walk.ts), and the slices keep I/O flowing.

@@ -49,7 +49,7 @@ export class S3ObjectStore implements ObjectStore {
   constructor(opts: S3StoreOptions) {
     if (!opts.bucket) throw MagsError.invalid('S3 object store: a bucket is required');
     this.bucket = opts.bucket;
-    this.prefix = opts.prefix ? opts.prefix.replace(/^\/+|\/+$/g, '') + '/' : '';
+    this.prefix = opts.prefix ? `${opts.prefix.replace(/^\/+|\/+$/g, '')}/` : '';
     if (this.prefix) checkPrefix(this.prefix);
     this.multipartThreshold = opts.multipartThreshold ?? 16 * 1024 * 1024;
     this.description = `s3://${opts.bucket}/${this.prefix}${opts.endpoint ? ` at ${opts.endpoint}` : ''}`;

@@ -67,7 +67,7 @@ export interface ObjectStore {
 /** Keys are `/`-separated relative paths of non-empty segments, without `.`/`..` and without control characters. */
 export function checkKey(key: string): void {
   if (key.length === 0) throw invalidKey(key, 'it is empty');
-  if (key.length > 900) throw invalidKey(key.slice(0, 40) + '…', 'it is longer than 900 characters');
+  if (key.length > 900) throw invalidKey(`${key.slice(0, 40)}…`, 'it is longer than 900 characters');
   if (/[\x00-\x1f\x7f\\]/.test(key)) throw invalidKey(key, 'it contains a control character or a backslash');
   for (const seg of key.split('/')) {
     if (seg === '' || seg === '.' || seg === '..') throw invalidKey(key, 'it has an empty, "." or ".." segment');

@@ -511,7 +511,7 @@ describe('REST API', () => {
         { script: 'x', vcpus: 1e308 }, { script: 'x', vcpus: -0 }, { script: 'x', memory_mb: 2 ** 53 },
         { script: 'x', port: 0 }, { script: 'x', disk_gb: 0 }, { script: '\ud800' }, { script: 'x', name: '' },
         { script: 'x', name: 'a'.repeat(64) }, { script: 'x', constructor: { prototype: {} } },
-        JSON.parse('{"script":"x","a":' + '['.repeat(2000) + ']'.repeat(2000) + '}'),
+        JSON.parse(`{"script":"x","a":${'['.repeat(2000)}${']'.repeat(2000)}}`),
       ];
       for (const body of bodies) {
         const res = await inject('POST', '/api/v1/mags-jobs', JSON.stringify(body), { ...t.auth, 'content-type': 'application/json' });

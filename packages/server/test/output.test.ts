@@ -106,7 +106,7 @@ describe('the stored output cap', () => {
 for (const backend of ['SQLite', 'PostgreSQL'] as const) {
   describe(`storing output in batches (${backend})`, () => {
     let t: TestServer;
-    let drop = async () => undefined as void;
+    let drop = async (): Promise<void> => {};
     before(async () => {
       let database: string | undefined;
       if (backend === 'PostgreSQL') {

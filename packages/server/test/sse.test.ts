@@ -45,7 +45,7 @@ async function readSse(res: Response, onEvent: (e: SseEvent) => void = () => und
 for (const backend of ['SQLite', 'PostgreSQL'] as const) describe(`following logs over HTTP (${backend})`, () => {
   let t: TestServer;
   let base: string;
-  let dropDatabase = async () => undefined as void;
+  let dropDatabase = async (): Promise<void> => {};
   before(async () => {
     let database: string | undefined;
     if (backend === 'PostgreSQL') {

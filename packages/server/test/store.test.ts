@@ -203,12 +203,12 @@ for (const backend of backends) {
     });
 
     test('tokens are found by their hash, not once revoked; the first user is created only once', async () => {
-      const token = 'mags_' + 'A'.repeat(43);
+      const token = `mags_${'A'.repeat(43)}`;
       await store.insertToken(alice, { hash: hashToken(token), prefix: token.slice(0, 12), name: 'test' });
       const found = await store.findUserByTokenHash(hashToken(token));
       assert.equal(found?.user.id, alice);
       assert.equal(found?.token.prefix, 'mags_AAAAAAA');
-      assert.equal(await store.findUserByTokenHash(hashToken(token + 'x')), undefined);
+      assert.equal(await store.findUserByTokenHash(hashToken(`${token}x`)), undefined);
       await store.db.updateTable('tokens').set({ revoked_at: Date.now() }).where('id', '=', found!.token.id).execute();
       assert.equal(await store.findUserByTokenHash(hashToken(token)), undefined);
       const rows = await store.db.selectFrom('tokens').select('token_hash').execute();

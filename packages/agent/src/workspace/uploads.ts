@@ -15,7 +15,7 @@ export async function placeUploads(rootfs: string, uploads: readonly UploadRef[]
   const dir = path.join(rootfs, 'uploads');
   const st = await lstat(dir).catch(() => undefined);
   if (st && !st.isDirectory()) await rm(dir, { force: true }); // a symlink or file of the workspace's: replaced
-  if (!st || !st.isDirectory()) {
+  if (!st?.isDirectory()) {
     await mkdir(dir, { mode: 0o755 });
     await lchown(dir, root, root); // a real directory just made: no link to follow
   }

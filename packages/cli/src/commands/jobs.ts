@@ -159,7 +159,7 @@ function showJob(job: Job, json: boolean): void {
   if (job.errorMessage) rows.push(['error', job.errorMessage]);
   rows.push(['script', oneLine(job.script)]);
   const width = Math.max(...rows.map(([k]) => k.length)) + 1;
-  process.stdout.write(rows.map(([k, v]) => `${pc.dim(`${k}:`.padEnd(width))} ${cell(v)}`).join('\n') + '\n');
+  process.stdout.write(`${rows.map(([k, v]) => `${pc.dim(`${k}:`.padEnd(width))} ${cell(v)}`).join('\n')}\n`);
 }
 
 async function showServer(mags: Mags, json: boolean): Promise<void> {
@@ -174,7 +174,7 @@ async function showServer(mags: Mags, json: boolean): Promise<void> {
     `${pc.dim('pool:   ')} ${pool.idleVms} warm, ${pool.busyVms} busy (${pool.minPoolSize} kept warm, ${pool.maxPoolSize} at most)`,
     `${pc.dim('agents: ')} ${online} online${status.agents.length > online ? `, ${status.agents.length - online} offline` : ''}`,
   ];
-  process.stdout.write(lines.join('\n') + '\n');
+  process.stdout.write(`${lines.join('\n')}\n`);
   if (status.agents.length === 0) {
     process.stdout.write('no agent has joined: jobs wait until one does\n');
     return;

@@ -49,13 +49,13 @@ export class BlobCache {
   /** Whether the cache holds the blob with the expected size (content is verified when it is copied out). */
   async has(sha256: string, size: number): Promise<boolean> {
     const st = await stat(this.path(sha256)).catch(() => undefined);
-    return st !== undefined && st.isFile() && st.size === size;
+    return st?.isFile() === true && st.size === size;
   }
 
   /** has() with one synchronous stat (restore checks thousands of entries). */
   hasSync(sha256: string, size: number): boolean {
     const st = statSync(this.path(sha256), { throwIfNoEntry: false });
-    return st !== undefined && st.isFile() && st.size === size;
+    return st?.isFile() === true && st.size === size;
   }
 
   /** Reads a file once: hashes it and keeps a copy in the cache. The size is what was read, not what stat said. */

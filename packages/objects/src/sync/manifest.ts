@@ -109,12 +109,12 @@ export function workspacePrefix(ws: WorkspaceRef): string {
 }
 
 export function headKey(ws: WorkspaceRef): string {
-  return workspacePrefix(ws) + 'head';
+  return `${workspacePrefix(ws)}head`;
 }
 
 /** A copy of another workspace's manifest that this workspace is layered on (its fork base). */
 export function baseKey(ws: WorkspaceRef): string {
-  return workspacePrefix(ws) + 'base';
+  return `${workspacePrefix(ws)}base`;
 }
 
 /** Zero-padded so that listing returns versions in order. */

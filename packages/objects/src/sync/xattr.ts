@@ -99,7 +99,7 @@ function unescapeName(s: string): string {
 function escapeName(s: string): string {
   let out = '';
   for (const b of Buffer.from(s, 'utf8')) {
-    out += b <= 0x20 || b >= 0x7f || b === 0x5c || b === 0x3d ? '\\' + b.toString(8).padStart(3, '0') : String.fromCharCode(b);
+    out += b <= 0x20 || b >= 0x7f || b === 0x5c || b === 0x3d ? `\\${b.toString(8).padStart(3, '0')}` : String.fromCharCode(b);
   }
   return out;
 }

@@ -3,7 +3,7 @@
 import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, type BigIntStats } from 'node:fs';
-import { chmod, chown, lchown, link, lstat, lutimes, mkdir, readdir, readlink, symlink, utimes, writeFile } from 'node:fs/promises';
+import { chmod, chown, lchown, link, lstat, mkdir, readdir, readlink, symlink, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 /** Makes a new numbered directory below the test's work directory on each call: `fresh('up')` → <work>/up-1, … */
@@ -102,7 +102,7 @@ function xattrsOf(paths: string[]): Map<string, string> {
     let cur = '';
     for (const line of text.split('\n')) {
       if (line.startsWith('# file: ')) cur = line.slice(8);
-      else if (line) out.set(cur, ((out.get(cur) ?? '') + ' ' + line).trim());
+      else if (line) out.set(cur, `${out.get(cur) ?? ''} ${line}`.trim());
     }
   }
   return out;

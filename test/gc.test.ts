@@ -292,6 +292,33 @@ describe('gc racing syncs', () => {
   });
 });
 
+describe("syncs keep to the server's --gc-grace", () => {
+  test('content a deleted workspace left, older than a quarter of the grace period, is uploaded again rather than reused', async () => {
+    // gc may delete unreferenced content older than the grace period at any moment, so a sync may reuse it without
+    // uploading only while it is younger than a quarter of that (gc-policy.ts): the embedded agent must use the
+    // server's --gc-grace, not the library default of two hours.
+    const grace = 8000;
+    const objectsDir = tempDir('objects');
+    const server = await start(['--instance', newInstance('q'), '--warm', '0', '--gc-interval', 'off', '--gc-grace', `${grace / 1000}s`, '--objects', objectsDir]);
+    const store = openObjectStore(objectsDir);
+    try {
+      const token = randomBytes(8).toString('hex');
+      const write = `yes ${token} | head -c 200000 > /root/x`;
+      const content = Buffer.from(`${token}\n`.repeat(200000 / (token.length + 1) + 1).slice(0, 200000));
+      const key = BLOBS_PREFIX + createHash('sha256').update(content).digest('hex');
+      await ok(server, write, { workspace_id: 'first', persistent: true });
+      const written = (await store.head(key))?.lastModified.getTime();
+      assert.ok(written, 'the content is a blob in the store');
+      assert.equal((await api(server, 'DELETE', '/api/v1/mags-workspaces/first')).status, 200);
+      await sleep(Math.max(0, written + grace / 4 + 1500 - Date.now()));
+      await ok(server, write, { workspace_id: 'second', persistent: true });
+      assert.ok((await store.head(key))!.lastModified.getTime() > written, 'the sync uploaded the old blob again, renewing its date');
+    } finally {
+      await store.close();
+    }
+  });
+});
+
 describe('scheduled gc', () => {
   test('runs every --gc-interval by itself and logs what it freed', async () => {
     const objectsDir = tempDir('objects');

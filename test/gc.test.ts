@@ -22,7 +22,8 @@ import {
   restore,
   restoreManifest,
 } from '@mags/objects';
-import { type TestServer, leftovers, runCli, runScript, startServer } from './harness.js';
+import { spawnSync } from 'node:child_process';
+import { CLI, type TestServer, freePort, leftovers, runCli, runScript, startServer } from './harness.js';
 
 const S3_URL = process.env.MAGS_TEST_S3_URL;
 const servers: TestServer[] = [];
@@ -346,5 +347,33 @@ describe('scheduled gc', () => {
     } finally {
       await store.close();
     }
+  });
+});
+
+describe('mags server gc and the gc flags', () => {
+  const mags = (args: string[], env: NodeJS.ProcessEnv = {}) => {
+    const home = tempDir('cli-home');
+    const r = spawnSync(process.execPath, [CLI, ...args], { env: { ...process.env, MAGS_HOME: home, ...env }, encoding: 'utf8' });
+    return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+  };
+
+  test('--help explains it with an example; a bad duration is a usage error naming the flag', () => {
+    const help = mags(['server', 'gc', '--help']);
+    assert.equal(help.code, 0);
+    assert.match(help.stdout, /Usage: mags server gc/);
+    assert.match(help.stdout, /Examples:\n\s+\$ mags server gc/);
+    for (const [flag, value] of [['--gc-interval', '5x'], ['--gc-interval', '500ms'], ['--gc-grace', '0'], ['--gc-grace', 'off']]) {
+      const r = mags(['server', flag, value]);
+      assert.equal(r.code, 2, `${flag} ${value}`);
+      assert.match(r.stderr, new RegExp(`^mags: .*${flag} takes a duration from 1s to 30d such as 90s, 15m or 2h`));
+      assert.equal(r.stderr.trim().split('\n').length, 1, 'one sentence');
+    }
+  });
+
+  test('a server that does not answer is one sentence on stderr and exit 1', async () => {
+    const r = mags(['server', 'gc'], { MAGS_API_URL: `http://127.0.0.1:${await freePort()}`, MAGS_API_TOKEN: `mags_${'a'.repeat(43)}` });
+    assert.equal(r.code, 1);
+    assert.equal(r.stdout, '');
+    assert.match(r.stderr, /^mags: cannot reach the Mags server at http:\/\/127\.0\.0\.1:\d+/);
   });
 });

@@ -226,7 +226,11 @@ export function resolveServerConfig(input: ServerConfigInput = {}, env: ServerEn
     'a number of streams from 1 to 100000',
   );
 
-  const gcIntervalMs = duration('gcInterval', input.gcIntervalMs ?? nonEmpty(env.MAGS_GC_INTERVAL) ?? DEFAULT_GC_INTERVAL_MS, true);
+  const gcIntervalMs = duration(
+    'gcInterval',
+    input.gcIntervalMs ?? nonEmpty(env.MAGS_GC_INTERVAL) ?? DEFAULT_GC_INTERVAL_MS,
+    true,
+  );
   const gcGraceMs = duration('gcGrace', input.gcGraceMs ?? nonEmpty(env.MAGS_GC_GRACE) ?? DEFAULT_GC_GRACE_MS, false);
 
   return {
@@ -258,10 +262,10 @@ function wholeNumber(setting: string, raw: number | string, min: number, max: nu
 /** A duration from 1 s to 30 days (`orOff`: or 0, which turns the thing off); a number is milliseconds. */
 function duration(setting: string, raw: number | string, orOff: boolean): number {
   const ms = typeof raw === 'number' ? raw : parseDuration(raw);
-  const ok = ms !== undefined && Number.isSafeInteger(ms) && ((orOff && ms === 0) || (ms >= 1000 && ms <= MAX_GC_DURATION_MS));
-  if (!ok) {
-    const off = orOff ? ', or 0 / off to turn it off' : '';
-    throw MagsError.invalid(`${setting}: "${raw}" must be a duration from 1s to ${formatDuration(MAX_GC_DURATION_MS)} such as 90s, 15m or 2h${off}`);
+  const inRange = ms !== undefined && Number.isSafeInteger(ms) && ms >= 1000 && ms <= MAX_GC_DURATION_MS;
+  if (!inRange && !(orOff && ms === 0)) {
+    const range = `from 1s to ${formatDuration(MAX_GC_DURATION_MS)}`;
+    throw MagsError.invalid(`${setting}: "${raw}" must be a duration ${range} such as 90s, 15m or 2h${orOff ? ', or 0 / off to turn it off' : ''}`);
   }
   return ms;
 }

@@ -10,7 +10,7 @@ import type { GcReport } from '@mags/api';
 import { DEFAULT_GC_GRACE_MS, LocalObjectStore, ObjectNotFoundError, type ObjectStore, blobKey, manifestKey, packKey } from '@mags/objects';
 import { resolveServerConfig } from '../src/config.js';
 import { StorageReclaim } from '../src/workspaces/reclaim.js';
-import { type TestServer, errorBody, startTestServer, tempDir, waitFor } from './helpers.js';
+import { type TestServer, errorBody, freshPostgres, startTestServer, tempDir, waitFor } from './helpers.js';
 
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 const HOUR = 3_600_000;
@@ -47,12 +47,18 @@ describe('gc settings', () => {
   });
 });
 
-describe('POST /api/v1/admin/gc', () => {
+for (const db of ['SQLite', 'PostgreSQL'] as const) describe(`POST /api/v1/admin/gc (${db})`, () => {
   let t: TestServer;
+  let dropSchema: (() => Promise<void>) | undefined;
   before(async () => {
-    t = await startTestServer({ agent: false, config: { gcIntervalMs: 'off', gcGraceMs: '30m' } });
+    const pg = db === 'PostgreSQL' ? await freshPostgres() : undefined;
+    dropSchema = pg?.drop;
+    t = await startTestServer({ agent: false, database: pg?.url, config: { gcIntervalMs: 'off', gcGraceMs: '30m' } });
   });
-  after(() => t.close());
+  after(async () => {
+    await t?.close();
+    await dropSchema?.();
+  });
 
   /** Puts an object into the server's (local) store, dated `ageMs` ago. */
   const put = async (key: string, body: Buffer, ageMs: number): Promise<void> => {

@@ -25,8 +25,8 @@ export function duration(flag: string, minMs: number, maxMs: number, off: boolea
   return (value) => {
     const ms = parseDuration(value);
     if (ms === undefined || (ms === 0 ? !off : ms < minMs || ms > maxMs)) {
-      const never = off ? '; 0 or off: never' : '';
-      throw new InvalidArgumentError(`${flag} takes a duration from ${formatDuration(minMs)} to ${formatDuration(maxMs)} such as 90s, 15m or 2h${never}`);
+      const range = `from ${formatDuration(minMs)} to ${formatDuration(maxMs)}`;
+      throw new InvalidArgumentError(`${flag} takes a duration ${range} such as 90s, 15m or 2h${off ? '; 0 or off: never' : ''}`);
     }
     return ms;
   };

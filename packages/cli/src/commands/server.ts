@@ -120,10 +120,10 @@ Examples:
 
 function describeGc(r: GcReport): string {
   const n = (count: number, one: string) => `${count} ${one}${count === 1 ? '' : 's'}`;
-  const freed = `freed ${formatBytes(r.bytesDeleted)}: ${n(r.manifestsDeleted, 'version')}, ${n(r.blobsDeleted, 'blob')} and ${n(r.packsDeleted, 'pack')} deleted`;
-  const inUse = `kept ${n(r.blobsReferenced, 'blob')} and ${n(r.packsReferenced, 'pack')} in use (${n(r.bases, 'fork base')})`;
-  const young = `${n(r.blobsSpared, 'unreferenced blob')} and ${n(r.packsSpared, 'pack')} younger than ${formatGrace(r.graceMs)} (gone in a later run)`;
-  return `${freed}\n${inUse}\n${young}`;
+  const deleted = `${n(r.manifestsDeleted, 'version')}, ${n(r.blobsDeleted, 'blob')} and ${n(r.packsDeleted, 'pack')}`;
+  const inUse = `${n(r.blobsReferenced, 'blob')} and ${n(r.packsReferenced, 'pack')} in use (${n(r.bases, 'fork base')})`;
+  const young = `${n(r.blobsSpared, 'unreferenced blob')} and ${n(r.packsSpared, 'pack')} younger than ${formatGrace(r.graceMs)}`;
+  return `freed ${formatBytes(r.bytesDeleted)}: ${deleted} deleted\nkept ${inUse}\n${young} (gone in a later run)`;
 }
 
 async function serve(flags: ServerFlags): Promise<void> {

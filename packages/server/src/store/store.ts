@@ -107,8 +107,8 @@ export class Store {
 
   /** The server's owner: the first user, made on the first start (Auth.bootstrapOwner). */
   async ownerId(): Promise<string | undefined> {
-    const row = await this.db.selectFrom('users').select('id').orderBy('created_at').orderBy('id').limit(1).executeTakeFirst();
-    return row?.id;
+    const first = this.db.selectFrom('users').select('id').orderBy('created_at').orderBy('id').limit(1);
+    return (await first.executeTakeFirst())?.id;
   }
 
   async getUser(id: string): Promise<UserRow | undefined> {

@@ -34,7 +34,7 @@ export class StorageReclaim {
     this.graceMs = options.graceMs;
   }
 
-  /** Schedules the first run one interval from now (a restart does not trigger a run). Nothing when the interval is 0. */
+  /** Schedules the first run one interval from now (a restart does not trigger a run); nothing if the interval is 0. */
   start(): void {
     if (this.intervalMs === 0 || this.stop.signal.aborted) return;
     this.timer = setTimeout(() => void this.tick(), this.intervalMs);
@@ -58,7 +58,8 @@ export class StorageReclaim {
   /** Stops the schedule, aborts a run under way and waits until it has stopped. Idempotent. */
   async close(): Promise<void> {
     clearTimeout(this.timer);
-    this.stop.abort(new MagsError(503, 'unavailable', 'the server is shutting down: gc stopped early (what it deleted is gone; run it again later)'));
+    const why = 'the server is shutting down: gc stopped early (what it deleted is gone; run it again later)';
+    this.stop.abort(new MagsError(503, 'unavailable', why));
     await Promise.allSettled([this.running, this.queued]);
   }
 
@@ -89,7 +90,8 @@ export class StorageReclaim {
         throw this.stop.signal.reason;
       }
       if (err instanceof MagsError && err.status === 409) {
-        this.logger.warn({ err, trigger }, 'object store gc gave up: syncs kept pruning the versions it read; the next run tries again');
+        const msg = 'object store gc gave up: syncs kept pruning the versions it read; the next run tries again';
+        this.logger.warn({ err, trigger }, msg);
       } else {
         this.logger.error({ err, trigger }, 'object store gc failed; the next run tries again');
       }

@@ -45,7 +45,7 @@ const GC_DURATION = [1000, 30 * 86_400_000] as const;
 /** How long a graceful stop may take before the process exits anyway. */
 const STOP_TIMEOUT_MS = 30_000;
 
-/** Set once `mags server` runs: its handles keep the process alive, so main must not exit. */
+/** Set once `mags server` runs: its handles keep the process alive and its signal handlers end it, not main. */
 let serving = false;
 export const isServing = (): boolean => serving;
 
@@ -226,6 +226,8 @@ async function serve(flags: ServerFlags): Promise<void> {
   };
   process.on('SIGINT', () => void stop('SIGINT'));
   process.on('SIGTERM', () => void stop('SIGTERM'));
+  // From here the signal handlers end the process (also one that arrives while the agent starts).
+  serving = true;
 
   // Join before the agent starts: its hello is the first message on the link.
   const link = createInProcessLink();
@@ -239,7 +241,6 @@ async function serve(flags: ServerFlags): Promise<void> {
     throw new Error(`the agent could not start: ${(err as Error).message}`);
   }
   if (stopping) return;
-  serving = true;
   process.stderr.write(`mags server listening on ${url} (data in ${config.dataDir})\n`);
 }
 

@@ -37,6 +37,7 @@ export class StorageReclaim {
   /** Schedules the first run one interval from now (a restart does not trigger a run); nothing if the interval is 0. */
   start(): void {
     if (this.intervalMs === 0 || this.stop.signal.aborted) return;
+    this.logger.info({ intervalMs: this.intervalMs, graceMs: this.graceMs }, 'object store gc scheduled');
     this.timer = setTimeout(() => void this.tick(), this.intervalMs);
   }
 

@@ -20,7 +20,11 @@ export interface TestServer {
   stop(opts?: { keepHome?: boolean }): Promise<void>;
   /** SIGKILL at once: a crash. MAGS_HOME stays. */
   kill(): Promise<void>;
+  /** The first log record (JSON line on stdout, already written or to come) that `match` accepts. */
+  waitForLog(match: (record: LogRecord) => boolean, what: string, timeoutMs?: number): Promise<LogRecord>;
 }
+
+export type LogRecord = { level: number; msg: string } & Record<string, unknown>;
 
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -42,7 +46,26 @@ export async function startServer(extraArgs: string[] = [], existingHome?: strin
   delete env.MAGS_API_TOKEN;
   const child: ChildProcess = spawn(process.execPath, [CLI, 'server', '--port', String(port), ...extraArgs], {
     env,
-    stdio: ['ignore', 'ignore', 'pipe'],
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  // The server's log: the most recent records, and the tests waiting for one.
+  const records: LogRecord[] = [];
+  const waiters = new Set<(r: LogRecord) => void>();
+  let partial = '';
+  child.stdout?.on('data', (b: Buffer) => {
+    const lines = (partial + b.toString()).split('\n');
+    partial = lines.pop() ?? '';
+    for (const line of lines) {
+      let record: LogRecord;
+      try {
+        record = JSON.parse(line) as LogRecord;
+      } catch {
+        continue;
+      }
+      records.push(record);
+      if (records.length > 20_000) records.shift();
+      for (const w of waiters) w(record);
+    }
   });
   let stderr = '';
   child.stderr?.on('data', (b: Buffer) => {
@@ -85,6 +108,23 @@ export async function startServer(extraArgs: string[] = [], existingHome?: strin
         clearTimeout(timer);
       }
       if (!opts.keepHome) rmSync(home, { recursive: true, force: true });
+    },
+    waitForLog(match, what, timeoutMs = 60_000) {
+      const seen = records.find(match);
+      if (seen) return Promise.resolve(seen);
+      return new Promise<LogRecord>((resolve, reject) => {
+        const timer = setTimeout(() => {
+          waiters.delete(waiter);
+          reject(new Error(`the server logged no ${what} within ${timeoutMs / 1000} s`));
+        }, timeoutMs);
+        const waiter = (r: LogRecord) => {
+          if (!match(r)) return;
+          clearTimeout(timer);
+          waiters.delete(waiter);
+          resolve(r);
+        };
+        waiters.add(waiter);
+      });
     },
     async kill() {
       if (child.exitCode !== null || child.signalCode !== null) return;

@@ -77,7 +77,7 @@ export class Agent {
     this.syncs = new SyncService({ objects: config.objects, credentials: config.objectsCredentials, logger: logger.child({ part: 'sync-service' }) });
     const ids = workspaceIds(config);
     this.workspaces = new WorkspaceManager(
-      { dir: config.workspacesDir, cacheDir: config.cacheDir, localTtlMs: config.localWorkspaceTtlMs, warmMs: config.warmMs, userns: config.userns, ids },
+      { dir: config.workspacesDir, cacheDir: config.cacheDir, localTtlMs: config.localWorkspaceTtlMs, warmMs: config.warmMs, userns: config.userns, ids, gcGraceMs: config.gcGraceMs },
       this.store,
       this.disks,
       this.syncs,

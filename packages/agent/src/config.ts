@@ -1,6 +1,7 @@
 // Agent configuration: read once, validated, passed down.
 import { existsSync } from 'node:fs';
 import path from 'node:path';
+import { DEFAULT_GC_GRACE_MS } from '@mags/objects';
 
 export interface AgentConfig {
   /** Agent name reported to the server. */
@@ -52,6 +53,8 @@ export interface AgentConfig {
   warmMs: number;
   /** Persistent workspaces are synced this often while a sandbox runs on them. */
   syncIntervalMs: number;
+  /** The grace period of the server's object-store gc; a sync must commit within a quarter of it (gc-policy.ts). */
+  gcGraceMs: number;
   /**
    * The user namespace every sandbox runs in: uid/gid 0..size-1 inside are hostId..hostId+size-1 on the host. Files
    * a sandbox writes are owned by those host ids; workspaces are stored with the ids as seen inside (portable).
@@ -102,9 +105,10 @@ export function loadAgentConfig(overrides: Partial<AgentConfig> = {}): AgentConf
     localWorkspaceTtlMs: overrides.localWorkspaceTtlMs ?? 10 * 60_000,
     warmMs: overrides.warmMs ?? 5 * 60_000,
     syncIntervalMs: overrides.syncIntervalMs ?? 5 * 60_000,
+    gcGraceMs: overrides.gcGraceMs ?? DEFAULT_GC_GRACE_MS,
     userns: overrides.userns ?? { hostId: 100_000, size: 65_536 },
   };
-  for (const key of ['localWorkspaceTtlMs', 'warmMs', 'syncIntervalMs'] as const) {
+  for (const key of ['localWorkspaceTtlMs', 'warmMs', 'syncIntervalMs', 'gcGraceMs'] as const) {
     if (!Number.isFinite(config[key]) || config[key] < 0) throw new Error(`agent ${key} must be a number of milliseconds ≥ 0`);
   }
   if (!Number.isInteger(config.poolSize) || config.poolSize < 0) throw new Error('agent poolSize must be a whole number ≥ 0');

@@ -4,4 +4,6 @@ export * from './agent-protocol.js';
 export * from './agent-link.js';
 export * from './workspaces.js';
 export * from './storage.js';
+export * from './admin.js';
+export * from './duration.js';
 export const MAGS_VERSION = '0.1.0';

@@ -7,7 +7,7 @@ import { MagsApiError } from '@mags/sdk';
 import { registerFileCommands } from './commands/files.js';
 import { registerJobCommands } from './commands/jobs.js';
 import { registerRun } from './commands/run.js';
-import { registerServer } from './commands/server.js';
+import { isServing, registerServer } from './commands/server.js';
 import { registerWorkspaceCommands } from './commands/workspaces.js';
 import { EXIT_FAILURE, EXIT_USAGE, UsageError } from './errors.js';
 import { drained, printError, printable } from './output.js';
@@ -76,8 +76,7 @@ async function main(argv: string[]): Promise<number> {
 
 const code = await main(process.argv);
 // `mags server` keeps running (its handles keep the process alive); every other command ends here.
-const command = process.argv[2];
-if (command !== 'server' || code !== 0) {
+if (!isServing() || code !== 0) {
   await Promise.all([drained(process.stdout), drained(process.stderr)]);
   process.exit(code);
 }

@@ -4,6 +4,7 @@ import { basename } from 'node:path';
 import {
   type FileInfo as WireFileInfo,
   type FileList as WireFileList,
+  type GcReport as WireGcReport,
   type SyncResult as WireSyncResult,
   type WorkspaceCreate,
   type WorkspaceInfo as WireWorkspaceInfo,
@@ -48,6 +49,7 @@ import {
   type DeleteResult,
   type DeleteWorkspaceOptions,
   type FileListResult,
+  type GcReport,
   type RestoreResult,
   type SyncResult,
   type UploadOptions,
@@ -57,6 +59,7 @@ import {
   type WorkspaceVersionsResult,
   fromWireFile,
   fromWireFileList,
+  fromWireGc,
   fromWireRestored,
   fromWireSync,
   fromWireVersions,
@@ -341,6 +344,14 @@ export class Mags {
   async resize(workspace: string, diskGb: number): Promise<Workspace> {
     const r = await this.http.json<WireWorkspaceInfo>(`${ws(workspace)}/resize`, { method: 'POST', body: { disk_gb: diskGb }, holdMs: AGENT_HOLD_MS });
     return fromWireWorkspace(r);
+  }
+
+  /**
+   * Garbage-collects the server's object store now (the server's owner only, else 403): deleted workspaces' versions,
+   * and content no kept version or fork references once older than the grace period. Resolves to what was freed.
+   */
+  async gc(): Promise<GcReport> {
+    return fromWireGc(await this.http.json<WireGcReport>('/api/v1/admin/gc', { method: 'POST', holdMs: TRANSFER_HOLD_MS }));
   }
 
   // ── Files ─────────────────────────────────────────────────────────────────────────────────────────────────

@@ -27,6 +27,7 @@ export type {
   DeleteResult,
   DeleteWorkspaceOptions,
   FileListResult,
+  GcReport,
   RestoreResult,
   SyncResult,
   UploadOptions,

@@ -1,6 +1,7 @@
 // The SDK's workspace and file types (camelCase) and their one mapping from the REST wire format (snake_case) in @mags/api.
 import type {
   FileInfo as WireFileInfo,
+  GcReport as WireGcReport,
   FileList as WireFileList,
   SyncResult as WireSyncResult,
   WorkspaceInfo as WireWorkspaceInfo,
@@ -93,6 +94,28 @@ export interface SyncResult {
   changed: boolean;
 }
 
+/** What one garbage collection of the server's object store freed (`gc()`, `mags server gc`). */
+export interface GcReport {
+  startedAt: string;
+  durationMs: number;
+  /** Unreferenced objects younger than this were kept (the server's --gc-grace). */
+  graceMs: number;
+  /** Versions no workspace keeps (of deleted workspaces, or left by failed syncs). */
+  manifestsDeleted: number;
+  /** File contents stored one per object, and packs of many small ones, that nothing referenced. */
+  blobsDeleted: number;
+  packsDeleted: number;
+  bytesDeleted: number;
+  /** Unreferenced, but younger than the grace period: kept for now. */
+  blobsSpared: number;
+  packsSpared: number;
+  /** In use by a kept version or a fork. */
+  blobsReferenced: number;
+  packsReferenced: number;
+  /** Base copies of forks (always kept). */
+  bases: number;
+}
+
 /** An uploaded file; pass `fileId` in `fileIds` to place it at /uploads/<name> before a script starts. */
 export interface UploadedFile {
   fileId: string;
@@ -157,6 +180,23 @@ export function fromWireRestored(r: WireWorkspaceRestored): RestoreResult {
 
 export function fromWireSync(s: WireSyncResult): SyncResult {
   return { success: s.success, name: s.name, version: s.version ?? null, changed: s.changed };
+}
+
+export function fromWireGc(r: WireGcReport): GcReport {
+  return {
+    startedAt: r.started_at,
+    durationMs: r.duration_ms,
+    graceMs: r.grace_ms,
+    manifestsDeleted: r.manifests_deleted,
+    blobsDeleted: r.blobs_deleted,
+    packsDeleted: r.packs_deleted,
+    bytesDeleted: r.bytes_deleted,
+    blobsSpared: r.blobs_spared,
+    packsSpared: r.packs_spared,
+    blobsReferenced: r.blobs_referenced,
+    packsReferenced: r.packs_referenced,
+    bases: r.bases,
+  };
 }
 
 export function fromWireFile(f: WireFileInfo): UploadedFile {

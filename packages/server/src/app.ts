@@ -20,6 +20,7 @@ import { registerFileRoutes } from './routes/files.js';
 import { registerJobRoutes } from './routes/jobs.js';
 import { registerSystemRoutes } from './routes/system.js';
 import { registerWorkspaceRoutes } from './routes/workspaces.js';
+import { registerReclaimRoutes } from './workspaces/reclaim-route.js';
 
 export type MagsApp = FastifyInstance<
   RawServerDefault,
@@ -122,6 +123,7 @@ export async function buildApp(ctx: ServerContext): Promise<MagsApp> {
         { name: 'workspaces', description: 'Local and persistent workspaces: create, fork, sync, resize, versions, delete' },
         { name: 'files', description: 'Files uploaded for jobs (they appear as /uploads/<name>)' },
         { name: 'system', description: 'Health, status and this document' },
+        { name: 'admin', description: "What the server's owner may do to the whole server" },
       ],
     },
   });
@@ -130,5 +132,6 @@ export async function buildApp(ctx: ServerContext): Promise<MagsApp> {
   registerJobRoutes(app, ctx);
   registerWorkspaceRoutes(app, ctx);
   registerFileRoutes(app, ctx);
+  registerReclaimRoutes(app, ctx);
   return app;
 }

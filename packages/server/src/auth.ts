@@ -88,6 +88,12 @@ export class Auth {
     return user;
   }
 
+  /** Refuses (403) a caller who is not the server's owner; `what` completes "only the server's owner may …". */
+  async requireOwner(user: AuthenticatedUser, what: string): Promise<void> {
+    if ((await this.store.ownerId()) === user.id) return;
+    throw new MagsError(403, 'forbidden', `only the server's owner may ${what}`);
+  }
+
   /** Forgets cached tokens (after a revocation). */
   clearCache(): void {
     this.cache.clear();

@@ -3,7 +3,8 @@
 import { homedir } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { MagsError } from '@mags/api';
+import { DEFAULT_GC_GRACE_MS } from '@mags/objects';
+import { MagsError, formatDuration, parseDuration } from '@mags/api';
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -43,6 +44,13 @@ export interface ServerConfig {
   retainDays: number;
   /** Open log streams (followers) one user may hold at once; one more is 429. */
   maxFollowersPerUser: number;
+  /** How often the object store is garbage-collected (0: only on demand, `POST /api/v1/admin/gc`). */
+  gcIntervalMs: number;
+  /**
+   * Unreferenced objects younger than this are kept. Syncs must use the same value (they must commit within a
+   * quarter of it; the embedded agent is given it), see packages/objects/src/sync/gc-policy.ts.
+   */
+  gcGraceMs: number;
 }
 
 /** What a caller (the `mags server` command, a test) may give; anything missing comes from the environment or defaults. */
@@ -61,6 +69,10 @@ export interface ServerConfigInput {
   maxLogMb?: number | string;
   retainDays?: number | string;
   maxFollowersPerUser?: number | string;
+  /** Milliseconds, or a duration such as `1h` (a bare number in a string is seconds; `off` is 0). */
+  gcIntervalMs?: number | string;
+  /** Milliseconds, or a duration such as `2h`. */
+  gcGraceMs?: number | string;
 }
 
 export const DEFAULT_PORT = 7373;
@@ -72,6 +84,8 @@ export const DEFAULT_MAX_DISK_GB_PER_USER = 1024;
 export const DEFAULT_MAX_LOG_MB = 64;
 export const DEFAULT_RETAIN_DAYS = 30;
 export const DEFAULT_MAX_FOLLOWERS_PER_USER = 64;
+export const DEFAULT_GC_INTERVAL_MS = 3_600_000;
+const MAX_GC_DURATION_MS = 30 * 86_400_000;
 
 /** The environment variables the server understands, and only here. */
 export interface ServerEnvironment {
@@ -87,6 +101,8 @@ export interface ServerEnvironment {
   MAGS_MAX_LOG_MB?: string;
   MAGS_RETAIN_DAYS?: string;
   MAGS_MAX_FOLLOWERS?: string;
+  MAGS_GC_INTERVAL?: string;
+  MAGS_GC_GRACE?: string;
   AWS_ACCESS_KEY_ID?: string;
   AWS_SECRET_ACCESS_KEY?: string;
   HOME?: string;
@@ -210,6 +226,13 @@ export function resolveServerConfig(input: ServerConfigInput = {}, env: ServerEn
     'a number of streams from 1 to 100000',
   );
 
+  const gcIntervalMs = duration(
+    'gcInterval',
+    input.gcIntervalMs ?? nonEmpty(env.MAGS_GC_INTERVAL) ?? DEFAULT_GC_INTERVAL_MS,
+    true,
+  );
+  const gcGraceMs = duration('gcGrace', input.gcGraceMs ?? nonEmpty(env.MAGS_GC_GRACE) ?? DEFAULT_GC_GRACE_MS, false);
+
   return {
     dataDir,
     database,
@@ -225,6 +248,8 @@ export function resolveServerConfig(input: ServerConfigInput = {}, env: ServerEn
     maxLogMb,
     retainDays,
     maxFollowersPerUser,
+    gcIntervalMs,
+    gcGraceMs,
   };
 }
 
@@ -234,6 +259,16 @@ function wholeNumber(setting: string, raw: number | string, min: number, max: nu
   return n;
 }
 
+/** A duration from 1 s to 30 days (`orOff`: or 0, which turns the thing off); a number is milliseconds. */
+function duration(setting: string, raw: number | string, orOff: boolean): number {
+  const ms = typeof raw === 'number' ? raw : parseDuration(raw);
+  const inRange = ms !== undefined && Number.isSafeInteger(ms) && ms >= 1000 && ms <= MAX_GC_DURATION_MS;
+  if (!inRange && !(orOff && ms === 0)) {
+    const range = `from 1s to ${formatDuration(MAX_GC_DURATION_MS)}`;
+    throw MagsError.invalid(`${setting}: "${raw}" must be a duration ${range} such as 90s, 15m or 2h${orOff ? ', or 0 / off to turn it off' : ''}`);
+  }
+  return ms;
+}
 
 /** A database URL safe to print: the password is replaced. */
 export function redactUrl(url: string): string {

@@ -8,6 +8,7 @@ import type { LogStream } from './http/log-stream.js';
 import type { Scheduler } from './scheduler.js';
 import type { Store } from './store/index.js';
 import type { Workspaces } from './workspaces.js';
+import type { StorageReclaim } from './workspaces/reclaim.js';
 
 export interface ServerContext {
   config: ServerConfig;
@@ -17,6 +18,8 @@ export interface ServerContext {
   /** Persistent workspaces, bases and uploaded files. */
   objects: ObjectStore;
   workspaces: Workspaces;
+  /** Garbage collection of the object store (scheduled, and `POST /api/v1/admin/gc`). */
+  reclaim: StorageReclaim;
   events: JobEvents;
   logger: Logger;
   startedAt: number;

@@ -15,6 +15,7 @@ import { JobRetention } from './retention.js';
 import { Scheduler } from './scheduler.js';
 import { Store } from './store/index.js';
 import { type WorkspaceTimeouts, Workspaces } from './workspaces.js';
+import { StorageReclaim } from './workspaces/reclaim.js';
 
 export { resolveServerConfig, storeKindOf, redactUrl, DEFAULT_HOST, DEFAULT_PORT, LOG_LEVELS } from './config.js';
 export type { ServerConfig, ServerConfigInput, ServerEnvironment, LogLevel, ServerMode, StoreKind } from './config.js';
@@ -90,6 +91,7 @@ export async function createServer(config: ServerConfig, options: CreateServerOp
       timeouts: options.workspaceTimeouts,
     });
     await scheduler.recover();
+    const reclaim = new StorageReclaim({ objects, logger, intervalMs: cfg.gcIntervalMs, graceMs: cfg.gcGraceMs });
 
     const shutdown = new AbortController();
     const streams = new Set<LogStream>();
@@ -100,6 +102,7 @@ export async function createServer(config: ServerConfig, options: CreateServerOp
       scheduler,
       objects,
       workspaces,
+      reclaim,
       events,
       logger,
       startedAt: Date.now(),
@@ -115,6 +118,7 @@ export async function createServer(config: ServerConfig, options: CreateServerOp
     if (localToken) logger.info('created the local owner and its token');
     retention = new JobRetention(store, logger, cfg.retainDays, options.retentionSweepMs);
     retention.start();
+    reclaim.start();
 
     const sched = scheduler;
     const sweeper = retention;
@@ -142,8 +146,11 @@ export async function createServer(config: ServerConfig, options: CreateServerOp
       close() {
         closing ??= (async () => {
           shutdown.abort();
+          // Before the HTTP server closes: it waits for requests under way, such as a POST /admin/gc.
+          const reclaimed = reclaim.close();
           for (const stream of streams) stream.stop();
           await fastify.close();
+          await reclaimed;
           await sweeper.close();
           await sched.close();
           await output.close();

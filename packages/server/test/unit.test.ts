@@ -37,6 +37,8 @@ describe('server configuration', () => {
       maxLogMb: 64,
       retainDays: 30,
       maxFollowersPerUser: 64,
+      gcIntervalMs: 3_600_000,
+      gcGraceMs: 7_200_000,
     });
   });
 

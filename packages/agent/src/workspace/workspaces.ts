@@ -69,6 +69,8 @@ export interface WorkspaceSettings {
   userns: { hostId: number; size: number };
   /** Sandboxes' user namespace for manifests: owners are stored as seen inside and restored shifted (undefined: host ids). */
   ids?: IdMap;
+  /** The grace period of the object store's gc, which syncs must respect (see objects/src/sync/gc-policy.ts). */
+  gcGraceMs: number;
 }
 
 class CopyGone extends Error {}
@@ -393,7 +395,7 @@ export class WorkspaceManager {
     const previousFile = this.previousFile(copy);
     const r = await this.syncs.snapshot(
       copy.disk.upper,
-      { owner: copy.key.owner, name: copy.key.name, cacheDir: this.settings.cacheDir, expectVersion: copy.state.version, ids: this.settings.ids },
+      { owner: copy.key.owner, name: copy.key.name, cacheDir: this.settings.cacheDir, expectVersion: copy.state.version, ids: this.settings.ids, gcGraceMs: this.settings.gcGraceMs },
       { previousFile, manifestOut: previousFile },
     );
     copy.state.version = r.version;

@@ -8,11 +8,13 @@ import { createInProcessLink } from '@mags/api';
 // so every other command starts quickly.
 import type { Agent, AgentConfig } from '@mags/agent';
 import type { MagsServer, ServerConfig } from '@mags/server';
-import { readConfigFile } from '@mags/sdk';
+import { type GcReport, readConfigFile } from '@mags/sdk';
+import { formatDuration as formatGrace } from '@mags/api';
 import { configPath, isLoopbackUrl, magsHome, serverPidPath, updateConfig } from '../config.js';
 import { UsageError } from '../errors.js';
-import { printError } from '../output.js';
-import { integer } from './parse.js';
+import { connect } from '../connect.js';
+import { formatBytes, note, printError, printJson } from '../output.js';
+import { duration, integer } from './parse.js';
 
 interface ServerFlags {
   host?: string;
@@ -33,13 +35,22 @@ interface ServerFlags {
   maxLogMb?: number;
   retainDays?: number;
   maxFollowers?: number;
+  gcInterval?: number;
+  gcGrace?: number;
 }
+
+/** The range of --gc-interval and --gc-grace (the server's configuration checks the same). */
+const GC_DURATION = [1000, 30 * 86_400_000] as const;
 
 /** How long a graceful stop may take before the process exits anyway. */
 const STOP_TIMEOUT_MS = 30_000;
 
+/** Set once `mags server` runs: its handles keep the process alive and its signal handlers end it, not main. */
+let serving = false;
+export const isServing = (): boolean => serving;
+
 export function registerServer(program: Command): void {
-  program
+  const server = program
     .command('server')
     .description('Run the Mags server (control plane + an agent for this host) in the foreground')
     .option('--host <host>', 'address to listen on (default: 127.0.0.1; 0.0.0.0 serves other machines)')
@@ -60,6 +71,8 @@ export function registerServer(program: Command): void {
     .option('--max-log-mb <mb>', "output stored per job; past it the rest is dropped and a last line says so (default: 64)", integer('--max-log-mb', 1, 1_048_576))
     .option('--retain-days <days>', 'delete finished jobs and their output this many days after they ended (default: 30; 0 = keep them)', integer('--retain-days', 0, 36_500))
     .option('--max-followers <n>', 'live log streams one user may hold open at once (default: 64)', integer('--max-followers', 1, 100_000))
+    .option('--gc-interval <duration>', 'garbage-collect the object store this often, e.g. 30m (default: 1h; 0 or off = only on demand)', duration('--gc-interval', ...GC_DURATION, true))
+    .option('--gc-grace <duration>', 'keep unreferenced objects this long; syncs must finish within a quarter of it (default: 2h)', duration('--gc-grace', ...GC_DURATION, false))
     .addHelpText(
       'after',
       `
@@ -73,11 +86,44 @@ Examples:
   $ sudo mags server --host 0.0.0.0 --port 7373
   $ sudo mags server --database postgres://mags@db.internal/mags
   $ sudo mags server --objects 's3://mags-workspaces?endpoint=http://127.0.0.1:7480'
-  $ sudo mags server --max-log-mb 16 --retain-days 7`,
+  $ sudo mags server --max-log-mb 16 --retain-days 7
+  $ sudo mags server --gc-interval 6h
+  $ mags server gc`,
     )
     .action(async (flags: ServerFlags) => {
       await serve(flags);
     });
+
+  server
+    .command('gc')
+    .description('Garbage-collect the object store of the configured server now, and print what it freed (owner only)')
+    .option('--json', 'print the result as JSON ({ bytesDeleted, blobsDeleted, packsDeleted, manifestsDeleted, … })')
+    .addHelpText(
+      'after',
+      `
+Deletes the versions of deleted workspaces, and the blobs and packs that no kept version or fork references once
+they are older than the server's --gc-grace (default 2h); younger ones are counted as kept. The server also does
+this by itself every --gc-interval (default 1h).
+
+Examples:
+  $ mags server gc
+  $ mags server gc --json | jq .bytesDeleted`,
+    )
+    .action(async (flags: { json?: boolean }) => {
+      const mags = await connect();
+      note('collecting garbage in the object store…');
+      const r = await mags.gc();
+      if (flags.json) return printJson(r);
+      process.stdout.write(`${describeGc(r)}\n`);
+    });
+}
+
+function describeGc(r: GcReport): string {
+  const n = (count: number, one: string) => `${count} ${one}${count === 1 ? '' : 's'}`;
+  const deleted = `${n(r.manifestsDeleted, 'version')}, ${n(r.blobsDeleted, 'blob')} and ${n(r.packsDeleted, 'pack')}`;
+  const inUse = `${n(r.blobsReferenced, 'blob')} and ${n(r.packsReferenced, 'pack')} in use (${n(r.bases, 'fork base')})`;
+  const young = `${n(r.blobsSpared, 'unreferenced blob')} and ${n(r.packsSpared, 'pack')} younger than ${formatGrace(r.graceMs)}`;
+  return `freed ${formatBytes(r.bytesDeleted)}: ${deleted} deleted\nkept ${inUse}\n${young} (gone in a later run)`;
 }
 
 async function serve(flags: ServerFlags): Promise<void> {
@@ -105,6 +151,8 @@ async function serve(flags: ServerFlags): Promise<void> {
         maxLogMb: flags.maxLogMb,
         retainDays: flags.retainDays,
         maxFollowersPerUser: flags.maxFollowers,
+        gcIntervalMs: flags.gcInterval,
+        gcGraceMs: flags.gcGrace,
       },
       env,
     );
@@ -120,6 +168,8 @@ async function serve(flags: ServerFlags): Promise<void> {
       localWorkspaceTtlMs: seconds(flags.workspaceTtl),
       warmMs: seconds(flags.warm),
       syncIntervalMs: seconds(flags.syncInterval),
+      // Syncs must keep to the grace period of the gc this server runs (packages/objects/src/sync/gc-policy.ts).
+      gcGraceMs: config.gcGraceMs,
     });
   } catch (err) {
     throw new UsageError((err as Error).message);
@@ -176,6 +226,8 @@ async function serve(flags: ServerFlags): Promise<void> {
   };
   process.on('SIGINT', () => void stop('SIGINT'));
   process.on('SIGTERM', () => void stop('SIGTERM'));
+  // From here the signal handlers end the process (also one that arrives while the agent starts).
+  serving = true;
 
   // Join before the agent starts: its hello is the first message on the link.
   const link = createInProcessLink();

@@ -12,6 +12,8 @@ export interface GcOptions {
   /** Must equal the gcGraceMs that syncs use. Default DEFAULT_GC_GRACE_MS. */
   graceMs?: number;
   concurrency?: number;
+  /** Stops the run between two store requests (each delete is complete on its own, so stopping loses nothing). */
+  signal?: AbortSignal;
 }
 
 export interface GcResult {
@@ -36,7 +38,7 @@ export async function gc(store: ObjectStore, opts: GcOptions = {}): Promise<GcRe
     try {
       return await gcOnce(store, opts);
     } catch (e) {
-      if (!(e instanceof ManifestVanished) || attempt >= 3) throw e;
+      if (!(e instanceof ManifestVanished) || attempt >= 3 || opts.signal?.aborted) throw e;
     }
   }
 }
@@ -59,6 +61,8 @@ interface Listed {
 async function gcOnce(store: ObjectStore, opts: GcOptions): Promise<GcResult> {
   const grace = opts.graceMs ?? DEFAULT_GC_GRACE_MS;
   const concurrency = opts.concurrency ?? 16;
+  const stopIfAborted = (): void => opts.signal?.throwIfAborted();
+  stopIfAborted();
   const result: GcResult = {
     manifestsDeleted: 0,
     blobsDeleted: 0,
@@ -81,6 +85,7 @@ async function gcOnce(store: ObjectStore, opts: GcOptions): Promise<GcResult> {
   const manifests: (Listed & { ws: WorkspaceRef; version: number })[] = [];
   const bases: Listed[] = [];
   for await (const o of store.list(WORKSPACES_PREFIX)) {
+    stopIfAborted();
     const h = parseHeadKey(o.key);
     if (h) heads.push(h);
     const m = parseManifestKey(o.key);
@@ -90,6 +95,7 @@ async function gcOnce(store: ObjectStore, opts: GcOptions): Promise<GcResult> {
   result.bases = bases.length;
   const committed = new Set<string>();
   await forEachLimit(heads, concurrency, async (ws) => {
+    stopIfAborted();
     const h = await readHead(store, ws);
     for (const v of h?.head.versions ?? []) committed.add(`${ws.owner}/${ws.name}/${v.version}`);
   });
@@ -97,6 +103,7 @@ async function gcOnce(store: ObjectStore, opts: GcOptions): Promise<GcResult> {
   // Base copies are always live: a fork keeps its base however its source changes.
   const live: string[] = bases.map((b) => b.key);
   await forEachLimit(manifests, concurrency, async (m) => {
+    stopIfAborted();
     if (committed.has(`${m.ws.owner}/${m.ws.name}/${m.version}`) || m.lastModified >= cutoff) {
       live.push(m.key);
       return;
@@ -110,6 +117,7 @@ async function gcOnce(store: ObjectStore, opts: GcOptions): Promise<GcResult> {
   const packs = new Set<string>();
   const readRefs = (keys: string[], vanished: 'restart' | 'ignore'): Promise<void> =>
     forEachLimit(keys, Math.min(concurrency, 8), async (key) => {
+      stopIfAborted();
       let buf: Buffer;
       try {
         buf = await store.getBuffer(key);
@@ -127,12 +135,14 @@ async function gcOnce(store: ObjectStore, opts: GcOptions): Promise<GcResult> {
 
   const blobCandidates: { key: string; size: number }[] = [];
   for await (const o of store.list(BLOBS_PREFIX)) {
+    stopIfAborted();
     if (blobs.has(o.key.slice(BLOBS_PREFIX.length))) result.blobsReferenced++;
     else if (o.lastModified >= cutoff) result.blobsSpared++;
     else blobCandidates.push({ key: o.key, size: o.size });
   }
   const packCandidates: { key: string; size: number }[] = [];
   for await (const o of store.list(PACKS_PREFIX)) {
+    stopIfAborted();
     if (packs.has(o.key.slice(PACKS_PREFIX.length))) result.packsReferenced++;
     else if (o.lastModified >= cutoff) result.packsSpared++;
     else packCandidates.push({ key: o.key, size: o.size });
@@ -146,6 +156,7 @@ async function gcOnce(store: ObjectStore, opts: GcOptions): Promise<GcResult> {
   const recent = marker.lastModified.getTime() - 2000; // the store's clock has 1 s resolution
   const late: string[] = [];
   for await (const o of store.list(WORKSPACES_PREFIX)) {
+    stopIfAborted();
     if (!parseBaseKey(o.key) && !parseManifestKey(o.key)) continue;
     if (!listed.has(o.key) || o.lastModified.getTime() >= recent) late.push(o.key);
   }
@@ -153,6 +164,7 @@ async function gcOnce(store: ObjectStore, opts: GcOptions): Promise<GcResult> {
 
   const deleteIfUnreferenced = async (list: { key: string; size: number }[], prefix: string, refs: Set<string>, kind: 'blobs' | 'packs'): Promise<void> => {
     await forEachLimit(list, concurrency, async (c) => {
+      stopIfAborted();
       if (refs.has(c.key.slice(prefix.length))) {
         result[kind === 'blobs' ? 'blobsReferenced' : 'packsReferenced']++;
         return;

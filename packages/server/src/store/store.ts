@@ -105,6 +105,12 @@ export class Store {
     return Number(row.n);
   }
 
+  /** The server's owner: the first user, made on the first start (Auth.bootstrapOwner). */
+  async ownerId(): Promise<string | undefined> {
+    const first = this.db.selectFrom('users').select('id').orderBy('created_at').orderBy('id').limit(1);
+    return (await first.executeTakeFirst())?.id;
+  }
+
   async getUser(id: string): Promise<UserRow | undefined> {
     return this.db.selectFrom('users').selectAll().where('id', '=', id).executeTakeFirst();
   }

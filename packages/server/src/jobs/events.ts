@@ -2,9 +2,9 @@
 // log followers wait on these instead of polling the store. They are hints: the store stays the truth.
 import { EventEmitter } from 'node:events';
 import type { OutputLine } from '@mags/api';
-import type { JobRow } from './store/index.js';
+import type { Job } from '../store/index.js';
 
-export type JobEvent = { type: 'logs'; lines: OutputLine[] } | { type: 'status'; job: JobRow };
+export type JobEvent = { type: 'logs'; lines: OutputLine[] } | { type: 'status'; job: Job };
 
 export class JobEvents {
   private readonly emitter = new EventEmitter();

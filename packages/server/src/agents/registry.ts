@@ -42,7 +42,7 @@ export interface AgentEvents {
   slotsFreed(): void;
 }
 
-export const CLOSE_REASONS = {
+const CLOSE_REASONS = {
   agentDisconnected: 'the agent running this job disconnected',
   serverShutdown: 'the server shut down while this job was running',
 };
@@ -92,6 +92,9 @@ class AgentConnection implements ConnectedAgent {
   }
 }
 
+/** Every ConnectedAgent outside is one of the registry's connections, handed out by online(). */
+const connectionOf = (agent: ConnectedAgent): AgentConnection => agent as AgentConnection;
+
 export class AgentRegistry {
   private readonly connections = new Set<AgentConnection>();
   private readonly byAgentId = new Map<string, AgentConnection>();
@@ -129,12 +132,6 @@ export class AgentRegistry {
     return [...this.byAgentId.values()].filter((c) => c.online && c.info);
   }
 
-  /** The connected agent with this id, if it said hello. */
-  get(agentId: string): ConnectedAgent | undefined {
-    const conn = this.byAgentId.get(agentId);
-    return conn?.online && conn.info ? conn : undefined;
-  }
-
   /** Whether the agent with this id is connected and has said hello. */
   isOnline(agentId: string): boolean {
     return this.byAgentId.get(agentId)?.online === true;
@@ -142,16 +139,16 @@ export class AgentRegistry {
 
   /** Takes a slot of `agent` for `jobId`, before the job is claimed, so that no other job gets it meanwhile. */
   takeSlot(agent: ConnectedAgent, jobId: string): void {
-    (agent as AgentConnection).jobs.add(jobId);
+    connectionOf(agent).jobs.add(jobId);
   }
 
   releaseSlot(agent: ConnectedAgent, jobId: string): void {
-    (agent as AgentConnection).jobs.delete(jobId);
+    connectionOf(agent).jobs.delete(jobId);
   }
 
   /** Hands a job (whose slot is taken) to its agent. */
   start(agent: ConnectedAgent, sandbox: SandboxSpec): void {
-    (agent as AgentConnection).link.send({ type: 'start', sandbox });
+    connectionOf(agent).link.send({ type: 'start', sandbox });
   }
 
   /** Asks the agent holding `jobId` to stop it. False when no connected agent holds the job. */
@@ -217,7 +214,7 @@ export class AgentRegistry {
   /** Every agent the store knows, the connected ones with their live figures: online first, then the latest seen. */
   async summaries(): Promise<AgentSummary[]> {
     const rows = await this.store.list();
-    const online = new Map(this.online().map((c) => [c.id, c as AgentConnection]));
+    const online = new Map(this.online().map((c) => [c.id, connectionOf(c)]));
     const now = new Date().toISOString();
     const summary = (conn: AgentConnection): AgentSummary => {
       const info = conn.info!;

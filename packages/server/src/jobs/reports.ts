@@ -7,7 +7,7 @@ import type { JobFinish, Store } from '../store/index.js';
 import type { JobEvents } from './events.js';
 import type { JobOutput } from './output.js';
 
-export const MESSAGES = {
+const MESSAGES = {
   serverRestarted: 'the server restarted while this job was running; its sandbox was cleaned up',
   noExitCode: 'the sandbox ended without reporting an exit code',
   sandboxFailed: 'the sandbox failed',

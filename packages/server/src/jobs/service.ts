@@ -1,9 +1,8 @@
 // The job service behind the job routes: submit (plan, admission, dispatch), find, status with a long-poll, list,
 // logs, stop and delete. Every lookup is for the caller only: another user's job is simply not found.
-import type { Logger } from 'pino';
 import { type JobSubmit, MagsError, isTerminal } from '@mags/api';
 import type { AgentRegistry } from '../agents/registry.js';
-import type { Job, LogRow, Store } from '../store/index.js';
+import type { Job, LogRow } from '../store/index.js';
 import type { Dispatcher } from './dispatch.js';
 import type { JobEvents } from './events.js';
 import { type AdmissionDeps, admitJob, planJob } from './submit.js';

@@ -20,7 +20,6 @@ import {
   deleteWorkspace as deleteStoreData,
   forkBase,
   listVersions,
-  manifestKey,
   readHead,
   rollback,
 } from '@mags/objects';

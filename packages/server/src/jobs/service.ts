@@ -42,8 +42,19 @@ export class JobService {
   async status(userId: string, ref: string, waitS: number, signal: AbortSignal): Promise<Job> {
     const job = await this.find(userId, ref);
     if (waitS <= 0 || isTerminal(job.status)) return job;
-    const either = AbortSignal.any([signal, this.abort.signal]);
-    return (await waitForTerminal(this.deps.store, this.deps.events, job.id, waitS * 1000, either)) ?? job;
+    // Either the caller's signal or the server closing ends the wait (listeners, not AbortSignal.any: that one keeps
+    // every signal it made alive as long as the server's own, here for the life of the server).
+    const either = new AbortController();
+    const abort = () => either.abort();
+    signal.addEventListener('abort', abort, { once: true });
+    this.abort.signal.addEventListener('abort', abort, { once: true });
+    if (signal.aborted || this.abort.signal.aborted) either.abort();
+    try {
+      return (await waitForTerminal(this.deps.store, this.deps.events, job.id, waitS * 1000, either.signal)) ?? job;
+    } finally {
+      signal.removeEventListener('abort', abort);
+      this.abort.signal.removeEventListener('abort', abort);
+    }
   }
 
   list(userId: string, page: number, pageSize: number): Promise<{ jobs: Job[]; total: number }> {

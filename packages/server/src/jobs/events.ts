@@ -21,7 +21,7 @@ export class JobEvents {
   }
 
   emit(jobId: string, event: JobEvent): void {
-    // A failing listener must not break the scheduler that emits.
+    // A failing listener must not break the agent report or request that emits.
     for (const listener of this.emitter.listeners(jobId) as Array<(e: JobEvent) => void>) {
       try {
         listener(event);

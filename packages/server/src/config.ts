@@ -8,7 +8,6 @@ import { MagsError, formatDuration, parseDuration } from '@mags/api';
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
-export type ServerMode = 'embedded' | 'cluster';
 export type StoreKind = 'sqlite' | 'postgres';
 
 export interface ServerConfig {
@@ -20,8 +19,6 @@ export interface ServerConfig {
   /** 0 picks any free port. */
   port: number;
   logLevel: LogLevel;
-  /** Reported by `GET /api/v1/status`: `embedded` when an agent runs in the same process. */
-  mode: ServerMode;
   /**
    * The object store for persistent workspaces, bases and uploads: a directory, file:///path, or
    * s3://[KEY:SECRET@]BUCKET[/prefix]?endpoint=… (the agents must use the same store).
@@ -60,7 +57,6 @@ export interface ServerConfigInput {
   host?: string;
   port?: number | string;
   logLevel?: string;
-  mode?: string;
   objects?: string;
   objectsCredentials?: { accessKeyId?: string; secretAccessKey?: string };
   maxUploadBytes?: number | string;
@@ -167,11 +163,6 @@ export function resolveServerConfig(input: ServerConfigInput = {}, env: ServerEn
     throw MagsError.invalid(`logLevel: "${logLevel}" must be one of ${LOG_LEVELS.join(', ')}`);
   }
 
-  const mode = nonEmpty(input.mode) ?? 'embedded';
-  if (mode !== 'embedded' && mode !== 'cluster') {
-    throw MagsError.invalid(`mode: "${mode}" must be "embedded" or "cluster"`);
-  }
-
   const rawObjects = nonEmpty(input.objects) ?? nonEmpty(env.MAGS_OBJECTS_URL) ?? pathToFileURL(join(dataDir, 'objects')).href;
   let objects = rawObjects;
   if (!/^[a-z][a-z0-9+.-]*:/i.test(objects)) objects = resolve(expandHome(objects, env));
@@ -239,7 +230,6 @@ export function resolveServerConfig(input: ServerConfigInput = {}, env: ServerEn
     host,
     port,
     logLevel: logLevel as LogLevel,
-    mode,
     objects,
     objectsCredentials: { ...objectsCredentials },
     maxUploadBytes,

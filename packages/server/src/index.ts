@@ -4,27 +4,36 @@ import type { AddressInfo } from 'node:net';
 import { pino, type Logger } from 'pino';
 import type { ServerEnd } from '@mags/api';
 import { type ObjectStore, openObjectStore, redact as redactObjects } from '@mags/objects';
-import { type MagsApp, buildApp } from './app.js';
-import { Auth } from './auth.js';
+import { AgentRegistry } from './agents/registry.js';
+import { registerAgentRoutes } from './agents/routes.js';
 import { type ServerConfig, redactUrl, resolveServerConfig } from './config.js';
-import type { ServerContext } from './context.js';
-import { JobEvents } from './events.js';
-import type { LogStream } from './http/log-stream.js';
-import { JobOutput } from './job-output.js';
-import { JobRetention } from './retention.js';
-import { Scheduler } from './scheduler.js';
+import { registerFileRoutes } from './files/routes.js';
+import { Files } from './files/service.js';
+import { buildApp } from './http/app.js';
+import { Auth } from './http/auth.js';
+import type { MagsApp } from './http/request.js';
+import { Dispatcher } from './jobs/dispatch.js';
+import { JobEvents } from './jobs/events.js';
+import { LogFollowers } from './jobs/log-stream.js';
+import { JobOutput } from './jobs/output.js';
+import { JobReports } from './jobs/reports.js';
+import { JobRetention } from './jobs/retention.js';
+import { registerJobRoutes } from './jobs/routes.js';
+import { JobService } from './jobs/service.js';
 import { Store } from './store/index.js';
-import { type WorkspaceTimeouts, Workspaces } from './workspaces.js';
 import { StorageReclaim } from './workspaces/reclaim.js';
+import { registerReclaimRoutes } from './workspaces/reclaim-route.js';
+import { registerWorkspaceRoutes } from './workspaces/routes.js';
+import { type WorkspaceTimeouts, Workspaces } from './workspaces/service.js';
 
 export { resolveServerConfig, storeKindOf, redactUrl, DEFAULT_HOST, DEFAULT_PORT, LOG_LEVELS } from './config.js';
-export type { ServerConfig, ServerConfigInput, ServerEnvironment, LogLevel, ServerMode, StoreKind } from './config.js';
+export type { ServerConfig, ServerConfigInput, ServerEnvironment, LogLevel, StoreKind } from './config.js';
 export { Store } from './store/index.js';
-export type { JobRow, LogRow, AgentRow, UserRow, TokenRow, JobSpec, WorkspaceRow, FileRow } from './store/index.js';
-export type { WorkspaceTimeouts } from './workspaces.js';
-export { Auth, generateToken, hashToken } from './auth.js';
-export type { AuthenticatedUser } from './auth.js';
-export type { MagsApp } from './app.js';
+export type { Job, LogRow, AgentRow, UserRow, TokenRow, JobSpec, WorkspaceRow, FileRow } from './store/index.js';
+export type { WorkspaceTimeouts } from './workspaces/service.js';
+export { Auth, generateToken, hashToken } from './http/auth.js';
+export type { AuthenticatedUser } from './http/auth.js';
+export type { MagsApp } from './http/request.js';
 
 export interface CreateServerOptions {
   /** A logger to use instead of creating one at config.logLevel (e.g. to share one with an embedded agent). */
@@ -48,7 +57,7 @@ export interface MagsServer {
   readonly logger: Logger;
   /** The local owner's token, only on the start that created the owner (the first start on a fresh store). */
   readonly localToken: string | undefined;
-  /** Joins an agent: the server end of an in-process link, or of a WebSocket in cluster mode. */
+  /** Joins an agent: the server end of an in-process link. */
   attachAgent(link: ServerEnd): void;
   /** Starts listening on config.host:config.port and returns the base URL (e.g. http://127.0.0.1:7373). */
   listen(): Promise<string>;
@@ -73,54 +82,69 @@ export async function createServer(config: ServerConfig, options: CreateServerOp
     throw err;
   }
   let app: MagsApp | undefined;
-  let scheduler: Scheduler | undefined;
+  let agents: AgentRegistry | undefined;
+  let dispatcher: Dispatcher | undefined;
   let retention: JobRetention | undefined;
   try {
     const events = new JobEvents();
-    const auth = new Auth(store);
+    const auth = new Auth(store.users);
     const localToken = await auth.bootstrapOwner();
     const output = new JobOutput({ store, events, logger, maxLogMb: cfg.maxLogMb });
-    scheduler = new Scheduler(store, events, logger, output);
-    const workspaces = new Workspaces({
+    const reports = new JobReports({ store, output, events, logger });
+    // The domains need each other both ways at run time (agents report to jobs and workspaces, which send agents
+    // orders), never while they are built: so what the registry learns is routed here, by name, to the services
+    // built below it. Nothing is delivered before an agent attaches, after createServer returns.
+    const registry: AgentRegistry = new AgentRegistry(
+      store.agents,
+      {
+        jobReport: (agentId, report, log) => reports.report(agentId, report, log),
+        agentLeft: (agentId, jobIds, reason, log) => reports.agentLeft(agentId, jobIds, reason, log),
+        workspaceReport: (agentId, report) => workspaces.report(agentId, report),
+        slotsFreed: () => dispatch.requestDispatch(),
+      },
+      logger,
+    );
+    agents = registry;
+    const dispatch = new Dispatcher({ store, agents: registry, events, logger });
+    dispatcher = dispatch;
+    const files = new Files({ store, objects, logger, maxUploadBytes: cfg.maxUploadBytes });
+    const workspaces: Workspaces = new Workspaces({
       store,
       objects,
-      scheduler,
+      agents: registry,
+      stopJob: (jobId) => jobs.stopById(jobId),
       logger,
       localTtlMs: cfg.localWorkspaceTtlS * 1000,
       maxDiskGbPerUser: cfg.maxDiskGbPerUser,
       timeouts: options.workspaceTimeouts,
     });
-    await scheduler.recover();
+    const jobs: JobService = new JobService({ store, events, agents: registry, dispatcher: dispatch, workspaces, files, logger });
+    const followers = new LogFollowers({ store, events, logger }, cfg.maxFollowersPerUser);
+    await registry.recover();
+    await reports.recover();
     const reclaim = new StorageReclaim({ objects, logger, intervalMs: cfg.gcIntervalMs, graceMs: cfg.gcGraceMs });
 
     const shutdown = new AbortController();
-    const streams = new Set<LogStream>();
-    const ctx: ServerContext = {
-      config: cfg,
-      store,
-      auth,
-      scheduler,
-      objects,
-      workspaces,
-      reclaim,
-      events,
+    app = await buildApp({
       logger,
-      startedAt: Date.now(),
+      auth,
       shutdown: shutdown.signal,
-      streams,
-    };
-    app = await buildApp(ctx);
+      routes: [
+        // Embedded is the only mode until agents can dial in over the network.
+        (a) => registerAgentRoutes(a, registry, { mode: 'embedded', store: store.kind, startedAt: Date.now() }),
+        (a) => registerJobRoutes(a, { jobs, followers, agents: registry }),
+        (a) => registerWorkspaceRoutes(a, workspaces),
+        (a) => registerFileRoutes(a, files, cfg.maxUploadBytes),
+        (a) => registerReclaimRoutes(a, reclaim, auth),
+      ],
+    });
     await app.ready();
-    logger.info(
-      { store: store.kind, database: redactUrl(cfg.database), objects: redactObjects(cfg.objects), mode: cfg.mode },
-      'server ready',
-    );
+    logger.info({ store: store.kind, database: redactUrl(cfg.database), objects: redactObjects(cfg.objects) }, 'server ready');
     if (localToken) logger.info('created the local owner and its token');
     retention = new JobRetention(store, logger, cfg.retainDays, options.retentionSweepMs);
     retention.start();
     reclaim.start();
 
-    const sched = scheduler;
     const sweeper = retention;
     const fastify = app;
     let closing: Promise<void> | undefined;
@@ -133,7 +157,7 @@ export async function createServer(config: ServerConfig, options: CreateServerOp
       events,
       logger,
       localToken,
-      attachAgent: (link) => sched.attachAgent(link),
+      attachAgent: (link) => registry.attach(link),
       async listen() {
         const address = await fastify.listen({ host: cfg.host, port: cfg.port });
         const info = fastify.server.address() as AddressInfo | null;
@@ -148,11 +172,15 @@ export async function createServer(config: ServerConfig, options: CreateServerOp
           shutdown.abort();
           // Before the HTTP server closes: it waits for requests under way, such as a POST /admin/gc.
           const reclaimed = reclaim.close();
-          for (const stream of streams) stream.stop();
+          jobs.close();
+          followers.stopAll();
           await fastify.close();
           await reclaimed;
           await sweeper.close();
-          await sched.close();
+          // Dispatch first, so that no job goes to an agent whose link is closing; then the links, whose unfinished
+          // jobs end as `error`.
+          await dispatch.close();
+          await registry.close();
           await output.close();
           await store.close();
           await objects.close().catch((err: unknown) => logger.warn({ err }, 'closing the object store failed'));
@@ -164,7 +192,8 @@ export async function createServer(config: ServerConfig, options: CreateServerOp
   } catch (err) {
     await app?.close().catch(() => undefined);
     await retention?.close().catch(() => undefined);
-    await scheduler?.close().catch(() => undefined);
+    await dispatcher?.close().catch(() => undefined);
+    await agents?.close().catch(() => undefined);
     await store.close().catch(() => undefined);
     await objects.close().catch(() => undefined);
     throw err;

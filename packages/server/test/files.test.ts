@@ -193,7 +193,7 @@ describe('uploaded files', () => {
   });
 
   test('a client that gives up half-way leaves nothing behind', async () => {
-    const filesBefore = (await t.server.store.listFiles((await t.server.app.inject({ method: 'GET', url: '/api/v1/status', headers: t.auth })).json().user.id)).length;
+    const filesBefore = (await t.server.store.files.list((await t.server.app.inject({ method: 'GET', url: '/api/v1/status', headers: t.auth })).json().user.id)).length;
     const keysBefore = await storedKeys(t);
     const chunk = Buffer.alloc(64 * 1024, 1);
     const res = await postStream(url, t.token, { total: 20 * 1024 * 1024, chunk, contentLength: 20 * 1024 * 1024, abortAfter: 2 * 1024 * 1024 });
@@ -204,7 +204,7 @@ describe('uploaded files', () => {
       const tmp = await storedTemp(t);
       return tmp === 0;
     }, 'the partial upload to be removed');
-    assert.equal((await t.server.store.listFiles(owner)).length, filesBefore);
+    assert.equal((await t.server.store.files.list(owner)).length, filesBefore);
     assert.deepEqual(await storedKeys(t), keysBefore);
   });
 
@@ -228,7 +228,7 @@ describe('uploaded files', () => {
       const ok = await upload(small, 'fits', Buffer.alloc(1000));
       assert.equal(ok.statusCode, 201);
       const owner = (await small.server.app.inject({ method: 'GET', url: '/api/v1/status', headers: small.auth })).json().user.id;
-      assert.deepEqual((await small.server.store.listFiles(owner)).map((f) => f.name), ['fits']);
+      assert.deepEqual((await small.server.store.files.list(owner)).map((f) => f.name), ['fits']);
       assert.equal((await storedKeys(small)).length, 1);
       assert.deepEqual(small.errors(), []);
     });
@@ -269,7 +269,7 @@ describe('uploaded files', () => {
 
     test("another user can neither list, delete nor use the caller's files", async () => {
       const mine = (await upload(t, 'private.key', 'secret')).json() as FileInfo;
-      const mallory = await t.server.store.createUser('mallory');
+      const mallory = await t.server.store.users.create('mallory');
       const auth = { authorization: `Bearer ${await t.server.auth.createToken(mallory.id, 'test')}` };
       assert.deepEqual((await t.server.app.inject({ method: 'GET', url: '/api/v1/mags-files', headers: auth })).json(), { files: [] });
       errorBody(await t.server.app.inject({ method: 'DELETE', url: `/api/v1/mags-files/${mine.file_id}`, headers: auth }), 404, 'not_found');

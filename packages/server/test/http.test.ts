@@ -378,7 +378,7 @@ describe('REST API', () => {
     let otherAuth: Record<string, string>;
     let mine: string;
     before(async () => {
-      const other = await t.server.store.createUser('mallory');
+      const other = await t.server.store.users.create('mallory');
       otherAuth = { authorization: `Bearer ${await t.server.auth.createToken(other.id, 'test')}` };
       mine = await submit({ script: 'echo private', name: 'private-job' });
       await waitDone(mine);

@@ -126,8 +126,8 @@ for (const backend of ['SQLite', 'PostgreSQL'] as const) {
     test('many small messages are stored in far fewer writes, every line once and in order, the last ones before the end', async () => {
       const store = t.server.store;
       let writes = 0;
-      const original = store.appendLogs.bind(store);
-      store.appendLogs = (jobId, lines) => {
+      const original = store.logs.append.bind(store.logs);
+      store.logs.append = (jobId, lines) => {
         writes++;
         return original(jobId, lines);
       };
@@ -146,7 +146,7 @@ for (const backend of ['SQLite', 'PostgreSQL'] as const) {
         assert.deepEqual(logs.map((l) => l.stream), Array.from({ length: n }, (_, i) => (i % 2 ? 'stderr' : 'stdout')));
         assert.ok(writes <= n / 100, `${writes} writes for ${n} messages`);
       } finally {
-        store.appendLogs = original;
+        store.logs.append = original;
       }
     });
   });
@@ -169,19 +169,19 @@ describe('retention and deleting jobs', () => {
     await waitEnded(t, old);
     await waitEnded(t, recent);
     const running = await submit(t, 'hang');
-    await waitFor(async () => (await t.server.store.getJob(running))?.status === 'running', 'the job running');
+    await waitFor(async () => (await t.server.store.jobs.get(running))?.status === 'running', 'the job running');
     const day = 24 * 60 * 60 * 1000;
     const db = t.server.store.db;
     await db.updateTable('jobs').set({ created_at: Date.now() - 5 * day, completed_at: Date.now() - 3 * day }).where('id', '=', old).execute();
     await db.updateTable('jobs').set({ completed_at: Date.now() - day }).where('id', '=', recent).execute();
     await db.updateTable('jobs').set({ created_at: Date.now() - 9 * day }).where('id', '=', running).execute();
 
-    await waitFor(async () => (await t.server.store.getJob(old)) === undefined, 'the sweep');
+    await waitFor(async () => (await t.server.store.jobs.get(old)) === undefined, 'the sweep');
     errorBody(await t.server.app.inject({ method: 'GET', url: `/api/v1/mags-jobs/${old}/status`, headers: t.auth }), 404, 'not_found');
-    assert.deepEqual(await t.server.store.readLogs(old), [], 'its output is gone too');
-    assert.equal((await t.server.store.getJob(recent))?.status, 'completed');
-    assert.equal((await t.server.store.readLogs(recent)).length, 1);
-    assert.equal((await t.server.store.getJob(running))?.status, 'running', 'an unfinished job is never swept');
+    assert.deepEqual(await t.server.store.logs.read(old), [], 'its output is gone too');
+    assert.equal((await t.server.store.jobs.get(recent))?.status, 'completed');
+    assert.equal((await t.server.store.logs.read(recent)).length, 1);
+    assert.equal((await t.server.store.jobs.get(running))?.status, 'running', 'an unfinished job is never swept');
     await t.server.app.inject({ method: 'POST', url: `/api/v1/mags-jobs/${running}/stop`, headers: t.auth });
   });
 
@@ -189,22 +189,22 @@ describe('retention and deleting jobs', () => {
     const done = await submit(t, 'echo bye');
     await waitEnded(t, done);
     const busy = await submit(t, 'hang');
-    await waitFor(async () => (await t.server.store.getJob(busy))?.status === 'running', 'the job running');
+    await waitFor(async () => (await t.server.store.jobs.get(busy))?.status === 'running', 'the job running');
     const del = (id: string, headers = t.auth) => t.server.app.inject({ method: 'DELETE', url: `/api/v1/mags-jobs/${id}`, headers });
 
-    const mallory = await t.server.store.createUser('mallory');
+    const mallory = await t.server.store.users.create('mallory');
     const otherAuth = { authorization: `Bearer ${await t.server.auth.createToken(mallory.id, 'test')}` };
     assert.equal(errorBody(await del(done, otherAuth), 404, 'not_found').error, `job "${done}" not found`);
 
     const refused = errorBody(await del(busy), 409, 'conflict');
     assert.equal(refused.error, `job "${busy}" has not finished (running); stop it first, then delete it`);
-    assert.equal((await t.server.store.getJob(busy))?.status, 'running');
+    assert.equal((await t.server.store.jobs.get(busy))?.status, 'running');
 
     const ok = await del(done);
     assert.equal(ok.statusCode, 204);
     assert.equal(ok.body, '');
     errorBody(await t.server.app.inject({ method: 'GET', url: `/api/v1/mags-jobs/${done}/logs`, headers: t.auth }), 404, 'not_found');
-    assert.deepEqual(await t.server.store.readLogs(done), []);
+    assert.deepEqual(await t.server.store.logs.read(done), []);
     errorBody(await del(done), 404, 'not_found');
 
     await t.server.app.inject({ method: 'POST', url: `/api/v1/mags-jobs/${busy}/stop`, headers: t.auth });
@@ -299,7 +299,7 @@ describe('slow followers', () => {
       if (b % 20 === 19) {
         // Wait until this much is stored, then see what the server holds.
         const lastSeq = (b + 1) * perBatch;
-        await waitFor(async () => (await t.server.store.readLogs(id, lastSeq - 1, 1)).length === 1, 'stored output', 20_000);
+        await waitFor(async () => (await t.server.store.logs.read(id, lastSeq - 1, 1)).length === 1, 'stored output', 20_000);
         collectGarbage();
         peak = Math.max(peak, process.memoryUsage().heapUsed - baseline);
       }

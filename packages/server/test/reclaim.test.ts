@@ -95,7 +95,7 @@ for (const db of ['SQLite', 'PostgreSQL'] as const) describe(`POST /api/v1/admin
   test('another user gets 403 and nothing is deleted; no token is 401', async () => {
     const stale = randomBytes(64);
     await put(blobKey(sha(stale)), stale, HOUR);
-    const mallory = await t.server.store.createUser('mallory');
+    const mallory = await t.server.store.users.create('mallory');
     const token = await t.server.auth.createToken(mallory.id, 'test');
     const res = await t.server.app.inject({ method: 'POST', url: '/api/v1/admin/gc', headers: { authorization: `Bearer ${token}` } });
     assert.match(errorBody(res, 403, 'forbidden').error, /only the server's owner may run garbage collection/);
@@ -195,7 +195,7 @@ describe('the gc service', () => {
     const s = setup(() => ({
       // Every manifest vanishes between gc's listing and its read, as when syncs prune versions meanwhile.
       getBuffer: async (key) => {
-        throw new ObjectNotFoundError(key);
+        throw new ObjectNotFoundError(key, 'the test store');
       },
     }));
     await s.inner.put(manifestKey({ owner: 'u1', name: 'busy' }, 1), randomBytes(10));

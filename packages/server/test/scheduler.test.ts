@@ -226,16 +226,16 @@ describe('server restart', () => {
 
       // Simulate a crash: rows a dead process left behind, one running on an agent, one still queued.
       const store = await Store.open(config.database);
-      const user = (await store.listJobs('nobody', 1, 1)).total; // store is usable
+      const user = (await store.jobs.list('nobody', 1, 1)).total; // store is usable
       assert.equal(user, 0);
       const owner = (await store.db.selectFrom('users').select('id').executeTakeFirstOrThrow()).id;
-      const spec = JSON.stringify({ vcpus: 1, memory_mb: 1024, timeout_s: 60, network: 'internet', disk_gb: 2, environment: {} });
+      const spec = { vcpus: 1, memory_mb: 1024, timeout_s: 60, network: 'internet' as const, disk_gb: 2, environment: {} };
       const running = uuidv7();
       const queued = uuidv7();
-      await store.insertJob({ id: running, user_id: owner, script: 'hang', status: 'accepted', spec, created_at: Date.now() });
-      await store.claimJob(running, 'old-agent');
-      await store.markRunning(running, 'old-agent', 'sbx-old', Date.now());
-      await store.insertJob({ id: queued, user_id: owner, script: 'echo after restart', status: 'accepted', spec, created_at: Date.now() });
+      await store.jobs.insert({ id: running, user_id: owner, script: 'hang', status: 'accepted', spec, created_at: Date.now() });
+      await store.jobs.claim(running, 'old-agent');
+      await store.jobs.markRunning(running, 'old-agent', 'sbx-old', Date.now());
+      await store.jobs.insert({ id: queued, user_id: owner, script: 'echo after restart', status: 'accepted', spec, created_at: Date.now() });
       await store.close();
 
       const second = await createServer(config);
@@ -258,6 +258,23 @@ describe('server restart', () => {
     }
   });
 
+  test('a queued job whose stored spec is unreadable ends as error on its own; the job after it still runs', async () => {
+    const t = await startTestServer({ agent: false });
+    try {
+      const bad = await submit(t, { script: 'echo never' });
+      const good = await submit(t, { script: 'echo fine' });
+      // What a damaged row looks like when read back (e.g. after a restart): JSON that is not a spec.
+      await t.server.store.db.updateTable('jobs').set({ spec: '{"vcpus":"many"}' }).where('id', '=', bad).execute();
+      connect(t, {});
+      const failed = await status(t, bad, 30);
+      assert.equal(failed.status, 'error');
+      assert.equal(failed.error_message, 'the job could not be read back from the database');
+      assert.equal((await status(t, good, 30)).status, 'completed');
+    } finally {
+      await t.close();
+    }
+  });
+
   test('closing the server ends running jobs as error and closes agent links', async () => {
     const t = await startTestServer();
     const agent = t.agent!;
@@ -271,7 +288,7 @@ describe('server restart', () => {
     assert.equal(linkClosed, true);
     const store = await Store.open(database);
     try {
-      const job = await store.getJob(id);
+      const job = await store.jobs.get(id);
       assert.equal(job?.status, 'error');
       assert.equal(job?.error_message, 'the server shut down while this job was running');
     } finally {

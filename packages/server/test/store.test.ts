@@ -4,7 +4,7 @@ import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { OutputLine } from '@mags/api';
-import { hashToken } from '../src/auth.js';
+import { hashToken } from '../src/http/auth.js';
 import { uuidv7 } from '../src/ids.js';
 import { Store } from '../src/store/index.js';
 import { PG_HELP, freshPostgres, tempDir } from './helpers.js';
@@ -31,7 +31,7 @@ const backends: Backend[] = [
   },
 ];
 
-const spec = JSON.stringify({ vcpus: 1, memory_mb: 1024, timeout_s: 60, network: 'internet', disk_gb: 2, environment: {} });
+const spec = { vcpus: 1, memory_mb: 1024, timeout_s: 60, network: 'internet' as const, disk_gb: 2, environment: {} };
 
 test('the PostgreSQL test database is configured (MAGS_TEST_PG_URL)', () => {
   if (!process.env.MAGS_TEST_PG_URL) assert.fail(PG_HELP);
@@ -50,8 +50,8 @@ for (const backend of backends) {
       database = opened.database;
       cleanup = opened.cleanup;
       store = await Store.open(database);
-      alice = (await store.createUser('alice')).id;
-      bob = (await store.createUser('bob')).id;
+      alice = (await store.users.create('alice')).id;
+      bob = (await store.users.create('bob')).id;
     });
     after(async () => {
       await store?.close();
@@ -59,40 +59,40 @@ for (const backend of backends) {
     });
 
     const newJob = (userId: string, name: string | null = null, createdAt = Date.now()) =>
-      store.insertJob({ id: uuidv7(), user_id: userId, name, script: 'echo hi', status: 'accepted', spec, created_at: createdAt });
+      store.jobs.insert({ id: uuidv7(), user_id: userId, name, script: 'echo hi', status: 'accepted', spec, created_at: createdAt });
 
     test('migrations apply again harmlessly, from the same and from a second connection', async () => {
       assert.equal(store.kind, backend.name === 'SQLite' ? 'sqlite' : 'postgres');
       assert.deepEqual(await store.migrate(), []);
       const second = await Store.open(database);
       assert.deepEqual(await second.migrate(), []);
-      assert.equal(await second.countUsers(), 2);
+      assert.equal(await second.users.count(), 2);
       await second.close();
     });
 
     test('a job goes accepted → running → completed, and a terminal status never changes again', async () => {
       const job = await newJob(alice);
       assert.equal(typeof job.created_at, 'number');
-      assert.equal((await store.markRunning(job.id, 'agent-a', 'sbx', 1000)), undefined, 'an unclaimed job cannot start');
-      const claimed = await store.claimJob(job.id, 'agent-a');
-      assert.equal(claimed?.agent_id, 'agent-a');
-      assert.equal(await store.claimJob(job.id, 'agent-b'), undefined, 'a job is handed to one agent only');
-      assert.equal(await store.markRunning(job.id, 'agent-b', 'sbx', 1000), undefined, 'only its agent may start it');
-      const running = await store.markRunning(job.id, 'agent-a', 'sbx-1', 1_700_000_000_000);
+      assert.equal((await store.jobs.markRunning(job.id, 'agent-a', 'sbx', 1000)), undefined, 'an unclaimed job cannot start');
+      assert.equal(await store.jobs.claim(job.id, 'agent-a'), true);
+      assert.equal((await store.jobs.get(job.id))?.agent_id, 'agent-a');
+      assert.equal(await store.jobs.claim(job.id, 'agent-b'), false, 'a job is handed to one agent only');
+      assert.equal(await store.jobs.markRunning(job.id, 'agent-b', 'sbx', 1000), undefined, 'only its agent may start it');
+      const running = await store.jobs.markRunning(job.id, 'agent-a', 'sbx-1', 1_700_000_000_000);
       assert.equal(running?.status, 'running');
       assert.equal(running?.sandbox_id, 'sbx-1');
       assert.equal(running?.started_at, 1_700_000_000_000);
       assert.equal(typeof running?.started_at, 'number');
 
-      const done = await store.finishJob(job.id, { status: 'completed', exitCode: 0, errorMessage: null, completedAt: 1_700_000_000_500 });
+      const done = await store.jobs.finish(job.id, { status: 'completed', exitCode: 0, errorMessage: null, completedAt: 1_700_000_000_500 });
       assert.equal(done?.status, 'completed');
       assert.equal(done?.exit_code, 0);
 
-      assert.equal(await store.finishJob(job.id, { status: 'error', exitCode: null, errorMessage: 'late', completedAt: 1 }), undefined);
-      assert.equal(await store.stopQueuedJob(job.id), undefined);
-      assert.equal(await store.markRunning(job.id, 'agent-a', 'sbx-2', 1), undefined);
-      assert.deepEqual((await store.failDispatchedJobs('gone', 'agent-a')).map((j) => j.id).includes(job.id), false);
-      const after = await store.getJob(job.id);
+      assert.equal(await store.jobs.finish(job.id, { status: 'error', exitCode: null, errorMessage: 'late', completedAt: 1 }), undefined);
+      assert.equal(await store.jobs.stopQueued(job.id), undefined);
+      assert.equal(await store.jobs.markRunning(job.id, 'agent-a', 'sbx-2', 1), undefined);
+      assert.deepEqual((await store.jobs.failDispatched('gone', 'agent-a')).includes(job.id), false);
+      const after = await store.jobs.get(job.id);
       assert.equal(after?.status, 'completed');
       assert.equal(after?.exit_code, 0);
       assert.equal(after?.error_message, null);
@@ -101,88 +101,88 @@ for (const backend of backends) {
 
     test('a queued job can be stopped; a dispatched one only through its agent', async () => {
       const queued = await newJob(alice);
-      const stopped = await store.stopQueuedJob(queued.id);
+      const stopped = await store.jobs.stopQueued(queued.id);
       assert.equal(stopped?.status, 'stopped');
-      assert.equal(await store.claimJob(queued.id, 'agent-a'), undefined, 'a stopped job is never dispatched');
+      assert.equal(await store.jobs.claim(queued.id, 'agent-a'), false, 'a stopped job is never dispatched');
 
       const dispatched = await newJob(alice);
-      await store.claimJob(dispatched.id, 'agent-a');
-      assert.equal(await store.stopQueuedJob(dispatched.id), undefined);
-      const failed = await store.failDispatchedJobs('the agent running this job disconnected', 'agent-a');
-      assert.ok(failed.some((j) => j.id === dispatched.id));
-      const row = await store.getJob(dispatched.id);
+      await store.jobs.claim(dispatched.id, 'agent-a');
+      assert.equal(await store.jobs.stopQueued(dispatched.id), undefined);
+      const failed = await store.jobs.failDispatched('the agent running this job disconnected', 'agent-a');
+      assert.ok(failed.includes(dispatched.id));
+      const row = await store.jobs.get(dispatched.id);
       assert.equal(row?.status, 'error');
       assert.equal(row?.error_message, 'the agent running this job disconnected');
     });
 
     test('the queue is oldest first and holds only undispatched accepted jobs', async () => {
       const fresh = await Store.open(database); // same data, separate connection
-      const before = (await fresh.queuedJobs(1000)).map((j) => j.id);
+      const before = (await fresh.jobs.queued(1000)).map((j) => j.id);
       const a = await newJob(bob);
       const b = await newJob(bob);
       const c = await newJob(bob);
-      await store.claimJob(b.id, 'agent-a');
-      const queue = (await fresh.queuedJobs(1000)).map((j) => j.id).filter((id) => !before.includes(id));
+      await store.jobs.claim(b.id, 'agent-a');
+      const queue = (await fresh.jobs.queued(1000)).map((j) => j.id).filter((id) => !before.includes(id));
       assert.deepEqual(queue, [a.id, c.id]);
       await fresh.close();
-      await store.stopQueuedJob(a.id);
-      await store.stopQueuedJob(c.id);
-      await store.failDispatchedJobs('cleanup', 'agent-a');
+      await store.jobs.stopQueued(a.id);
+      await store.jobs.stopQueued(c.id);
+      await store.jobs.failDispatched('cleanup', 'agent-a');
     });
 
     test('log lines: a resent seq is ignored, reads are ordered and resume after a seq', async () => {
       const job = await newJob(alice);
       const line = (seq: number, message: string, stream: OutputLine['stream'] = 'stdout'): OutputLine => ({ seq, ts: 1000 + seq, stream, message });
-      const first = await store.appendLogs(job.id, [line(2, 'two'), line(1, 'one'), line(3, 'three', 'stderr')]);
+      const first = await store.logs.append(job.id, [line(2, 'two'), line(1, 'one'), line(3, 'three', 'stderr')]);
       assert.deepEqual(first.map((l) => l.seq), [1, 2, 3]);
-      const again = await store.appendLogs(job.id, [line(3, 'THREE AGAIN'), line(4, 'four ✓ "quoted"\ttab')]);
+      const again = await store.logs.append(job.id, [line(3, 'THREE AGAIN'), line(4, 'four ✓ "quoted"\ttab')]);
       assert.deepEqual(again.map((l) => l.seq), [4], 'only the new line is reported');
 
-      const all = await store.readLogs(job.id);
+      const all = await store.logs.read(job.id);
       assert.deepEqual(all.map((l) => [l.seq, l.stream, l.message, l.ts]), [
         [1, 'stdout', 'one', 1001],
         [2, 'stdout', 'two', 1002],
         [3, 'stderr', 'three', 1003],
         [4, 'stdout', 'four ✓ "quoted"\ttab', 1004],
       ]);
-      assert.deepEqual((await store.readLogs(job.id, 2)).map((l) => l.seq), [3, 4]);
-      assert.deepEqual((await store.readLogs(job.id, 1, 2)).map((l) => l.seq), [2, 3]);
-      assert.deepEqual(await store.readLogs(job.id, 4), []);
+      assert.deepEqual((await store.logs.read(job.id, 2)).map((l) => l.seq), [3, 4]);
+      assert.deepEqual((await store.logs.read(job.id, 1, 2)).map((l) => l.seq), [2, 3]);
+      assert.deepEqual(await store.logs.read(job.id, 4), []);
 
       const many = Array.from({ length: 2500 }, (_, i) => line(10 + i, `m${i}`));
-      assert.equal((await store.appendLogs(job.id, many)).length, 2500, 'big batches are stored in chunks');
-      assert.equal((await store.readLogs(job.id, 0, 50_000)).length, 2504);
+      assert.equal((await store.logs.append(job.id, many)).length, 2500, 'big batches are stored in chunks');
+      assert.equal((await store.logs.read(job.id, 0, 50_000)).length, 2504);
     });
 
     test('a finished job is deleted with all its lines (in slices); an unfinished one is not; expired ones are found by end time', async () => {
       const line = (seq: number): OutputLine => ({ seq, ts: 1000 + seq, stream: 'stdout', message: `l${seq}` });
       const done = await newJob(alice);
-      await store.appendLogs(done.id, Array.from({ length: 12_345 }, (_, i) => line(i + 1)));
+      await store.logs.append(done.id, Array.from({ length: 12_345 }, (_, i) => line(i + 1)));
       const other = await newJob(alice);
-      await store.appendLogs(other.id, [line(1)]);
-      assert.equal(await store.deleteFinishedJob(done.id), 'unfinished', 'an accepted job is not deleted');
-      assert.equal((await store.readLogs(done.id, 0, 50_000)).length, 12_345, 'nor are its lines');
-      await store.stopQueuedJob(done.id, 5_000);
-      await store.stopQueuedJob(other.id, 9_000);
-      assert.deepEqual(await store.jobsFinishedBefore(6_000, 10), [done.id]);
-      assert.equal(await store.deleteFinishedJob(done.id), 'deleted');
-      assert.equal(await store.getJob(done.id), undefined);
-      assert.deepEqual(await store.readLogs(done.id), []);
-      assert.equal(await store.deleteFinishedJob(done.id), 'not_found');
-      assert.deepEqual(await store.jobsFinishedBefore(6_000, 10), []);
-      assert.equal((await store.readLogs(other.id)).length, 1, "another job's lines stay");
-      assert.equal(await store.deleteFinishedJob(other.id), 'deleted');
+      await store.logs.append(other.id, [line(1)]);
+      assert.equal(await store.jobs.deleteFinished(done.id), 'unfinished', 'an accepted job is not deleted');
+      assert.equal((await store.logs.read(done.id, 0, 50_000)).length, 12_345, 'nor are its lines');
+      await store.jobs.stopQueued(done.id, 5_000);
+      await store.jobs.stopQueued(other.id, 9_000);
+      assert.deepEqual(await store.jobs.finishedBefore(6_000, 10), [done.id]);
+      assert.equal(await store.jobs.deleteFinished(done.id), 'deleted');
+      assert.equal(await store.jobs.get(done.id), undefined);
+      assert.deepEqual(await store.logs.read(done.id), []);
+      assert.equal(await store.jobs.deleteFinished(done.id), 'not_found');
+      assert.deepEqual(await store.jobs.finishedBefore(6_000, 10), []);
+      assert.equal((await store.logs.read(other.id)).length, 1, "another job's lines stay");
+      assert.equal(await store.jobs.deleteFinished(other.id), 'deleted');
     });
 
     test('paging lists only the caller\'s jobs, newest first, with the total', async () => {
-      const carol = (await store.createUser('carol')).id;
+      const carol = (await store.users.create('carol')).id;
       const ids: string[] = [];
       for (let i = 0; i < 25; i++) ids.push((await newJob(carol, null, 2_000_000_000_000 + i)).id);
       await newJob(alice, null, 3_000_000_000_000);
-      const p1 = await store.listJobs(carol, 1, 10);
-      const p2 = await store.listJobs(carol, 2, 10);
-      const p3 = await store.listJobs(carol, 3, 10);
-      const p4 = await store.listJobs(carol, 4, 10);
+      const p1 = await store.jobs.list(carol, 1, 10);
+      const p2 = await store.jobs.list(carol, 2, 10);
+      const p3 = await store.jobs.list(carol, 3, 10);
+      const p4 = await store.jobs.list(carol, 4, 10);
       assert.equal(p1.total, 25);
       assert.deepEqual([p1.jobs.length, p2.jobs.length, p3.jobs.length, p4.jobs.length], [10, 10, 5, 0]);
       assert.deepEqual([...p1.jobs, ...p2.jobs, ...p3.jobs].map((j) => j.id), [...ids].reverse());
@@ -193,32 +193,32 @@ for (const backend of backends) {
       const older = await newJob(alice, 'build', 1_000);
       const newer = await newJob(alice, 'build', 2_000);
       await newJob(bob, 'build', 3_000);
-      assert.equal((await store.findJob(alice, 'build'))?.id, newer.id);
-      assert.equal((await store.findJob(alice, older.id))?.id, older.id);
-      assert.equal((await store.findJob(alice, older.id.toUpperCase()))?.id, older.id, 'ids are case-insensitive');
-      assert.equal(await store.findJob(bob, older.id), undefined, "another user's job is not found");
-      assert.notEqual((await store.findJob(bob, 'build'))?.user_id, alice);
-      assert.equal(await store.findJob(alice, 'no-such-job'), undefined);
-      assert.equal(await store.findJob(alice, "'; drop table jobs; --"), undefined);
+      assert.equal((await store.jobs.find(alice, 'build'))?.id, newer.id);
+      assert.equal((await store.jobs.find(alice, older.id))?.id, older.id);
+      assert.equal((await store.jobs.find(alice, older.id.toUpperCase()))?.id, older.id, 'ids are case-insensitive');
+      assert.equal(await store.jobs.find(bob, older.id), undefined, "another user's job is not found");
+      assert.notEqual((await store.jobs.find(bob, 'build'))?.user_id, alice);
+      assert.equal(await store.jobs.find(alice, 'no-such-job'), undefined);
+      assert.equal(await store.jobs.find(alice, "'; drop table jobs; --"), undefined);
     });
 
     test('tokens are found by their hash, not once revoked; the first user is created only once', async () => {
       const token = `mags_${'A'.repeat(43)}`;
-      await store.insertToken(alice, { hash: hashToken(token), prefix: token.slice(0, 12), name: 'test' });
-      const found = await store.findUserByTokenHash(hashToken(token));
+      await store.users.insertToken(alice, { hash: hashToken(token), prefix: token.slice(0, 12), name: 'test' });
+      const found = await store.users.findByTokenHash(hashToken(token));
       assert.equal(found?.user.id, alice);
       assert.equal(found?.token.prefix, 'mags_AAAAAAA');
-      assert.equal(await store.findUserByTokenHash(hashToken(`${token}x`)), undefined);
+      assert.equal(await store.users.findByTokenHash(hashToken(`${token}x`)), undefined);
       await store.db.updateTable('tokens').set({ revoked_at: Date.now() }).where('id', '=', found!.token.id).execute();
-      assert.equal(await store.findUserByTokenHash(hashToken(token)), undefined);
+      assert.equal(await store.users.findByTokenHash(hashToken(token)), undefined);
       const rows = await store.db.selectFrom('tokens').select('token_hash').execute();
       assert.ok(rows.every((r) => !r.token_hash.includes('mags_')), 'the token itself is never stored');
 
-      assert.equal(await store.createFirstUser('owner', { hash: 'h', prefix: 'p', name: 'n' }), undefined, 'users exist already');
+      assert.equal(await store.users.createFirst('owner', { hash: 'h', prefix: 'p', name: 'n' }), undefined, 'users exist already');
     });
 
     const newWorkspace = (userId: string, name: string, extra: { persistent?: boolean; active?: string; expires?: number } = {}) =>
-      store.insertWorkspace({
+      store.workspaces.insert({
         id: randomUUID(),
         user_id: userId,
         name,
@@ -250,32 +250,32 @@ for (const backend of backends) {
       assert.equal(await newWorkspace(alice, 'ws-a'), undefined, 'the name is taken');
       const bobs = await newWorkspace(bob, 'ws-a');
       assert.ok(bobs && bobs.id !== ws.id);
-      assert.equal((await store.getWorkspace(alice, 'ws-a'))?.id, ws.id);
-      assert.equal((await store.getWorkspace(bob, 'ws-a'))?.id, bobs.id);
-      assert.equal(await store.getWorkspace(alice, 'no-such'), undefined);
-      assert.ok((await store.listWorkspaces(bob)).every((w) => w.user_id === bob));
-      const big = await store.updateWorkspace(ws.id, { size_bytes: 6 * 1024 ** 3, file_count: 12, head_version: 3, versions: 3, agent_id: 'agent-a' });
+      assert.equal((await store.workspaces.get(alice, 'ws-a'))?.id, ws.id);
+      assert.equal((await store.workspaces.get(bob, 'ws-a'))?.id, bobs.id);
+      assert.equal(await store.workspaces.get(alice, 'no-such'), undefined);
+      assert.ok((await store.workspaces.list(bob)).every((w) => w.user_id === bob));
+      const big = await store.workspaces.update(ws.id, { size_bytes: 6 * 1024 ** 3, file_count: 12, head_version: 3, versions: 3, agent_id: 'agent-a' });
       assert.deepEqual([big?.size_bytes, big?.file_count, big?.head_version, big?.versions], [6 * 1024 ** 3, 12, 3, 3]);
-      assert.equal(typeof (await store.getWorkspace(alice, 'ws-a'))?.size_bytes, 'number');
-      await store.forgetWorkspaceCopy(ws.id, 'agent-b');
-      assert.equal((await store.getWorkspaceById(ws.id))?.agent_id, 'agent-a', "another agent's report does not clear the holder");
-      await store.forgetWorkspaceCopy(ws.id, 'agent-a');
-      assert.equal((await store.getWorkspaceById(ws.id))?.agent_id, null);
+      assert.equal(typeof (await store.workspaces.get(alice, 'ws-a'))?.size_bytes, 'number');
+      await store.workspaces.forgetCopy(ws.id, 'agent-b');
+      assert.equal((await store.workspaces.getById(ws.id))?.agent_id, 'agent-a', "another agent's report does not clear the holder");
+      await store.workspaces.forgetCopy(ws.id, 'agent-a');
+      assert.equal((await store.workspaces.getById(ws.id))?.agent_id, null);
     });
 
     test('a workspace is taken by one job at a time, with the job stored in the same step', async () => {
       const ws = (await newWorkspace(alice, 'ws-take'))!;
-      const results = await Promise.all([1, 2, 3, 4, 5].map(() => store.insertJobOnWorkspace(jobFor(alice, 'ws-take'), ws.id)));
+      const results = await Promise.all([1, 2, 3, 4, 5].map(() => store.jobs.insertOnWorkspace(jobFor(alice, 'ws-take'), ws.id)));
       const won = results.filter((r) => r.ok);
       assert.equal(won.length, 1);
       const winner = won[0].ok ? won[0].job : undefined;
       for (const r of results) if (!r.ok) assert.equal(r.heldBy, winner?.id);
       const stored = await store.db.selectFrom('jobs').select('id').where('workspace_id', '=', 'ws-take').execute();
       assert.deepEqual(stored.map((j) => j.id), [winner?.id], 'refused jobs are not stored');
-      assert.equal((await store.getWorkspaceById(ws.id))?.active_job_id, winner?.id);
-      assert.equal(await store.reserveWorkspace(ws.id, 'op:test:1'), false, 'a workspace in use cannot be reserved');
-      await store.finishJob(winner!.id, finish);
-      const freed = await store.getWorkspaceById(ws.id);
+      assert.equal((await store.workspaces.getById(ws.id))?.active_job_id, winner?.id);
+      assert.equal(await store.workspaces.reserve(ws.id, 'op:test:1'), false, 'a workspace in use cannot be reserved');
+      await store.jobs.finish(winner!.id, finish);
+      const freed = await store.workspaces.getById(ws.id);
       assert.equal(freed?.active_job_id, null);
       assert.equal(freed?.last_used_at, 5_000);
       assert.equal(freed?.expires_at, 5_000 + 600_000, 'a local workspace lives 10 minutes unused');
@@ -285,17 +285,17 @@ for (const backend of backends) {
       const a = (await newWorkspace(alice, 'ws-rel-a'))!;
       const b = (await newWorkspace(alice, 'ws-rel-b', { persistent: true }))!;
       const c = (await newWorkspace(alice, 'ws-rel-c'))!;
-      const ja = await store.insertJobOnWorkspace(jobFor(alice, 'ws-rel-a'), a.id);
-      const jb = await store.insertJobOnWorkspace(jobFor(alice, 'ws-rel-b'), b.id, { persistent: true });
-      const jc = await store.insertJobOnWorkspace(jobFor(alice, 'ws-rel-c'), c.id);
+      const ja = await store.jobs.insertOnWorkspace(jobFor(alice, 'ws-rel-a'), a.id);
+      const jb = await store.jobs.insertOnWorkspace(jobFor(alice, 'ws-rel-b'), b.id, { persistent: true });
+      const jc = await store.jobs.insertOnWorkspace(jobFor(alice, 'ws-rel-c'), c.id);
       assert.ok(ja.ok && jb.ok && jc.ok);
-      await store.stopQueuedJob(ja.job.id, 7_000);
-      await store.claimJob(jb.job.id, 'agent-r');
-      await store.claimJob(jc.job.id, 'agent-r');
-      assert.equal(await store.finishJob(jc.job.id, finish, 'agent-other'), undefined, 'not on that agent: nothing changes');
-      assert.equal((await store.getWorkspaceById(c.id))?.active_job_id, jc.job.id);
-      await store.failDispatchedJobs('gone', 'agent-r', 8_000);
-      const [ra, rb, rc] = await Promise.all([a, b, c].map((w) => store.getWorkspaceById(w.id)));
+      await store.jobs.stopQueued(ja.job.id, 7_000);
+      await store.jobs.claim(jb.job.id, 'agent-r');
+      await store.jobs.claim(jc.job.id, 'agent-r');
+      assert.equal(await store.jobs.finish(jc.job.id, finish, 'agent-other'), undefined, 'not on that agent: nothing changes');
+      assert.equal((await store.workspaces.getById(c.id))?.active_job_id, jc.job.id);
+      await store.jobs.failDispatched('gone', 'agent-r', 8_000);
+      const [ra, rb, rc] = await Promise.all([a, b, c].map((w) => store.workspaces.getById(w.id)));
       assert.deepEqual([ra?.active_job_id, rb?.active_job_id, rc?.active_job_id], [null, null, null]);
       assert.deepEqual([ra?.last_used_at, rb?.last_used_at, rc?.last_used_at], [7_000, 8_000, 8_000]);
       assert.equal(rb?.persistent, 1, 'taken with persistent: true made it persistent');
@@ -304,24 +304,24 @@ for (const backend of backends) {
 
     test('reservations hold a workspace; at start, holds of finished or missing jobs are released', async () => {
       const ws = (await newWorkspace(alice, 'ws-res'))!;
-      assert.equal(await store.reserveWorkspace(ws.id, 'op:delete:x'), true);
-      const refused = await store.insertJobOnWorkspace(jobFor(alice, 'ws-res'), ws.id);
+      assert.equal(await store.workspaces.reserve(ws.id, 'op:delete:x'), true);
+      const refused = await store.jobs.insertOnWorkspace(jobFor(alice, 'ws-res'), ws.id);
       assert.deepEqual(refused, { ok: false, heldBy: 'op:delete:x' });
-      await store.releaseReservation(ws.id, 'op:other');
-      assert.equal((await store.getWorkspaceById(ws.id))?.active_job_id, 'op:delete:x', 'only its own token releases it');
+      await store.workspaces.releaseReservation(ws.id, 'op:other');
+      assert.equal((await store.workspaces.getById(ws.id))?.active_job_id, 'op:delete:x', 'only its own token releases it');
       const live = (await newWorkspace(alice, 'ws-live'))!;
-      const taken = await store.insertJobOnWorkspace(jobFor(alice, 'ws-live'), live.id);
+      const taken = await store.jobs.insertOnWorkspace(jobFor(alice, 'ws-live'), live.id);
       assert.ok(taken.ok);
       const ended = (await newWorkspace(alice, 'ws-ended', { active: 'not-a-job' }))!;
-      assert.ok((await store.releaseOrphanedWorkspaces()) >= 2);
-      assert.equal((await store.getWorkspaceById(ws.id))?.active_job_id, null);
-      assert.equal((await store.getWorkspaceById(ended.id))?.active_job_id, null);
-      assert.equal((await store.getWorkspaceById(live.id))?.active_job_id, taken.job.id, 'an unfinished job keeps its workspace');
-      assert.equal(await store.reserveWorkspace(ws.id, 'op:delete:y'), true);
-      assert.equal(await store.deleteWorkspace(ws.id, 'op:delete:other'), false);
-      assert.equal(await store.deleteWorkspace(ws.id, 'op:delete:y'), true);
-      assert.equal(await store.getWorkspaceById(ws.id), undefined);
-      await store.finishJob(taken.job.id, finish);
+      assert.ok((await store.workspaces.releaseOrphaned()) >= 2);
+      assert.equal((await store.workspaces.getById(ws.id))?.active_job_id, null);
+      assert.equal((await store.workspaces.getById(ended.id))?.active_job_id, null);
+      assert.equal((await store.workspaces.getById(live.id))?.active_job_id, taken.job.id, 'an unfinished job keeps its workspace');
+      assert.equal(await store.workspaces.reserve(ws.id, 'op:delete:y'), true);
+      assert.equal(await store.workspaces.delete(ws.id, 'op:delete:other'), false);
+      assert.equal(await store.workspaces.delete(ws.id, 'op:delete:y'), true);
+      assert.equal(await store.workspaces.getById(ws.id), undefined);
+      await store.jobs.finish(taken.job.id, finish);
     });
 
     test('expired local workspaces no host holds are listed for their owner only', async () => {
@@ -329,9 +329,9 @@ for (const backend of backends) {
       await newWorkspace(alice, 'ws-fresh', { expires: 9_000 });
       await newWorkspace(alice, 'ws-old-persistent', { persistent: true, expires: 2_000 });
       const held = (await newWorkspace(alice, 'ws-old-held', { expires: 2_000 }))!;
-      await store.setWorkspaceAgent(held.id, 'agent-h');
+      await store.workspaces.setAgent(held.id, 'agent-h');
       await newWorkspace(bob, 'ws-old-bob', { expires: 2_000 });
-      const expired = (await store.expiredLocalWorkspaces(alice, 5_000)).map((w) => w.name);
+      const expired = (await store.workspaces.expiredLocal(alice, 5_000)).map((w) => w.name);
       assert.deepEqual(expired, ['ws-old']);
       assert.equal(old.name, 'ws-old');
     });
@@ -346,35 +346,35 @@ for (const backend of backends) {
         object_key: `files/${userId}/${name}`,
         created_at: createdAt,
       });
-      const f1 = await store.insertFile(file(alice, 'a.csv', 1_000));
-      const f2 = await store.insertFile(file(alice, 'b.csv', 2_000));
-      const fb = await store.insertFile(file(bob, 'a.csv', 3_000));
-      assert.deepEqual((await store.listFiles(alice)).map((f) => f.id), [f2.id, f1.id]);
-      assert.equal((await store.getFile(alice, f1.id))?.size, 6 * 1024 ** 3);
-      assert.equal(await store.getFile(alice, fb.id), undefined);
-      assert.equal(await store.deleteFile(alice, fb.id), undefined, "another user's file is not deleted");
-      assert.equal((await store.getFile(bob, fb.id))?.name, 'a.csv');
-      assert.equal((await store.deleteFile(alice, f1.id))?.id, f1.id);
-      assert.deepEqual((await store.listFiles(alice)).map((f) => f.id), [f2.id]);
+      const f1 = await store.files.insert(file(alice, 'a.csv', 1_000));
+      const f2 = await store.files.insert(file(alice, 'b.csv', 2_000));
+      const fb = await store.files.insert(file(bob, 'a.csv', 3_000));
+      assert.deepEqual((await store.files.list(alice)).map((f) => f.id), [f2.id, f1.id]);
+      assert.equal((await store.files.get(alice, f1.id))?.size, 6 * 1024 ** 3);
+      assert.equal(await store.files.get(alice, fb.id), undefined);
+      assert.equal(await store.files.delete(alice, fb.id), undefined, "another user's file is not deleted");
+      assert.equal((await store.files.get(bob, fb.id))?.name, 'a.csv');
+      assert.equal((await store.files.delete(alice, f1.id))?.id, f1.id);
+      assert.deepEqual((await store.files.list(alice)).map((f) => f.id), [f2.id]);
     });
 
     test('deleting a user deletes their workspaces and files', async () => {
-      const dave = (await store.createUser('dave')).id;
+      const dave = (await store.users.create('dave')).id;
       await newWorkspace(dave, 'ws-d');
-      await store.insertFile({ id: uuidv7(), user_id: dave, name: 'x', size: 1, sha256: 'x', object_key: 'files/x', created_at: 1 });
+      await store.files.insert({ id: uuidv7(), user_id: dave, name: 'x', size: 1, sha256: 'x', object_key: 'files/x', created_at: 1 });
       await store.db.deleteFrom('users').where('id', '=', dave).execute();
-      assert.deepEqual(await store.listWorkspaces(dave), []);
-      assert.deepEqual(await store.listFiles(dave), []);
+      assert.deepEqual(await store.workspaces.list(dave), []);
+      assert.deepEqual(await store.files.list(dave), []);
     });
 
     test('agents are recorded, and marked offline', async () => {
       const info = { id: 'agent-z', name: 'z', runtime: 'crun 1.8.1', version: '0.1.0', capacity: 3, pool: { idle: 0, busy: 0, min: 0, max: 0 } };
-      await store.upsertAgent(info, 5000);
-      await store.upsertAgent({ ...info, capacity: 5 }, 6000);
-      let row = (await store.listAgents()).find((a) => a.id === 'agent-z');
+      await store.agents.upsert(info, 5000);
+      await store.agents.upsert({ ...info, capacity: 5 }, 6000);
+      let row = (await store.agents.list()).find((a) => a.id === 'agent-z');
       assert.deepEqual([row?.capacity, row?.status, row?.last_seen_at, row?.first_seen_at], [5, 'online', 6000, 5000]);
-      await store.markAgentOffline('agent-z', 7000);
-      row = (await store.listAgents()).find((a) => a.id === 'agent-z');
+      await store.agents.markOffline('agent-z', 7000);
+      row = (await store.agents.list()).find((a) => a.id === 'agent-z');
       assert.deepEqual([row?.status, row?.last_seen_at], ['offline', 7000]);
     });
   });
@@ -385,9 +385,9 @@ describe('store on a fresh SQLite file', () => {
     const dir = tempDir();
     const store = await Store.open(join(dir.path, 'sub', 'dir', 'mags.db'));
     try {
-      const results = await Promise.all([1, 2, 3].map((i) => store.createFirstUser('owner', { hash: `h${i}`, prefix: 'p', name: 'n' })));
+      const results = await Promise.all([1, 2, 3].map((i) => store.users.createFirst('owner', { hash: `h${i}`, prefix: 'p', name: 'n' })));
       assert.equal(results.filter(Boolean).length, 1);
-      assert.equal(await store.countUsers(), 1);
+      assert.equal(await store.users.count(), 1);
     } finally {
       await store.close();
       dir.remove();

@@ -4,11 +4,11 @@ import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { describe, test } from 'node:test';
 import { MagsError } from '@mags/api';
-import { generateToken, hashToken } from '../src/auth.js';
+import { generateToken, hashToken } from '../src/http/auth.js';
 import { resolveServerConfig, redactUrl } from '../src/config.js';
 import { describeValidation } from '../src/http/validation.js';
 import { uuidv7 } from '../src/ids.js';
-import { planJob } from '../src/job-submit.js';
+import { planJob } from '../src/jobs/submit.js';
 
 function refused(fn: () => unknown, status: number, pattern: RegExp): void {
   assert.throws(fn, (err: unknown) => {
@@ -28,7 +28,6 @@ describe('server configuration', () => {
       host: '127.0.0.1',
       port: 7373,
       logLevel: 'info',
-      mode: 'embedded',
       objects: `file://${join(homedir(), '.mags', 'objects')}`,
       objectsCredentials: { accessKeyId: undefined, secretAccessKey: undefined },
       maxUploadBytes: 5 * 1024 ** 3,
@@ -92,8 +91,8 @@ describe('server configuration', () => {
     const env = { MAGS_DATA_DIR: '/srv/mags', MAGS_PORT: '8080', MAGS_HOST: '0.0.0.0', MAGS_LOG_LEVEL: 'DEBUG', HOME: '/home/x' };
     const fromEnv = resolveServerConfig({}, env);
     assert.deepEqual([fromEnv.dataDir, fromEnv.database, fromEnv.port, fromEnv.host, fromEnv.logLevel], ['/srv/mags', '/srv/mags/mags.db', 8080, '0.0.0.0', 'debug']);
-    const explicit = resolveServerConfig({ port: 0, dataDir: '~/d', database: 'postgres://u:secret@db:5432/mags', mode: 'cluster' }, env);
-    assert.deepEqual([explicit.port, explicit.dataDir, explicit.database, explicit.mode], [0, '/home/x/d', 'postgres://u:secret@db:5432/mags', 'cluster']);
+    const explicit = resolveServerConfig({ port: 0, dataDir: '~/d', database: 'postgres://u:secret@db:5432/mags' }, env);
+    assert.deepEqual([explicit.port, explicit.dataDir, explicit.database], [0, '/home/x/d', 'postgres://u:secret@db:5432/mags']);
     assert.equal(resolveServerConfig({ database: 'rel/x.db' }, {}).database, resolve('rel/x.db'));
     assert.equal(resolveServerConfig({ database: 'sqlite:/tmp/a.db' }, {}).database, '/tmp/a.db');
   });
@@ -106,7 +105,6 @@ describe('server configuration', () => {
     refused(() => resolveServerConfig({ database: 'mysql://x/y' }, {}), 400, /^database: /);
     refused(() => resolveServerConfig({ database: 'postgres://' }, {}), 400, /^database: /);
     refused(() => resolveServerConfig({ host: 'a b' }, {}), 400, /^host: /);
-    refused(() => resolveServerConfig({ mode: 'swarm' }, {}), 400, /^mode: /);
   });
 
   test('database passwords are not printed', () => {

@@ -457,11 +457,11 @@ describe('workspaces', () => {
   test('an agent reporting a local copy gone (expired) removes the workspace; a persistent one is kept', async () => {
     await c.done(await c.submit({ script: 'echo', workspace_id: 'expiring' }));
     await c.done(await c.submit({ script: 'echo', workspace_id: 'staying', persistent: true }));
-    assert.equal((await t.server.store.getWorkspace(owner, 'staying'))?.agent_id, 'agent-1');
+    assert.equal((await t.server.store.workspaces.get(owner, 'staying'))?.agent_id, 'agent-1');
     t.agent!.report(owner, 'expiring', 'gone');
     t.agent!.report(owner, 'staying', 'gone');
     await waitFor(async () => (await c.call('GET', '/api/v1/mags-workspaces/expiring')).statusCode === 404, 'the expired workspace to go');
-    await waitFor(async () => (await t.server.store.getWorkspace(owner, 'staying'))?.agent_id === null, 'the copy to be forgotten');
+    await waitFor(async () => (await t.server.store.workspaces.get(owner, 'staying'))?.agent_id === null, 'the copy to be forgotten');
     assert.equal((await c.workspace('staying')).mode, 'persistent');
   });
 
@@ -516,7 +516,7 @@ describe("another user's workspaces", () => {
       await alice.done(await alice.submit({ script: 'echo', workspace_id: 'secret', persistent: true }));
       await syncVersion(t, aliceId, 'secret', { 'key.pem': 'private' });
       await alice.done(await alice.submit({ script: 'echo', workspace_id: 'secret-local' }));
-      const mallory = await t.server.store.createUser('mallory');
+      const mallory = await t.server.store.users.create('mallory');
       const mAuth = { authorization: `Bearer ${await t.server.auth.createToken(mallory.id, 'test')}` };
       const m = client(t, mAuth);
       const before = await alice.workspace('secret');
@@ -708,12 +708,12 @@ describe('server restart', () => {
       assert.equal(created.statusCode, 201);
       // A crash in the middle of a delete leaves its reservation behind.
       const owner = (await first.app.inject({ method: 'GET', url: '/api/v1/status', headers: auth })).json().user.id;
-      const reserved = (await first.store.getWorkspace(owner, 'was-reserved'))!;
-      assert.equal(await first.store.reserveWorkspace(reserved.id, 'op:delete:crashed'), true);
+      const reserved = (await first.store.workspaces.get(owner, 'was-reserved'))!;
+      assert.equal(await first.store.workspaces.reserve(reserved.id, 'op:delete:crashed'), true);
       // Simulate the crash: the database as the dead process left it (a job still running, a reservation held).
       const store = await Store.open(config.database);
       await first.close();
-      const ws = await store.getWorkspace(owner, 'was-running');
+      const ws = await store.workspaces.get(owner, 'was-running');
       await store.db.updateTable('jobs').set({ status: 'running', completed_at: null, error_message: null }).where('id', '=', running).execute();
       await store.db.updateTable('workspaces').set({ active_job_id: running }).where('id', '=', ws!.id).execute();
       await store.db.updateTable('workspaces').set({ active_job_id: 'op:delete:crashed' }).where('id', '=', reserved.id).execute();
@@ -724,7 +724,7 @@ describe('server restart', () => {
         const get = async (name: string) => (await second.app.inject({ method: 'GET', url: `/api/v1/mags-workspaces/${name}`, headers: auth })).json();
         assert.equal((await second.app.inject({ method: 'GET', url: `/api/v1/mags-jobs/${running}/status`, headers: auth })).json().status, 'error');
         assert.equal((await get('was-running')).in_use_by, null);
-        assert.equal((await second.store.getWorkspace(owner, 'was-reserved'))?.active_job_id, null);
+        assert.equal((await second.store.workspaces.get(owner, 'was-reserved'))?.active_job_id, null);
         const again = await second.app.inject({ method: 'POST', url: '/api/v1/mags-jobs', headers: auth, payload: { script: 'echo', workspace_id: 'was-running' } });
         assert.equal(again.statusCode, 202, again.body);
         const del = await second.app.inject({ method: 'DELETE', url: '/api/v1/mags-workspaces/was-reserved', headers: auth });
@@ -789,7 +789,7 @@ describe('disk admission', () => {
       assert.equal((await c.done(await c.submit({ script: 'echo', workspace_id: 'two', disk_gb: 2 }))).status, 'completed');
       // Ephemeral disks are not workspaces, and another user's workspaces are their own.
       assert.equal((await c.done(await c.submit({ script: 'echo', disk_gb: 9 }))).status, 'completed');
-      const other = await t.server.store.createUser('other');
+      const other = await t.server.store.users.create('other');
       const o = client(t, { authorization: `Bearer ${await t.server.auth.createToken(other.id, 'test')}` });
       assert.equal((await o.call('POST', '/api/v1/mags-workspaces', { name: 'one', disk_gb: 10 })).statusCode, 201);
       await c.call('DELETE', '/api/v1/mags-workspaces/one');

@@ -145,7 +145,6 @@ async function serve(flags: ServerFlags): Promise<void> {
         host: flags.host,
         port: flags.port,
         logLevel: flags.logLevel,
-        mode: 'embedded',
         objects: flags.objects,
         maxDiskGbPerUser: flags.maxDiskGbPerUser,
         maxLogMb: flags.maxLogMb,

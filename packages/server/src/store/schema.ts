@@ -1,5 +1,6 @@
 // The tables as Kysely sees them. Timestamps are epoch milliseconds (bigint columns); JSON is text.
-import type { ColumnType, Insertable, Selectable } from 'kysely';
+import type { ColumnType, Selectable } from 'kysely';
+import { type Static, Type } from 'typebox';
 
 export interface UsersTable {
   id: string;
@@ -20,6 +21,9 @@ export interface TokensTable {
   revoked_at: number | null;
 }
 
+/** Statuses a job can still leave; the others (completed, failed, error, stopped) never change again. */
+export const UNFINISHED = ['accepted', 'running', 'sleeping'] as const;
+
 export interface JobsTable {
   id: string;
   user_id: string;
@@ -32,7 +36,7 @@ export interface JobsTable {
   agent_id: string | null;
   sandbox_id: string | null;
   workspace_id: string | null;
-  /** JSON of JobSpec */
+  /** JSON of JobSpec (jobs/spec.ts) */
   spec: string;
   created_at: number;
   started_at: number | null;
@@ -111,25 +115,25 @@ export interface Database {
 export type UserRow = Selectable<UsersTable>;
 export type TokenRow = Selectable<TokensTable>;
 export type JobRow = Selectable<JobsTable>;
-export type NewJob = Insertable<JobsTable>;
 export type LogRow = Selectable<JobLogsTable>;
 export type AgentRow = Selectable<AgentsTable>;
 export type WorkspaceRow = Selectable<WorkspacesTable>;
 export type FileRow = Selectable<FilesTable>;
 
-/** What a job asks of its sandbox, stored as JSON in jobs.spec. */
-export interface JobSpec {
-  vcpus: number;
-  memory_mb: number;
-  timeout_s: number;
-  network: 'internet' | 'none';
-  /** The workspace disk for a workspace job. */
-  disk_gb: number;
-  environment: Record<string, string>;
-  /** The workspace the sandbox's writable layer is (resolved at submit; absent for an ephemeral run). */
-  workspace?: { id: string; name: string; persistent: boolean };
+/** What a job asks of its sandbox, resolved at submit; stored as JSON in jobs.spec. */
+export const JobSpec = Type.Object({
+  vcpus: Type.Number(),
+  memory_mb: Type.Integer(),
+  timeout_s: Type.Integer(),
+  network: Type.Union([Type.Literal('internet'), Type.Literal('none')]),
+  /** The workspace disk for a workspace job (the ephemeral layer's disk otherwise). */
+  disk_gb: Type.Integer(),
+  environment: Type.Record(Type.String(), Type.String()),
+  /** The workspace the sandbox's writable layer is (absent for an ephemeral run). */
+  workspace: Type.Optional(Type.Object({ id: Type.String(), name: Type.String(), persistent: Type.Boolean() })),
   /** The read-only layer under the writable one: `--base` pinned at submit, or the base the workspace was made on. */
-  base?: { label: string; manifestKey: string };
+  base: Type.Optional(Type.Object({ label: Type.String(), manifestKey: Type.String() })),
   /** Uploaded files placed at /uploads/<name>. */
-  uploads?: Array<{ key: string; name: string; size: number }>;
-}
+  uploads: Type.Optional(Type.Array(Type.Object({ key: Type.String(), name: Type.String(), size: Type.Integer() }))),
+});
+export type JobSpec = Static<typeof JobSpec>;

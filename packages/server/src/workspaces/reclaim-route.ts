@@ -1,9 +1,10 @@
 // `POST /api/v1/admin/gc` (`mags server gc`): the server's owner runs garbage collection of the object store now.
 import { ErrorBody, GcReport } from '@mags/api';
-import { type MagsApp, callerOf } from '../app.js';
-import type { ServerContext } from '../context.js';
+import type { Auth } from '../http/auth.js';
+import { callerOf, type MagsApp } from '../http/request.js';
+import type { StorageReclaim } from './reclaim.js';
 
-export function registerReclaimRoutes(app: MagsApp, ctx: ServerContext): void {
+export function registerReclaimRoutes(app: MagsApp, reclaim: StorageReclaim, auth: Auth): void {
   app.post(
     '/api/v1/admin/gc',
     {
@@ -16,8 +17,8 @@ export function registerReclaimRoutes(app: MagsApp, ctx: ServerContext): void {
       },
     },
     async (request) => {
-      await ctx.auth.requireOwner(callerOf(request), 'run garbage collection of the object store');
-      return ctx.reclaim.collect('request');
+      await auth.requireOwner(callerOf(request), 'run garbage collection of the object store');
+      return reclaim.collect('request');
     },
   );
 }

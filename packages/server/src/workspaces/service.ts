@@ -1,6 +1,6 @@
-// The control plane's workspace rules: a job's workspace, base and uploads resolved at submit (one job per
-// workspace at a time), creating and forking, deleting, rolling back, syncing and resizing, and what agents
-// report about the host copies they hold. Agents do the host work; the server owns the rows and the store data.
+// The control plane's workspace rules: the workspace a job runs on (found, or created and forked, with its disk
+// admitted), creating and forking, deleting, rolling back, syncing and resizing, and what agents report about the
+// host copies they hold. Agents do the host work; the server owns the rows and the store data.
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import {
@@ -20,14 +20,11 @@ import {
   deleteWorkspace as deleteStoreData,
   forkBase,
   listVersions,
-  manifestKey,
   readHead,
   rollback,
 } from '@mags/objects';
-import { uuidv7 } from './ids.js';
-import { JOB_DEFAULTS, type JobPlan } from './job-submit.js';
-import type { Scheduler } from './scheduler.js';
-import type { FileRow, JobRow, JobSpec, Store, WorkspaceRow } from './store/index.js';
+import type { AgentRegistry } from '../agents/registry.js';
+import type { Store, WorkspacePatch, WorkspaceRow } from '../store/index.js';
 
 export interface WorkspaceTimeouts {
   /** How long a `drop` or `resize` order may take an agent. */
@@ -38,10 +35,15 @@ export interface WorkspaceTimeouts {
 
 export const DEFAULT_WORKSPACE_TIMEOUTS: WorkspaceTimeouts = { orderMs: 60_000, syncMs: 10 * 60_000 };
 
-interface Deps {
+/** A new workspace's disk when none is asked for (GB). */
+export const DEFAULT_DISK_GB = 2;
+
+export interface WorkspacesDeps {
   store: Store;
   objects: ObjectStore;
-  scheduler: Scheduler;
+  agents: AgentRegistry;
+  /** Stops a job (`delete --force` stops the job using the workspace); 409 or 404 if it has ended. */
+  stopJob: (jobId: string) => Promise<unknown>;
   logger: Logger;
   localTtlMs: number;
   /** The most GB of workspace disks one user's workspaces may have together. */
@@ -50,7 +52,7 @@ interface Deps {
 }
 
 /** A base pinned at one version of one of the caller's persistent workspaces. */
-interface ResolvedBase {
+export interface ResolvedBase {
   ref: WorkspaceKey;
   version: number;
   label: string;
@@ -72,21 +74,22 @@ function userFacing(err: unknown, owner: string): unknown {
 export class Workspaces {
   private readonly store: Store;
   private readonly objects: ObjectStore;
-  private readonly scheduler: Scheduler;
+  private readonly agents: AgentRegistry;
+  private readonly stopJob: (jobId: string) => Promise<unknown>;
   private readonly logger: Logger;
   private readonly localTtlMs: number;
   private readonly maxDiskGbPerUser: number;
   private readonly timeouts: WorkspaceTimeouts;
 
-  constructor(deps: Deps) {
+  constructor(deps: WorkspacesDeps) {
     this.store = deps.store;
     this.objects = deps.objects;
-    this.scheduler = deps.scheduler;
+    this.agents = deps.agents;
+    this.stopJob = deps.stopJob;
     this.logger = deps.logger;
     this.localTtlMs = deps.localTtlMs;
     this.maxDiskGbPerUser = deps.maxDiskGbPerUser;
     this.timeouts = { ...DEFAULT_WORKSPACE_TIMEOUTS, ...deps.timeouts };
-    this.scheduler.onWorkspaceReport((agentId, report) => this.onReport(agentId, report));
   }
 
   // ── views ───────────────────────────────────────────────────────────────────────────────────────
@@ -111,7 +114,7 @@ export class Workspaces {
 
   async list(userId: string): Promise<WorkspaceInfo[]> {
     await this.expireUnused(userId);
-    return (await this.store.listWorkspaces(userId)).map((r) => this.view(r));
+    return (await this.store.workspaces.list(userId)).map((r) => this.view(r));
   }
 
   /** One workspace; a persistent one's versions are read from the store (the row may lag behind). */
@@ -122,7 +125,7 @@ export class Workspaces {
       try {
         const head = await readHead(this.objects, this.ref(row));
         if (head && (head.head.version !== row.head_version || head.head.versions.length !== row.versions)) {
-          row = (await this.store.updateWorkspace(row.id, { head_version: head.head.version, versions: head.head.versions.length })) ?? row;
+          row = (await this.store.workspaces.update(row.id, { head_version: head.head.version, versions: head.head.versions.length })) ?? row;
         }
       } catch (err) {
         this.logger.warn({ err, workspace: name }, 'could not read the workspace head; answering from the database');
@@ -134,81 +137,43 @@ export class Workspaces {
   // ── jobs ────────────────────────────────────────────────────────────────────────────────────────
 
   /**
-   * Stores a planned job with its workspace, base and uploads resolved for `userId` only. A missing workspace is
-   * created (persistent if -p was given; forked from the base if one was named); a local one used with -p becomes
-   * persistent; a persistent one used without -p stays persistent (its data is in the store, and dropping it to
-   * local would lose that). The workspace is taken for the job in the same transaction that stores the job:
-   * 409 `workspace_busy` if another unfinished job has it.
+   * The caller's workspace `w.name` for the job `jobId`: the existing one (its disk and base must be those asked for,
+   * if any), or a new one held by the job (persistent if -p was given; forked from the base if one was named).
+   * `created` says which; a created one the job does not go on with is undone with discard().
    */
-  async submitJob(userId: string, plan: JobPlan): Promise<JobRow> {
-    const jobId = uuidv7();
-    const spec: JobSpec = { ...plan.spec, uploads: await this.resolveUploads(userId, plan.fileIds ?? []) };
-    const job = {
-      id: jobId,
-      user_id: userId,
-      name: plan.name,
-      script: plan.script,
-      status: 'accepted',
-      workspace_id: plan.workspace?.name ?? null,
-      created_at: Date.now(),
-    };
-
-    if (!plan.workspace) {
-      this.admitOnHost(`a ${spec.disk_gb} GB disk`, spec.disk_gb);
-      if (plan.base !== undefined) {
-        const base = await this.resolveBase(userId, plan.base);
-        spec.base = { label: base.label, manifestKey: manifestKey(base.ref, base.version) };
-      }
-      return this.store.insertJob({ ...job, spec: JSON.stringify(spec) });
-    }
-
-    const name = plan.workspace.name;
+  async forJob(
+    userId: string,
+    jobId: string,
+    w: { name: string; persistent: boolean; diskGb?: number; base?: string },
+  ): Promise<{ row: WorkspaceRow; created: boolean }> {
     await this.expireUnused(userId);
-    let row = await this.store.getWorkspace(userId, name);
-    let created = false;
+    const found = await this.store.workspaces.get(userId, w.name);
+    if (found) {
+      this.checkReuse(found, w);
+      return { row: found, created: false };
+    }
+    const row = await this.create(userId, { ...w, diskGb: w.diskGb ?? DEFAULT_DISK_GB, holder: jobId });
+    // Undefined: a concurrent request created it first; go on with theirs.
     if (!row) {
-      row = await this.create(userId, {
-        name,
-        persistent: plan.workspace.persistent,
-        diskGb: plan.diskGb ?? JOB_DEFAULTS.disk_gb,
-        base: plan.base,
-        holder: jobId,
-      });
-      created = row !== undefined;
-      // Undefined: a concurrent request created it first; go on with theirs.
-      row ??= await this.mustGet(userId, name);
+      const theirs = await this.mustGet(userId, w.name);
+      this.checkReuse(theirs, w);
+      return { row: theirs, created: false };
     }
-    if (!created) this.checkReuse(row, plan);
-
-    const persistent = row.persistent === 1 || plan.workspace.persistent;
-    spec.workspace = { id: row.id, name: row.name, persistent };
-    spec.disk_gb = row.disk_gb;
-    if (row.base_key !== null && row.base_label !== null) spec.base = { label: row.base_label, manifestKey: row.base_key };
-
-    let taken;
-    try {
-      taken = await this.store.insertJobOnWorkspace({ ...job, spec: JSON.stringify(spec) }, row.id, { persistent: plan.workspace.persistent });
-    } catch (err) {
-      if (created) await this.discard(row, jobId);
-      throw err;
-    }
-    if (!taken.ok) throw this.busy(name, taken.heldBy);
-    if (persistent && row.persistent === 0) this.logger.info({ jobId, workspace: name }, 'local workspace becomes persistent');
-    return taken.job;
+    return { row, created: true };
   }
 
   /** The rules for running on an existing workspace: its disk and its base were fixed when it was created. */
-  private checkReuse(row: WorkspaceRow, plan: JobPlan): void {
-    if (plan.diskGb !== undefined && plan.diskGb !== row.disk_gb) {
+  private checkReuse(row: WorkspaceRow, w: { diskGb?: number; base?: string }): void {
+    if (w.diskGb !== undefined && w.diskGb !== row.disk_gb) {
       throw MagsError.invalid(
-        plan.diskGb > row.disk_gb
-          ? `workspace "${row.name}" has a ${row.disk_gb} GB disk; to grow it run mags resize ${row.name} --disk ${plan.diskGb} first, or leave out --disk`
+        w.diskGb > row.disk_gb
+          ? `workspace "${row.name}" has a ${row.disk_gb} GB disk; to grow it run mags resize ${row.name} --disk ${w.diskGb} first, or leave out --disk`
           : `workspace "${row.name}" has a ${row.disk_gb} GB disk and disks only grow; leave out --disk (or use mags resize to grow it)`,
       );
     }
-    if (plan.base !== undefined) {
+    if (w.base !== undefined) {
       const own = row.base_label === null ? null : row.base_label.slice(0, row.base_label.lastIndexOf('@'));
-      if (own !== plan.base) {
+      if (own !== w.base) {
         throw MagsError.conflict(
           `workspace "${row.name}" was created ${own === null ? 'without a base' : `on base ${row.base_label}`}; its base is fixed when it is created (leave out --base, or use a new workspace name)`,
         );
@@ -216,24 +181,9 @@ export class Workspaces {
     }
   }
 
-  /** The files a job names, each the caller's; two with the same name would collide under /uploads/. */
-  private async resolveUploads(userId: string, fileIds: string[]): Promise<NonNullable<JobSpec['uploads']>> {
-    const files: FileRow[] = [];
-    for (const id of fileIds) {
-      const file = await this.store.getFile(userId, id);
-      if (!file) throw MagsError.notFound(`file "${id}" not found; upload it first (mags run -f PATH does)`);
-      const same = files.find((f) => f.name === file.name);
-      if (same) {
-        throw MagsError.invalid(`files "${same.id}" and "${file.id}" are both named "${file.name}"; each must have its own name under /uploads/`);
-      }
-      files.push(file);
-    }
-    return files.map((f) => ({ key: f.object_key, name: f.name, size: f.size }));
-  }
-
   /** `--base B`: the caller's persistent workspace B, at its current version. */
-  private async resolveBase(userId: string, name: string): Promise<ResolvedBase> {
-    const row = await this.store.getWorkspace(userId, name);
+  async resolveBase(userId: string, name: string): Promise<ResolvedBase> {
+    const row = await this.store.workspaces.get(userId, name);
     if (!row) throw MagsError.notFound(`base workspace "${name}" not found`);
     if (row.persistent !== 1) {
       throw MagsError.unsupported(`workspace "${name}" is local; only a persistent workspace can be a base (run it with -w ${name} -p first)`);
@@ -252,14 +202,14 @@ export class Workspaces {
   /** `mags new NAME [-p] [--base B] [--disk N]`. 409 if the caller already has a workspace of that name. */
   async createWorkspace(userId: string, w: { name: string; persistent: boolean; base?: string; diskGb: number }): Promise<WorkspaceInfo> {
     await this.expireUnused(userId);
-    if (await this.store.getWorkspace(userId, w.name)) throw MagsError.conflict(`workspace "${w.name}" already exists`);
+    if (await this.store.workspaces.get(userId, w.name)) throw MagsError.conflict(`workspace "${w.name}" already exists`);
     if (w.base === w.name) throw MagsError.invalid(`workspace "${w.name}" cannot be its own base`);
     const token = reservation('create');
     const row = await this.create(userId, { ...w, holder: token });
     if (!row) throw MagsError.conflict(`workspace "${w.name}" already exists`);
-    await this.store.releaseReservation(row.id, token);
+    await this.store.workspaces.releaseReservation(row.id, token);
     this.logger.info({ workspace: w.name, persistent: w.persistent, base: row.base_label }, 'workspace created');
-    return this.view((await this.store.getWorkspaceById(row.id)) ?? row);
+    return this.view((await this.store.workspaces.getById(row.id)) ?? row);
   }
 
   /**
@@ -274,7 +224,7 @@ export class Workspaces {
     this.admitOnHost(`a ${w.diskGb} GB disk`, w.diskGb);
     const base = w.base !== undefined ? await this.resolveBase(userId, w.base) : undefined;
     const now = Date.now();
-    let row = await this.store.insertWorkspace({
+    let row = await this.store.workspaces.insert({
       id: randomUUID(),
       user_id: userId,
       name: w.name,
@@ -292,7 +242,7 @@ export class Workspaces {
       if (w.persistent || base) await deleteStoreData(this.objects, ref);
       if (base) {
         const fork = await forkBase(this.objects, base.ref, base.version, ref);
-        row = (await this.store.updateWorkspace(row.id, { base_label: fork.label, base_key: fork.key })) ?? row;
+        row = (await this.store.workspaces.update(row.id, { base_label: fork.label, base_key: fork.key })) ?? row;
       }
     } catch (err) {
       await this.discard(row, w.holder);
@@ -301,11 +251,11 @@ export class Workspaces {
     return row;
   }
 
-  /** Undoes a creation that failed half-way. */
-  private async discard(row: WorkspaceRow, holder: string): Promise<void> {
+  /** Undoes a creation that failed half-way (or whose job was not stored). */
+  async discard(row: WorkspaceRow, holder: string): Promise<void> {
     try {
       if (row.persistent === 1 || row.base_label !== null) await deleteStoreData(this.objects, this.ref(row));
-      await this.store.deleteWorkspace(row.id, holder);
+      await this.store.workspaces.delete(row.id, holder);
     } catch (err) {
       this.logger.error({ err, workspace: row.name }, 'could not remove a workspace whose creation failed');
     }
@@ -321,7 +271,7 @@ export class Workspaces {
     if (force && row.active_job_id !== null && isJobHold(row.active_job_id)) {
       const jobId = row.active_job_id;
       this.logger.info({ workspace: name, jobId }, 'stopping the job using a workspace that is being deleted');
-      await this.scheduler.stop(jobId).catch((err: unknown) => {
+      await this.stopJob(jobId).catch((err: unknown) => {
         if (!(err instanceof MagsError && (err.status === 409 || err.status === 404))) throw err;
       });
       row = await this.mustGet(userId, name);
@@ -329,7 +279,7 @@ export class Workspaces {
     await this.withReservation(row, 'delete', async (token) => {
       await this.dropEverywhere(row);
       await deleteStoreData(this.objects, this.ref(row));
-      await this.store.deleteWorkspace(row.id, token);
+      await this.store.workspaces.delete(row.id, token);
     }, force);
     this.logger.info({ workspace: name }, 'workspace deleted');
   }
@@ -368,7 +318,7 @@ export class Workspaces {
       await this.dropEverywhere(row);
       const r = await rollback(this.objects, ref, version).catch((err: unknown) => Promise.reject(userFacing(err, userId)));
       const head = await readHead(this.objects, ref);
-      await this.store.updateWorkspace(row.id, { head_version: r.version, versions: head?.head.versions.length ?? row.versions + 1, agent_id: null });
+      await this.store.workspaces.update(row.id, { head_version: r.version, versions: head?.head.versions.length ?? row.versions + 1, agent_id: null });
       return r;
     });
     this.logger.info({ workspace: name, version: result.version, restoredFrom: result.restoredFrom }, 'workspace rolled back');
@@ -383,11 +333,11 @@ export class Workspaces {
     if (row.persistent !== 1) {
       throw MagsError.invalid(`workspace "${name}" is local; local workspaces are not synced; run with -p to make it persistent`);
     }
-    if (row.agent_id !== null && this.scheduler.isOnline(row.agent_id)) {
-      const r = await this.scheduler.request(row.agent_id, { type: 'sync', workspace: this.ref(row) }, this.timeouts.syncMs);
+    if (row.agent_id !== null && this.agents.isOnline(row.agent_id)) {
+      const r = await this.agents.request(row.agent_id, { type: 'sync', workspace: this.ref(row) }, this.timeouts.syncMs);
       if (r.held) {
         const version = r.version ?? null;
-        if (version !== null && version !== row.head_version) await this.store.updateWorkspace(row.id, { head_version: version });
+        if (version !== null && version !== row.head_version) await this.store.workspaces.update(row.id, { head_version: version });
         return { success: true, name, version, changed: r.changed ?? false };
       }
     }
@@ -396,7 +346,9 @@ export class Workspaces {
   }
 
   /** `mags sync JOB`: the job's workspace. */
-  async syncJob(userId: string, job: JobRow, ref: string): Promise<SyncResult> {
+  async syncJob(userId: string, ref: string): Promise<SyncResult> {
+    const job = await this.store.jobs.find(userId, ref);
+    if (!job) throw MagsError.notFound(`job "${ref}" not found`);
     if (job.workspace_id === null) {
       throw MagsError.invalid(`job "${ref}" has no workspace; only a job run with -w NAME -p has files to sync`);
     }
@@ -413,10 +365,10 @@ export class Workspaces {
     const growth = diskGb - row.disk_gb;
     await this.admitForUser(userId, growth, `growing workspace "${name}" to ${diskGb} GB`);
     this.admitOnHost(`growing workspace ${name}'s disk by ${growth} GB`, growth, row.agent_id);
-    if (row.agent_id !== null && this.scheduler.isOnline(row.agent_id)) {
-      await this.scheduler.request(row.agent_id, { type: 'resize', workspace: this.ref(row), diskGb }, this.timeouts.orderMs);
+    if (row.agent_id !== null && this.agents.isOnline(row.agent_id)) {
+      await this.agents.request(row.agent_id, { type: 'resize', workspace: this.ref(row), diskGb }, this.timeouts.orderMs);
     }
-    const updated = await this.store.updateWorkspace(row.id, { disk_gb: diskGb });
+    const updated = await this.store.workspaces.update(row.id, { disk_gb: diskGb });
     if (!updated) throw MagsError.notFound(`workspace "${name}" not found (it was deleted meanwhile)`);
     this.logger.info({ workspace: name, diskGb }, 'workspace resized');
     return this.view(updated);
@@ -428,24 +380,24 @@ export class Workspaces {
    * An agent holds a copy (`present`: its size, and for a persistent workspace its synced version), or no longer
    * does (`gone`). A local workspace whose copy is gone has no content left: it expired, and is forgotten.
    */
-  private async onReport(agentId: string, report: WorkspaceReport): Promise<void> {
-    const row = await this.store.getWorkspace(report.owner, report.name);
+  async report(agentId: string, report: WorkspaceReport): Promise<void> {
+    const row = await this.store.workspaces.get(report.owner, report.name);
     if (!row) {
       this.logger.debug({ agentId, owner: report.owner, workspace: report.name }, 'report about a workspace that no longer exists');
       return;
     }
     if (report.state === 'present') {
-      const patch: Parameters<Store['updateWorkspace']>[1] = { size_bytes: report.usedBytes, file_count: report.files };
+      const patch: WorkspacePatch = { size_bytes: report.usedBytes, file_count: report.files };
       if (report.version !== undefined) patch.head_version = report.version;
       if (report.versions !== undefined) patch.versions = report.versions;
       // A stale copy on an agent that came back must not take over from the online agent with the current one.
-      if (row.agent_id === null || row.agent_id === agentId || !this.scheduler.isOnline(row.agent_id)) patch.agent_id = agentId;
-      await this.store.updateWorkspace(row.id, patch);
+      if (row.agent_id === null || row.agent_id === agentId || !this.agents.isOnline(row.agent_id)) patch.agent_id = agentId;
+      await this.store.workspaces.update(row.id, patch);
       return;
     }
     if (row.agent_id !== null && row.agent_id !== agentId) return; // another agent has the current copy
     if (row.persistent === 1 || row.active_job_id !== null) {
-      await this.store.forgetWorkspaceCopy(row.id, agentId);
+      await this.store.workspaces.forgetCopy(row.id, agentId);
       return;
     }
     if (await this.retireLocal(row, agentId)) {
@@ -455,7 +407,7 @@ export class Workspaces {
 
   /** Forgets the caller's local workspaces that no host holds, past their time to live (e.g. `mags new` never used). */
   private async expireUnused(userId: string): Promise<void> {
-    for (const row of await this.store.expiredLocalWorkspaces(userId)) {
+    for (const row of await this.store.workspaces.expiredLocal(userId)) {
       if (await this.retireLocal(row, null)) this.logger.info({ workspace: row.name }, 'local workspace expired unused');
     }
   }
@@ -463,19 +415,19 @@ export class Workspaces {
   /** Deletes a local workspace with no content left (and its base copy), unless something took it meanwhile. */
   private async retireLocal(row: WorkspaceRow, agentId: string | null): Promise<boolean> {
     const token = reservation('expire');
-    if (!(await this.store.reserveWorkspace(row.id, token))) return false;
-    const now = await this.store.getWorkspaceById(row.id);
+    if (!(await this.store.workspaces.reserve(row.id, token))) return false;
+    const now = await this.store.workspaces.getById(row.id);
     const stillGone = now !== undefined && now.persistent === 0 && (now.agent_id === null || now.agent_id === agentId);
     try {
       if (!stillGone) return false;
       // The row stays (held) until its store data is gone, so a new workspace of this name cannot lose its own.
       if (now.base_label !== null) await deleteStoreData(this.objects, this.ref(now));
-      return await this.store.deleteWorkspace(row.id, token);
+      return await this.store.workspaces.delete(row.id, token);
     } catch (err) {
       this.logger.warn({ err, workspace: row.name }, 'could not delete an expired local workspace; will try again');
       return false;
     } finally {
-      await this.store.releaseReservation(row.id, token);
+      await this.store.workspaces.releaseReservation(row.id, token);
     }
   }
 
@@ -486,8 +438,8 @@ export class Workspaces {
    * else the roomiest online one). With no figures from any agent it is admitted: the agent refuses then, when
    * it makes the disk.
    */
-  private admitOnHost(what: string, diskGb: number, agentId?: string | null): void {
-    const reported = this.scheduler.agentStorage();
+  admitOnHost(what: string, diskGb: number, agentId?: string | null): void {
+    const reported = this.agents.storage();
     const holder = agentId ? reported.get(agentId) : undefined;
     const hosts = holder ? [holder] : [...reported.values()];
     if (hosts.length === 0) return;
@@ -497,7 +449,7 @@ export class Workspaces {
 
   /** 422 `disk_quota_exceeded` when `moreGb` would bring the user's workspace disks past the per-user total. */
   private async admitForUser(userId: string, moreGb: number, what: string): Promise<void> {
-    const held = (await this.store.listWorkspaces(userId)).reduce((sum, r) => sum + r.disk_gb, 0);
+    const held = (await this.store.workspaces.list(userId)).reduce((sum, r) => sum + r.disk_gb, 0);
     if (held + moreGb <= this.maxDiskGbPerUser) return;
     throw new MagsError(
       422,
@@ -513,7 +465,7 @@ export class Workspaces {
   }
 
   private async mustGet(userId: string, name: string): Promise<WorkspaceRow> {
-    const row = await this.store.getWorkspace(userId, name);
+    const row = await this.store.workspaces.get(userId, name);
     if (!row) throw MagsError.notFound(`workspace "${name}" not found`);
     return row;
   }
@@ -537,8 +489,8 @@ export class Workspaces {
     forced = false,
   ): Promise<T> {
     const token = reservation(what);
-    if (!(await this.store.reserveWorkspace(row.id, token))) {
-      const holder = (await this.store.getWorkspaceById(row.id))?.active_job_id ?? null;
+    if (!(await this.store.workspaces.reserve(row.id, token))) {
+      const holder = (await this.store.workspaces.getById(row.id))?.active_job_id ?? null;
       if (forced && isJobHold(holder)) {
         throw new MagsError(409, 'workspace_busy', `job ${holder} using workspace ${row.name} did not stop in time; try again in a moment`);
       }
@@ -554,16 +506,16 @@ export class Workspaces {
     try {
       return await work(token);
     } finally {
-      await this.store.releaseReservation(row.id, token);
+      await this.store.workspaces.releaseReservation(row.id, token);
     }
   }
 
   /** Every online agent deletes its host copy; any refusal (or silence) stops the operation. */
   private async dropEverywhere(row: WorkspaceRow): Promise<void> {
     const ref = this.ref(row);
-    const agents = this.scheduler.onlineAgentIds();
+    const agents = this.agents.online().map((a) => a.id);
     const results = await Promise.allSettled(
-      agents.map((agentId) => this.scheduler.request(agentId, { type: 'drop', workspace: ref }, this.timeouts.orderMs)),
+      agents.map((agentId) => this.agents.request(agentId, { type: 'drop', workspace: ref }, this.timeouts.orderMs)),
     );
     const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed) {

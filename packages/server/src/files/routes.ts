@@ -3,27 +3,31 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Readable } from 'node:stream';
 import { Type } from 'typebox';
-import { ErrorBody, FileInfo, FileList, MagsError } from '@mags/api';
-import { type MagsApp, callerOf } from '../app.js';
-import type { ServerContext } from '../context.js';
-import { checkName, fileView, receiveUpload, tooLarge } from '../uploads.js';
+import { FileInfo, FileList, MagsError } from '@mags/api';
+import { type MagsApp, callerOf, errors } from '../http/request.js';
+import type { FileRow } from '../store/index.js';
+import type { Files } from './service.js';
+import { checkName, tooLarge } from './upload.js';
 
 const UploadQuery = Type.Object({
   name: Type.String({ minLength: 1, maxLength: 1024, description: 'The basename the file appears as under /uploads/' }),
 });
 const FileParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 200 }) });
 
-const errors = (...codes: number[]) => Object.fromEntries(codes.map((c) => [c, ErrorBody]));
 const OCTET_STREAM = 'application/octet-stream';
 
-export function registerFileRoutes(app: MagsApp, ctx: ServerContext): void {
+function fileView(row: FileRow): FileInfo {
+  return { file_id: row.id, name: row.name, size: row.size, sha256: row.sha256, created_at: new Date(row.created_at).toISOString() };
+}
+
+export function registerFileRoutes(app: MagsApp, files: Files, maxUploadBytes: number): void {
   // Encapsulated so that only the upload route takes raw bodies; elsewhere octet-stream stays a 415.
   void app.register(async (scope) => {
-    const files = scope as unknown as MagsApp;
+    const raw = scope as unknown as MagsApp;
     // Hands the route the request stream itself: nothing is buffered.
-    files.addContentTypeParser(OCTET_STREAM, (_request, payload, done) => done(null, payload));
+    raw.addContentTypeParser(OCTET_STREAM, (_request, payload, done) => done(null, payload));
 
-    files.post(
+    raw.post(
       '/api/v1/mags-files',
       {
         schema: {
@@ -49,9 +53,9 @@ export function registerFileRoutes(app: MagsApp, ctx: ServerContext): void {
             );
           }
           const length = contentLength(request);
-          if (length !== undefined && length > ctx.config.maxUploadBytes) {
+          if (length !== undefined && length > maxUploadBytes) {
             reply.header('connection', 'close');
-            throw tooLarge(ctx.config.maxUploadBytes);
+            throw tooLarge(maxUploadBytes);
           }
         },
       },
@@ -64,14 +68,7 @@ export function registerFileRoutes(app: MagsApp, ctx: ServerContext): void {
           if (!body || typeof (body as Readable).pipe !== 'function') {
             throw new MagsError(415, 'unsupported_media_type', 'send the file as the raw request body with "Content-Type: application/octet-stream"');
           }
-          const row = await receiveUpload(
-            { store: ctx.store, objects: ctx.objects, logger: ctx.logger, maxBytes: ctx.config.maxUploadBytes },
-            user.id,
-            name,
-            body,
-            contentLength(request),
-          );
-          request.log.info({ fileId: row.id, size: row.size }, 'file uploaded');
+          const row = await files.upload(user.id, name, body, contentLength(request));
           return reply.code(201).send(fileView(row));
         } catch (err) {
           // The rest of the body is not read: close the connection after the answer rather than drain it.
@@ -87,7 +84,7 @@ export function registerFileRoutes(app: MagsApp, ctx: ServerContext): void {
     {
       schema: { tags: ['files'], summary: "The caller's uploaded files, newest first", response: { 200: FileList, ...errors(401) } },
     },
-    async (request) => ({ files: (await ctx.store.listFiles(callerOf(request).id)).map(fileView) }),
+    async (request) => ({ files: (await files.list(callerOf(request).id)).map(fileView) }),
   );
 
   app.delete(
@@ -101,13 +98,7 @@ export function registerFileRoutes(app: MagsApp, ctx: ServerContext): void {
       },
     },
     async (request, reply) => {
-      const userId = callerOf(request).id;
-      const file = await ctx.store.getFile(userId, request.params.id);
-      if (!file) throw MagsError.notFound(`file "${request.params.id}" not found`);
-      // The bytes first: a failure leaves the row, so the delete can be repeated.
-      await ctx.objects.delete([file.object_key]);
-      await ctx.store.deleteFile(userId, file.id);
-      request.log.info({ fileId: file.id }, 'file deleted');
+      await files.delete(callerOf(request).id, request.params.id);
       return reply.code(204).send(null);
     },
   );

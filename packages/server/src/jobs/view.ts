@@ -1,10 +1,10 @@
-// Turns stored rows into the wire format of the REST API (snake_case, ISO-8601 times).
+// Turns jobs and their stored lines into the wire format of the REST API (snake_case, ISO-8601 times).
 import type { JobStatus, JobStatusValue, LogEntry, LogStream, OutputLine } from '@mags/api';
-import type { JobRow, JobSpec, LogRow } from './store/index.js';
+import type { Job, LogRow } from '../store/index.js';
 
 const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
 
-export function jobStatusView(job: JobRow): JobStatus {
+export function jobStatusView(job: Job): JobStatus {
   return {
     request_id: job.id,
     name: job.name,
@@ -33,8 +33,4 @@ export function logEntryView(line: LogRow | OutputLine): LogEntry {
     stream,
     message: line.message,
   };
-}
-
-export function parseSpec(job: JobRow): JobSpec {
-  return JSON.parse(job.spec) as JobSpec;
 }

@@ -3,8 +3,6 @@
 import { Type } from 'typebox';
 import {
   DeleteResult,
-  ErrorBody,
-  MagsError,
   NAME_PATTERN,
   SyncResult,
   WorkspaceCreate,
@@ -15,9 +13,8 @@ import {
   WorkspaceRestored,
   WorkspaceVersions,
 } from '@mags/api';
-import { type MagsApp, callerOf } from '../app.js';
-import type { ServerContext } from '../context.js';
-import { JOB_DEFAULTS } from '../job-submit.js';
+import { type MagsApp, callerOf, errors } from '../http/request.js';
+import { DEFAULT_DISK_GB, type Workspaces } from './service.js';
 
 const NameParams = Type.Object({ name: Type.String({ pattern: NAME_PATTERN, description: 'The workspace name' }) });
 const JobParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 200, description: 'The request id, or the name of the job' }) });
@@ -25,11 +22,7 @@ const DeleteQuery = Type.Object({
   force: Type.Optional(Type.Boolean({ description: 'Stop the job using the workspace first, instead of refusing with 409' })),
 });
 
-const errors = (...codes: number[]) => Object.fromEntries(codes.map((c) => [c, ErrorBody]));
-
-export function registerWorkspaceRoutes(app: MagsApp, ctx: ServerContext): void {
-  const ws = ctx.workspaces;
-
+export function registerWorkspaceRoutes(app: MagsApp, ws: Workspaces): void {
   app.get(
     '/api/v1/mags-workspaces',
     {
@@ -54,7 +47,7 @@ export function registerWorkspaceRoutes(app: MagsApp, ctx: ServerContext): void 
         name: body.name,
         persistent: body.persistent === true,
         base: body.base,
-        diskGb: body.disk_gb ?? JOB_DEFAULTS.disk_gb,
+        diskGb: body.disk_gb ?? DEFAULT_DISK_GB,
       });
       return reply.code(201).send(info);
     },
@@ -142,13 +135,7 @@ export function registerWorkspaceRoutes(app: MagsApp, ctx: ServerContext): void 
         response: { 200: SyncResult, ...errors(400, 401, 404, 409, 503, 504) },
       },
     },
-    async (request) => {
-      const user = callerOf(request);
-      const ref = request.params.id;
-      const job = await ctx.store.findJob(user.id, ref);
-      if (!job) throw MagsError.notFound(`job "${ref}" not found`);
-      return ws.syncJob(user.id, job, ref);
-    },
+    async (request) => ws.syncJob(callerOf(request).id, request.params.id),
   );
 
   app.post(

@@ -5,10 +5,10 @@
 // it catches up from the store, where every announced line already is.
 import type { ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
-import { type OutputLine, isTerminal } from '@mags/api';
-import type { JobEvent, JobEvents } from '../events.js';
-import { jobStatusView, logEntryView } from '../job-view.js';
-import type { JobRow, LogRow, Store } from '../store/index.js';
+import { MagsError, type OutputLine, isTerminal } from '@mags/api';
+import type { Job, LogRow, Store } from '../store/index.js';
+import type { JobEvent, JobEvents } from './events.js';
+import { jobStatusView, logEntryView } from './view.js';
 
 /** Rows read from the store at a time while catching up: as many as make about PAGE_CHARS, within these bounds. */
 const MIN_PAGE_ROWS = 8;
@@ -80,6 +80,43 @@ function encodeLine(line: LogRow | OutputLine): string {
   return `id: ${line.seq}\nevent: log\ndata: ${JSON.stringify(logEntryView(line))}\n\n`;
 }
 
+/** The open streams, each user's bounded (`maxPerUser`; one more is 429), all ended when the server closes. */
+export class LogFollowers {
+  private readonly streams = new Set<LogStream>();
+
+  constructor(
+    private readonly deps: LogStreamDeps,
+    private readonly maxPerUser: number,
+  ) {}
+
+  /**
+   * Streams the output after `after` of the caller's job `ref` on the response `open()` hands over (called once the
+   * job is found and the caller is under the limit); resolves when the stream ends.
+   */
+  async follow(userId: string, ref: string, after: number, open: () => ServerResponse): Promise<void> {
+    const job = await this.deps.store.jobs.find(userId, ref);
+    if (!job) throw MagsError.notFound(`job "${ref}" not found`);
+    let count = 0;
+    for (const s of this.streams) if (s.userId === userId) count++;
+    if (count >= this.maxPerUser) {
+      throw new MagsError(
+        429,
+        'too_many_requests',
+        `you already follow ${count} job outputs at once, the most this server allows per user; close one (or read the logs without following) and try again`,
+      );
+    }
+    const stream = new LogStream(this.deps, open(), job.id, after, userId);
+    this.streams.add(stream);
+    await stream.closed;
+    this.streams.delete(stream);
+  }
+
+  /** Ends every stream without an `end` event (the server is closing); clients may resume with Last-Event-ID. */
+  stopAll(): void {
+    for (const stream of this.streams) stream.stop();
+  }
+}
+
 export class LogStream {
   private lastSeq: number;
   /** Rows per read, adapted to the length of the lines (long lines: fewer per page). */
@@ -90,7 +127,7 @@ export class LogStream {
   /** Lines were announced while busy: the catch-up reads the store again before it stops. */
   private behind = false;
   /** The job's final state, once seen: sent after the last line. */
-  private final: JobRow | undefined;
+  private final: Job | undefined;
   private readonly unsubscribe: () => void;
   private readonly heartbeat: NodeJS.Timeout;
   private readonly closedPromise: Promise<void>;
@@ -178,7 +215,7 @@ export class LogStream {
         await this.catchUp();
       } while (this.behind && !this.ended);
       if (checkJob && !this.ended && !this.final) {
-        const job = await this.deps.store.getJob(this.jobId);
+        const job = await this.deps.store.jobs.get(this.jobId);
         if (!job) return this.stop();
         if (isTerminal(job.status)) this.final = job;
       }
@@ -224,7 +261,7 @@ export class LogStream {
 
   /** Reads one page after lastSeq and writes it. True when there may be more (a full page, or the socket is full). */
   private async sendPage(limit: number): Promise<boolean> {
-    const rows = await this.deps.store.readLogs(this.jobId, this.lastSeq, limit);
+    const rows = await this.deps.store.logs.read(this.jobId, this.lastSeq, limit);
     let chars = 0;
     for (const row of rows) chars += row.message.length;
     if (rows.length > 0) {

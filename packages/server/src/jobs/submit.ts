@@ -1,8 +1,14 @@
-// The rules of a job submission beyond its schema: options that need each other, options this server does
-// not implement yet, and the defaults. Pure, so the rules are tested without HTTP; what needs the database or
-// the object store (the workspace, its base, the uploaded files) is resolved by Workspaces.submitJob.
+// Submitting a job: the plan (the rules of a submission beyond its schema: options that need each other, options
+// this server does not implement yet, the defaults; pure, so they are tested without HTTP), then admission (the
+// uploads, the base and the workspace resolved for the caller, the disk admitted, and the job stored holding its
+// workspace). The spec is built here, typed, once; nothing downstream parses or checks it again.
+import type { Logger } from 'pino';
 import { type JobSubmit, MagsError } from '@mags/api';
-import type { JobSpec } from './store/index.js';
+import { manifestKey } from '@mags/objects';
+import type { Files } from '../files/service.js';
+import { uuidv7 } from '../ids.js';
+import type { Job, JobSpec, Store } from '../store/index.js';
+import { DEFAULT_DISK_GB, type Workspaces } from '../workspaces/service.js';
 
 /** An accepted submission before its workspace, base and files are looked up. Absent keys were not asked for. */
 export interface JobPlan {
@@ -20,7 +26,7 @@ export interface JobPlan {
   diskGb?: number;
 }
 
-export const JOB_DEFAULTS = { vcpus: 1, memory_mb: 1024, timeout_s: 3600, network: 'internet', disk_gb: 2 } as const;
+export const JOB_DEFAULTS = { vcpus: 1, memory_mb: 1024, timeout_s: 3600, network: 'internet', disk_gb: DEFAULT_DISK_GB } as const;
 
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 /** Half of a UTF-16 surrogate pair on its own: JSON allows it, but it cannot be stored or run as text. */
@@ -88,4 +94,65 @@ export function planJob(body: JobSubmit): JobPlan {
   if (body.file_ids !== undefined && body.file_ids.length > 0) plan.fileIds = [...new Set(body.file_ids)];
   if (body.disk_gb !== undefined) plan.diskGb = body.disk_gb;
   return plan;
+}
+
+export interface AdmissionDeps {
+  store: Store;
+  workspaces: Workspaces;
+  files: Files;
+  logger: Logger;
+}
+
+/**
+ * Stores a planned job with its workspace, base and uploads resolved for `userId` only. A missing workspace is
+ * created (persistent if -p was given; forked from the base if one was named); a local one used with -p becomes
+ * persistent; a persistent one used without -p stays persistent (its data is in the store, and dropping it to
+ * local would lose that). The workspace is taken for the job in the same transaction that stores the job:
+ * 409 `workspace_busy` if another unfinished job has it.
+ */
+export async function admitJob(deps: AdmissionDeps, userId: string, plan: JobPlan): Promise<Job> {
+  const { store, workspaces, files, logger } = deps;
+  const jobId = uuidv7();
+  const spec: JobSpec = { ...plan.spec, uploads: await files.forJob(userId, plan.fileIds ?? []) };
+  const job = {
+    id: jobId,
+    user_id: userId,
+    name: plan.name,
+    script: plan.script,
+    status: 'accepted',
+    workspace_id: plan.workspace?.name ?? null,
+    created_at: Date.now(),
+  };
+
+  if (!plan.workspace) {
+    workspaces.admitOnHost(`a ${spec.disk_gb} GB disk`, spec.disk_gb);
+    if (plan.base !== undefined) {
+      const base = await workspaces.resolveBase(userId, plan.base);
+      spec.base = { label: base.label, manifestKey: manifestKey(base.ref, base.version) };
+    }
+    return store.jobs.insert({ ...job, spec });
+  }
+
+  const name = plan.workspace.name;
+  const { row, created } = await workspaces.forJob(userId, jobId, {
+    name,
+    persistent: plan.workspace.persistent,
+    diskGb: plan.diskGb,
+    base: plan.base,
+  });
+  const persistent = row.persistent === 1 || plan.workspace.persistent;
+  spec.workspace = { id: row.id, name: row.name, persistent };
+  spec.disk_gb = row.disk_gb;
+  if (row.base_key !== null && row.base_label !== null) spec.base = { label: row.base_label, manifestKey: row.base_key };
+
+  let taken;
+  try {
+    taken = await store.jobs.insertOnWorkspace({ ...job, spec }, row.id, { persistent: plan.workspace.persistent });
+  } catch (err) {
+    if (created) await workspaces.discard(row, jobId);
+    throw err;
+  }
+  if (!taken.ok) throw workspaces.busy(name, taken.heldBy);
+  if (persistent && row.persistent === 0) logger.info({ jobId, workspace: name }, 'local workspace becomes persistent');
+  return taken.job;
 }

@@ -2,7 +2,7 @@
 // A small in-memory cache maps hash → user so that authenticating a request is not a database round trip.
 import { createHash, randomBytes } from 'node:crypto';
 import { MagsError } from '@mags/api';
-import type { Store, UserRow } from './store/index.js';
+import type { UserStore } from '../store/index.js';
 
 export const TOKEN_PREFIX = 'mags_';
 const TOKEN_PATTERN = /^mags_[A-Za-z0-9_-]{43}$/;
@@ -33,23 +33,23 @@ export interface AuthenticatedUser {
 export class Auth {
   private readonly cache = new Map<string, { user: AuthenticatedUser; expires: number }>();
 
-  constructor(private readonly store: Store) {}
+  constructor(private readonly users: UserStore) {}
 
   /**
    * Creates the local owner and a token when the store has no user yet. Returns the token on the start that
    * created it, else undefined.
    */
   async bootstrapOwner(name = 'owner'): Promise<string | undefined> {
-    if ((await this.store.countUsers()) > 0) return undefined;
+    if ((await this.users.count()) > 0) return undefined;
     const t = generateToken();
-    const user = await this.store.createFirstUser(name, { hash: t.hash, prefix: t.prefix, name: 'local owner token' });
+    const user = await this.users.createFirst(name, { hash: t.hash, prefix: t.prefix, name: 'local owner token' });
     return user ? t.token : undefined;
   }
 
   /** Creates a token for a user; the returned token is the only copy. */
   async createToken(userId: string, name: string): Promise<string> {
     const t = generateToken();
-    await this.store.insertToken(userId, { hash: t.hash, prefix: t.prefix, name });
+    await this.users.insertToken(userId, { hash: t.hash, prefix: t.prefix, name });
     return t.token;
   }
 
@@ -71,7 +71,7 @@ export class Auth {
     const cached = this.cache.get(hash);
     if (cached && cached.expires > now) return cached.user;
 
-    const found = await this.store.findUserByTokenHash(hash);
+    const found = await this.users.findByTokenHash(hash);
     if (!found) {
       this.cache.delete(hash);
       throw invalid;
@@ -84,22 +84,13 @@ export class Auth {
     }
     this.cache.set(hash, { user, expires: now + CACHE_TTL_MS });
     // Recorded once per cache fill, not on every request.
-    void this.store.touchToken(found.token.id, now).catch(() => undefined);
+    void this.users.touchToken(found.token.id, now).catch(() => undefined);
     return user;
   }
 
   /** Refuses (403) a caller who is not the server's owner; `what` completes "only the server's owner may …". */
   async requireOwner(user: AuthenticatedUser, what: string): Promise<void> {
-    if ((await this.store.ownerId()) === user.id) return;
+    if ((await this.users.ownerId()) === user.id) return;
     throw new MagsError(403, 'forbidden', `only the server's owner may ${what}`);
-  }
-
-  /** Forgets cached tokens (after a revocation). */
-  clearCache(): void {
-    this.cache.clear();
-  }
-
-  static toUser(row: UserRow): AuthenticatedUser {
-    return { id: row.id, name: row.name };
   }
 }

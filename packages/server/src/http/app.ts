@@ -1,55 +1,30 @@
 // The HTTP application: Fastify with TypeBox validation, the OpenAPI document, bearer-token auth, one error
-// format (`{ error, code }`) for every failure, and the routes under /api/v1.
+// format (`{ error, code }`) for every failure, health, and the routes each domain registers under /api/v1.
 import swagger from '@fastify/swagger';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import Fastify, {
-  LogController,
-  type FastifyBaseLogger,
-  type FastifyInstance,
-  type FastifyRequest,
-  type RawReplyDefaultExpression,
-  type RawRequestDefaultExpression,
-  type RawServerDefault,
-} from 'fastify';
+import Fastify, { LogController } from 'fastify';
+import type { Logger } from 'pino';
+import { Type } from 'typebox';
 import { MAGS_VERSION, MagsError } from '@mags/api';
-import type { AuthenticatedUser } from './auth.js';
-import type { ServerContext } from './context.js';
-import { BODY_LIMIT_BYTES, toHttpError } from './http/errors.js';
-import { validatorCompiler } from './http/validation.js';
-import { registerFileRoutes } from './routes/files.js';
-import { registerJobRoutes } from './routes/jobs.js';
-import { registerSystemRoutes } from './routes/system.js';
-import { registerWorkspaceRoutes } from './routes/workspaces.js';
-import { registerReclaimRoutes } from './workspaces/reclaim-route.js';
+import type { Auth } from './auth.js';
+import { BODY_LIMIT_BYTES, toHttpError } from './errors.js';
+import type { MagsApp } from './request.js';
+import { validatorCompiler } from './validation.js';
 
-export type MagsApp = FastifyInstance<
-  RawServerDefault,
-  RawRequestDefaultExpression,
-  RawReplyDefaultExpression,
-  FastifyBaseLogger,
-  TypeBoxTypeProvider
->;
+const Health = Type.Object({ ok: Type.Boolean(), version: Type.String() });
 
-declare module 'fastify' {
-  interface FastifyRequest {
-    /** The caller, set by the auth hook on every route that is not public. */
-    user: AuthenticatedUser | null;
-  }
-  interface FastifyContextConfig {
-    /** Routes anyone may call without a token (health, the OpenAPI document). */
-    public?: boolean;
-  }
+export interface AppOptions {
+  logger: Logger;
+  auth: Auth;
+  /** Aborted when the server closes: requests from then on are answered 503. */
+  shutdown: AbortSignal;
+  /** Each domain's routes, registered in this order (it is the order of the OpenAPI document). */
+  routes: Array<(app: MagsApp) => void>;
 }
 
-/** The authenticated caller; routes that are not public always have one. */
-export function callerOf(request: FastifyRequest): AuthenticatedUser {
-  if (!request.user) throw MagsError.unauthorized();
-  return request.user;
-}
-
-export async function buildApp(ctx: ServerContext): Promise<MagsApp> {
+export async function buildApp(options: AppOptions): Promise<MagsApp> {
   const app = Fastify({
-    loggerInstance: ctx.logger,
+    loggerInstance: options.logger,
     // One line per request is written by the onResponse hook below, with the fields we want.
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: BODY_LIMIT_BYTES,
@@ -87,12 +62,12 @@ export async function buildApp(ctx: ServerContext): Promise<MagsApp> {
   });
 
   app.addHook('onRequest', async (request, reply) => {
-    if (ctx.shutdown.aborted) {
+    if (options.shutdown.aborted) {
       reply.header('connection', 'close');
       throw new MagsError(503, 'unavailable', 'the server is shutting down; try again in a moment');
     }
     if (request.is404 || request.routeOptions.config.public) return;
-    request.user = await ctx.auth.authenticate(request.headers.authorization);
+    request.user = await options.auth.authenticate(request.headers.authorization);
   });
 
   app.addHook('onResponse', async (request, reply) => {
@@ -128,10 +103,19 @@ export async function buildApp(ctx: ServerContext): Promise<MagsApp> {
     },
   });
 
-  registerSystemRoutes(app, ctx);
-  registerJobRoutes(app, ctx);
-  registerWorkspaceRoutes(app, ctx);
-  registerFileRoutes(app, ctx);
-  registerReclaimRoutes(app, ctx);
+  app.get(
+    '/api/v1/health',
+    {
+      config: { public: true },
+      schema: { tags: ['system'], summary: 'Whether the server is up (no token needed)', security: [], response: { 200: Health } },
+    },
+    async () => ({ ok: true, version: MAGS_VERSION }),
+  );
+  app.get(
+    '/api/v1/openapi.json',
+    { config: { public: true }, schema: { tags: ['system'], summary: 'This OpenAPI document (no token needed)', security: [] } },
+    async (_request, reply) => reply.type('application/json; charset=utf-8').send(app.swagger()),
+  );
+  for (const register of options.routes) register(app);
   return app;
 }

@@ -1,26 +1,13 @@
 // The job routes, in the wire format of the hosted service: submit, list, pool status, status (with
 // long-poll), logs (JSON, or followed live as Server-Sent Events), stop and delete.
-import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
-import {
-  ErrorBody,
-  JobAccepted,
-  JobList,
-  JobLogs,
-  JobStatus,
-  JobSubmit,
-  MagsError,
-  PoolStatus,
-  StopResult,
-  isTerminal,
-} from '@mags/api';
-import { type MagsApp, callerOf } from '../app.js';
-import type { ServerContext } from '../context.js';
-import { LogStream } from '../http/log-stream.js';
-import { planJob } from '../job-submit.js';
-import { jobStatusView, logEntryView } from '../job-view.js';
-import { waitForTerminal } from '../job-wait.js';
-import type { JobRow } from '../store/index.js';
+import { JobAccepted, JobList, JobLogs, JobStatus, JobSubmit, PoolStatus, StopResult } from '@mags/api';
+import type { AgentRegistry } from '../agents/registry.js';
+import { type MagsApp, callerOf, errors } from '../http/request.js';
+import type { LogFollowers } from './log-stream.js';
+import type { JobService } from './service.js';
+import { jobStatusView, logEntryView } from './view.js';
 
 export const MAX_WAIT_S = 60;
 export const MAX_PAGE_SIZE = 100;
@@ -46,15 +33,14 @@ const LogsQuery = Type.Object({
   ),
 });
 
-const errors = (...codes: number[]) => Object.fromEntries(codes.map((c) => [c, ErrorBody]));
+export interface JobRoutesDeps {
+  jobs: JobService;
+  followers: LogFollowers;
+  /** For the pool status, which is the agents' (it lives under /mags-jobs in the hosted service's API). */
+  agents: AgentRegistry;
+}
 
-export function registerJobRoutes(app: MagsApp, ctx: ServerContext): void {
-  async function findJob(request: FastifyRequest, ref: string): Promise<JobRow> {
-    const job = await ctx.store.findJob(callerOf(request).id, ref);
-    if (!job) throw MagsError.notFound(`job "${ref}" not found`);
-    return job;
-  }
-
+export function registerJobRoutes(app: MagsApp, { jobs, followers, agents }: JobRoutesDeps): void {
   app.post(
     '/api/v1/mags-jobs',
     {
@@ -69,11 +55,7 @@ export function registerJobRoutes(app: MagsApp, ctx: ServerContext): void {
       },
     },
     async (request, reply) => {
-      const user = callerOf(request);
-      const plan = planJob(request.body);
-      const job = await ctx.workspaces.submitJob(user.id, plan);
-      request.log.info({ jobId: job.id, name: job.name, workspace: job.workspace_id ?? undefined }, 'job accepted');
-      ctx.scheduler.requestDispatch();
+      const job = await jobs.submit(callerOf(request).id, request.body);
       return reply.code(202).send({
         request_id: job.id,
         status: 'accepted' as const,
@@ -95,8 +77,8 @@ export function registerJobRoutes(app: MagsApp, ctx: ServerContext): void {
     async (request) => {
       const page = request.query.page ?? 1;
       const pageSize = request.query.page_size ?? 20;
-      const { jobs, total } = await ctx.store.listJobs(callerOf(request).id, page, pageSize);
-      return { jobs: jobs.map(jobStatusView), page, page_size: pageSize, total };
+      const { jobs: rows, total } = await jobs.list(callerOf(request).id, page, pageSize);
+      return { jobs: rows.map(jobStatusView), page, page_size: pageSize, total };
     },
   );
 
@@ -109,7 +91,7 @@ export function registerJobRoutes(app: MagsApp, ctx: ServerContext): void {
         response: { 200: PoolStatus, ...errors(401) },
       },
     },
-    async () => ctx.scheduler.poolStatus(),
+    async () => agents.poolStatus(),
   );
 
   app.get(
@@ -124,22 +106,15 @@ export function registerJobRoutes(app: MagsApp, ctx: ServerContext): void {
       },
     },
     async (request, reply) => {
-      let job = await findJob(request, request.params.id);
-      const wait = request.query.wait ?? 0;
-      if (wait > 0 && !isTerminal(job.status)) {
-        const abort = new AbortController();
-        const onShutdown = () => abort.abort();
-        const onGone = () => abort.abort();
-        ctx.shutdown.addEventListener('abort', onShutdown, { once: true });
-        reply.raw.once('close', onGone);
-        try {
-          job = (await waitForTerminal(ctx.store, ctx.events, job.id, wait * 1000, abort.signal)) ?? job;
-        } finally {
-          ctx.shutdown.removeEventListener('abort', onShutdown);
-          reply.raw.off('close', onGone);
-        }
+      // A client that goes away ends its long-poll.
+      const gone = new AbortController();
+      const onGone = () => gone.abort();
+      reply.raw.once('close', onGone);
+      try {
+        return jobStatusView(await jobs.status(callerOf(request).id, request.params.id, request.query.wait ?? 0, gone.signal));
+      } finally {
+        reply.raw.off('close', onGone);
       }
-      return jobStatusView(job);
     },
   );
 
@@ -161,15 +136,18 @@ export function registerJobRoutes(app: MagsApp, ctx: ServerContext): void {
       },
     },
     async (request, reply) => {
-      const job = await findJob(request, request.params.id);
+      const userId = callerOf(request).id;
       let after = request.query.after ?? 0;
       const follow = request.query.follow ?? (request.headers.accept ?? '').includes('text/event-stream');
       if (follow) {
         const resumeFrom = lastEventId(request);
         if (resumeFrom !== undefined && resumeFrom > after) after = resumeFrom;
-        return followLogs(ctx, reply, job, after, callerOf(request).id);
+        return followers.follow(userId, request.params.id, after, () => {
+          reply.hijack();
+          return reply.raw;
+        });
       }
-      const rows = await ctx.store.readLogs(job.id, after, request.query.limit ?? 10000);
+      const rows = await jobs.logs(userId, request.params.id, after, request.query.limit ?? 10000);
       return { logs: rows.map(logEntryView) };
     },
   );
@@ -185,21 +163,7 @@ export function registerJobRoutes(app: MagsApp, ctx: ServerContext): void {
       },
     },
     async (request) => {
-      const ref = request.params.id;
-      const job = await findJob(request, ref);
-      if (isTerminal(job.status)) {
-        throw MagsError.conflict(`job "${ref}" has already finished (${job.status}); there is nothing to stop`);
-      }
-      let stopped: JobRow;
-      try {
-        stopped = await ctx.scheduler.stop(job.id);
-      } catch (err) {
-        if (err instanceof MagsError && err.status === 409) {
-          throw MagsError.conflict(`job "${ref}" has already finished; there is nothing to stop`);
-        }
-        throw err;
-      }
-      request.log.info({ jobId: job.id, status: stopped.status }, 'stop requested');
+      const stopped = await jobs.stop(callerOf(request).id, request.params.id);
       return { success: true, request_id: stopped.id, status: jobStatusView(stopped).status };
     },
   );
@@ -218,14 +182,7 @@ export function registerJobRoutes(app: MagsApp, ctx: ServerContext): void {
       },
     },
     async (request, reply) => {
-      const ref = request.params.id;
-      const job = await findJob(request, ref);
-      const result = await ctx.store.deleteFinishedJob(job.id);
-      if (result === 'unfinished') {
-        throw MagsError.conflict(`job "${ref}" has not finished (${job.status}); stop it first, then delete it`);
-      }
-      if (result === 'not_found') throw MagsError.notFound(`job "${ref}" not found`);
-      request.log.info({ jobId: job.id }, 'job deleted');
+      await jobs.delete(callerOf(request).id, request.params.id);
       return reply.code(204).send(null);
     },
   );
@@ -235,22 +192,4 @@ function lastEventId(request: FastifyRequest): number | undefined {
   const raw = request.headers['last-event-id'];
   const value = Array.isArray(raw) ? raw[0] : raw;
   return value !== undefined && /^\d{1,10}$/.test(value.trim()) ? Number(value.trim()) : undefined;
-}
-
-async function followLogs(ctx: ServerContext, reply: FastifyReply, job: JobRow, after: number, userId: string): Promise<void> {
-  const max = ctx.config.maxFollowersPerUser;
-  let open = 0;
-  for (const s of ctx.streams) if (s.userId === userId) open++;
-  if (open >= max) {
-    throw new MagsError(
-      429,
-      'too_many_requests',
-      `you already follow ${open} job outputs at once, the most this server allows per user; close one (or read the logs without following) and try again`,
-    );
-  }
-  reply.hijack();
-  const stream = new LogStream({ store: ctx.store, events: ctx.events, logger: ctx.logger }, reply.raw, job.id, after, userId);
-  ctx.streams.add(stream);
-  await stream.closed;
-  ctx.streams.delete(stream);
 }

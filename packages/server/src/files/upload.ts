@@ -4,14 +4,10 @@ import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { Transform } from 'node:stream';
 import type { Logger } from 'pino';
-import { type FileInfo, MagsError, checkUploadName, unprintableIn } from '@mags/api';
+import { MagsError, checkUploadName, unprintableIn } from '@mags/api';
 import type { ObjectStore } from '@mags/objects';
-import { uuidv7 } from './ids.js';
-import type { FileRow, Store } from './store/index.js';
-
-export function fileView(row: FileRow): FileInfo {
-  return { file_id: row.id, name: row.name, size: row.size, sha256: row.sha256, created_at: new Date(row.created_at).toISOString() };
-}
+import { uuidv7 } from '../ids.js';
+import type { FileRow, FileStore } from '../store/index.js';
 
 export function tooLarge(limit: number): MagsError {
   return new MagsError(413, 'payload_too_large', `the file is larger than the ${formatBytes(limit)} upload limit of this server`);
@@ -29,7 +25,7 @@ export function checkName(name: string): void {
 }
 
 export interface UploadDeps {
-  store: Store;
+  files: FileStore;
   objects: ObjectStore;
   logger: Logger;
   maxBytes: number;
@@ -90,7 +86,7 @@ export async function receiveUpload(deps: UploadDeps, userId: string, name: stri
   }
   const row: FileRow = { id, user_id: userId, name, size, sha256: hash.digest('hex'), object_key: key, created_at: Date.now() };
   try {
-    return await deps.store.insertFile(row);
+    return await deps.files.insert(row);
   } catch (err) {
     await deps.objects.delete([key]).catch(() => undefined);
     throw err;

@@ -2,9 +2,9 @@
 // log followers wait on these instead of polling the store. They are hints: the store stays the truth.
 import { EventEmitter } from 'node:events';
 import type { OutputLine } from '@mags/api';
-import type { JobRow } from './store/index.js';
+import type { Job } from '../store/index.js';
 
-export type JobEvent = { type: 'logs'; lines: OutputLine[] } | { type: 'status'; job: JobRow };
+export type JobEvent = { type: 'logs'; lines: OutputLine[] } | { type: 'status'; job: Job };
 
 export class JobEvents {
   private readonly emitter = new EventEmitter();
@@ -21,7 +21,7 @@ export class JobEvents {
   }
 
   emit(jobId: string, event: JobEvent): void {
-    // A failing listener must not break the scheduler that emits.
+    // A failing listener must not break the agent report or request that emits.
     for (const listener of this.emitter.listeners(jobId) as Array<(e: JobEvent) => void>) {
       try {
         listener(event);

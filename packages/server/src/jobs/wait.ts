@@ -1,7 +1,7 @@
 // Waiting for a job to finish without polling the store: subscribe to its events first, then read it once.
 import { isTerminal } from '@mags/api';
 import type { JobEvents } from './events.js';
-import type { JobRow, Store } from './store/index.js';
+import type { Job, Store } from '../store/index.js';
 
 /**
  * Resolves with the job once it is terminal, or as it is when `timeoutMs` passes or `signal` aborts.
@@ -13,8 +13,8 @@ export function waitForTerminal(
   jobId: string,
   timeoutMs: number,
   signal?: AbortSignal,
-): Promise<JobRow | undefined> {
-  return new Promise<JobRow | undefined>((resolve, reject) => {
+): Promise<Job | undefined> {
+  return new Promise<Job | undefined>((resolve, reject) => {
     let done = false;
     const settle = (outcome: () => void) => {
       if (done) return;
@@ -25,7 +25,7 @@ export function waitForTerminal(
       outcome();
     };
     function rereadAndSettle() {
-      settle(() => store.getJob(jobId).then(resolve, reject));
+      settle(() => store.jobs.get(jobId).then(resolve, reject));
     }
     // Subscribe before reading, so a change between the read and the subscription cannot be missed.
     const unsubscribe = events.subscribe(jobId, (event) => {
@@ -34,7 +34,7 @@ export function waitForTerminal(
     const timer = setTimeout(rereadAndSettle, Math.max(0, timeoutMs));
     if (signal?.aborted) return rereadAndSettle();
     signal?.addEventListener('abort', rereadAndSettle, { once: true });
-    store.getJob(jobId).then(
+    store.jobs.get(jobId).then(
       (job) => {
         if (!job || isTerminal(job.status) || timeoutMs <= 0) settle(() => resolve(job));
       },

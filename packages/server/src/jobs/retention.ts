@@ -1,7 +1,7 @@
 // Job retention: finished jobs and their output are deleted `retainDays` after they ended, by a sweep that runs
 // at start and then periodically. Unfinished jobs (accepted, running, sleeping) are never touched.
 import type { Logger } from 'pino';
-import type { Store } from './store/index.js';
+import type { Store } from '../store/index.js';
 
 /** How often the sweep runs by default. */
 export const RETENTION_SWEEP_MS = 60 * 60 * 1000;
@@ -50,10 +50,10 @@ export class JobRetention {
     let deleted = 0;
     try {
       while (!this.closed) {
-        const ids = await this.store.jobsFinishedBefore(cutoff, SWEEP_PAGE);
+        const ids = await this.store.jobs.finishedBefore(cutoff, SWEEP_PAGE);
         for (const id of ids) {
           if (this.closed) break;
-          if ((await this.store.deleteFinishedJob(id)) === 'deleted') deleted++;
+          if ((await this.store.jobs.deleteFinished(id)) === 'deleted') deleted++;
         }
         if (ids.length < SWEEP_PAGE) break;
       }

@@ -5,7 +5,7 @@
 import type { Logger } from 'pino';
 import type { OutputLine } from '@mags/api';
 import type { JobEvents } from './events.js';
-import type { Store } from './store/index.js';
+import type { Store } from '../store/index.js';
 
 /** How long a line may wait in a batch before it is stored (and reaches followers). */
 export const FLUSH_MS = 50;
@@ -111,7 +111,7 @@ export class JobOutput {
     if (batch.length > 0) {
       job.chain = job.chain.then(async () => {
         try {
-          const stored = await this.deps.store.appendLogs(jobId, batch);
+          const stored = await this.deps.store.logs.append(jobId, batch);
           if (stored.length > 0) this.deps.events.emit(jobId, { type: 'logs', lines: stored });
         } catch (err) {
           this.deps.logger.error({ err, jobId, lines: batch.length }, 'could not store job output; these lines are lost');

@@ -1,0 +1,126 @@
+// Dispatch: hands queued jobs, oldest first, to agents with a free slot (placement decides which), and sends each its
+// sandbox order. Runs are serialised and coalesced, so it is cheap to ask for one whenever slots or jobs may be new.
+import type { Logger } from 'pino';
+import { pickAgent, place } from '../agents/placement.js';
+import type { AgentRegistry, ConnectedAgent } from '../agents/registry.js';
+import type { Job, Store, WorkspaceRow } from '../store/index.js';
+import type { JobEvents } from './events.js';
+import { sandboxSpec } from './spec.js';
+
+/** Queued jobs read per page when looking for ones that can run. */
+const DISPATCH_PAGE = 100;
+
+export interface DispatcherDeps {
+  store: Store;
+  agents: AgentRegistry;
+  events: JobEvents;
+  logger: Logger;
+}
+
+export class Dispatcher {
+  private dispatching: Promise<void> | undefined;
+  private dispatchAgain = false;
+  private closed = false;
+
+  constructor(private readonly deps: DispatcherDeps) {}
+
+  /** Looks for queued jobs and free agents. Cheap to call often: runs are serialised and coalesced. */
+  requestDispatch(): void {
+    if (this.closed) return;
+    if (this.dispatching) {
+      this.dispatchAgain = true;
+      return;
+    }
+    this.dispatching = (async () => {
+      try {
+        do {
+          this.dispatchAgain = false;
+          await this.dispatchOnce();
+        } while (this.dispatchAgain && !this.closed);
+      } catch (err) {
+        this.deps.logger.error({ err }, 'dispatching queued jobs failed');
+      } finally {
+        this.dispatching = undefined;
+      }
+    })();
+  }
+
+  /** Stops dispatching and waits for a run under way. */
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.dispatching;
+  }
+
+  private async dispatchOnce(): Promise<void> {
+    const { store, agents } = this.deps;
+    let after: string | undefined;
+    for (;;) {
+      let online = agents.online();
+      if (this.closed || !pickAgent(online)) return;
+      const queued = await store.jobs.queued(DISPATCH_PAGE, after);
+      if (queued.length === 0) return;
+      for (const job of queued) {
+        if (this.closed) return;
+        after = job.id;
+        online = agents.online();
+        if (!pickAgent(online)) return; // nothing free anywhere
+        const ws = job.spec?.workspace;
+        const row = ws !== undefined ? await store.workspaces.getById(ws.id) : undefined;
+        // Elsewhere than on a copy it holds, an agent has to make the disk.
+        const diskGb = Math.max(job.spec?.disk_gb ?? 0, row?.disk_gb ?? 0);
+        const placement = place(online, {
+          diskGb,
+          workspace: ws && { holderId: row?.agent_id ?? null, persistent: row ? row.persistent === 1 : ws.persistent },
+        });
+        if (placement.lostCopy) {
+          this.deps.logger.warn(
+            { jobId: job.id, workspace: ws?.name, agentId: row?.agent_id },
+            'the agent holding this local workspace is gone; its files are lost and the job runs on an empty workspace elsewhere',
+          );
+        }
+        if (!placement.agent) continue; // pinned to a busy agent: later jobs may still run
+        await this.dispatchTo(placement.agent, job, row);
+      }
+      if (queued.length < DISPATCH_PAGE) return;
+    }
+  }
+
+  private async dispatchTo(agent: ConnectedAgent, job: Job, row: WorkspaceRow | undefined): Promise<void> {
+    const { store, agents, events } = this.deps;
+    // Reserve the slot before the await so that a concurrent `exited` does not hand it out twice.
+    agents.takeSlot(agent, job.id);
+    let claimed: boolean;
+    try {
+      claimed = await store.jobs.claim(job.id, agent.id);
+    } catch (err) {
+      agents.releaseSlot(agent, job.id);
+      throw err;
+    }
+    if (!claimed) {
+      agents.releaseSlot(agent, job.id); // stopped meanwhile
+      return;
+    }
+    const fail = async (errorMessage: string) => {
+      agents.releaseSlot(agent, job.id);
+      const failed = await store.jobs.finish(job.id, { status: 'error', exitCode: null, errorMessage, completedAt: Date.now() }, agent.id);
+      if (failed) events.emit(job.id, { type: 'status', job: failed });
+    };
+    // The agent left during the claim; its cleanup did not see this job, so it fails here.
+    if (!agent.online) return fail(agent.closeReason);
+    if (!job.spec) {
+      agent.log.error({ jobId: job.id }, 'a stored job has an unreadable spec');
+      return fail('the job could not be read back from the database');
+    }
+    const ws = job.spec.workspace;
+    // A resize after the submit counts (disks only grow).
+    const sandbox = sandboxSpec(job, job.spec, row?.disk_gb ?? 0);
+    agent.log.info({ jobId: job.id, workspace: ws?.name }, 'job dispatched');
+    agents.start(agent, sandbox);
+    // The copy will be on this agent: later jobs on a local workspace follow it here.
+    if (ws) {
+      await store.workspaces
+        .setAgent(ws.id, agent.id)
+        .catch((err: unknown) => agent.log.warn({ err, jobId: job.id, workspace: ws.name }, 'could not record where the workspace is'));
+    }
+  }
+}

@@ -1,0 +1,261 @@
+// The jobs table. Status changes are conditional updates, so a terminal status (completed, failed, error, stopped)
+// never changes again, whatever order messages and requests arrive in; every way a job ends frees its workspace in
+// the same transaction. A row's spec is decoded (and checked) once, as the row is read.
+import type { Insertable } from 'kysely';
+import { Compile } from 'typebox/compile';
+import type { JobStatusValue } from '@mags/api';
+import type { LogStore } from './logs.js';
+import { type JobRow, JobSpec, type JobsTable, UNFINISHED } from './schema.js';
+import { type Db, transaction } from './transaction.js';
+import { releaseHeldBy, takeForJob } from './workspaces.js';
+
+/** A job as the server handles it: its row, with the spec decoded (undefined when the stored spec is corrupt). */
+export type Job = Omit<JobRow, 'spec'> & { spec: JobSpec | undefined };
+export type NewJob = Omit<Insertable<JobsTable>, 'spec'> & { spec: JobSpec };
+
+export type TerminalStatus = 'completed' | 'failed' | 'error' | 'stopped';
+
+export interface JobFinish {
+  status: TerminalStatus;
+  exitCode: number | null;
+  errorMessage: string | null;
+  completedAt: number;
+}
+
+export type TakeResult = { ok: true; job: Job } | { ok: false; heldBy: string | null };
+
+const unfinished = [...UNFINISHED] as JobStatusValue[];
+const checkSpec = Compile(JobSpec);
+
+/** The spec stored as `text`, or undefined when the text is not one (a corrupt row: an error for its job alone). */
+function decodeSpec(text: string): JobSpec | undefined {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  return checkSpec.Check(value) ? value : undefined;
+}
+
+function decoded(row: JobRow): Job;
+function decoded(row: JobRow | undefined): Job | undefined;
+function decoded(row: JobRow | undefined): Job | undefined {
+  return row && { ...row, spec: decodeSpec(row.spec) };
+}
+
+export class JobStore {
+  constructor(
+    private readonly db: Db,
+    private readonly logs: LogStore,
+    /** How long a local workspace lives unused, from when its job ends. */
+    private readonly localTtlMs: number,
+  ) {}
+
+  /** Stores a new job; the returned job carries the spec it was given (nothing is read back). */
+  async insert(job: NewJob): Promise<Job> {
+    return this.insertOn(this.db, job);
+  }
+
+  /**
+   * Gives the workspace to a new job and inserts the job, atomically: the workspace must be free (or already
+   * reserved for this very job, when the job created it). `persistent` upgrades a local workspace. When the
+   * workspace is in use, nothing is written and `heldBy` names what holds it (null: the workspace is gone).
+   */
+  async insertOnWorkspace(job: NewJob, workspaceId: string, opts: { persistent?: boolean } = {}): Promise<TakeResult> {
+    return transaction(this.db, async (trx) => {
+      const refused = await takeForJob(trx, workspaceId, job.id, opts.persistent === true);
+      if (refused) return { ok: false, heldBy: refused.heldBy };
+      return { ok: true, job: await this.insertOn(trx, job) };
+    });
+  }
+
+  private async insertOn(db: Db, job: NewJob): Promise<Job> {
+    const row: Job = {
+      id: job.id,
+      user_id: job.user_id,
+      name: job.name ?? null,
+      script: job.script,
+      status: job.status,
+      exit_code: job.exit_code ?? null,
+      error_message: job.error_message ?? null,
+      agent_id: job.agent_id ?? null,
+      sandbox_id: job.sandbox_id ?? null,
+      workspace_id: job.workspace_id ?? null,
+      spec: job.spec,
+      created_at: job.created_at,
+      started_at: job.started_at ?? null,
+      completed_at: job.completed_at ?? null,
+    };
+    await db
+      .insertInto('jobs')
+      .values({ ...row, spec: JSON.stringify(job.spec) })
+      .execute();
+    return row;
+  }
+
+  async get(id: string): Promise<Job | undefined> {
+    return decoded(await this.db.selectFrom('jobs').selectAll().where('id', '=', id).executeTakeFirst());
+  }
+
+  /** A user's job by request id, else the user's newest job with that name. Another user's job is not found. */
+  async find(userId: string, ref: string): Promise<Job | undefined> {
+    const byId = await this.db
+      .selectFrom('jobs')
+      .selectAll()
+      .where('id', '=', ref.toLowerCase())
+      .where('user_id', '=', userId)
+      .executeTakeFirst();
+    if (byId) return decoded(byId);
+    const byName = await this.db
+      .selectFrom('jobs')
+      .selectAll()
+      .where('user_id', '=', userId)
+      .where('name', '=', ref)
+      .orderBy('created_at', 'desc')
+      .orderBy('id', 'desc')
+      .limit(1)
+      .executeTakeFirst();
+    return decoded(byName);
+  }
+
+  /** A page of a user's jobs, newest first. `page` counts from 1. */
+  async list(userId: string, page: number, pageSize: number): Promise<{ jobs: Job[]; total: number }> {
+    const [jobs, count] = await Promise.all([
+      this.db
+        .selectFrom('jobs')
+        .selectAll()
+        .where('user_id', '=', userId)
+        .orderBy('created_at', 'desc')
+        .orderBy('id', 'desc')
+        .limit(pageSize)
+        .offset((page - 1) * pageSize)
+        .execute(),
+      this.db
+        .selectFrom('jobs')
+        .select((eb) => eb.fn.countAll<number>().as('n'))
+        .where('user_id', '=', userId)
+        .executeTakeFirstOrThrow(),
+    ]);
+    return { jobs: jobs.map((j) => decoded(j)), total: Number(count.n) };
+  }
+
+  /** Jobs waiting for an agent, oldest first (ids are UUIDv7, so id order is submission order), after `afterId`. */
+  async queued(limit: number, afterId?: string): Promise<Job[]> {
+    let q = this.db.selectFrom('jobs').selectAll().where('status', '=', 'accepted').where('agent_id', 'is', null);
+    if (afterId !== undefined) q = q.where('id', '>', afterId);
+    return (await q.orderBy('id', 'asc').limit(limit).execute()).map((j) => decoded(j));
+  }
+
+  /**
+   * Hands a queued job to an agent. False if it was not queued any more (stopped, or claimed elsewhere); true means
+   * the row is the queued row it was, with `agent_id` set.
+   */
+  async claim(id: string, agentId: string): Promise<boolean> {
+    const row = await this.db
+      .updateTable('jobs')
+      .set({ agent_id: agentId })
+      .where('id', '=', id)
+      .where('status', '=', 'accepted')
+      .where('agent_id', 'is', null)
+      .returning('id')
+      .executeTakeFirst();
+    return row !== undefined;
+  }
+
+  /** accepted → running, only from the agent it was handed to. */
+  async markRunning(id: string, agentId: string, sandboxId: string, startedAt: number): Promise<Job | undefined> {
+    const row = await this.db
+      .updateTable('jobs')
+      .set({ status: 'running', sandbox_id: sandboxId, started_at: startedAt })
+      .where('id', '=', id)
+      .where('status', '=', 'accepted')
+      .where('agent_id', '=', agentId)
+      .returningAll()
+      .executeTakeFirst();
+    return decoded(row);
+  }
+
+  /**
+   * Moves an unfinished job to a terminal status and releases its workspace. Undefined if it had already finished,
+   * or (with `agentId`) if it is not on that agent.
+   */
+  async finish(id: string, finish: JobFinish, agentId?: string): Promise<Job | undefined> {
+    return transaction(this.db, async (trx) => {
+      let q = trx
+        .updateTable('jobs')
+        .set({
+          status: finish.status,
+          exit_code: finish.exitCode,
+          error_message: finish.errorMessage,
+          completed_at: finish.completedAt,
+        })
+        .where('id', '=', id)
+        .where('status', 'in', unfinished);
+      if (agentId !== undefined) q = q.where('agent_id', '=', agentId);
+      const job = await q.returningAll().executeTakeFirst();
+      if (job) await releaseHeldBy(trx, [job.id], finish.completedAt, this.localTtlMs);
+      return decoded(job);
+    });
+  }
+
+  /** Stops a job that no agent has been handed yet, releasing its workspace. Undefined if it is not queued (any more). */
+  async stopQueued(id: string, now = Date.now()): Promise<Job | undefined> {
+    return transaction(this.db, async (trx) => {
+      const job = await trx
+        .updateTable('jobs')
+        .set({ status: 'stopped', completed_at: now })
+        .where('id', '=', id)
+        .where('status', '=', 'accepted')
+        .where('agent_id', 'is', null)
+        .returningAll()
+        .executeTakeFirst();
+      if (job) await releaseHeldBy(trx, [job.id], now, this.localTtlMs);
+      return decoded(job);
+    });
+  }
+
+  /**
+   * Every unfinished job handed to `agentId` (or, without it, to any agent) becomes `error` with `message`; their
+   * workspaces are released. Returns their ids.
+   */
+  async failDispatched(message: string, agentId?: string, now = Date.now()): Promise<string[]> {
+    return transaction(this.db, async (trx) => {
+      let q = trx
+        .updateTable('jobs')
+        .set({ status: 'error', error_message: message, completed_at: now })
+        .where('status', 'in', unfinished);
+      q = agentId !== undefined ? q.where('agent_id', '=', agentId) : q.where('agent_id', 'is not', null);
+      const ids = (await q.returning('id').execute()).map((j) => j.id);
+      await releaseHeldBy(trx, ids, now, this.localTtlMs);
+      return ids;
+    });
+  }
+
+  /**
+   * Deletes a finished job with its output. `unfinished` (nothing deleted) while it can still run or write;
+   * `not_found` when there is no such job (any more).
+   */
+  async deleteFinished(id: string): Promise<'deleted' | 'unfinished' | 'not_found'> {
+    const job = await this.db.selectFrom('jobs').select(['id', 'status']).where('id', '=', id).executeTakeFirst();
+    if (!job) return 'not_found';
+    if ((unfinished as string[]).includes(job.status)) return 'unfinished';
+    // A terminal status never changes, so no line can be added once the job is seen finished.
+    await this.logs.deleteAll(id);
+    const row = await this.db.deleteFrom('jobs').where('id', '=', id).where('status', 'not in', unfinished).returning('id').executeTakeFirst();
+    return row ? 'deleted' : 'not_found';
+  }
+
+  /** Finished jobs that ended before `cutoff` (epoch ms), oldest first, at most `limit`. */
+  async finishedBefore(cutoff: number, limit: number): Promise<string[]> {
+    const rows = await this.db
+      .selectFrom('jobs')
+      .select('id')
+      .where('completed_at', '<', cutoff)
+      .where('status', 'not in', unfinished)
+      .orderBy('completed_at', 'asc')
+      .limit(limit)
+      .execute();
+    return rows.map((r) => r.id);
+  }
+}

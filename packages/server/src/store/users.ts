@@ -1,0 +1,115 @@
+// The users and tokens tables. Only a token's sha256 and a short prefix are ever stored.
+import { randomUUID } from 'node:crypto';
+import { sql } from 'kysely';
+import type { StoreKind } from '../config.js';
+import type { TokenRow, UserRow } from './schema.js';
+import { type Db, transaction } from './transaction.js';
+
+/** A token as the store keeps it: its hash, a prefix to recognise it by, and a name. */
+export interface TokenSecret {
+  hash: string;
+  prefix: string;
+  name: string;
+}
+
+export class UserStore {
+  constructor(
+    private readonly db: Db,
+    private readonly kind: StoreKind,
+  ) {}
+
+  async count(): Promise<number> {
+    const row = await this.db.selectFrom('users').select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow();
+    return Number(row.n);
+  }
+
+  /** The server's owner: the first user, made on the first start (Auth.bootstrapOwner). */
+  async ownerId(): Promise<string | undefined> {
+    const first = this.db.selectFrom('users').select('id').orderBy('created_at').orderBy('id').limit(1);
+    return (await first.executeTakeFirst())?.id;
+  }
+
+  async get(id: string): Promise<UserRow | undefined> {
+    return this.db.selectFrom('users').selectAll().where('id', '=', id).executeTakeFirst();
+  }
+
+  async create(name: string, now = Date.now()): Promise<UserRow> {
+    const user = { id: randomUUID(), name, created_at: now };
+    await this.db.insertInto('users').values(user).execute();
+    return user;
+  }
+
+  /**
+   * Creates `name` with a token, only if there is no user at all yet. Returns the user, or undefined when
+   * another user exists (also when another server replica won the race).
+   */
+  async createFirst(name: string, token: TokenSecret, now = Date.now()): Promise<UserRow | undefined> {
+    return transaction(this.db, async (trx) => {
+      if (this.kind === 'postgres') await sql`select pg_advisory_xact_lock(7373001)`.execute(trx);
+      const existing = await trx.selectFrom('users').select('id').limit(1).executeTakeFirst();
+      if (existing) return undefined;
+      const user = { id: randomUUID(), name, created_at: now };
+      await trx.insertInto('users').values(user).execute();
+      await trx.insertInto('tokens').values(tokenRow(user.id, token, now)).execute();
+      return user;
+    });
+  }
+
+  async insertToken(userId: string, token: TokenSecret, now = Date.now()): Promise<TokenRow> {
+    const row = tokenRow(userId, token, now);
+    await this.db.insertInto('tokens').values(row).execute();
+    return row;
+  }
+
+  /** The user owning the (not revoked) token with this sha256 hash. */
+  async findByTokenHash(hash: string): Promise<{ user: UserRow; token: TokenRow } | undefined> {
+    const row = await this.db
+      .selectFrom('tokens')
+      .innerJoin('users', 'users.id', 'tokens.user_id')
+      .select([
+        'tokens.id as token_id',
+        'tokens.name as token_name',
+        'tokens.prefix',
+        'tokens.created_at as token_created_at',
+        'tokens.last_used_at',
+        'tokens.revoked_at',
+        'users.id as user_id',
+        'users.name as user_name',
+        'users.created_at as user_created_at',
+      ])
+      .where('tokens.token_hash', '=', hash)
+      .where('tokens.revoked_at', 'is', null)
+      .executeTakeFirst();
+    if (!row) return undefined;
+    return {
+      user: { id: row.user_id, name: row.user_name, created_at: row.user_created_at },
+      token: {
+        id: row.token_id,
+        user_id: row.user_id,
+        name: row.token_name,
+        token_hash: hash,
+        prefix: row.prefix,
+        created_at: row.token_created_at,
+        last_used_at: row.last_used_at,
+        revoked_at: row.revoked_at,
+      },
+    };
+  }
+
+  async touchToken(id: string, now = Date.now()): Promise<void> {
+    await this.db.updateTable('tokens').set({ last_used_at: now }).where('id', '=', id).execute();
+  }
+}
+
+function tokenRow(userId: string, token: TokenSecret, now: number): TokenRow {
+  return {
+    id: randomUUID(),
+    user_id: userId,
+    name: token.name,
+    token_hash: token.hash,
+    prefix: token.prefix,
+    created_at: now,
+    last_used_at: null,
+    revoked_at: null,
+  };
+}

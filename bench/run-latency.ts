@@ -3,10 +3,10 @@
 //   and the floor: `crun run` of /bin/true on an already-mounted overlay, without and with a user namespace
 //   (on the uid-shifted image, as sandboxes run).
 import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { randomBytes } from 'node:crypto';
 import { Mags } from '@mags/sdk';
 import { startServer } from '../test/harness.js';
 import { fmt, loadavg, summary } from './stats.js';
@@ -31,12 +31,25 @@ function floor(runs: number, userns: boolean): number[] {
       chownSync(path.join(dir, 'upper'), USERNS_HOST_ID, USERNS_HOST_ID);
     }
     const lower = userns ? SHIFTED_IMAGE : IMAGE;
-    execFileSync('mount', ['-t', 'overlay', '-o', `lowerdir=${lower},upperdir=${dir}/upper,workdir=${dir}/work`, 'bench-floor', `${dir}/rootfs`]);
+    execFileSync('mount', [
+      '-t',
+      'overlay',
+      '-o',
+      `lowerdir=${lower},upperdir=${dir}/upper,workdir=${dir}/work`,
+      'bench-floor',
+      `${dir}/rootfs`,
+    ]);
     writeFileSync(
       path.join(dir, 'config.json'),
       JSON.stringify({
         ociVersion: '1.0.2',
-        process: { terminal: false, user: { uid: 0, gid: 0 }, args: ['/bin/true'], env: ['PATH=/usr/bin:/bin'], cwd: '/' },
+        process: {
+          terminal: false,
+          user: { uid: 0, gid: 0 },
+          args: ['/bin/true'],
+          env: ['PATH=/usr/bin:/bin'],
+          cwd: '/',
+        },
         root: { path: `${dir}/rootfs` },
         hostname: 'floor',
         mounts: [{ destination: '/proc', type: 'proc', source: 'proc' }],
@@ -104,11 +117,19 @@ async function main() {
     const s = summary(seq);
     const f = summary(first);
     console.log('');
-    console.log(`runAndWait('true'), sequential, n=${s.n}:   p50 ${fmt(s.p50)}   p99 ${fmt(s.p99)}   (min ${fmt(s.min)}, max ${fmt(s.max)})   target p50 <= 25 ms, p99 <= 80 ms`);
+    console.log(
+      `runAndWait('true'), sequential, n=${s.n}:   p50 ${fmt(s.p50)}   p99 ${fmt(s.p99)}   (min ${fmt(s.min)}, max ${fmt(s.max)})   target p50 <= 25 ms, p99 <= 80 ms`,
+    );
     console.log(`first output after submit, n=${f.n}:        p50 ${fmt(f.p50)}   p99 ${fmt(f.p99)}`);
-    console.log(`throughput at concurrency ${CONCURRENCY}, ${total} runs:  ${rps.toFixed(1)} runs/s   target >= 40 runs/s`);
-    console.log(`floor: crun run /bin/true on a mounted overlay, n=${floorTimes.n}:  p50 ${fmt(floorTimes.p50)}   p99 ${fmt(floorTimes.p99)}`);
-    console.log(`floor with a user namespace (uid-shifted image), n=${floorUserns.n}:  p50 ${fmt(floorUserns.p50)}   p99 ${fmt(floorUserns.p99)}`);
+    console.log(
+      `throughput at concurrency ${CONCURRENCY}, ${total} runs:  ${rps.toFixed(1)} runs/s   target >= 40 runs/s`,
+    );
+    console.log(
+      `floor: crun run /bin/true on a mounted overlay, n=${floorTimes.n}:  p50 ${fmt(floorTimes.p50)}   p99 ${fmt(floorTimes.p99)}`,
+    );
+    console.log(
+      `floor with a user namespace (uid-shifted image), n=${floorUserns.n}:  p50 ${fmt(floorUserns.p50)}   p99 ${fmt(floorUserns.p99)}`,
+    );
     console.log(`load average after: ${loadavg()}`);
   } finally {
     await server.stop();

@@ -18,5 +18,8 @@ export function fmt(ms: number): string {
 
 /** The 1/5/15-minute load averages, to read a run's figures against. */
 export function loadavg(): string {
-  return os.loadavg().map((n) => n.toFixed(2)).join(' ');
+  return os
+    .loadavg()
+    .map((n) => n.toFixed(2))
+    .join(' ');
 }

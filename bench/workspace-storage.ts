@@ -7,14 +7,23 @@
 // on it too), so the figures are the engine's and not the root file system's; BENCH_STORAGE_DIR=/some/dir runs there
 // instead. Run: node --import tsx bench/workspace-storage.ts   (root: mount, chown)
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
-import { randomBytes } from 'node:crypto';
+
 import { execFile, execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
-import { LocalObjectStore, openObjectStore, restore, runCommand, snapshot, type Manifest, type ObjectStore } from '../packages/objects/src/index.js';
+import {
+  LocalObjectStore,
+  type Manifest,
+  type ObjectStore,
+  openObjectStore,
+  restore,
+  runCommand,
+  snapshot,
+} from '../packages/objects/src/index.js';
 import { fmt, loadavg, summary } from './stats.js';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
@@ -56,7 +65,8 @@ function writeWorkspace100(dir: string): number {
   const large = Math.floor((100 * MB - smallTotal) / 100);
   for (let d = 0; d < 49; d++) mkdirSync(path.join(dir, `src/pkg${d}`), { recursive: true });
   mkdirSync(path.join(dir, 'data'), { recursive: true });
-  for (const [i, size] of small.entries()) writeFileSync(path.join(dir, `src/pkg${i % 49}/file${i}.ts`), randomBytes(size));
+  for (const [i, size] of small.entries())
+    writeFileSync(path.join(dir, `src/pkg${i % 49}/file${i}.ts`), randomBytes(size));
   for (let i = 0; i < 100; i++) writeFileSync(path.join(dir, `data/blob${i}.bin`), randomBytes(large));
   return smallTotal + 100 * large;
 }
@@ -66,13 +76,19 @@ function writeWorkspace10k(dir: string): void {
   rmSync(dir, { recursive: true, force: true });
   for (let d = 0; d < 100; d++) {
     mkdirSync(path.join(dir, `d${d}`), { recursive: true });
-    for (let i = 0; i < 100; i++) writeFileSync(path.join(dir, `d${d}/f${i}.txt`), `dir ${d} file ${i}\n`.repeat(1 + ((d * 100 + i) % 40)));
+    for (let i = 0; i < 100; i++)
+      writeFileSync(path.join(dir, `d${d}/f${i}.txt`), `dir ${d} file ${i}\n`.repeat(1 + ((d * 100 + i) % 40)));
   }
 }
 
 const median = (xs: number[]): number => summary(xs).p50;
 
-async function measureStore(label: string, store: ObjectStore, work: string, opts: Required<Omit<StorageFiguresOptions, 'skipRgw'>>): Promise<StoreFigures> {
+async function measureStore(
+  label: string,
+  store: ObjectStore,
+  work: string,
+  opts: Required<Omit<StorageFiguresOptions, 'skipRgw'>>,
+): Promise<StoreFigures> {
   const owner = 'bench';
   const tag = randomBytes(3).toString('hex');
   const upper = path.join(work, 'upper');
@@ -109,7 +125,10 @@ async function measureStore(label: string, store: ObjectStore, work: string, opt
   let previous: Manifest = (await snapshot(upper10k, store, { ...ws10k, cacheDir })).manifest;
   const incrementalMs: number[] = [];
   for (let i = -2; i < opts.incrementalRuns; i++) {
-    writeFileSync(path.join(upper10k, `d${(i + 50) % 100}/f7.txt`), `changed in run ${i} ${randomBytes(4).toString('hex')}\n`);
+    writeFileSync(
+      path.join(upper10k, `d${(i + 50) % 100}/f7.txt`),
+      `changed in run ${i} ${randomBytes(4).toString('hex')}\n`,
+    );
     const t = performance.now();
     const r = await snapshot(upper10k, store, { ...ws10k, cacheDir, previous });
     const ms = performance.now() - t;
@@ -136,7 +155,9 @@ async function measureStore(label: string, store: ObjectStore, work: string, opt
   console.log(
     `  cold restore, 100 MB / 5,000 files, empty cache, n=${opts.runs}:  median ${fmt(figures.coldRestoreMedianMs)}   (${list(coldRestoreMs, (x) => x.toFixed(0))} ms)   target <= 2000 ms on RGW`,
   );
-  console.log(`  incremental sync, 1 of 10,000 files changed, n=${inc.n}:  p50 ${fmt(inc.p50)}   p99 ${fmt(inc.p99)}   (min ${fmt(inc.min)}, max ${fmt(inc.max)})`);
+  console.log(
+    `  incremental sync, 1 of 10,000 files changed, n=${inc.n}:  p50 ${fmt(inc.p50)}   p99 ${fmt(inc.p99)}   (min ${fmt(inc.min)}, max ${fmt(inc.max)})`,
+  );
   console.log(
     `  first sync of 100 MB / 5,000 files, n=${opts.runs}:           median ${figures.firstSyncMedianMBps.toFixed(1)} MB/s   (${list(firstSyncMBps, (x) => x.toFixed(1))} MB/s)`,
   );
@@ -148,7 +169,11 @@ async function scratchDisk(): Promise<{ dir: string; describe: string; unmount: 
   const given = process.env.BENCH_STORAGE_DIR;
   if (given) {
     const dir = mkdtempSync(path.join(given, 'mags-bench-storage-'));
-    return { dir, describe: `in ${given} (BENCH_STORAGE_DIR)`, unmount: async () => rmSync(dir, { recursive: true, force: true }) };
+    return {
+      dir,
+      describe: `in ${given} (BENCH_STORAGE_DIR)`,
+      unmount: async () => rmSync(dir, { recursive: true, force: true }),
+    };
   }
   const base = mkdtempSync(path.join(tmpdir(), 'mags-bench-disk-'));
   const img = path.join(base, 'disk.img');
@@ -160,11 +185,21 @@ async function scratchDisk(): Promise<{ dir: string; describe: string; unmount: 
   };
   try {
     await runCommand('truncate', ['-s', '8G', img]);
-    await runCommand('mkfs.ext4', ['-q', '-F', '-m', '0', '-E', 'lazy_itable_init=1,lazy_journal_init=1,nodiscard', img]);
+    await runCommand('mkfs.ext4', [
+      '-q',
+      '-F',
+      '-m',
+      '0',
+      '-E',
+      'lazy_itable_init=1,lazy_journal_init=1,nodiscard',
+      img,
+    ]);
     await runCommand('mount', ['-o', 'loop,nosuid,nodev,noatime', img, dir]);
   } catch (e) {
     await cleanup();
-    throw new Error(`could not make a scratch ext4 disk (needs root; or set BENCH_STORAGE_DIR): ${(e as Error).message}`);
+    throw new Error(
+      `could not make a scratch ext4 disk (needs root; or set BENCH_STORAGE_DIR): ${(e as Error).message}`,
+    );
   }
   return { dir, describe: 'on a scratch ext4 loop disk (like a workspace disk)', unmount: cleanup };
 }
@@ -193,9 +228,15 @@ async function startRgw(): Promise<{ url: string; stop: () => void }> {
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
   try {
-    const { stdout } = await execFileAsync('bash', [path.join(ROOT, 'scripts/start-rgw.sh'), dir], { env, timeout: 600_000 });
+    const { stdout } = await execFileAsync('bash', [path.join(ROOT, 'scripts/start-rgw.sh'), dir], {
+      env,
+      timeout: 600_000,
+    });
     const endpoint = stdout.trim().split('\n').pop()!;
-    return { url: `s3://TESTACCESSKEY:TESTSECRETKEY@mags-test/bench-${Date.now()}?endpoint=${encodeURIComponent(endpoint)}`, stop };
+    return {
+      url: `s3://TESTACCESSKEY:TESTSECRETKEY@mags-test/bench-${Date.now()}?endpoint=${encodeURIComponent(endpoint)}`,
+      stop,
+    };
   } catch (e) {
     stop();
     throw e;

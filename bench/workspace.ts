@@ -29,7 +29,10 @@ async function main() {
   try {
     const mags = new Mags({ apiUrl: server.url, apiToken: server.token });
     // Give the workspace some content, so its sync walks something.
-    await mags.runAndWait('mkdir -p /root/app && for i in $(seq 1 200); do echo $i > /root/app/f$i; done', { workspaceId: 'bench', persistent: true });
+    await mags.runAndWait('mkdir -p /root/app && for i in $(seq 1 200); do echo $i > /root/app/f$i; done', {
+      workspaceId: 'bench',
+      persistent: true,
+    });
     for (let i = 0; i < 5; i++) {
       await mags.runAndWait('true');
       await mags.runAndWait('true', { workspaceId: 'bench', persistent: true });
@@ -39,16 +42,25 @@ async function main() {
     const pers = summary(await timed(RUNS, () => mags.runAndWait('true', { workspaceId: 'bench', persistent: true })));
     const local = summary(await timed(RUNS, () => mags.runAndWait('true', { workspaceId: 'bench-local' })));
     const changed = summary(
-      await timed(Math.min(RUNS, 50), () => mags.runAndWait('date > /root/app/f1', { workspaceId: 'bench', persistent: true })),
+      await timed(Math.min(RUNS, 50), () =>
+        mags.runAndWait('date > /root/app/f1', { workspaceId: 'bench', persistent: true }),
+      ),
     );
     console.log('');
     console.log(`ephemeral runAndWait('true'), n=${eph.n}:                 p50 ${fmt(eph.p50)}   p99 ${fmt(eph.p99)}`);
-    console.log(`warm re-run, persistent workspace (200 files), n=${pers.n}:  p50 ${fmt(pers.p50)}   p99 ${fmt(pers.p99)}   target p50 <= 40 ms`);
-    console.log(`warm re-run, persistent, one file changed, n=${changed.n}:    p50 ${fmt(changed.p50)}   p99 ${fmt(changed.p99)}`);
-    console.log(`warm re-run, local workspace, n=${local.n}:                 p50 ${fmt(local.p50)}   p99 ${fmt(local.p99)}`);
+    console.log(
+      `warm re-run, persistent workspace (200 files), n=${pers.n}:  p50 ${fmt(pers.p50)}   p99 ${fmt(pers.p99)}   target p50 <= 40 ms`,
+    );
+    console.log(
+      `warm re-run, persistent, one file changed, n=${changed.n}:    p50 ${fmt(changed.p50)}   p99 ${fmt(changed.p99)}`,
+    );
+    console.log(
+      `warm re-run, local workspace, n=${local.n}:                 p50 ${fmt(local.p50)}   p99 ${fmt(local.p99)}`,
+    );
   } finally {
     await server.stop();
-    for (const dir of ['workspaces', 'bases', 'cache']) rmSync(`/var/lib/mags/${dir}/${instance}`, { recursive: true, force: true });
+    for (const dir of ['workspaces', 'bases', 'cache'])
+      rmSync(`/var/lib/mags/${dir}/${instance}`, { recursive: true, force: true });
   }
   if (process.env.BENCH_SKIP_STORAGE !== '1') await storageFigures();
   console.log(`load average after: ${loadavg()}`);

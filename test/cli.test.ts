@@ -8,7 +8,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { type CliResult, type TestServer, runCli, freePort, startServer } from './harness.js';
+import { type CliResult, freePort, runCli, startServer, type TestServer } from './harness.js';
 
 let server: TestServer;
 
@@ -83,7 +83,10 @@ describe('mags run', () => {
   });
 
   test('--env passes variables to the script', async () => {
-    const r = await mags(['run', '--env', 'GREETING=hello there', '--env', 'FROM_HERE', 'echo "$GREETING/$FROM_HERE"'], { FROM_HERE: 'local' });
+    const r = await mags(
+      ['run', '--env', 'GREETING=hello there', '--env', 'FROM_HERE', 'echo "$GREETING/$FROM_HERE"'],
+      { FROM_HERE: 'local' },
+    );
     assert.equal(r.stdout, 'hello there/local\n');
   });
 
@@ -188,12 +191,17 @@ describe('the other commands', () => {
   test('list --json parses and shows recent jobs', async () => {
     const d = await mags(['run', '-d', 'true']);
     const id = d.stdout.trim();
-    const list = await json<{ jobs: Array<{ requestId: string; status: string }>; page: number; pageSize: number; total: number }>([
-      'list',
-      '--json',
-    ]);
+    const list = await json<{
+      jobs: Array<{ requestId: string; status: string }>;
+      page: number;
+      pageSize: number;
+      total: number;
+    }>(['list', '--json']);
     assert.ok(Array.isArray(list.jobs));
-    assert.ok(list.jobs.some((j) => j.requestId === id), 'the new job is listed');
+    assert.ok(
+      list.jobs.some((j) => j.requestId === id),
+      'the new job is listed',
+    );
     assert.equal(list.page, 1);
     const table = await mags(['list', '--page-size', '3']);
     assert.equal(table.code, 0);
@@ -202,9 +210,15 @@ describe('the other commands', () => {
   });
 
   test('status --json parses, for the server and for a job', async () => {
-    const s = await json<{ server: { version: string }; agents: Array<{ runtime: string; status: string }> }>(['status', '--json']);
+    const s = await json<{ server: { version: string }; agents: Array<{ runtime: string; status: string }> }>([
+      'status',
+      '--json',
+    ]);
     assert.match(s.server.version, /^\d+\.\d+\.\d+/);
-    assert.ok(s.agents.some((a) => a.status === 'online' && /crun/.test(a.runtime)), 'the agent and its runtime are reported');
+    assert.ok(
+      s.agents.some((a) => a.status === 'online' && /crun/.test(a.runtime)),
+      'the agent and its runtime are reported',
+    );
     const text = await mags(['status']);
     assert.equal(text.code, 0);
     assert.match(text.stdout, /crun/);
@@ -243,7 +257,10 @@ describe('the other commands', () => {
     const port = await freePort();
     const r = await mags(['list'], { MAGS_API_URL: `http://127.0.0.1:${port}` });
     assert.equal(r.code, 1);
-    assert.equal(r.stderr, `mags: cannot reach the Mags server at http://127.0.0.1:${port}: is it running? (mags server)\n`);
+    assert.equal(
+      r.stderr,
+      `mags: cannot reach the Mags server at http://127.0.0.1:${port}: is it running? (mags server)\n`,
+    );
   });
 
   test('mags server stored the address and token in config.json, readable only by its owner', () => {
@@ -295,16 +312,28 @@ describe('bounded output (mags server --max-log-mb 1)', () => {
 
     const logs = await runCli(small, ['logs', id]);
     assert.equal(logs.code, 0, logs.stderr);
-    assert.ok(logs.stdout.length > 0 && logs.stdout.length <= 1024 * 1024, `${logs.stdout.length} bytes of output kept`);
+    assert.ok(
+      logs.stdout.length > 0 && logs.stdout.length <= 1024 * 1024,
+      `${logs.stdout.length} bytes of output kept`,
+    );
     assert.match(logs.stdout, /^(y\n)+$/, 'what is kept is the start of the output, whole lines');
-    assert.equal(logs.stderr, "mags: [output truncated: more than 1 MB; the rest of this job's output was not stored]\n");
-    const entries = JSON.parse((await runCli(small, ['logs', id, '--json'])).stdout) as Array<{ stream: string; message: string }>;
+    assert.equal(
+      logs.stderr,
+      "mags: [output truncated: more than 1 MB; the rest of this job's output was not stored]\n",
+    );
+    const entries = JSON.parse((await runCli(small, ['logs', id, '--json'])).stdout) as Array<{
+      stream: string;
+      message: string;
+    }>;
     assert.equal(entries.at(-1)?.stream, 'system', 'the notice is the last line');
 
     const busy = (await runCli(small, ['run', '-d', 'sleep 60'])).stdout.trim();
     const refused = await runCli(small, ['delete', busy]);
     assert.equal(refused.code, 1);
-    assert.match(refused.stderr, /^mags: job "[0-9a-f-]{36}" has not finished \((accepted|running)\); stop it first, then delete it\n$/);
+    assert.match(
+      refused.stderr,
+      /^mags: job "[0-9a-f-]{36}" has not finished \((accepted|running)\); stop it first, then delete it\n$/,
+    );
     assert.equal((await runCli(small, ['stop', busy])).code, 0);
 
     const del = await runCli(small, ['delete', id, busy]);
@@ -316,7 +345,7 @@ describe('bounded output (mags server --max-log-mb 1)', () => {
     assert.equal((await runCli(small, ['delete', id])).code, 1, 'a second delete is not found');
   });
 
-  test('mags run streams up to the cap, then the notice, and exits with the script\'s code', async () => {
+  test("mags run streams up to the cap, then the notice, and exits with the script's code", async () => {
     const r = await runCli(small, ['run', 'yes | head -c 3000000']);
     assert.equal(r.code, 0, r.stderr);
     assert.ok(r.stdout.length <= 1024 * 1024);
@@ -331,9 +360,30 @@ describe('names from the server are printed escaped', () => {
     const fake = http.createServer((req, res) => {
       res.setHeader('content-type', 'application/json');
       if (req.url?.startsWith('/api/v1/mags-files')) {
-        res.end(JSON.stringify({ files: [{ file_id: 'f1', name: hostile, size: 3, sha256: 'ab'.repeat(32), created_at: new Date().toISOString() }] }));
+        res.end(
+          JSON.stringify({
+            files: [
+              { file_id: 'f1', name: hostile, size: 3, sha256: 'ab'.repeat(32), created_at: new Date().toISOString() },
+            ],
+          }),
+        );
       } else if (req.url === '/api/v1/mags-jobs' || req.url?.startsWith('/api/v1/mags-jobs?')) {
-        const job = { request_id: 'j1', name: hostile, status: 'completed', workspace_id: null, vm_id: null, subdomain: null, url: null, exit_code: 0, script_duration_ms: 5, created_at: new Date().toISOString(), started_at: null, completed_at: null, error_message: null, script: 'x' };
+        const job = {
+          request_id: 'j1',
+          name: hostile,
+          status: 'completed',
+          workspace_id: null,
+          vm_id: null,
+          subdomain: null,
+          url: null,
+          exit_code: 0,
+          script_duration_ms: 5,
+          created_at: new Date().toISOString(),
+          started_at: null,
+          completed_at: null,
+          error_message: null,
+          script: 'x',
+        };
         res.end(JSON.stringify({ jobs: [job], page: 1, page_size: 20, total: 1 }));
       } else {
         res.statusCode = 404;
@@ -349,7 +399,11 @@ describe('names from the server are printed escaped', () => {
         const r = await mags(args, env);
         assert.equal(r.code, 0, r.stderr);
         assert.ok(r.stdout.includes(escaped), r.stdout);
-        assert.doesNotMatch(r.stdout.replace(/\n/g, ''), /[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]/, 'no raw control character');
+        assert.doesNotMatch(
+          r.stdout.replace(/\n/g, ''),
+          /[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]/,
+          'no raw control character',
+        );
       }
       const err = await mags(['status', 'nope'], env);
       assert.equal(err.code, 1);
@@ -374,44 +428,50 @@ describe('names from the server are printed escaped', () => {
 
 describe('with no server configured', async () => {
   const busy = await portInUse(7373);
-  test(
-    'the CLI starts a local server in the background and uses it',
-    { skip: busy ? 'something already listens on 127.0.0.1:7373, the default local address' : false },
-    async () => {
-      const home = mkdtempSync(path.join(tmpdir(), 'mags-test-autostart-'));
-      const env: NodeJS.ProcessEnv = { MAGS_HOME: home, MAGS_API_URL: '', MAGS_API_TOKEN: '', MAGS_AGENT_INSTANCE: `a${randomBytes(2).toString('hex')}` };
-      const pidFile = path.join(home, 'server.pid');
-      try {
-        const r = await mags(['run', 'echo started by itself'], env);
-        assert.equal(r.stdout, 'started by itself\n', r.stderr);
-        assert.equal(r.code, 0);
-        assert.equal(r.stderr, '', 'quiet when stderr is not a terminal');
-        const config = JSON.parse(readFileSync(path.join(home, 'config.json'), 'utf8')) as { api_url: string; api_token: string };
-        assert.equal(config.api_url, 'http://127.0.0.1:7373');
-        assert.ok(config.api_token);
-        assert.equal(statSync(path.join(home, 'config.json')).mode & 0o777, 0o600);
-        assert.ok(existsSync(path.join(home, 'server.log')));
-        // A second command finds it running and does not start another.
-        const pid = readFileSync(pidFile, 'utf8').trim();
-        const again = await mags(['run', 'echo again'], env);
-        assert.equal(again.stdout, 'again\n');
-        assert.equal(readFileSync(pidFile, 'utf8').trim(), pid);
-      } finally {
-        if (existsSync(pidFile)) {
-          const pid = Number(readFileSync(pidFile, 'utf8').trim());
-          try {
-            process.kill(pid, 'SIGTERM');
-            for (let i = 0; i < 300; i++) {
-              process.kill(pid, 0);
-              await new Promise((r) => setTimeout(r, 100));
-            }
-            process.kill(pid, 'SIGKILL');
-          } catch {
-            /* it has exited */
+  test('the CLI starts a local server in the background and uses it', {
+    skip: busy ? 'something already listens on 127.0.0.1:7373, the default local address' : false,
+  }, async () => {
+    const home = mkdtempSync(path.join(tmpdir(), 'mags-test-autostart-'));
+    const env: NodeJS.ProcessEnv = {
+      MAGS_HOME: home,
+      MAGS_API_URL: '',
+      MAGS_API_TOKEN: '',
+      MAGS_AGENT_INSTANCE: `a${randomBytes(2).toString('hex')}`,
+    };
+    const pidFile = path.join(home, 'server.pid');
+    try {
+      const r = await mags(['run', 'echo started by itself'], env);
+      assert.equal(r.stdout, 'started by itself\n', r.stderr);
+      assert.equal(r.code, 0);
+      assert.equal(r.stderr, '', 'quiet when stderr is not a terminal');
+      const config = JSON.parse(readFileSync(path.join(home, 'config.json'), 'utf8')) as {
+        api_url: string;
+        api_token: string;
+      };
+      assert.equal(config.api_url, 'http://127.0.0.1:7373');
+      assert.ok(config.api_token);
+      assert.equal(statSync(path.join(home, 'config.json')).mode & 0o777, 0o600);
+      assert.ok(existsSync(path.join(home, 'server.log')));
+      // A second command finds it running and does not start another.
+      const pid = readFileSync(pidFile, 'utf8').trim();
+      const again = await mags(['run', 'echo again'], env);
+      assert.equal(again.stdout, 'again\n');
+      assert.equal(readFileSync(pidFile, 'utf8').trim(), pid);
+    } finally {
+      if (existsSync(pidFile)) {
+        const pid = Number(readFileSync(pidFile, 'utf8').trim());
+        try {
+          process.kill(pid, 'SIGTERM');
+          for (let i = 0; i < 300; i++) {
+            process.kill(pid, 0);
+            await new Promise((r) => setTimeout(r, 100));
           }
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          /* it has exited */
         }
-        rmSync(home, { recursive: true, force: true });
       }
-    },
-  );
+      rmSync(home, { recursive: true, force: true });
+    }
+  });
 });

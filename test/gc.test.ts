@@ -3,27 +3,27 @@
 // fork or a kept version references stays and restores, gc racing syncs deletes nothing they commit, and the server
 // collects by itself every --gc-interval.
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import {
   BLOBS_PREFIX,
-  type Manifest,
-  type ObjectStore,
-  PACKS_PREFIX,
   baseKey,
   decodeManifest,
   listVersions,
+  type Manifest,
+  type ObjectStore,
   openObjectStore,
+  PACKS_PREFIX,
   readManifest,
   restore,
   restoreManifest,
 } from '@mags/objects';
-import { spawnSync } from 'node:child_process';
-import { CLI, type TestServer, freePort, leftovers, runCli, runScript, startServer } from './harness.js';
+import { CLI, freePort, leftovers, runCli, runScript, startServer, type TestServer } from './harness.js';
 
 const S3_URL = process.env.MAGS_TEST_S3_URL;
 const servers: TestServer[] = [];
@@ -53,15 +53,24 @@ after(async () => {
   for (const instance of instances) {
     const left = leftovers(instance);
     assert.deepEqual(left.mounts, [], `no sandbox mounts of ${instance} remain`);
-    for (const dir of ['workspaces', 'bases', 'cache']) rmSync(`/var/lib/mags/${dir}/${instance}`, { recursive: true, force: true });
+    for (const dir of ['workspaces', 'bases', 'cache'])
+      rmSync(`/var/lib/mags/${dir}/${instance}`, { recursive: true, force: true });
   }
   for (const dir of scratch) rmSync(dir, { recursive: true, force: true });
 });
 
-async function api(server: TestServer, method: string, route: string, body?: unknown): Promise<{ status: number; body: any }> {
+async function api(
+  server: TestServer,
+  method: string,
+  route: string,
+  body?: unknown,
+): Promise<{ status: number; body: any }> {
   const res = await fetch(`${server.url}${route}`, {
     method,
-    headers: { authorization: `Bearer ${server.token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+    headers: {
+      authorization: `Bearer ${server.token}`,
+      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+    },
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   const text = await res.text();
@@ -71,7 +80,11 @@ async function api(server: TestServer, method: string, route: string, body?: unk
 /** Runs a script and insists it completes; returns its stdout. */
 async function ok(server: TestServer, script: string, options: Record<string, unknown> = {}): Promise<string> {
   const r = await runScript(server, script, options);
-  assert.equal(r.status, 'completed', `script failed (${r.status}, exit ${r.exitCode}): ${r.errorMessage}\n${r.stderr}\n${r.stdout}`);
+  assert.equal(
+    r.status,
+    'completed',
+    `script failed (${r.status}, exit ${r.exitCode}): ${r.errorMessage}\n${r.stderr}\n${r.stdout}`,
+  );
   return r.stdout;
 }
 
@@ -87,7 +100,10 @@ async function ownerId(server: TestServer): Promise<string> {
 }
 
 /** Every object under a prefix: key → size and date. */
-async function objectsUnder(store: ObjectStore, prefix: string): Promise<Map<string, { size: number; lastModified: Date }>> {
+async function objectsUnder(
+  store: ObjectStore,
+  prefix: string,
+): Promise<Map<string, { size: number; lastModified: Date }>> {
   const out = new Map<string, { size: number; lastModified: Date }>();
   for await (const o of store.list(prefix)) out.set(o.key, { size: o.size, lastModified: o.lastModified });
   return out;
@@ -106,7 +122,8 @@ function refsOf(m: Manifest): Set<string> {
 /** What every kept version of a workspace references (its manifests are read before anything is deleted). */
 async function refsOfWorkspace(store: ObjectStore, ws: { owner: string; name: string }): Promise<Set<string>> {
   const keys = new Set<string>();
-  for (const v of await listVersions(store, ws)) for (const k of refsOf(await readManifest(store, ws, v.version))) keys.add(k);
+  for (const v of await listVersions(store, ws))
+    for (const k of refsOf(await readManifest(store, ws, v.version))) keys.add(k);
   return keys;
 }
 
@@ -128,7 +145,18 @@ function reclaimSuite(label: string, objects: () => string | undefined) {
       const dataDir = tempDir('home');
       const objectsUrl = url ?? path.join(dataDir, 'objects');
       // Syncs must commit within a quarter of the grace period: 5 s is ample for these small workspaces.
-      server = await start(['--instance', newInstance('g'), '--warm', '0', '--gc-interval', 'off', '--gc-grace', `${grace / 1000}s`, '--objects', objectsUrl]);
+      server = await start([
+        '--instance',
+        newInstance('g'),
+        '--warm',
+        '0',
+        '--gc-interval',
+        'off',
+        '--gc-grace',
+        `${grace / 1000}s`,
+        '--objects',
+        objectsUrl,
+      ]);
       store = openObjectStore(objectsUrl);
       owner = await ownerId(server);
     });
@@ -138,11 +166,21 @@ function reclaimSuite(label: string, objects: () => string | undefined) {
       // doomed: two versions of its own. golden: forked at version 1, then changed, then deleted. keeper: version 1
       // has files that version 2 deleted.
       await ok(server, WRITE('/root/d', 300_000, 30), { workspace_id: 'doomed', persistent: true });
-      await ok(server, `${WRITE('/root/d2', 200_000, 10)} && rm /root/d/big`, { workspace_id: 'doomed', persistent: true });
+      await ok(server, `${WRITE('/root/d2', 200_000, 10)} && rm /root/d/big`, {
+        workspace_id: 'doomed',
+        persistent: true,
+      });
       await ok(server, WRITE('/root/g', 250_000, 20), { workspace_id: 'golden', persistent: true });
       const goldenDigest = await ok(server, DIGEST('/root/g'), { workspace_id: 'golden', persistent: true });
-      assert.equal((await api(server, 'POST', '/api/v1/mags-workspaces', { name: 'fork', persistent: true, base: 'golden' })).status, 201);
-      await ok(server, `rm -r /root/g && ${WRITE('/root/g2', 150_000, 5)}`, { workspace_id: 'golden', persistent: true });
+      assert.equal(
+        (await api(server, 'POST', '/api/v1/mags-workspaces', { name: 'fork', persistent: true, base: 'golden' }))
+          .status,
+        201,
+      );
+      await ok(server, `rm -r /root/g && ${WRITE('/root/g2', 150_000, 5)}`, {
+        workspace_id: 'golden',
+        persistent: true,
+      });
       await ok(server, WRITE('/root/k', 220_000, 15), { workspace_id: 'keeper', persistent: true });
       const keeperDigest = await ok(server, DIGEST('/root/k'), { workspace_id: 'keeper', persistent: true });
       const keeperV1 = (await api(server, 'GET', '/api/v1/mags-workspaces/keeper')).body.current_version as number;
@@ -150,29 +188,50 @@ function reclaimSuite(label: string, objects: () => string | undefined) {
 
       // What is referenced by what is going, and by what stays.
       const forkBase = decodeManifest(await store.getBuffer(baseKey(ws('fork'))), 'fork base');
-      const kept = new Set([...refsOf(forkBase), ...(await refsOfWorkspace(store, ws('keeper'))), ...(await refsOfWorkspace(store, ws('fork')))]);
-      const going = new Set([...(await refsOfWorkspace(store, ws('doomed'))), ...(await refsOfWorkspace(store, ws('golden')))].filter((k) => !kept.has(k)));
+      const kept = new Set([
+        ...refsOf(forkBase),
+        ...(await refsOfWorkspace(store, ws('keeper'))),
+        ...(await refsOfWorkspace(store, ws('fork'))),
+      ]);
+      const going = new Set(
+        [...(await refsOfWorkspace(store, ws('doomed'))), ...(await refsOfWorkspace(store, ws('golden')))].filter(
+          (k) => !kept.has(k),
+        ),
+      );
       const goingBlobs = [...going].filter((k) => k.startsWith(BLOBS_PREFIX));
       const goingPacks = [...going].filter((k) => k.startsWith(PACKS_PREFIX));
-      assert.ok(goingBlobs.length >= 2 && goingPacks.length >= 2, `the deleted workspaces have blobs and packs of their own (${goingBlobs.length}, ${goingPacks.length})`);
+      assert.ok(
+        goingBlobs.length >= 2 && goingPacks.length >= 2,
+        `the deleted workspaces have blobs and packs of their own (${goingBlobs.length}, ${goingPacks.length})`,
+      );
       assert.ok(refsOf(forkBase).size >= 2, "the fork's base references golden's version 1");
       const blobsBefore = await objectsUnder(store, BLOBS_PREFIX);
       const packsBefore = await objectsUnder(store, PACKS_PREFIX);
       for (const k of going) assert.ok(blobsBefore.has(k) || packsBefore.has(k), `${k} is in the store`);
 
-      for (const name of ['doomed', 'golden']) assert.equal((await api(server, 'DELETE', `/api/v1/mags-workspaces/${name}`)).status, 200);
+      for (const name of ['doomed', 'golden'])
+        assert.equal((await api(server, 'DELETE', `/api/v1/mags-workspaces/${name}`)).status, 200);
       for (const name of ['doomed', 'golden']) {
-        assert.equal((await objectsUnder(store, `workspaces/${owner}/${name}/`)).size, 0, `${name}'s head and manifests are deleted with it`);
+        assert.equal(
+          (await objectsUnder(store, `workspaces/${owner}/${name}/`)).size,
+          0,
+          `${name}'s head and manifests are deleted with it`,
+        );
       }
 
       // Within the grace period nothing is deleted: the deleted workspaces' content is counted as young.
       const early = await gcNow(server);
       assert.equal(early.blobsDeleted + early.packsDeleted, 0);
-      assert.ok(early.blobsSpared >= goingBlobs.length && early.packsSpared >= goingPacks.length, JSON.stringify(early));
+      assert.ok(
+        early.blobsSpared >= goingBlobs.length && early.packsSpared >= goingPacks.length,
+        JSON.stringify(early),
+      );
       assert.equal((await objectsUnder(store, BLOBS_PREFIX)).size, blobsBefore.size);
 
       // Once the newest of it is older than the grace period (plus the store's 1 s date resolution), it goes.
-      const newest = Math.max(...[...going].map((k) => (blobsBefore.get(k) ?? packsBefore.get(k))!.lastModified.getTime()));
+      const newest = Math.max(
+        ...[...going].map((k) => (blobsBefore.get(k) ?? packsBefore.get(k))!.lastModified.getTime()),
+      );
       await sleep(Math.max(0, newest + grace + 2000 - Date.now()));
       const r = await gcNow(server);
       assert.equal(r.blobsDeleted, goingBlobs.length, JSON.stringify(r));
@@ -182,27 +241,44 @@ function reclaimSuite(label: string, objects: () => string | undefined) {
       assert.ok(r.bases >= 1);
       const blobsAfter = await objectsUnder(store, BLOBS_PREFIX);
       const packsAfter = await objectsUnder(store, PACKS_PREFIX);
-      assert.equal(blobsAfter.size, blobsBefore.size - goingBlobs.length, 'exactly the deleted workspaces\' blobs are gone');
-      assert.equal(packsAfter.size, packsBefore.size - goingPacks.length, 'exactly the deleted workspaces\' packs are gone');
+      assert.equal(
+        blobsAfter.size,
+        blobsBefore.size - goingBlobs.length,
+        "exactly the deleted workspaces' blobs are gone",
+      );
+      assert.equal(
+        packsAfter.size,
+        packsBefore.size - goingPacks.length,
+        "exactly the deleted workspaces' packs are gone",
+      );
       for (const k of going) assert.ok(!blobsAfter.has(k) && !packsAfter.has(k), `${k} is deleted`);
-      for (const k of kept) assert.ok(blobsAfter.has(k) || packsAfter.has(k), `${k}, referenced by the fork or a kept version, stays`);
+      for (const k of kept)
+        assert.ok(blobsAfter.has(k) || packsAfter.has(k), `${k}, referenced by the fork or a kept version, stays`);
 
       // Both restore from the store alone (a fresh cache, every blob checked against its hash) ...
       const fromStore = tempDir('restore');
       await restoreManifest(store, forkBase, path.join(fromStore, 'fork'), { cacheDir: tempDir('cache') });
-      await restore(store, { ...ws('keeper'), version: keeperV1 }, path.join(fromStore, 'keeper'), { cacheDir: tempDir('cache') });
+      await restore(store, { ...ws('keeper'), version: keeperV1 }, path.join(fromStore, 'keeper'), {
+        cacheDir: tempDir('cache'),
+      });
       const sha = (file: string) => createHash('sha256').update(readFileSync(file)).digest('hex');
       assert.ok(goldenDigest.includes(`${sha(path.join(fromStore, 'fork/root/g/big'))}  ./big`));
       assert.ok(keeperDigest.includes(`${sha(path.join(fromStore, 'keeper/root/k/big'))}  ./big`));
       // ... and in a sandbox: the fork runs on golden's version 1, and keeper rolls back to its version 1.
       assert.equal(await ok(server, DIGEST('/root/g'), { workspace_id: 'fork', persistent: true }), goldenDigest);
-      assert.equal((await api(server, 'POST', '/api/v1/mags-workspaces/keeper/restore', { version: keeperV1 })).status, 200);
+      assert.equal(
+        (await api(server, 'POST', '/api/v1/mags-workspaces/keeper/restore', { version: keeperV1 })).status,
+        200,
+      );
       assert.equal(await ok(server, DIGEST('/root/k'), { workspace_id: 'keeper', persistent: true }), keeperDigest);
 
       // Nothing is left to free; the CLI says so in words.
       const again = await runCli(server, ['server', 'gc']);
       assert.equal(again.code, 0, again.stderr);
-      assert.match(again.stdout, /^freed 0 B: 0 versions, 0 blobs and 0 packs deleted\nkept \d+ blobs? and \d+ packs? in use \(\d+ fork bases?\)\n/);
+      assert.match(
+        again.stdout,
+        /^freed 0 B: 0 versions, 0 blobs and 0 packs deleted\nkept \d+ blobs? and \d+ packs? in use \(\d+ fork bases?\)\n/,
+      );
     });
   });
 }
@@ -218,7 +294,18 @@ describe('gc racing syncs', () => {
   test('gc run over and over while syncs commit deletes nothing a committed version references', async () => {
     const grace = 12_000;
     const objectsDir = tempDir('objects');
-    const server = await start(['--instance', newInstance('x'), '--warm', '0', '--gc-interval', 'off', '--gc-grace', `${grace / 1000}s`, '--objects', objectsDir]);
+    const server = await start([
+      '--instance',
+      newInstance('x'),
+      '--warm',
+      '0',
+      '--gc-interval',
+      'off',
+      '--gc-grace',
+      `${grace / 1000}s`,
+      '--objects',
+      objectsDir,
+    ]);
     const store = openObjectStore(objectsDir);
     const owner = await ownerId(server);
     try {
@@ -258,7 +345,10 @@ describe('gc racing syncs', () => {
           for (let round = 0; round < 4 || Date.now() < seedDeleted + 2 * grace; round++) {
             const age = Date.now() - seedDeleted;
             const k = round % 2 === 0 ? (i + round) % 3 : age < grace / 6 ? 3 : age < (2 * grace) / 3 ? 4 : 5;
-            await ok(server, `rm -rf /root/c && ${variant(k)} && echo ${name}-${round} > /root/round`, { workspace_id: name, persistent: true });
+            await ok(server, `rm -rf /root/c && ${variant(k)} && echo ${name}-${round} > /root/round`, {
+              workspace_id: name,
+              persistent: true,
+            });
             const v = (await api(server, 'GET', `/api/v1/mags-workspaces/${name}`)).body.current_version as number;
             versions.set(v, { k, round });
           }
@@ -273,7 +363,8 @@ describe('gc racing syncs', () => {
       );
 
       // Every committed version restores from the store alone, byte for byte.
-      const contentOf = (k: number) => Buffer.from(`variant-${k}\n`.repeat(200000 / `variant-${k}\n`.length + 1).slice(0, 200000));
+      const contentOf = (k: number) =>
+        Buffer.from(`variant-${k}\n`.repeat(200000 / `variant-${k}\n`.length + 1).slice(0, 200000));
       for (const [name, versions] of expected) {
         const kept = (await listVersions(store, { owner, name })).map((v) => v.version).sort((a, b) => a - b);
         const committed = [...versions.keys()].sort((a, b) => a - b);
@@ -283,7 +374,8 @@ describe('gc racing syncs', () => {
           const dir = path.join(tempDir('race'), 'u');
           await restore(store, { owner, name, version }, dir, { cacheDir: tempDir('cache') });
           assert.ok(readFileSync(path.join(dir, 'root/c/big')).equals(contentOf(k)), `${name} v${version}: big`);
-          for (let i = 1; i <= 6; i++) assert.equal(readFileSync(path.join(dir, `root/c/s${i}`), 'utf8'), `small-${k}-${i}\n`);
+          for (let i = 1; i <= 6; i++)
+            assert.equal(readFileSync(path.join(dir, `root/c/s${i}`), 'utf8'), `small-${k}-${i}\n`);
           assert.equal(readFileSync(path.join(dir, 'root/round'), 'utf8'), `${name}-${round}\n`);
         }
       }
@@ -300,7 +392,18 @@ describe("syncs keep to the server's --gc-grace", () => {
     // server's --gc-grace, not the library default of two hours.
     const grace = 8000;
     const objectsDir = tempDir('objects');
-    const server = await start(['--instance', newInstance('q'), '--warm', '0', '--gc-interval', 'off', '--gc-grace', `${grace / 1000}s`, '--objects', objectsDir]);
+    const server = await start([
+      '--instance',
+      newInstance('q'),
+      '--warm',
+      '0',
+      '--gc-interval',
+      'off',
+      '--gc-grace',
+      `${grace / 1000}s`,
+      '--objects',
+      objectsDir,
+    ]);
     const store = openObjectStore(objectsDir);
     try {
       const token = randomBytes(8).toString('hex');
@@ -313,7 +416,10 @@ describe("syncs keep to the server's --gc-grace", () => {
       assert.equal((await api(server, 'DELETE', '/api/v1/mags-workspaces/first')).status, 200);
       await sleep(Math.max(0, written + grace / 4 + 1500 - Date.now()));
       await ok(server, write, { workspace_id: 'second', persistent: true });
-      assert.ok((await store.head(key))!.lastModified.getTime() > written, 'the sync uploaded the old blob again, renewing its date');
+      assert.ok(
+        (await store.head(key))!.lastModified.getTime() > written,
+        'the sync uploaded the old blob again, renewing its date',
+      );
     } finally {
       await store.close();
     }
@@ -324,7 +430,18 @@ describe('scheduled gc', () => {
   test('runs every --gc-interval by itself and logs what it freed', async () => {
     const objectsDir = tempDir('objects');
     const grace = 8000;
-    const server = await start(['--instance', newInstance('s'), '--warm', '0', '--gc-interval', '1s', '--gc-grace', `${grace / 1000}s`, '--objects', objectsDir]);
+    const server = await start([
+      '--instance',
+      newInstance('s'),
+      '--warm',
+      '0',
+      '--gc-interval',
+      '1s',
+      '--gc-grace',
+      `${grace / 1000}s`,
+      '--objects',
+      objectsDir,
+    ]);
     const store = openObjectStore(objectsDir);
     try {
       const owner = await ownerId(server);
@@ -353,7 +470,10 @@ describe('scheduled gc', () => {
 describe('mags server gc and the gc flags', () => {
   const mags = (args: string[], env: NodeJS.ProcessEnv = {}) => {
     const home = tempDir('cli-home');
-    const r = spawnSync(process.execPath, [CLI, ...args], { env: { ...process.env, MAGS_HOME: home, ...env }, encoding: 'utf8' });
+    const r = spawnSync(process.execPath, [CLI, ...args], {
+      env: { ...process.env, MAGS_HOME: home, ...env },
+      encoding: 'utf8',
+    });
     return { code: r.status, stdout: r.stdout, stderr: r.stderr };
   };
 
@@ -362,7 +482,12 @@ describe('mags server gc and the gc flags', () => {
     assert.equal(help.code, 0);
     assert.match(help.stdout, /Usage: mags server gc/);
     assert.match(help.stdout, /Examples:\n\s+\$ mags server gc/);
-    for (const [flag, value] of [['--gc-interval', '5x'], ['--gc-interval', '500ms'], ['--gc-grace', '0'], ['--gc-grace', 'off']]) {
+    for (const [flag, value] of [
+      ['--gc-interval', '5x'],
+      ['--gc-interval', '500ms'],
+      ['--gc-grace', '0'],
+      ['--gc-grace', 'off'],
+    ]) {
       const r = mags(['server', flag, value]);
       assert.equal(r.code, 2, `${flag} ${value}`);
       assert.match(r.stderr, new RegExp(`^mags: .*${flag} takes a duration from 1s to 30d such as 90s, 15m or 2h`));
@@ -371,7 +496,10 @@ describe('mags server gc and the gc flags', () => {
   });
 
   test('a server that does not answer is one sentence on stderr and exit 1', async () => {
-    const r = mags(['server', 'gc'], { MAGS_API_URL: `http://127.0.0.1:${await freePort()}`, MAGS_API_TOKEN: `mags_${'a'.repeat(43)}` });
+    const r = mags(['server', 'gc'], {
+      MAGS_API_URL: `http://127.0.0.1:${await freePort()}`,
+      MAGS_API_TOKEN: `mags_${'a'.repeat(43)}`,
+    });
     assert.equal(r.code, 1);
     assert.equal(r.stdout, '');
     assert.match(r.stderr, /^mags: cannot reach the Mags server at http:\/\/127\.0\.0\.1:\d+/);

@@ -1,6 +1,6 @@
 // Starts a real `mags server` (embedded: control plane + agent) for end-to-end tests, and stops it by PID.
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -144,13 +144,18 @@ export interface CliResult {
 /** Runs the built CLI with the test server's environment (plus `env`), stdout and stderr piped as in a script. */
 export function runCli(server: TestServer, args: string[], env: NodeJS.ProcessEnv = {}): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { env: { ...server.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [CLI, ...args], {
+      env: { ...server.env, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     child.stdout!.on('data', (b: Buffer) => out.push(b));
     child.stderr!.on('data', (b: Buffer) => err.push(b));
     child.once('error', reject);
-    child.once('close', (code) => resolve({ code, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() }));
+    child.once('close', (code) =>
+      resolve({ code, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() }),
+    );
   });
 }
 
@@ -164,9 +169,17 @@ export interface RunResult {
 }
 
 /** Submits a script through the REST API and waits for it to end: the path every client takes. */
-export async function runScript(server: TestServer, script: string, options: Record<string, unknown> = {}): Promise<RunResult> {
+export async function runScript(
+  server: TestServer,
+  script: string,
+  options: Record<string, unknown> = {},
+): Promise<RunResult> {
   const headers = { authorization: `Bearer ${server.token}`, 'content-type': 'application/json' };
-  const submit = await fetch(`${server.url}/api/v1/mags-jobs`, { method: 'POST', headers, body: JSON.stringify({ script, ...options }) });
+  const submit = await fetch(`${server.url}/api/v1/mags-jobs`, {
+    method: 'POST',
+    headers,
+    body: JSON.stringify({ script, ...options }),
+  });
   const accepted = (await submit.json()) as { request_id: string; error?: string };
   if (submit.status !== 202) throw new Error(`submit failed (${submit.status}): ${accepted.error}`);
   const id = accepted.request_id;
@@ -184,7 +197,14 @@ export async function runScript(server: TestServer, script: string, options: Rec
       .filter((l) => l.stream === stream)
       .map((l) => `${l.message}\n`)
       .join('');
-  return { requestId: id, status: status.status, exitCode: status.exit_code, stdout: text('stdout'), stderr: text('stderr'), errorMessage: status.error_message };
+  return {
+    requestId: id,
+    status: status.status,
+    exitCode: status.exit_code,
+    stdout: text('stdout'),
+    stderr: text('stderr'),
+    errorMessage: status.error_message,
+  };
 }
 
 /** What one agent instance's sandboxes create on the host; after its server stops, none of it may remain. */
@@ -194,7 +214,9 @@ export function leftovers(instance: string): { netns: string[]; mounts: string[]
     .split('\n')
     .map((l) => l.split(' ')[4])
     .filter((m): m is string => !!m && m.startsWith(dir));
-  const netns = existsSync('/run/netns') ? readdirSync('/run/netns').filter((n) => n.startsWith(`mags${instance}-`)) : [];
+  const netns = existsSync('/run/netns')
+    ? readdirSync('/run/netns').filter((n) => n.startsWith(`mags${instance}-`))
+    : [];
   // Loop devices backing sandbox layers (an image deleted while attached still holds its space).
   const loops = execFileSync('losetup', ['--list', '--noheadings', '--raw', '--output', 'BACK-FILE'])
     .toString()

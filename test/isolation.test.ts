@@ -2,14 +2,24 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
+import {
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Mags } from '@mags/sdk';
-import { CLI, type TestServer, freePort, leftovers, runScript, startServer } from './harness.js';
+import { CLI, freePort, leftovers, runScript, startServer, type TestServer } from './harness.js';
 
 const IMAGE = '/var/lib/mags/images/debian-12-v2';
 /** The copy sandboxes use: owners shifted into their user namespace (uid 0 inside = host uid 100000). */
@@ -27,7 +37,11 @@ async function hostListener(host: string): Promise<{ port: number; hits: () => n
     res.end('host secret service\n');
   });
   await new Promise<void>((r) => srv.listen(0, host, () => r()));
-  return { port: (srv.address() as AddressInfo).port, hits: () => hits, close: () => new Promise((r) => srv.close(() => r())) };
+  return {
+    port: (srv.address() as AddressInfo).port,
+    hits: () => hits,
+    close: () => new Promise((r) => srv.close(() => r())),
+  };
 }
 
 /** The address of the host-side end of a sandbox's link, which a sandbox sees as its gateway. */
@@ -48,7 +62,8 @@ after(async () => {
     .map((l) => l.split(' ')[4])
     .filter((m) => ['workspaces', 'bases'].some((d) => m?.startsWith(`/var/lib/mags/${d}/${instance}/`)));
   assert.deepEqual(stateMounts, [], 'no workspace disk or base layer stays mounted either');
-  for (const dir of ['workspaces', 'bases', 'cache']) rmSync(`/var/lib/mags/${dir}/${instance}`, { recursive: true, force: true });
+  for (const dir of ['workspaces', 'bases', 'cache'])
+    rmSync(`/var/lib/mags/${dir}/${instance}`, { recursive: true, force: true });
 });
 
 describe('a sandbox cannot touch the host filesystem', () => {
@@ -93,7 +108,10 @@ describe('a sandbox cannot see host processes or other sandboxes', () => {
     const marker = 4000 + Math.floor(Math.random() * 50000);
     const sleeper = spawn('sleep', [`${marker}.5`], { stdio: 'ignore' });
     cleanups.push(() => void sleeper.kill('SIGKILL'));
-    const r = await runScript(server, `ps -eo pid,args; ls /proc | grep -cE '^[0-9]+$'; kill -9 ${sleeper.pid} ; echo kill=$?`);
+    const r = await runScript(
+      server,
+      `ps -eo pid,args; ls /proc | grep -cE '^[0-9]+$'; kill -9 ${sleeper.pid} ; echo kill=$?`,
+    );
     assert.equal(r.status, 'completed');
     assert.doesNotMatch(r.stdout, new RegExp(`sleep ${marker}`));
     assert.doesNotMatch(r.stdout, /node|systemd|sshd/);
@@ -121,15 +139,17 @@ describe('a sandbox cannot see host processes or other sandboxes', () => {
       const logs = (await (await fetch(`${server.url}/api/v1/mags-jobs/${victim}/logs`, { headers })).json()) as {
         logs: Array<{ message: string }>;
       };
-      addr = logs.logs.map((l) => l.message).find((m) => m.startsWith('ADDR='))?.slice(5).split('/')[0] ?? '';
+      addr =
+        logs.logs
+          .map((l) => l.message)
+          .find((m) => m.startsWith('ADDR='))
+          ?.slice(5)
+          .split('/')[0] ?? '';
       if (!addr) await new Promise((r) => setTimeout(r, 100));
     }
     assert.match(addr, /^\d+\.\d+\.\d+\.\d+$/, 'the victim sandbox printed its address');
     // Give the victim's server a moment to listen, then attack it.
-    const r = await runScript(
-      server,
-      `sleep 1; curl -sS -m 3 http://${addr}:8000/ && echo REACHED; echo end`,
-    );
+    const r = await runScript(server, `sleep 1; curl -sS -m 3 http://${addr}:8000/ && echo REACHED; echo end`);
     assert.doesNotMatch(r.stdout, /REACHED/);
     assert.match(r.stdout, /end/);
   });
@@ -140,7 +160,11 @@ describe('a sandbox cannot reach host or control-plane services', () => {
     const loop = await hostListener('127.0.0.1');
     const any = await hostListener('0.0.0.0');
     cleanups.push(loop.close, any.close);
-    const hostIps = execFileSync('hostname', ['-I']).toString().trim().split(/\s+/).filter((a) => a.includes('.'));
+    const hostIps = execFileSync('hostname', ['-I'])
+      .toString()
+      .trim()
+      .split(/\s+/)
+      .filter((a) => a.includes('.'));
     const targets = [
       `127.0.0.1:${loop.port}`,
       `127.0.0.1:${any.port}`,
@@ -150,7 +174,9 @@ describe('a sandbox cannot reach host or control-plane services', () => {
       `${GATEWAY}:${server.port}`,
       ...hostIps.flatMap((ip) => [`${ip}:${any.port}`, `${ip}:${server.port}`]),
     ];
-    const script = targets.map((t) => `curl -sS -m 2 -o /dev/null -w "${t} %{http_code}\\n" http://${t}/ 2>&1 || echo "${t} failed"`).join('\n');
+    const script = targets
+      .map((t) => `curl -sS -m 2 -o /dev/null -w "${t} %{http_code}\\n" http://${t}/ 2>&1 || echo "${t} failed"`)
+      .join('\n');
     const r = await runScript(server, script);
     for (const line of r.stdout.trim().split('\n')) {
       assert.doesNotMatch(line, / (200|401|404)$/, `reached a host service: ${line}`);
@@ -171,7 +197,9 @@ describe('a sandbox cannot reach host or control-plane services', () => {
     sh(`ip netns add ${ns}; ip link add ${hostIf} type veth peer name eth0 netns ${ns}; ip link set ${hostIf} up;
         ip addr add 100.127.254.1/30 dev ${hostIf}; ip -n ${ns} addr add 100.127.254.2/30 dev eth0; ip -n ${ns} link set eth0 up; ip -n ${ns} link set lo up;
         ${addrs.map((a) => `ip -n ${ns} addr add ${a}/32 dev lo; ip route add ${a}/32 via 100.127.254.2 dev ${hostIf}`).join('; ')}`);
-    const listener = spawn('ip', ['netns', 'exec', ns, 'python3', '-m', 'http.server', '80', '--bind', '0.0.0.0'], { stdio: 'ignore' });
+    const listener = spawn('ip', ['netns', 'exec', ns, 'python3', '-m', 'http.server', '80', '--bind', '0.0.0.0'], {
+      stdio: 'ignore',
+    });
     t.after(() => {
       listener.kill('SIGKILL');
       try {
@@ -190,9 +218,14 @@ describe('a sandbox cannot reach host or control-plane services', () => {
       }
     }
     for (const a of addrs) sh(`curl -sS -m 2 -o /dev/null http://${a}/`);
-    const script = addrs.map((a) => `curl -sS -m 2 -o /dev/null -w "${a} %{http_code}\\n" http://${a}/ 2>/dev/null || echo "${a} blocked"`).join('\n');
+    const script = addrs
+      .map(
+        (a) => `curl -sS -m 2 -o /dev/null -w "${a} %{http_code}\\n" http://${a}/ 2>/dev/null || echo "${a} blocked"`,
+      )
+      .join('\n');
     const r = await runScript(server, script);
-    for (const a of addrs) assert.match(r.stdout, new RegExp(`${a.replace(/\./g, '\\.')} blocked`), `sandbox reached ${a}`);
+    for (const a of addrs)
+      assert.match(r.stdout, new RegExp(`${a.replace(/\./g, '\\.')} blocked`), `sandbox reached ${a}`);
   });
 });
 
@@ -242,7 +275,8 @@ EOF`,
     );
     assert.equal(r.status, 'completed', r.stderr);
     const all = r.stdout + r.stderr;
-    for (const bad of ['MOUNTED', 'UNSHARED_USER', 'UNSHARED_MOUNT', 'UNSHARED_NET', 'ALLOWED', 'HAS_KVM']) assert.doesNotMatch(all, new RegExp(bad));
+    for (const bad of ['MOUNTED', 'UNSHARED_USER', 'UNSHARED_MOUNT', 'UNSHARED_NET', 'ALLOWED', 'HAS_KVM'])
+      assert.doesNotMatch(all, new RegExp(bad));
     assert.match(r.stdout, /init_module denied/);
     assert.match(r.stdout, /raw socket denied/);
     assert.match(r.stdout, /NoNewPrivs:\s+1/);
@@ -252,7 +286,8 @@ EOF`,
     const CAP_NET_ADMIN = 12n;
     const CAP_NET_RAW = 13n;
     const CAP_SYS_MODULE = 16n;
-    for (const cap of [CAP_SYS_ADMIN, CAP_NET_ADMIN, CAP_NET_RAW, CAP_SYS_MODULE]) assert.equal((capEff >> cap) & 1n, 0n, `capability ${cap} is dropped`);
+    for (const cap of [CAP_SYS_ADMIN, CAP_NET_ADMIN, CAP_NET_RAW, CAP_SYS_MODULE])
+      assert.equal((capEff >> cap) & 1n, 0n, `capability ${cap} is dropped`);
   });
 });
 
@@ -358,7 +393,9 @@ describe('a run ends when its script ends', () => {
   }
 
   test("a script that stops the sandbox's init (ptrace attach, SIGSTOP) and exits", async () => {
-    const r = await runBounded(`python3 -c 'import ctypes; ctypes.CDLL(None).ptrace(16, 1, 0, 0)'; kill -STOP 1; echo done; exit 3`);
+    const r = await runBounded(
+      `python3 -c 'import ctypes; ctypes.CDLL(None).ptrace(16, 1, 0, 0)'; kill -STOP 1; echo done; exit 3`,
+    );
     assert.equal(r.exitCode, 3);
     assert.equal(r.status, 'failed');
     assert.deepEqual(r.stdout, ['done']);
@@ -384,13 +421,34 @@ echo done; exit 3`);
 
 describe('a sandbox learns nothing of the host from /proc', () => {
   test('kernel command line, slab and vmalloc info, symbols, page flags read as empty; mountinfo names no host path', async () => {
-    const files = ['/proc/cmdline', '/proc/slabinfo', '/proc/vmallocinfo', '/proc/kallsyms', '/proc/kpageflags', '/proc/config.gz', '/proc/key-users', '/proc/iomem'];
-    const r = await runScript(server, `for f in ${files.join(' ')}; do echo "$f $(cat $f 2>/dev/null | wc -c)"; done; echo ---; cat /proc/self/mountinfo /proc/1/mountinfo`);
+    const files = [
+      '/proc/cmdline',
+      '/proc/slabinfo',
+      '/proc/vmallocinfo',
+      '/proc/kallsyms',
+      '/proc/kpageflags',
+      '/proc/config.gz',
+      '/proc/key-users',
+      '/proc/iomem',
+    ];
+    const r = await runScript(
+      server,
+      `for f in ${files.join(' ')}; do echo "$f $(cat $f 2>/dev/null | wc -c)"; done; echo ---; cat /proc/self/mountinfo /proc/1/mountinfo`,
+    );
     assert.equal(r.status, 'completed', r.stderr);
     const [sizes, mountinfo] = r.stdout.split('---\n');
     for (const f of files) assert.match(sizes, new RegExp(`^${f} 0$`, 'm'), `${f} is readable: ${sizes}`);
     assert.match(mountinfo, / \/ \/ .* - overlay /, 'the root is listed');
-    for (const hostPath of ['/var/lib/mags', '/sandboxes/', instance, '/usr/bin/catatonit', IMAGE, ' /dev/vd', ' /dev/sd', ' /dev/nvme']) {
+    for (const hostPath of [
+      '/var/lib/mags',
+      '/sandboxes/',
+      instance,
+      '/usr/bin/catatonit',
+      IMAGE,
+      ' /dev/vd',
+      ' /dev/sd',
+      ' /dev/nvme',
+    ]) {
       assert.ok(!mountinfo.includes(hostPath), `mountinfo shows ${hostPath}:\n${mountinfo}`);
     }
   });
@@ -444,21 +502,33 @@ describe('a sandbox cannot exhaust the host', () => {
     assert.equal(next.stdout.trim(), 'ok');
   });
 
-  test('writing past the disk gives the script ENOSPC, not an OOM kill, and the host gets its space back', { timeout: 120_000 }, async () => {
+  test('writing past the disk gives the script ENOSPC, not an OOM kill, and the host gets its space back', {
+    timeout: 120_000,
+  }, async () => {
     // 1.5 GB into a 1 GB disk, with a 1 GB memory limit: the disk's size bounds the writes, the memory limit doesn't.
-    const r = await runScript(server, 'dd if=/dev/zero of=/root/big bs=1M count=1500 2>&1; echo rc=$?; echo alive', { memory_mb: 1024, disk_gb: 1 });
+    const r = await runScript(server, 'dd if=/dev/zero of=/root/big bs=1M count=1500 2>&1; echo rc=$?; echo alive', {
+      memory_mb: 1024,
+      disk_gb: 1,
+    });
     assert.match(r.stdout, /No space left on device/);
     assert.match(r.stdout, /rc=1\nalive\n/);
     assert.equal(r.exitCode, 0, `the script lives on and ends normally (${r.errorMessage ?? ''})`);
     assert.equal(r.status, 'completed');
     // The layer is a file on the host's disk only while its sandbox lives: removed after, with its loop device.
     const headers = { authorization: `Bearer ${server.token}` };
-    const { vm_id: sandboxId } = (await (await fetch(`${server.url}/api/v1/mags-jobs/${r.requestId}/status`, { headers })).json()) as { vm_id: string };
+    const { vm_id: sandboxId } = (await (
+      await fetch(`${server.url}/api/v1/mags-jobs/${r.requestId}/status`, { headers })
+    ).json()) as { vm_id: string };
     const dir = `/var/lib/mags/sandboxes/${instance}/${sandboxId}`;
     const holds = () => existsSync(dir) || leftovers(instance).loops.some((f) => f.startsWith(`${dir}/`));
     for (let i = 0; i < 300 && holds(); i++) await new Promise((res) => setTimeout(res, 100));
-    assert.equal(holds(), false, 'the sandbox\'s layer and its loop device are gone');
-    const held = Number(execFileSync('du', ['-skx', `/var/lib/mags/sandboxes/${instance}`]).toString().split('\t')[0]) * 1024;
+    assert.equal(holds(), false, "the sandbox's layer and its loop device are gone");
+    const held =
+      Number(
+        execFileSync('du', ['-skx', `/var/lib/mags/sandboxes/${instance}`])
+          .toString()
+          .split('\t')[0],
+      ) * 1024;
     assert.ok(held < 100 * 1024 ** 2, `the sandboxes left hold little of the host's disk (${held} bytes)`);
   });
 });
@@ -468,7 +538,10 @@ describe('a sandbox cannot exhaust the host', () => {
 const headers = () => ({ authorization: `Bearer ${server.token}`, 'content-type': 'application/json' });
 
 /** Starts a job that prints READY once set up and then keeps its sandbox alive; resolves with its sandbox's id. */
-async function startHeld(script: string, options: Record<string, unknown> = {}): Promise<{ id: string; sandbox: string; stdout: string }> {
+async function startHeld(
+  script: string,
+  options: Record<string, unknown> = {},
+): Promise<{ id: string; sandbox: string; stdout: string }> {
   const submit = await fetch(`${server.url}/api/v1/mags-jobs`, {
     method: 'POST',
     headers: headers(),
@@ -482,11 +555,17 @@ async function startHeld(script: string, options: Record<string, unknown> = {}):
     };
     const out = logs.logs.filter((l) => l.stream === 'stdout').map((l) => l.message);
     if (out.includes('READY')) {
-      const status = (await (await fetch(`${server.url}/api/v1/mags-jobs/${id}/status`, { headers: headers() })).json()) as { vm_id: string };
+      const status = (await (
+        await fetch(`${server.url}/api/v1/mags-jobs/${id}/status`, { headers: headers() })
+      ).json()) as { vm_id: string };
       return { id, sandbox: status.vm_id, stdout: `${out.join('\n')}\n` };
     }
-    const st = (await (await fetch(`${server.url}/api/v1/mags-jobs/${id}/status`, { headers: headers() })).json()) as { status: string; error_message: string };
-    if (['completed', 'failed', 'error', 'stopped'].includes(st.status)) assert.fail(`the held job ended (${st.status}: ${st.error_message}): ${JSON.stringify(logs.logs)}`);
+    const st = (await (await fetch(`${server.url}/api/v1/mags-jobs/${id}/status`, { headers: headers() })).json()) as {
+      status: string;
+      error_message: string;
+    };
+    if (['completed', 'failed', 'error', 'stopped'].includes(st.status))
+      assert.fail(`the held job ended (${st.status}: ${st.error_message}): ${JSON.stringify(logs.logs)}`);
     await new Promise((r) => setTimeout(r, 100));
   }
   throw new Error('the held job never printed READY');
@@ -538,7 +617,10 @@ echo mine > /root/mine
 mkdir -p /opt/u && echo x > /opt/u/f && chown 1000:1000 /opt/u/f && echo chown-ok
 touch /root/apt-owned && chown _apt:nogroup /root/apt-owned && echo apt-chown-ok
 echo "apt=$(id -u _apt):$(getent group nogroup | cut -d: -f3)"`);
-    const map = held.stdout.split('\n').slice(0, 2).map((l) => l.trim().split(/\s+/).join(' '));
+    const map = held.stdout
+      .split('\n')
+      .slice(0, 2)
+      .map((l) => l.trim().split(/\s+/).join(' '));
     assert.deepEqual(map, ['0 100000 65536', '0 100000 65536'], 'uid and gid 0..65535 inside are 100000.. on the host');
     assert.match(held.stdout, /chown-ok\napt-chown-ok/);
     const [aptUid, nogroup] = /apt=(\d+):(\d+)/.exec(held.stdout)!.slice(1).map(Number);
@@ -549,8 +631,11 @@ echo "apt=$(id -u _apt):$(getent group nogroup | cut -d: -f3)"`);
     assert.ok(pids.length >= 2, `the sandbox's processes are listed in ${procsFile}`);
     for (const pid of pids) {
       const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-      const [uids, gids] = ['Uid', 'Gid'].map((k) => new RegExp(`^${k}:\\s+(.*)$`, 'm').exec(status)![1]!.trim().split(/\s+/).map(Number));
-      for (const id of [...uids!, ...gids!]) assert.ok(id >= SANDBOX_ROOT_UID && id < SANDBOX_ROOT_UID + 65536, `host pid ${pid} runs as ${uids} / ${gids}`);
+      const [uids, gids] = ['Uid', 'Gid'].map((k) =>
+        new RegExp(`^${k}:\\s+(.*)$`, 'm').exec(status)![1]!.trim().split(/\s+/).map(Number),
+      );
+      for (const id of [...uids!, ...gids!])
+        assert.ok(id >= SANDBOX_ROOT_UID && id < SANDBOX_ROOT_UID + 65536, `host pid ${pid} runs as ${uids} / ${gids}`);
     }
 
     // What it wrote is owned on the host by the shifted ids, in its layer.
@@ -562,7 +647,9 @@ echo "apt=$(id -u _apt):$(getent group nogroup | cut -d: -f3)"`);
     await stopJob(held.id);
   });
 
-  test('files a workspace run writes, and uploads, are owned by the shifted ids on the host; owners round-trip inside', { timeout: 120_000 }, async () => {
+  test('files a workspace run writes, and uploads, are owned by the shifted ids on the host; owners round-trip inside', {
+    timeout: 120_000,
+  }, async () => {
     const up = await fetch(`${server.url}/api/v1/mags-files?name=up.txt`, {
       method: 'POST',
       headers: { authorization: `Bearer ${server.token}`, 'content-type': 'application/octet-stream' },
@@ -571,11 +658,15 @@ echo "apt=$(id -u _apt):$(getent group nogroup | cut -d: -f3)"`);
     const { file_id } = (await up.json()) as { file_id: string };
     for (const persistent of [false, true]) {
       const name = `own-${persistent ? 'p' : 'l'}`;
-      const r = await runScript(server, 'echo a > /root/f && mkdir -p /srv/d && chown 1000:1000 /srv/d && stat -c "%u:%g %U" /uploads /uploads/up.txt', {
-        workspace_id: name,
-        persistent,
-        file_ids: [file_id],
-      });
+      const r = await runScript(
+        server,
+        'echo a > /root/f && mkdir -p /srv/d && chown 1000:1000 /srv/d && stat -c "%u:%g %U" /uploads /uploads/up.txt',
+        {
+          workspace_id: name,
+          persistent,
+          file_ids: [file_id],
+        },
+      );
       assert.equal(r.status, 'completed', r.stderr);
       assert.equal(r.stdout, '0:0 root\n0:0 root\n', 'uploads belong to the root inside');
       const dir = workspaceDir(name);
@@ -583,7 +674,10 @@ echo "apt=$(id -u _apt):$(getent group nogroup | cut -d: -f3)"`);
       assert.equal(hostOwner(`${dir}/mnt/upper`), '100000:100000');
       assert.equal(hostOwner(`${dir}/mnt/upper/root/f`), '100000:100000');
       assert.equal(hostOwner(`${dir}/mnt/upper/srv/d`), '101000:101000');
-      const again = await runScript(server, 'stat -c "%u:%g" /root/f /srv/d; touch /root/f && echo writable', { workspace_id: name, persistent });
+      const again = await runScript(server, 'stat -c "%u:%g" /root/f /srv/d; touch /root/f && echo writable', {
+        workspace_id: name,
+        persistent,
+      });
       assert.equal(again.stdout, '0:0\n1000:1000\nwritable\n');
     }
   });
@@ -595,11 +689,15 @@ echo "apt=$(id -u _apt):$(getent group nogroup | cut -d: -f3)"`);
     try {
       mkdirSync(`${state}/images/debian-12-v2`, { recursive: true });
       writeFileSync(`${state}/images/debian-12-v2/.mags-image-complete`, ''); // only the unshifted one
-      const r = spawnSync(process.execPath, [CLI, 'server', '--port', String(await freePort()), '--instance', other, '--state-dir', state], {
-        env: { ...process.env, MAGS_HOME: home },
-        encoding: 'utf8',
-        timeout: 60_000,
-      });
+      const r = spawnSync(
+        process.execPath,
+        [CLI, 'server', '--port', String(await freePort()), '--instance', other, '--state-dir', state],
+        {
+          env: { ...process.env, MAGS_HOME: home },
+          encoding: 'utf8',
+          timeout: 60_000,
+        },
+      );
       assert.notEqual(r.status, 0);
       assert.match(r.stderr, /debian-12-v2-u100000.*is missing: build it with scripts\/build-image\.sh/);
     } finally {
@@ -636,7 +734,10 @@ ls -l /tmp/rb | cut -c1-10`;
     const dir = sandboxDir(held.sandbox);
     // Control: the files are there (host root sees them), setuid and with the capability.
     assert.equal(statSync(`${dir}/fs/upper/tmp/rb`).mode & 0o4000, 0o4000);
-    assert.match(execFileSync('getfattr', ['-n', 'security.capability', '-e', 'hex', `${dir}/fs/upper/tmp/py`]).toString(), /security\.capability=0x/);
+    assert.match(
+      execFileSync('getfattr', ['-n', 'security.capability', '-e', 'hex', `${dir}/fs/upper/tmp/py`]).toString(),
+      /security\.capability=0x/,
+    );
     attack(`${dir}/rootfs/tmp`);
     attack(`${dir}/fs/upper/tmp`);
     for (const m of [`${dir}/rootfs`, `${dir}/fs`]) {
@@ -648,23 +749,34 @@ ls -l /tmp/rb | cut -c1-10`;
     await stopJob(held.id);
   });
 
-  test('workspace disk and base layer: same; the state directories are closed to host users', { timeout: 180_000 }, async () => {
-    const r = await runScript(server, ATTACK.replace(/\/tmp\//g, '/opt/'), { workspace_id: 'suid-ws', persistent: true });
+  test('workspace disk and base layer: same; the state directories are closed to host users', {
+    timeout: 180_000,
+  }, async () => {
+    const r = await runScript(server, ATTACK.replace(/\/tmp\//g, '/opt/'), {
+      workspace_id: 'suid-ws',
+      persistent: true,
+    });
     assert.equal(r.status, 'completed', r.stderr);
     const ws = workspaceDir('suid-ws');
     attack(`${ws}/mnt/upper/opt`);
     const diskOpts = mountOptions(`${ws}/mnt`);
-    assert.ok(diskOpts.includes('nosuid') && diskOpts.includes('nodev'), `the workspace disk is mounted nosuid,nodev (${diskOpts})`);
+    assert.ok(
+      diskOpts.includes('nosuid') && diskOpts.includes('nodev'),
+      `the workspace disk is mounted nosuid,nodev (${diskOpts})`,
+    );
 
     // The workspace as a base under a running sandbox: its materialised copy on the host.
     const held = await startHeld('test -u /opt/rb && echo base-has-setuid', { base_workspace_id: 'suid-ws' });
     assert.match(held.stdout, /base-has-setuid/);
     const bases = `/var/lib/mags/bases/${instance}`;
-    const layer = readdirSync(bases).map((k) => `${bases}/${k}/root`).find((p) => existsSync(`${p}/opt/rb`));
+    const layer = readdirSync(bases)
+      .map((k) => `${bases}/${k}/root`)
+      .find((p) => existsSync(`${p}/opt/rb`));
     assert.ok(layer, 'the base is materialised on the host');
     attack(`${layer}/opt`);
     const baseOpts = mountOptions(layer);
-    for (const o of ['ro', 'nosuid', 'nodev']) assert.ok(baseOpts.includes(o), `the base layer is mounted ${o} (${baseOpts})`);
+    for (const o of ['ro', 'nosuid', 'nodev'])
+      assert.ok(baseOpts.includes(o), `the base layer is mounted ${o} (${baseOpts})`);
     await stopJob(held.id);
 
     // No host user may enter the agent's state: 0700, or 0710 with the sandboxes' root as group on the way to

@@ -12,7 +12,11 @@ function hostObjects(instance: string) {
   const dir = `/var/lib/mags/sandboxes/${instance}`;
   const dirs = existsSync(dir) ? readdirSync(dir) : [];
   const cg = `/sys/fs/cgroup/memory/mags${instance}`;
-  const cgroups = existsSync(cg) ? readdirSync(cg, { withFileTypes: true }).filter((d) => d.isDirectory()).map((d) => d.name) : [];
+  const cgroups = existsSync(cg)
+    ? readdirSync(cg, { withFileTypes: true })
+        .filter((d) => d.isDirectory())
+        .map((d) => d.name)
+    : [];
   return { netns, dirs, cgroups, loops: leftovers(instance).loops };
 }
 
@@ -20,10 +24,16 @@ test('a restarted server cleans up what a killed predecessor left, and fails its
   const instance = `r${randomBytes(2).toString('hex')}`;
   const first = await startServer(['--instance', instance]);
   const headers = { authorization: `Bearer ${first.token}`, 'content-type': 'application/json' };
-  const submit = await fetch(`${first.url}/api/v1/mags-jobs`, { method: 'POST', headers, body: JSON.stringify({ script: 'echo up; sleep 600' }) });
+  const submit = await fetch(`${first.url}/api/v1/mags-jobs`, {
+    method: 'POST',
+    headers,
+    body: JSON.stringify({ script: 'echo up; sleep 600' }),
+  });
   const { request_id: id } = (await submit.json()) as { request_id: string };
   for (let i = 0; i < 100; i++) {
-    const s = (await (await fetch(`${first.url}/api/v1/mags-jobs/${id}/status`, { headers })).json()) as { status: string };
+    const s = (await (await fetch(`${first.url}/api/v1/mags-jobs/${id}/status`, { headers })).json()) as {
+      status: string;
+    };
     if (s.status === 'running') break;
     await new Promise((r) => setTimeout(r, 100));
   }
@@ -42,8 +52,10 @@ test('a restarted server cleans up what a killed predecessor left, and fails its
     const after = hostObjects(instance);
     for (const old of before.netns) assert.ok(!after.netns.includes(old), `namespace ${old} of the killed run is gone`);
     for (const old of before.dirs) assert.ok(!after.dirs.includes(old), `directory ${old} of the killed run is gone`);
-    for (const old of before.cgroups) assert.ok(!after.cgroups.includes(old), `cgroup ${old} of the killed run is gone`);
-    for (const old of before.loops) assert.ok(!after.loops.some((l) => l.startsWith(old)), `the loop device of ${old} (killed run) is detached`);
+    for (const old of before.cgroups)
+      assert.ok(!after.cgroups.includes(old), `cgroup ${old} of the killed run is gone`);
+    for (const old of before.loops)
+      assert.ok(!after.loops.some((l) => l.startsWith(old)), `the loop device of ${old} (killed run) is detached`);
     const h2 = { authorization: `Bearer ${second.token}` };
     const orphan = (await (await fetch(`${second.url}/api/v1/mags-jobs/${id}/status`, { headers: h2 })).json()) as {
       status: string;

@@ -10,8 +10,15 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { MagsError } from '@mags/api';
-import DefaultMags, { type LogEntry, Mags, MagsApiError, MagsConnectionError, MagsTimeoutError, SseParser } from '@mags/sdk';
-import { ROOT, type TestServer, freePort, startServer } from './harness.js';
+import DefaultMags, {
+  type LogEntry,
+  Mags,
+  MagsApiError,
+  MagsConnectionError,
+  MagsTimeoutError,
+  SseParser,
+} from '@mags/sdk';
+import { freePort, ROOT, startServer, type TestServer } from './harness.js';
 
 let server: TestServer;
 let mags: Mags;
@@ -90,7 +97,8 @@ describe('against a server', () => {
     assert.ok(list.total >= 1);
 
     const pool = await mags.poolStatus();
-    for (const key of ['idleVms', 'busyVms', 'totalVms', 'minPoolSize', 'maxPoolSize'] as const) assert.equal(typeof pool[key], 'number');
+    for (const key of ['idleVms', 'busyVms', 'totalVms', 'minPoolSize', 'maxPoolSize'] as const)
+      assert.equal(typeof pool[key], 'number');
     const status = await mags.serverStatus();
     assert.ok(status.agents.some((a) => a.status === 'online' && a.runtime.length > 0));
     assert.equal(typeof status.server.startedAt, 'string');
@@ -141,7 +149,10 @@ describe('against a server', () => {
       assert.equal(err.message, 'job "no-such-job" not found');
       return true;
     });
-    await assert.rejects(mags.run('true', { memoryMb: 1 }), (err: unknown) => err instanceof MagsApiError && err.code === 'invalid_request');
+    await assert.rejects(
+      mags.run('true', { memoryMb: 1 }),
+      (err: unknown) => err instanceof MagsApiError && err.code === 'invalid_request',
+    );
   });
 
   test('deleteJob deletes a finished job and its logs; an unfinished one is refused with 409', async () => {
@@ -154,8 +165,14 @@ describe('against a server', () => {
       return true;
     });
     await mags.deleteJob(done.requestId);
-    await assert.rejects(mags.logs(done.requestId), (err: unknown) => err instanceof MagsApiError && err.code === 'not_found');
-    await assert.rejects(mags.deleteJob(done.requestId), (err: unknown) => err instanceof MagsApiError && err.status === 404);
+    await assert.rejects(
+      mags.logs(done.requestId),
+      (err: unknown) => err instanceof MagsApiError && err.code === 'not_found',
+    );
+    await assert.rejects(
+      mags.deleteJob(done.requestId),
+      (err: unknown) => err instanceof MagsApiError && err.status === 404,
+    );
     await mags.stop(running.requestId);
     await mags.deleteJob(running.requestId);
   });
@@ -231,7 +248,10 @@ describe('without a server', () => {
     await assert.rejects(client.list(), (err: unknown) => {
       assert.ok(err instanceof MagsConnectionError);
       assert.ok(err instanceof MagsApiError);
-      assert.equal(err.message, `cannot reach the Mags server at http://127.0.0.1:${port}: is it running? (mags server)`);
+      assert.equal(
+        err.message,
+        `cannot reach the Mags server at http://127.0.0.1:${port}: is it running? (mags server)`,
+      );
       return true;
     });
   });
@@ -250,14 +270,18 @@ describe('without a server', () => {
     // Plain Node (not this test's loader): `const Mags = require(…)` is the class, `const { Mags } = require(…)` too.
     const out = execFileSync(
       process.execPath,
-      ['-e', "const Mags = require('@mags/sdk'); const { Mags: M, MagsApiError } = require('@mags/sdk'); console.log(typeof Mags, Mags === M, typeof MagsApiError, new Mags({ apiToken: 'x', apiUrl: 'http://127.0.0.1:1' }).apiUrl)"],
+      [
+        '-e',
+        "const Mags = require('@mags/sdk'); const { Mags: M, MagsApiError } = require('@mags/sdk'); console.log(typeof Mags, Mags === M, typeof MagsApiError, new Mags({ apiToken: 'x', apiUrl: 'http://127.0.0.1:1' }).apiUrl)",
+      ],
       { encoding: 'utf8', cwd: ROOT },
     );
     assert.equal(out.trim(), 'function true function http://127.0.0.1:1');
   });
 
   test('the SSE parser handles events split anywhere, CRLF, comments and multi-line data', () => {
-    const text = ': keep-alive\r\n\r\nid: 1\r\nevent: log\r\ndata: {"a":1}\r\n\r\nevent: end\ndata: x\ndata: y\n\ndata: no-end';
+    const text =
+      ': keep-alive\r\n\r\nid: 1\r\nevent: log\r\ndata: {"a":1}\r\n\r\nevent: end\ndata: x\ndata: y\n\ndata: no-end';
     const bytes = new TextEncoder().encode(text);
     for (let cut = 0; cut <= bytes.length; cut++) {
       const p = new SseParser();
@@ -277,8 +301,20 @@ describe('without a server', () => {
     const entry = (seq: number) =>
       `id: ${seq}\nevent: log\ndata: ${JSON.stringify({ seq, timestamp: new Date().toISOString(), level: 'info', stream: 'stdout', message: `m${seq}` })}\n\n`;
     const end = `event: end\ndata: ${JSON.stringify({
-      request_id: 'j1', name: null, status: 'completed', workspace_id: null, vm_id: null, subdomain: null, url: null, exit_code: 0,
-      script_duration_ms: 5, created_at: new Date().toISOString(), started_at: null, completed_at: null, error_message: null, script: 'x',
+      request_id: 'j1',
+      name: null,
+      status: 'completed',
+      workspace_id: null,
+      vm_id: null,
+      subdomain: null,
+      url: null,
+      exit_code: 0,
+      script_duration_ms: 5,
+      created_at: new Date().toISOString(),
+      started_at: null,
+      completed_at: null,
+      error_message: null,
+      script: 'x',
     })}\n\n`;
     const afters: string[] = [];
     const fake = http.createServer((req, res) => {

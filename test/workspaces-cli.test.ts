@@ -10,7 +10,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { MAX_DISK_GB, MagsError } from '@mags/api';
 import { Mags, MagsApiError, type UploadProgress, type Workspace } from '@mags/sdk';
-import { type CliResult, type TestServer, runCli, startServer } from './harness.js';
+import { type CliResult, runCli, startServer, type TestServer } from './harness.js';
 
 const instance = `v${randomBytes(2).toString('hex')}`;
 let server: TestServer;
@@ -25,7 +25,8 @@ before(async () => {
 after(async () => {
   await server?.stop();
   rmSync(dir, { recursive: true, force: true });
-  for (const sub of ['workspaces', 'bases', 'cache']) rmSync(`/var/lib/mags/${sub}/${instance}`, { recursive: true, force: true });
+  for (const sub of ['workspaces', 'bases', 'cache'])
+    rmSync(`/var/lib/mags/${sub}/${instance}`, { recursive: true, force: true });
 });
 
 type Result = CliResult;
@@ -78,7 +79,8 @@ describe('uploads', () => {
     assert.ok(!Number.isNaN(Date.parse(info.createdAt)));
     assert.ok(progress.length > 1, 'progress is reported while the file is sent');
     assert.deepEqual(progress[progress.length - 1], { sent: BIG, total: BIG });
-    for (let i = 1; i < progress.length; i++) assert.ok(progress[i].sent >= progress[i - 1].sent, 'progress only grows');
+    for (let i = 1; i < progress.length; i++)
+      assert.ok(progress[i].sent >= progress[i - 1].sent, 'progress only grows');
 
     const listed = (await mags.listFiles()).files.find((f) => f.fileId === info.fileId);
     assert.deepEqual(listed, info, 'listFiles reports the same record');
@@ -103,7 +105,12 @@ describe('uploads', () => {
     assert.equal(plain.stderr, '', 'no progress when stderr is not a terminal');
     const id = plain.stdout.trim();
     assert.equal(plain.stdout, `${id}\n`, 'only the id');
-    const json = await cliJson<{ files: Array<{ fileId: string; name: string; size: number; sha256: string }> }>(['files', 'upload', big.file, '--json']);
+    const json = await cliJson<{ files: Array<{ fileId: string; name: string; size: number; sha256: string }> }>([
+      'files',
+      'upload',
+      big.file,
+      '--json',
+    ]);
     assert.equal(json.files.length, 1);
     assert.equal(json.files[0].sha256, big.sha256);
     assert.equal(json.files[0].size, BIG);
@@ -128,7 +135,10 @@ describe('uploads', () => {
       assert.match(err.message, /no such file/);
       return true;
     });
-    await assert.rejects(mags.uploadFile(big.file, { name: '../escape' }), (err: unknown) => err instanceof MagsApiError && /basename/.test(err.message));
+    await assert.rejects(
+      mags.uploadFile(big.file, { name: '../escape' }),
+      (err: unknown) => err instanceof MagsApiError && /basename/.test(err.message),
+    );
     // `mags run -f` checks its files before anything is uploaded or submitted.
     const r = await cli(['run', '-f', missing, 'true']);
     assertFails(r, 2, /no such file/);
@@ -136,7 +146,14 @@ describe('uploads', () => {
 
   test('mags run -f uploads each file first; the script finds them in /uploads', { timeout: 120_000 }, async () => {
     const small = writeRandomFile('data.csv', 4096);
-    const r = await cli(['run', '-f', big.file, '-f', small.file, 'cd /uploads && sha256sum big.bin data.csv | cut -c1-64']);
+    const r = await cli([
+      'run',
+      '-f',
+      big.file,
+      '-f',
+      small.file,
+      'cd /uploads && sha256sum big.bin data.csv | cut -c1-64',
+    ]);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout, `${big.sha256}\n${small.sha256}\n`);
     assert.equal(r.stderr, '', 'no upload progress when stderr is piped');
@@ -199,15 +216,22 @@ describe('workspaces through the CLI', () => {
   });
 
   test('a disk larger than the host has free: mags run, mags new and mags resize fail with one sentence; nothing is made', async (t) => {
-    const freeGb = Number(execFileSync('df', ['-B1', '--output=avail', '/var/lib/mags']).toString().trim().split('\n')[1]) / 1024 ** 3;
+    const freeGb =
+      Number(execFileSync('df', ['-B1', '--output=avail', '/var/lib/mags']).toString().trim().split('\n')[1]) /
+      1024 ** 3;
     const tooBig = Math.ceil(freeGb) + 1;
     assertFails(await cli(['run', '--disk', '100000', 'true']), 2, /--disk/);
-    if (tooBig > MAX_DISK_GB) return t.skip(`this host has more than ${MAX_DISK_GB} GB free: no allowed disk size is too big for it`);
+    if (tooBig > MAX_DISK_GB)
+      return t.skip(`this host has more than ${MAX_DISK_GB} GB free: no allowed disk size is too big for it`);
     const run = await cli(['run', '--disk', String(tooBig), 'true']);
     assertFails(run, 1, new RegExp(`a ${tooBig} GB disk does not fit: this server has \\d+ GB free for workspaces`));
     const name = unique('big');
     assertFails(await cli(['new', name, '--disk', String(tooBig)]), 1, /does not fit: this server has \d+ GB free/);
-    await assert.rejects(mags.getWorkspace(name), (err: unknown) => err instanceof MagsApiError && err.status === 404, 'no workspace was made');
+    await assert.rejects(
+      mags.getWorkspace(name),
+      (err: unknown) => err instanceof MagsApiError && err.status === 404,
+      'no workspace was made',
+    );
     assert.equal((await cli(['new', name, '--disk', '1'])).code, 0, 'a normal size is still accepted');
     assertFails(await cli(['resize', name, '--disk', String(tooBig)]), 1, /does not fit/);
     assert.equal((await mags.getWorkspace(name)).diskGb, 1, 'a refused resize changes nothing');
@@ -231,11 +255,15 @@ describe('workspaces through the CLI', () => {
     assert.equal(d.code, 0, d.stderr);
     const id = d.stdout.trim();
     try {
-      for (let i = 0; i < 300 && (await mags.status(id)).status !== 'running'; i++) await new Promise((r) => setTimeout(r, 100));
+      for (let i = 0; i < 300 && (await mags.status(id)).status !== 'running'; i++)
+        await new Promise((r) => setTimeout(r, 100));
       assertFails(await cli(['workspace', 'delete', name]), 1, /--force/);
       const forced = await cli(['workspace', 'delete', name, '--force']);
       assert.equal(forced.code, 0, forced.stderr);
-      await assert.rejects(mags.getWorkspace(name), (err: unknown) => err instanceof MagsApiError && err.code === 'not_found');
+      await assert.rejects(
+        mags.getWorkspace(name),
+        (err: unknown) => err instanceof MagsApiError && err.code === 'not_found',
+      );
     } finally {
       await mags.stop(id).catch(() => undefined);
     }
@@ -253,7 +281,9 @@ describe('workspaces through the CLI', () => {
     assertFails(await cli(['workspace', 'restore', name, 'latest']), 2, /VERSION/);
   });
 
-  test('mags sync: a persistent workspace never run has nothing to sync; local ones and jobs without one are refused', { timeout: 120_000 }, async () => {
+  test('mags sync: a persistent workspace never run has nothing to sync; local ones and jobs without one are refused', {
+    timeout: 120_000,
+  }, async () => {
     const name = unique('sy');
     assert.equal((await cli(['new', name, '-p'])).code, 0);
     const r = await cli(['sync', name]);
@@ -292,7 +322,11 @@ describe('workspaces through the CLI', () => {
       const r = await cli([...cmd, '--help']);
       assert.equal(r.code, 0, `mags ${cmd.join(' ')} --help`);
       assert.match(r.stdout, /Usage: mags/);
-      assert.match(r.stdout, new RegExp(`Examples:\\n\\s+\\$ mags ${cmd[0]}`), `mags ${cmd.join(' ')} --help shows an example`);
+      assert.match(
+        r.stdout,
+        new RegExp(`Examples:\\n\\s+\\$ mags ${cmd[0]}`),
+        `mags ${cmd.join(' ')} --help shows an example`,
+      );
     }
   });
 });
@@ -301,7 +335,10 @@ describe('workspaces through the SDK', () => {
   test('create, get, list, resize and delete answer camelCase records', async () => {
     const name = unique('sdk');
     const created = await mags.createWorkspace(name, { persistent: true, diskGb: 3 });
-    assert.deepEqual([created.name, created.mode, created.diskGb, created.base, created.inUseBy], [name, 'persistent', 3, null, null]);
+    assert.deepEqual(
+      [created.name, created.mode, created.diskGb, created.base, created.inUseBy],
+      [name, 'persistent', 3, null, null],
+    );
     assert.deepEqual(await mags.getWorkspace(name), created);
     assert.ok((await mags.listWorkspaces()).workspaces.some((w) => w.name === name));
     assert.equal((await mags.resize(name, 4)).diskGb, 4);

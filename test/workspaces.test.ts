@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
 import { Mags } from '@mags/sdk';
-import { ROOT, type TestServer, leftovers, runScript, startServer } from './harness.js';
+import { leftovers, ROOT, runScript, startServer, type TestServer } from './harness.js';
 
 const S3_URL = process.env.MAGS_TEST_S3_URL;
 const servers: TestServer[] = [];
@@ -38,14 +38,23 @@ after(async () => {
       .map((l) => l.split(' ')[4])
       .filter((m) => m?.startsWith(`/var/lib/mags/workspaces/${instance}/`));
     assert.deepEqual(wsMounts, [], `no workspace disks of ${instance} stay mounted after the server stops`);
-    for (const dir of ['workspaces', 'bases', 'cache']) rmSync(`/var/lib/mags/${dir}/${instance}`, { recursive: true, force: true });
+    for (const dir of ['workspaces', 'bases', 'cache'])
+      rmSync(`/var/lib/mags/${dir}/${instance}`, { recursive: true, force: true });
   }
 });
 
-async function api(server: TestServer, method: string, route: string, body?: unknown): Promise<{ status: number; body: any }> {
+async function api(
+  server: TestServer,
+  method: string,
+  route: string,
+  body?: unknown,
+): Promise<{ status: number; body: any }> {
   const res = await fetch(`${server.url}${route}`, {
     method,
-    headers: { authorization: `Bearer ${server.token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+    headers: {
+      authorization: `Bearer ${server.token}`,
+      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+    },
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   const text = await res.text();
@@ -55,7 +64,11 @@ async function api(server: TestServer, method: string, route: string, body?: unk
 /** Runs a script and insists it completes; returns its stdout. */
 async function ok(server: TestServer, script: string, options: Record<string, unknown> = {}): Promise<string> {
   const r = await runScript(server, script, options);
-  assert.equal(r.status, 'completed', `script failed (${r.status}, exit ${r.exitCode}): ${r.errorMessage}\n${r.stderr}\n${r.stdout}`);
+  assert.equal(
+    r.status,
+    'completed',
+    `script failed (${r.status}, exit ${r.exitCode}): ${r.errorMessage}\n${r.stderr}\n${r.stdout}`,
+  );
   return r.stdout;
 }
 
@@ -85,7 +98,9 @@ function persistenceSuite(label: string, objects: () => string | undefined) {
       server = await start(['--instance', newInstance('w'), '--warm', '0', ...(store ? ['--objects', store] : [])]);
     });
 
-    test('run 1 installs a Debian package and writes files of every kind anywhere in the tree', { timeout: 300_000 }, async () => {
+    test('run 1 installs a Debian package and writes files of every kind anywhere in the tree', {
+      timeout: 300_000,
+    }, async () => {
       before = await ok(
         server,
         `set -e
@@ -110,7 +125,9 @@ ${FINGERPRINT}`,
       assert.match(before, /^[0-9a-f]{64}\n[0-9a-f]{64}\n$/);
     });
 
-    test('run 2 (restored on an empty host copy) has it all, byte for byte, and deletes some of it', { timeout: 300_000 }, async () => {
+    test('run 2 (restored on an empty host copy) has it all, byte for byte, and deletes some of it', {
+      timeout: 300_000,
+    }, async () => {
       const out = await ok(
         server,
         `set -e
@@ -155,7 +172,9 @@ describe('local workspaces, conflicts, bases, quotas and uploads', () => {
     server = await start(['--instance', newInstance('l'), '--workspace-ttl', '3', '--warm', '1']);
   });
 
-  test('a local workspace keeps files between runs, then is deleted after its time to live', { timeout: 60_000 }, async () => {
+  test('a local workspace keeps files between runs, then is deleted after its time to live', {
+    timeout: 60_000,
+  }, async () => {
     await ok(server, 'echo kept > /root/a; apt-get --version >/dev/null', { workspace_id: 'scratch' });
     assert.equal(await ok(server, 'cat /root/a', { workspace_id: 'scratch' }), 'kept\n');
     const info = await api(server, 'GET', '/api/v1/mags-workspaces/scratch');
@@ -163,10 +182,15 @@ describe('local workspaces, conflicts, bases, quotas and uploads', () => {
     assert.equal(info.body.mode, 'local');
     assert.equal(info.body.versions, 0);
     await new Promise((r) => setTimeout(r, 5000));
-    assert.equal(await ok(server, 'test -e /root/a && echo still || echo fresh', { workspace_id: 'scratch' }), 'fresh\n');
+    assert.equal(
+      await ok(server, 'test -e /root/a && echo still || echo fresh', { workspace_id: 'scratch' }),
+      'fresh\n',
+    );
   });
 
-  test('two runs on one workspace at once: the second gets 409, never a silent overwrite', { timeout: 60_000 }, async () => {
+  test('two runs on one workspace at once: the second gets 409, never a silent overwrite', {
+    timeout: 60_000,
+  }, async () => {
     const headers = { authorization: `Bearer ${server.token}`, 'content-type': 'application/json' };
     const first = await fetch(`${server.url}/api/v1/mags-jobs`, {
       method: 'POST',
@@ -174,7 +198,11 @@ describe('local workspaces, conflicts, bases, quotas and uploads', () => {
       body: JSON.stringify({ script: 'sleep 2; echo first > /root/owner', workspace_id: 'shared', persistent: true }),
     });
     assert.equal(first.status, 202);
-    const second = await api(server, 'POST', '/api/v1/mags-jobs', { script: 'echo second > /root/owner', workspace_id: 'shared', persistent: true });
+    const second = await api(server, 'POST', '/api/v1/mags-jobs', {
+      script: 'echo second > /root/owner',
+      workspace_id: 'shared',
+      persistent: true,
+    });
     assert.equal(second.status, 409);
     assert.equal(second.body.code, 'workspace_busy');
     assert.match(second.body.error, /in use/);
@@ -183,40 +211,76 @@ describe('local workspaces, conflicts, bases, quotas and uploads', () => {
     assert.equal(await ok(server, 'cat /root/owner', { workspace_id: 'shared', persistent: true }), 'first\n');
   });
 
-  test('--base stacks a persistent workspace read-only; forks keep their own changes, deletions included', { timeout: 120_000 }, async () => {
-    await ok(server, 'mkdir -p /opt/g && echo v1 > /opt/g/base.txt && echo keep > /opt/g/keep.txt && echo other > /opt/g/other.txt', {
-      workspace_id: 'golden',
-      persistent: true,
-    });
+  test('--base stacks a persistent workspace read-only; forks keep their own changes, deletions included', {
+    timeout: 120_000,
+  }, async () => {
+    await ok(
+      server,
+      'mkdir -p /opt/g && echo v1 > /opt/g/base.txt && echo keep > /opt/g/keep.txt && echo other > /opt/g/other.txt',
+      {
+        workspace_id: 'golden',
+        persistent: true,
+      },
+    );
     // Ephemeral on the base: sees it, changes it only in its own layer.
-    const eph = await ok(server, 'cat /opt/g/base.txt; echo changed > /opt/g/base.txt; rm /opt/g/keep.txt; cat /opt/g/base.txt', {
-      base_workspace_id: 'golden',
-    });
+    const eph = await ok(
+      server,
+      'cat /opt/g/base.txt; echo changed > /opt/g/base.txt; rm /opt/g/keep.txt; cat /opt/g/base.txt',
+      {
+        base_workspace_id: 'golden',
+      },
+    );
     assert.equal(eph, 'v1\nchanged\n');
-    assert.equal(await ok(server, 'cat /opt/g/base.txt /opt/g/keep.txt', { workspace_id: 'golden', persistent: true }), 'v1\nkeep\n');
+    assert.equal(
+      await ok(server, 'cat /opt/g/base.txt /opt/g/keep.txt', { workspace_id: 'golden', persistent: true }),
+      'v1\nkeep\n',
+    );
 
-    const created = await api(server, 'POST', '/api/v1/mags-workspaces', { name: 'fork', persistent: true, base: 'golden' });
+    const created = await api(server, 'POST', '/api/v1/mags-workspaces', {
+      name: 'fork',
+      persistent: true,
+      base: 'golden',
+    });
     assert.equal(created.status, 201, JSON.stringify(created.body));
     assert.match(created.body.base, /^golden@\d+$/);
     await ok(server, 'echo forked > /opt/g/base.txt; rm /opt/g/keep.txt', { workspace_id: 'fork', persistent: true });
-    await ok(server, 'echo v2 > /opt/g/base.txt; echo new > /opt/g/new.txt', { workspace_id: 'golden', persistent: true });
-    // Wait past the warm period so the fork is restored from the store over its base.
-    await new Promise((r) => setTimeout(r, 2500));
-    const fork = await ok(server, 'cat /opt/g/base.txt /opt/g/other.txt; test -e /opt/g/keep.txt || echo keep-deleted; test -e /opt/g/new.txt || echo no-new', {
-      workspace_id: 'fork',
+    await ok(server, 'echo v2 > /opt/g/base.txt; echo new > /opt/g/new.txt', {
+      workspace_id: 'golden',
       persistent: true,
     });
+    // Wait past the warm period so the fork is restored from the store over its base.
+    await new Promise((r) => setTimeout(r, 2500));
+    const fork = await ok(
+      server,
+      'cat /opt/g/base.txt /opt/g/other.txt; test -e /opt/g/keep.txt || echo keep-deleted; test -e /opt/g/new.txt || echo no-new',
+      {
+        workspace_id: 'fork',
+        persistent: true,
+      },
+    );
     assert.equal(fork, 'forked\nother\nkeep-deleted\nno-new\n');
     // The base can't be written through: golden is unchanged by all of the above.
-    assert.equal(await ok(server, 'cat /opt/g/base.txt /opt/g/keep.txt', { workspace_id: 'golden', persistent: true }), 'v2\nkeep\n');
+    assert.equal(
+      await ok(server, 'cat /opt/g/base.txt /opt/g/keep.txt', { workspace_id: 'golden', persistent: true }),
+      'v2\nkeep\n',
+    );
   });
 
-  test('filling the workspace disk gives ENOSPC inside only; resize then allows more', { timeout: 180_000 }, async () => {
-    const hostFree = Number(execFileSync('df', ['-B1', '--output=avail', '/var/lib/mags']).toString().trim().split('\n')[1]);
-    const full = await runScript(server, 'dd if=/dev/zero of=/root/fill bs=1M count=1400 2>&1; echo rc=$?', { workspace_id: 'quota', disk_gb: 1 });
+  test('filling the workspace disk gives ENOSPC inside only; resize then allows more', {
+    timeout: 180_000,
+  }, async () => {
+    const hostFree = Number(
+      execFileSync('df', ['-B1', '--output=avail', '/var/lib/mags']).toString().trim().split('\n')[1],
+    );
+    const full = await runScript(server, 'dd if=/dev/zero of=/root/fill bs=1M count=1400 2>&1; echo rc=$?', {
+      workspace_id: 'quota',
+      disk_gb: 1,
+    });
     assert.match(full.stdout, /No space left on device/);
     assert.match(full.stdout, /rc=1/);
-    const hostFreeAfter = Number(execFileSync('df', ['-B1', '--output=avail', '/var/lib/mags']).toString().trim().split('\n')[1]);
+    const hostFreeAfter = Number(
+      execFileSync('df', ['-B1', '--output=avail', '/var/lib/mags']).toString().trim().split('\n')[1],
+    );
     assert.ok(hostFree - hostFreeAfter < 1.2 * 1024 ** 3, 'the host lost no more than the workspace disk');
     const small = await api(server, 'POST', '/api/v1/mags-workspaces/quota/resize', { disk_gb: 1 });
     assert.equal(small.status, 200);
@@ -225,11 +289,17 @@ describe('local workspaces, conflicts, bases, quotas and uploads', () => {
     const grown = await api(server, 'POST', '/api/v1/mags-workspaces/quota/resize', { disk_gb: 3 });
     assert.equal(grown.status, 200, JSON.stringify(grown.body));
     assert.equal(grown.body.disk_gb, 3);
-    const out = await ok(server, 'ls -la /root/fill >/dev/null && dd if=/dev/zero of=/root/fill2 bs=1M count=1200 2>/dev/null && echo wrote-more', { workspace_id: 'quota' });
+    const out = await ok(
+      server,
+      'ls -la /root/fill >/dev/null && dd if=/dev/zero of=/root/fill2 bs=1M count=1200 2>/dev/null && echo wrote-more',
+      { workspace_id: 'quota' },
+    );
     assert.equal(out, 'wrote-more\n');
   });
 
-  test('writing past the disk gives ENOSPC and the script lives on: on a --base, and in a persistent workspace', { timeout: 180_000 }, async () => {
+  test('writing past the disk gives ENOSPC and the script lives on: on a --base, and in a persistent workspace', {
+    timeout: 180_000,
+  }, async () => {
     // Memory 1024 MB, disk 1 GB, 1.5 GB written: the disk's size stops the writes, never the memory limit.
     const fill = 'dd if=/dev/zero of=/root/big bs=1M count=1500 2>&1; echo rc=$?; rm -f /root/big; echo alive';
     for (const options of [
@@ -241,10 +311,15 @@ describe('local workspaces, conflicts, bases, quotas and uploads', () => {
       assert.match(r.stdout, /rc=1\nalive\n/);
       assert.equal(r.exitCode, 0, `${JSON.stringify(options)}: the script lives on (${r.errorMessage ?? ''})`);
     }
-    assert.equal(await ok(server, 'test -e /root/big || echo synced-without-it', { workspace_id: 'full-p' }), 'synced-without-it\n');
+    assert.equal(
+      await ok(server, 'test -e /root/big || echo synced-without-it', { workspace_id: 'full-p' }),
+      'synced-without-it\n',
+    );
   });
 
-  test('uploads appear in /uploads before the script starts, also through a workspace that made /uploads a link', { timeout: 60_000 }, async () => {
+  test('uploads appear in /uploads before the script starts, also through a workspace that made /uploads a link', {
+    timeout: 60_000,
+  }, async () => {
     const data = randomBytes(3 * 1024 * 1024 + 17);
     const up = await fetch(`${server.url}/api/v1/mags-files?name=data.bin`, {
       method: 'POST',
@@ -255,17 +330,24 @@ describe('local workspaces, conflicts, bases, quotas and uploads', () => {
     const file = (await up.json()) as { file_id: string; sha256: string };
     const sha = createHash('sha256').update(data).digest('hex');
     assert.equal(file.sha256, sha);
-    assert.equal(await ok(server, 'sha256sum /uploads/data.bin | cut -c1-64', { file_ids: [file.file_id] }), `${sha}\n`);
+    assert.equal(
+      await ok(server, 'sha256sum /uploads/data.bin | cut -c1-64', { file_ids: [file.file_id] }),
+      `${sha}\n`,
+    );
 
     // A workspace may hold /uploads as a symlink to a path that exists on the host: nothing may be written there.
     const probe = mkdtempSync(path.join(tmpdir(), 'mags-upload-probe-'));
     try {
       await ok(server, `rm -rf /uploads; ln -s ${probe} /uploads`, { workspace_id: 'linky', persistent: true });
-      const out = await ok(server, 'test -d /uploads && test ! -L /uploads && sha256sum /uploads/data.bin | cut -c1-64', {
-        workspace_id: 'linky',
-        persistent: true,
-        file_ids: [file.file_id],
-      });
+      const out = await ok(
+        server,
+        'test -d /uploads && test ! -L /uploads && sha256sum /uploads/data.bin | cut -c1-64',
+        {
+          workspace_id: 'linky',
+          persistent: true,
+          file_ids: [file.file_id],
+        },
+      );
       assert.equal(out, `${sha}\n`);
       assert.deepEqual(readdirSync(probe), [], 'nothing was written through the link on the host');
     } finally {
@@ -301,12 +383,17 @@ describe('local workspaces, conflicts, bases, quotas and uploads', () => {
     const deleted = await api(server, 'DELETE', '/api/v1/mags-workspaces/hist');
     assert.equal(deleted.status, 200, JSON.stringify(deleted.body));
     assert.equal((await api(server, 'GET', '/api/v1/mags-workspaces/hist')).status, 404);
-    assert.equal(await ok(server, 'test -e /root/v && echo old || echo empty', { workspace_id: 'hist', persistent: true }), 'empty\n');
+    assert.equal(
+      await ok(server, 'test -e /root/v && echo old || echo empty', { workspace_id: 'hist', persistent: true }),
+      'empty\n',
+    );
   });
 });
 
 describe('a sandbox racing the sync', () => {
-  test('swapping a file and a directory for symlinks to host paths during 200 syncs never gets a host file into the workspace', { timeout: 900_000 }, async () => {
+  test('swapping a file and a directory for symlinks to host paths during 200 syncs never gets a host file into the workspace', {
+    timeout: 900_000,
+  }, async () => {
     // A secret on the host, in a file and in a directory, that the sandbox names by absolute path.
     const token = `host-secret-${randomBytes(12).toString('hex')}`;
     const secretDir = mkdtempSync('/root/mags-race-secret-');
@@ -326,7 +413,11 @@ describe('a sandbox racing the sync', () => {
 echo LOOPING
 sleep 3600`;
       const headers = { authorization: `Bearer ${server.token}`, 'content-type': 'application/json' };
-      const submit = await fetch(`${server.url}/api/v1/mags-jobs`, { method: 'POST', headers, body: JSON.stringify({ script, workspace_id: 'race', persistent: true }) });
+      const submit = await fetch(`${server.url}/api/v1/mags-jobs`, {
+        method: 'POST',
+        headers,
+        body: JSON.stringify({ script, workspace_id: 'race', persistent: true }),
+      });
       assert.equal(submit.status, 202);
       const { request_id } = (await submit.json()) as { request_id: string };
       for (let t = 0; t < 600; t++) {
@@ -359,7 +450,10 @@ sleep 3600`;
 
       // And a fresh host copy (another instance restoring from the store) has no file holding it.
       server = await start(['--instance', newInstance('r'), '--objects', objects, '--warm', '0'], home);
-      const out = await ok(server, `grep -rl ${token} /w; ls -A /w | sort | tr '\n' ' '; echo`, { workspace_id: 'race', persistent: true });
+      const out = await ok(server, `grep -rl ${token} /w; ls -A /w | sort | tr '\n' ' '; echo`, {
+        workspace_id: 'race',
+        persistent: true,
+      });
       assert.doesNotMatch(out, /^\/w/m, `no workspace file holds the secret: ${out}`);
       await server.stop();
       // Files vanish and change type all the time here: no sync may fail for it.
@@ -373,13 +467,17 @@ sleep 3600`;
 });
 
 describe('crash safety and storage outages', () => {
-  test('kill -9 during syncs: every restore is the old or the new version, complete', { timeout: 300_000 }, async () => {
+  test('kill -9 during syncs: every restore is the old or the new version, complete', {
+    timeout: 300_000,
+  }, async () => {
     const instance = newInstance('k');
     const objects = mkdtempSync(path.join(tmpdir(), 'mags-test-objects-'));
     const args = ['--instance', instance, '--objects', objects, '--warm', '0'];
     let server = await start(args);
     const home = server.home;
-    const known = new Set<string>([await ok(server, `${FILES_FINGERPRINT}`, { workspace_id: 'crash', persistent: true })]);
+    const known = new Set<string>([
+      await ok(server, `${FILES_FINGERPRINT}`, { workspace_id: 'crash', persistent: true }),
+    ]);
     for (let i = 1; i <= 6; i++) {
       const headers = { authorization: `Bearer ${server.token}`, 'content-type': 'application/json' };
       const script = `set -e
@@ -392,7 +490,11 @@ open('/root/big', 'wb').write(os.urandom(8 * 1024 * 1024))
 "
 ${FILES_FINGERPRINT}
 echo DONE`;
-      const submit = await fetch(`${server.url}/api/v1/mags-jobs`, { method: 'POST', headers, body: JSON.stringify({ script, workspace_id: 'crash', persistent: true }) });
+      const submit = await fetch(`${server.url}/api/v1/mags-jobs`, {
+        method: 'POST',
+        headers,
+        body: JSON.stringify({ script, workspace_id: 'crash', persistent: true }),
+      });
       assert.equal(submit.status, 202);
       const { request_id } = (await submit.json()) as { request_id: string };
       // Once the script has printed its fingerprint (followed live, up to its DONE line), the sync is running: kill
@@ -403,13 +505,17 @@ echo DONE`;
         lines.push(line.message);
         if (line.message === 'DONE') break;
       }
-      if (lines.at(-1) !== 'DONE') assert.fail(`round ${i}: the script ended (${follower.status?.status}) without DONE: ${lines.join('\n')}`);
+      if (lines.at(-1) !== 'DONE')
+        assert.fail(`round ${i}: the script ended (${follower.status?.status}) without DONE: ${lines.join('\n')}`);
       known.add(`${lines.slice(-3, -1).join('\n')}\n`);
       await new Promise((r) => setTimeout(r, Math.floor(Math.random() * 400)));
       await server.kill();
       server = await start(args, home);
       const now = await ok(server, `${FILES_FINGERPRINT}`, { workspace_id: 'crash', persistent: true });
-      assert.ok(known.has(now), `round ${i}: the workspace is one of the versions written, complete (got ${now}; known ${[...known].join(" | ")})`);
+      assert.ok(
+        known.has(now),
+        `round ${i}: the workspace is one of the versions written, complete (got ${now}; known ${[...known].join(' | ')})`,
+      );
     }
     // And the store alone (a host with no copy: another instance) restores the same.
     const last = await ok(server, `${FILES_FINGERPRINT}`, { workspace_id: 'crash', persistent: true });
@@ -420,10 +526,19 @@ echo DONE`;
     rmSync(objects, { recursive: true, force: true });
   });
 
-  test('RGW stops during a run: the sync is retried and completes when it returns; nothing is lost', { timeout: 300_000 }, async () => {
+  test('RGW stops during a run: the sync is retried and completes when it returns; nothing is lost', {
+    timeout: 300_000,
+  }, async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'mags-test-rgw-outage-'));
-    const env = { ...process.env, MAGS_TEST_RGW_PORT: '47780', MAGS_TEST_RGW_MON_PORT: '47089', MAGS_TEST_RGW_BUCKET: 'outage' };
-    const endpoint = execFileSync('bash', [path.join(ROOT, 'scripts/start-rgw.sh'), dir], { env }).toString().trim();
+    const env = {
+      ...process.env,
+      MAGS_TEST_RGW_PORT: '47780',
+      MAGS_TEST_RGW_MON_PORT: '47089',
+      MAGS_TEST_RGW_BUCKET: 'outage',
+    };
+    const endpoint = execFileSync('bash', [path.join(ROOT, 'scripts/start-rgw.sh'), dir], { env })
+      .toString()
+      .trim();
     const gatewayPid = () => Number(readFileSync(path.join(dir, 'run/client.rgw.a.pid'), 'utf8').trim());
     try {
       const objects = `s3://TESTACCESSKEY:TESTSECRETKEY@outage?endpoint=${endpoint}`;
@@ -434,7 +549,11 @@ echo DONE`;
       const submit = await fetch(`${server.url}/api/v1/mags-jobs`, {
         method: 'POST',
         headers,
-        body: JSON.stringify({ script: 'echo v2 > /root/f; head -c 3M /dev/urandom > /root/blob; sha256sum /root/blob | cut -c1-64; sleep 3', workspace_id: 'out', persistent: true }),
+        body: JSON.stringify({
+          script: 'echo v2 > /root/f; head -c 3M /dev/urandom > /root/blob; sha256sum /root/blob | cut -c1-64; sleep 3',
+          workspace_id: 'out',
+          persistent: true,
+        }),
       });
       const { request_id } = (await submit.json()) as { request_id: string };
       await new Promise((r) => setTimeout(r, 1500));
@@ -456,7 +575,10 @@ echo DONE`;
       await server.stop({ keepHome: true });
       // Another host (instance) restores it from the store alone.
       const other = await start(['--instance', newInstance('o'), '--objects', objects], server.home);
-      assert.equal(await ok(other, 'cat /root/f; sha256sum /root/blob | cut -c1-64', { workspace_id: 'out', persistent: true }), `v2\n${blobSha}\n`);
+      assert.equal(
+        await ok(other, 'cat /root/f; sha256sum /root/blob | cut -c1-64', { workspace_id: 'out', persistent: true }),
+        `v2\n${blobSha}\n`,
+      );
       await other.stop();
     } finally {
       execFileSync('bash', [path.join(ROOT, 'scripts/stop-rgw.sh'), dir], { env });

@@ -1,6 +1,14 @@
 // The agent: owns every sandbox on this host and answers the server's orders over the agent protocol.
 import { hostname } from 'node:os';
-import type { AgentEnd, AgentInfo, AgentToServer, ExitReason, SandboxSpec, ServerToAgent, WorkspaceOrder } from '@mags/api';
+import type {
+  AgentEnd,
+  AgentInfo,
+  AgentToServer,
+  ExitReason,
+  SandboxSpec,
+  ServerToAgent,
+  WorkspaceOrder,
+} from '@mags/api';
 import { MAGS_VERSION, MagsError, parseServerMessage } from '@mags/api';
 import { type IdMap, type ObjectStore, openObjectStore, SyncService } from '@mags/objects';
 import pino, { type Logger } from 'pino';
@@ -13,8 +21,8 @@ import { DnsForwarder, NetnsPool, SlotAllocator, setupHostNetwork, teardownHostN
 import { OutputCollector } from './output.js';
 import { OFF_PATH_DELAY_MS, WarmPool } from './pool.js';
 import { type HostContext, Sandbox, type SandboxOptions } from './sandbox.js';
-import { type BaseHandle, BaseLayers } from './workspace/bases.js';
 import { forUser } from './user-errors.js';
+import { type BaseHandle, BaseLayers } from './workspace/bases.js';
 import { placeUploads } from './workspace/uploads.js';
 import { type HostCopy, WorkspaceManager } from './workspace/workspaces.js';
 
@@ -74,10 +82,22 @@ export class Agent {
     };
     this.dns = new DnsForwarder(config, logger);
     this.store = openObjectStore(config.objects, config.objectsCredentials);
-    this.syncs = new SyncService({ objects: config.objects, credentials: config.objectsCredentials, logger: logger.child({ part: 'sync-service' }) });
+    this.syncs = new SyncService({
+      objects: config.objects,
+      credentials: config.objectsCredentials,
+      logger: logger.child({ part: 'sync-service' }),
+    });
     const ids = workspaceIds(config);
     this.workspaces = new WorkspaceManager(
-      { dir: config.workspacesDir, cacheDir: config.cacheDir, localTtlMs: config.localWorkspaceTtlMs, warmMs: config.warmMs, userns: config.userns, ids, gcGraceMs: config.gcGraceMs },
+      {
+        dir: config.workspacesDir,
+        cacheDir: config.cacheDir,
+        localTtlMs: config.localWorkspaceTtlMs,
+        warmMs: config.warmMs,
+        userns: config.userns,
+        ids,
+        gcGraceMs: config.gcGraceMs,
+      },
       this.store,
       this.disks,
       this.syncs,
@@ -89,11 +109,22 @@ export class Agent {
       },
       logger.child({ part: 'workspaces' }),
     );
-    this.bases = new BaseLayers(config.basesDir, config.cacheDir, this.store, this.syncs, logger.child({ part: 'bases' }), ids);
+    this.bases = new BaseLayers(
+      config.basesDir,
+      config.cacheDir,
+      this.store,
+      this.syncs,
+      logger.child({ part: 'bases' }),
+      ids,
+    );
   }
 
   private get defaults(): Limits {
-    return { memoryMb: this.config.defaults.memoryMb, vcpus: this.config.defaults.vcpus, pids: this.config.defaults.pids };
+    return {
+      memoryMb: this.config.defaults.memoryMb,
+      vcpus: this.config.defaults.vcpus,
+      pids: this.config.defaults.pids,
+    };
   }
 
   async start(): Promise<void> {
@@ -183,11 +214,18 @@ export class Agent {
   private async workspaceOrder(order: WorkspaceOrder): Promise<void> {
     const { requestId } = order;
     try {
-      const result = await this.workspaces.order(order.type, order.workspace, order.type === 'resize' ? order.diskGb : undefined);
+      const result = await this.workspaces.order(
+        order.type,
+        order.workspace,
+        order.type === 'resize' ? order.diskGb : undefined,
+      );
       this.link.send({ type: 'reply', requestId, ok: true, result });
     } catch (err) {
       // Logged whole; the user gets the sentence without host paths, cut to a length the server passes on.
-      this.logger.warn({ err, detail: (err as { detail?: string }).detail, order: order.type, workspace: order.workspace }, 'workspace order failed');
+      this.logger.warn(
+        { err, detail: (err as { detail?: string }).detail, order: order.type, workspace: order.workspace },
+        'workspace order failed',
+      );
       const e = forUser(err);
       this.link.send({ type: 'reply', requestId, ok: false, status: e.status, code: e.code, error: e.message });
     }
@@ -205,7 +243,9 @@ export class Agent {
   private async acquire(spec: SandboxSpec, job: RunningJob): Promise<Sandbox> {
     const limits: Limits = { memoryMb: spec.memoryMb, vcpus: spec.vcpus, pids: this.config.defaults.pids };
     if (spec.workspace) {
-      const copy = await this.workspaces.open(spec.workspace, spec.diskGb, async () => (spec.base ? this.bases.acquire(spec.base) : undefined));
+      const copy = await this.workspaces.open(spec.workspace, spec.diskGb, async () =>
+        spec.base ? this.bases.acquire(spec.base) : undefined,
+      );
       job.copy = copy;
       const parked = await this.workspaces.takeParked<Sandbox>(copy, spec.network);
       if (parked) {
@@ -218,7 +258,10 @@ export class Agent {
       job.base = await this.bases.acquire(spec.base);
       return Sandbox.create(this.ctx, { network: spec.network, limits, diskGb: spec.diskGb, lowers: [job.base.dir] });
     }
-    let pooled = spec.network === this.pool.options.network && spec.diskGb === this.pool.options.diskGb ? this.pool.take() : undefined;
+    let pooled =
+      spec.network === this.pool.options.network && spec.diskGb === this.pool.options.diskGb
+        ? this.pool.take()
+        : undefined;
     while (pooled && !pooled.alive) {
       void pooled.destroy();
       pooled = this.pool.take();
@@ -252,14 +295,19 @@ export class Agent {
       try {
         sandbox = await this.acquire(spec, job);
         job.sandbox = sandbox;
-        await placeUploads(sandbox.rootfs, spec.uploads ?? [], this.store, this.config.userns.hostId).catch((err: Error) => {
-          throw new Error(`the uploaded files could not be placed in /uploads: ${err.message}`);
-        });
+        await placeUploads(sandbox.rootfs, spec.uploads ?? [], this.store, this.config.userns.hostId).catch(
+          (err: Error) => {
+            throw new Error(`the uploaded files could not be placed in /uploads: ${err.message}`);
+          },
+        );
       } catch (err) {
         log.error({ err }, 'could not create a sandbox');
         const e = err as Error;
         const { message } = forUser(e);
-        const text = e instanceof MagsError || e.message.startsWith('the uploaded') ? message : `the sandbox could not be created: ${message}`;
+        const text =
+          e instanceof MagsError || e.message.startsWith('the uploaded')
+            ? message
+            : `the sandbox could not be created: ${message}`;
         output.system(text);
         output.end();
         this.finish(jobId, null, 'error', text);
@@ -287,7 +335,9 @@ export class Agent {
         // before the run is reported finished, so "completed" means the workspace is in the store.
         await sandbox.unmountRoot().catch((err) => log.warn({ err }, 'could not unmount the root of an ended sandbox'));
         if (sandbox.rootUnmounted) {
-          this.workspaces.startParking(copy, () => Sandbox.create(this.ctx, this.workspaceOptions(copy, spec.network, this.defaults)));
+          this.workspaces.startParking(copy, () =>
+            Sandbox.create(this.ctx, this.workspaceOptions(copy, spec.network, this.defaults)),
+          );
         }
         syncMessage = await this.workspaces.afterRun(copy);
       }

@@ -155,7 +155,12 @@ function socketRules(): Rule[] {
   const netlinkProto = (lo: number, hi: number) => intRange(2, lo, hi).map((a) => [eq(0, AF_NETLINK), ...a]);
   return [
     ...rules('socket', 'SCMP_ACT_ALLOW', undefined, [[eq(0, AF_UNIX)], [eq(0, AF_INET)], [eq(0, AF_INET6)]]),
-    ...rules('socket', 'SCMP_ACT_ALLOW', undefined, [NETLINK_ROUTE, NETLINK_SOCK_DIAG].map((p) => [eq(0, AF_NETLINK), eq(2, p)])),
+    ...rules(
+      'socket',
+      'SCMP_ACT_ALLOW',
+      undefined,
+      [NETLINK_ROUTE, NETLINK_SOCK_DIAG].map((p) => [eq(0, AF_NETLINK), eq(2, p)]),
+    ),
     ...rules('socket', 'SCMP_ACT_ERRNO', EPROTONOSUPPORT, [...netlinkProto(1, 3), [eq(0, AF_NETLINK), ge(2, 5)]]),
     ...rules('socket', 'SCMP_ACT_ERRNO', EPERM, family(AF_PACKET, AF_PACKET)),
     ...rules('socket', 'SCMP_ACT_ERRNO', EAFNOSUPPORT, [
@@ -179,7 +184,10 @@ function initProtectionRules(): Rule[] {
   // Every other pid. A pid of 1 hidden behind upper bits (which the kernel ignores) matches both the deny rule and
   // `>= 2`: libseccomp then applies the more restrictive action, EPERM (attacked in test/isolation.test.ts). Blocks
   // of the low 32 bits instead would keep the rules disjoint, at some 90 rules that crun compiles at every start.
-  const notInit = (index: number): Arg[][] => [[{ index, value: 0, op: 'SCMP_CMP_EQ' }], [{ index, value: 2, op: 'SCMP_CMP_GE' }]];
+  const notInit = (index: number): Arg[][] => [
+    [{ index, value: 0, op: 'SCMP_CMP_EQ' }],
+    [{ index, value: 2, op: 'SCMP_CMP_GE' }],
+  ];
   return [
     ...rules('ptrace', 'SCMP_ACT_ERRNO', EPERM, [[isInit(1)]]),
     ...rules('ptrace', 'SCMP_ACT_ALLOW', undefined, notInit(1)),
@@ -206,7 +214,13 @@ function seccomp() {
         action: 'SCMP_ACT_ALLOW',
         args: [{ index: 0, value: p, op: 'SCMP_CMP_EQ' }],
       })),
-      { names: ['clone'], action: 'SCMP_ACT_ALLOW', args: [{ index: 0, value: CLONE_NAMESPACE_FLAGS.reduce((a, b) => a | b, 0), valueTwo: 0, op: 'SCMP_CMP_MASKED_EQ' }] },
+      {
+        names: ['clone'],
+        action: 'SCMP_ACT_ALLOW',
+        args: [
+          { index: 0, value: CLONE_NAMESPACE_FLAGS.reduce((a, b) => a | b, 0), valueTwo: 0, op: 'SCMP_CMP_MASKED_EQ' },
+        ],
+      },
       ...CLONE_NAMESPACE_FLAGS.map((flag) => ({
         names: ['clone'],
         action: 'SCMP_ACT_ERRNO',
@@ -268,7 +282,13 @@ const ALLOWED_DEVICES = [
 function deviceRules() {
   return [
     { allow: false, access: 'rwm' },
-    ...ALLOWED_DEVICES.map((d) => ({ allow: true, type: d.type, major: d.major, ...(d.minor >= 0 ? { minor: d.minor } : {}), access: 'rwm' })),
+    ...ALLOWED_DEVICES.map((d) => ({
+      allow: true,
+      type: d.type,
+      major: d.major,
+      ...(d.minor >= 0 ? { minor: d.minor } : {}),
+      access: 'rwm',
+    })),
   ];
 }
 
@@ -298,15 +318,45 @@ export function ociConfig(b: BundleInput) {
     hostname: 'sandbox',
     mounts: [
       { destination: '/proc', type: 'proc', source: 'proc', options: ['nosuid', 'noexec', 'nodev'] },
-      { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
-      { destination: '/dev/pts', type: 'devpts', source: 'devpts', options: ['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620'] },
-      { destination: '/dev/shm', type: 'tmpfs', source: 'shm', options: ['nosuid', 'noexec', 'nodev', 'mode=1777', 'size=65536k'] },
+      {
+        destination: '/dev',
+        type: 'tmpfs',
+        source: 'tmpfs',
+        options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'],
+      },
+      {
+        destination: '/dev/pts',
+        type: 'devpts',
+        source: 'devpts',
+        options: ['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620'],
+      },
+      {
+        destination: '/dev/shm',
+        type: 'tmpfs',
+        source: 'shm',
+        options: ['nosuid', 'noexec', 'nodev', 'mode=1777', 'size=65536k'],
+      },
       { destination: '/dev/mqueue', type: 'mqueue', source: 'mqueue', options: ['nosuid', 'noexec', 'nodev'] },
       // The network namespace is made by the host (owned by the initial user namespace), so the kernel refuses the
       // sandbox a sysfs of its own, and crun would then bind the host's /sys instead. An empty read-only tmpfs it is.
-      { destination: '/sys', type: 'tmpfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro', 'mode=0555', 'size=4k'] },
-      { destination: '/etc/hosts', type: 'bind', source: b.hostsFile, options: ['bind', 'ro', 'nosuid', 'nodev', 'noexec'] },
-      { destination: '/etc/resolv.conf', type: 'bind', source: b.resolvFile, options: ['bind', 'ro', 'nosuid', 'nodev', 'noexec'] },
+      {
+        destination: '/sys',
+        type: 'tmpfs',
+        source: 'sysfs',
+        options: ['nosuid', 'noexec', 'nodev', 'ro', 'mode=0555', 'size=4k'],
+      },
+      {
+        destination: '/etc/hosts',
+        type: 'bind',
+        source: b.hostsFile,
+        options: ['bind', 'ro', 'nosuid', 'nodev', 'noexec'],
+      },
+      {
+        destination: '/etc/resolv.conf',
+        type: 'bind',
+        source: b.resolvFile,
+        options: ['bind', 'ro', 'nosuid', 'nodev', 'noexec'],
+      },
       { destination: '/.mags/init', type: 'bind', source: b.initBinary, options: ['bind', 'ro', 'nosuid', 'nodev'] },
     ],
     linux: {

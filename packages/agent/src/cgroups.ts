@@ -1,7 +1,7 @@
 // Each sandbox's own cgroup (cgroup v1): the limits are set here, and the runtime's cgroup is created inside it.
 // Owning the level above the runtime's lets the agent set limits without spawning anything, and read what
 // happened (e.g. hitting the memory limit) after the runtime has removed its own cgroup.
-import { existsSync, mkdirSync, readFileSync, readdirSync, rmdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Limits } from './bundle.js';
 
@@ -10,7 +10,9 @@ const ROOT = '/sys/fs/cgroup';
 export const RUNTIME_LEAF = 'c';
 
 function controllers(): string[] {
-  return readdirSync(ROOT).filter((c) => !c.includes(',') && c !== 'unified' && existsSync(path.join(ROOT, c, 'cgroup.procs')));
+  return readdirSync(ROOT).filter(
+    (c) => !c.includes(',') && c !== 'unified' && existsSync(path.join(ROOT, c, 'cgroup.procs')),
+  );
 }
 
 export class SandboxCgroup {
@@ -87,6 +89,7 @@ export function removeAllUnder(parent: string): void {
   for (const c of controllers()) {
     const dir = path.join(ROOT, c, parent);
     if (!existsSync(dir)) continue;
-    for (const child of readdirSync(dir, { withFileTypes: true })) if (child.isDirectory()) removeTree(path.join(dir, child.name));
+    for (const child of readdirSync(dir, { withFileTypes: true }))
+      if (child.isDirectory()) removeTree(path.join(dir, child.name));
   }
 }

@@ -78,7 +78,8 @@ export const DEFAULT_BLOCKED_RANGES = [
 export function loadAgentConfig(overrides: Partial<AgentConfig> = {}): AgentConfig {
   const stateDir = overrides.stateDir ?? '/var/lib/mags';
   const instance = overrides.instance ?? '0';
-  if (!/^[a-z0-9]{1,6}$/.test(instance)) throw new Error(`agent instance must be 1-6 lowercase letters or digits, not "${instance}"`);
+  if (!/^[a-z0-9]{1,6}$/.test(instance))
+    throw new Error(`agent instance must be 1-6 lowercase letters or digits, not "${instance}"`);
   // Instance 0 uses 10.89.0.0/16; others a /16 derived from their tag, so two agents on one host never overlap.
   const hash = [...instance].reduce((h, c) => (h * 31 + c.charCodeAt(0)) % 100_003, 7);
   const config: AgentConfig = {
@@ -109,14 +110,25 @@ export function loadAgentConfig(overrides: Partial<AgentConfig> = {}): AgentConf
     userns: overrides.userns ?? { hostId: 100_000, size: 65_536 },
   };
   for (const key of ['localWorkspaceTtlMs', 'warmMs', 'syncIntervalMs', 'gcGraceMs'] as const) {
-    if (!Number.isFinite(config[key]) || config[key] < 0) throw new Error(`agent ${key} must be a number of milliseconds ≥ 0`);
+    if (!Number.isFinite(config[key]) || config[key] < 0)
+      throw new Error(`agent ${key} must be a number of milliseconds ≥ 0`);
   }
-  if (!Number.isInteger(config.poolSize) || config.poolSize < 0) throw new Error('agent poolSize must be a whole number ≥ 0');
-  if (!Number.isInteger(config.capacity) || config.capacity < 1) throw new Error('agent capacity must be a whole number ≥ 1');
+  if (!Number.isInteger(config.poolSize) || config.poolSize < 0)
+    throw new Error('agent poolSize must be a whole number ≥ 0');
+  if (!Number.isInteger(config.capacity) || config.capacity < 1)
+    throw new Error('agent capacity must be a whole number ≥ 1');
   const { hostId, size } = config.userns;
   // 65,536 ids at least: Debian's nobody/nogroup (65534) must exist inside. Host ids 0..65535 (the host's own users) never.
-  if (!Number.isInteger(hostId) || !Number.isInteger(size) || size < 65_536 || hostId < 65_536 || hostId + size > 2 ** 32 - 1) {
-    throw new Error('agent userns must map at least 65536 ids to host ids from 65536 up (e.g. hostId 100000, size 65536)');
+  if (
+    !Number.isInteger(hostId) ||
+    !Number.isInteger(size) ||
+    size < 65_536 ||
+    hostId < 65_536 ||
+    hostId + size > 2 ** 32 - 1
+  ) {
+    throw new Error(
+      'agent userns must map at least 65536 ids to host ids from 65536 up (e.g. hostId 100000, size 65536)',
+    );
   }
   const octets = /^(\d{1,3})\.(\d{1,3})\.0\.0\/16$/.exec(config.subnet);
   if (!octets || Number(octets[1]) > 255 || Number(octets[2]) > 255) {

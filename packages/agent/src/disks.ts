@@ -3,9 +3,9 @@
 // reserve, minus what the disks already promised may still grow into. Check and record happen in one synchronous
 // step, so two disks made at once cannot both take the last room.
 import { randomBytes } from 'node:crypto';
-import { statSync, statfsSync } from 'node:fs';
+import { statfsSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { type HostStorage, GiB, diskDoesNotFit, roomForDisks } from '@mags/api';
+import { diskDoesNotFit, GiB, type HostStorage, roomForDisks } from '@mags/api';
 import type { AgentConfig } from './config.js';
 import { shq } from './process.js';
 
@@ -59,7 +59,12 @@ export class DiskLedger {
       }
       growable += Math.max(0, size - allocated);
     }
-    return { totalBytes: fs.blocks * fs.bsize, freeBytes: fs.bavail * fs.bsize, promisedBytes: promised, growableBytes: growable };
+    return {
+      totalBytes: fs.blocks * fs.bsize,
+      freeBytes: fs.bavail * fs.bsize,
+      promisedBytes: promised,
+      growableBytes: growable,
+    };
   }
 }
 
@@ -74,7 +79,13 @@ const TEMPLATE_MAX_GB = 64;
  * `templatesDir` (mkfs syncs the image it writes, which costs tens of ms on a busy disk; `cp` of the ~200 KB a
  * template holds does not), so it takes two processes, as the tmpfs it replaces did.
  */
-export function layerDiskScript(templatesDir: string, image: string, mountPoint: string, sizeGb: number, owner: number): string {
+export function layerDiskScript(
+  templatesDir: string,
+  image: string,
+  mountPoint: string,
+  sizeGb: number,
+  owner: number,
+): string {
   const img = shq(image);
   const root = shq(path.join(templatesDir, 'root'));
   const mkfs = (file: string) =>

@@ -1,9 +1,20 @@
 // Host preparation at agent start, and removal of what a crashed predecessor left behind.
-import { chmodSync, chownSync, copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
-import { type AgentConfig, checkImage, hostNames } from './config.js';
 import { removeAllUnder } from './cgroups.js';
+import { type AgentConfig, checkImage, hostNames } from './config.js';
 import { layerTemplatesDir } from './disks.js';
 import { run, sh } from './process.js';
 
@@ -12,7 +23,10 @@ async function ensureCgroupLayout(logger: Logger): Promise<void> {
   const unified = '/sys/fs/cgroup/unified/cgroup.controllers';
   if (!existsSync(unified) || readFileSync(unified, 'utf8').trim() === '') return;
   if (!readFileSync(unified, 'utf8').split(/\s+/).includes('hugetlb')) return;
-  await sh('mkdir -p /sys/fs/cgroup/hugetlb && (mountpoint -q /sys/fs/cgroup/hugetlb || mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb)', { logger });
+  await sh(
+    'mkdir -p /sys/fs/cgroup/hugetlb && (mountpoint -q /sys/fs/cgroup/hugetlb || mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb)',
+    { logger },
+  );
   logger.info('mounted the hugetlb cgroup controller as a v1 hierarchy (crun needs it on hybrid hosts)');
 }
 
@@ -89,10 +103,14 @@ export function releaseInstance(config: AgentConfig): void {
 }
 
 export async function prepareHost(config: AgentConfig, logger: Logger): Promise<void> {
-  if (process.getuid?.() !== 0) throw new Error('the Mags agent must run as root: it creates namespaces, mounts and cgroups');
+  if (process.getuid?.() !== 0)
+    throw new Error('the Mags agent must run as root: it creates namespaces, mounts and cgroups');
   claimInstance(config);
   checkImage(config);
-  if (!existsSync(config.initBinary)) throw new Error(`the sandbox init ${config.initBinary} is missing: install the catatonit package (./setup.sh does this)`);
+  if (!existsSync(config.initBinary))
+    throw new Error(
+      `the sandbox init ${config.initBinary} is missing: install the catatonit package (./setup.sh does this)`,
+    );
   checkUserNamespaces();
   await ensureCgroupLayout(logger);
   secureStateDirs(config);
@@ -103,7 +121,9 @@ export async function prepareHost(config: AgentConfig, logger: Logger): Promise<
 function checkUserNamespaces(): void {
   const file = '/proc/sys/user/max_user_namespaces';
   if (existsSync(file) && Number(readFileSync(file, 'utf8').trim()) === 0) {
-    throw new Error('user namespaces are disabled on this host (user.max_user_namespaces = 0): sandboxes run in one; enable them with sysctl -w user.max_user_namespaces=15000');
+    throw new Error(
+      'user namespaces are disabled on this host (user.max_user_namespaces = 0): sandboxes run in one; enable them with sysctl -w user.max_user_namespaces=15000',
+    );
   }
 }
 
@@ -145,9 +165,18 @@ function secureStateDirs(config: AgentConfig): void {
  */
 export async function cleanupStale(config: AgentConfig, logger: Logger): Promise<number> {
   let removed = 0;
-  const { sandboxPrefix: NETNS_PREFIX, vethPrefix: VETH_PREFIX, cgroupParent: CGROUP_PARENT, sandboxesDir, filesDir } = hostNames(config);
+  const {
+    sandboxPrefix: NETNS_PREFIX,
+    vethPrefix: VETH_PREFIX,
+    cgroupParent: CGROUP_PARENT,
+    sandboxesDir,
+    filesDir,
+  } = hostNames(config);
   const list = await run(config.runtime, ['--root', config.runtimeRoot, 'list', '-q'], { allowFailure: true });
-  for (const id of list.stdout.split('\n').map((s) => s.trim()).filter((s) => s.startsWith(NETNS_PREFIX))) {
+  for (const id of list.stdout
+    .split('\n')
+    .map((s) => s.trim())
+    .filter((s) => s.startsWith(NETNS_PREFIX))) {
     await run(config.runtime, ['--root', config.runtimeRoot, 'delete', '-f', id], { allowFailure: true });
     removed++;
   }
@@ -160,10 +189,13 @@ export async function cleanupStale(config: AgentConfig, logger: Logger): Promise
   for (const m of mounts) await run('umount', ['-l', m], { allowFailure: true });
   // Ephemeral layers' loop devices detach when unmounted (autoclear); one left attached (its image deleted, or its
   // mount lazily gone) would keep its image's space taken, so detach every one whose image lies in sandboxesDir.
-  const loops = await run('losetup', ['--list', '--noheadings', '--raw', '--output', 'NAME,BACK-FILE'], { allowFailure: true });
+  const loops = await run('losetup', ['--list', '--noheadings', '--raw', '--output', 'NAME,BACK-FILE'], {
+    allowFailure: true,
+  });
   for (const line of loops.stdout.split('\n')) {
     const [device, ...file] = line.trim().split(' ');
-    if (device && file.join(' ').startsWith(`${sandboxesDir}/`)) await run('losetup', ['-d', device], { allowFailure: true });
+    if (device && file.join(' ').startsWith(`${sandboxesDir}/`))
+      await run('losetup', ['-d', device], { allowFailure: true });
   }
   rmSync(filesDir, { recursive: true, force: true });
   if (existsSync(sandboxesDir)) {

@@ -1,6 +1,16 @@
 // The user namespace's id range, and shifting a tree's owners into it: the root image copy (scripts/build-image.sh)
 // and workspace disks made before sandboxes ran in a user namespace. Uid/gid n < size becomes hostId + n.
-import { closeSync, constants, fchmodSync, fstatSync, lchownSync, lstatSync, openSync, readdirSync, type Stats } from 'node:fs';
+import {
+  closeSync,
+  constants,
+  fchmodSync,
+  fstatSync,
+  lchownSync,
+  lstatSync,
+  openSync,
+  readdirSync,
+  type Stats,
+} from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -66,7 +76,10 @@ export async function shiftTree(dir: string, ids: IdRange): Promise<{ entries: n
 
 /** Puts back a mode chown cleared, on the very inode that was walked (never through a link swapped in since). */
 function restoreMode(p: string, st: Stats): void {
-  const fd = openSync(p, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK | (st.isDirectory() ? constants.O_DIRECTORY : 0));
+  const fd = openSync(
+    p,
+    constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK | (st.isDirectory() ? constants.O_DIRECTORY : 0),
+  );
   try {
     const now = fstatSync(fd);
     if (now.ino === st.ino && now.dev === st.dev) fchmodSync(fd, st.mode & 0o7777);
@@ -77,16 +90,32 @@ function restoreMode(p: string, st: Stats): void {
 
 /** getfattr's dump of every security.capability below dir: `# file: <escaped path>` then `security.capability=0x…`. */
 async function readCapabilities(dir: string): Promise<Array<{ file: string; value: Buffer }>> {
-  const r = await run('getfattr', ['--recursive', '--physical', '--no-dereference', '--absolute-names', '--dump', `--match=^security\\.capability$`, '--encoding=hex', '--', dir], {
-    allowFailure: true,
-    timeoutMs: 300_000,
-  });
-  if (r.code !== 0 && r.stderr.trim()) throw new Error(`getfattr failed: ${r.stderr.trim().split('\n').slice(0, 3).join('; ')}`);
+  const r = await run(
+    'getfattr',
+    [
+      '--recursive',
+      '--physical',
+      '--no-dereference',
+      '--absolute-names',
+      '--dump',
+      `--match=^security\\.capability$`,
+      '--encoding=hex',
+      '--',
+      dir,
+    ],
+    {
+      allowFailure: true,
+      timeoutMs: 300_000,
+    },
+  );
+  if (r.code !== 0 && r.stderr.trim())
+    throw new Error(`getfattr failed: ${r.stderr.trim().split('\n').slice(0, 3).join('; ')}`);
   const out: Array<{ file: string; value: Buffer }> = [];
   let file: string | undefined;
   for (const line of r.stdout.split('\n')) {
     if (line.startsWith('# file: ')) file = line.slice(8);
-    else if (file && line.startsWith(`${CAP_XATTR}=0x`)) out.push({ file, value: Buffer.from(line.slice(CAP_XATTR.length + 3), 'hex') });
+    else if (file && line.startsWith(`${CAP_XATTR}=0x`))
+      out.push({ file, value: Buffer.from(line.slice(CAP_XATTR.length + 3), 'hex') });
   }
   return out;
 }
@@ -118,7 +147,9 @@ async function writeCapabilities(caps: Array<{ file: string; value: Buffer }>, i
   if (caps.length === 0) return;
   const tmp = await mkdtemp(path.join(tmpdir(), 'mags-caps-'));
   try {
-    const dump = caps.map((c) => `# file: ${c.file}\n${CAP_XATTR}=0x${namespacedCapability(c.value, ids).toString('hex')}\n`).join('\n');
+    const dump = caps
+      .map((c) => `# file: ${c.file}\n${CAP_XATTR}=0x${namespacedCapability(c.value, ids).toString('hex')}\n`)
+      .join('\n');
     await writeFile(path.join(tmp, 'caps'), dump, { mode: 0o600 });
     await run('setfattr', ['--no-dereference', `--restore=${path.join(tmp, 'caps')}`], { timeoutMs: 300_000 });
   } finally {

@@ -1,2 +1,2 @@
 export { Agent, startAgent } from './agent.js';
-export { type AgentConfig, loadAgentConfig, DEFAULT_BLOCKED_RANGES } from './config.js';
+export { type AgentConfig, DEFAULT_BLOCKED_RANGES, loadAgentConfig } from './config.js';

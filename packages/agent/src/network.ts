@@ -7,7 +7,6 @@ import type { Logger } from 'pino';
 import { type AgentConfig, hostNames } from './config.js';
 import { run, sh } from './process.js';
 
-
 export interface Link {
   slot: number;
   hostIf: string;
@@ -127,7 +126,10 @@ export class NetnsPool {
 
   private async remove(list: SpareNetns[]): Promise<void> {
     if (!list.length) return;
-    await run('/bin/sh', ['-c', list.map((n) => netnsDownScript(n.name)).join('; ')], { allowFailure: true, logger: this.logger });
+    await run('/bin/sh', ['-c', list.map((n) => netnsDownScript(n.name)).join('; ')], {
+      allowFailure: true,
+      logger: this.logger,
+    });
     for (const n of list) this.slots.release(n.link.slot);
   }
 }

@@ -8,11 +8,19 @@ import { chownSync, mkdirSync, readFileSync, rmSync, statfsSync, symlinkSync, wr
 import path from 'node:path';
 import { GiB } from '@mags/api';
 import type { Logger } from 'pino';
-import { type Limits, READY_LINE, ociConfig } from './bundle.js';
+import { type Limits, ociConfig, READY_LINE } from './bundle.js';
 import { SandboxCgroup } from './cgroups.js';
 import { type AgentConfig, hostNames, imagePath } from './config.js';
 import { type DiskLedger, layerDiskScript, layerTemplatesDir } from './disks.js';
-import { type Link, type NetnsPool, type SlotAllocator, netnsDownScript, netnsUpScript, resolvConf, writeHostsFile } from './network.js';
+import {
+  type Link,
+  type NetnsPool,
+  netnsDownScript,
+  netnsUpScript,
+  resolvConf,
+  type SlotAllocator,
+  writeHostsFile,
+} from './network.js';
 import { killGroup, run, sh, shq } from './process.js';
 
 export interface HostContext {
@@ -42,7 +50,16 @@ export interface JobProcess {
   exited: Promise<number | null>;
 }
 
-const SIGNALS: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGABRT: 6, SIGKILL: 9, SIGSEGV: 11, SIGPIPE: 13, SIGTERM: 15 };
+const SIGNALS: Record<string, number> = {
+  SIGHUP: 1,
+  SIGINT: 2,
+  SIGQUIT: 3,
+  SIGABRT: 6,
+  SIGKILL: 9,
+  SIGSEGV: 11,
+  SIGPIPE: 13,
+  SIGTERM: 15,
+};
 
 /** How often a running job's script process is looked at; a sandbox outlives its script by one to two of these. */
 const SCRIPT_WATCH_MS = 1000;
@@ -83,7 +100,10 @@ function descendantWithNsPid(root: number, nsPid: number, depth: number): HostPr
   for (let d = 0; d < depth && level.length; d++) {
     for (const pid of level) {
       try {
-        const nspid = /^NSpid:\s+(.*)$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1].trim().split(/\s+/);
+        const nspid = /^NSpid:\s+(.*)$/m
+          .exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]
+          .trim()
+          .split(/\s+/);
         const start = statFields(pid)?.[19];
         if (nspid && Number(nspid[nspid.length - 1]) === nsPid && start) return { pid, start };
       } catch {
@@ -208,7 +228,13 @@ export class Sandbox {
           spare ? 'true' : netnsUpScript(id, link),
           options.upper
             ? 'true'
-            : layerDiskScript(layerTemplatesDir(config), sandbox.layerImage, path.join(dir, 'fs'), options.diskGb, root),
+            : layerDiskScript(
+                layerTemplatesDir(config),
+                sandbox.layerImage,
+                path.join(dir, 'fs'),
+                options.diskGb,
+                root,
+              ),
           `cd ${d} && mount -t overlay -o ${shq(['nosuid', 'nodev', `lowerdir=${lowers.join(':')}`, ...upper, 'xino=off'].join(','))} mags-root rootfs`,
         ].join('\n'),
         { logger: ctx.logger, timeoutMs: 30_000 },
@@ -258,7 +284,12 @@ export class Sandbox {
         errText = (errText + chunk.toString()).slice(-4000);
       });
       void this.runtimeExit!.then((code) => {
-        if (!ready) reject(new Error(`the runtime exited (${code}) before the sandbox was ready: ${errText.trim() || 'no error output'}`));
+        if (!ready)
+          reject(
+            new Error(
+              `the runtime exited (${code}) before the sandbox was ready: ${errText.trim() || 'no error output'}`,
+            ),
+          );
       });
     });
   }
@@ -300,7 +331,10 @@ export class Sandbox {
    * runtime is still there a tick later, the agent takes the script's exit code from /proc and kills the sandbox.
    * The promise resolves once the runtime has gone, so all output has been read.
    */
-  private watchScript(runtime: ChildProcessWithoutNullStreams, runtimeExit: Promise<number | null>): Promise<number | null> {
+  private watchScript(
+    runtime: ChildProcessWithoutNullStreams,
+    runtimeExit: Promise<number | null>,
+  ): Promise<number | null> {
     let script: HostProcess | undefined;
     let ended: number | 'gone' | undefined;
     let killed = false;
@@ -315,7 +349,10 @@ export class Sandbox {
         // but then did not exit, the code is the first one seen, or else the runtime's after the kill.
         killed = true;
         override = typeof ended === 'number' ? ended : typeof now === 'number' ? now : undefined;
-        this.ctx.logger.warn({ sandbox: this.id, exitCode: override }, 'the script ended but its sandbox did not: killing the sandbox');
+        this.ctx.logger.warn(
+          { sandbox: this.id, exitCode: override },
+          'the script ended but its sandbox did not: killing the sandbox',
+        );
         void this.kill();
         setTimeout(() => {
           if (runtime.exitCode !== null || runtime.signalCode !== null) return;

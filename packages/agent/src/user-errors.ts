@@ -24,7 +24,8 @@ export interface UserError {
 
 /** A MagsError keeps its status, code and sentence (scrubbed, cut); anything else is a 500 with a scrubbed sentence. */
 export function forUser(err: unknown): UserError {
-  if (err instanceof MagsError) return { status: err.status, code: String(err.code), message: cutMessage(scrubHostPaths(err.message)) };
+  if (err instanceof MagsError)
+    return { status: err.status, code: String(err.code), message: cutMessage(scrubHostPaths(err.message)) };
   const message = err instanceof Error ? err.message : String(err);
   return { status: 500, code: 'internal', message: cutMessage(scrubHostPaths(message || 'the agent failed')) };
 }

@@ -34,13 +34,26 @@ test('a disk from before the user namespace is shifted once on mount: owners as 
   writeFileSync(path.join(disk.upper, 'root/user'), 'x');
   chownSync(path.join(disk.upper, 'root/user'), 1000, 1000);
   writeFileSync(path.join(disk.upper, 'root/suid'), 'x');
-  for (const p of [path.join(disk.upper, 'root'), path.join(disk.upper, 'root/mine'), path.join(disk.upper, 'root/suid'), disk.upper, disk.work, disk.mountPoint]) {
+  for (const p of [
+    path.join(disk.upper, 'root'),
+    path.join(disk.upper, 'root/mine'),
+    path.join(disk.upper, 'root/suid'),
+    disk.upper,
+    disk.work,
+    disk.mountPoint,
+  ]) {
     chownSync(p, 0, 0);
   }
   chmodSync(path.join(disk.upper, 'root/suid'), 0o4755); // after the chown, which clears it
   await disk.unmount();
   await disk.mount();
-  for (const p of [disk.mountPoint, disk.upper, disk.work, path.join(disk.upper, 'root'), path.join(disk.upper, 'root/mine')]) {
+  for (const p of [
+    disk.mountPoint,
+    disk.upper,
+    disk.work,
+    path.join(disk.upper, 'root'),
+    path.join(disk.upper, 'root/mine'),
+  ]) {
     assert.equal(owner(p), '100000:100000', p);
   }
   assert.equal(owner(path.join(disk.upper, 'root/user')), '101000:101000');

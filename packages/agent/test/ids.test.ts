@@ -2,7 +2,17 @@
 // owners, setuid modes and file capabilities must come out as a sandbox's root would have made them.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { chmodSync, linkSync, lchownSync, lstatSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  lchownSync,
+  linkSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, test } from 'node:test';
@@ -46,7 +56,7 @@ test('owners move up by hostId, setuid/setgid modes and capabilities survive, li
   assert.equal(owner(path.join(tree, 'link-out')), '100000:100000', 'the link itself is shifted');
   assert.equal(owner(outside), '0:0', 'not what it points to');
   const cap = execFileSync('getcap', ['-n', path.join(tree, 'ping')]).toString();
-  assert.match(cap, /cap_net_raw=ep \[rootid=100000\]/, 'the capability is kept, as the sandbox root\'s');
+  assert.match(cap, /cap_net_raw=ep \[rootid=100000\]/, "the capability is kept, as the sandbox root's");
 
   const second = await shiftTree(tree, ids);
   assert.equal(second.shifted, 0, 'nothing is shifted twice');

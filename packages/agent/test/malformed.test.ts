@@ -17,7 +17,10 @@ test('a start it cannot read ends the job as an error that names the field; the 
   assert.equal(reply.jobId, 'job-1');
   assert.equal(reply.exitCode, null);
   assert.equal(reply.reason, 'error');
-  assert.match(reply.message ?? '', /^the agent could not read the server's start message \(start: sandbox .*\); the server and the agent may be different versions$/);
+  assert.match(
+    reply.message ?? '',
+    /^the agent could not read the server's start message \(start: sandbox .*\); the server and the agent may be different versions$/,
+  );
   assert.ok(parseAgentMessage(reply).ok);
 });
 

@@ -89,7 +89,11 @@ export const SandboxSpec = Type.Object(
   {
     jobId: Id,
     script: Type.String({ maxLength: MAX_SCRIPT_BYTES }),
-    environment: Type.Record(Type.String({ pattern: ENV_NAME_PATTERN }), Type.String({ maxLength: MAX_ENV_VALUE }), CLOSED),
+    environment: Type.Record(
+      Type.String({ pattern: ENV_NAME_PATTERN }),
+      Type.String({ maxLength: MAX_ENV_VALUE }),
+      CLOSED,
+    ),
     vcpus: Type.Number({ exclusiveMinimum: 0 }),
     memoryMb: Type.Integer({ minimum: 1 }),
     /** Wall-clock limit; the agent kills the sandbox when it passes. */
@@ -143,7 +147,12 @@ export const AgentInfo = Type.Object(
 );
 export type AgentInfo = Static<typeof AgentInfo>;
 
-export const ExitReason = Type.Union([Type.Literal('exited'), Type.Literal('stopped'), Type.Literal('timeout'), Type.Literal('error')]);
+export const ExitReason = Type.Union([
+  Type.Literal('exited'),
+  Type.Literal('stopped'),
+  Type.Literal('timeout'),
+  Type.Literal('error'),
+]);
 export type ExitReason = Static<typeof ExitReason>;
 
 /** What an agent reports about a workspace copy it holds. */
@@ -188,7 +197,10 @@ export type WorkspaceOrderResult = Static<typeof WorkspaceOrderResult>;
  * - drop: delete every host copy of the workspace (it was deleted, or rolled back and must be restored again).
  */
 const SyncOrder = Type.Object({ type: Type.Literal('sync'), requestId: Id, workspace: WorkspaceKey }, CLOSED);
-const ResizeOrder = Type.Object({ type: Type.Literal('resize'), requestId: Id, workspace: WorkspaceKey, diskGb: DiskGb }, CLOSED);
+const ResizeOrder = Type.Object(
+  { type: Type.Literal('resize'), requestId: Id, workspace: WorkspaceKey, diskGb: DiskGb },
+  CLOSED,
+);
 const DropOrder = Type.Object({ type: Type.Literal('drop'), requestId: Id, workspace: WorkspaceKey }, CLOSED);
 export const WorkspaceOrder = Type.Union([SyncOrder, ResizeOrder, DropOrder]);
 export type WorkspaceOrder = Static<typeof WorkspaceOrder>;
@@ -224,7 +236,10 @@ export const AgentToServer = Type.Union([
     CLOSED,
   ),
   Type.Object({ type: Type.Literal('workspace'), report: WorkspaceReport }, CLOSED),
-  Type.Object({ type: Type.Literal('reply'), requestId: Id, ok: Type.Literal(true), result: WorkspaceOrderResult }, CLOSED),
+  Type.Object(
+    { type: Type.Literal('reply'), requestId: Id, ok: Type.Literal(true), result: WorkspaceOrderResult },
+    CLOSED,
+  ),
   Type.Object(
     {
       type: Type.Literal('reply'),
@@ -294,7 +309,12 @@ class MessageParser {
   }
 
   parse<T>(raw: unknown): Parsed<T> {
-    if (typeof raw !== 'object' || raw === null || Array.isArray(raw) || typeof (raw as { type?: unknown }).type !== 'string') {
+    if (
+      typeof raw !== 'object' ||
+      raw === null ||
+      Array.isArray(raw) ||
+      typeof (raw as { type?: unknown }).type !== 'string'
+    ) {
       return { ok: false, reason: 'not an object with a "type"' };
     }
     const message = raw as Record<string, unknown>;
@@ -313,10 +333,16 @@ function shorten(text: string, max = 40): string {
 }
 
 /** The first problem, as "field.path must be …"; a union's alternatives are named together ("must be integer or null"). */
-function describe(errors: ReadonlyArray<{ keyword: string; instancePath: string; params: object; message: string }>): string {
+function describe(
+  errors: ReadonlyArray<{ keyword: string; instancePath: string; params: object; message: string }>,
+): string {
   const first = errors[0];
   if (!first) return 'not valid';
-  const field = first.instancePath.slice(1).split('/').map((p) => shorten(p.replace(/~1/g, '/').replace(/~0/g, '~'))).join('.');
+  const field = first.instancePath
+    .slice(1)
+    .split('/')
+    .map((p) => shorten(p.replace(/~1/g, '/').replace(/~0/g, '~')))
+    .join('.');
   // `additionalProperties: false` reports the unknown field itself with a "schema is false" error.
   if (first.keyword === 'boolean') return `${field} is not a field of this message`;
   const where = field || 'the message';

@@ -23,7 +23,12 @@ export function formatDuration(ms: number): string {
   if (ms % 1000 !== 0) return `${ms}ms`;
   let s = ms / 1000;
   let out = '';
-  for (const [unit, size] of [['d', 86_400], ['h', 3600], ['m', 60], ['s', 1]] as const) {
+  for (const [unit, size] of [
+    ['d', 86_400],
+    ['h', 3600],
+    ['m', 60],
+    ['s', 1],
+  ] as const) {
     if (s >= size) {
       out += `${Math.floor(s / size)}${unit}`;
       s %= size;

@@ -1,5 +1,5 @@
 // One error type for the whole project: a stable machine code, an HTTP status, and a sentence a user can act on.
-import { Type, type Static } from 'typebox';
+import { type Static, Type } from 'typebox';
 
 export const ErrorBody = Type.Object(
   {
@@ -49,7 +49,9 @@ export class MagsError extends Error {
   static notFound(message: string): MagsError {
     return new MagsError(404, 'not_found', message);
   }
-  static unauthorized(message = 'a valid API token is required: pass "Authorization: Bearer <token>" or set MAGS_API_TOKEN'): MagsError {
+  static unauthorized(
+    message = 'a valid API token is required: pass "Authorization: Bearer <token>" or set MAGS_API_TOKEN',
+  ): MagsError {
     return new MagsError(401, 'unauthorized', message);
   }
   static conflict(message: string): MagsError {

@@ -1,5 +1,5 @@
 // The job resources of the REST API, in the wire format of the hosted service (snake_case), plus our additions.
-import { Type, type Static } from 'typebox';
+import { type Static, Type } from 'typebox';
 
 // Spelled out literal by literal: a mapped string[] would make the static type `never`.
 export const JobStatusValue = Type.Union([
@@ -46,8 +46,12 @@ export const JobSubmit = Type.Object(
     url: Type.Optional(Type.Boolean()),
     port: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535 })),
     vcpus: Type.Optional(Type.Number({ minimum: 0.1, maximum: 64, description: 'CPU share in cores (default 1)' })),
-    memory_mb: Type.Optional(Type.Integer({ minimum: 32, maximum: 262144, description: 'Memory limit (default 1024)' })),
-    timeout_s: Type.Optional(Type.Integer({ minimum: 1, maximum: 604800, description: 'Wall-clock limit (default 3600)' })),
+    memory_mb: Type.Optional(
+      Type.Integer({ minimum: 32, maximum: 262144, description: 'Memory limit (default 1024)' }),
+    ),
+    timeout_s: Type.Optional(
+      Type.Integer({ minimum: 1, maximum: 604800, description: 'Wall-clock limit (default 3600)' }),
+    ),
     network: Type.Optional(Type.Union([Type.Literal('internet'), Type.Literal('none')])),
   },
   { additionalProperties: false, $id: 'JobSubmit' },

@@ -1,7 +1,7 @@
 // Disk admission, one rule for the server (at submit, create, resize) and the agent (when it makes a disk).
 // Sandbox layers and workspace disks are sparse files: each takes host space only as it fills, so what the disks
 // a host holds may still grow into counts as taken, and a host keeps a reserve for itself.
-import { Type, type Static } from 'typebox';
+import { type Static, Type } from 'typebox';
 import { MagsError } from './errors.js';
 
 export const GiB = 1024 ** 3;

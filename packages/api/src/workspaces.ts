@@ -1,5 +1,5 @@
 // The workspace and file resources of the REST API (snake_case wire format), shared by the server, SDK and CLI.
-import { Type, type Static } from 'typebox';
+import { type Static, Type } from 'typebox';
 import { NAME_PATTERN } from './jobs.js';
 
 const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(t: T) => Type.Union([t, Type.Null()]);
@@ -18,7 +18,9 @@ export const WorkspaceInfo = Type.Object(
     size_bytes: Type.Integer({ description: 'Bytes of files in the workspace (its own layer), as last measured' }),
     files: Type.Integer({ description: 'Files in the workspace, as last measured' }),
     versions: Type.Integer({ description: 'Synced versions kept (persistent workspaces; 0 for local ones)' }),
-    current_version: Nullable(Type.Integer({ description: 'The version a new sandbox starts from; null before the first sync' })),
+    current_version: Nullable(
+      Type.Integer({ description: 'The version a new sandbox starts from; null before the first sync' }),
+    ),
     base: Nullable(Type.String({ description: 'The base it was created on, as NAME@VERSION' })),
     in_use_by: Nullable(Type.String({ description: 'Request id of the unfinished job using it' })),
     created_at: Type.String(),
@@ -37,7 +39,9 @@ export const WorkspaceCreate = Type.Object(
   {
     name: Type.String({ pattern: NAME_PATTERN }),
     persistent: Type.Optional(Type.Boolean({ default: false })),
-    base: Type.Optional(Type.String({ pattern: NAME_PATTERN, description: 'Fork this persistent workspace (its current version)' })),
+    base: Type.Optional(
+      Type.String({ pattern: NAME_PATTERN, description: 'Fork this persistent workspace (its current version)' }),
+    ),
     disk_gb: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_DISK_GB, default: 2 })),
   },
   { additionalProperties: false, $id: 'WorkspaceCreate' },
@@ -55,7 +59,12 @@ export const WorkspaceVersions = Type.Object({ name: Type.String(), versions: Ty
 export type WorkspaceVersions = Static<typeof WorkspaceVersions>;
 
 export const WorkspaceRestore = Type.Object(
-  { version: Type.Integer({ minimum: 1, description: 'The version to roll back to; the rollback becomes a new version' }) },
+  {
+    version: Type.Integer({
+      minimum: 1,
+      description: 'The version to roll back to; the rollback becomes a new version',
+    }),
+  },
   { additionalProperties: false },
 );
 export const WorkspaceRestored = Type.Object({

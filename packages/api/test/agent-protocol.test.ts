@@ -8,13 +8,18 @@ import {
   AgentToServer,
   MAX_ERROR,
   type Parsed,
-  ServerToAgent,
   parseAgentMessage,
   parseServerMessage,
+  ServerToAgent,
 } from '../src/index.js';
 
 const pool = { idle: 2, busy: 0, min: 2, max: 8 };
-const storage = { totalBytes: 100 * 1024 ** 3, freeBytes: 60 * 1024 ** 3, promisedBytes: 4 * 1024 ** 3, growableBytes: 3 * 1024 ** 3 };
+const storage = {
+  totalBytes: 100 * 1024 ** 3,
+  freeBytes: 60 * 1024 ** 3,
+  promisedBytes: 4 * 1024 ** 3,
+  growableBytes: 3 * 1024 ** 3,
+};
 const owner = '0190a0c2-7a6e-7c3e-9a51-3f1d2b4c5d6e';
 const sandbox = {
   jobId: '0190a0c2-7a6e-7c3e-9a51-000000000001',
@@ -30,8 +35,14 @@ const sandbox = {
 
 /** Messages the real agent sends, one or more of every kind. */
 const fromAgent: unknown[] = [
-  { type: 'hello', agent: { id: 'main@host', name: 'main', runtime: 'crun 1.8.1', version: '0.1.0', capacity: 4, pool, storage } },
-  { type: 'hello', agent: { id: 'main@host', name: 'main', runtime: 'crun 1.8.1', version: '0.1.0', capacity: 4, pool } },
+  {
+    type: 'hello',
+    agent: { id: 'main@host', name: 'main', runtime: 'crun 1.8.1', version: '0.1.0', capacity: 4, pool, storage },
+  },
+  {
+    type: 'hello',
+    agent: { id: 'main@host', name: 'main', runtime: 'crun 1.8.1', version: '0.1.0', capacity: 4, pool },
+  },
   { type: 'pool', pool },
   { type: 'pool', pool, storage },
   { type: 'started', jobId: sandbox.jobId, sandboxId: 'mags-1', ts: 1_700_000_000_000 },
@@ -49,14 +60,41 @@ const fromAgent: unknown[] = [
   { type: 'exited', jobId: sandbox.jobId, exitCode: -1, reason: 'timeout', ts: 1 },
   // In-process, an optional field the agent left out arrives as a key holding undefined.
   { type: 'exited', jobId: sandbox.jobId, exitCode: null, reason: 'error', message: undefined, ts: 1 },
-  { type: 'exited', jobId: sandbox.jobId, exitCode: 143, reason: 'stopped', message: 'stopped before it started', ts: 1 },
+  {
+    type: 'exited',
+    jobId: sandbox.jobId,
+    exitCode: 143,
+    reason: 'stopped',
+    message: 'stopped before it started',
+    ts: 1,
+  },
   { type: 'workspace', report: { owner, name: 'dev', state: 'present', usedBytes: 4096, files: 2, ts: 1 } },
-  { type: 'workspace', report: { owner, name: 'dev', state: 'present', usedBytes: 0, files: 0, version: 3, versions: 3, dirty: true, ts: 1 } },
+  {
+    type: 'workspace',
+    report: {
+      owner,
+      name: 'dev',
+      state: 'present',
+      usedBytes: 0,
+      files: 0,
+      version: 3,
+      versions: 3,
+      dirty: true,
+      ts: 1,
+    },
+  },
   { type: 'workspace', report: { owner, name: 'dev', state: 'gone', usedBytes: 0, files: 0, ts: 1 } },
   { type: 'reply', requestId: 'r-1', ok: true, result: { held: false } },
   { type: 'reply', requestId: 'r-1', ok: true, result: { held: true, version: null, changed: false } },
   { type: 'reply', requestId: 'r-1', ok: true, result: { held: true, version: 7, changed: true } },
-  { type: 'reply', requestId: 'r-1', ok: false, status: 409, code: 'workspace_busy', error: 'workspace dev is in use on this host' },
+  {
+    type: 'reply',
+    requestId: 'r-1',
+    ok: false,
+    status: 409,
+    code: 'workspace_busy',
+    error: 'workspace dev is in use on this host',
+  },
 ];
 
 /** Messages the real server sends, one or more of every kind. */
@@ -113,29 +151,81 @@ describe('agent protocol: messages from an agent', () => {
       ['an unknown type', { type: 'bogus' }, /^unknown message type "bogus"$/],
       ['a hello without the agent', { type: 'hello' }, /^hello: .*agent/],
       ['an empty agent id', { type: 'hello', agent: { ...hello.agent, id: '' } }, /^hello: agent\.id /],
-      ['an agent id of 1025 characters', { type: 'hello', agent: { ...hello.agent, id: 'a'.repeat(1025) } }, /^hello: agent\.id must not have more than 1024/],
-      ['a runtime of 1025 characters', { type: 'hello', agent: { ...hello.agent, runtime: 'r'.repeat(1025) } }, /^hello: agent\.runtime /],
-      ['a negative capacity', { type: 'hello', agent: { ...hello.agent, capacity: -1 } }, /^hello: agent\.capacity must be >= 0/],
-      ['a fractional capacity', { type: 'hello', agent: { ...hello.agent, capacity: 1.5 } }, /^hello: agent\.capacity must be integer/],
-      ['junk in the agent', { type: 'hello', agent: { ...hello.agent, admin: true } }, /^hello: agent\.admin is not a field of this message$/],
+      [
+        'an agent id of 1025 characters',
+        { type: 'hello', agent: { ...hello.agent, id: 'a'.repeat(1025) } },
+        /^hello: agent\.id must not have more than 1024/,
+      ],
+      [
+        'a runtime of 1025 characters',
+        { type: 'hello', agent: { ...hello.agent, runtime: 'r'.repeat(1025) } },
+        /^hello: agent\.runtime /,
+      ],
+      [
+        'a negative capacity',
+        { type: 'hello', agent: { ...hello.agent, capacity: -1 } },
+        /^hello: agent\.capacity must be >= 0/,
+      ],
+      [
+        'a fractional capacity',
+        { type: 'hello', agent: { ...hello.agent, capacity: 1.5 } },
+        /^hello: agent\.capacity must be integer/,
+      ],
+      [
+        'junk in the agent',
+        { type: 'hello', agent: { ...hello.agent, admin: true } },
+        /^hello: agent\.admin is not a field of this message$/,
+      ],
       ['junk beside the pool', { type: 'pool', pool, admin: true }, /^pool: admin is not a field/],
-      ['pool counts that are text', { type: 'pool', pool: { ...pool, idle: 'x' } }, /^pool: pool\.idle must be integer/],
-      ['a negative storage figure', { type: 'pool', pool, storage: { ...storage, totalBytes: -1 } }, /^pool: storage\.totalBytes must be >= 0/],
-      ['a storage figure past 2^53', { type: 'pool', pool, storage: { ...storage, freeBytes: 2 ** 60 } }, /^pool: storage\.freeBytes /],
+      [
+        'pool counts that are text',
+        { type: 'pool', pool: { ...pool, idle: 'x' } },
+        /^pool: pool\.idle must be integer/,
+      ],
+      [
+        'a negative storage figure',
+        { type: 'pool', pool, storage: { ...storage, totalBytes: -1 } },
+        /^pool: storage\.totalBytes must be >= 0/,
+      ],
+      [
+        'a storage figure past 2^53',
+        { type: 'pool', pool, storage: { ...storage, freeBytes: 2 ** 60 } },
+        /^pool: storage\.freeBytes /,
+      ],
       ['started without a time', { type: 'started', jobId: 'j', sandboxId: 's' }, /^started: .*ts/],
       ['started at time 0', { type: 'started', jobId: 'j', sandboxId: 's', ts: 0 }, /^started: ts must be > 0/],
       ['started at time NaN', { type: 'started', jobId: 'j', sandboxId: 's', ts: Number.NaN }, /^started: ts /],
       ['output lines that are text', { type: 'output', jobId: 'j', lines: 'x' }, /^output: lines must be array/],
-      ['a line numbered 0', { type: 'output', jobId: 'j', lines: [{ seq: 0, stream: 'stdout', ts: 1, message: 'x' }] }, /^output: lines\.0\.seq must be >= 1/],
+      [
+        'a line numbered 0',
+        { type: 'output', jobId: 'j', lines: [{ seq: 0, stream: 'stdout', ts: 1, message: 'x' }] },
+        /^output: lines\.0\.seq must be >= 1/,
+      ],
       [
         'a line on an unknown stream',
         { type: 'output', jobId: 'j', lines: [{ seq: 1, stream: 'tty', ts: 1, message: 'x' }] },
         /^output: lines\.0\.stream must be "stdout" or "stderr" or "system"$/,
       ],
-      ['a line without its text', { type: 'output', jobId: 'j', lines: [{ seq: 1, stream: 'stdout', ts: 1 }] }, /^output: lines\.0 .*message/],
-      ['an exit code that is text', { type: 'exited', jobId: 'j', exitCode: 'zero', reason: 'exited', ts: 1 }, /^exited: exitCode must be integer or null$/],
-      ['an unknown exit reason', { type: 'exited', jobId: 'j', exitCode: 0, reason: 'vanished', ts: 1 }, /^exited: reason must be "exited" or /],
-      ['a report without a name', { type: 'workspace', report: { owner, state: 'gone', usedBytes: 0, files: 0, ts: 1 } }, /^workspace: report .*name/],
+      [
+        'a line without its text',
+        { type: 'output', jobId: 'j', lines: [{ seq: 1, stream: 'stdout', ts: 1 }] },
+        /^output: lines\.0 .*message/,
+      ],
+      [
+        'an exit code that is text',
+        { type: 'exited', jobId: 'j', exitCode: 'zero', reason: 'exited', ts: 1 },
+        /^exited: exitCode must be integer or null$/,
+      ],
+      [
+        'an unknown exit reason',
+        { type: 'exited', jobId: 'j', exitCode: 0, reason: 'vanished', ts: 1 },
+        /^exited: reason must be "exited" or /,
+      ],
+      [
+        'a report without a name',
+        { type: 'workspace', report: { owner, state: 'gone', usedBytes: 0, files: 0, ts: 1 } },
+        /^workspace: report .*name/,
+      ],
       [
         'a report on a workspace named ".."',
         { type: 'workspace', report: { owner, name: '..', state: 'gone', usedBytes: 0, files: 0, ts: 1 } },
@@ -143,16 +233,43 @@ describe('agent protocol: messages from an agent', () => {
       ],
       [
         'a report with version 0',
-        { type: 'workspace', report: { owner, name: 'dev', state: 'present', usedBytes: 0, files: 0, version: 0, ts: 1 } },
+        {
+          type: 'workspace',
+          report: { owner, name: 'dev', state: 'present', usedBytes: 0, files: 0, version: 0, ts: 1 },
+        },
         /^workspace: report\.version must be >= 1/,
       ],
       ['a reply without a requestId', { type: 'reply', ok: true, result: { held: true } }, /^reply: .*requestId/],
-      ['a result with held as text', { type: 'reply', requestId: 'r', ok: true, result: { held: 'yes' } }, /^reply: result\.held must be boolean/],
-      ['a refusal with status 200', { type: 'reply', requestId: 'r', ok: false, status: 200, code: 'fine', error: 'x' }, /^reply: status must be >= 400/],
-      ['a refusal without its sentence', { type: 'reply', requestId: 'r', ok: false, status: 500, code: 'internal' }, /^reply: .*error/],
-      ['a refusal with an empty sentence', { type: 'reply', requestId: 'r', ok: false, status: 500, code: 'internal', error: '' }, /^reply: error /],
-      ['a refusal with a code of 1025 characters', { type: 'reply', requestId: 'r', ok: false, status: 500, code: 'c'.repeat(1025), error: 'x' }, /^reply: code /],
-      ['a reply neither ok nor not', { type: 'reply', requestId: 'r', ok: 'maybe', result: { held: true } }, /^reply: ok must be true$/],
+      [
+        'a result with held as text',
+        { type: 'reply', requestId: 'r', ok: true, result: { held: 'yes' } },
+        /^reply: result\.held must be boolean/,
+      ],
+      [
+        'a refusal with status 200',
+        { type: 'reply', requestId: 'r', ok: false, status: 200, code: 'fine', error: 'x' },
+        /^reply: status must be >= 400/,
+      ],
+      [
+        'a refusal without its sentence',
+        { type: 'reply', requestId: 'r', ok: false, status: 500, code: 'internal' },
+        /^reply: .*error/,
+      ],
+      [
+        'a refusal with an empty sentence',
+        { type: 'reply', requestId: 'r', ok: false, status: 500, code: 'internal', error: '' },
+        /^reply: error /,
+      ],
+      [
+        'a refusal with a code of 1025 characters',
+        { type: 'reply', requestId: 'r', ok: false, status: 500, code: 'c'.repeat(1025), error: 'x' },
+        /^reply: code /,
+      ],
+      [
+        'a reply neither ok nor not',
+        { type: 'reply', requestId: 'r', ok: 'maybe', result: { held: true } },
+        /^reply: ok must be true$/,
+      ],
     ];
     for (const [what, message, reason] of cases) refused(parseAgentMessage(message), reason, what);
   });
@@ -168,14 +285,23 @@ describe('agent protocol: messages from an agent', () => {
   });
 
   test('a refusal with a long sentence is cut to MAX_ERROR characters, not dropped', () => {
-    const sent = { type: 'reply', requestId: 'r', ok: false, status: 422, code: 'unsupported_option', error: `too long: ${'d/'.repeat(5000)}` };
+    const sent = {
+      type: 'reply',
+      requestId: 'r',
+      ok: false,
+      status: 422,
+      code: 'unsupported_option',
+      error: `too long: ${'d/'.repeat(5000)}`,
+    };
     const parsed = parseAgentMessage(sent);
     assert.ok(parsed.ok && parsed.message.type === 'reply' && !parsed.message.ok);
     assert.equal(parsed.message.error.length, MAX_ERROR);
     assert.ok(parsed.message.error.startsWith('too long: d/d/') && parsed.message.error.endsWith('…'));
     assert.equal(sent.error.length, 10 + 10_000, "the sender's object is left as it was");
     const exact = parseAgentMessage({ ...sent, error: 'e'.repeat(MAX_ERROR) });
-    assert.ok(exact.ok && exact.message.type === 'reply' && !exact.message.ok && exact.message.error === 'e'.repeat(MAX_ERROR));
+    assert.ok(
+      exact.ok && exact.message.type === 'reply' && !exact.message.ok && exact.message.error === 'e'.repeat(MAX_ERROR),
+    );
   });
 });
 
@@ -199,19 +325,55 @@ describe('agent protocol: messages from the server', () => {
       ['a start without a sandbox', { type: 'start' }, /^start: .*sandbox/],
       ['a sandbox without a script', { type: 'start', sandbox: withoutScript }, /^start: sandbox .*script/],
       ['an empty job id', start({ jobId: '' }), /^start: sandbox\.jobId /],
-      ['a job id of 1025 characters', start({ jobId: 'j'.repeat(1025) }), /^start: sandbox\.jobId must not have more than 1024/],
-      ['a script past the limit', start({ script: 'x'.repeat(256 * 1024 + 1) }), /^start: sandbox\.script must not have more than/],
-      ['junk in the sandbox', start({ privileged: true }), /^start: sandbox\.privileged is not a field of this message$/],
-      ['an environment name that is not one', start({ environment: { 'A-B': 'x' } }), /^start: sandbox\.environment\.A-B is not a field/],
-      ['an environment value that is not text', start({ environment: { A: 1 } }), /^start: sandbox\.environment\.A must be string/],
+      [
+        'a job id of 1025 characters',
+        start({ jobId: 'j'.repeat(1025) }),
+        /^start: sandbox\.jobId must not have more than 1024/,
+      ],
+      [
+        'a script past the limit',
+        start({ script: 'x'.repeat(256 * 1024 + 1) }),
+        /^start: sandbox\.script must not have more than/,
+      ],
+      [
+        'junk in the sandbox',
+        start({ privileged: true }),
+        /^start: sandbox\.privileged is not a field of this message$/,
+      ],
+      [
+        'an environment name that is not one',
+        start({ environment: { 'A-B': 'x' } }),
+        /^start: sandbox\.environment\.A-B is not a field/,
+      ],
+      [
+        'an environment value that is not text',
+        start({ environment: { A: 1 } }),
+        /^start: sandbox\.environment\.A must be string/,
+      ],
       ['zero cpus', start({ vcpus: 0 }), /^start: sandbox\.vcpus must be > 0/],
       ['a fractional memory limit', start({ memoryMb: 1.5 }), /^start: sandbox\.memoryMb must be integer/],
-      ['an unknown network policy', start({ network: 'host' }), /^start: sandbox\.network must be "internet" or "none"$/],
+      [
+        'an unknown network policy',
+        start({ network: 'host' }),
+        /^start: sandbox\.network must be "internet" or "none"$/,
+      ],
       ['a 2048 GB disk', start({ diskGb: 2048 }), /^start: sandbox\.diskGb must be <= 1024/],
       ['uploads that are not a list', start({ uploads: {} }), /^start: sandbox\.uploads must be array/],
-      ['an upload without a name', start({ uploads: [{ key: 'k', name: '', size: 1 }] }), /^start: sandbox\.uploads\.0\.name /],
-      ['a workspace that is not persistent or not', start({ workspace: { owner, name: 'dev' } }), /^start: sandbox\.workspace .*persistent/],
-      ['a workspace named ".."', start({ workspace: { owner, name: '..', persistent: false } }), /^start: sandbox\.workspace\.name must match pattern/],
+      [
+        'an upload without a name',
+        start({ uploads: [{ key: 'k', name: '', size: 1 }] }),
+        /^start: sandbox\.uploads\.0\.name /,
+      ],
+      [
+        'a workspace that is not persistent or not',
+        start({ workspace: { owner, name: 'dev' } }),
+        /^start: sandbox\.workspace .*persistent/,
+      ],
+      [
+        'a workspace named ".."',
+        start({ workspace: { owner, name: '..', persistent: false } }),
+        /^start: sandbox\.workspace\.name must match pattern/,
+      ],
       ['a base without its manifest', start({ base: { label: 'golden@1' } }), /^start: sandbox\.base .*manifestKey/],
       ['a stop without a job id', { type: 'stop' }, /^stop: .*jobId/],
       ['a stop with junk', { type: 'stop', jobId: 'j', force: true }, /^stop: force is not a field/],
@@ -219,9 +381,21 @@ describe('agent protocol: messages from the server', () => {
       ['an owner with a slash', order({ owner: 'a/b', name: 'dev' }), /^drop: workspace\.owner must match pattern/],
       ['an owner "."', order({ owner: '.', name: 'dev' }), /^drop: workspace\.owner must match pattern/],
       ['a name of 64 characters', order({ owner, name: 'n'.repeat(64) }), /^drop: workspace\.name must match pattern/],
-      ['junk in the workspace key', order({ owner, name: 'dev', path: '/etc' }), /^drop: workspace\.path is not a field/],
-      ['a resize without its size', { type: 'resize', requestId: 'r', workspace: { owner, name: 'dev' } }, /^resize: .*diskGb/],
-      ['a resize to 0 GB', { type: 'resize', requestId: 'r', workspace: { owner, name: 'dev' }, diskGb: 0 }, /^resize: diskGb must be >= 1/],
+      [
+        'junk in the workspace key',
+        order({ owner, name: 'dev', path: '/etc' }),
+        /^drop: workspace\.path is not a field/,
+      ],
+      [
+        'a resize without its size',
+        { type: 'resize', requestId: 'r', workspace: { owner, name: 'dev' } },
+        /^resize: .*diskGb/,
+      ],
+      [
+        'a resize to 0 GB',
+        { type: 'resize', requestId: 'r', workspace: { owner, name: 'dev' }, diskGb: 0 },
+        /^resize: diskGb must be >= 1/,
+      ],
     ];
     for (const [what, message, reason] of cases) refused(parseServerMessage(message), reason, what);
   });

@@ -2,7 +2,7 @@
 // and the background server's server.log and server.pid. Reading the config is the SDK's job; writing is here.
 import { chmodSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { type ConfigFile, type Environment, configPath, magsHome, readConfigFile } from '@mags/sdk';
+import { type ConfigFile, configPath, type Environment, magsHome, readConfigFile } from '@mags/sdk';
 
 export { configPath, magsHome };
 

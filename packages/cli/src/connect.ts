@@ -1,6 +1,6 @@
 // How a command gets its client: the configured server, or the local one, started in the background when
 // no server is configured and nothing answers at the default address.
-import { type Environment, Mags, configPath, isDefaultLocalUrl, resolveConnection } from '@mags/sdk';
+import { configPath, type Environment, isDefaultLocalUrl, Mags, resolveConnection } from '@mags/sdk';
 import { startLocalServer } from './local-server.js';
 
 export async function connect(env: Environment = process.env): Promise<Mags> {

@@ -22,12 +22,24 @@ export async function startLocalServer(env: Environment, apiUrl: string): Promis
   if (starting === undefined) {
     note('starting the local Mags server…');
     const out = openSync(logFile, 'a', 0o600);
-    const child = spawn(process.execPath, [...process.execArgv, cliScript(), 'server', '--host', url.hostname.replace(/^\[|\]$/g, ''), '--port', url.port || '7373'], {
-      detached: true,
-      stdio: ['ignore', out, out],
-      env: { ...process.env, ...env, MAGS_HOME: home },
-      cwd: home,
-    });
+    const child = spawn(
+      process.execPath,
+      [
+        ...process.execArgv,
+        cliScript(),
+        'server',
+        '--host',
+        url.hostname.replace(/^\[|\]$/g, ''),
+        '--port',
+        url.port || '7373',
+      ],
+      {
+        detached: true,
+        stdio: ['ignore', out, out],
+        env: { ...process.env, ...env, MAGS_HOME: home },
+        cwd: home,
+      },
+    );
     closeSync(out);
     if (child.pid !== undefined) writeFileSync(pidFile, `${child.pid}\n`, { mode: 0o600 });
     child.once('exit', (code) => (exited = { code }));
@@ -42,7 +54,9 @@ export async function startLocalServer(env: Environment, apiUrl: string): Promis
       throw new Error(`the local Mags server did not start${lastLine(logFile)}; see ${logFile}`);
     }
     if (Date.now() > deadline) {
-      throw new Error(`the local Mags server did not answer at ${apiUrl} within ${START_TIMEOUT_MS / 1000} s; see ${logFile}`);
+      throw new Error(
+        `the local Mags server did not answer at ${apiUrl} within ${START_TIMEOUT_MS / 1000} s; see ${logFile}`,
+      );
     }
     await new Promise((r) => setTimeout(r, 150));
   }

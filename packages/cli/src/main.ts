@@ -1,16 +1,16 @@
 #!/usr/bin/env node
+import { MAGS_VERSION } from '@mags/api';
+import { MagsApiError } from '@mags/sdk';
 // The `mags` command. Each command group lives in commands/; this file wires them and turns every failure
 // into one sentence on stderr and an exit code: 0 ok, 1 failure, 2 usage error (`mags run`: the script's code).
 import { Command, CommanderError } from 'commander';
-import { MAGS_VERSION } from '@mags/api';
-import { MagsApiError } from '@mags/sdk';
 import { registerFileCommands } from './commands/files.js';
 import { registerJobCommands } from './commands/jobs.js';
 import { registerRun } from './commands/run.js';
 import { isServing, registerServer } from './commands/server.js';
 import { registerWorkspaceCommands } from './commands/workspaces.js';
 import { EXIT_FAILURE, EXIT_USAGE, UsageError } from './errors.js';
-import { drained, printError, printable } from './output.js';
+import { drained, printable, printError } from './output.js';
 
 function buildProgram(): Command {
   const program = new Command('mags')

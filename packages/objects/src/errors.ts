@@ -3,7 +3,10 @@ import { MagsError } from '@mags/api';
 
 /** The key does not exist in the store. */
 export class ObjectNotFoundError extends MagsError {
-  constructor(readonly key: string, where: string) {
+  constructor(
+    readonly key: string,
+    where: string,
+  ) {
     super(404, 'not_found', `object "${key}" not found in ${where}`);
     this.name = 'ObjectNotFoundError';
   }
@@ -11,7 +14,10 @@ export class ObjectNotFoundError extends MagsError {
 
 /** A put with `ifNoneMatch: '*'` found the key already there. */
 export class ObjectExistsError extends MagsError {
-  constructor(readonly key: string, where: string) {
+  constructor(
+    readonly key: string,
+    where: string,
+  ) {
     super(412, 'precondition_failed', `object "${key}" already exists in ${where}`);
     this.name = 'ObjectExistsError';
   }

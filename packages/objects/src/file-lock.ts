@@ -1,8 +1,8 @@
 // An exclusive lock on a file that works across threads of one process and across processes, and is released by
 // the kernel if the holder dies (flock(2) via util-linux flock(1), since Node has no flock).
 import { open } from 'node:fs/promises';
-import { run } from './process.js';
 import { ObjectStoreError } from './errors.js';
+import { run } from './process.js';
 
 /**
  * Runs fn while holding an exclusive flock on lockPath. flock(1) locks our open file description (handed over as
@@ -18,7 +18,9 @@ export async function withFileLock<T>(lockPath: string, timeoutMs: number, fn: (
       timeoutMs: timeoutMs + 10_000,
     });
     if (r.code !== 0) {
-      throw new ObjectStoreError(`could not lock ${lockPath} within ${seconds} s (${r.stderr.trim() || `flock exit ${r.code}`})`);
+      throw new ObjectStoreError(
+        `could not lock ${lockPath} within ${seconds} s (${r.stderr.trim() || `flock exit ${r.code}`})`,
+      );
     }
     return await fn();
   } finally {

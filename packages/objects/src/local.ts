@@ -8,7 +8,16 @@ import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { ObjectExistsError, ObjectNotFoundError, ObjectStoreError } from './errors.js';
 import { withFileLock } from './file-lock.js';
-import { checkKey, checkPrefix, type CasResult, type ListOptions, type ObjectHead, type ObjectInfo, type ObjectStore, type PutOptions } from './store.js';
+import {
+  type CasResult,
+  checkKey,
+  checkPrefix,
+  type ListOptions,
+  type ObjectHead,
+  type ObjectInfo,
+  type ObjectStore,
+  type PutOptions,
+} from './store.js';
 
 /** Objects up to this size get a content etag (sha256); larger ones a fingerprint of the stored file, so head stays cheap. */
 const CONTENT_ETAG_MAX = 1024 * 1024;
@@ -50,7 +59,9 @@ export class LocalObjectStore implements ObjectStore {
     try {
       const written = await this.writeTemp(tmp, body);
       if (opts.contentLength !== undefined && written !== opts.contentLength) {
-        throw new ObjectStoreError(`put ${key}: the body had ${written} bytes, not the ${opts.contentLength} announced`);
+        throw new ObjectStoreError(
+          `put ${key}: the body had ${written} bytes, not the ${opts.contentLength} announced`,
+        );
       }
       await this.commit(tmp, target, key, opts.ifNoneMatch === '*');
     } finally {
@@ -158,7 +169,10 @@ export class LocalObjectStore implements ObjectStore {
         if (bytesRead === 0) break;
         got += bytesRead;
       }
-      if (got !== length) throw new ObjectStoreError(`get ${key} bytes ${start}-${start + length - 1} in ${this.description}: the object ends after ${start + got} bytes`);
+      if (got !== length)
+        throw new ObjectStoreError(
+          `get ${key} bytes ${start}-${start + length - 1} in ${this.description}: the object ends after ${start + got} bytes`,
+        );
       return buf;
     } finally {
       await fh.close();
@@ -171,7 +185,8 @@ export class LocalObjectStore implements ObjectStore {
     try {
       st = await stat(p);
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT' || (e as NodeJS.ErrnoException).code === 'ENOTDIR') return undefined;
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT' || (e as NodeJS.ErrnoException).code === 'ENOTDIR')
+        return undefined;
       throw e;
     }
     if (!st.isFile()) return undefined;
@@ -295,7 +310,8 @@ export class LocalObjectStore implements ObjectStore {
 
   private mapError(e: unknown, key: string): Error {
     const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'EISDIR') return new ObjectNotFoundError(key, this.description);
+    if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'EISDIR')
+      return new ObjectNotFoundError(key, this.description);
     return e as Error;
   }
 }

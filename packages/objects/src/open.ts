@@ -20,7 +20,9 @@ export function openObjectStore(url: string, opts: OpenStoreOptions = {}): Objec
     return new LocalObjectStore(resolve(url));
   }
   if (!url.startsWith('s3://')) {
-    throw MagsError.invalid(`unsupported object store URL "${redact(url)}": use a directory path, file:///path or s3://bucket?endpoint=…`);
+    throw MagsError.invalid(
+      `unsupported object store URL "${redact(url)}": use a directory path, file:///path or s3://bucket?endpoint=…`,
+    );
   }
   let u: URL;
   try {
@@ -32,7 +34,8 @@ export function openObjectStore(url: string, opts: OpenStoreOptions = {}): Objec
   if (!bucket) throw MagsError.invalid(`object store URL "${redact(url)}" names no bucket (s3://BUCKET?endpoint=…)`);
   const known = new Set(['endpoint', 'region', 'forcePathStyle']);
   for (const name of u.searchParams.keys()) {
-    if (!known.has(name)) throw MagsError.invalid(`object store URL: unknown parameter "${name}" (known: ${[...known].join(', ')})`);
+    if (!known.has(name))
+      throw MagsError.invalid(`object store URL: unknown parameter "${name}" (known: ${[...known].join(', ')})`);
   }
   const endpoint = u.searchParams.get('endpoint') ?? undefined;
   if (endpoint !== undefined && !/^https?:\/\/[^/]+/.test(endpoint)) {

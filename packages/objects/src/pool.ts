@@ -1,7 +1,11 @@
 // Bounded concurrency: run an async function over many items with at most `limit` in flight.
 
 /** Calls fn for every item, at most `limit` at once; rejects with the first error after in-flight calls settle. */
-export async function forEachLimit<T>(items: Iterable<T>, limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+export async function forEachLimit<T>(
+  items: Iterable<T>,
+  limit: number,
+  fn: (item: T) => Promise<void>,
+): Promise<void> {
   const it = items[Symbol.iterator]();
   let failed = false;
   let firstError: unknown;

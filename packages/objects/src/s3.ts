@@ -16,7 +16,16 @@ import {
 import { Upload } from '@aws-sdk/lib-storage';
 import { MagsError } from '@mags/api';
 import { ObjectExistsError, ObjectNotFoundError, ObjectStoreError } from './errors.js';
-import { checkKey, checkPrefix, type CasResult, type ListOptions, type ObjectHead, type ObjectInfo, type ObjectStore, type PutOptions } from './store.js';
+import {
+  type CasResult,
+  checkKey,
+  checkPrefix,
+  type ListOptions,
+  type ObjectHead,
+  type ObjectInfo,
+  type ObjectStore,
+  type PutOptions,
+} from './store.js';
 
 export interface S3StoreOptions {
   bucket: string;
@@ -86,9 +95,19 @@ export class S3ObjectStore implements ObjectStore {
     const IfNoneMatch = opts.ifNoneMatch;
     try {
       if (Buffer.isBuffer(body)) {
-        await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key, Body: body, ContentLength: body.length, IfNoneMatch }));
+        await this.client.send(
+          new PutObjectCommand({ Bucket: this.bucket, Key, Body: body, ContentLength: body.length, IfNoneMatch }),
+        );
       } else if (opts.contentLength !== undefined && (opts.contentLength <= this.multipartThreshold || IfNoneMatch)) {
-        await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key, Body: body, ContentLength: opts.contentLength, IfNoneMatch }));
+        await this.client.send(
+          new PutObjectCommand({
+            Bucket: this.bucket,
+            Key,
+            Body: body,
+            ContentLength: opts.contentLength,
+            IfNoneMatch,
+          }),
+        );
       } else {
         if (IfNoneMatch) throw MagsError.invalid(`put ${key}: ifNoneMatch needs a Buffer or a contentLength`);
         // lib-storage sends one PutObject for short streams and a multipart upload (8 MiB parts, 4 in flight) otherwise.
@@ -140,7 +159,8 @@ export class S3ObjectStore implements ObjectStore {
       throw this.mapError(e, 'get', key);
     }
     // A range that starts past the end is a 416; one that runs past it comes back short.
-    if (data.length !== length) throw new ObjectStoreError(`get ${key} ${Range} in ${this.description}: got ${data.length} bytes, not ${length}`);
+    if (data.length !== length)
+      throw new ObjectStoreError(`get ${key} ${Range} in ${this.description}: got ${data.length} bytes, not ${length}`);
     return data;
   }
 
@@ -199,7 +219,9 @@ export class S3ObjectStore implements ObjectStore {
       const failed = (res.Errors ?? []).filter((er) => er.Code !== 'NoSuchKey');
       if (failed.length > 0) {
         const f = failed[0]!;
-        throw new ObjectStoreError(`delete ${f.Key ?? '?'} in ${this.description} failed: ${f.Code}: ${f.Message ?? ''} (${failed.length} keys failed)`);
+        throw new ObjectStoreError(
+          `delete ${f.Key ?? '?'} in ${this.description} failed: ${f.Code}: ${f.Message ?? ''} (${failed.length} keys failed)`,
+        );
       }
     }
   }
@@ -247,7 +269,8 @@ export class S3ObjectStore implements ObjectStore {
     const cutoff = new Date(Date.now() - 24 * 3600_000);
     cmd.middlewareStack.add(
       (next) => async (args) => {
-        (args.request as { headers: Record<string, string> }).headers['x-amz-delete-if-unmodified-since'] = cutoff.toISOString();
+        (args.request as { headers: Record<string, string> }).headers['x-amz-delete-if-unmodified-since'] =
+          cutoff.toISOString();
         return next(args);
       },
       { step: 'build' },
@@ -312,11 +335,15 @@ export class S3ObjectStore implements ObjectStore {
     const status = statusOf(e);
     const name = (e as { name?: string }).name ?? 'Error';
     if (status === 404 || name === 'NoSuchKey' || name === 'NotFound') {
-      if (name === 'NoSuchBucket') return new ObjectStoreError(`${this.description}: the bucket does not exist`, { cause: e });
+      if (name === 'NoSuchBucket')
+        return new ObjectStoreError(`${this.description}: the bucket does not exist`, { cause: e });
       return new ObjectNotFoundError(key, this.description);
     }
     const detail = (e as Error).message || name;
-    return new ObjectStoreError(`${op} ${key} in ${this.description} failed: ${name}${status ? ` (HTTP ${status})` : ''}: ${detail}`, { cause: e });
+    return new ObjectStoreError(
+      `${op} ${key} in ${this.description} failed: ${name}${status ? ` (HTTP ${status})` : ''}: ${detail}`,
+      { cause: e },
+    );
   }
 }
 

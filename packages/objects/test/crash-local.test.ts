@@ -14,4 +14,9 @@ after(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-describe('crash safety on LocalObjectStore', () => crashSuite('local', () => new LocalObjectStore(dir), () => `file://${dir}`));
+describe('crash safety on LocalObjectStore', () =>
+  crashSuite(
+    'local',
+    () => new LocalObjectStore(dir),
+    () => `file://${dir}`,
+  ));

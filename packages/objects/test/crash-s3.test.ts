@@ -1,5 +1,6 @@
 // Crash safety of sync on S3 (Ceph RGW; started here unless MAGS_TEST_S3_URL is set).
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+
 import { describe } from 'node:test';
 import { crashSuite } from './helpers/crash-suite.js';
 import { useTestS3Store } from './helpers/rgw.js';

@@ -1,6 +1,7 @@
 // LocalObjectStore: the shared store contract, plus what only a directory store can get wrong (torn writes, other
 // processes racing on compare-and-swap, URL parsing).
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
@@ -76,7 +77,10 @@ describe('openObjectStore', () => {
     assert.equal(creds.secretAccessKey, 'S/ecret');
     assert.equal(await s.client.config.region(), 'eu-west-1');
     assert.equal(s.client.config.forcePathStyle, true);
-    const t = openObjectStore('s3://bucket?endpoint=http://127.0.0.1:7480', { accessKeyId: 'K2', secretAccessKey: 'S2' }) as S3ObjectStore;
+    const t = openObjectStore('s3://bucket?endpoint=http://127.0.0.1:7480', {
+      accessKeyId: 'K2',
+      secretAccessKey: 'S2',
+    }) as S3ObjectStore;
     assert.equal((await t.client.config.credentials()).accessKeyId, 'K2');
     await s.close();
     await t.close();
@@ -87,6 +91,9 @@ describe('openObjectStore', () => {
     assert.throws(() => openObjectStore('s3://bucket?endpoint=127.0.0.1:7480'), /must be an http/);
     assert.throws(() => openObjectStore('s3://bucket?endpont=http://x'), /unknown parameter "endpont"/);
     assert.throws(() => openObjectStore('s3://bucket', { accessKeyId: 'only-id' }), /both/);
-    assert.throws(() => openObjectStore('s3://K:SECRET@bucket?bad=1'), (e: Error) => !e.message.includes('SECRET'));
+    assert.throws(
+      () => openObjectStore('s3://K:SECRET@bucket?bad=1'),
+      (e: Error) => !e.message.includes('SECRET'),
+    );
   });
 });

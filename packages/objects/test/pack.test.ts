@@ -27,7 +27,10 @@ describe('PackWriter', () => {
     await w.add(sha(blobs[3]!), blobs[3]!); // added twice, stored once
     await w.flush();
     assert.equal(w.uploadedPacks, 3, '25 KB of blobs in packs of at least 10 KB');
-    assert.equal(w.uploadedBytes, blobs.reduce((n, b) => n + b.length, 0));
+    assert.equal(
+      w.uploadedBytes,
+      blobs.reduce((n, b) => n + b.length, 0),
+    );
     for (const b of blobs) {
       const ref = w.ref(sha(b))!;
       assert.equal(ref.length, b.length);
@@ -64,7 +67,13 @@ describe('planPackReads', () => {
       1000,
       300,
     );
-    assert.deepEqual(capped.map((r) => r.length), [300, 300, 300, 100]);
-    assert.deepEqual(capped.flatMap((r) => r.members.map((m) => m.sha256)).sort(), Array.from({ length: 10 }, (_, i) => `x${i}`).sort());
+    assert.deepEqual(
+      capped.map((r) => r.length),
+      [300, 300, 300, 100],
+    );
+    assert.deepEqual(
+      capped.flatMap((r) => r.members.map((m) => m.sha256)).sort(),
+      Array.from({ length: 10 }, (_, i) => `x${i}`).sort(),
+    );
   });
 });

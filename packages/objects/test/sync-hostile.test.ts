@@ -9,7 +9,15 @@ import { chown, lstat, mkdir, mkdtemp, readdir, readFile, writeFile } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { LocalObjectStore, restore, restoreManifest, snapshot, validateManifest, type Manifest, type ManifestEntry } from '../src/index.js';
+import {
+  LocalObjectStore,
+  type Manifest,
+  type ManifestEntry,
+  restore,
+  restoreManifest,
+  snapshot,
+  validateManifest,
+} from '../src/index.js';
 import { describeTree, freshDirs, uniqueWorkspace } from './helpers/tree.js';
 
 const EMPTY = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
@@ -62,10 +70,19 @@ describe('restore refuses hostile manifests before writing anything', () => {
   const file = (path: string): Partial<ManifestEntry> => ({ path, type: 'file', mode: 0o644, size: 0, sha256: EMPTY });
   const dir = (path: string): Partial<ManifestEntry> => ({ path, type: 'dir', mode: 0o755 });
   const cases: [string, (sentinel: string) => Partial<ManifestEntry>[]][] = [
-    ['a symlink to a host directory, then a file "under" it', (s) => [{ path: 'link', type: 'symlink', target: s }, file('link/x')]],
-    ['a symlink to a host directory, then a directory "under" it', (s) => [{ path: 'link', type: 'symlink', target: s }, dir('link/d')]],
+    [
+      'a symlink to a host directory, then a file "under" it',
+      (s) => [{ path: 'link', type: 'symlink', target: s }, file('link/x')],
+    ],
+    [
+      'a symlink to a host directory, then a directory "under" it',
+      (s) => [{ path: 'link', type: 'symlink', target: s }, dir('link/d')],
+    ],
     ['a file, then a file "under" it', () => [file('f'), file('f/x')]],
-    ['a hard link, then a file "under" it', () => [file('f'), { path: 'h', type: 'hardlink', target: 'f' }, file('h/x')]],
+    [
+      'a hard link, then a file "under" it',
+      () => [file('f'), { path: 'h', type: 'hardlink', target: 'f' }, file('h/x')],
+    ],
     ['a file under a directory the manifest lacks', () => [file('missing/x')]],
     ['".." components', () => [dir('a'), file('a/../../sentinel/x')]],
     ['a "." component', () => [dir('a'), file('a/./x')]],
@@ -73,10 +90,13 @@ describe('restore refuses hostile manifests before writing anything', () => {
     ['an absolute path', (s) => [file(`${s}/x`)]],
     ['a NUL byte in a path', () => [file('a\0b')]],
     ['a name longer than 255 bytes', () => [file('n'.repeat(256))]],
-    ['a path longer than 4095 bytes', () => {
-      const parts = Array.from({ length: 20 }, (_, i) => `${i}`.padStart(250, 'd'));
-      return [...parts.map((_, i) => dir(parts.slice(0, i + 1).join('/'))), file(`${parts.join('/')}/x`)];
-    }],
+    [
+      'a path longer than 4095 bytes',
+      () => {
+        const parts = Array.from({ length: 20 }, (_, i) => `${i}`.padStart(250, 'd'));
+        return [...parts.map((_, i) => dir(parts.slice(0, i + 1).join('/'))), file(`${parts.join('/')}/x`)];
+      },
+    ],
     ['a character device', () => [{ path: 'null', type: 'chardev', mode: 0o666, rdev: [1, 3] }]],
     ['a block device', () => [{ path: 'disk', type: 'blockdev', mode: 0o660, rdev: [254, 0] }]],
     ['an unknown type', () => [{ path: 'sock', type: 'socket' as ManifestEntry['type'] }]],
@@ -84,7 +104,13 @@ describe('restore refuses hostile manifests before writing anything', () => {
     ['a directory repeated as a file', () => [dir('x'), file('x')]],
     ['entries out of order', () => [file('b'), file('a')]],
     ['a hard link to a later entry', () => [{ path: 'a', type: 'hardlink', target: 'b' }, file('b')]],
-    ['a hard link to a symlink', (s) => [{ path: 'a', type: 'symlink', target: `${s}/secret` }, { path: 'b', type: 'hardlink', target: 'a' }]],
+    [
+      'a hard link to a symlink',
+      (s) => [
+        { path: 'a', type: 'symlink', target: `${s}/secret` },
+        { path: 'b', type: 'hardlink', target: 'a' },
+      ],
+    ],
     ['a hard link to a directory', () => [dir('a'), { path: 'b', type: 'hardlink', target: 'a' }]],
     ['a hard link to a path outside', (s) => [{ path: 'a', type: 'hardlink', target: `${s}/secret` }]],
     ['a mode beyond 07777', () => [{ ...file('x'), mode: 0o170777 }]],
@@ -103,15 +129,19 @@ describe('restore refuses hostile manifests before writing anything', () => {
       await writeFile(join(sentinel, 'secret'), 'host secret');
       const target = join(parent, 'target');
       const m = manifestOf(entries(sentinel));
-      if (what === 'a top entry that is not a directory') m.entries[0] = { path: '', type: 'file', mode: 0o644, size: 0, sha256: EMPTY };
+      if (what === 'a top entry that is not a directory')
+        m.entries[0] = { path: '', type: 'file', mode: 0o644, size: 0, sha256: EMPTY };
       assert.throws(() => validateManifest(m));
-      await assert.rejects(restoreManifest(store, m, target, { cacheDir: await fresh('cache') }), (e: { status?: number; code?: string; message?: string }) => {
-        assert.equal(e.status, 422, String(e.message));
-        assert.equal(e.code, 'unsupported_option');
-        assert.match(e.message ?? '', /^this workspace version cannot be restored: /);
-        assert.ok(!(e.message ?? '').includes(target), `no host path in "${e.message}"`);
-        return true;
-      });
+      await assert.rejects(
+        restoreManifest(store, m, target, { cacheDir: await fresh('cache') }),
+        (e: { status?: number; code?: string; message?: string }) => {
+          assert.equal(e.status, 422, String(e.message));
+          assert.equal(e.code, 'unsupported_option');
+          assert.match(e.message ?? '', /^this workspace version cannot be restored: /);
+          assert.ok(!(e.message ?? '').includes(target), `no host path in "${e.message}"`);
+          return true;
+        },
+      );
       assert.deepEqual(await listAll(sentinel), ['secret'], 'nothing was written beside the target');
       assert.deepEqual(await listAll(target), [], 'nothing was written into the target');
       assert.equal(await readFile(join(sentinel, 'secret'), 'utf8'), 'host secret');
@@ -155,10 +185,22 @@ describe('overlay attributes', () => {
     assert.match(getfattr(join(target, 'real-opaque')), /trusted\.overlay\.opaque="y"/);
   });
 
-  it('overlay attributes in a manifest\'s plain xattrs are not written by a restore', async () => {
+  it("overlay attributes in a manifest's plain xattrs are not written by a restore", async () => {
     const parent = await fresh('xattrs');
     const y = Buffer.from('y').toString('base64');
-    const m = manifestOf([{ path: 'd', type: 'dir', mode: 0o755, xattrs: { 'user.overlay.opaque': y, 'trusted.overlay.opaque': y, 'trusted.overlay.redirect': y, 'user.kept': y } }]);
+    const m = manifestOf([
+      {
+        path: 'd',
+        type: 'dir',
+        mode: 0o755,
+        xattrs: {
+          'user.overlay.opaque': y,
+          'trusted.overlay.opaque': y,
+          'trusted.overlay.redirect': y,
+          'user.kept': y,
+        },
+      },
+    ]);
     await restoreManifest(store, m, join(parent, 't'), { cacheDir: await fresh('cache') });
     const attrs = getfattr(join(parent, 't/d'));
     assert.doesNotMatch(attrs, /overlay/);
@@ -235,23 +277,47 @@ describe('a layer changing under the sync', () => {
     await mkdir(upper, { recursive: true });
     const part = 'd'.repeat(99);
     // 36 levels of 100 bytes: a file at ~3,600 bytes relative to the layer, ~4,250 bytes absolute.
-    execFileSync('bash', ['-c', `cd "$1" && for i in $(seq 36); do mkdir ${part} && cd ${part}; done && echo deep > file`, 'bash', upper]);
+    execFileSync('bash', [
+      '-c',
+      `cd "$1" && for i in $(seq 36); do mkdir ${part} && cd ${part}; done && echo deep > file`,
+      'bash',
+      upper,
+    ]);
     const w = ws('deep');
     const s = await snapshot(upper, store, { ...w, cacheDir: await fresh('cache') });
     const deep = s.manifest.entries.find((e) => e.path.endsWith('/file'))!;
     assert.ok(Buffer.byteLength(deep.path) > 3500);
     const target = join(await fresh('r'), 'u');
     await restore(store, w, target, { cacheDir: await fresh('cache') });
-    assert.equal(execFileSync('bash', ['-c', `cd "$1/${deep.path.split('/').slice(0, -1).join('/')}" && cat file`, 'bash', target]).toString(), 'deep\n');
+    assert.equal(
+      execFileSync('bash', [
+        '-c',
+        `cd "$1/${deep.path.split('/').slice(0, -1).join('/')}" && cat file`,
+        'bash',
+        target,
+      ]).toString(),
+      'deep\n',
+    );
 
     // Three more levels: past the 3,840 bytes a sync accepts (so every version restores below any host directory).
-    execFileSync('bash', ['-c', `cd "$1" && cd "${deep.path.split('/').slice(0, -1).join('/')}" && for i in 1 2 3; do mkdir ${part} && cd ${part}; done && echo deeper > file`, 'bash', upper]);
-    await assert.rejects(snapshot(upper, store, { ...w, cacheDir: await fresh('cache'), previous: s.manifest }), (e: { status?: number; message?: string }) => {
-      assert.equal(e.status, 422);
-      assert.match(e.message ?? '', /^the workspace holds a path longer than 3840 bytes \("d+…d+"\), which cannot be synced; shorten or remove it and sync again$/);
-      assert.ok(!(e.message ?? '').includes(longParent.slice(0, 50)), 'no host path in the sentence');
-      return true;
-    });
+    execFileSync('bash', [
+      '-c',
+      `cd "$1" && cd "${deep.path.split('/').slice(0, -1).join('/')}" && for i in 1 2 3; do mkdir ${part} && cd ${part}; done && echo deeper > file`,
+      'bash',
+      upper,
+    ]);
+    await assert.rejects(
+      snapshot(upper, store, { ...w, cacheDir: await fresh('cache'), previous: s.manifest }),
+      (e: { status?: number; message?: string }) => {
+        assert.equal(e.status, 422);
+        assert.match(
+          e.message ?? '',
+          /^the workspace holds a path longer than 3840 bytes \("d+…d+"\), which cannot be synced; shorten or remove it and sync again$/,
+        );
+        assert.ok(!(e.message ?? '').includes(longParent.slice(0, 50)), 'no host path in the sentence');
+        return true;
+      },
+    );
   });
 });
 
@@ -268,7 +334,10 @@ describe("the scan worker's mount namespace", () => {
       const sync = snapshot(upper, store, { ...ws('ns'), cacheDir: await fresh('cache') });
       let seen: string | undefined;
       while (!seen) {
-        const settled = await Promise.race([sync.then(() => true), new Promise<false>((r) => setTimeout(() => r(false), 5))]);
+        const settled = await Promise.race([
+          sync.then(() => true),
+          new Promise<false>((r) => setTimeout(() => r(false), 5)),
+        ]);
         for (const pid of await readdir('/proc')) {
           if (!/^\d+$/.test(pid)) continue;
           const cmd = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
@@ -282,7 +351,7 @@ describe("the scan worker's mount namespace", () => {
       const view = seen.split('\n').find((l) => l.split(' ')[4] === upper)!;
       assert.match(view.split(' ')[5]!, /(^|,)ro(,|$)/);
       assert.match(view.split(' ')[5]!, /nosymfollow/);
-      assert.ok(!seen.includes(other), 'another mount of the host is not in the worker\'s namespace');
+      assert.ok(!seen.includes(other), "another mount of the host is not in the worker's namespace");
     } finally {
       execFileSync('umount', [other]);
     }
@@ -294,7 +363,12 @@ describe('owners in a user namespace', () => {
     const ids = { hostId: 100_000, size: 65_536 };
     const upper = await fresh('upper');
     await chown(upper, 100_000, 100_000);
-    for (const [name, uid, gid] of [['root', 100_000, 100_000], ['user', 101_000, 101_001], ['host-root', 0, 0], ['past', 165_536, 99_999]] as const) {
+    for (const [name, uid, gid] of [
+      ['root', 100_000, 100_000],
+      ['user', 101_000, 101_001],
+      ['host-root', 0, 0],
+      ['past', 165_536, 99_999],
+    ] as const) {
       await writeFile(join(upper, name), name);
       await chown(join(upper, name), uid, gid);
     }
@@ -320,7 +394,12 @@ describe('owners in a user namespace', () => {
     assert.deepEqual(await hostOwner('user'), [101_000, 101_001]);
     assert.deepEqual(await hostOwner('host-root'), [165_534, 165_534]);
     // The restored tree syncs back to the same manifest: portable, and nothing is hashed again.
-    const again = await snapshot(shifted, store, { ...w, cacheDir: await fresh('cache'), ids, previous: restored.manifest });
+    const again = await snapshot(shifted, store, {
+      ...w,
+      cacheDir: await fresh('cache'),
+      ids,
+      previous: restored.manifest,
+    });
     assert.equal(again.unchanged, true);
     assert.equal(again.stats.hashedFiles, 0);
 
@@ -332,7 +411,12 @@ describe('owners in a user namespace', () => {
     // Inside ids beyond the namespace's size become its nobody.
     const small = { hostId: 200_000, size: 2000 };
     const narrow = join(await fresh('r'), 'u');
-    await restoreManifest(store, manifestOf([{ path: 'x', type: 'file', mode: 0o644, size: 0, sha256: EMPTY, uid: 5000, gid: 1999 }]), narrow, { cacheDir: await fresh('cache'), ids: small });
+    await restoreManifest(
+      store,
+      manifestOf([{ path: 'x', type: 'file', mode: 0o644, size: 0, sha256: EMPTY, uid: 5000, gid: 1999 }]),
+      narrow,
+      { cacheDir: await fresh('cache'), ids: small },
+    );
     const st = await lstat(join(narrow, 'x'));
     assert.deepEqual([st.uid, st.gid], [265_534, 201_999]);
     assert.ok((await describeTree(narrow)).length === 2);

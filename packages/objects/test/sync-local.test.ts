@@ -1,5 +1,5 @@
 // Workspace sync on the local-directory store (the embedded default).
-import { rm, mkdtemp } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe } from 'node:test';

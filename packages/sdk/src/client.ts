@@ -1,33 +1,38 @@
 // The Mags class: every job, workspace and file operation of the REST API, with camelCase options and results.
 import { stat } from 'node:fs/promises';
 import { basename } from 'node:path';
+import type {
+  JobAccepted,
+  JobLogs,
+  LogEntry,
+  JobList as WireJobList,
+  JobStatus as WireJobStatus,
+  PoolStatus as WirePoolStatus,
+  ServerStatus as WireServerStatus,
+  StopResult as WireStopResult,
+} from '@mags/api';
 import {
+  checkUploadName,
   type FileInfo as WireFileInfo,
   type FileList as WireFileList,
   type GcReport as WireGcReport,
   type SyncResult as WireSyncResult,
-  type WorkspaceCreate,
   type WorkspaceInfo as WireWorkspaceInfo,
   type WorkspaceList as WireWorkspaceList,
   type WorkspaceRestored as WireWorkspaceRestored,
   type WorkspaceVersions as WireWorkspaceVersions,
-  checkUploadName,
-} from '@mags/api';
-import type {
-  JobAccepted,
-  JobList as WireJobList,
-  JobLogs,
-  JobStatus as WireJobStatus,
-  LogEntry,
-  PoolStatus as WirePoolStatus,
-  ServerStatus as WireServerStatus,
-  StopResult as WireStopResult,
+  type WorkspaceCreate,
 } from '@mags/api';
 import { type Environment, resolveConnection } from './config.js';
 import { MagsApiError, MagsTimeoutError } from './errors.js';
 import { LogFollower } from './follow.js';
 import { Transport } from './http.js';
 import {
+  fromWireJob,
+  fromWireJobList,
+  fromWirePool,
+  fromWireServerStatus,
+  fromWireStop,
   type Job,
   type JobListResult,
   type PoolStatus,
@@ -36,11 +41,6 @@ import {
   type RunResult,
   type ServerStatus,
   type StopResult,
-  fromWireJob,
-  fromWireJobList,
-  fromWirePool,
-  fromWireServerStatus,
-  fromWireStop,
   scriptEnded,
   toWireSubmit,
 } from './jobs.js';
@@ -49,14 +49,6 @@ import {
   type DeleteResult,
   type DeleteWorkspaceOptions,
   type FileListResult,
-  type GcReport,
-  type RestoreResult,
-  type SyncResult,
-  type UploadOptions,
-  type UploadedFile,
-  type Workspace,
-  type WorkspaceListResult,
-  type WorkspaceVersionsResult,
   fromWireFile,
   fromWireFileList,
   fromWireGc,
@@ -65,6 +57,14 @@ import {
   fromWireVersions,
   fromWireWorkspace,
   fromWireWorkspaceList,
+  type GcReport,
+  type RestoreResult,
+  type SyncResult,
+  type UploadedFile,
+  type UploadOptions,
+  type Workspace,
+  type WorkspaceListResult,
+  type WorkspaceVersionsResult,
 } from './workspaces.js';
 
 export interface MagsOptions {
@@ -113,7 +113,8 @@ export class Mags {
   constructor(options: MagsOptions = {}) {
     const conn = resolveConnection(options, options.env ?? process.env);
     const timeoutMs = options.timeoutMs ?? 30_000;
-    if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) throw new Error('timeoutMs must be a positive number of milliseconds');
+    if (!Number.isFinite(timeoutMs) || timeoutMs <= 0)
+      throw new Error('timeoutMs must be a positive number of milliseconds');
     this.apiUrl = conn.apiUrl;
     this.http = new Transport({ apiUrl: conn.apiUrl, apiToken: conn.apiToken, timeoutMs });
   }
@@ -125,7 +126,10 @@ export class Mags {
 
   /** Submits a script; returns at once with the job's request id. */
   async run(script: string, options: RunOptions = {}): Promise<RunResult> {
-    const a = await this.http.json<JobAccepted>('/api/v1/mags-jobs', { method: 'POST', body: toWireSubmit(script, options) });
+    const a = await this.http.json<JobAccepted>('/api/v1/mags-jobs', {
+      method: 'POST',
+      body: toWireSubmit(script, options),
+    });
     return { requestId: a.request_id, status: a.status, message: a.message };
   }
 
@@ -173,7 +177,8 @@ export class Mags {
         );
       }
       // A server that answers before the wait is up without an ended job: do not spin.
-      if (Date.now() - asked < 200) await new Promise((r) => setTimeout(r, Math.min(250, Math.max(0, deadline - Date.now()))));
+      if (Date.now() - asked < 200)
+        await new Promise((r) => setTimeout(r, Math.min(250, Math.max(0, deadline - Date.now()))));
     }
   }
 
@@ -223,7 +228,9 @@ export class Mags {
 
   /** Recent jobs, newest first. */
   async list(options: { page?: number; pageSize?: number } = {}): Promise<JobListResult> {
-    const l = await this.http.json<WireJobList>('/api/v1/mags-jobs', { query: { page: options.page, page_size: options.pageSize } });
+    const l = await this.http.json<WireJobList>('/api/v1/mags-jobs', {
+      query: { page: options.page, page_size: options.pageSize },
+    });
     return fromWireJobList(l);
   }
 
@@ -246,7 +253,11 @@ export class Mags {
    * ```
    */
   async deleteJob(nameOrId: string): Promise<void> {
-    await this.http.json<unknown>(`/api/v1/mags-jobs/${encodeURIComponent(nameOrId)}`, { method: 'DELETE', requestId: nameOrId, allowEmpty: true });
+    await this.http.json<unknown>(`/api/v1/mags-jobs/${encodeURIComponent(nameOrId)}`, {
+      method: 'DELETE',
+      requestId: nameOrId,
+      allowEmpty: true,
+    });
   }
 
   /** The job with this request id or name, else the newest job on the workspace of that name; null if none. */
@@ -298,7 +309,13 @@ export class Mags {
     if (options.persistent !== undefined) body.persistent = options.persistent;
     if (options.base !== undefined) body.base = options.base;
     if (options.diskGb !== undefined) body.disk_gb = options.diskGb;
-    return fromWireWorkspace(await this.http.json<WireWorkspaceInfo>('/api/v1/mags-workspaces', { method: 'POST', body, holdMs: AGENT_HOLD_MS }));
+    return fromWireWorkspace(
+      await this.http.json<WireWorkspaceInfo>('/api/v1/mags-workspaces', {
+        method: 'POST',
+        body,
+        holdMs: AGENT_HOLD_MS,
+      }),
+    );
   }
 
   /**
@@ -321,7 +338,11 @@ export class Mags {
 
   /** Rolls a persistent workspace back to `version`; the rollback becomes a new version (nothing is lost). */
   async restoreWorkspace(name: string, version: number): Promise<RestoreResult> {
-    const r = await this.http.json<WireWorkspaceRestored>(`${ws(name)}/restore`, { method: 'POST', body: { version }, holdMs: TRANSFER_HOLD_MS });
+    const r = await this.http.json<WireWorkspaceRestored>(`${ws(name)}/restore`, {
+      method: 'POST',
+      body: { version },
+      holdMs: TRANSFER_HOLD_MS,
+    });
     return fromWireRestored(r);
   }
 
@@ -337,12 +358,18 @@ export class Mags {
 
   /** Syncs a workspace (by name) to the object store now; resolves once it is stored. */
   async syncWorkspace(name: string): Promise<SyncResult> {
-    return fromWireSync(await this.http.json<WireSyncResult>(`${ws(name)}/sync`, { method: 'POST', holdMs: TRANSFER_HOLD_MS }));
+    return fromWireSync(
+      await this.http.json<WireSyncResult>(`${ws(name)}/sync`, { method: 'POST', holdMs: TRANSFER_HOLD_MS }),
+    );
   }
 
   /** Sets the disk size of a workspace in GB; a size below what its files take is refused. */
   async resize(workspace: string, diskGb: number): Promise<Workspace> {
-    const r = await this.http.json<WireWorkspaceInfo>(`${ws(workspace)}/resize`, { method: 'POST', body: { disk_gb: diskGb }, holdMs: AGENT_HOLD_MS });
+    const r = await this.http.json<WireWorkspaceInfo>(`${ws(workspace)}/resize`, {
+      method: 'POST',
+      body: { disk_gb: diskGb },
+      holdMs: AGENT_HOLD_MS,
+    });
     return fromWireWorkspace(r);
   }
 
@@ -351,7 +378,9 @@ export class Mags {
    * and content no kept version or fork references once older than the grace period. Resolves to what was freed.
    */
   async gc(): Promise<GcReport> {
-    return fromWireGc(await this.http.json<WireGcReport>('/api/v1/admin/gc', { method: 'POST', holdMs: TRANSFER_HOLD_MS }));
+    return fromWireGc(
+      await this.http.json<WireGcReport>('/api/v1/admin/gc', { method: 'POST', holdMs: TRANSFER_HOLD_MS }),
+    );
   }
 
   // ── Files ─────────────────────────────────────────────────────────────────────────────────────────────────
@@ -409,7 +438,10 @@ export class Mags {
 
   /** Deletes an uploaded file. */
   async deleteFile(fileId: string): Promise<void> {
-    await this.http.json<unknown>(`/api/v1/mags-files/${encodeURIComponent(fileId)}`, { method: 'DELETE', allowEmpty: true });
+    await this.http.json<unknown>(`/api/v1/mags-files/${encodeURIComponent(fileId)}`, {
+      method: 'DELETE',
+      allowEmpty: true,
+    });
   }
 
   /** Whether the server answers `GET /api/v1/health` (no token needed); never throws. */

@@ -87,7 +87,10 @@ export function normaliseUrl(url: string): string {
   if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') {
     throw new Error(`"${url}" is not a valid Mags server URL: it must start with http:// or https://`);
   }
-  return parsed.toString().replace(/\/+$/, '').replace(/\/api\/v1$/, '');
+  return parsed
+    .toString()
+    .replace(/\/+$/, '')
+    .replace(/\/api\/v1$/, '');
 }
 
 /** Whether a URL is the address a local embedded server listens on by default. */
@@ -95,7 +98,11 @@ export function isDefaultLocalUrl(url: string): boolean {
   try {
     const u = new URL(url);
     const port = u.port === '' ? (u.protocol === 'https:' ? '443' : '80') : u.port;
-    return u.protocol === 'http:' && ['127.0.0.1', 'localhost', '[::1]'].includes(u.hostname) && port === new URL(DEFAULT_API_URL).port;
+    return (
+      u.protocol === 'http:' &&
+      ['127.0.0.1', 'localhost', '[::1]'].includes(u.hostname) &&
+      port === new URL(DEFAULT_API_URL).port
+    );
   } catch {
     return false;
   }

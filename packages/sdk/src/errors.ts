@@ -51,7 +51,11 @@ export function errorFromResponse(status: number, statusText: string, body: unkn
     return new MagsApiError(status, typeof b.code === 'string' && b.code ? b.code : codeForStatus(status), b.error);
   }
   const text = statusText ? `${status} ${statusText}` : String(status);
-  return new MagsApiError(status, codeForStatus(status), `the Mags server at ${baseUrl} answered HTTP ${text} without an explanation`);
+  return new MagsApiError(
+    status,
+    codeForStatus(status),
+    `the Mags server at ${baseUrl} answered HTTP ${text} without an explanation`,
+  );
 }
 
 function codeForStatus(status: number): string {

@@ -1,10 +1,10 @@
 // Follows a job's output live over Server-Sent Events (GET …/logs?follow=true): every line once, in order,
 // until the job ends. A dropped connection is resumed after the last line seen, so nothing is lost or repeated.
-import type { JobStatus as WireJobStatus, LogEntry } from '@mags/api';
+import type { LogEntry, JobStatus as WireJobStatus } from '@mags/api';
 import { MagsApiError, MagsConnectionError } from './errors.js';
 import type { Transport } from './http.js';
 import { connectionError } from './http.js';
-import { type Job, fromWireJob } from './jobs.js';
+import { fromWireJob, type Job } from './jobs.js';
 import { SseParser } from './sse.js';
 
 /** Consecutive failed (re)connections before giving up. */
@@ -137,9 +137,14 @@ export class LogFollower implements AsyncIterable<LogEntry> {
           } else if (ev.event === 'error') {
             // A server may explain a failure in-band: `{ error, code }`.
             const body = safeJson(ev.data) as { error?: string; code?: string } | undefined;
-            throw new MagsApiError(500, body?.code ?? 'internal', body?.error ?? 'the server failed while following the job', {
-              requestId: this.id,
-            });
+            throw new MagsApiError(
+              500,
+              body?.code ?? 'internal',
+              body?.error ?? 'the server failed while following the job',
+              {
+                requestId: this.id,
+              },
+            );
           }
         }
         if (chunk.done) return false;
@@ -155,7 +160,8 @@ export class LogFollower implements AsyncIterable<LogEntry> {
 function retryable(err: unknown): boolean {
   return (
     err instanceof MagsConnectionError ||
-    (err instanceof MagsApiError && (err.status === 429 || err.status === 502 || err.status === 503 || err.status === 504))
+    (err instanceof MagsApiError &&
+      (err.status === 429 || err.status === 502 || err.status === 503 || err.status === 504))
   );
 }
 

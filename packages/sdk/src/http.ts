@@ -3,7 +3,7 @@ import { createReadStream } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import { MAGS_VERSION } from '@mags/api';
-import { MagsApiError, MagsConnectionError, MagsTimeoutError, errorFromResponse } from './errors.js';
+import { errorFromResponse, MagsApiError, MagsConnectionError, MagsTimeoutError } from './errors.js';
 
 export interface TransportOptions {
   apiUrl: string;
@@ -75,9 +75,14 @@ export class Transport {
     }
     if (!res.ok) throw withRequestId(errorFromResponse(res.status, res.statusText, body, this.baseUrl), o.requestId);
     if (body === undefined && !(o.allowEmpty && text === '')) {
-      throw new MagsApiError(res.status, 'invalid_response', `the Mags server at ${this.baseUrl} answered ${path} with something that is not JSON`, {
-        requestId: o.requestId,
-      });
+      throw new MagsApiError(
+        res.status,
+        'invalid_response',
+        `the Mags server at ${this.baseUrl} answered ${path} with something that is not JSON`,
+        {
+          requestId: o.requestId,
+        },
+      );
     }
     return body as T;
   }
@@ -117,10 +122,16 @@ export class Transport {
       let sent = 0;
       const req = client.request(target, {
         method: 'POST',
-        headers: this.headers({ accept: 'application/json', 'content-type': 'application/octet-stream', 'content-length': String(u.size) }),
+        headers: this.headers({
+          accept: 'application/json',
+          'content-type': 'application/octet-stream',
+          'content-length': String(u.size),
+        }),
       });
-      const file = u.size > 0 ? createReadStream(u.file, { start: 0, end: u.size - 1, highWaterMark: 256 * 1024 }) : undefined;
-      const onAbort = () => finish(u.signal?.reason instanceof Error ? u.signal.reason : new Error('the upload was cancelled'));
+      const file =
+        u.size > 0 ? createReadStream(u.file, { start: 0, end: u.size - 1, highWaterMark: 256 * 1024 }) : undefined;
+      const onAbort = () =>
+        finish(u.signal?.reason instanceof Error ? u.signal.reason : new Error('the upload was cancelled'));
       function finish(err: unknown, value?: T): void {
         if (settled) return;
         settled = true;
@@ -132,7 +143,11 @@ export class Transport {
       }
       u.signal?.addEventListener('abort', onAbort, { once: true });
       req.setTimeout(idleMs, () =>
-        finish(new MagsTimeoutError(`the Mags server at ${this.baseUrl} did not answer within ${Math.round(idleMs / 1000)} s`)),
+        finish(
+          new MagsTimeoutError(
+            `the Mags server at ${this.baseUrl} did not answer within ${Math.round(idleMs / 1000)} s`,
+          ),
+        ),
       );
       req.on('error', (err) => {
         // A server that refuses early (401, 413) may close the connection while the body is still being sent:
@@ -154,9 +169,16 @@ export class Transport {
           } catch {
             body = undefined;
           }
-          if (status < 200 || status > 299) return finish(errorFromResponse(status, res.statusMessage ?? '', body, this.baseUrl));
+          if (status < 200 || status > 299)
+            return finish(errorFromResponse(status, res.statusMessage ?? '', body, this.baseUrl));
           if (body === undefined) {
-            return finish(new MagsApiError(status, 'invalid_response', `the Mags server at ${this.baseUrl} answered ${path} with something that is not JSON`));
+            return finish(
+              new MagsApiError(
+                status,
+                'invalid_response',
+                `the Mags server at ${this.baseUrl} answered ${path} with something that is not JSON`,
+              ),
+            );
           }
           finish(undefined, body as T);
         });
@@ -170,10 +192,13 @@ export class Transport {
         sent += chunk.length;
         u.onProgress?.(sent, u.size);
       });
-      file.on('error', (err) => finish(new MagsApiError(0, 'invalid_request', `cannot read ${u.file}: ${err.message}`, { cause: err })));
+      file.on('error', (err) =>
+        finish(new MagsApiError(0, 'invalid_request', `cannot read ${u.file}: ${err.message}`, { cause: err })),
+      );
       // Registered before pipe() so that a short read fails the upload before pipe() ends the request.
       file.on('end', () => {
-        if (sent !== u.size) finish(new MagsApiError(0, 'invalid_request', `${u.file} changed size while it was uploaded; try again`));
+        if (sent !== u.size)
+          finish(new MagsApiError(0, 'invalid_request', `${u.file} changed size while it was uploaded; try again`));
       });
       file.pipe(req);
     });
@@ -186,7 +211,10 @@ export class Transport {
   ): Promise<{ res: Response; timer: AbortSignal; timeoutMs: number; clear: () => void }> {
     const timeoutMs = this.options.timeoutMs + (o.holdMs ?? 0);
     const ctl = new AbortController();
-    const handle = setTimeout(() => ctl.abort(new DOMException(`no answer within ${timeoutMs} ms`, 'TimeoutError')), timeoutMs);
+    const handle = setTimeout(
+      () => ctl.abort(new DOMException(`no answer within ${timeoutMs} ms`, 'TimeoutError')),
+      timeoutMs,
+    );
     const clear = () => clearTimeout(handle);
     const signal = o.signal ? AbortSignal.any([o.signal, ctl.signal]) : ctl.signal;
     const init: RequestInit = {
@@ -208,10 +236,13 @@ export class Transport {
     if (o.signal?.aborted) return err instanceof Error ? err : new Error(String(err));
     const name = (err as { name?: string } | null)?.name;
     if (timer?.aborted || name === 'TimeoutError') {
-      return new MagsTimeoutError(`the Mags server at ${this.baseUrl} did not answer within ${Math.round(timeoutMs / 1000)} s`, {
-        requestId: o.requestId,
-        cause: err,
-      });
+      return new MagsTimeoutError(
+        `the Mags server at ${this.baseUrl} did not answer within ${Math.round(timeoutMs / 1000)} s`,
+        {
+          requestId: o.requestId,
+          cause: err,
+        },
+      );
     }
     return connectionError(this.baseUrl, err);
   }
@@ -222,12 +253,17 @@ export function connectionError(baseUrl: string, err: unknown): MagsConnectionEr
   const cause = (err as { cause?: { code?: string } } | null)?.cause;
   const code = cause?.code ?? (err as { code?: string } | null)?.code;
   if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') {
-    return new MagsConnectionError(`cannot reach the Mags server at ${baseUrl}: its host name does not resolve (check MAGS_API_URL)`, { cause: err });
+    return new MagsConnectionError(
+      `cannot reach the Mags server at ${baseUrl}: its host name does not resolve (check MAGS_API_URL)`,
+      { cause: err },
+    );
   }
   if (code === 'ECONNRESET' || code === 'UND_ERR_SOCKET' || code === 'EPIPE') {
     return new MagsConnectionError(`the connection to the Mags server at ${baseUrl} broke; try again`, { cause: err });
   }
-  return new MagsConnectionError(`cannot reach the Mags server at ${baseUrl}: is it running? (mags server)`, { cause: err });
+  return new MagsConnectionError(`cannot reach the Mags server at ${baseUrl}: is it running? (mags server)`, {
+    cause: err,
+  });
 }
 
 function withRequestId(err: MagsApiError, requestId: string | undefined): MagsApiError {

@@ -1,12 +1,30 @@
 // @mags/sdk: the Node.js SDK of Mags. `import { Mags } from '@mags/sdk'`, `import Mags from '@mags/sdk'`,
 // or from CommonJS `const Mags = require('@mags/sdk')` (as with the hosted service's package) and `const { Mags } = …`.
 import { Mags } from './client.js';
-import { DEFAULT_API_URL, configPath, isDefaultLocalUrl, magsHome, readConfigFile, resolveConnection } from './config.js';
+import {
+  configPath,
+  DEFAULT_API_URL,
+  isDefaultLocalUrl,
+  magsHome,
+  readConfigFile,
+  resolveConnection,
+} from './config.js';
 import { MagsApiError, MagsConnectionError, MagsTimeoutError } from './errors.js';
 import { LogFollower } from './follow.js';
 import { SseParser } from './sse.js';
 
 export { Mags, type MagsOptions, type RunAndWaitOptions } from './client.js';
+export {
+  type ConfigFile,
+  type Connection,
+  configPath,
+  DEFAULT_API_URL,
+  type Environment,
+  isDefaultLocalUrl,
+  magsHome,
+  readConfigFile,
+  resolveConnection,
+} from './config.js';
 export { MagsApiError, MagsConnectionError, MagsTimeoutError } from './errors.js';
 export { LogFollower } from './follow.js';
 export type {
@@ -22,6 +40,7 @@ export type {
   ServerStatus,
   StopResult,
 } from './jobs.js';
+export { type SseEvent, SseParser } from './sse.js';
 export type {
   CreateWorkspaceOptions,
   DeleteResult,
@@ -30,27 +49,15 @@ export type {
   GcReport,
   RestoreResult,
   SyncResult,
+  UploadedFile,
   UploadOptions,
   UploadProgress,
-  UploadedFile,
   Workspace,
   WorkspaceListResult,
   WorkspaceMode,
   WorkspaceVersion,
   WorkspaceVersionsResult,
 } from './workspaces.js';
-export {
-  type ConfigFile,
-  type Connection,
-  type Environment,
-  DEFAULT_API_URL,
-  configPath,
-  isDefaultLocalUrl,
-  magsHome,
-  readConfigFile,
-  resolveConnection,
-} from './config.js';
-export { SseParser, type SseEvent } from './sse.js';
 export default Mags;
 
 // What `require('@mags/sdk')` returns: the class itself, carrying the other exports as properties.
@@ -69,4 +76,5 @@ const commonjs = Object.assign(Mags, {
   readConfigFile,
   resolveConnection,
 });
+
 export { commonjs as 'module.exports' };

@@ -1,10 +1,10 @@
 // The SDK's job types (camelCase) and their one mapping to and from the REST wire format (snake_case) in @mags/api.
 import type {
-  JobList as WireJobList,
-  JobStatus as WireJobStatus,
   JobStatusValue,
   JobSubmit,
   LogEntry,
+  JobList as WireJobList,
+  JobStatus as WireJobStatus,
   PoolStatus as WirePoolStatus,
   ServerStatus as WireServerStatus,
   StopResult as WireStopResult,
@@ -205,5 +205,7 @@ export function fromWireServerStatus(s: WireServerStatus): ServerStatus {
 
 /** Whether the job's script has ended: a terminal status, or `sleeping` (a persistent sandbox whose script ended). */
 export function scriptEnded(status: string): boolean {
-  return status === 'completed' || status === 'failed' || status === 'error' || status === 'stopped' || status === 'sleeping';
+  return (
+    status === 'completed' || status === 'failed' || status === 'error' || status === 'stopped' || status === 'sleeping'
+  );
 }

@@ -1,14 +1,14 @@
 // The SDK's workspace and file types (camelCase) and their one mapping from the REST wire format (snake_case) in @mags/api.
 import type {
   FileInfo as WireFileInfo,
-  GcReport as WireGcReport,
   FileList as WireFileList,
+  GcReport as WireGcReport,
   SyncResult as WireSyncResult,
   WorkspaceInfo as WireWorkspaceInfo,
   WorkspaceList as WireWorkspaceList,
-  WorkspaceMode,
   WorkspaceRestored as WireWorkspaceRestored,
   WorkspaceVersions as WireWorkspaceVersions,
+  WorkspaceMode,
 } from '@mags/api';
 
 export type { WorkspaceMode };
@@ -170,7 +170,13 @@ export function fromWireWorkspaceList(l: WireWorkspaceList): WorkspaceListResult
 export function fromWireVersions(v: WireWorkspaceVersions): WorkspaceVersionsResult {
   return {
     name: v.name,
-    versions: v.versions.map((x) => ({ version: x.version, createdAt: x.created_at, files: x.files, bytes: x.bytes, current: x.current })),
+    versions: v.versions.map((x) => ({
+      version: x.version,
+      createdAt: x.created_at,
+      files: x.files,
+      bytes: x.bytes,
+      current: x.current,
+    })),
   };
 }
 

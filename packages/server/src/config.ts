@@ -3,8 +3,8 @@
 import { homedir } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { formatDuration, MagsError, parseDuration } from '@mags/api';
 import { DEFAULT_GC_GRACE_MS } from '@mags/objects';
-import { MagsError, formatDuration, parseDuration } from '@mags/api';
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -163,7 +163,8 @@ export function resolveServerConfig(input: ServerConfigInput = {}, env: ServerEn
     throw MagsError.invalid(`logLevel: "${logLevel}" must be one of ${LOG_LEVELS.join(', ')}`);
   }
 
-  const rawObjects = nonEmpty(input.objects) ?? nonEmpty(env.MAGS_OBJECTS_URL) ?? pathToFileURL(join(dataDir, 'objects')).href;
+  const rawObjects =
+    nonEmpty(input.objects) ?? nonEmpty(env.MAGS_OBJECTS_URL) ?? pathToFileURL(join(dataDir, 'objects')).href;
   let objects = rawObjects;
   if (!/^[a-z][a-z0-9+.-]*:/i.test(objects)) objects = resolve(expandHome(objects, env));
   else if (!/^(file|s3):/i.test(objects)) {
@@ -255,7 +256,9 @@ function duration(setting: string, raw: number | string, orOff: boolean): number
   const inRange = ms !== undefined && Number.isSafeInteger(ms) && ms >= 1000 && ms <= MAX_GC_DURATION_MS;
   if (!inRange && !(orOff && ms === 0)) {
     const range = `from 1s to ${formatDuration(MAX_GC_DURATION_MS)}`;
-    throw MagsError.invalid(`${setting}: "${raw}" must be a duration ${range} such as 90s, 15m or 2h${orOff ? ', or 0 / off to turn it off' : ''}`);
+    throw MagsError.invalid(
+      `${setting}: "${raw}" must be a duration ${range} such as 90s, 15m or 2h${orOff ? ', or 0 / off to turn it off' : ''}`,
+    );
   }
   return ms;
 }

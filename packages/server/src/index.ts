@@ -1,12 +1,12 @@
 // @mags/server: the control plane. createServer() opens the store (running migrations), creates the local
 // owner on first start, recovers from a previous run, and returns a server ready to listen and take agents.
 import type { AddressInfo } from 'node:net';
-import { pino, type Logger } from 'pino';
 import type { ServerEnd } from '@mags/api';
 import { type ObjectStore, openObjectStore, redact as redactObjects } from '@mags/objects';
+import { type Logger, pino } from 'pino';
 import { AgentRegistry } from './agents/registry.js';
 import { registerAgentRoutes } from './agents/routes.js';
-import { type ServerConfig, redactUrl, resolveServerConfig } from './config.js';
+import { redactUrl, resolveServerConfig, type ServerConfig } from './config.js';
 import { registerFileRoutes } from './files/routes.js';
 import { Files } from './files/service.js';
 import { buildApp } from './http/app.js';
@@ -24,16 +24,16 @@ import { Store } from './store/index.js';
 import { StorageReclaim } from './workspaces/reclaim.js';
 import { registerReclaimRoutes } from './workspaces/reclaim-route.js';
 import { registerWorkspaceRoutes } from './workspaces/routes.js';
-import { type WorkspaceTimeouts, Workspaces } from './workspaces/service.js';
+import { Workspaces, type WorkspaceTimeouts } from './workspaces/service.js';
 
-export { resolveServerConfig, storeKindOf, redactUrl, DEFAULT_HOST, DEFAULT_PORT, LOG_LEVELS } from './config.js';
-export type { ServerConfig, ServerConfigInput, ServerEnvironment, LogLevel, StoreKind } from './config.js';
-export { Store } from './store/index.js';
-export type { Job, LogRow, AgentRow, UserRow, TokenRow, JobSpec, WorkspaceRow, FileRow } from './store/index.js';
-export type { WorkspaceTimeouts } from './workspaces/service.js';
-export { Auth, generateToken, hashToken } from './http/auth.js';
+export type { LogLevel, ServerConfig, ServerConfigInput, ServerEnvironment, StoreKind } from './config.js';
+export { DEFAULT_HOST, DEFAULT_PORT, LOG_LEVELS, redactUrl, resolveServerConfig, storeKindOf } from './config.js';
 export type { AuthenticatedUser } from './http/auth.js';
+export { Auth, generateToken, hashToken } from './http/auth.js';
 export type { MagsApp } from './http/request.js';
+export type { AgentRow, FileRow, Job, JobSpec, LogRow, TokenRow, UserRow, WorkspaceRow } from './store/index.js';
+export { Store } from './store/index.js';
+export type { WorkspaceTimeouts } from './workspaces/service.js';
 
 export interface CreateServerOptions {
   /** A logger to use instead of creating one at config.logLevel (e.g. to share one with an embedded agent). */
@@ -68,7 +68,9 @@ export interface MagsServer {
 export async function createServer(config: ServerConfig, options: CreateServerOptions = {}): Promise<MagsServer> {
   // Validate (and normalise) even a config built by hand; nothing from the environment is read here.
   const cfg = resolveServerConfig(config, {});
-  const logger = options.logger ?? pino({ level: cfg.logLevel, base: { service: 'mags-server' }, redact: ['req.headers.authorization'] });
+  const logger =
+    options.logger ??
+    pino({ level: cfg.logLevel, base: { service: 'mags-server' }, redact: ['req.headers.authorization'] });
 
   // The S3 client warns about Node 20 on every construction; the supported range is ours to state. (The one
   // write to process.env in the server, before the client library reads it.)
@@ -118,7 +120,15 @@ export async function createServer(config: ServerConfig, options: CreateServerOp
       maxDiskGbPerUser: cfg.maxDiskGbPerUser,
       timeouts: options.workspaceTimeouts,
     });
-    const jobs: JobService = new JobService({ store, events, agents: registry, dispatcher: dispatch, workspaces, files, logger });
+    const jobs: JobService = new JobService({
+      store,
+      events,
+      agents: registry,
+      dispatcher: dispatch,
+      workspaces,
+      files,
+      logger,
+    });
     const followers = new LogFollowers({ store, events, logger }, cfg.maxFollowersPerUser);
     await registry.recover();
     await reports.recover();
@@ -139,7 +149,10 @@ export async function createServer(config: ServerConfig, options: CreateServerOp
       ],
     });
     await app.ready();
-    logger.info({ store: store.kind, database: redactUrl(cfg.database), objects: redactObjects(cfg.objects) }, 'server ready');
+    logger.info(
+      { store: store.kind, database: redactUrl(cfg.database), objects: redactObjects(cfg.objects) },
+      'server ready',
+    );
     if (localToken) logger.info('created the local owner and its token');
     retention = new JobRetention(store, logger, cfg.retainDays, options.retentionSweepMs);
     retention.start();

@@ -23,7 +23,10 @@ describe('fake agent', () => {
     let refuse = false;
     const t = await startTestServer({
       agent: {
-        onOrder: () => (refuse ? { ok: false, status: 409, code: 'workspace_busy', error: 'workspace dev is in use on this host' } : undefined),
+        onOrder: () =>
+          refuse
+            ? { ok: false, status: 409, code: 'workspace_busy', error: 'workspace dev is in use on this host' }
+            : undefined,
       },
     });
     const agent = t.agent!;
@@ -40,8 +43,16 @@ describe('fake agent', () => {
       return res.json().status as string;
     };
     try {
-      agent.reportStorage({ totalBytes: 100 * 1024 ** 3, freeBytes: 80 * 1024 ** 3, promisedBytes: 2 * 1024 ** 3, growableBytes: 2 * 1024 ** 3 });
-      assert.equal(await finished(await submit({ script: 'echo hi\nerr oops\nexit 3', workspace_id: 'dev', persistent: true })), 'failed');
+      agent.reportStorage({
+        totalBytes: 100 * 1024 ** 3,
+        freeBytes: 80 * 1024 ** 3,
+        promisedBytes: 2 * 1024 ** 3,
+        growableBytes: 2 * 1024 ** 3,
+      });
+      assert.equal(
+        await finished(await submit({ script: 'echo hi\nerr oops\nexit 3', workspace_id: 'dev', persistent: true })),
+        'failed',
+      );
       const hung = await submit({ script: 'hang' });
       await agent.until(() => agent.running.has(hung));
       assert.equal((await call('POST', `/api/v1/mags-jobs/${hung}/stop`)).json().status, 'stopped');
@@ -56,8 +67,16 @@ describe('fake agent', () => {
       assert.equal((await call('DELETE', '/api/v1/mags-workspaces/dev')).statusCode, 200);
 
       // Each of these messages passed the schemas on its way (the fake throws on one that does not).
-      assert.deepEqual(kindsOf(AgentToServer).filter((k) => !agent.kindsSent.has(k)), [], 'the fake sent every kind of agent message');
-      assert.deepEqual(kindsOf(ServerToAgent).filter((k) => !agent.kindsReceived.has(k)), [], 'the server sent every kind of order');
+      assert.deepEqual(
+        kindsOf(AgentToServer).filter((k) => !agent.kindsSent.has(k)),
+        [],
+        'the fake sent every kind of agent message',
+      );
+      assert.deepEqual(
+        kindsOf(ServerToAgent).filter((k) => !agent.kindsReceived.has(k)),
+        [],
+        'the server sent every kind of order',
+      );
       assert.deepEqual(
         t.logs.filter((r) => /malformed/.test(r.msg)),
         [],
@@ -80,8 +99,14 @@ describe('fake agent', () => {
     };
     const agent = new FakeAgent(link, { capacity: 2 });
     assert.equal(sent.length, 1, 'the hello went out');
-    assert.throws(() => agent.send({ type: 'pool', pool: { idle: -1, busy: 0, min: 0, max: 0 } }), /fake agent: its pool message breaks the agent protocol: pool: pool\.idle must be >= 0/);
-    assert.throws(() => deliver!({ type: 'stop' }), /fake agent: the server sent a stop message that breaks the agent protocol: stop: .*jobId/);
+    assert.throws(
+      () => agent.send({ type: 'pool', pool: { idle: -1, busy: 0, min: 0, max: 0 } }),
+      /fake agent: its pool message breaks the agent protocol: pool: pool\.idle must be >= 0/,
+    );
+    assert.throws(
+      () => deliver!({ type: 'stop' }),
+      /fake agent: the server sent a stop message that breaks the agent protocol: stop: .*jobId/,
+    );
     assert.throws(() => deliver!({ type: 'format', requestId: 'r' }), /unknown message type "format"/);
     assert.deepEqual(agent.stops, [], 'nothing acted on');
     assert.equal(sent.length, 1, 'nothing more sent');

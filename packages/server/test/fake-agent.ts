@@ -20,11 +20,11 @@ import {
   type AgentToServer,
   type HostStorage,
   type OutputLine,
+  parseAgentMessage,
+  parseServerMessage,
   type SandboxSpec,
   type ServerToAgent,
   type WorkspaceOrder,
-  parseAgentMessage,
-  parseServerMessage,
 } from '@mags/api';
 
 export interface HeldCopy {
@@ -126,7 +126,11 @@ export class FakeAgent {
     const copy = ws && this.copies.get(`${ws.owner}/${ws.name}`);
     if (!ws || !copy) return;
     if (copy.persistent) copy.version = (copy.version ?? 0) + 1;
-    this.report(ws.owner, ws.name, 'present', { usedBytes: 4096, files: 2, ...(copy.persistent ? { version: copy.version!, versions: copy.version! } : {}) });
+    this.report(ws.owner, ws.name, 'present', {
+      usedBytes: 4096,
+      files: 2,
+      ...(copy.persistent ? { version: copy.version!, versions: copy.version! } : {}),
+    });
   }
 
   /** Reports new storage figures, as the real agent does with its pool counts. */
@@ -137,7 +141,8 @@ export class FakeAgent {
   /** Sends a message, after checking it against the protocol's schemas (throws if it breaks them). */
   send(message: AgentToServer): void {
     const parsed = parseAgentMessage(message);
-    if (!parsed.ok) throw new Error(`fake agent: its ${parsed.type ?? ''} message breaks the agent protocol: ${parsed.reason}`);
+    if (!parsed.ok)
+      throw new Error(`fake agent: its ${parsed.type ?? ''} message breaks the agent protocol: ${parsed.reason}`);
     this.kindsSent.add(kindOf(message));
     this.link.send(message);
   }
@@ -185,27 +190,58 @@ export class FakeAgent {
       copy.diskGb = o.diskGb;
       return reply({ held: true });
     }
-    if ([...this.running.values()].some((j) => j.spec.workspace && `${j.spec.workspace.owner}/${j.spec.workspace.name}` === key)) {
-      this.send({ type: 'reply', requestId: o.requestId, ok: false, status: 409, code: 'workspace_busy', error: `workspace ${o.workspace.name} is in use on this host` });
+    if (
+      [...this.running.values()].some(
+        (j) => j.spec.workspace && `${j.spec.workspace.owner}/${j.spec.workspace.name}` === key,
+      )
+    ) {
+      this.send({
+        type: 'reply',
+        requestId: o.requestId,
+        ok: false,
+        status: 409,
+        code: 'workspace_busy',
+        error: `workspace ${o.workspace.name} is in use on this host`,
+      });
       return;
     }
     this.copies.delete(key);
-    this.send({ type: 'workspace', report: { owner: copy.owner, name: copy.name, state: 'gone', usedBytes: 0, files: 0, ts: Date.now() } });
+    this.send({
+      type: 'workspace',
+      report: { owner: copy.owner, name: copy.name, state: 'gone', usedBytes: 0, files: 0, ts: Date.now() },
+    });
     reply({ held: true });
   }
 
   /** Sends a `workspace` report about a copy this agent holds (present) or deleted (gone). */
-  report(owner: string, name: string, state: 'present' | 'gone', extra: { usedBytes?: number; files?: number; version?: number; versions?: number } = {}): void {
+  report(
+    owner: string,
+    name: string,
+    state: 'present' | 'gone',
+    extra: { usedBytes?: number; files?: number; version?: number; versions?: number } = {},
+  ): void {
     if (state === 'gone') this.copies.delete(`${owner}/${name}`);
     this.send({
       type: 'workspace',
-      report: { owner, name, state, usedBytes: extra.usedBytes ?? 0, files: extra.files ?? 0, version: extra.version, versions: extra.versions, ts: Date.now() },
+      report: {
+        owner,
+        name,
+        state,
+        usedBytes: extra.usedBytes ?? 0,
+        files: extra.files ?? 0,
+        version: extra.version,
+        versions: extra.versions,
+        ts: Date.now(),
+      },
     });
   }
 
   private onMessage(raw: unknown): void {
     const parsed = parseServerMessage(raw);
-    if (!parsed.ok) throw new Error(`fake agent: the server sent a ${parsed.type ?? ''} message that breaks the agent protocol: ${parsed.reason}`);
+    if (!parsed.ok)
+      throw new Error(
+        `fake agent: the server sent a ${parsed.type ?? ''} message that breaks the agent protocol: ${parsed.reason}`,
+      );
     const m = parsed.message;
     this.kindsReceived.add(kindOf(m));
     if (m.type === 'start') {
@@ -214,7 +250,13 @@ export class FakeAgent {
       if (ws) {
         const key = `${ws.owner}/${ws.name}`;
         const held = this.copies.get(key);
-        this.copies.set(key, { owner: ws.owner, name: ws.name, persistent: ws.persistent || (held?.persistent ?? false), version: held?.version ?? null, diskGb: m.sandbox.diskGb });
+        this.copies.set(key, {
+          owner: ws.owner,
+          name: ws.name,
+          persistent: ws.persistent || (held?.persistent ?? false),
+          version: held?.version ?? null,
+          diskGb: m.sandbox.diskGb,
+        });
       }
       void this.run(m.sandbox);
     } else if (m.type === 'sync' || m.type === 'resize' || m.type === 'drop') {
@@ -244,16 +286,27 @@ export class FakeAgent {
   private async run(spec: SandboxSpec): Promise<void> {
     const job: RunningJob = { spec, seq: 0 };
     const jobId = spec.jobId;
-    const commands = spec.script.split('\n').map((l) => l.trim()).filter(Boolean);
+    const commands = spec.script
+      .split('\n')
+      .map((l) => l.trim())
+      .filter(Boolean);
     const crash = commands.find((c) => c.startsWith('crash'));
     if (crash) {
-      this.send({ type: 'exited', jobId, exitCode: null, reason: 'error', message: crash.slice(6) || undefined, ts: Date.now() });
+      this.send({
+        type: 'exited',
+        jobId,
+        exitCode: null,
+        reason: 'error',
+        message: crash.slice(6) || undefined,
+        ts: Date.now(),
+      });
       return;
     }
     this.running.set(jobId, job);
     this.send({ type: 'started', jobId, sandboxId: `sbx-${jobId.slice(0, 8)}`, ts: Date.now() });
     const pending: OutputLine[] = [];
-    const line = (stream: OutputLine['stream'], message: string) => pending.push({ seq: ++job.seq, stream, ts: Date.now(), message });
+    const line = (stream: OutputLine['stream'], message: string) =>
+      pending.push({ seq: ++job.seq, stream, ts: Date.now(), message });
     let exitCode = 0;
     for (const command of commands) {
       const [word, ...rest] = command.split(' ');

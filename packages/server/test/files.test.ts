@@ -8,7 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import type { FileInfo } from '@mags/api';
-import { type TestServer, errorBody, startTestServer, waitFor } from './helpers.js';
+import { errorBody, startTestServer, type TestServer, waitFor } from './helpers.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const sha256 = (b: Buffer | string) => createHash('sha256').update(b).digest('hex');
@@ -41,7 +41,10 @@ function postStream(
   opts: { total: number; chunk: Buffer; contentLength?: number; abortAfter?: number; name?: string },
 ): Promise<{ status: number; body: string } | 'aborted'> {
   return new Promise((resolve, reject) => {
-    const headers: Record<string, string> = { authorization: `Bearer ${token}`, 'content-type': 'application/octet-stream' };
+    const headers: Record<string, string> = {
+      authorization: `Bearer ${token}`,
+      'content-type': 'application/octet-stream',
+    };
     if (opts.contentLength !== undefined) headers['content-length'] = String(opts.contentLength);
     const req = http.request(`${url}/api/v1/mags-files?name=${opts.name ?? 'big.bin'}`, { method: 'POST', headers });
     let sent = 0;
@@ -111,7 +114,11 @@ describe('uploaded files', () => {
     const list = (await t.server.app.inject({ method: 'GET', url: '/api/v1/mags-files', headers: t.auth })).json();
     assert.equal(list.files[0].file_id, f.file_id);
     const keysBefore = await storedKeys(t);
-    const del = await t.server.app.inject({ method: 'DELETE', url: `/api/v1/mags-files/${f.file_id}`, headers: t.auth });
+    const del = await t.server.app.inject({
+      method: 'DELETE',
+      url: `/api/v1/mags-files/${f.file_id}`,
+      headers: t.auth,
+    });
     assert.equal(del.statusCode, 204);
     assert.equal(del.body, '');
     const keysAfter = await storedKeys(t);
@@ -119,7 +126,11 @@ describe('uploaded files', () => {
     assert.ok(!keysAfter.some((k) => k.endsWith(f.file_id)));
     const listAfter = (await t.server.app.inject({ method: 'GET', url: '/api/v1/mags-files', headers: t.auth })).json();
     assert.ok(!listAfter.files.some((x: FileInfo) => x.file_id === f.file_id));
-    errorBody(await t.server.app.inject({ method: 'DELETE', url: `/api/v1/mags-files/${f.file_id}`, headers: t.auth }), 404, 'not_found');
+    errorBody(
+      await t.server.app.inject({ method: 'DELETE', url: `/api/v1/mags-files/${f.file_id}`, headers: t.auth }),
+      404,
+      'not_found',
+    );
   });
 
   test('a name that cannot be /uploads/<name>, or none, is 400; a body that is not raw bytes is 415', async () => {
@@ -128,7 +139,12 @@ describe('uploaded files', () => {
       assert.match(err.error, /^name: /);
     }
     errorBody(
-      await t.server.app.inject({ method: 'POST', url: '/api/v1/mags-files', payload: 'x', headers: { ...t.auth, 'content-type': 'application/octet-stream' } }),
+      await t.server.app.inject({
+        method: 'POST',
+        url: '/api/v1/mags-files',
+        payload: 'x',
+        headers: { ...t.auth, 'content-type': 'application/octet-stream' },
+      }),
       400,
       'invalid_request',
     );
@@ -136,24 +152,50 @@ describe('uploaded files', () => {
       const err = errorBody(await upload(t, 'x', '{"a":1}', { 'content-type': type }), 415, 'unsupported_media_type');
       assert.match(err.error, /application\/octet-stream/);
     }
-    const none = await t.server.app.inject({ method: 'POST', url: '/api/v1/mags-files?name=x', payload: 'abc', headers: { ...t.auth } });
+    const none = await t.server.app.inject({
+      method: 'POST',
+      url: '/api/v1/mags-files?name=x',
+      payload: 'abc',
+      headers: { ...t.auth },
+    });
     assert.ok([400, 415].includes(none.statusCode), none.body);
     // Elsewhere raw bytes are still not accepted.
     errorBody(
-      await t.server.app.inject({ method: 'POST', url: '/api/v1/mags-jobs', payload: 'x', headers: { ...t.auth, 'content-type': 'application/octet-stream' } }),
+      await t.server.app.inject({
+        method: 'POST',
+        url: '/api/v1/mags-jobs',
+        payload: 'x',
+        headers: { ...t.auth, 'content-type': 'application/octet-stream' },
+      }),
       415,
       'unsupported_media_type',
     );
   });
 
   test('a name with a control or text-direction character is refused with 422 and a sentence, and nothing is kept', async () => {
-    const before = (await t.server.app.inject({ method: 'GET', url: '/api/v1/mags-files', headers: t.auth })).json().files.length;
-    const names = ['evil\r\nname.txt', 'a\nb', 'tab\there', 'bell\x07', 'esc\x1b[31mred', 'del\x7f', 'c1\x9b31m', 'invoice\u202egnp.exe', 'iso\u2066late', 'pop\u2069'];
+    const before = (await t.server.app.inject({ method: 'GET', url: '/api/v1/mags-files', headers: t.auth })).json()
+      .files.length;
+    const names = [
+      'evil\r\nname.txt',
+      'a\nb',
+      'tab\there',
+      'bell\x07',
+      'esc\x1b[31mred',
+      'del\x7f',
+      'c1\x9b31m',
+      'invoice\u202egnp.exe',
+      'iso\u2066late',
+      'pop\u2069',
+    ];
     for (const name of names) {
       const err = errorBody(await upload(t, name, 'x'), 422, 'invalid_name');
-      assert.match(err.error, /^name: the file name contains a control or text-direction character \(U\+[0-9A-F]{4} at position \d+\); rename the file$/);
+      assert.match(
+        err.error,
+        /^name: the file name contains a control or text-direction character \(U\+[0-9A-F]{4} at position \d+\); rename the file$/,
+      );
     }
-    const after = (await t.server.app.inject({ method: 'GET', url: '/api/v1/mags-files', headers: t.auth })).json().files.length;
+    const after = (await t.server.app.inject({ method: 'GET', url: '/api/v1/mags-files', headers: t.auth })).json()
+      .files.length;
     assert.equal(after, before, 'nothing was stored');
     assert.equal((await storedKeys(t)).length, before);
     // Other Unicode stays welcome.
@@ -165,7 +207,8 @@ describe('uploaded files', () => {
     for (let i = 0; i < chunk.length; i++) chunk[i] = (i * 31 + 7) & 0xff;
     const total = 50 * 1024 * 1024;
     const expected = createHash('sha256');
-    for (let sent = 0; sent < total; sent += chunk.length) expected.update(chunk.subarray(0, Math.min(chunk.length, total - sent)));
+    for (let sent = 0; sent < total; sent += chunk.length)
+      expected.update(chunk.subarray(0, Math.min(chunk.length, total - sent)));
 
     collectGarbage();
     const baseline = process.memoryUsage.rss();
@@ -184,7 +227,10 @@ describe('uploaded files', () => {
     assert.equal(f.size, total);
     assert.equal(f.sha256, expected.digest('hex'));
     const growth = peak - baseline;
-    assert.ok(growth < total / 2, `memory grew by ${Math.round(growth / 1024 / 1024)} MB while receiving ${total / 1024 / 1024} MB`);
+    assert.ok(
+      growth < total / 2,
+      `memory grew by ${Math.round(growth / 1024 / 1024)} MB while receiving ${total / 1024 / 1024} MB`,
+    );
 
     // Without Content-Length (chunked) it streams too.
     const chunked = await postStream(url, t.token, { total: 3 * 1024 * 1024 + 5, chunk });
@@ -193,10 +239,19 @@ describe('uploaded files', () => {
   });
 
   test('a client that gives up half-way leaves nothing behind', async () => {
-    const filesBefore = (await t.server.store.files.list((await t.server.app.inject({ method: 'GET', url: '/api/v1/status', headers: t.auth })).json().user.id)).length;
+    const filesBefore = (
+      await t.server.store.files.list(
+        (await t.server.app.inject({ method: 'GET', url: '/api/v1/status', headers: t.auth })).json().user.id,
+      )
+    ).length;
     const keysBefore = await storedKeys(t);
     const chunk = Buffer.alloc(64 * 1024, 1);
-    const res = await postStream(url, t.token, { total: 20 * 1024 * 1024, chunk, contentLength: 20 * 1024 * 1024, abortAfter: 2 * 1024 * 1024 });
+    const res = await postStream(url, t.token, {
+      total: 20 * 1024 * 1024,
+      chunk,
+      contentLength: 20 * 1024 * 1024,
+      abortAfter: 2 * 1024 * 1024,
+    });
     assert.equal(res, 'aborted');
     const owner = (await t.server.app.inject({ method: 'GET', url: '/api/v1/status', headers: t.auth })).json().user.id;
     // The server notices the broken connection on its own time.
@@ -227,8 +282,13 @@ describe('uploaded files', () => {
       assert.equal(JSON.parse((res as { body: string }).body).code, 'payload_too_large');
       const ok = await upload(small, 'fits', Buffer.alloc(1000));
       assert.equal(ok.statusCode, 201);
-      const owner = (await small.server.app.inject({ method: 'GET', url: '/api/v1/status', headers: small.auth })).json().user.id;
-      assert.deepEqual((await small.server.store.files.list(owner)).map((f) => f.name), ['fits']);
+      const owner = (
+        await small.server.app.inject({ method: 'GET', url: '/api/v1/status', headers: small.auth })
+      ).json().user.id;
+      assert.deepEqual(
+        (await small.server.store.files.list(owner)).map((f) => f.name),
+        ['fits'],
+      );
       assert.equal((await storedKeys(small)).length, 1);
       assert.deepEqual(small.errors(), []);
     });
@@ -239,7 +299,8 @@ describe('uploaded files', () => {
       const a = (await upload(t, 'script.py', 'print(1)')).json() as FileInfo;
       const b = (await upload(t, 'data.csv', 'x,y')).json() as FileInfo;
       const b2 = (await upload(t, 'data.csv', 'other')).json() as FileInfo;
-      const owner = (await t.server.app.inject({ method: 'GET', url: '/api/v1/status', headers: t.auth })).json().user.id;
+      const owner = (await t.server.app.inject({ method: 'GET', url: '/api/v1/status', headers: t.auth })).json().user
+        .id;
       const res = await t.server.app.inject({
         method: 'POST',
         url: '/api/v1/mags-jobs',
@@ -254,13 +315,23 @@ describe('uploaded files', () => {
         { key: `files/${owner}/${b.file_id}`, name: 'data.csv', size: 3 },
       ]);
       const clash = errorBody(
-        await t.server.app.inject({ method: 'POST', url: '/api/v1/mags-jobs', headers: t.auth, payload: { script: 'echo', file_ids: [b.file_id, b2.file_id] } }),
+        await t.server.app.inject({
+          method: 'POST',
+          url: '/api/v1/mags-jobs',
+          headers: t.auth,
+          payload: { script: 'echo', file_ids: [b.file_id, b2.file_id] },
+        }),
         400,
         'invalid_request',
       );
       assert.match(clash.error, /both named "data\.csv"/);
       const unknown = errorBody(
-        await t.server.app.inject({ method: 'POST', url: '/api/v1/mags-jobs', headers: t.auth, payload: { script: 'echo', file_ids: [a.file_id, 'nope'] } }),
+        await t.server.app.inject({
+          method: 'POST',
+          url: '/api/v1/mags-jobs',
+          headers: t.auth,
+          payload: { script: 'echo', file_ids: [a.file_id, 'nope'] },
+        }),
         404,
         'not_found',
       );
@@ -271,16 +342,31 @@ describe('uploaded files', () => {
       const mine = (await upload(t, 'private.key', 'secret')).json() as FileInfo;
       const mallory = await t.server.store.users.create('mallory');
       const auth = { authorization: `Bearer ${await t.server.auth.createToken(mallory.id, 'test')}` };
-      assert.deepEqual((await t.server.app.inject({ method: 'GET', url: '/api/v1/mags-files', headers: auth })).json(), { files: [] });
-      errorBody(await t.server.app.inject({ method: 'DELETE', url: `/api/v1/mags-files/${mine.file_id}`, headers: auth }), 404, 'not_found');
+      assert.deepEqual(
+        (await t.server.app.inject({ method: 'GET', url: '/api/v1/mags-files', headers: auth })).json(),
+        { files: [] },
+      );
+      errorBody(
+        await t.server.app.inject({ method: 'DELETE', url: `/api/v1/mags-files/${mine.file_id}`, headers: auth }),
+        404,
+        'not_found',
+      );
       const use = errorBody(
-        await t.server.app.inject({ method: 'POST', url: '/api/v1/mags-jobs', headers: auth, payload: { script: 'cat /uploads/private.key', file_ids: [mine.file_id] } }),
+        await t.server.app.inject({
+          method: 'POST',
+          url: '/api/v1/mags-jobs',
+          headers: auth,
+          payload: { script: 'cat /uploads/private.key', file_ids: [mine.file_id] },
+        }),
         404,
         'not_found',
       );
       assert.equal(use.error, `file "${mine.file_id}" not found; upload it first (mags run -f PATH does)`);
       const list = (await t.server.app.inject({ method: 'GET', url: '/api/v1/mags-files', headers: t.auth })).json();
-      assert.ok(list.files.some((f: FileInfo) => f.file_id === mine.file_id), 'the owner still has it');
+      assert.ok(
+        list.files.some((f: FileInfo) => f.file_id === mine.file_id),
+        'the owner still has it',
+      );
     });
   });
 });

@@ -1,12 +1,19 @@
 // Shared test setup: temporary SQLite files, fresh PostgreSQL schemas, a server with a fake agent attached.
+
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { createInProcessLink } from '@mags/api';
 import pg from 'pg';
 import { pino } from 'pino';
-import { createInProcessLink } from '@mags/api';
-import { type MagsServer, type ServerConfigInput, type WorkspaceTimeouts, createServer, resolveServerConfig } from '../src/index.js';
+import {
+  createServer,
+  type MagsServer,
+  resolveServerConfig,
+  type ServerConfigInput,
+  type WorkspaceTimeouts,
+} from '../src/index.js';
 import { FakeAgent, type FakeAgentOptions } from './fake-agent.js';
 
 export const PG_HELP =
@@ -71,10 +78,17 @@ export interface TestServerOptions {
 
 export async function startTestServer(opts: TestServerOptions = {}): Promise<TestServer> {
   const dir = tempDir();
-  const config = resolveServerConfig({ ...opts.config, dataDir: dir.path, database: opts.database, port: 0, logLevel: 'silent' }, {});
+  const config = resolveServerConfig(
+    { ...opts.config, dataDir: dir.path, database: opts.database, port: 0, logLevel: 'silent' },
+    {},
+  );
   const logs: TestServer['logs'] = [];
   const logger = pino({ level: 'warn' }, { write: (line: string) => void logs.push(JSON.parse(line)) });
-  const server = await createServer(config, { logger, workspaceTimeouts: opts.workspaceTimeouts, retentionSweepMs: opts.retentionSweepMs });
+  const server = await createServer(config, {
+    logger,
+    workspaceTimeouts: opts.workspaceTimeouts,
+    retentionSweepMs: opts.retentionSweepMs,
+  });
   if (!server.localToken) throw new Error('a fresh server must create the local owner token');
   const token = server.localToken;
   let agent: FakeAgent | undefined;
@@ -83,7 +97,11 @@ export async function startTestServer(opts: TestServerOptions = {}): Promise<Tes
     server.attachAgent(link.server);
     agent = new FakeAgent(link.agent, opts.agent ?? {});
     await waitFor(async () => {
-      const res = await server.app.inject({ method: 'GET', url: '/api/v1/status', headers: { authorization: `Bearer ${token}` } });
+      const res = await server.app.inject({
+        method: 'GET',
+        url: '/api/v1/status',
+        headers: { authorization: `Bearer ${token}` },
+      });
       return res.json().agents.some((a: { status: string }) => a.status === 'online');
     });
   }
@@ -111,7 +129,11 @@ export async function waitFor(test: () => boolean | Promise<boolean>, what = 'co
 }
 
 /** Asserts an error response: exact status, and a body with a sentence and a code. */
-export function errorBody(res: { statusCode: number; json(): unknown }, status: number, code: string): { error: string; code: string } {
+export function errorBody(
+  res: { statusCode: number; json(): unknown },
+  status: number,
+  code: string,
+): { error: string; code: string } {
   const body = res.json() as { error?: unknown; code?: unknown };
   if (res.statusCode !== status || body.code !== code || typeof body.error !== 'string' || body.error.length === 0) {
     throw new Error(`expected ${status} ${code} with an error sentence, got ${res.statusCode} ${JSON.stringify(body)}`);

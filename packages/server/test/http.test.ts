@@ -36,8 +36,12 @@ describe('REST API', () => {
     assert.deepEqual(errors, [], 'no request failed inside the server (a 500 is a bug)');
   });
 
-  const inject = (method: 'GET' | 'POST' | 'PUT' | 'DELETE', url: string, payload?: unknown, headers: Record<string, string> = t.auth) =>
-    t.server.app.inject({ method, url, headers, ...(payload === undefined ? {} : { payload: payload as string }) });
+  const inject = (
+    method: 'GET' | 'POST' | 'PUT' | 'DELETE',
+    url: string,
+    payload?: unknown,
+    headers: Record<string, string> = t.auth,
+  ) => t.server.app.inject({ method, url, headers, ...(payload === undefined ? {} : { payload: payload as string }) });
 
   async function submit(body: Record<string, unknown>): Promise<string> {
     const res = await inject('POST', '/api/v1/mags-jobs', body);
@@ -99,7 +103,16 @@ describe('REST API', () => {
     const [agent] = body.agents;
     assert.deepEqual(
       { ...agent, last_seen_at: undefined },
-      { id: 'agent-1', name: 'fake', runtime: 'fake-runtime 1.0', version: '0.1.0', status: 'online', running: 0, capacity: 4, last_seen_at: undefined },
+      {
+        id: 'agent-1',
+        name: 'fake',
+        runtime: 'fake-runtime 1.0',
+        version: '0.1.0',
+        status: 'online',
+        running: 0,
+        capacity: 4,
+        last_seen_at: undefined,
+      },
     );
     assert.match(agent.last_seen_at, ISO);
     assert.equal(body.user.name, 'owner');
@@ -138,7 +151,10 @@ describe('REST API', () => {
     const entries = logs.json().logs as LogEntry[];
     assert.equal(entries.length, 1);
     assert.deepEqual(Object.keys(entries[0]).sort(), ['level', 'message', 'seq', 'stream', 'timestamp']);
-    assert.deepEqual({ ...entries[0], timestamp: 'x' }, { seq: 1, timestamp: 'x', level: 'info', stream: 'stdout', message: 'Hello World' });
+    assert.deepEqual(
+      { ...entries[0], timestamp: 'x' },
+      { seq: 1, timestamp: 'x', level: 'info', stream: 'stdout', message: 'Hello World' },
+    );
     assert.match(entries[0].timestamp, ISO);
   });
 
@@ -207,9 +223,15 @@ describe('REST API', () => {
       ],
     );
     const later = (await inject('GET', `/api/v1/mags-jobs/${id}/logs?after=4`)).json().logs as LogEntry[];
-    assert.deepEqual(later.map((l) => l.seq), [5, 6]);
+    assert.deepEqual(
+      later.map((l) => l.seq),
+      [5, 6],
+    );
     const limited = (await inject('GET', `/api/v1/mags-jobs/${id}/logs?after=1&limit=2`)).json().logs as LogEntry[];
-    assert.deepEqual(limited.map((l) => l.seq), [2, 3]);
+    assert.deepEqual(
+      limited.map((l) => l.seq),
+      [2, 3],
+    );
     const none = (await inject('GET', `/api/v1/mags-jobs/${id}/logs?after=6`)).json();
     assert.deepEqual(none, { logs: [] });
   });
@@ -240,7 +262,10 @@ describe('REST API', () => {
     const byName = await waitDone('named-job');
     assert.equal(byName.request_id, second);
     const logs = (await inject('GET', '/api/v1/mags-jobs/named-job/logs')).json().logs as LogEntry[];
-    assert.deepEqual(logs.map((l) => l.message), ['second']);
+    assert.deepEqual(
+      logs.map((l) => l.message),
+      ['second'],
+    );
     const byUpperId = await inject('GET', `/api/v1/mags-jobs/${first.toUpperCase()}/status`);
     assert.equal(byUpperId.json().request_id, first);
   });
@@ -284,11 +309,14 @@ describe('REST API', () => {
   test('stopping a completed job is 409 conflict', async () => {
     const id = await submit({ script: 'echo done' });
     await waitDone(id);
-    const res = await inject('POST', `/api/v1/mags-jobs/${id}/stop`, undefined, { ...t.auth, 'content-type': 'application/json' });
+    const res = await inject('POST', `/api/v1/mags-jobs/${id}/stop`, undefined, {
+      ...t.auth,
+      'content-type': 'application/json',
+    });
     errorBody(res, 409, 'conflict');
   });
 
-  test('the list is newest first, paged, with the total, and only the caller\'s jobs', async () => {
+  test("the list is newest first, paged, with the total, and only the caller's jobs", async () => {
     const all = (await inject('GET', '/api/v1/mags-jobs?page=1&page_size=100')).json();
     assert.deepEqual(Object.keys(all).sort(), ['jobs', 'page', 'page_size', 'total']);
     assert.equal(all.page, 1);
@@ -303,7 +331,10 @@ describe('REST API', () => {
     const p2 = (await inject('GET', '/api/v1/mags-jobs?page=2&page_size=3')).json();
     assert.equal(p1.jobs.length, 3);
     assert.equal(p1.total, all.total);
-    assert.deepEqual([...p1.jobs, ...p2.jobs].map((j: JobStatus) => j.request_id), all.jobs.slice(0, 6).map((j: JobStatus) => j.request_id));
+    assert.deepEqual(
+      [...p1.jobs, ...p2.jobs].map((j: JobStatus) => j.request_id),
+      all.jobs.slice(0, 6).map((j: JobStatus) => j.request_id),
+    );
     const beyond = (await inject('GET', '/api/v1/mags-jobs?page=1000')).json();
     assert.deepEqual(beyond.jobs, []);
     const defaults = (await inject('GET', '/api/v1/mags-jobs')).json();
@@ -329,16 +360,38 @@ describe('REST API', () => {
     assert.equal(res.statusCode, 200);
     assert.match(String(res.headers['content-type']), /^text\/event-stream/);
     const events = parseSse(res.body);
-    assert.deepEqual(events.map((e) => e.event), ['log', 'log', 'log', 'end']);
-    assert.deepEqual(events.slice(0, 3).map((e) => [e.id, JSON.parse(e.data).message]), [['1', 'a'], ['2', 'b'], ['3', 'c']]);
+    assert.deepEqual(
+      events.map((e) => e.event),
+      ['log', 'log', 'log', 'end'],
+    );
+    assert.deepEqual(
+      events.slice(0, 3).map((e) => [e.id, JSON.parse(e.data).message]),
+      [
+        ['1', 'a'],
+        ['2', 'b'],
+        ['3', 'c'],
+      ],
+    );
     const end = JSON.parse(events[3].data) as JobStatus;
     assert.equal(end.status, 'completed');
     assert.equal(end.request_id, id);
 
-    const viaAccept = await inject('GET', `/api/v1/mags-jobs/${id}/logs?after=2`, undefined, { ...t.auth, accept: 'text/event-stream' });
-    assert.deepEqual(parseSse(viaAccept.body).map((e) => e.event + (e.id ?? '')), ['log3', 'end']);
-    const resumed = await inject('GET', `/api/v1/mags-jobs/${id}/logs?follow=true`, undefined, { ...t.auth, 'last-event-id': '1' });
-    assert.deepEqual(parseSse(resumed.body).map((e) => e.event + (e.id ?? '')), ['log2', 'log3', 'end']);
+    const viaAccept = await inject('GET', `/api/v1/mags-jobs/${id}/logs?after=2`, undefined, {
+      ...t.auth,
+      accept: 'text/event-stream',
+    });
+    assert.deepEqual(
+      parseSse(viaAccept.body).map((e) => e.event + (e.id ?? '')),
+      ['log3', 'end'],
+    );
+    const resumed = await inject('GET', `/api/v1/mags-jobs/${id}/logs?follow=true`, undefined, {
+      ...t.auth,
+      'last-event-id': '1',
+    });
+    assert.deepEqual(
+      parseSse(resumed.body).map((e) => e.event + (e.id ?? '')),
+      ['log2', 'log3', 'end'],
+    );
   });
 
   describe('authentication', () => {
@@ -413,31 +466,97 @@ describe('REST API', () => {
       ['script empty', { script: '' }, 400, 'invalid_request', /^script: must be a non-empty string/],
       ['script null', { script: null }, 400, 'invalid_request', /^script: /],
       ['script with a NUL', { script: 'echo \u0000' }, 400, 'invalid_request', /^script: /],
-      ['script over 256 KiB', { script: 'x'.repeat(256 * 1024 + 1) }, 400, 'invalid_request', /^script: must be at most/],
+      [
+        'script over 256 KiB',
+        { script: 'x'.repeat(256 * 1024 + 1) },
+        400,
+        'invalid_request',
+        /^script: must be at most/,
+      ],
       ['negative timeout_s', { script: 'x', timeout_s: -1 }, 400, 'invalid_request', /^timeout_s: must be at least 1/],
-      ['fractional timeout_s', { script: 'x', timeout_s: 1.5 }, 400, 'invalid_request', /^timeout_s: must be an integer/],
+      [
+        'fractional timeout_s',
+        { script: 'x', timeout_s: 1.5 },
+        400,
+        'invalid_request',
+        /^timeout_s: must be an integer/,
+      ],
       ['timeout_s as a string', { script: 'x', timeout_s: '10' }, 400, 'invalid_request', /^timeout_s: /],
       ['an unknown field', { script: 'x', colour: 'blue' }, 400, 'invalid_request', /^colour: is not a known field/],
-      ['environment with a non-string value', { script: 'x', environment: { A: 1 } }, 400, 'invalid_request', /^environment\.A: must be a string/],
+      [
+        'environment with a non-string value',
+        { script: 'x', environment: { A: 1 } },
+        400,
+        'invalid_request',
+        /^environment\.A: must be a string/,
+      ],
       ['environment not an object', { script: 'x', environment: ['A=1'] }, 400, 'invalid_request', /^environment: /],
-      ['environment with a bad name', { script: 'x', environment: { '1A': 'x' } }, 400, 'invalid_request', /^environment: /],
-      ['an unknown network', { script: 'x', network: 'intranet' }, 400, 'invalid_request', /^network: must be one of "internet", "none"/],
+      [
+        'environment with a bad name',
+        { script: 'x', environment: { '1A': 'x' } },
+        400,
+        'invalid_request',
+        /^environment: /,
+      ],
+      [
+        'an unknown network',
+        { script: 'x', network: 'intranet' },
+        400,
+        'invalid_request',
+        /^network: must be one of "internet", "none"/,
+      ],
       ['an unknown type', { script: 'x', type: 'file' }, 400, 'invalid_request', /^type: /],
       ['a bad name', { script: 'x', name: '../etc' }, 400, 'invalid_request', /^name: /],
       ['memory below the minimum', { script: 'x', memory_mb: 1 }, 400, 'invalid_request', /^memory_mb: /],
       ['a body that is an array', [], 400, 'invalid_request', /JSON object/],
       ['a body that is a string', 'echo hi', 400, 'invalid_request'],
-      ['no_sleep without persistent', { script: 'x', no_sleep: true }, 400, 'invalid_request', /--no-sleep requires -p/],
+      [
+        'no_sleep without persistent',
+        { script: 'x', no_sleep: true },
+        400,
+        'invalid_request',
+        /--no-sleep requires -p/,
+      ],
       ['url without persistent', { script: 'x', url: true }, 400, 'invalid_request', /--url requires -p/],
       ['port without url', { script: 'x', port: 8080 }, 400, 'invalid_request', /--port goes with --url/],
       ['ephemeral with persistent', { script: 'x', ephemeral: true, persistent: true }, 400, 'invalid_request'],
       ['persistent without workspace_id', { script: 'x', persistent: true }, 400, 'invalid_request', /-p goes with -w/],
-      ['no_sleep with persistent but no workspace', { script: 'x', persistent: true, no_sleep: true }, 400, 'invalid_request', /-p goes with -w/],
-      ['ephemeral with workspace_id', { script: 'x', ephemeral: true, workspace_id: 'w' }, 400, 'invalid_request', /-e cannot be combined with -w/],
+      [
+        'no_sleep with persistent but no workspace',
+        { script: 'x', persistent: true, no_sleep: true },
+        400,
+        'invalid_request',
+        /-p goes with -w/,
+      ],
+      [
+        'ephemeral with workspace_id',
+        { script: 'x', ephemeral: true, workspace_id: 'w' },
+        400,
+        'invalid_request',
+        /-e cannot be combined with -w/,
+      ],
       ['a bad workspace name', { script: 'x', workspace_id: '../w' }, 400, 'invalid_request', /^workspace_id: /],
-      ['no_sleep with -w -p', { script: 'x', workspace_id: 'nosleep', persistent: true, no_sleep: true }, 422, 'unsupported_option', /no_sleep/],
-      ['url with -w -p', { script: 'x', workspace_id: 'url', persistent: true, url: true }, 422, 'unsupported_option', /url/],
-      ['an unknown base', { script: 'x', base_workspace_id: 'no-such-base' }, 404, 'not_found', /base workspace "no-such-base" not found/],
+      [
+        'no_sleep with -w -p',
+        { script: 'x', workspace_id: 'nosleep', persistent: true, no_sleep: true },
+        422,
+        'unsupported_option',
+        /no_sleep/,
+      ],
+      [
+        'url with -w -p',
+        { script: 'x', workspace_id: 'url', persistent: true, url: true },
+        422,
+        'unsupported_option',
+        /url/,
+      ],
+      [
+        'an unknown base',
+        { script: 'x', base_workspace_id: 'no-such-base' },
+        404,
+        'not_found',
+        /base workspace "no-such-base" not found/,
+      ],
       ['an unknown file', { script: 'x', file_ids: ['f1'] }, 404, 'not_found', /file "f1" not found/],
       ['startup_command', { script: 'x', startup_command: 'npm start' }, 422, 'unsupported_option', /startup_command/],
     ];
@@ -454,15 +573,44 @@ describe('REST API', () => {
 
     const raw: Array<[string, string | Buffer, Record<string, string>, number, string]> = [
       ['malformed JSON', '{"script": "echo', { 'content-type': 'application/json' }, 400, 'invalid_request'],
-      ['a 2 MiB body', JSON.stringify({ script: 'x'.repeat(2 * 1024 * 1024) }), { 'content-type': 'application/json' }, 413, 'payload_too_large'],
-      ['a form body', 'script=echo', { 'content-type': 'application/x-www-form-urlencoded' }, 415, 'unsupported_media_type'],
-      ['a prototype-poisoning body', '{"script":"x","__proto__":{"admin":true}}', { 'content-type': 'application/json' }, 400, 'invalid_request'],
+      [
+        'a 2 MiB body',
+        JSON.stringify({ script: 'x'.repeat(2 * 1024 * 1024) }),
+        { 'content-type': 'application/json' },
+        413,
+        'payload_too_large',
+      ],
+      [
+        'a form body',
+        'script=echo',
+        { 'content-type': 'application/x-www-form-urlencoded' },
+        415,
+        'unsupported_media_type',
+      ],
+      [
+        'a prototype-poisoning body',
+        '{"script":"x","__proto__":{"admin":true}}',
+        { 'content-type': 'application/json' },
+        400,
+        'invalid_request',
+      ],
       ['an empty body', '', { 'content-type': 'application/json' }, 400, 'invalid_request'],
-      ['invalid UTF-8', Buffer.from([0x7b, 0x22, 0x73, 0xff, 0xfe, 0x22, 0x7d]), { 'content-type': 'application/json' }, 400, 'invalid_request'],
+      [
+        'invalid UTF-8',
+        Buffer.from([0x7b, 0x22, 0x73, 0xff, 0xfe, 0x22, 0x7d]),
+        { 'content-type': 'application/json' },
+        400,
+        'invalid_request',
+      ],
     ];
     for (const [what, payload, headers, status, code] of raw) {
       test(`submit with ${what} → ${status} ${code}`, async () => {
-        const res = await t.server.app.inject({ method: 'POST', url: '/api/v1/mags-jobs', payload, headers: { ...t.auth, ...headers } });
+        const res = await t.server.app.inject({
+          method: 'POST',
+          url: '/api/v1/mags-jobs',
+          payload,
+          headers: { ...t.auth, ...headers },
+        });
         errorBody(res, status, code);
       });
     }
@@ -506,27 +654,59 @@ describe('REST API', () => {
 
     test('a barrage of odd inputs never produces a 500', async () => {
       const bodies: unknown[] = [
-        null, 0, true, 'x', [], [1, 2], {}, { script: {} }, { script: [] }, { script: 'x', environment: null },
-        { script: 'x', environment: { A: { B: 'c' } } }, { script: 'x', file_ids: 'f' }, { script: 'x', file_ids: [1] },
-        { script: 'x', vcpus: 1e308 }, { script: 'x', vcpus: -0 }, { script: 'x', memory_mb: 2 ** 53 },
-        { script: 'x', port: 0 }, { script: 'x', disk_gb: 0 }, { script: '\ud800' }, { script: 'x', name: '' },
-        { script: 'x', name: 'a'.repeat(64) }, { script: 'x', constructor: { prototype: {} } },
+        null,
+        0,
+        true,
+        'x',
+        [],
+        [1, 2],
+        {},
+        { script: {} },
+        { script: [] },
+        { script: 'x', environment: null },
+        { script: 'x', environment: { A: { B: 'c' } } },
+        { script: 'x', file_ids: 'f' },
+        { script: 'x', file_ids: [1] },
+        { script: 'x', vcpus: 1e308 },
+        { script: 'x', vcpus: -0 },
+        { script: 'x', memory_mb: 2 ** 53 },
+        { script: 'x', port: 0 },
+        { script: 'x', disk_gb: 0 },
+        { script: '\ud800' },
+        { script: 'x', name: '' },
+        { script: 'x', name: 'a'.repeat(64) },
+        { script: 'x', constructor: { prototype: {} } },
         JSON.parse(`{"script":"x","a":${'['.repeat(2000)}${']'.repeat(2000)}}`),
       ];
       for (const body of bodies) {
-        const res = await inject('POST', '/api/v1/mags-jobs', JSON.stringify(body), { ...t.auth, 'content-type': 'application/json' });
-        assert.ok(res.statusCode >= 400 && res.statusCode < 500, `${JSON.stringify(body).slice(0, 60)} → ${res.statusCode} ${res.body.slice(0, 200)}`);
+        const res = await inject('POST', '/api/v1/mags-jobs', JSON.stringify(body), {
+          ...t.auth,
+          'content-type': 'application/json',
+        });
+        assert.ok(
+          res.statusCode >= 400 && res.statusCode < 500,
+          `${JSON.stringify(body).slice(0, 60)} → ${res.statusCode} ${res.body.slice(0, 200)}`,
+        );
         errorBody(res, res.statusCode, res.json().code);
       }
       const urls = [
-        '/api/v1/mags-jobs/%00/status', '/api/v1/mags-jobs/%E0%A4%A/status', '/api/v1/mags-jobs/..%2F..%2Fetc/logs',
-        '/api/v1/mags-jobs?page=1e3', '/api/v1/mags-jobs?page=99999999999999999999',
-        '/api/v1/mags-jobs?page=1&page=2', '/api/v1/mags-jobs/x/logs?after=1e400', '/api/v1/mags-jobs/x/status?wait=NaN',
-        "/api/v1/mags-jobs/' OR 1=1 --/status", '/api/v1/mags-jobs/%F0%9F%92%A9/logs?follow=true',
+        '/api/v1/mags-jobs/%00/status',
+        '/api/v1/mags-jobs/%E0%A4%A/status',
+        '/api/v1/mags-jobs/..%2F..%2Fetc/logs',
+        '/api/v1/mags-jobs?page=1e3',
+        '/api/v1/mags-jobs?page=99999999999999999999',
+        '/api/v1/mags-jobs?page=1&page=2',
+        '/api/v1/mags-jobs/x/logs?after=1e400',
+        '/api/v1/mags-jobs/x/status?wait=NaN',
+        "/api/v1/mags-jobs/' OR 1=1 --/status",
+        '/api/v1/mags-jobs/%F0%9F%92%A9/logs?follow=true',
       ];
       for (const url of urls) {
         const res = await inject('GET', url);
-        assert.ok(res.statusCode >= 400 && res.statusCode < 500, `${url} → ${res.statusCode} ${res.body.slice(0, 200)}`);
+        assert.ok(
+          res.statusCode >= 400 && res.statusCode < 500,
+          `${url} → ${res.statusCode} ${res.body.slice(0, 200)}`,
+        );
         errorBody(res, res.statusCode, res.json().code);
       }
       // Unknown query parameters are ignored, as clients add their own (cache busters, tracing).

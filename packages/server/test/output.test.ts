@@ -4,10 +4,10 @@
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
-import { runInNewContext } from 'node:vm';
 import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import type { JobStatus, LogEntry } from '@mags/api';
-import { type TestServer, errorBody, freshPostgres, startTestServer, waitFor } from './helpers.js';
+import { errorBody, freshPostgres, startTestServer, type TestServer, waitFor } from './helpers.js';
 
 function collectGarbage(): void {
   setFlagsFromString('--expose-gc');
@@ -15,14 +15,23 @@ function collectGarbage(): void {
 }
 
 async function submit(t: TestServer, script: string): Promise<string> {
-  const res = await t.server.app.inject({ method: 'POST', url: '/api/v1/mags-jobs', headers: t.auth, payload: { script } });
+  const res = await t.server.app.inject({
+    method: 'POST',
+    url: '/api/v1/mags-jobs',
+    headers: t.auth,
+    payload: { script },
+  });
   assert.equal(res.statusCode, 202, res.body);
   return res.json().request_id as string;
 }
 
 async function waitEnded(t: TestServer, id: string): Promise<JobStatus> {
   for (;;) {
-    const res = await t.server.app.inject({ method: 'GET', url: `/api/v1/mags-jobs/${id}/status?wait=30`, headers: t.auth });
+    const res = await t.server.app.inject({
+      method: 'GET',
+      url: `/api/v1/mags-jobs/${id}/status?wait=30`,
+      headers: t.auth,
+    });
     const job = res.json() as JobStatus;
     if (['completed', 'failed', 'error', 'stopped'].includes(job.status)) return job;
   }
@@ -33,7 +42,11 @@ async function allLogs(t: TestServer, id: string): Promise<LogEntry[]> {
   const out: LogEntry[] = [];
   let after = 0;
   for (;;) {
-    const res = await t.server.app.inject({ method: 'GET', url: `/api/v1/mags-jobs/${id}/logs?after=${after}&limit=50000`, headers: t.auth });
+    const res = await t.server.app.inject({
+      method: 'GET',
+      url: `/api/v1/mags-jobs/${id}/logs?after=${after}&limit=50000`,
+      headers: t.auth,
+    });
     assert.equal(res.statusCode, 200, res.body);
     const logs = res.json().logs as LogEntry[];
     out.push(...logs);
@@ -68,8 +81,15 @@ describe('the stored output cap', () => {
     const bytes = kept.reduce((n, l) => n + Buffer.byteLength(l.message) + 1, 0);
     assert.ok(bytes <= 1024 * 1024, `${bytes} bytes stored`);
     assert.ok(kept.length > 10_000, `the output up to the cap is kept (${kept.length} lines)`);
-    assert.deepEqual(kept.slice(0, 3).map((l) => l.message), ['line 1', 'line 2', 'line 3']);
-    assert.deepEqual(logs.map((l) => l.seq), Array.from({ length: logs.length }, (_, i) => i + 1), 'in order, nothing missing before the cut');
+    assert.deepEqual(
+      kept.slice(0, 3).map((l) => l.message),
+      ['line 1', 'line 2', 'line 3'],
+    );
+    assert.deepEqual(
+      logs.map((l) => l.seq),
+      Array.from({ length: logs.length }, (_, i) => i + 1),
+      'in order, nothing missing before the cut',
+    );
   });
 
   test('a followed job sees the same lines and the notice, then its end', async () => {
@@ -78,7 +98,11 @@ describe('the stored output cap', () => {
     const base = await t.server.listen();
     const res = await fetch(`${base}/api/v1/mags-jobs/${id}/logs?follow=true`, { headers: t.auth });
     const reading = res.text();
-    for (let i = 0; i < 100; i++) t.agent!.output(id, Array.from({ length: 2000 }, (_, j) => `l${i}-${j}`));
+    for (let i = 0; i < 100; i++)
+      t.agent!.output(
+        id,
+        Array.from({ length: 2000 }, (_, j) => `l${i}-${j}`),
+      );
     t.agent!.exit(id, 0);
     const text = await reading;
     const logs = text
@@ -142,8 +166,14 @@ for (const backend of ['SQLite', 'PostgreSQL'] as const) {
         assert.equal(job.status, 'completed');
         const logs = await allLogs(t, id);
         assert.equal(logs.length, n, 'no line lost, none repeated');
-        assert.deepEqual(logs.map((l) => l.message), Array.from({ length: n }, (_, i) => `m${i + 1}`));
-        assert.deepEqual(logs.map((l) => l.stream), Array.from({ length: n }, (_, i) => (i % 2 ? 'stderr' : 'stdout')));
+        assert.deepEqual(
+          logs.map((l) => l.message),
+          Array.from({ length: n }, (_, i) => `m${i + 1}`),
+        );
+        assert.deepEqual(
+          logs.map((l) => l.stream),
+          Array.from({ length: n }, (_, i) => (i % 2 ? 'stderr' : 'stdout')),
+        );
         assert.ok(writes <= n / 100, `${writes} writes for ${n} messages`);
       } finally {
         store.logs.append = original;
@@ -172,12 +202,28 @@ describe('retention and deleting jobs', () => {
     await waitFor(async () => (await t.server.store.jobs.get(running))?.status === 'running', 'the job running');
     const day = 24 * 60 * 60 * 1000;
     const db = t.server.store.db;
-    await db.updateTable('jobs').set({ created_at: Date.now() - 5 * day, completed_at: Date.now() - 3 * day }).where('id', '=', old).execute();
-    await db.updateTable('jobs').set({ completed_at: Date.now() - day }).where('id', '=', recent).execute();
-    await db.updateTable('jobs').set({ created_at: Date.now() - 9 * day }).where('id', '=', running).execute();
+    await db
+      .updateTable('jobs')
+      .set({ created_at: Date.now() - 5 * day, completed_at: Date.now() - 3 * day })
+      .where('id', '=', old)
+      .execute();
+    await db
+      .updateTable('jobs')
+      .set({ completed_at: Date.now() - day })
+      .where('id', '=', recent)
+      .execute();
+    await db
+      .updateTable('jobs')
+      .set({ created_at: Date.now() - 9 * day })
+      .where('id', '=', running)
+      .execute();
 
     await waitFor(async () => (await t.server.store.jobs.get(old)) === undefined, 'the sweep');
-    errorBody(await t.server.app.inject({ method: 'GET', url: `/api/v1/mags-jobs/${old}/status`, headers: t.auth }), 404, 'not_found');
+    errorBody(
+      await t.server.app.inject({ method: 'GET', url: `/api/v1/mags-jobs/${old}/status`, headers: t.auth }),
+      404,
+      'not_found',
+    );
     assert.deepEqual(await t.server.store.logs.read(old), [], 'its output is gone too');
     assert.equal((await t.server.store.jobs.get(recent))?.status, 'completed');
     assert.equal((await t.server.store.logs.read(recent)).length, 1);
@@ -190,7 +236,8 @@ describe('retention and deleting jobs', () => {
     await waitEnded(t, done);
     const busy = await submit(t, 'hang');
     await waitFor(async () => (await t.server.store.jobs.get(busy))?.status === 'running', 'the job running');
-    const del = (id: string, headers = t.auth) => t.server.app.inject({ method: 'DELETE', url: `/api/v1/mags-jobs/${id}`, headers });
+    const del = (id: string, headers = t.auth) =>
+      t.server.app.inject({ method: 'DELETE', url: `/api/v1/mags-jobs/${id}`, headers });
 
     const mallory = await t.server.store.users.create('mallory');
     const otherAuth = { authorization: `Bearer ${await t.server.auth.createToken(mallory.id, 'test')}` };
@@ -203,7 +250,11 @@ describe('retention and deleting jobs', () => {
     const ok = await del(done);
     assert.equal(ok.statusCode, 204);
     assert.equal(ok.body, '');
-    errorBody(await t.server.app.inject({ method: 'GET', url: `/api/v1/mags-jobs/${done}/logs`, headers: t.auth }), 404, 'not_found');
+    errorBody(
+      await t.server.app.inject({ method: 'GET', url: `/api/v1/mags-jobs/${done}/logs`, headers: t.auth }),
+      404,
+      'not_found',
+    );
     assert.deepEqual(await t.server.store.logs.read(done), []);
     errorBody(await del(done), 404, 'not_found');
 
@@ -225,7 +276,9 @@ class RawFollower {
     const url = new URL(base);
     this.socket = net.connect(Number(url.port), url.hostname);
     this.socket.setNoDelay(true);
-    this.socket.write(`GET ${path} HTTP/1.1\r\nHost: ${url.host}\r\nAuthorization: Bearer ${token}\r\nAccept: text/event-stream\r\n\r\n`);
+    this.socket.write(
+      `GET ${path} HTTP/1.1\r\nHost: ${url.host}\r\nAuthorization: Bearer ${token}\r\nAccept: text/event-stream\r\n\r\n`,
+    );
     this.socket.pause();
     // Ended when the server closes the connection or ends the chunked body.
     this.ended = new Promise((resolve) => {
@@ -284,7 +337,10 @@ describe('slow followers', () => {
   test('followers that never read keep the server’s memory bounded, /health answers, and one that reads late gets every line in order', async (ctx) => {
     const id = await submit(t, 'manual');
     await t.agent!.until(() => t.agent!.running.has(id));
-    const followers = Array.from({ length: 30 }, () => new RawFollower(base, `/api/v1/mags-jobs/${id}/logs?follow=true`, t.token));
+    const followers = Array.from(
+      { length: 30 },
+      () => new RawFollower(base, `/api/v1/mags-jobs/${id}/logs?follow=true`, t.token),
+    );
     await new Promise((r) => setTimeout(r, 100)); // let every follower subscribe
 
     collectGarbage();
@@ -295,11 +351,18 @@ describe('slow followers', () => {
     const payload = 'y'.repeat(100);
     let peak = 0;
     for (let b = 0; b < batches; b++) {
-      t.agent!.output(id, Array.from({ length: perBatch }, (_, i) => `${b * perBatch + i + 1} ${payload}`));
+      t.agent!.output(
+        id,
+        Array.from({ length: perBatch }, (_, i) => `${b * perBatch + i + 1} ${payload}`),
+      );
       if (b % 20 === 19) {
         // Wait until this much is stored, then see what the server holds.
         const lastSeq = (b + 1) * perBatch;
-        await waitFor(async () => (await t.server.store.logs.read(id, lastSeq - 1, 1)).length === 1, 'stored output', 20_000);
+        await waitFor(
+          async () => (await t.server.store.logs.read(id, lastSeq - 1, 1)).length === 1,
+          'stored output',
+          20_000,
+        );
         collectGarbage();
         peak = Math.max(peak, process.memoryUsage().heapUsed - baseline);
       }
@@ -308,9 +371,14 @@ describe('slow followers', () => {
     const volume = total * (payload.length + 8);
     const health = await fetch(`${base}/api/v1/health`);
     assert.equal(health.status, 200, '/health answers while followers are stuck');
-    ctx.diagnostic(`heap grew by ${Math.round(peak / 1e6)} MB at most while ${Math.round(volume / 1e6)} MB of output went to 30 stuck followers`);
+    ctx.diagnostic(
+      `heap grew by ${Math.round(peak / 1e6)} MB at most while ${Math.round(volume / 1e6)} MB of output went to 30 stuck followers`,
+    );
     // Holding the output for the stuck followers (what the server did before) grows the heap by more than the output.
-    assert.ok(peak < volume / 2, `heap grew by ${Math.round(peak / 1e6)} MB while ${Math.round(volume / 1e6)} MB of output went to 30 stuck followers`);
+    assert.ok(
+      peak < volume / 2,
+      `heap grew by ${Math.round(peak / 1e6)} MB while ${Math.round(volume / 1e6)} MB of output went to 30 stuck followers`,
+    );
 
     // One follower starts reading now: it gets every line, in order, then the end.
     const late = followers[0];
@@ -319,7 +387,10 @@ describe('slow followers', () => {
     await late.ended;
     const logs = sseLogs(late.text());
     assert.equal(logs.length, total, 'no line lost, none repeated');
-    assert.ok(logs.every((l, i) => l.seq === i + 1), 'in order');
+    assert.ok(
+      logs.every((l, i) => l.seq === i + 1),
+      'in order',
+    );
     assert.match(late.text(), /event: end\ndata: .*"status":"completed"/);
     for (const f of followers) f.close();
   });
@@ -330,15 +401,22 @@ describe('slow followers', () => {
       const url = await other.server.listen();
       const id = await submit(other, 'hang');
       await other.agent!.until(() => other.agent!.running.has(id));
-      const follow = (signal: AbortSignal) => fetch(`${url}/api/v1/mags-jobs/${id}/logs?follow=true`, { headers: other.auth, signal });
+      const follow = (signal: AbortSignal) =>
+        fetch(`${url}/api/v1/mags-jobs/${id}/logs?follow=true`, { headers: other.auth, signal });
       const aborts = [new AbortController(), new AbortController()];
       const open = await Promise.all(aborts.map((a) => follow(a.signal)));
-      assert.deepEqual(open.map((r) => r.status), [200, 200]);
+      assert.deepEqual(
+        open.map((r) => r.status),
+        [200, 200],
+      );
       const third = await follow(new AbortController().signal);
       assert.equal(third.status, 429);
       const body = (await third.json()) as { error: string; code: string };
       assert.equal(body.code, 'too_many_requests');
-      assert.match(body.error, /^you already follow 2 job outputs at once, the most this server allows per user; close one/);
+      assert.match(
+        body.error,
+        /^you already follow 2 job outputs at once, the most this server allows per user; close one/,
+      );
       // Reading without following still works; closing a follower frees its place.
       assert.equal((await fetch(`${url}/api/v1/mags-jobs/${id}/logs`, { headers: other.auth })).status, 200);
       aborts[0].abort();

@@ -5,12 +5,20 @@ import { createHash, randomBytes } from 'node:crypto';
 import { utimes } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { pino } from 'pino';
 import type { GcReport } from '@mags/api';
-import { DEFAULT_GC_GRACE_MS, LocalObjectStore, ObjectNotFoundError, type ObjectStore, blobKey, manifestKey, packKey } from '@mags/objects';
+import {
+  blobKey,
+  DEFAULT_GC_GRACE_MS,
+  LocalObjectStore,
+  manifestKey,
+  ObjectNotFoundError,
+  type ObjectStore,
+  packKey,
+} from '@mags/objects';
+import { pino } from 'pino';
 import { resolveServerConfig } from '../src/config.js';
 import { StorageReclaim } from '../src/workspaces/reclaim.js';
-import { type TestServer, errorBody, freshPostgres, startTestServer, tempDir, waitFor } from './helpers.js';
+import { errorBody, freshPostgres, startTestServer, type TestServer, tempDir, waitFor } from './helpers.js';
 
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 const HOUR = 3_600_000;
@@ -40,77 +48,83 @@ describe('gc settings', () => {
     ] as const) {
       assert.throws(
         () => resolveServerConfig(input, {}),
-        (e: { status?: number; message?: string }) => e.status === 400 && e.message!.startsWith(`${setting}: "`) && /such as 90s, 15m or 2h/.test(e.message!),
+        (e: { status?: number; message?: string }) =>
+          e.status === 400 && e.message!.startsWith(`${setting}: "`) && /such as 90s, 15m or 2h/.test(e.message!),
         JSON.stringify(input),
       );
     }
   });
 });
 
-for (const db of ['SQLite', 'PostgreSQL'] as const) describe(`POST /api/v1/admin/gc (${db})`, () => {
-  let t: TestServer;
-  let dropSchema: (() => Promise<void>) | undefined;
-  before(async () => {
-    const pg = db === 'PostgreSQL' ? await freshPostgres() : undefined;
-    dropSchema = pg?.drop;
-    t = await startTestServer({ agent: false, database: pg?.url, config: { gcIntervalMs: 'off', gcGraceMs: '30m' } });
-  });
-  after(async () => {
-    await t?.close();
-    await dropSchema?.();
-  });
+for (const db of ['SQLite', 'PostgreSQL'] as const)
+  describe(`POST /api/v1/admin/gc (${db})`, () => {
+    let t: TestServer;
+    let dropSchema: (() => Promise<void>) | undefined;
+    before(async () => {
+      const pg = db === 'PostgreSQL' ? await freshPostgres() : undefined;
+      dropSchema = pg?.drop;
+      t = await startTestServer({ agent: false, database: pg?.url, config: { gcIntervalMs: 'off', gcGraceMs: '30m' } });
+    });
+    after(async () => {
+      await t?.close();
+      await dropSchema?.();
+    });
 
-  /** Puts an object into the server's (local) store, dated `ageMs` ago. */
-  const put = async (key: string, body: Buffer, ageMs: number): Promise<void> => {
-    await t.server.objects.put(key, body);
-    const when = new Date(Date.now() - ageMs);
-    await utimes(join(t.server.config.dataDir, 'objects', key), when, when);
-  };
+    /** Puts an object into the server's (local) store, dated `ageMs` ago. */
+    const put = async (key: string, body: Buffer, ageMs: number): Promise<void> => {
+      await t.server.objects.put(key, body);
+      const when = new Date(Date.now() - ageMs);
+      await utimes(join(t.server.config.dataDir, 'objects', key), when, when);
+    };
 
-  test('the owner gets what was freed: old unreferenced blobs and packs and uncommitted versions go, young ones stay', async () => {
-    const old = [randomBytes(3000), randomBytes(5000)];
-    const pack = randomBytes(7000);
-    const young = randomBytes(100);
-    for (const b of old) await put(blobKey(sha(b)), b, HOUR);
-    await put(packKey(sha(pack)), pack, HOUR);
-    await put(blobKey(sha(young)), young, 60_000);
-    // A version no head keeps (its workspace was deleted, or its sync lost): gc deletes it once it is old.
-    await put(manifestKey({ owner: 'u1', name: 'gone' }, 1), randomBytes(10), HOUR);
+    test('the owner gets what was freed: old unreferenced blobs and packs and uncommitted versions go, young ones stay', async () => {
+      const old = [randomBytes(3000), randomBytes(5000)];
+      const pack = randomBytes(7000);
+      const young = randomBytes(100);
+      for (const b of old) await put(blobKey(sha(b)), b, HOUR);
+      await put(packKey(sha(pack)), pack, HOUR);
+      await put(blobKey(sha(young)), young, 60_000);
+      // A version no head keeps (its workspace was deleted, or its sync lost): gc deletes it once it is old.
+      await put(manifestKey({ owner: 'u1', name: 'gone' }, 1), randomBytes(10), HOUR);
 
-    const res = await t.server.app.inject({ method: 'POST', url: '/api/v1/admin/gc', headers: t.auth });
-    assert.equal(res.statusCode, 200, res.body);
-    const r = res.json() as GcReport;
-    assert.equal(r.blobs_deleted, 2);
-    assert.equal(r.packs_deleted, 1);
-    assert.equal(r.manifests_deleted, 1);
-    assert.equal(r.bytes_deleted, 3000 + 5000 + 7000, 'bytes of the blobs and packs');
-    assert.equal(r.blobs_spared, 1, 'the young blob is kept');
-    assert.equal(r.grace_ms, 30 * 60_000);
-    assert.ok(Date.parse(r.started_at) > 0);
-    for (const b of old) assert.equal(await t.server.objects.head(blobKey(sha(b))), undefined);
-    assert.equal(await t.server.objects.head(packKey(sha(pack))), undefined);
-    assert.ok(await t.server.objects.head(blobKey(sha(young))));
+      const res = await t.server.app.inject({ method: 'POST', url: '/api/v1/admin/gc', headers: t.auth });
+      assert.equal(res.statusCode, 200, res.body);
+      const r = res.json() as GcReport;
+      assert.equal(r.blobs_deleted, 2);
+      assert.equal(r.packs_deleted, 1);
+      assert.equal(r.manifests_deleted, 1);
+      assert.equal(r.bytes_deleted, 3000 + 5000 + 7000, 'bytes of the blobs and packs');
+      assert.equal(r.blobs_spared, 1, 'the young blob is kept');
+      assert.equal(r.grace_ms, 30 * 60_000);
+      assert.ok(Date.parse(r.started_at) > 0);
+      for (const b of old) assert.equal(await t.server.objects.head(blobKey(sha(b))), undefined);
+      assert.equal(await t.server.objects.head(packKey(sha(pack))), undefined);
+      assert.ok(await t.server.objects.head(blobKey(sha(young))));
+    });
+
+    test('another user gets 403 and nothing is deleted; no token is 401', async () => {
+      const stale = randomBytes(64);
+      await put(blobKey(sha(stale)), stale, HOUR);
+      const mallory = await t.server.store.users.create('mallory');
+      const token = await t.server.auth.createToken(mallory.id, 'test');
+      const res = await t.server.app.inject({
+        method: 'POST',
+        url: '/api/v1/admin/gc',
+        headers: { authorization: `Bearer ${token}` },
+      });
+      assert.match(errorBody(res, 403, 'forbidden').error, /only the server's owner may run garbage collection/);
+      assert.ok(await t.server.objects.head(blobKey(sha(stale))), 'refused before anything was deleted');
+      errorBody(await t.server.app.inject({ method: 'POST', url: '/api/v1/admin/gc' }), 401, 'unauthorized');
+    });
+
+    test('is described in the OpenAPI document with its report', async () => {
+      const doc = (await t.server.app.inject({ method: 'GET', url: '/api/v1/openapi.json' })).json();
+      const op = doc.paths['/api/v1/admin/gc'].post;
+      assert.deepEqual(op.tags, ['admin']);
+      assert.ok(op.responses['200'] && op.responses['403']);
+      assert.ok(op.responses['200'].content['application/json'].schema.properties.bytes_deleted);
+    });
   });
-
-  test('another user gets 403 and nothing is deleted; no token is 401', async () => {
-    const stale = randomBytes(64);
-    await put(blobKey(sha(stale)), stale, HOUR);
-    const mallory = await t.server.store.users.create('mallory');
-    const token = await t.server.auth.createToken(mallory.id, 'test');
-    const res = await t.server.app.inject({ method: 'POST', url: '/api/v1/admin/gc', headers: { authorization: `Bearer ${token}` } });
-    assert.match(errorBody(res, 403, 'forbidden').error, /only the server's owner may run garbage collection/);
-    assert.ok(await t.server.objects.head(blobKey(sha(stale))), 'refused before anything was deleted');
-    errorBody(await t.server.app.inject({ method: 'POST', url: '/api/v1/admin/gc' }), 401, 'unauthorized');
-  });
-
-  test('is described in the OpenAPI document with its report', async () => {
-    const doc = (await t.server.app.inject({ method: 'GET', url: '/api/v1/openapi.json' })).json();
-    const op = doc.paths['/api/v1/admin/gc'].post;
-    assert.deepEqual(op.tags, ['admin']);
-    assert.ok(op.responses['200'] && op.responses['403']);
-    assert.ok(op.responses['200'].content['application/json'].schema.properties.bytes_deleted);
-  });
-});
 
 describe('the gc service', () => {
   /** A local store whose methods can be replaced, and a logger whose records the test can wait for. */
@@ -128,7 +142,8 @@ describe('the gc service', () => {
     }) as ObjectStore;
     const logs: Array<{ level: number; msg: string; trigger?: string; blobsDeleted?: number }> = [];
     const logger = pino({ level: 'debug' }, { write: (line: string) => void logs.push(JSON.parse(line)) });
-    const finished = (trigger: string) => logs.filter((l) => l.msg === 'object store gc finished' && l.trigger === trigger);
+    const finished = (trigger: string) =>
+      logs.filter((l) => l.msg === 'object store gc finished' && l.trigger === trigger);
     return { dir, inner, objects, logs, logger, finished };
   };
 
@@ -191,7 +206,7 @@ describe('the gc service', () => {
     }
   });
 
-  test("a run that keeps losing manifests to syncs answers 409 and the schedule goes on; other failures are logged as errors", async () => {
+  test('a run that keeps losing manifests to syncs answers 409 and the schedule goes on; other failures are logged as errors', async () => {
     const s = setup(() => ({
       // Every manifest vanishes between gc's listing and its read, as when syncs prune versions meanwhile.
       getBuffer: async (key) => {
@@ -201,7 +216,10 @@ describe('the gc service', () => {
     await s.inner.put(manifestKey({ owner: 'u1', name: 'busy' }, 1), randomBytes(10));
     const reclaim = new StorageReclaim({ objects: s.objects, logger: s.logger, intervalMs: 20, graceMs: 60_000 });
     try {
-      await assert.rejects(reclaim.collect(), (e: { status?: number; message?: string }) => e.status === 409 && /run gc again/.test(e.message!));
+      await assert.rejects(
+        reclaim.collect(),
+        (e: { status?: number; message?: string }) => e.status === 409 && /run gc again/.test(e.message!),
+      );
       reclaim.start();
       const gaveUp = () => s.logs.filter((l) => l.level === 40 && /gave up/.test(l.msg) && l.trigger === 'schedule');
       await waitFor(() => gaveUp().length >= 2, 'two scheduled runs that gave up');
@@ -215,7 +233,12 @@ describe('the gc service', () => {
         throw new Error('the disk is on fire');
       },
     }));
-    const again = new StorageReclaim({ objects: broken.objects, logger: broken.logger, intervalMs: 0, graceMs: 60_000 });
+    const again = new StorageReclaim({
+      objects: broken.objects,
+      logger: broken.logger,
+      intervalMs: 0,
+      graceMs: 60_000,
+    });
     try {
       await assert.rejects(again.collect(), /on fire/);
       assert.ok(broken.logs.some((l) => l.level === 50 && /gc failed; the next run tries again/.test(l.msg)));
@@ -251,7 +274,10 @@ describe('the gc service', () => {
       await waitFor(() => listing, 'the run to list');
       const closed = reclaim.close();
       g.open();
-      await assert.rejects(run, (e: { status?: number; message?: string }) => e.status === 503 && /shutting down/.test(e.message!));
+      await assert.rejects(
+        run,
+        (e: { status?: number; message?: string }) => e.status === 503 && /shutting down/.test(e.message!),
+      );
       await closed;
       assert.equal(deletes, 0, 'nothing was deleted after the abort');
       assert.ok(await s.inner.head(blobKey(sha(stale))));

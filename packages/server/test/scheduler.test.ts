@@ -3,11 +3,11 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { type JobStatus, createInProcessLink } from '@mags/api';
-import { createServer, resolveServerConfig, Store } from '../src/index.js';
+import { createInProcessLink, type JobStatus } from '@mags/api';
 import { uuidv7 } from '../src/ids.js';
+import { createServer, resolveServerConfig, Store } from '../src/index.js';
 import { FakeAgent } from './fake-agent.js';
-import { type TestServer, agentsOnline, connect, errorBody, startTestServer, tempDir, waitFor } from './helpers.js';
+import { agentsOnline, connect, errorBody, startTestServer, type TestServer, tempDir, waitFor } from './helpers.js';
 
 async function submit(t: TestServer, body: Record<string, unknown>): Promise<string> {
   const res = await t.server.app.inject({ method: 'POST', url: '/api/v1/mags-jobs', headers: t.auth, payload: body });
@@ -15,7 +15,11 @@ async function submit(t: TestServer, body: Record<string, unknown>): Promise<str
   return res.json().request_id;
 }
 async function status(t: TestServer, id: string, wait = 0): Promise<JobStatus> {
-  const res = await t.server.app.inject({ method: 'GET', url: `/api/v1/mags-jobs/${id}/status?wait=${wait}`, headers: t.auth });
+  const res = await t.server.app.inject({
+    method: 'GET',
+    url: `/api/v1/mags-jobs/${id}/status?wait=${wait}`,
+    headers: t.auth,
+  });
   assert.equal(res.statusCode, 200, res.body);
   return res.json();
 }
@@ -40,8 +44,13 @@ describe('scheduler', () => {
       assert.equal(big.running.size, 3);
       const status = (await t.server.app.inject({ method: 'GET', url: '/api/v1/status', headers: t.auth })).json();
       assert.deepEqual(
-        status.agents.map((x: { id: string; running: number; capacity: number }) => [x.id, x.running, x.capacity]).sort(),
-        [['big', 3, 3], ['small', 1, 1]],
+        status.agents
+          .map((x: { id: string; running: number; capacity: number }) => [x.id, x.running, x.capacity])
+          .sort(),
+        [
+          ['big', 3, 3],
+          ['small', 1, 1],
+        ],
       );
     } finally {
       await t.close();
@@ -60,19 +69,31 @@ describe('scheduler', () => {
       assert.equal(agent.starts.length, 1, 'nothing beyond capacity reaches the agent');
 
       // A queued job stops at once, without ever reaching an agent.
-      const stop = await t.server.app.inject({ method: 'POST', url: `/api/v1/mags-jobs/${queued[1]}/stop`, headers: t.auth });
+      const stop = await t.server.app.inject({
+        method: 'POST',
+        url: `/api/v1/mags-jobs/${queued[1]}/stop`,
+        headers: t.auth,
+      });
       assert.deepEqual(stop.json(), { success: true, request_id: queued[1], status: 'stopped' });
       assert.equal((await status(t, queued[1])).completed_at !== null, true);
 
       const order = [first];
       for (const next of [queued[0], queued[2], queued[3]]) {
         const current = order.at(-1)!;
-        const res = await t.server.app.inject({ method: 'POST', url: `/api/v1/mags-jobs/${current}/stop`, headers: t.auth });
+        const res = await t.server.app.inject({
+          method: 'POST',
+          url: `/api/v1/mags-jobs/${current}/stop`,
+          headers: t.auth,
+        });
         assert.equal(res.json().status, 'stopped');
         await agent.until(() => agent.running.has(next));
         order.push(next);
       }
-      assert.deepEqual(agent.starts.map((s) => s.jobId), order, 'dispatched in submission order');
+      assert.deepEqual(
+        agent.starts.map((s) => s.jobId),
+        order,
+        'dispatched in submission order',
+      );
       assert.ok(!agent.starts.some((s) => s.jobId === queued[1]), 'the stopped job never started');
     } finally {
       await t.close();
@@ -84,7 +105,9 @@ describe('scheduler', () => {
     try {
       const id = await submit(t, { script: 'echo late' });
       assert.equal((await status(t, id)).status, 'accepted');
-      const pool = (await t.server.app.inject({ method: 'GET', url: '/api/v1/mags-jobs/pool-status', headers: t.auth })).json();
+      const pool = (
+        await t.server.app.inject({ method: 'GET', url: '/api/v1/mags-jobs/pool-status', headers: t.auth })
+      ).json();
       assert.deepEqual(pool, { idle_vms: 0, busy_vms: 0, total_vms: 0, min_pool_size: 0, max_pool_size: 0 });
       connect(t, { id: 'late' });
       const job = await status(t, id, 30);
@@ -106,8 +129,13 @@ describe('scheduler', () => {
       assert.equal(failed.status, 'error');
       assert.equal(failed.error_message, 'the agent running this job disconnected');
       const st = (await t.server.app.inject({ method: 'GET', url: '/api/v1/status', headers: t.auth })).json();
-      assert.deepEqual(st.agents.map((a: { id: string; status: string }) => [a.id, a.status]), [['leaving', 'offline']]);
-      const pool = (await t.server.app.inject({ method: 'GET', url: '/api/v1/mags-jobs/pool-status', headers: t.auth })).json();
+      assert.deepEqual(
+        st.agents.map((a: { id: string; status: string }) => [a.id, a.status]),
+        [['leaving', 'offline']],
+      );
+      const pool = (
+        await t.server.app.inject({ method: 'GET', url: '/api/v1/mags-jobs/pool-status', headers: t.auth })
+      ).json();
       assert.equal(pool.total_vms, 0);
       assert.equal((await status(t, waiting)).status, 'accepted');
 
@@ -161,7 +189,10 @@ describe('scheduler', () => {
         { type: 'workspace', report: { owner: 'x' } },
         { type: 'workspace', report: { owner: 'x', name: 'y', state: 'exploded', usedBytes: 0, files: 0, ts: 1 } },
         { type: 'workspace', report: { owner: 'x', name: 'y', state: 'present', usedBytes: -1, files: 0, ts: 1 } },
-        { type: 'workspace', report: { owner: 'nobody', name: 'nothing', state: 'gone', usedBytes: 0, files: 0, ts: 1 } },
+        {
+          type: 'workspace',
+          report: { owner: 'nobody', name: 'nothing', state: 'gone', usedBytes: 0, files: 0, ts: 1 },
+        },
         { type: 'reply' },
         { type: 'reply', requestId: 'never-asked', ok: true, result: { held: true } },
         { type: 'reply', requestId: 'r', ok: true, result: { held: 'yes' } },
@@ -178,8 +209,13 @@ describe('scheduler', () => {
       agent.exit(victim, 0);
       const job = await status(t, victim, 30);
       assert.equal(job.status, 'completed');
-      const logs = (await t.server.app.inject({ method: 'GET', url: `/api/v1/mags-jobs/${victim}/logs`, headers: t.auth })).json();
-      assert.deepEqual(logs.logs.map((l: { message: string }) => l.message), ['still fine']);
+      const logs = (
+        await t.server.app.inject({ method: 'GET', url: `/api/v1/mags-jobs/${victim}/logs`, headers: t.auth })
+      ).json();
+      assert.deepEqual(
+        logs.logs.map((l: { message: string }) => l.message),
+        ['still fine'],
+      );
       const health = await t.server.app.inject({ method: 'GET', url: '/api/v1/health' });
       assert.equal(health.statusCode, 200);
       assert.deepEqual(t.errors(), [], 'nonsense from an agent is a warning, not a failure');
@@ -206,7 +242,11 @@ describe('scheduler', () => {
       const job = await status(t, id);
       assert.equal(job.status, 'completed');
       assert.equal(job.exit_code, 0);
-      errorBody(await t.server.app.inject({ method: 'POST', url: `/api/v1/mags-jobs/${id}/stop`, headers: t.auth }), 409, 'conflict');
+      errorBody(
+        await t.server.app.inject({ method: 'POST', url: `/api/v1/mags-jobs/${id}/stop`, headers: t.auth }),
+        409,
+        'conflict',
+      );
     } finally {
       await t.close();
     }
@@ -229,26 +269,51 @@ describe('server restart', () => {
       const user = (await store.jobs.list('nobody', 1, 1)).total; // store is usable
       assert.equal(user, 0);
       const owner = (await store.db.selectFrom('users').select('id').executeTakeFirstOrThrow()).id;
-      const spec = { vcpus: 1, memory_mb: 1024, timeout_s: 60, network: 'internet' as const, disk_gb: 2, environment: {} };
+      const spec = {
+        vcpus: 1,
+        memory_mb: 1024,
+        timeout_s: 60,
+        network: 'internet' as const,
+        disk_gb: 2,
+        environment: {},
+      };
       const running = uuidv7();
       const queued = uuidv7();
-      await store.jobs.insert({ id: running, user_id: owner, script: 'hang', status: 'accepted', spec, created_at: Date.now() });
+      await store.jobs.insert({
+        id: running,
+        user_id: owner,
+        script: 'hang',
+        status: 'accepted',
+        spec,
+        created_at: Date.now(),
+      });
       await store.jobs.claim(running, 'old-agent');
       await store.jobs.markRunning(running, 'old-agent', 'sbx-old', Date.now());
-      await store.jobs.insert({ id: queued, user_id: owner, script: 'echo after restart', status: 'accepted', spec, created_at: Date.now() });
+      await store.jobs.insert({
+        id: queued,
+        user_id: owner,
+        script: 'echo after restart',
+        status: 'accepted',
+        spec,
+        created_at: Date.now(),
+      });
       await store.close();
 
       const second = await createServer(config);
       try {
         assert.equal(second.localToken, undefined, 'the owner already exists');
         const headers = { authorization: `Bearer ${token}` };
-        const gone = (await second.app.inject({ method: 'GET', url: `/api/v1/mags-jobs/${running}/status`, headers })).json();
+        const gone = (
+          await second.app.inject({ method: 'GET', url: `/api/v1/mags-jobs/${running}/status`, headers })
+        ).json();
         assert.equal(gone.status, 'error');
         assert.match(gone.error_message, /server restarted/);
         const link = createInProcessLink();
         second.attachAgent(link.server);
         new FakeAgent(link.agent, {});
-        const done = (await second.app.inject({ method: 'GET', url: `/api/v1/mags-jobs/${queued}/status?wait=30`, headers })).json();
+        const done = (
+          await second.app.inject({ method: 'GET', url: `/api/v1/mags-jobs/${queued}/status?wait=30`, headers })
+        ).json();
         assert.equal(done.status, 'completed');
       } finally {
         await second.close();

@@ -7,7 +7,7 @@ import type { OutputLine } from '@mags/api';
 import { hashToken } from '../src/http/auth.js';
 import { uuidv7 } from '../src/ids.js';
 import { Store } from '../src/store/index.js';
-import { PG_HELP, freshPostgres, tempDir } from './helpers.js';
+import { freshPostgres, PG_HELP, tempDir } from './helpers.js';
 
 interface Backend {
   name: string;
@@ -59,7 +59,15 @@ for (const backend of backends) {
     });
 
     const newJob = (userId: string, name: string | null = null, createdAt = Date.now()) =>
-      store.jobs.insert({ id: uuidv7(), user_id: userId, name, script: 'echo hi', status: 'accepted', spec, created_at: createdAt });
+      store.jobs.insert({
+        id: uuidv7(),
+        user_id: userId,
+        name,
+        script: 'echo hi',
+        status: 'accepted',
+        spec,
+        created_at: createdAt,
+      });
 
     test('migrations apply again harmlessly, from the same and from a second connection', async () => {
       assert.equal(store.kind, backend.name === 'SQLite' ? 'sqlite' : 'postgres');
@@ -73,22 +81,38 @@ for (const backend of backends) {
     test('a job goes accepted → running → completed, and a terminal status never changes again', async () => {
       const job = await newJob(alice);
       assert.equal(typeof job.created_at, 'number');
-      assert.equal((await store.jobs.markRunning(job.id, 'agent-a', 'sbx', 1000)), undefined, 'an unclaimed job cannot start');
+      assert.equal(
+        await store.jobs.markRunning(job.id, 'agent-a', 'sbx', 1000),
+        undefined,
+        'an unclaimed job cannot start',
+      );
       assert.equal(await store.jobs.claim(job.id, 'agent-a'), true);
       assert.equal((await store.jobs.get(job.id))?.agent_id, 'agent-a');
       assert.equal(await store.jobs.claim(job.id, 'agent-b'), false, 'a job is handed to one agent only');
-      assert.equal(await store.jobs.markRunning(job.id, 'agent-b', 'sbx', 1000), undefined, 'only its agent may start it');
+      assert.equal(
+        await store.jobs.markRunning(job.id, 'agent-b', 'sbx', 1000),
+        undefined,
+        'only its agent may start it',
+      );
       const running = await store.jobs.markRunning(job.id, 'agent-a', 'sbx-1', 1_700_000_000_000);
       assert.equal(running?.status, 'running');
       assert.equal(running?.sandbox_id, 'sbx-1');
       assert.equal(running?.started_at, 1_700_000_000_000);
       assert.equal(typeof running?.started_at, 'number');
 
-      const done = await store.jobs.finish(job.id, { status: 'completed', exitCode: 0, errorMessage: null, completedAt: 1_700_000_000_500 });
+      const done = await store.jobs.finish(job.id, {
+        status: 'completed',
+        exitCode: 0,
+        errorMessage: null,
+        completedAt: 1_700_000_000_500,
+      });
       assert.equal(done?.status, 'completed');
       assert.equal(done?.exit_code, 0);
 
-      assert.equal(await store.jobs.finish(job.id, { status: 'error', exitCode: null, errorMessage: 'late', completedAt: 1 }), undefined);
+      assert.equal(
+        await store.jobs.finish(job.id, { status: 'error', exitCode: null, errorMessage: 'late', completedAt: 1 }),
+        undefined,
+      );
       assert.equal(await store.jobs.stopQueued(job.id), undefined);
       assert.equal(await store.jobs.markRunning(job.id, 'agent-a', 'sbx-2', 1), undefined);
       assert.deepEqual((await store.jobs.failDispatched('gone', 'agent-a')).includes(job.id), false);
@@ -132,21 +156,42 @@ for (const backend of backends) {
 
     test('log lines: a resent seq is ignored, reads are ordered and resume after a seq', async () => {
       const job = await newJob(alice);
-      const line = (seq: number, message: string, stream: OutputLine['stream'] = 'stdout'): OutputLine => ({ seq, ts: 1000 + seq, stream, message });
+      const line = (seq: number, message: string, stream: OutputLine['stream'] = 'stdout'): OutputLine => ({
+        seq,
+        ts: 1000 + seq,
+        stream,
+        message,
+      });
       const first = await store.logs.append(job.id, [line(2, 'two'), line(1, 'one'), line(3, 'three', 'stderr')]);
-      assert.deepEqual(first.map((l) => l.seq), [1, 2, 3]);
+      assert.deepEqual(
+        first.map((l) => l.seq),
+        [1, 2, 3],
+      );
       const again = await store.logs.append(job.id, [line(3, 'THREE AGAIN'), line(4, 'four ✓ "quoted"\ttab')]);
-      assert.deepEqual(again.map((l) => l.seq), [4], 'only the new line is reported');
+      assert.deepEqual(
+        again.map((l) => l.seq),
+        [4],
+        'only the new line is reported',
+      );
 
       const all = await store.logs.read(job.id);
-      assert.deepEqual(all.map((l) => [l.seq, l.stream, l.message, l.ts]), [
-        [1, 'stdout', 'one', 1001],
-        [2, 'stdout', 'two', 1002],
-        [3, 'stderr', 'three', 1003],
-        [4, 'stdout', 'four ✓ "quoted"\ttab', 1004],
-      ]);
-      assert.deepEqual((await store.logs.read(job.id, 2)).map((l) => l.seq), [3, 4]);
-      assert.deepEqual((await store.logs.read(job.id, 1, 2)).map((l) => l.seq), [2, 3]);
+      assert.deepEqual(
+        all.map((l) => [l.seq, l.stream, l.message, l.ts]),
+        [
+          [1, 'stdout', 'one', 1001],
+          [2, 'stdout', 'two', 1002],
+          [3, 'stderr', 'three', 1003],
+          [4, 'stdout', 'four ✓ "quoted"\ttab', 1004],
+        ],
+      );
+      assert.deepEqual(
+        (await store.logs.read(job.id, 2)).map((l) => l.seq),
+        [3, 4],
+      );
+      assert.deepEqual(
+        (await store.logs.read(job.id, 1, 2)).map((l) => l.seq),
+        [2, 3],
+      );
       assert.deepEqual(await store.logs.read(job.id, 4), []);
 
       const many = Array.from({ length: 2500 }, (_, i) => line(10 + i, `m${i}`));
@@ -157,7 +202,10 @@ for (const backend of backends) {
     test('a finished job is deleted with all its lines (in slices); an unfinished one is not; expired ones are found by end time', async () => {
       const line = (seq: number): OutputLine => ({ seq, ts: 1000 + seq, stream: 'stdout', message: `l${seq}` });
       const done = await newJob(alice);
-      await store.logs.append(done.id, Array.from({ length: 12_345 }, (_, i) => line(i + 1)));
+      await store.logs.append(
+        done.id,
+        Array.from({ length: 12_345 }, (_, i) => line(i + 1)),
+      );
       const other = await newJob(alice);
       await store.logs.append(other.id, [line(1)]);
       assert.equal(await store.jobs.deleteFinished(done.id), 'unfinished', 'an accepted job is not deleted');
@@ -174,7 +222,7 @@ for (const backend of backends) {
       assert.equal(await store.jobs.deleteFinished(other.id), 'deleted');
     });
 
-    test('paging lists only the caller\'s jobs, newest first, with the total', async () => {
+    test("paging lists only the caller's jobs, newest first, with the total", async () => {
       const carol = (await store.users.create('carol')).id;
       const ids: string[] = [];
       for (let i = 0; i < 25; i++) ids.push((await newJob(carol, null, 2_000_000_000_000 + i)).id);
@@ -185,7 +233,10 @@ for (const backend of backends) {
       const p4 = await store.jobs.list(carol, 4, 10);
       assert.equal(p1.total, 25);
       assert.deepEqual([p1.jobs.length, p2.jobs.length, p3.jobs.length, p4.jobs.length], [10, 10, 5, 0]);
-      assert.deepEqual([...p1.jobs, ...p2.jobs, ...p3.jobs].map((j) => j.id), [...ids].reverse());
+      assert.deepEqual(
+        [...p1.jobs, ...p2.jobs, ...p3.jobs].map((j) => j.id),
+        [...ids].reverse(),
+      );
       assert.ok([...p1.jobs, ...p2.jobs, ...p3.jobs].every((j) => j.user_id === carol));
     });
 
@@ -212,12 +263,23 @@ for (const backend of backends) {
       await store.db.updateTable('tokens').set({ revoked_at: Date.now() }).where('id', '=', found!.token.id).execute();
       assert.equal(await store.users.findByTokenHash(hashToken(token)), undefined);
       const rows = await store.db.selectFrom('tokens').select('token_hash').execute();
-      assert.ok(rows.every((r) => !r.token_hash.includes('mags_')), 'the token itself is never stored');
+      assert.ok(
+        rows.every((r) => !r.token_hash.includes('mags_')),
+        'the token itself is never stored',
+      );
 
-      assert.equal(await store.users.createFirst('owner', { hash: 'h', prefix: 'p', name: 'n' }), undefined, 'users exist already');
+      assert.equal(
+        await store.users.createFirst('owner', { hash: 'h', prefix: 'p', name: 'n' }),
+        undefined,
+        'users exist already',
+      );
     });
 
-    const newWorkspace = (userId: string, name: string, extra: { persistent?: boolean; active?: string; expires?: number } = {}) =>
+    const newWorkspace = (
+      userId: string,
+      name: string,
+      extra: { persistent?: boolean; active?: string; expires?: number } = {},
+    ) =>
       store.workspaces.insert({
         id: randomUUID(),
         user_id: userId,
@@ -244,7 +306,17 @@ for (const backend of backends) {
       const ws = await newWorkspace(alice, 'ws-a');
       assert.ok(ws);
       assert.deepEqual(
-        [ws.persistent, ws.disk_gb, ws.versions, ws.size_bytes, ws.file_count, ws.head_version, ws.agent_id, ws.active_job_id, ws.created_at],
+        [
+          ws.persistent,
+          ws.disk_gb,
+          ws.versions,
+          ws.size_bytes,
+          ws.file_count,
+          ws.head_version,
+          ws.agent_id,
+          ws.active_job_id,
+          ws.created_at,
+        ],
         [0, 2, 0, 0, 0, null, null, null, 1_000],
       );
       assert.equal(await newWorkspace(alice, 'ws-a'), undefined, 'the name is taken');
@@ -254,24 +326,40 @@ for (const backend of backends) {
       assert.equal((await store.workspaces.get(bob, 'ws-a'))?.id, bobs.id);
       assert.equal(await store.workspaces.get(alice, 'no-such'), undefined);
       assert.ok((await store.workspaces.list(bob)).every((w) => w.user_id === bob));
-      const big = await store.workspaces.update(ws.id, { size_bytes: 6 * 1024 ** 3, file_count: 12, head_version: 3, versions: 3, agent_id: 'agent-a' });
+      const big = await store.workspaces.update(ws.id, {
+        size_bytes: 6 * 1024 ** 3,
+        file_count: 12,
+        head_version: 3,
+        versions: 3,
+        agent_id: 'agent-a',
+      });
       assert.deepEqual([big?.size_bytes, big?.file_count, big?.head_version, big?.versions], [6 * 1024 ** 3, 12, 3, 3]);
       assert.equal(typeof (await store.workspaces.get(alice, 'ws-a'))?.size_bytes, 'number');
       await store.workspaces.forgetCopy(ws.id, 'agent-b');
-      assert.equal((await store.workspaces.getById(ws.id))?.agent_id, 'agent-a', "another agent's report does not clear the holder");
+      assert.equal(
+        (await store.workspaces.getById(ws.id))?.agent_id,
+        'agent-a',
+        "another agent's report does not clear the holder",
+      );
       await store.workspaces.forgetCopy(ws.id, 'agent-a');
       assert.equal((await store.workspaces.getById(ws.id))?.agent_id, null);
     });
 
     test('a workspace is taken by one job at a time, with the job stored in the same step', async () => {
       const ws = (await newWorkspace(alice, 'ws-take'))!;
-      const results = await Promise.all([1, 2, 3, 4, 5].map(() => store.jobs.insertOnWorkspace(jobFor(alice, 'ws-take'), ws.id)));
+      const results = await Promise.all(
+        [1, 2, 3, 4, 5].map(() => store.jobs.insertOnWorkspace(jobFor(alice, 'ws-take'), ws.id)),
+      );
       const won = results.filter((r) => r.ok);
       assert.equal(won.length, 1);
       const winner = won[0].ok ? won[0].job : undefined;
       for (const r of results) if (!r.ok) assert.equal(r.heldBy, winner?.id);
       const stored = await store.db.selectFrom('jobs').select('id').where('workspace_id', '=', 'ws-take').execute();
-      assert.deepEqual(stored.map((j) => j.id), [winner?.id], 'refused jobs are not stored');
+      assert.deepEqual(
+        stored.map((j) => j.id),
+        [winner?.id],
+        'refused jobs are not stored',
+      );
       assert.equal((await store.workspaces.getById(ws.id))?.active_job_id, winner?.id);
       assert.equal(await store.workspaces.reserve(ws.id, 'op:test:1'), false, 'a workspace in use cannot be reserved');
       await store.jobs.finish(winner!.id, finish);
@@ -292,7 +380,11 @@ for (const backend of backends) {
       await store.jobs.stopQueued(ja.job.id, 7_000);
       await store.jobs.claim(jb.job.id, 'agent-r');
       await store.jobs.claim(jc.job.id, 'agent-r');
-      assert.equal(await store.jobs.finish(jc.job.id, finish, 'agent-other'), undefined, 'not on that agent: nothing changes');
+      assert.equal(
+        await store.jobs.finish(jc.job.id, finish, 'agent-other'),
+        undefined,
+        'not on that agent: nothing changes',
+      );
       assert.equal((await store.workspaces.getById(c.id))?.active_job_id, jc.job.id);
       await store.jobs.failDispatched('gone', 'agent-r', 8_000);
       const [ra, rb, rc] = await Promise.all([a, b, c].map((w) => store.workspaces.getById(w.id)));
@@ -308,7 +400,11 @@ for (const backend of backends) {
       const refused = await store.jobs.insertOnWorkspace(jobFor(alice, 'ws-res'), ws.id);
       assert.deepEqual(refused, { ok: false, heldBy: 'op:delete:x' });
       await store.workspaces.releaseReservation(ws.id, 'op:other');
-      assert.equal((await store.workspaces.getById(ws.id))?.active_job_id, 'op:delete:x', 'only its own token releases it');
+      assert.equal(
+        (await store.workspaces.getById(ws.id))?.active_job_id,
+        'op:delete:x',
+        'only its own token releases it',
+      );
       const live = (await newWorkspace(alice, 'ws-live'))!;
       const taken = await store.jobs.insertOnWorkspace(jobFor(alice, 'ws-live'), live.id);
       assert.ok(taken.ok);
@@ -316,7 +412,11 @@ for (const backend of backends) {
       assert.ok((await store.workspaces.releaseOrphaned()) >= 2);
       assert.equal((await store.workspaces.getById(ws.id))?.active_job_id, null);
       assert.equal((await store.workspaces.getById(ended.id))?.active_job_id, null);
-      assert.equal((await store.workspaces.getById(live.id))?.active_job_id, taken.job.id, 'an unfinished job keeps its workspace');
+      assert.equal(
+        (await store.workspaces.getById(live.id))?.active_job_id,
+        taken.job.id,
+        'an unfinished job keeps its workspace',
+      );
       assert.equal(await store.workspaces.reserve(ws.id, 'op:delete:y'), true);
       assert.equal(await store.workspaces.delete(ws.id, 'op:delete:other'), false);
       assert.equal(await store.workspaces.delete(ws.id, 'op:delete:y'), true);
@@ -349,26 +449,47 @@ for (const backend of backends) {
       const f1 = await store.files.insert(file(alice, 'a.csv', 1_000));
       const f2 = await store.files.insert(file(alice, 'b.csv', 2_000));
       const fb = await store.files.insert(file(bob, 'a.csv', 3_000));
-      assert.deepEqual((await store.files.list(alice)).map((f) => f.id), [f2.id, f1.id]);
+      assert.deepEqual(
+        (await store.files.list(alice)).map((f) => f.id),
+        [f2.id, f1.id],
+      );
       assert.equal((await store.files.get(alice, f1.id))?.size, 6 * 1024 ** 3);
       assert.equal(await store.files.get(alice, fb.id), undefined);
       assert.equal(await store.files.delete(alice, fb.id), undefined, "another user's file is not deleted");
       assert.equal((await store.files.get(bob, fb.id))?.name, 'a.csv');
       assert.equal((await store.files.delete(alice, f1.id))?.id, f1.id);
-      assert.deepEqual((await store.files.list(alice)).map((f) => f.id), [f2.id]);
+      assert.deepEqual(
+        (await store.files.list(alice)).map((f) => f.id),
+        [f2.id],
+      );
     });
 
     test('deleting a user deletes their workspaces and files', async () => {
       const dave = (await store.users.create('dave')).id;
       await newWorkspace(dave, 'ws-d');
-      await store.files.insert({ id: uuidv7(), user_id: dave, name: 'x', size: 1, sha256: 'x', object_key: 'files/x', created_at: 1 });
+      await store.files.insert({
+        id: uuidv7(),
+        user_id: dave,
+        name: 'x',
+        size: 1,
+        sha256: 'x',
+        object_key: 'files/x',
+        created_at: 1,
+      });
       await store.db.deleteFrom('users').where('id', '=', dave).execute();
       assert.deepEqual(await store.workspaces.list(dave), []);
       assert.deepEqual(await store.files.list(dave), []);
     });
 
     test('agents are recorded, and marked offline', async () => {
-      const info = { id: 'agent-z', name: 'z', runtime: 'crun 1.8.1', version: '0.1.0', capacity: 3, pool: { idle: 0, busy: 0, min: 0, max: 0 } };
+      const info = {
+        id: 'agent-z',
+        name: 'z',
+        runtime: 'crun 1.8.1',
+        version: '0.1.0',
+        capacity: 3,
+        pool: { idle: 0, busy: 0, min: 0, max: 0 },
+      };
       await store.agents.upsert(info, 5000);
       await store.agents.upsert({ ...info, capacity: 5 }, 6000);
       let row = (await store.agents.list()).find((a) => a.id === 'agent-z');
@@ -385,7 +506,9 @@ describe('store on a fresh SQLite file', () => {
     const dir = tempDir();
     const store = await Store.open(join(dir.path, 'sub', 'dir', 'mags.db'));
     try {
-      const results = await Promise.all([1, 2, 3].map((i) => store.users.createFirst('owner', { hash: `h${i}`, prefix: 'p', name: 'n' })));
+      const results = await Promise.all(
+        [1, 2, 3].map((i) => store.users.createFirst('owner', { hash: `h${i}`, prefix: 'p', name: 'n' })),
+      );
       assert.equal(results.filter(Boolean).length, 1);
       assert.equal(await store.users.count(), 1);
     } finally {

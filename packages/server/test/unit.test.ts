@@ -4,8 +4,8 @@ import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { describe, test } from 'node:test';
 import { MagsError } from '@mags/api';
+import { redactUrl, resolveServerConfig } from '../src/config.js';
 import { generateToken, hashToken } from '../src/http/auth.js';
-import { resolveServerConfig, redactUrl } from '../src/config.js';
 import { describeValidation } from '../src/http/validation.js';
 import { uuidv7 } from '../src/ids.js';
 import { planJob } from '../src/jobs/submit.js';
@@ -72,7 +72,11 @@ describe('server configuration', () => {
     assert.equal(explicit.maxUploadBytes, 10);
     assert.equal(resolveServerConfig({ dataDir: '/d', objects: 'file:///srv/o' }, {}).objects, 'file:///srv/o');
     refused(() => resolveServerConfig({ objects: 'ftp://x/y' }, {}), 400, /^objects: /);
-    refused(() => resolveServerConfig({ objects: 's3://KEY:SECRET@b/ftp', maxUploadBytes: 0 }, {}), 400, /^maxUploadBytes: /);
+    refused(
+      () => resolveServerConfig({ objects: 's3://KEY:SECRET@b/ftp', maxUploadBytes: 0 }, {}),
+      400,
+      /^maxUploadBytes: /,
+    );
     refused(() => resolveServerConfig({}, { MAGS_MAX_UPLOAD_BYTES: 'lots' }), 400, /^maxUploadBytes: /);
     refused(() => resolveServerConfig({ localWorkspaceTtlS: 0 }, {}), 400, /^localWorkspaceTtlS: /);
     refused(() => resolveServerConfig({ maxDiskGbPerUser: 0 }, {}), 400, /^maxDiskGbPerUser: /);
@@ -88,11 +92,26 @@ describe('server configuration', () => {
   });
 
   test('the environment is read only when given, and explicit input wins over it', () => {
-    const env = { MAGS_DATA_DIR: '/srv/mags', MAGS_PORT: '8080', MAGS_HOST: '0.0.0.0', MAGS_LOG_LEVEL: 'DEBUG', HOME: '/home/x' };
+    const env = {
+      MAGS_DATA_DIR: '/srv/mags',
+      MAGS_PORT: '8080',
+      MAGS_HOST: '0.0.0.0',
+      MAGS_LOG_LEVEL: 'DEBUG',
+      HOME: '/home/x',
+    };
     const fromEnv = resolveServerConfig({}, env);
-    assert.deepEqual([fromEnv.dataDir, fromEnv.database, fromEnv.port, fromEnv.host, fromEnv.logLevel], ['/srv/mags', '/srv/mags/mags.db', 8080, '0.0.0.0', 'debug']);
-    const explicit = resolveServerConfig({ port: 0, dataDir: '~/d', database: 'postgres://u:secret@db:5432/mags' }, env);
-    assert.deepEqual([explicit.port, explicit.dataDir, explicit.database], [0, '/home/x/d', 'postgres://u:secret@db:5432/mags']);
+    assert.deepEqual(
+      [fromEnv.dataDir, fromEnv.database, fromEnv.port, fromEnv.host, fromEnv.logLevel],
+      ['/srv/mags', '/srv/mags/mags.db', 8080, '0.0.0.0', 'debug'],
+    );
+    const explicit = resolveServerConfig(
+      { port: 0, dataDir: '~/d', database: 'postgres://u:secret@db:5432/mags' },
+      env,
+    );
+    assert.deepEqual(
+      [explicit.port, explicit.dataDir, explicit.database],
+      [0, '/home/x/d', 'postgres://u:secret@db:5432/mags'],
+    );
     assert.equal(resolveServerConfig({ database: 'rel/x.db' }, {}).database, resolve('rel/x.db'));
     assert.equal(resolveServerConfig({ database: 'sqlite:/tmp/a.db' }, {}).database, '/tmp/a.db');
   });
@@ -131,21 +150,36 @@ describe('job submission rules', () => {
   });
 
   test('workspace options: -p goes with -w, -e excludes -w, a workspace is not its own base', () => {
-    refused(() => planJob({ script: 'x', persistent: true }), 400, /^persistent requires workspace_id \(-p goes with -w\)$/);
+    refused(
+      () => planJob({ script: 'x', persistent: true }),
+      400,
+      /^persistent requires workspace_id \(-p goes with -w\)$/,
+    );
     refused(() => planJob({ script: 'x', persistent: true, no_sleep: true }), 400, /-p goes with -w/);
     refused(() => planJob({ script: 'x', ephemeral: true, workspace_id: 'w' }), 400, /-e cannot be combined with -w/);
     refused(() => planJob({ script: 'x', workspace_id: 'w', base_workspace_id: 'w' }), 400, /its own base/);
   });
 
   test('a workspace, base, files and an explicit disk are carried in the plan; repeated file ids count once', () => {
-    const plan = planJob({ script: 'x', workspace_id: 'w', persistent: true, base_workspace_id: 'b', file_ids: ['f1', 'f2', 'f1'], disk_gb: 4 });
+    const plan = planJob({
+      script: 'x',
+      workspace_id: 'w',
+      persistent: true,
+      base_workspace_id: 'b',
+      file_ids: ['f1', 'f2', 'f1'],
+      disk_gb: 4,
+    });
     assert.deepEqual(plan.workspace, { name: 'w', persistent: true });
     assert.equal(plan.base, 'b');
     assert.deepEqual(plan.fileIds, ['f1', 'f2']);
     assert.equal(plan.diskGb, 4);
     assert.equal(plan.spec.disk_gb, 4);
     assert.deepEqual(planJob({ script: 'x', workspace_id: 'w' }).workspace, { name: 'w', persistent: false });
-    assert.equal(planJob({ script: 'x', workspace_id: 'w' }).diskGb, undefined, 'no --disk: an existing workspace keeps its size');
+    assert.equal(
+      planJob({ script: 'x', workspace_id: 'w' }).diskGb,
+      undefined,
+      'no --disk: an existing workspace keeps its size',
+    );
   });
 
   test('options not implemented yet are refused with 422 naming the option; no-op values are accepted', () => {
@@ -187,14 +221,33 @@ describe('identifiers and tokens', () => {
 
 describe('validation sentences', () => {
   test('name the field and say what is wrong', () => {
-    const e = (keyword: string, instancePath: string, params: Record<string, unknown> = {}) => ({ keyword, instancePath, params });
-    assert.equal(describeValidation([e('required', '', { requiredProperties: ['script'] })], 'body'), 'script: is required');
-    assert.equal(describeValidation([e('type', '/script', { type: 'string' })], 'body'), 'script: must be a string');
-    assert.equal(describeValidation([e('minLength', '/script', { limit: 1 })], 'body'), 'script: must be a non-empty string');
-    assert.equal(describeValidation([e('type', '', { type: 'object' })], 'body'), 'the request body must be a JSON object');
-    assert.equal(describeValidation([e('maximum', '/page_size', { comparison: '<=', limit: 100 })], 'querystring'), 'page_size: must be at most 100');
+    const e = (keyword: string, instancePath: string, params: Record<string, unknown> = {}) => ({
+      keyword,
+      instancePath,
+      params,
+    });
     assert.equal(
-      describeValidation([e('boolean', '/x~1y', {}), e('additionalProperties', '', { additionalProperties: ['x/y'] })], 'body'),
+      describeValidation([e('required', '', { requiredProperties: ['script'] })], 'body'),
+      'script: is required',
+    );
+    assert.equal(describeValidation([e('type', '/script', { type: 'string' })], 'body'), 'script: must be a string');
+    assert.equal(
+      describeValidation([e('minLength', '/script', { limit: 1 })], 'body'),
+      'script: must be a non-empty string',
+    );
+    assert.equal(
+      describeValidation([e('type', '', { type: 'object' })], 'body'),
+      'the request body must be a JSON object',
+    );
+    assert.equal(
+      describeValidation([e('maximum', '/page_size', { comparison: '<=', limit: 100 })], 'querystring'),
+      'page_size: must be at most 100',
+    );
+    assert.equal(
+      describeValidation(
+        [e('boolean', '/x~1y', {}), e('additionalProperties', '', { additionalProperties: ['x/y'] })],
+        'body',
+      ),
       'x/y: is not a known field',
     );
   });

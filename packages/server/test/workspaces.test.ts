@@ -3,14 +3,14 @@
 // real protocol and a real object store (a directory) holding versions made by the real sync engine.
 import assert from 'node:assert/strict';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { pino } from 'pino';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { type JobStatus, type SandboxSpec, type WorkspaceInfo, createInProcessLink } from '@mags/api';
+import { createInProcessLink, type JobStatus, type SandboxSpec, type WorkspaceInfo } from '@mags/api';
 import { listVersions, manifestKey, readHead, snapshot } from '@mags/objects';
-import { Store, createServer, resolveServerConfig } from '../src/index.js';
+import { pino } from 'pino';
+import { createServer, resolveServerConfig, Store } from '../src/index.js';
 import { FakeAgent } from './fake-agent.js';
-import { type TestServer, agentsOnline, connect, errorBody, startTestServer, tempDir, waitFor } from './helpers.js';
+import { agentsOnline, connect, errorBody, startTestServer, type TestServer, tempDir, waitFor } from './helpers.js';
 
 type Method = 'GET' | 'POST' | 'DELETE';
 
@@ -44,8 +44,6 @@ async function userId(t: TestServer, headers = t.auth): Promise<string> {
   return (await t.server.app.inject({ method: 'GET', url: '/api/v1/status', headers })).json().user.id;
 }
 
-
-
 /** Writes a version of a persistent workspace into the server's object store with the real sync engine. */
 async function syncVersion(t: TestServer, owner: string, name: string, files: Record<string, string>): Promise<number> {
   const dir = tempDir();
@@ -60,7 +58,8 @@ async function syncVersion(t: TestServer, owner: string, name: string, files: Re
   }
 }
 
-const startOf = (agent: FakeAgent, jobId: string): SandboxSpec | undefined => agent.starts.find((s) => s.jobId === jobId);
+const startOf = (agent: FakeAgent, jobId: string): SandboxSpec | undefined =>
+  agent.starts.find((s) => s.jobId === jobId);
 
 /** Submits jobs that hang until `target` is full (placement picks the agent with the most room). */
 async function fill(c: ReturnType<typeof client>, target: FakeAgent, agents: FakeAgent[]): Promise<void> {
@@ -129,7 +128,10 @@ describe('workspaces', () => {
         expires_at: 'x',
       },
     );
-    assert.ok(Date.parse(String(ws.expires_at)) - Date.parse(String(ws.last_used_at)) === 600_000, 'a local workspace lives 10 minutes unused');
+    assert.ok(
+      Date.parse(String(ws.expires_at)) - Date.parse(String(ws.last_used_at)) === 600_000,
+      'a local workspace lives 10 minutes unused',
+    );
     const list = (await c.call('GET', '/api/v1/mags-workspaces')).json();
     assert.ok(list.workspaces.some((w: WorkspaceInfo) => w.name === 'local-1'));
   });
@@ -163,16 +165,26 @@ describe('workspaces', () => {
     assert.equal(startOf(t.agent!, b)?.diskGb, 5);
     const same = await c.submit({ script: 'echo', workspace_id: 'disk-1', disk_gb: 5 });
     await c.done(same);
-    const smaller = errorBody(await c.call('POST', '/api/v1/mags-jobs', { script: 'echo', workspace_id: 'disk-1', disk_gb: 3 }), 400, 'invalid_request');
+    const smaller = errorBody(
+      await c.call('POST', '/api/v1/mags-jobs', { script: 'echo', workspace_id: 'disk-1', disk_gb: 3 }),
+      400,
+      'invalid_request',
+    );
     assert.match(smaller.error, /has a 5 GB disk and disks only grow; leave out --disk \(or use mags resize/);
-    const bigger = errorBody(await c.call('POST', '/api/v1/mags-jobs', { script: 'echo', workspace_id: 'disk-1', disk_gb: 8 }), 400, 'invalid_request');
+    const bigger = errorBody(
+      await c.call('POST', '/api/v1/mags-jobs', { script: 'echo', workspace_id: 'disk-1', disk_gb: 8 }),
+      400,
+      'invalid_request',
+    );
     assert.match(bigger.error, /has a 5 GB disk; to grow it run mags resize disk-1 --disk 8 first/);
     assert.equal((await c.workspace('disk-1')).in_use_by, null, 'a refused job does not take the workspace');
   });
 
   test('one job per workspace: of two concurrent submits exactly one is accepted, the other is 409 naming it', async () => {
     const results = await Promise.all(
-      [1, 2].map(() => c.call('POST', '/api/v1/mags-jobs', { script: 'hang', workspace_id: 'busy-1', persistent: true })),
+      [1, 2].map(() =>
+        c.call('POST', '/api/v1/mags-jobs', { script: 'hang', workspace_id: 'busy-1', persistent: true }),
+      ),
     );
     const accepted = results.filter((r) => r.statusCode === 202);
     const refused = results.filter((r) => r.statusCode === 409);
@@ -180,9 +192,16 @@ describe('workspaces', () => {
     assert.equal(refused.length, 1);
     const holder = accepted[0].json().request_id;
     const err = errorBody(refused[0], 409, 'workspace_busy');
-    assert.equal(err.error, `workspace busy-1 is in use by job ${holder}; wait for it to finish or stop it (mags stop ${holder})`);
+    assert.equal(
+      err.error,
+      `workspace busy-1 is in use by job ${holder}; wait for it to finish or stop it (mags stop ${holder})`,
+    );
     // Still busy while it runs, also for a different workspace option combination.
-    errorBody(await c.call('POST', '/api/v1/mags-jobs', { script: 'echo', workspace_id: 'busy-1' }), 409, 'workspace_busy');
+    errorBody(
+      await c.call('POST', '/api/v1/mags-jobs', { script: 'echo', workspace_id: 'busy-1' }),
+      409,
+      'workspace_busy',
+    );
     // Stopping the job releases it.
     const stop = await c.call('POST', `/api/v1/mags-jobs/${holder}/stop`);
     assert.equal(stop.json().status, 'stopped');
@@ -217,17 +236,28 @@ describe('workspaces', () => {
       const id = await c.submit({ script: 'echo', base_workspace_id: 'golden' });
       await c.done(id);
       const version = (await readHead(t.server.objects, { owner, name: 'golden' }))!.head.version;
-      assert.deepEqual(startOf(t.agent!, id)?.base, { label: `golden@${version}`, manifestKey: manifestKey({ owner, name: 'golden' }, version) });
+      assert.deepEqual(startOf(t.agent!, id)?.base, {
+        label: `golden@${version}`,
+        manifestKey: manifestKey({ owner, name: 'golden' }, version),
+      });
       assert.equal(startOf(t.agent!, id)?.workspace, undefined);
     });
 
     test('a new workspace with --base is a fork: it keeps its own copy of the base, fixed at creation', async () => {
       const version = (await readHead(t.server.objects, { owner, name: 'golden' }))!.head.version;
-      const id = await c.submit({ script: 'echo', workspace_id: 'fork-1', base_workspace_id: 'golden', persistent: true });
+      const id = await c.submit({
+        script: 'echo',
+        workspace_id: 'fork-1',
+        base_workspace_id: 'golden',
+        persistent: true,
+      });
       await c.done(id);
       const start = startOf(t.agent!, id)!;
       assert.equal(start.base?.label, `golden@${version}`);
-      assert.ok(start.base?.manifestKey.startsWith(`workspaces/${owner}/fork-1/`), `the fork's own copy: ${start.base?.manifestKey}`);
+      assert.ok(
+        start.base?.manifestKey.startsWith(`workspaces/${owner}/fork-1/`),
+        `the fork's own copy: ${start.base?.manifestKey}`,
+      );
       assert.notEqual(await t.server.objects.head(start.base!.manifestKey), undefined, 'the copy is in the store');
       assert.equal((await c.workspace('fork-1')).base, `golden@${version}`);
 
@@ -241,15 +271,31 @@ describe('workspaces', () => {
       assert.deepEqual(startOf(t.agent!, plain)?.base, start.base, 'the base comes with the workspace');
 
       const other = errorBody(
-        await c.call('POST', '/api/v1/mags-jobs', { script: 'echo', workspace_id: 'fork-1', base_workspace_id: 'pers-1' }),
+        await c.call('POST', '/api/v1/mags-jobs', {
+          script: 'echo',
+          workspace_id: 'fork-1',
+          base_workspace_id: 'pers-1',
+        }),
         409,
         'conflict',
       );
       assert.match(other.error, /its base is fixed when it is created/);
-      const none = errorBody(await c.call('POST', '/api/v1/mags-jobs', { script: 'echo', workspace_id: 'local-1', base_workspace_id: 'golden' }), 409, 'conflict');
+      const none = errorBody(
+        await c.call('POST', '/api/v1/mags-jobs', {
+          script: 'echo',
+          workspace_id: 'local-1',
+          base_workspace_id: 'golden',
+        }),
+        409,
+        'conflict',
+      );
       assert.match(none.error, /created without a base; its base is fixed/);
       // A fork is not a base itself.
-      const deeper = errorBody(await c.call('POST', '/api/v1/mags-jobs', { script: 'echo', base_workspace_id: 'fork-1' }), 422, 'unsupported_option');
+      const deeper = errorBody(
+        await c.call('POST', '/api/v1/mags-jobs', { script: 'echo', base_workspace_id: 'fork-1' }),
+        422,
+        'unsupported_option',
+      );
       assert.match(deeper.error, /itself created on a base/);
     });
 
@@ -275,7 +321,12 @@ describe('workspaces', () => {
 
     test('mags new NAME --base B forks B at its current version; a second new of that name is 409', async () => {
       const version = (await readHead(t.server.objects, { owner, name: 'golden' }))!.head.version;
-      const res = await c.call('POST', '/api/v1/mags-workspaces', { name: 'fork-2', base: 'golden', persistent: true, disk_gb: 3 });
+      const res = await c.call('POST', '/api/v1/mags-workspaces', {
+        name: 'fork-2',
+        base: 'golden',
+        persistent: true,
+        disk_gb: 3,
+      });
       assert.equal(res.statusCode, 201, res.body);
       const ws = res.json() as WorkspaceInfo;
       assert.equal(ws.name, 'fork-2');
@@ -298,7 +349,14 @@ describe('workspaces', () => {
     assert.equal(ws.mode, 'local');
     assert.equal(ws.disk_gb, 2);
     assert.notEqual(ws.expires_at, null);
-    for (const body of [{}, { name: '../x' }, { name: 'x', disk_gb: 0 }, { name: 'x', disk_gb: 2000 }, { name: 'x', colour: 1 }, { name: 'x', base: 'x' }]) {
+    for (const body of [
+      {},
+      { name: '../x' },
+      { name: 'x', disk_gb: 0 },
+      { name: 'x', disk_gb: 2000 },
+      { name: 'x', colour: 1 },
+      { name: 'x', base: 'x' },
+    ]) {
       const r = await c.call('POST', '/api/v1/mags-workspaces', body);
       errorBody(r, 400, 'invalid_request');
     }
@@ -316,12 +374,18 @@ describe('workspaces', () => {
       assert.equal(res.statusCode, 200);
       const body = res.json();
       assert.equal(body.name, 'vers');
-      assert.deepEqual(body.versions.map((v: { version: number; current: boolean; files: number }) => [v.version, v.current, v.files]), [
-        [1, false, 1],
-        [2, true, 1],
-      ]);
+      assert.deepEqual(
+        body.versions.map((v: { version: number; current: boolean; files: number }) => [v.version, v.current, v.files]),
+        [
+          [1, false, 1],
+          [2, true, 1],
+        ],
+      );
       assert.match(body.versions[0].created_at, /^\d{4}-/);
-      assert.deepEqual((await c.call('GET', '/api/v1/mags-workspaces/local-1/versions')).json(), { name: 'local-1', versions: [] });
+      assert.deepEqual((await c.call('GET', '/api/v1/mags-workspaces/local-1/versions')).json(), {
+        name: 'local-1',
+        versions: [],
+      });
       const ws = await c.workspace('vers');
       assert.equal(ws.current_version, 2);
       assert.equal(ws.versions, 2);
@@ -333,23 +397,45 @@ describe('workspaces', () => {
       assert.equal(res.statusCode, 200, res.body);
       assert.deepEqual(res.json(), { success: true, name: 'vers', version: 3, restored_from: 1 });
       const drops = t.agent!.orders.slice(ordersBefore);
-      assert.deepEqual(drops.map((o) => [o.type, o.workspace]), [['drop', { owner, name: 'vers' }]]);
+      assert.deepEqual(
+        drops.map((o) => [o.type, o.workspace]),
+        [['drop', { owner, name: 'vers' }]],
+      );
       const versions = await listVersions(t.server.objects, { owner, name: 'vers' });
-      assert.deepEqual(versions.map((v) => [v.version, v.current]), [[1, false], [2, false], [3, true]]);
+      assert.deepEqual(
+        versions.map((v) => [v.version, v.current]),
+        [
+          [1, false],
+          [2, false],
+          [3, true],
+        ],
+      );
       const ws = await c.workspace('vers');
       assert.equal(ws.current_version, 3);
     });
 
     test('restore refuses an unknown version (404), a local workspace (400), a workspace in use (409)', async () => {
-      const unknown = errorBody(await c.call('POST', '/api/v1/mags-workspaces/vers/restore', { version: 99 }), 404, 'not_found');
+      const unknown = errorBody(
+        await c.call('POST', '/api/v1/mags-workspaces/vers/restore', { version: 99 }),
+        404,
+        'not_found',
+      );
       assert.match(unknown.error, /has no version 99 \(kept: 1, 2, 3\)/);
-      errorBody(await c.call('POST', '/api/v1/mags-workspaces/local-1/restore', { version: 1 }), 400, 'invalid_request');
+      errorBody(
+        await c.call('POST', '/api/v1/mags-workspaces/local-1/restore', { version: 1 }),
+        400,
+        'invalid_request',
+      );
       errorBody(await c.call('POST', '/api/v1/mags-workspaces/nope/restore', { version: 1 }), 404, 'not_found');
       errorBody(await c.call('POST', '/api/v1/mags-workspaces/vers/restore', { version: 0 }), 400, 'invalid_request');
       errorBody(await c.call('POST', '/api/v1/mags-workspaces/vers/restore', {}), 400, 'invalid_request');
       const id = await c.submit({ script: 'hang', workspace_id: 'vers' });
       await t.agent!.until(() => t.agent!.running.has(id));
-      const busy = errorBody(await c.call('POST', '/api/v1/mags-workspaces/vers/restore', { version: 1 }), 409, 'workspace_busy');
+      const busy = errorBody(
+        await c.call('POST', '/api/v1/mags-workspaces/vers/restore', { version: 1 }),
+        409,
+        'workspace_busy',
+      );
       assert.match(busy.error, new RegExp(`in use by job ${id}`));
       await c.call('POST', `/api/v1/mags-jobs/${id}/stop`);
       await c.done(id);
@@ -373,9 +459,19 @@ describe('workspaces', () => {
     test('with no agent holding it, the store is current: its head, unchanged', async () => {
       const res = await c.call('POST', '/api/v1/mags-workspaces', { name: 'cold', persistent: true });
       assert.equal(res.statusCode, 201);
-      assert.deepEqual((await c.call('POST', '/api/v1/mags-workspaces/cold/sync')).json(), { success: true, name: 'cold', version: null, changed: false });
+      assert.deepEqual((await c.call('POST', '/api/v1/mags-workspaces/cold/sync')).json(), {
+        success: true,
+        name: 'cold',
+        version: null,
+        changed: false,
+      });
       await syncVersion(t, owner, 'cold', { x: 'y' });
-      assert.deepEqual((await c.call('POST', '/api/v1/mags-workspaces/cold/sync')).json(), { success: true, name: 'cold', version: 1, changed: false });
+      assert.deepEqual((await c.call('POST', '/api/v1/mags-workspaces/cold/sync')).json(), {
+        success: true,
+        name: 'cold',
+        version: 1,
+        changed: false,
+      });
     });
 
     test('local workspaces, jobs without a workspace and unknown names are refused', async () => {
@@ -398,15 +494,26 @@ describe('workspaces', () => {
       assert.equal(res.statusCode, 200, res.body);
       assert.equal(res.json().disk_gb, 4);
       const order = t.agent!.orders.slice(before);
-      assert.deepEqual(order.map((o) => [o.type, o.type === 'resize' ? o.diskGb : 0]), [['resize', 4]]);
+      assert.deepEqual(
+        order.map((o) => [o.type, o.type === 'resize' ? o.diskGb : 0]),
+        [['resize', 4]],
+      );
       const id = await c.submit({ script: 'echo', workspace_id: 'grow' });
       await c.done(id);
       assert.equal(startOf(t.agent!, id)?.diskGb, 4);
-      assert.equal((await c.call('POST', '/api/v1/mags-workspaces/grow/resize', { disk_gb: 4 })).json().disk_gb, 4, 'the same size is a no-op');
+      assert.equal(
+        (await c.call('POST', '/api/v1/mags-workspaces/grow/resize', { disk_gb: 4 })).json().disk_gb,
+        4,
+        'the same size is a no-op',
+      );
     });
 
     test('never shrinks, and says the current size; bad sizes and names are 4xx', async () => {
-      const err = errorBody(await c.call('POST', '/api/v1/mags-workspaces/grow/resize', { disk_gb: 1 }), 400, 'invalid_request');
+      const err = errorBody(
+        await c.call('POST', '/api/v1/mags-workspaces/grow/resize', { disk_gb: 1 }),
+        400,
+        'invalid_request',
+      );
       assert.match(err.error, /has a 4 GB disk and disks only grow; give --disk 4 or more/);
       errorBody(await c.call('POST', '/api/v1/mags-workspaces/grow/resize', { disk_gb: 0 }), 400, 'invalid_request');
       errorBody(await c.call('POST', '/api/v1/mags-workspaces/grow/resize', { disk_gb: 5000 }), 400, 'invalid_request');
@@ -422,7 +529,10 @@ describe('workspaces', () => {
       await t.agent!.until(() => t.agent!.running.has(id));
       await syncVersion(t, owner, 'doomed', { f: 'x' });
       const busy = errorBody(await c.call('DELETE', '/api/v1/mags-workspaces/doomed'), 409, 'workspace_busy');
-      assert.match(busy.error, new RegExp(`in use by job ${id}; wait for it to finish, stop it, or delete with --force`));
+      assert.match(
+        busy.error,
+        new RegExp(`in use by job ${id}; wait for it to finish, stop it, or delete with --force`),
+      );
       assert.equal((await c.workspace('doomed')).in_use_by, id, 'a refused delete changes nothing');
 
       const res = await c.call('DELETE', '/api/v1/mags-workspaces/doomed?force=true');
@@ -431,7 +541,11 @@ describe('workspaces', () => {
       assert.equal((await c.done(id)).status, 'stopped');
       assert.ok(t.agent!.orders.some((o) => o.type === 'drop' && o.workspace.name === 'doomed'));
       assert.equal(t.agent!.copies.has(`${owner}/doomed`), false, 'the host copy is dropped');
-      assert.equal(await readHead(t.server.objects, { owner, name: 'doomed' }), undefined, 'the versions are gone from the store');
+      assert.equal(
+        await readHead(t.server.objects, { owner, name: 'doomed' }),
+        undefined,
+        'the versions are gone from the store',
+      );
       errorBody(await c.call('GET', '/api/v1/mags-workspaces/doomed'), 404, 'not_found');
       errorBody(await c.call('DELETE', '/api/v1/mags-workspaces/doomed'), 404, 'not_found');
 
@@ -460,8 +574,14 @@ describe('workspaces', () => {
     assert.equal((await t.server.store.workspaces.get(owner, 'staying'))?.agent_id, 'agent-1');
     t.agent!.report(owner, 'expiring', 'gone');
     t.agent!.report(owner, 'staying', 'gone');
-    await waitFor(async () => (await c.call('GET', '/api/v1/mags-workspaces/expiring')).statusCode === 404, 'the expired workspace to go');
-    await waitFor(async () => (await t.server.store.workspaces.get(owner, 'staying'))?.agent_id === null, 'the copy to be forgotten');
+    await waitFor(
+      async () => (await c.call('GET', '/api/v1/mags-workspaces/expiring')).statusCode === 404,
+      'the expired workspace to go',
+    );
+    await waitFor(
+      async () => (await t.server.store.workspaces.get(owner, 'staying'))?.agent_id === null,
+      'the copy to be forgotten',
+    );
     assert.equal((await c.workspace('staying')).mode, 'persistent');
   });
 
@@ -534,20 +654,34 @@ describe("another user's workspaces", () => {
           const err = errorBody(await m.call(method, url, body), 404, 'not_found');
           assert.equal(err.error, `workspace "${name}" not found`);
         }
-        errorBody(await m.call('POST', '/api/v1/mags-jobs', { script: 'cat /x', base_workspace_id: name }), 404, 'not_found');
+        errorBody(
+          await m.call('POST', '/api/v1/mags-jobs', { script: 'cat /x', base_workspace_id: name }),
+          404,
+          'not_found',
+        );
         errorBody(await m.call('POST', '/api/v1/mags-workspaces', { name: 'mine', base: name }), 404, 'not_found');
       }
       // Mallory's own workspace of the same name is hers: a different one, under her own id in the store.
       const hers = await m.submit({ script: 'echo', workspace_id: 'secret', persistent: true });
       await m.done(hers);
       assert.deepEqual(startOf(t.agent!, hers)?.workspace, { owner: mallory.id, name: 'secret', persistent: true });
-      const jobSync = errorBody(await m.call('POST', `/api/v1/mags-jobs/${(await alice.call('GET', '/api/v1/mags-jobs')).json().jobs[0].request_id}/sync`), 404, 'not_found');
+      const jobSync = errorBody(
+        await m.call(
+          'POST',
+          `/api/v1/mags-jobs/${(await alice.call('GET', '/api/v1/mags-jobs')).json().jobs[0].request_id}/sync`,
+        ),
+        404,
+        'not_found',
+      );
       assert.match(jobSync.error, /^job /);
 
       const after = await alice.workspace('secret');
       assert.deepEqual({ ...after, last_used_at: null }, { ...before, last_used_at: null });
       assert.equal(after.disk_gb, 2);
-      assert.deepEqual((await listVersions(t.server.objects, { owner: aliceId, name: 'secret' })).map((v) => v.version), [1]);
+      assert.deepEqual(
+        (await listVersions(t.server.objects, { owner: aliceId, name: 'secret' })).map((v) => v.version),
+        [1],
+      );
       assert.equal((await alice.workspace('secret-local')).mode, 'local');
       assert.deepEqual(t.errors(), []);
     } finally {
@@ -607,13 +741,17 @@ describe('workspace placement and release', () => {
       await agentsOnline(t, 2);
       const again = await c.submit({ script: 'echo', workspace_id: 'roams' });
       await c.done(again);
-      assert.ok(a.starts.some((s) => s.jobId === again), 'the warm copy is preferred over more free capacity');
+      assert.ok(
+        a.starts.some((s) => s.jobId === again),
+        'the warm copy is preferred over more free capacity',
+      );
       await fill(c, a, [a, b]);
       assert.ok(b.running.size < 3, 'the other agent still has room');
       const elsewhere = await c.submit({ script: 'echo', workspace_id: 'roams' });
       assert.equal((await c.done(elsewhere)).status, 'completed');
       assert.ok(b.starts.some((s) => s.jobId === elsewhere));
-      for (const agent of [a, b]) for (const id of [...agent.running.keys()]) await c.call('POST', `/api/v1/mags-jobs/${id}/stop`);
+      for (const agent of [a, b])
+        for (const id of [...agent.running.keys()]) await c.call('POST', `/api/v1/mags-jobs/${id}/stop`);
     } finally {
       await t.close();
     }
@@ -624,7 +762,11 @@ describe('workspace placement and release', () => {
     try {
       const c = client(t);
       const queued = await c.submit({ script: 'echo', workspace_id: 'rel' });
-      errorBody(await c.call('POST', '/api/v1/mags-jobs', { script: 'echo', workspace_id: 'rel' }), 409, 'workspace_busy');
+      errorBody(
+        await c.call('POST', '/api/v1/mags-jobs', { script: 'echo', workspace_id: 'rel' }),
+        409,
+        'workspace_busy',
+      );
       assert.equal((await c.call('POST', `/api/v1/mags-jobs/${queued}/stop`)).json().status, 'stopped');
       const running = await c.submit({ script: 'hang', workspace_id: 'rel', persistent: true });
       const agent = connect(t, { id: 'flaky' });
@@ -645,8 +787,20 @@ describe('workspace placement and release', () => {
       workspaceTimeouts: { orderMs: 200, syncMs: 200 },
       agent: {
         onOrder: () => {
-          if (mode === 'refuse') return { ok: false, status: 507, code: 'insufficient_storage', error: 'the host has no room to grow this disk' };
-          if (mode === 'long') return { ok: false, status: 422, code: 'unsupported_option', error: `the workspace holds a path that is too long: ${'d/'.repeat(5000)}` };
+          if (mode === 'refuse')
+            return {
+              ok: false,
+              status: 507,
+              code: 'insufficient_storage',
+              error: 'the host has no room to grow this disk',
+            };
+          if (mode === 'long')
+            return {
+              ok: false,
+              status: 422,
+              code: 'unsupported_option',
+              error: `the workspace holds a path that is too long: ${'d/'.repeat(5000)}`,
+            };
           if (mode === 'silent') return 'silent';
           return undefined;
         },
@@ -656,7 +810,11 @@ describe('workspace placement and release', () => {
       const c = client(t);
       await c.done(await c.submit({ script: 'echo', workspace_id: 'ordered', persistent: true }));
       mode = 'refuse';
-      const refused = errorBody(await c.call('POST', '/api/v1/mags-workspaces/ordered/resize', { disk_gb: 9 }), 507, 'insufficient_storage');
+      const refused = errorBody(
+        await c.call('POST', '/api/v1/mags-workspaces/ordered/resize', { disk_gb: 9 }),
+        507,
+        'insufficient_storage',
+      );
       assert.equal(refused.error, 'the host has no room to grow this disk');
       assert.equal((await c.workspace('ordered')).disk_gb, 2, 'a failed resize changes nothing');
       const deleteRefused = await c.call('DELETE', '/api/v1/mags-workspaces/ordered');
@@ -679,7 +837,12 @@ describe('workspace placement and release', () => {
       t.agent!.link.close();
       errorBody(await pending, 503, 'agent_unavailable');
       // With the agent gone, sync answers from the store.
-      assert.deepEqual((await c.call('POST', '/api/v1/mags-workspaces/ordered/sync')).json(), { success: true, name: 'ordered', version: null, changed: false });
+      assert.deepEqual((await c.call('POST', '/api/v1/mags-workspaces/ordered/sync')).json(), {
+        success: true,
+        name: 'ordered',
+        version: null,
+        changed: false,
+      });
     } finally {
       await t.close();
     }
@@ -704,7 +867,12 @@ describe('server restart', () => {
       };
       const running = await submit({ script: 'hang', workspace_id: 'was-running', persistent: true });
       await agent.until(() => agent.running.has(running));
-      const created = await first.app.inject({ method: 'POST', url: '/api/v1/mags-workspaces', headers: auth, payload: { name: 'was-reserved' } });
+      const created = await first.app.inject({
+        method: 'POST',
+        url: '/api/v1/mags-workspaces',
+        headers: auth,
+        payload: { name: 'was-reserved' },
+      });
       assert.equal(created.statusCode, 201);
       // A crash in the middle of a delete leaves its reservation behind.
       const owner = (await first.app.inject({ method: 'GET', url: '/api/v1/status', headers: auth })).json().user.id;
@@ -714,20 +882,42 @@ describe('server restart', () => {
       const store = await Store.open(config.database);
       await first.close();
       const ws = await store.workspaces.get(owner, 'was-running');
-      await store.db.updateTable('jobs').set({ status: 'running', completed_at: null, error_message: null }).where('id', '=', running).execute();
+      await store.db
+        .updateTable('jobs')
+        .set({ status: 'running', completed_at: null, error_message: null })
+        .where('id', '=', running)
+        .execute();
       await store.db.updateTable('workspaces').set({ active_job_id: running }).where('id', '=', ws!.id).execute();
-      await store.db.updateTable('workspaces').set({ active_job_id: 'op:delete:crashed' }).where('id', '=', reserved.id).execute();
+      await store.db
+        .updateTable('workspaces')
+        .set({ active_job_id: 'op:delete:crashed' })
+        .where('id', '=', reserved.id)
+        .execute();
       await store.close();
 
       const second = await createServer(config, { logger });
       try {
-        const get = async (name: string) => (await second.app.inject({ method: 'GET', url: `/api/v1/mags-workspaces/${name}`, headers: auth })).json();
-        assert.equal((await second.app.inject({ method: 'GET', url: `/api/v1/mags-jobs/${running}/status`, headers: auth })).json().status, 'error');
+        const get = async (name: string) =>
+          (await second.app.inject({ method: 'GET', url: `/api/v1/mags-workspaces/${name}`, headers: auth })).json();
+        assert.equal(
+          (await second.app.inject({ method: 'GET', url: `/api/v1/mags-jobs/${running}/status`, headers: auth })).json()
+            .status,
+          'error',
+        );
         assert.equal((await get('was-running')).in_use_by, null);
         assert.equal((await second.store.workspaces.get(owner, 'was-reserved'))?.active_job_id, null);
-        const again = await second.app.inject({ method: 'POST', url: '/api/v1/mags-jobs', headers: auth, payload: { script: 'echo', workspace_id: 'was-running' } });
+        const again = await second.app.inject({
+          method: 'POST',
+          url: '/api/v1/mags-jobs',
+          headers: auth,
+          payload: { script: 'echo', workspace_id: 'was-running' },
+        });
         assert.equal(again.statusCode, 202, again.body);
-        const del = await second.app.inject({ method: 'DELETE', url: '/api/v1/mags-workspaces/was-reserved', headers: auth });
+        const del = await second.app.inject({
+          method: 'DELETE',
+          url: '/api/v1/mags-workspaces/was-reserved',
+          headers: auth,
+        });
         assert.equal(del.statusCode, 200, del.body);
       } finally {
         await second.close();
@@ -747,18 +937,42 @@ describe('disk admission', () => {
     const t = await startTestServer({ agent: { storage } });
     try {
       const c = client(t);
-      const tooBig = errorBody(await c.call('POST', '/api/v1/mags-jobs', { script: 'echo', disk_gb: 13 }), 507, 'insufficient_storage');
+      const tooBig = errorBody(
+        await c.call('POST', '/api/v1/mags-jobs', { script: 'echo', disk_gb: 13 }),
+        507,
+        'insufficient_storage',
+      );
       assert.match(tooBig.error, /^a 13 GB disk does not fit: this server has 12 GB free for workspaces/);
-      assert.equal((await c.done(await c.submit({ script: 'echo', disk_gb: 12 }))).status, 'completed', 'what fits runs');
+      assert.equal(
+        (await c.done(await c.submit({ script: 'echo', disk_gb: 12 }))).status,
+        'completed',
+        'what fits runs',
+      );
 
-      const created = errorBody(await c.call('POST', '/api/v1/mags-workspaces', { name: 'huge', disk_gb: 500 }), 507, 'insufficient_storage');
+      const created = errorBody(
+        await c.call('POST', '/api/v1/mags-workspaces', { name: 'huge', disk_gb: 500 }),
+        507,
+        'insufficient_storage',
+      );
       assert.match(created.error, /a 500 GB disk does not fit: this server has 12 GB free/);
-      errorBody(await c.call('POST', '/api/v1/mags-jobs', { script: 'echo', workspace_id: 'huge', disk_gb: 500 }), 507, 'insufficient_storage');
+      errorBody(
+        await c.call('POST', '/api/v1/mags-jobs', { script: 'echo', workspace_id: 'huge', disk_gb: 500 }),
+        507,
+        'insufficient_storage',
+      );
       errorBody(await c.call('GET', '/api/v1/mags-workspaces/huge'), 404, 'not_found');
-      assert.equal(t.agent!.starts.some((s) => s.diskGb === 500 || s.diskGb === 13), false, 'nothing refused reached the agent');
+      assert.equal(
+        t.agent!.starts.some((s) => s.diskGb === 500 || s.diskGb === 13),
+        false,
+        'nothing refused reached the agent',
+      );
 
       assert.equal((await c.call('POST', '/api/v1/mags-workspaces', { name: 'fits', disk_gb: 2 })).statusCode, 201);
-      const grow = errorBody(await c.call('POST', '/api/v1/mags-workspaces/fits/resize', { disk_gb: 20 }), 507, 'insufficient_storage');
+      const grow = errorBody(
+        await c.call('POST', '/api/v1/mags-workspaces/fits/resize', { disk_gb: 20 }),
+        507,
+        'insufficient_storage',
+      );
       assert.match(grow.error, /growing workspace fits's disk by 18 GB does not fit: this server has 12 GB free/);
       assert.equal((await c.workspace('fits')).disk_gb, 2, 'a refused resize changes nothing');
       const grown = await c.call('POST', '/api/v1/mags-workspaces/fits/resize', { disk_gb: 14 });
@@ -766,8 +980,15 @@ describe('disk admission', () => {
 
       // The host filled up meanwhile: what fitted before no longer does.
       t.agent!.reportStorage({ ...storage, freeBytes: 6 * GB });
-      await waitFor(async () => (await c.call('POST', '/api/v1/mags-jobs', { script: 'echo', disk_gb: 1 })).statusCode === 507, 'the new figures');
-      const full = errorBody(await c.call('POST', '/api/v1/mags-jobs', { script: 'echo' }), 507, 'insufficient_storage');
+      await waitFor(
+        async () => (await c.call('POST', '/api/v1/mags-jobs', { script: 'echo', disk_gb: 1 })).statusCode === 507,
+        'the new figures',
+      );
+      const full = errorBody(
+        await c.call('POST', '/api/v1/mags-jobs', { script: 'echo' }),
+        507,
+        'insufficient_storage',
+      );
       assert.match(full.error, /a 2 GB disk does not fit: this server has 0 GB free/);
       // An existing workspace's disk was admitted when it was made: its runs go on.
       assert.equal((await c.done(await c.submit({ script: 'echo', workspace_id: 'fits' }))).status, 'completed');
@@ -781,19 +1002,45 @@ describe('disk admission', () => {
     try {
       const c = client(t);
       assert.equal((await c.call('POST', '/api/v1/mags-workspaces', { name: 'one', disk_gb: 6 })).statusCode, 201);
-      const second = errorBody(await c.call('POST', '/api/v1/mags-workspaces', { name: 'two', disk_gb: 5 }), 422, 'disk_quota_exceeded');
-      assert.match(second.error, /would bring your workspaces' disks to 11 GB in total, over this server's limit of 10 GB per user/);
-      errorBody(await c.call('POST', '/api/v1/mags-jobs', { script: 'echo', workspace_id: 'two', disk_gb: 5 }), 422, 'disk_quota_exceeded');
-      errorBody(await c.call('POST', '/api/v1/mags-workspaces/one/resize', { disk_gb: 11 }), 422, 'disk_quota_exceeded');
-      assert.equal((await c.call('POST', '/api/v1/mags-workspaces/one/resize', { disk_gb: 8 })).statusCode, 200, 'up to the limit is fine');
-      assert.equal((await c.done(await c.submit({ script: 'echo', workspace_id: 'two', disk_gb: 2 }))).status, 'completed');
+      const second = errorBody(
+        await c.call('POST', '/api/v1/mags-workspaces', { name: 'two', disk_gb: 5 }),
+        422,
+        'disk_quota_exceeded',
+      );
+      assert.match(
+        second.error,
+        /would bring your workspaces' disks to 11 GB in total, over this server's limit of 10 GB per user/,
+      );
+      errorBody(
+        await c.call('POST', '/api/v1/mags-jobs', { script: 'echo', workspace_id: 'two', disk_gb: 5 }),
+        422,
+        'disk_quota_exceeded',
+      );
+      errorBody(
+        await c.call('POST', '/api/v1/mags-workspaces/one/resize', { disk_gb: 11 }),
+        422,
+        'disk_quota_exceeded',
+      );
+      assert.equal(
+        (await c.call('POST', '/api/v1/mags-workspaces/one/resize', { disk_gb: 8 })).statusCode,
+        200,
+        'up to the limit is fine',
+      );
+      assert.equal(
+        (await c.done(await c.submit({ script: 'echo', workspace_id: 'two', disk_gb: 2 }))).status,
+        'completed',
+      );
       // Ephemeral disks are not workspaces, and another user's workspaces are their own.
       assert.equal((await c.done(await c.submit({ script: 'echo', disk_gb: 9 }))).status, 'completed');
       const other = await t.server.store.users.create('other');
       const o = client(t, { authorization: `Bearer ${await t.server.auth.createToken(other.id, 'test')}` });
       assert.equal((await o.call('POST', '/api/v1/mags-workspaces', { name: 'one', disk_gb: 10 })).statusCode, 201);
       await c.call('DELETE', '/api/v1/mags-workspaces/one');
-      assert.equal((await c.call('POST', '/api/v1/mags-workspaces', { name: 'three', disk_gb: 8 })).statusCode, 201, 'a deleted workspace frees its share');
+      assert.equal(
+        (await c.call('POST', '/api/v1/mags-workspaces', { name: 'three', disk_gb: 8 })).statusCode,
+        201,
+        'a deleted workspace frees its share',
+      );
     } finally {
       await t.close();
     }
@@ -808,9 +1055,16 @@ describe('disk admission', () => {
       await agentsOnline(t, 2);
       const job = await c.submit({ script: 'echo', disk_gb: 30 });
       assert.equal((await c.done(job)).status, 'completed');
-      assert.ok(roomy.starts.some((s) => s.jobId === job), 'the 30 GB disk went to the agent with room, not the one with more slots');
+      assert.ok(
+        roomy.starts.some((s) => s.jobId === job),
+        'the 30 GB disk went to the agent with room, not the one with more slots',
+      );
       assert.ok(!small.starts.some((s) => s.jobId === job));
-      const refused = errorBody(await c.call('POST', '/api/v1/mags-jobs', { script: 'echo', disk_gb: 51 }), 507, 'insufficient_storage');
+      const refused = errorBody(
+        await c.call('POST', '/api/v1/mags-jobs', { script: 'echo', disk_gb: 51 }),
+        507,
+        'insufficient_storage',
+      );
       assert.match(refused.error, /the roomiest host of this server has 50 GB free/);
     } finally {
       await t.close();
@@ -821,7 +1075,11 @@ describe('disk admission', () => {
     const t = await startTestServer();
     try {
       const c = client(t);
-      t.agent!.sendUnchecked({ type: 'pool', pool: t.agent!.info.pool, storage: { totalBytes: -1, freeBytes: 0, promisedBytes: 0, growableBytes: 0 } });
+      t.agent!.sendUnchecked({
+        type: 'pool',
+        pool: t.agent!.info.pool,
+        storage: { totalBytes: -1, freeBytes: 0, promisedBytes: 0, growableBytes: 0 },
+      });
       await waitFor(() => t.logs.some((r) => /malformed/.test(r.msg)), 'the warning');
       assert.equal((await c.done(await c.submit({ script: 'echo', disk_gb: 100 }))).status, 'completed');
     } finally {

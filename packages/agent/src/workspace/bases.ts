@@ -2,12 +2,13 @@
 // read-only as an overlay lower layer by every sandbox that names it. Keyed by the sha256 of the manifest's bytes,
 // so two names for the same content (a version and a fork's copy of it) share one directory. Each is bind-mounted
 // on itself read-only, nosuid and nodev while it exists, so a setuid file or device node in a base is inert on the host.
+
+import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import { mkdir, readdir, rm, stat, writeFile, rename } from 'node:fs/promises';
+import { mkdir, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { BaseLayer } from '@mags/api';
 import { MagsError } from '@mags/api';
-import { createHash } from 'node:crypto';
 import { type IdMap, ObjectNotFoundError, type ObjectStore, type SyncService } from '@mags/objects';
 import type { Logger } from 'pino';
 import { run, sh, shq } from '../process.js';
@@ -50,7 +51,8 @@ export class BaseLayers {
 
     // Half-made directories of a crashed agent are useless; complete ones are kept for reuse.
     for (const name of await readdir(this.root)) {
-      if (!existsSync(path.join(this.root, name, COMPLETE))) await rm(path.join(this.root, name), { recursive: true, force: true });
+      if (!existsSync(path.join(this.root, name, COMPLETE)))
+        await rm(path.join(this.root, name), { recursive: true, force: true });
     }
     this.sweeper = setInterval(() => void this.sweep(), Math.min(this.idleMs, 60_000));
     this.sweeper.unref();
@@ -105,7 +107,10 @@ export class BaseLayers {
     await rm(tmp, { recursive: true, force: true });
     await mkdir(tmp, { recursive: true });
     try {
-      const r = await this.syncs.restoreKey(manifestKey, path.join(tmp, 'root'), { cacheDir: this.cacheDir, ids: this.ids });
+      const r = await this.syncs.restoreKey(manifestKey, path.join(tmp, 'root'), {
+        cacheDir: this.cacheDir,
+        ids: this.ids,
+      });
       files = r.files;
       await writeFile(path.join(tmp, COMPLETE), `${label}\n`);
       await rm(dir, { recursive: true, force: true });
@@ -128,7 +133,10 @@ export class BaseLayers {
   private async mountLayer(dir: string): Promise<void> {
     if (this.mounts().includes(dir)) return;
     const d = shq(dir);
-    await sh(`mount --bind ${d} ${d} && mount -o remount,bind,ro,nosuid,nodev ${d} ${d} || { umount ${d} 2>/dev/null; exit 1; }`, { logger: this.logger });
+    await sh(
+      `mount --bind ${d} ${d} && mount -o remount,bind,ro,nosuid,nodev ${d} ${d} || { umount ${d} 2>/dev/null; exit 1; }`,
+      { logger: this.logger },
+    );
   }
 
   /** Deletes a materialised base (its directory holds `root/`, mounted on itself). */
@@ -140,7 +148,8 @@ export class BaseLayers {
 
   private async unmountAll(): Promise<void> {
     // Deepest first; lazily, as sandboxes' overlays hold their own references to their lower layers.
-    for (const m of this.mounts().sort((a, b) => b.length - a.length)) await run('umount', ['-l', m], { allowFailure: true, logger: this.logger });
+    for (const m of this.mounts().sort((a, b) => b.length - a.length))
+      await run('umount', ['-l', m], { allowFailure: true, logger: this.logger });
   }
 
   private async sweep(): Promise<void> {
@@ -148,7 +157,9 @@ export class BaseLayers {
     for (const [key, entry] of this.entries) {
       if (entry.refs > 0 || now - entry.lastUsed < this.idleMs) continue;
       this.entries.delete(key);
-      await this.remove(path.dirname(entry.dir)).catch((err) => this.logger.warn({ err }, 'could not delete a base layer'));
+      await this.remove(path.dirname(entry.dir)).catch((err) =>
+        this.logger.warn({ err }, 'could not delete a base layer'),
+      );
     }
     // Complete directories no entry knows of (from a previous agent run) go once they are idle too.
     for (const name of await readdir(this.root).catch(() => [] as string[])) {

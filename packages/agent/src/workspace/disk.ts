@@ -59,7 +59,9 @@ export class WorkspaceDisk {
     if (!this.mounted()) {
       mkdirSync(this.mountPoint, { recursive: true, mode: 0o700 });
       const mp = shq(this.mountPoint);
-      await sh(`mount -o loop,nosuid,nodev,noatime ${shq(this.image)} ${mp} && mkdir -p ${mp}/upper ${mp}/work`, { logger: this.logger });
+      await sh(`mount -o loop,nosuid,nodev,noatime ${shq(this.image)} ${mp} && mkdir -p ${mp}/upper ${mp}/work`, {
+        logger: this.logger,
+      });
     }
     await this.ownRoots(); // also for a disk a crashed agent left mounted
   }
@@ -74,7 +76,10 @@ export class WorkspaceDisk {
     if (statSync(this.mountPoint).uid !== this.ids.hostId) {
       const started = Date.now();
       const r = await shiftTree(this.upper, this.ids);
-      this.logger.info({ disk: this.dir, ...r, ms: Date.now() - started }, "workspace disk from before user namespaces: its files' owners shifted into the sandboxes' ids");
+      this.logger.info(
+        { disk: this.dir, ...r, ms: Date.now() - started },
+        "workspace disk from before user namespaces: its files' owners shifted into the sandboxes' ids",
+      );
     }
     for (const p of [this.upper, this.work, this.mountPoint]) ownBySandboxRoot(p, this.ids);
   }
@@ -89,13 +94,17 @@ export class WorkspaceDisk {
     const img = shq(this.image);
     const current = statSync(this.image).size;
     const wanted = sizeGb * 1024 ** 3;
-    if (wanted < current) throw new Error(`a workspace disk can only grow: it is ${Math.round(current / 1024 ** 3)} GB`);
+    if (wanted < current)
+      throw new Error(`a workspace disk can only grow: it is ${Math.round(current / 1024 ** 3)} GB`);
     if (wanted === current) return;
     // Online growth (EXT4_IOC_RESIZE_FS) is refused on some kernels ("Permission denied"), so the disk is grown
     // unmounted; callers make sure no sandbox uses it.
     const wasMounted = this.mounted();
     if (wasMounted) await this.unmount();
-    await sh(`truncate -s ${sizeGb}G ${img} && (e2fsck -f -y ${img} >/dev/null 2>&1 || true) && resize2fs ${img} >/dev/null 2>&1`, { logger: this.logger });
+    await sh(
+      `truncate -s ${sizeGb}G ${img} && (e2fsck -f -y ${img} >/dev/null 2>&1 || true) && resize2fs ${img} >/dev/null 2>&1`,
+      { logger: this.logger },
+    );
     if (wasMounted) await this.mount();
   }
 }

@@ -10,7 +10,12 @@ import type { UploadRef } from '@mags/api';
 import { checkUploadName, MagsError } from '@mags/api';
 import type { ObjectStore } from '@mags/objects';
 
-export async function placeUploads(rootfs: string, uploads: readonly UploadRef[], store: ObjectStore, root: number): Promise<void> {
+export async function placeUploads(
+  rootfs: string,
+  uploads: readonly UploadRef[],
+  store: ObjectStore,
+  root: number,
+): Promise<void> {
   if (uploads.length === 0) return;
   const dir = path.join(rootfs, 'uploads');
   const st = await lstat(dir).catch(() => undefined);
@@ -26,7 +31,11 @@ export async function placeUploads(rootfs: string, uploads: readonly UploadRef[]
     const existing = await lstat(target).catch(() => undefined);
     if (existing && !existing.isFile()) await rm(target, { recursive: true, force: true });
     // O_NOFOLLOW: the last component is never followed; the directory above was checked to be a real directory.
-    const handle = await open(target, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW, 0o644);
+    const handle = await open(
+      target,
+      constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW,
+      0o644,
+    );
     try {
       await handle.chown(root, root);
       await handle.chmod(0o644);
@@ -38,7 +47,11 @@ export async function placeUploads(rootfs: string, uploads: readonly UploadRef[]
     await pipeline(await store.get(upload.key), handle.createWriteStream());
     const written = (await lstat(target)).size;
     if (written !== upload.size) {
-      throw new MagsError(500, 'internal', `upload "${upload.name}" arrived with ${written} of its ${upload.size} bytes`);
+      throw new MagsError(
+        500,
+        'internal',
+        `upload "${upload.name}" arrived with ${written} of its ${upload.size} bytes`,
+      );
     }
   }
 }

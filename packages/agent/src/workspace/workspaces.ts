@@ -6,8 +6,8 @@
 //
 // One job at a time per workspace is the server's rule; here every change to a copy (open, sync, park, expiry,
 // drop) runs on that copy's own queue, so they never overlap.
-import { existsSync, readFileSync, readdirSync, statfsSync } from 'node:fs';
-import { mkdir, rm, writeFile, rename } from 'node:fs/promises';
+import { existsSync, readdirSync, readFileSync, statfsSync } from 'node:fs';
+import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { AgentToServer, SandboxWorkspace, WorkspaceKey, WorkspaceOrderResult, WorkspaceReport } from '@mags/api';
 import { GiB, MagsError } from '@mags/api';
@@ -130,7 +130,10 @@ export class WorkspaceManager {
           await this.removeCopy(copy, 'left by a previous agent');
           continue;
         }
-        this.logger.info({ workspace: workspaceId(copy.key), dirty: state.dirty }, 'workspace copy taken over from a previous agent');
+        this.logger.info(
+          { workspace: workspaceId(copy.key), dirty: state.dirty },
+          'workspace copy taken over from a previous agent',
+        );
         if (state.persistent) {
           await copy.disk.mount();
           this.scheduleRetry(copy, 0);
@@ -152,10 +155,13 @@ export class WorkspaceManager {
           clearTimeout(copy.retry);
           await this.unpark(copy);
           if (copy.state.persistent && copy.state.dirty && copy.disk.mounted()) {
-            await this.sync(copy).catch((err) => this.logger.warn({ err, workspace: workspaceId(copy.key) }, 'final sync failed; retried at next start'));
+            await this.sync(copy).catch((err) =>
+              this.logger.warn({ err, workspace: workspaceId(copy.key) }, 'final sync failed; retried at next start'),
+            );
           }
           if (copy.state.persistent && !copy.state.dirty) await this.removeDir(copy.disk);
-          else await copy.disk.unmount().catch((err) => this.logger.warn({ err }, 'could not unmount a workspace disk'));
+          else
+            await copy.disk.unmount().catch((err) => this.logger.warn({ err }, 'could not unmount a workspace disk'));
           copy.base?.release();
         }),
       ),
@@ -179,7 +185,11 @@ export class WorkspaceManager {
     }
   }
 
-  private async openOnce(ws: SandboxWorkspace, diskGb: number, base: () => Promise<BaseHandle | undefined>): Promise<HostCopy> {
+  private async openOnce(
+    ws: SandboxWorkspace,
+    diskGb: number,
+    base: () => Promise<BaseHandle | undefined>,
+  ): Promise<HostCopy> {
     const copy = this.copies.get(workspaceId(ws)) ?? this.track(ws, this.freshState(ws));
     while (copy.inUse) await copy.inUse;
     let endUse!: () => void;
@@ -220,9 +230,16 @@ export class WorkspaceManager {
           } catch (err) {
             // The store is down: a copy this host already holds is still the latest it knows of; run on it.
             if (copy.state.version === null && !copy.state.dirty) {
-              throw new MagsError(503, 'unavailable', `the object store is unreachable and this host has no copy of workspace ${ws.name}: ${(err as Error).message}`);
+              throw new MagsError(
+                503,
+                'unavailable',
+                `the object store is unreachable and this host has no copy of workspace ${ws.name}: ${(err as Error).message}`,
+              );
             }
-            this.logger.warn({ err: (err as Error).message, workspace: workspaceId(copy.key) }, 'object store unreachable; running on the host copy');
+            this.logger.warn(
+              { err: (err as Error).message, workspace: workspaceId(copy.key) },
+              'object store unreachable; running on the host copy',
+            );
             current = copy.state.version;
           }
           if (current !== copy.state.version) {
@@ -269,7 +286,9 @@ export class WorkspaceManager {
         if (this.closed || copy.gone) return sandbox.destroy();
         copy.parked = sandbox;
       })
-      .catch((err) => this.logger.warn({ err, workspace: workspaceId(copy.key) }, 'could not park a sandbox on the workspace'))
+      .catch((err) =>
+        this.logger.warn({ err, workspace: workspaceId(copy.key) }, 'could not park a sandbox on the workspace'),
+      )
       .finally(() => {
         copy.parking = undefined;
       });
@@ -289,7 +308,10 @@ export class WorkspaceManager {
         await this.sync(copy, false);
         return undefined;
       } catch (err) {
-        this.logger.warn({ err, detail: (err as { detail?: string }).detail, workspace: workspaceId(copy.key) }, 'workspace sync after a run failed');
+        this.logger.warn(
+          { err, detail: (err as { detail?: string }).detail, workspace: workspaceId(copy.key) },
+          'workspace sync after a run failed',
+        );
         const { status, message } = forUser(err); // no host paths in a job's output
         if (status === 409) {
           this.abandon(copy);
@@ -316,7 +338,9 @@ export class WorkspaceManager {
     copy.state.lastUsed = Date.now();
     copy.endUse?.();
     if (copy.gone) return;
-    void this.enqueue(copy, () => this.save(copy)).catch((err) => this.logger.warn({ err }, 'could not save workspace state'));
+    void this.enqueue(copy, () => this.save(copy)).catch((err) =>
+      this.logger.warn({ err }, 'could not save workspace state'),
+    );
     this.scheduleExpiry(copy);
   }
 
@@ -328,13 +352,19 @@ export class WorkspaceManager {
     if (type === 'sync') {
       if (!copy.state.persistent) return { held: true, version: null, changed: false };
       return this.enqueue(copy, async () => {
-        if (!copy.state.dirty && copy.state.version !== null) return { held: true, version: copy.state.version, changed: false };
+        if (!copy.state.dirty && copy.state.version !== null)
+          return { held: true, version: copy.state.version, changed: false };
         const r = await this.sync(copy, !!copy.inUse);
         return { held: true, version: r.version, changed: !r.unchanged };
       });
     }
     if (type === 'resize') {
-      if (copy.inUse) throw new MagsError(409, 'workspace_busy', `workspace ${key.name} is in use on this host; resize it after the run`);
+      if (copy.inUse)
+        throw new MagsError(
+          409,
+          'workspace_busy',
+          `workspace ${key.name} is in use on this host; resize it after the run`,
+        );
       return this.enqueue(copy, async () => {
         await this.unpark(copy);
         if (copy.disk.exists()) await this.grow(copy, diskGb!);
@@ -351,7 +381,16 @@ export class WorkspaceManager {
   // ── internals ──────────────────────────────────────────────────────────────────────────────────
 
   private freshState(ws: SandboxWorkspace): SavedState {
-    return { owner: ws.owner, name: ws.name, persistent: ws.persistent, version: null, dirty: false, lastUsed: Date.now(), emptyUsed: 0, emptyInodes: 0 };
+    return {
+      owner: ws.owner,
+      name: ws.name,
+      persistent: ws.persistent,
+      version: null,
+      dirty: false,
+      lastUsed: Date.now(),
+      emptyUsed: 0,
+      emptyInodes: 0,
+    };
   }
 
   private track(key: WorkspaceKey, state: SavedState): HostCopy {
@@ -380,7 +419,12 @@ export class WorkspaceManager {
     await run('rm', ['-rf', '--', upper, work, this.previousFile(copy)], { timeoutMs: 600_000 });
     await mkdir(work, { recursive: true });
     if (version !== null) {
-      const r = await this.syncs.restore({ ...copy.key, version }, upper, { cacheDir: this.settings.cacheDir, ids: this.settings.ids }, this.previousFile(copy));
+      const r = await this.syncs.restore(
+        { ...copy.key, version },
+        upper,
+        { cacheDir: this.settings.cacheDir, ids: this.settings.ids },
+        this.previousFile(copy),
+      );
       this.logger.info({ workspace: workspaceId(copy.key), version, ...r.stats }, 'workspace restored');
     } else {
       await mkdir(upper, { recursive: true });
@@ -395,7 +439,14 @@ export class WorkspaceManager {
     const previousFile = this.previousFile(copy);
     const r = await this.syncs.snapshot(
       copy.disk.upper,
-      { owner: copy.key.owner, name: copy.key.name, cacheDir: this.settings.cacheDir, expectVersion: copy.state.version, ids: this.settings.ids, gcGraceMs: this.settings.gcGraceMs },
+      {
+        owner: copy.key.owner,
+        name: copy.key.name,
+        cacheDir: this.settings.cacheDir,
+        expectVersion: copy.state.version,
+        ids: this.settings.ids,
+        gcGraceMs: this.settings.gcGraceMs,
+      },
       { previousFile, manifestOut: previousFile },
     );
     copy.state.version = r.version;
@@ -403,7 +454,10 @@ export class WorkspaceManager {
     copy.retryDelayMs = RETRY_MIN_MS;
     clearTimeout(copy.retry);
     await this.save(copy);
-    this.logger.info({ workspace: workspaceId(copy.key), version: r.version, unchanged: r.unchanged, ...r.stats }, 'workspace synced');
+    this.logger.info(
+      { workspace: workspaceId(copy.key), version: r.version, unchanged: r.unchanged, ...r.stats },
+      'workspace synced',
+    );
     this.report(copy, { version: r.version, files: r.files, bytes: r.bytes, versions: r.versions });
     return r;
   }
@@ -413,7 +467,10 @@ export class WorkspaceManager {
    * can't be committed without overwriting that. They are given up; the next run restores the current version.
    */
   private abandon(copy: HostCopy): void {
-    this.logger.warn({ workspace: workspaceId(copy.key), version: copy.state.version }, 'workspace changed elsewhere; unsynced changes on this host are abandoned');
+    this.logger.warn(
+      { workspace: workspaceId(copy.key), version: copy.state.version },
+      'workspace changed elsewhere; unsynced changes on this host are abandoned',
+    );
     copy.state.dirty = false;
     copy.state.version = -1; // matches no head: the next open restores
     void this.save(copy).catch(() => {});
@@ -434,7 +491,10 @@ export class WorkspaceManager {
             return;
           }
           copy.retryDelayMs = Math.min(RETRY_MAX_MS, copy.retryDelayMs * 2);
-          this.logger.warn({ err: (err as Error).message, workspace: workspaceId(copy.key), nextMs: copy.retryDelayMs }, 'workspace sync failed; will retry');
+          this.logger.warn(
+            { err: (err as Error).message, workspace: workspaceId(copy.key), nextMs: copy.retryDelayMs },
+            'workspace sync failed; will retry',
+          );
           this.scheduleRetry(copy);
         }
       });
@@ -457,7 +517,9 @@ export class WorkspaceManager {
           return;
         }
         await this.removeCopy(copy, copy.state.persistent ? 'warm period over' : 'unused for its time to live');
-      }).catch((err) => this.logger.warn({ err, workspace: workspaceId(copy.key) }, 'could not expire a workspace copy'));
+      }).catch((err) =>
+        this.logger.warn({ err, workspace: workspaceId(copy.key) }, 'could not expire a workspace copy'),
+      );
     }, due);
     copy.expiry.unref();
   }
@@ -494,7 +556,11 @@ export class WorkspaceManager {
   private async grow(copy: HostCopy, diskGb: number): Promise<void> {
     const before = copy.disk.sizeGb();
     if (diskGb <= before) return copy.disk.grow(diskGb);
-    this.disks.reserve(copy.disk.image, diskGb * GiB, `growing workspace ${copy.key.name}'s disk by ${diskGb - before} GB`);
+    this.disks.reserve(
+      copy.disk.image,
+      diskGb * GiB,
+      `growing workspace ${copy.key.name}'s disk by ${diskGb - before} GB`,
+    );
     try {
       await copy.disk.grow(diskGb);
     } finally {
@@ -524,7 +590,9 @@ export class WorkspaceManager {
       usedBytes,
       files,
       ts: Date.now(),
-      ...(copy.state.persistent && copy.state.version !== null ? { version: copy.state.version, dirty: copy.state.dirty } : {}),
+      ...(copy.state.persistent && copy.state.version !== null
+        ? { version: copy.state.version, dirty: copy.state.dirty }
+        : {}),
     };
     this.send({ type: 'workspace', report: synced ? { ...report, versions: synced.versions } : report });
   }

@@ -1,6 +1,7 @@
 // The file commands: `mags files list`, `mags files upload`, `mags files delete`, and the uploads `mags run -f` makes.
-import type { Command } from 'commander';
+
 import type { Mags, UploadedFile } from '@mags/sdk';
+import type { Command } from 'commander';
 import { connect } from '../connect.js';
 import { formatBytes, formatTime, printJson, table } from '../output.js';
 import { TransferProgress } from '../progress.js';
@@ -54,7 +55,13 @@ Examples:
         process.stdout.write('no files uploaded; upload one with: mags files upload PATH\n');
         return;
       }
-      const rows = result.files.map((f) => [f.fileId, f.name, formatBytes(f.size), f.sha256.slice(0, 12), formatTime(f.createdAt)]);
+      const rows = result.files.map((f) => [
+        f.fileId,
+        f.name,
+        formatBytes(f.size),
+        f.sha256.slice(0, 12),
+        formatTime(f.createdAt),
+      ]);
       process.stdout.write(table(['ID', 'NAME', 'SIZE', 'SHA256', 'CREATED'], rows));
     });
 

@@ -1,9 +1,23 @@
 // The job commands: `mags list`, `mags status`, `mags logs`, `mags stop`, `mags delete`.
-import type { Command } from 'commander';
+
 import { MAGS_VERSION } from '@mags/api';
 import type { Job, Mags } from '@mags/sdk';
+import type { Command } from 'commander';
 import { connect } from '../connect.js';
-import { type Cell, OutputWriter, cell, colorStatus, formatDuration, formatTime, jobDuration, painted, pc, printJson, printable, table } from '../output.js';
+import {
+  type Cell,
+  cell,
+  colorStatus,
+  formatDuration,
+  formatTime,
+  jobDuration,
+  OutputWriter,
+  painted,
+  pc,
+  printable,
+  printJson,
+  table,
+} from '../output.js';
 import { integer } from './parse.js';
 
 export function registerJobCommands(program: Command): void {
@@ -26,7 +40,11 @@ Examples:
       const result = await mags.list({ page: flags.page, pageSize: flags.pageSize });
       if (flags.json) return printJson(result);
       if (result.jobs.length === 0) {
-        process.stdout.write(result.total === 0 ? 'no jobs yet; start one with: mags run \'echo Hello World\'\n' : `no jobs on page ${result.page}\n`);
+        process.stdout.write(
+          result.total === 0
+            ? "no jobs yet; start one with: mags run 'echo Hello World'\n"
+            : `no jobs on page ${result.page}\n`,
+        );
         return;
       }
       const rows = result.jobs.map((j) => [
@@ -40,7 +58,9 @@ Examples:
       process.stdout.write(table(['ID', 'NAME', 'STATUS', 'EXIT', 'CREATED', 'DURATION'], rows));
       const pages = Math.max(1, Math.ceil(result.total / result.pageSize));
       if (result.page < pages) {
-        process.stdout.write(pc.dim(`page ${result.page} of ${pages} (${result.total} jobs); next: mags list --page ${result.page + 1}\n`));
+        process.stdout.write(
+          pc.dim(`page ${result.page} of ${pages} (${result.total} jobs); next: mags list --page ${result.page + 1}\n`),
+        );
       }
     });
 

@@ -1,6 +1,7 @@
 // Parsers for flag values; a bad value is a usage error naming the flag.
-import { InvalidArgumentError } from 'commander';
+
 import { formatDuration, parseDuration } from '@mags/api';
+import { InvalidArgumentError } from 'commander';
 
 export function integer(flag: string, min: number, max: number): (value: string) => number {
   return (value) => {
@@ -15,7 +16,8 @@ export function integer(flag: string, min: number, max: number): (value: string)
 export function positiveNumber(flag: string, max: number): (value: string) => number {
   return (value) => {
     const n = /^\s*(\d+(\.\d*)?|\.\d+)\s*$/.test(value) ? Number(value) : NaN;
-    if (!Number.isFinite(n) || n <= 0 || n > max) throw new InvalidArgumentError(`${flag} takes a number above 0 and at most ${max}`);
+    if (!Number.isFinite(n) || n <= 0 || n > max)
+      throw new InvalidArgumentError(`${flag} takes a number above 0 and at most ${max}`);
     return n;
   };
 }
@@ -26,7 +28,9 @@ export function duration(flag: string, minMs: number, maxMs: number, off: boolea
     const ms = parseDuration(value);
     if (ms === undefined || (ms === 0 ? !off : ms < minMs || ms > maxMs)) {
       const range = `from ${formatDuration(minMs)} to ${formatDuration(maxMs)}`;
-      throw new InvalidArgumentError(`${flag} takes a duration ${range} such as 90s, 15m or 2h${off ? '; 0 or off: never' : ''}`);
+      throw new InvalidArgumentError(
+        `${flag} takes a duration ${range} such as 90s, 15m or 2h${off ? '; 0 or off: never' : ''}`,
+      );
     }
     return ms;
   };

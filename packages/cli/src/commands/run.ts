@@ -1,7 +1,7 @@
 // `mags run`: submit a script, stream its output live, exit with its exit code.
 import { statSync } from 'node:fs';
-import { type Command, Option } from 'commander';
 import type { Job, RunOptions } from '@mags/sdk';
+import { type Command, Option } from 'commander';
 import { connect } from '../connect.js';
 import { EXIT_FAILURE, EXIT_OK, EXIT_STOPPED, UsageError } from '../errors.js';
 import { OutputWriter, printError, printJson } from '../output.js';
@@ -35,7 +35,7 @@ const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 export function registerRun(program: Command): void {
   program
     .command('run')
-    .description('Run a script in a fresh sandbox; its output streams live and its exit code becomes mags\'s')
+    .description("Run a script in a fresh sandbox; its output streams live and its exit code becomes mags's")
     .argument('<script...>', 'shell script, run with /bin/sh -c (quote it)')
     .option('-w, --workspace <name>', 'name the workspace (local only unless -p is also set)')
     .option('-n, --name <name>', 'alias for -w')
@@ -50,9 +50,17 @@ export function registerRun(program: Command): void {
     .option('--startup-command <cmd>', 'command to run when the sandbox wakes from sleep')
     .option('--memory <MB>', 'memory limit in MB (default: 1024)', integer('--memory', 32, 262144))
     .option('--cpus <n>', 'CPU share in cores, e.g. 0.5 (default: 1)', positiveNumber('--cpus', 64))
-    .option('--timeout <s>', 'wall-clock limit in seconds; the sandbox is killed when it passes (default: 3600)', integer('--timeout', 1, 604800))
+    .option(
+      '--timeout <s>',
+      'wall-clock limit in seconds; the sandbox is killed when it passes (default: 3600)',
+      integer('--timeout', 1, 604800),
+    )
     .addOption(new Option('--network <policy>', 'network access (default: internet)').choices(['internet', 'none']))
-    .option('--env <KEY=VALUE>', 'environment variable for the script (repeatable; KEY alone copies it from here)', collect)
+    .option(
+      '--env <KEY=VALUE>',
+      'environment variable for the script (repeatable; KEY alone copies it from here)',
+      collect,
+    )
     .option('--job-name <name>', 'a name to find the job by later (mags status NAME, mags stop NAME)')
     .option('-d, --detach', 'print the job id and return at once')
     .option('--json', 'wait for the end, then print the result (status, exit code, logs) as JSON')
@@ -99,7 +107,8 @@ export function runOptionsFrom(flags: RunFlags): RunOptions {
   for (const item of flags.env ?? []) {
     const eq = item.indexOf('=');
     const key = eq === -1 ? item : item.slice(0, eq);
-    if (!ENV_NAME.test(key)) throw new UsageError(`--env ${item}: "${key}" is not a valid variable name (letters, digits and _)`);
+    if (!ENV_NAME.test(key))
+      throw new UsageError(`--env ${item}: "${key}" is not a valid variable name (letters, digits and _)`);
     const value = eq === -1 ? process.env[key] : item.slice(eq + 1);
     if (value === undefined) throw new UsageError(`--env ${key}: ${key} is not set here; give --env ${key}=VALUE`);
     environment[key] = value;
@@ -133,7 +142,7 @@ export function runOptionsFrom(flags: RunFlags): RunOptions {
 }
 
 async function run(script: string, flags: RunFlags): Promise<number> {
-  if (script.trim() === '') throw new UsageError('the script is empty; give a command such as mags run \'echo hello\'');
+  if (script.trim() === '') throw new UsageError("the script is empty; give a command such as mags run 'echo hello'");
   const options = runOptionsFrom(flags);
   const mags = await connect();
   const uploaded = await uploadPaths(mags, flags.file ?? []);
@@ -187,7 +196,8 @@ async function run(script: string, flags: RunFlags): Promise<number> {
 function report(job: Job, alreadySaid: Set<string>): void {
   const message = job.errorMessage;
   if (job.status === 'stopped') printError(`job ${job.requestId} was stopped`);
-  else if (job.status === 'error') printError(`job ${job.requestId} could not run: ${message ?? 'the platform failed'}`);
+  else if (job.status === 'error')
+    printError(`job ${job.requestId} could not run: ${message ?? 'the platform failed'}`);
   else if (message && !alreadySaid.has(message)) printError(message);
 }
 
@@ -207,4 +217,3 @@ export function exitCodeOf(job: Pick<Job, 'status' | 'exitCode'>): number {
 }
 
 const clamp = (code: number) => (Number.isInteger(code) && code >= 0 && code <= 255 ? code : EXIT_FAILURE);
-

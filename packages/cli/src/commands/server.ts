@@ -2,17 +2,16 @@
 // process, joins them with an in-process link, stores the first start's token in config.json, and stops
 // both on SIGINT/SIGTERM.
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import type { Command } from 'commander';
-import { createInProcessLink } from '@mags/api';
 // The control plane and agent (Fastify, database drivers, the S3 client) load only when `mags server` runs,
 // so every other command starts quickly.
 import type { Agent, AgentConfig } from '@mags/agent';
-import type { MagsServer, ServerConfig } from '@mags/server';
+import { createInProcessLink, formatDuration as formatGrace } from '@mags/api';
 import { type GcReport, readConfigFile } from '@mags/sdk';
-import { formatDuration as formatGrace } from '@mags/api';
+import type { MagsServer, ServerConfig } from '@mags/server';
+import type { Command } from 'commander';
 import { configPath, isLoopbackUrl, magsHome, serverPidPath, updateConfig } from '../config.js';
-import { UsageError } from '../errors.js';
 import { connect } from '../connect.js';
+import { UsageError } from '../errors.js';
 import { formatBytes, note, printError, printJson } from '../output.js';
 import { duration, integer } from './parse.js';
 
@@ -58,21 +57,66 @@ export function registerServer(program: Command): void {
     .option('--data-dir <dir>', 'where the server keeps its data (default: $MAGS_HOME, i.e. ~/.mags)')
     .option('--database <url>', 'postgres://… URL, or a SQLite file (default: <data-dir>/mags.db)')
     .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent (default: info)')
-    .option('--foreground', 'run in the foreground (the default; the CLI starts a background server by itself when needed)')
-    .option('--instance <tag>', "tag keeping this agent's host objects apart from another agent's on the same host (default: $MAGS_AGENT_INSTANCE or 0)")
+    .option(
+      '--foreground',
+      'run in the foreground (the default; the CLI starts a background server by itself when needed)',
+    )
+    .option(
+      '--instance <tag>',
+      "tag keeping this agent's host objects apart from another agent's on the same host (default: $MAGS_AGENT_INSTANCE or 0)",
+    )
     .option('--state-dir <dir>', 'where the agent keeps sandboxes and images (default: /var/lib/mags)')
     .option('--pool-size <n>', 'sandboxes kept warm ahead of demand (default: 2)', integer('--pool-size', 0, 1000))
     .option('--capacity <n>', 'sandboxes this host runs at once (default: 16)', integer('--capacity', 1, 10000))
-    .option('--objects <url>', 'object store for persistent workspaces and uploads: a directory, or s3://[KEY:SECRET@]BUCKET?endpoint=URL (default: <data-dir>/objects)')
-    .option('--workspace-ttl <seconds>', 'delete a local workspace (-w without -p) after this long unused (default: 600)', integer('--workspace-ttl', 1, 31_536_000))
-    .option('--warm <seconds>', 'keep a workspace mounted, with a sandbox ready on it, this long after a run (default: 300; 0 = never)', integer('--warm', 0, 86_400))
-    .option('--sync-interval <seconds>', 'sync persistent workspaces this often while a sandbox runs (default: 300; 0 = only after runs)', integer('--sync-interval', 0, 86_400))
-    .option('--max-disk-gb-per-user <GB>', "the most GB of workspace disks one user's workspaces may have together (default: 1024)", integer('--max-disk-gb-per-user', 1, 1_000_000))
-    .option('--max-log-mb <mb>', "output stored per job; past it the rest is dropped and a last line says so (default: 64)", integer('--max-log-mb', 1, 1_048_576))
-    .option('--retain-days <days>', 'delete finished jobs and their output this many days after they ended (default: 30; 0 = keep them)', integer('--retain-days', 0, 36_500))
-    .option('--max-followers <n>', 'live log streams one user may hold open at once (default: 64)', integer('--max-followers', 1, 100_000))
-    .option('--gc-interval <duration>', 'garbage-collect the object store this often, e.g. 30m (default: 1h; 0 or off = only on demand)', duration('--gc-interval', ...GC_DURATION, true))
-    .option('--gc-grace <duration>', 'keep unreferenced objects this long; syncs must finish within a quarter of it (default: 2h)', duration('--gc-grace', ...GC_DURATION, false))
+    .option(
+      '--objects <url>',
+      'object store for persistent workspaces and uploads: a directory, or s3://[KEY:SECRET@]BUCKET?endpoint=URL (default: <data-dir>/objects)',
+    )
+    .option(
+      '--workspace-ttl <seconds>',
+      'delete a local workspace (-w without -p) after this long unused (default: 600)',
+      integer('--workspace-ttl', 1, 31_536_000),
+    )
+    .option(
+      '--warm <seconds>',
+      'keep a workspace mounted, with a sandbox ready on it, this long after a run (default: 300; 0 = never)',
+      integer('--warm', 0, 86_400),
+    )
+    .option(
+      '--sync-interval <seconds>',
+      'sync persistent workspaces this often while a sandbox runs (default: 300; 0 = only after runs)',
+      integer('--sync-interval', 0, 86_400),
+    )
+    .option(
+      '--max-disk-gb-per-user <GB>',
+      "the most GB of workspace disks one user's workspaces may have together (default: 1024)",
+      integer('--max-disk-gb-per-user', 1, 1_000_000),
+    )
+    .option(
+      '--max-log-mb <mb>',
+      'output stored per job; past it the rest is dropped and a last line says so (default: 64)',
+      integer('--max-log-mb', 1, 1_048_576),
+    )
+    .option(
+      '--retain-days <days>',
+      'delete finished jobs and their output this many days after they ended (default: 30; 0 = keep them)',
+      integer('--retain-days', 0, 36_500),
+    )
+    .option(
+      '--max-followers <n>',
+      'live log streams one user may hold open at once (default: 64)',
+      integer('--max-followers', 1, 100_000),
+    )
+    .option(
+      '--gc-interval <duration>',
+      'garbage-collect the object store this often, e.g. 30m (default: 1h; 0 or off = only on demand)',
+      duration('--gc-interval', ...GC_DURATION, true),
+    )
+    .option(
+      '--gc-grace <duration>',
+      'keep unreferenced objects this long; syncs must finish within a quarter of it (default: 2h)',
+      duration('--gc-grace', ...GC_DURATION, false),
+    )
     .addHelpText(
       'after',
       `
@@ -185,7 +229,9 @@ async function serve(flags: ServerFlags): Promise<void> {
   } catch (err) {
     await server.close().catch(() => undefined);
     if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE') {
-      throw new Error(`${config.host}:${config.port} is already in use: is another mags server running? (choose another --port)`);
+      throw new Error(
+        `${config.host}:${config.port} is already in use: is another mags server running? (choose another --port)`,
+      );
     }
     throw err;
   }
@@ -273,4 +319,3 @@ function removePidFile(file: string): void {
     /* none */
   }
 }
-

@@ -1,7 +1,8 @@
 // The workspace commands: `mags new`, `mags sync`, `mags resize`, and `mags workspace list|delete|versions|restore`.
-import type { Command } from 'commander';
+
 import { MAX_DISK_GB } from '@mags/api';
 import { type Mags, MagsApiError, type SyncResult, type Workspace } from '@mags/sdk';
+import type { Command } from 'commander';
 import { connect } from '../connect.js';
 import { type Cell, formatBytes, formatTime, note, painted, pc, printJson, table } from '../output.js';
 import { integer } from './parse.js';
@@ -27,7 +28,11 @@ Examples:
     )
     .action(async (name: string, flags: { persistent?: boolean; base?: string; disk?: number; json?: boolean }) => {
       const mags = await connect();
-      const w = await mags.createWorkspace(name, { persistent: flags.persistent, base: flags.base, diskGb: flags.disk });
+      const w = await mags.createWorkspace(name, {
+        persistent: flags.persistent,
+        base: flags.base,
+        diskGb: flags.disk,
+      });
       if (flags.json) return printJson(w);
       const based = w.base ? `, based on ${w.base}` : '';
       process.stdout.write(`created ${w.mode} workspace ${w.name} (${w.diskGb} GB disk${based})\n`);
@@ -140,7 +145,11 @@ Examples:
         await mags.deleteWorkspace(name, { force: flags.force });
       } catch (err) {
         if (err instanceof MagsApiError && err.status === 409 && !flags.force && !/--force/.test(err.message)) {
-          throw new MagsApiError(err.status, err.code, `${err.message.replace(/[.\s]+$/, '')}; add --force to delete it anyway`);
+          throw new MagsApiError(
+            err.status,
+            err.code,
+            `${err.message.replace(/[.\s]+$/, '')}; add --force to delete it anyway`,
+          );
         }
         throw err;
       }
@@ -151,7 +160,10 @@ Examples:
     .command('versions')
     .description('List the synced versions of a persistent workspace, oldest first')
     .argument('<name>', 'workspace name')
-    .option('--json', 'print the versions as JSON ({ name, versions: [{ version, createdAt, files, bytes, current }] })')
+    .option(
+      '--json',
+      'print the versions as JSON ({ name, versions: [{ version, createdAt, files, bytes, current }] })',
+    )
     .addHelpText(
       'after',
       `
@@ -166,7 +178,9 @@ Examples:
       const result = await mags.workspaceVersions(name);
       if (flags.json) return printJson(result);
       if (result.versions.length === 0) {
-        process.stdout.write(`${result.name} has no versions yet: a persistent workspace gets one each time it is synced\n`);
+        process.stdout.write(
+          `${result.name} has no versions yet: a persistent workspace gets one each time it is synced\n`,
+        );
         return;
       }
       const rows = result.versions.map((v) => [
@@ -183,7 +197,11 @@ Examples:
     .command('restore')
     .description('Roll a persistent workspace back to a version; the rollback becomes a new version')
     .argument('<name>', 'workspace name')
-    .argument('<version>', 'the version to roll back to (mags workspace versions NAME)', integer('VERSION', 1, Number.MAX_SAFE_INTEGER))
+    .argument(
+      '<version>',
+      'the version to roll back to (mags workspace versions NAME)',
+      integer('VERSION', 1, Number.MAX_SAFE_INTEGER),
+    )
     .option('--json', 'print the result as JSON ({ success, name, version, restoredFrom })')
     .addHelpText(
       'after',

@@ -1,11 +1,18 @@
 // The host's content cache: blobs by sha256 under CACHE/blobs, filled by snapshots (a stable copy of what was hashed,
 // so the upload is exactly the hashed bytes even if the file changes meanwhile) and by restores (what was fetched).
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream, readFileSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
-import { constants as fsConstants } from 'node:fs';
+import {
+  createReadStream,
+  createWriteStream,
+  constants as fsConstants,
+  readFileSync,
+  statSync,
+  unlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { copyFile, type FileHandle, mkdir, open, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Transform, type Readable } from 'node:stream';
+import { type Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ObjectStore } from '../store.js';
 import { SyncFault } from './paths.js';
@@ -184,7 +191,11 @@ function intact(data: Buffer, sha256: string, size: number): boolean {
 
 // Not MagsError: this module runs in the scan worker too, which does not load @mags/api (see paths.ts).
 function corrupt(store: ObjectStore, sha256: string, size: number, gotSize: number, gotSha: string): SyncFault {
-  return new SyncFault(500, 'internal', `blob ${sha256} in ${store.description} is corrupt: it has ${gotSize} bytes hashing to ${gotSha}, expected ${size} bytes`);
+  return new SyncFault(
+    500,
+    'internal',
+    `blob ${sha256} in ${store.description} is corrupt: it has ${gotSize} bytes hashing to ${gotSha}, expected ${size} bytes`,
+  );
 }
 
 export class CacheCorruptError extends Error {

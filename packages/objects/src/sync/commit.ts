@@ -4,7 +4,15 @@ import { randomBytes } from 'node:crypto';
 import type { MagsError } from '@mags/api';
 import { ObjectExistsError } from '../errors.js';
 import type { ObjectStore } from '../store.js';
-import { encodeHead, encodeManifest, headKey, manifestKey, type Manifest, type WorkspaceHead, type WorkspaceRef } from './manifest.js';
+import {
+  encodeHead,
+  encodeManifest,
+  headKey,
+  type Manifest,
+  manifestKey,
+  type WorkspaceHead,
+  type WorkspaceRef,
+} from './manifest.js';
 import type { HeadState } from './versions.js';
 
 export const DEFAULT_KEEP_VERSIONS = 20;
@@ -34,7 +42,10 @@ export async function commitVersion(
   }
 
   const kept = Math.max(1, keepVersions ?? DEFAULT_KEEP_VERSIONS);
-  const allVersions = [...(from?.head.versions ?? []), { version, createdAt: manifest.createdAt, files: manifest.files, bytes: manifest.bytes }];
+  const allVersions = [
+    ...(from?.head.versions ?? []),
+    { version, createdAt: manifest.createdAt, files: manifest.files, bytes: manifest.bytes },
+  ];
   const head: WorkspaceHead = {
     format: 1,
     version,
@@ -47,7 +58,9 @@ export async function commitVersion(
     await store.delete([manifestKey(ws, version)]).catch(() => {});
     throw lost();
   }
-  const dropped = allVersions.slice(0, allVersions.length - head.versions.length).map((v) => manifestKey(ws, v.version));
+  const dropped = allVersions
+    .slice(0, allVersions.length - head.versions.length)
+    .map((v) => manifestKey(ws, v.version));
   if (dropped.length > 0) await store.delete(dropped).catch(() => {}); // leftovers are gc's job
   return { version, versions: head.versions.length };
 }

@@ -5,7 +5,16 @@ import { ObjectNotFoundError } from '../errors.js';
 import { forEachLimit } from '../pool.js';
 import type { ObjectStore } from '../store.js';
 import { DEFAULT_GC_GRACE_MS } from './gc-policy.js';
-import { BLOBS_PREFIX, decodeManifest, PACKS_PREFIX, parseBaseKey, parseHeadKey, parseManifestKey, WORKSPACES_PREFIX, type WorkspaceRef } from './manifest.js';
+import {
+  BLOBS_PREFIX,
+  decodeManifest,
+  PACKS_PREFIX,
+  parseBaseKey,
+  parseHeadKey,
+  parseManifestKey,
+  WORKSPACES_PREFIX,
+  type WorkspaceRef,
+} from './manifest.js';
 import { readHead } from './versions.js';
 
 export interface GcOptions {
@@ -162,7 +171,12 @@ async function gcOnce(store: ObjectStore, opts: GcOptions): Promise<GcResult> {
   }
   await readRefs(late, 'ignore');
 
-  const deleteIfUnreferenced = async (list: { key: string; size: number }[], prefix: string, refs: Set<string>, kind: 'blobs' | 'packs'): Promise<void> => {
+  const deleteIfUnreferenced = async (
+    list: { key: string; size: number }[],
+    prefix: string,
+    refs: Set<string>,
+    kind: 'blobs' | 'packs',
+  ): Promise<void> => {
     await forEachLimit(list, concurrency, async (c) => {
       stopIfAborted();
       if (refs.has(c.key.slice(prefix.length))) {

@@ -1,23 +1,36 @@
 // Workspace sync: content-addressed blobs and packs + versioned manifests of OverlayFS upper directories, head moved by CAS.
+
+export { DEFAULT_KEEP_VERSIONS } from './commit.js';
+export { type ForkBaseResult, forkBase } from './fork.js';
+export { type GcOptions, type GcResult, gc } from './gc.js';
+export { DEFAULT_GC_GRACE_MS } from './gc-policy.js';
 export * from './manifest.js';
-export { snapshot, type SnapshotOptions, type SnapshotResult, type SnapshotStats } from './snapshot.js';
-export { restore, restoreManifest, type RestoreOptions, type RestoreRef, type RestoreResult, type RestoreStats } from './restore.js';
+export { DEFAULT_PACK_THRESHOLD, PACK_TARGET } from './pack.js';
 export {
+  type RestoreOptions,
+  type RestoreRef,
+  type RestoreResult,
+  type RestoreStats,
+  restore,
+  restoreManifest,
+} from './restore.js';
+export { type RollbackOptions, type RollbackResult, rollback } from './rollback.js';
+export {
+  type ServiceRestoreResult,
+  type ServiceSnapshotResult,
+  SyncService,
+  type SyncServiceOptions,
+} from './service.js';
+export { type SnapshotOptions, type SnapshotResult, type SnapshotStats, snapshot } from './snapshot.js';
+export { MAX_NAME_BYTES, MAX_PATH_BYTES, validateManifest } from './validate.js';
+export {
+  deleteWorkspace,
+  type HeadState,
   listVersions,
+  type ManifestObject,
   readHead,
   readManifest,
   readManifestObject,
-  deleteWorkspace,
-  type HeadState,
-  type ManifestObject,
   type WorkspaceVersion,
 } from './versions.js';
-export { forkBase, type ForkBaseResult } from './fork.js';
-export { rollback, type RollbackOptions, type RollbackResult } from './rollback.js';
-export { DEFAULT_KEEP_VERSIONS } from './commit.js';
-export { DEFAULT_PACK_THRESHOLD, PACK_TARGET } from './pack.js';
-export { gc, type GcOptions, type GcResult } from './gc.js';
-export { DEFAULT_GC_GRACE_MS } from './gc-policy.js';
-export { validateManifest, MAX_PATH_BYTES, MAX_NAME_BYTES } from './validate.js';
-export { type IdMap, NOBODY, SYNC_MAX_PATH_BYTES, idInside, idOnHost } from './walk.js';
-export { SyncService, type SyncServiceOptions, type ServiceSnapshotResult, type ServiceRestoreResult } from './service.js';
+export { type IdMap, idInside, idOnHost, NOBODY, SYNC_MAX_PATH_BYTES } from './walk.js';

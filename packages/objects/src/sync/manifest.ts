@@ -85,8 +85,10 @@ export interface WorkspaceRef {
 const SEGMENT = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/;
 
 export function checkWorkspace(ws: WorkspaceRef): void {
-  if (!SEGMENT.test(ws.owner)) throw MagsError.invalid(`invalid workspace owner "${ws.owner}": use letters, digits, ".", "_" and "-"`);
-  if (!SEGMENT.test(ws.name)) throw MagsError.invalid(`invalid workspace name "${ws.name}": use letters, digits, ".", "_" and "-"`);
+  if (!SEGMENT.test(ws.owner))
+    throw MagsError.invalid(`invalid workspace owner "${ws.owner}": use letters, digits, ".", "_" and "-"`);
+  if (!SEGMENT.test(ws.name))
+    throw MagsError.invalid(`invalid workspace name "${ws.name}": use letters, digits, ".", "_" and "-"`);
 }
 
 export const BLOBS_PREFIX = 'blobs/';
@@ -150,7 +152,8 @@ export function decodeManifest(buf: Buffer, where: string): Manifest {
   } catch (e) {
     throw new MagsError(500, 'internal', `manifest ${where} is corrupt: ${(e as Error).message}`);
   }
-  if ((m?.format !== 1 && m?.format !== 2) || !Array.isArray(m.entries)) throw new MagsError(500, 'internal', `manifest ${where} has an unknown format`);
+  if ((m?.format !== 1 && m?.format !== 2) || !Array.isArray(m.entries))
+    throw new MagsError(500, 'internal', `manifest ${where} has an unknown format`);
   return m;
 }
 

@@ -3,7 +3,7 @@
 // the blob's own sha256 still verifies the bytes it gets.
 import { createHash } from 'node:crypto';
 import type { ObjectStore } from '../store.js';
-import { packKey, type PackRef } from './manifest.js';
+import { type PackRef, packKey } from './manifest.js';
 
 /** Blobs up to this size are packed by default (larger ones are few, and cheap to fetch one by one). */
 export const DEFAULT_PACK_THRESHOLD = 64 * 1024;
@@ -79,7 +79,11 @@ export interface PackRead {
  * Groups the blobs wanted from packs into ranged reads: blobs of one pack that lie closer than `gap` bytes are read
  * together (fetching the bytes between costs less than another request), up to `maxRead` bytes per read.
  */
-export function planPackReads(wanted: Iterable<{ sha256: string; ref: PackRef }>, gap = 256 * 1024, maxRead = PACK_TARGET): PackRead[] {
+export function planPackReads(
+  wanted: Iterable<{ sha256: string; ref: PackRef }>,
+  gap = 256 * 1024,
+  maxRead = PACK_TARGET,
+): PackRead[] {
   const byPack = new Map<string, { sha256: string; offset: number; length: number }[]>();
   for (const w of wanted) {
     let list = byPack.get(w.ref.sha256);

@@ -1,7 +1,20 @@
 // Restore: materialise a workspace version into an empty directory exactly (types, modes, owners, mtimes, symlinks,
 // hard links, whiteouts, opaque directories), fetching only the blobs the host's cache lacks and verifying each.
 import { createHash } from 'node:crypto';
-import { chmodSync, closeSync, constants, fchmodSync, lchownSync, linkSync, lstatSync, lutimesSync, mkdirSync, openSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  closeSync,
+  constants,
+  fchmodSync,
+  lchownSync,
+  linkSync,
+  lstatSync,
+  lutimesSync,
+  mkdirSync,
+  openSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { mkdir, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { MagsError } from '@mags/api';
@@ -9,11 +22,11 @@ import { forEachLimit, forEachYielding } from '../pool.js';
 import { run } from '../process.js';
 import type { ObjectStore } from '../store.js';
 import { BlobCache, CacheCorruptError, SMALL_FILE } from './cache.js';
-import { checkWorkspace, EMPTY_SHA256, packKey, type Manifest, type ManifestEntry, type PackRef } from './manifest.js';
+import { checkWorkspace, EMPTY_SHA256, type Manifest, type ManifestEntry, type PackRef, packKey } from './manifest.js';
 import { planPackReads } from './pack.js';
 import { validateManifest } from './validate.js';
 import { readManifest } from './versions.js';
-import { idOnHost, type IdMap } from './walk.js';
+import { type IdMap, idOnHost } from './walk.js';
 import { writeXattrs } from './xattr.js';
 
 export interface RestoreRef {
@@ -55,7 +68,12 @@ export interface RestoreResult {
 }
 
 /** Restores a committed version of a workspace (default: the current one). */
-export async function restore(store: ObjectStore, ref: RestoreRef, targetDir: string, opts: RestoreOptions): Promise<RestoreResult> {
+export async function restore(
+  store: ObjectStore,
+  ref: RestoreRef,
+  targetDir: string,
+  opts: RestoreOptions,
+): Promise<RestoreResult> {
   checkWorkspace(ref);
   const manifest = await readManifest(store, ref, ref.version);
   return restoreManifest(store, manifest, targetDir, opts);
@@ -73,7 +91,12 @@ interface Content {
  * Restores the tree a manifest describes (one the caller already read: a version, or a fork's base copy). The
  * manifest's blobs and packs must be kept by gc while this runs (a committed version or a base copy is).
  */
-export async function restoreManifest(store: ObjectStore, manifest: Manifest, targetDir: string, opts: RestoreOptions): Promise<RestoreResult> {
+export async function restoreManifest(
+  store: ObjectStore,
+  manifest: Manifest,
+  targetDir: string,
+  opts: RestoreOptions,
+): Promise<RestoreResult> {
   const started = Date.now();
   // The manifest is user content: refuse it whole before anything is written (validate.ts).
   validateManifest(manifest);
@@ -84,7 +107,8 @@ export async function restoreManifest(store: ObjectStore, manifest: Manifest, ta
   const gidOf = (e: ManifestEntry): number => idOnHost(e.gid ?? 0, opts.ids);
 
   await mkdir(targetDir, { recursive: true });
-  if ((await readdir(targetDir)).length > 0) throw new MagsError(500, 'internal', 'cannot restore a workspace into a directory that is not empty');
+  if ((await readdir(targetDir)).length > 0)
+    throw new MagsError(500, 'internal', 'cannot restore a workspace into a directory that is not empty');
   const abs = (p: string): string => (p === '' ? targetDir : join(targetDir, p));
 
   const stats: RestoreStats = {
@@ -97,7 +121,8 @@ export async function restoreManifest(store: ObjectStore, manifest: Manifest, ta
     fetchRequests: 0,
     durationMs: 0,
   };
-  const byType = (t: ManifestEntry['type']): ManifestEntry[] => manifest.entries.filter((e) => e.type === t && e.path !== '');
+  const byType = (t: ManifestEntry['type']): ManifestEntry[] =>
+    manifest.entries.filter((e) => e.type === t && e.path !== '');
 
   // Directories first, parents before children (entries are in path order); their metadata comes last.
   await forEachYielding(byType('dir'), (e) => mkdirSync(abs(e.path), { mode: 0o700 }));
@@ -141,7 +166,11 @@ export async function restoreManifest(store: ObjectStore, manifest: Manifest, ta
   /** Content read out of a pack: verified, cached, written. */
   const fromPackSync = (c: Content, data: Buffer): void => {
     if (data.length !== c.size || createHash('sha256').update(data).digest('hex') !== c.sha256) {
-      throw new MagsError(500, 'internal', `blob ${c.sha256} in pack ${c.pack?.sha256} of ${store.description} is corrupt: its bytes do not hash to it`);
+      throw new MagsError(
+        500,
+        'internal',
+        `blob ${c.sha256} in pack ${c.pack?.sha256} of ${store.description} is corrupt: its bytes do not hash to it`,
+      );
     }
     cache.putSmallSync(c.sha256, data);
     writeAllSync(c, data);
@@ -185,7 +214,9 @@ export async function restoreManifest(store: ObjectStore, manifest: Manifest, ta
     ...reads.map((r) => async () => {
       stats.fetchRequests++;
       const buf = await store.getRange(packKey(r.pack), r.start, r.length);
-      await forEachYielding(r.members, (m) => fromPackSync(contents.get(m.sha256)!, buf.subarray(m.offset - r.start, m.offset - r.start + m.length)));
+      await forEachYielding(r.members, (m) =>
+        fromPackSync(contents.get(m.sha256)!, buf.subarray(m.offset - r.start, m.offset - r.start + m.length)),
+      );
     }),
     ...unpacked.sort((a, b) => b.size - a.size).map((c) => () => fetchOne(c)),
     ...cached.filter((c) => c.size > SMALL_FILE).map((c) => () => fromCache(c)),
@@ -199,7 +230,9 @@ export async function restoreManifest(store: ObjectStore, manifest: Manifest, ta
   // Only fifos and whiteouts (char 0/0): validateManifest refuses every other device node.
   const nodes = manifest.entries.filter((e) => e.type === 'whiteout' || e.type === 'fifo');
   await forEachLimit(nodes, 4, async (e) => {
-    await run('mknod', ['-m', '0', '--', abs(e.path), ...(e.type === 'whiteout' ? ['c', '0', '0'] : ['p'])], { timeoutMs: 30_000 });
+    await run('mknod', ['-m', '0', '--', abs(e.path), ...(e.type === 'whiteout' ? ['c', '0', '0'] : ['p'])], {
+      timeoutMs: 30_000,
+    });
   });
 
   await forEachYielding(byType('hardlink'), (e) => linkSync(abs(e.target ?? ''), abs(e.path)));
@@ -218,7 +251,9 @@ export async function restoreManifest(store: ObjectStore, manifest: Manifest, ta
     chmodNoFollow(abs(e.path), e.mode ?? 0o755);
   });
   await writeXattrs(
-    manifest.entries.filter((e) => e.type !== 'hardlink').map((e) => ({ path: abs(e.path), opaque: e.opaque, xattrs: e.xattrs })),
+    manifest.entries
+      .filter((e) => e.type !== 'hardlink')
+      .map((e) => ({ path: abs(e.path), opaque: e.opaque, xattrs: e.xattrs })),
     cache.tmpDir,
   );
   await forEachYielding(plain, (e) => {
@@ -258,7 +293,8 @@ function chmodNoFollow(p: string, mode: number): void {
     // A device node can't be opened (ENXIO; EACCES on a nodev mount such as a workspace disk): chmod it by name,
     // once lstat shows the name is that device and not a link.
     const code = (e as NodeJS.ErrnoException).code;
-    if ((code === 'ENXIO' || code === 'ENODEV' || code === 'EACCES') && lstatSync(p).isCharacterDevice()) return chmodSync(p, mode);
+    if ((code === 'ENXIO' || code === 'ENODEV' || code === 'EACCES') && lstatSync(p).isCharacterDevice())
+      return chmodSync(p, mode);
     throw e;
   }
   try {

@@ -4,7 +4,7 @@ import { MagsError } from '@mags/api';
 import { ObjectNotFoundError } from '../errors.js';
 import type { ObjectStore } from '../store.js';
 import { commitVersion } from './commit.js';
-import { checkWorkspace, manifestKey, type Manifest, type WorkspaceRef } from './manifest.js';
+import { checkWorkspace, type Manifest, manifestKey, type WorkspaceRef } from './manifest.js';
 import { readHead, readManifestObject } from './versions.js';
 
 export interface RollbackOptions {
@@ -24,19 +24,27 @@ export interface RollbackResult {
  * compare-and-swap of the head). 404 not_found if the version is not kept; 409 conflict if a sync moved the head
  * meanwhile (nothing changed then). It references only blobs and packs of a kept version, which gc keeps.
  */
-export async function rollback(store: ObjectStore, ws: WorkspaceRef, version: number, opts: RollbackOptions = {}): Promise<RollbackResult> {
+export async function rollback(
+  store: ObjectStore,
+  ws: WorkspaceRef,
+  version: number,
+  opts: RollbackOptions = {},
+): Promise<RollbackResult> {
   checkWorkspace(ws);
   const id = `"${ws.owner}/${ws.name}"`;
   const h = await readHead(store, ws);
   if (!h) throw MagsError.notFound(`workspace ${id} has no synced version`);
   if (!h.head.versions.some((x) => x.version === version)) {
-    throw MagsError.notFound(`workspace ${id} has no version ${version} to roll back to (kept: ${h.head.versions.map((x) => x.version).join(', ')})`);
+    throw MagsError.notFound(
+      `workspace ${id} has no version ${version} to roll back to (kept: ${h.head.versions.map((x) => x.version).join(', ')})`,
+    );
   }
   let source: Manifest;
   try {
     source = (await readManifestObject(store, manifestKey(ws, version))).manifest;
   } catch (e) {
-    if (e instanceof ObjectNotFoundError) throw MagsError.notFound(`workspace ${id} version ${version} is gone (deleted meanwhile?)`);
+    if (e instanceof ObjectNotFoundError)
+      throw MagsError.notFound(`workspace ${id} version ${version} is gone (deleted meanwhile?)`);
     throw e;
   }
   const manifest: Manifest = {
@@ -48,7 +56,9 @@ export async function rollback(store: ObjectStore, ws: WorkspaceRef, version: nu
     createdAt: new Date().toISOString(),
   };
   const { version: v } = await commitVersion(store, ws, h, manifest, opts.keepVersions, () =>
-    MagsError.conflict(`workspace ${id} was synced while it was being rolled back (its head is no longer version ${h.head.version}); nothing was changed, try again`),
+    MagsError.conflict(
+      `workspace ${id} was synced while it was being rolled back (its head is no longer version ${h.head.version}); nothing was changed, try again`,
+    ),
   );
   return { version: v, restoredFrom: version };
 }

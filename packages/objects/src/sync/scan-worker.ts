@@ -91,7 +91,9 @@ async function scan(header: ScanHeader, previous: Map<string, PreviousEntry>): P
     await detachOthers([header.upperDir, realpathSync(header.cacheDir)]);
     // Our own mount namespace (unshare --mount, private propagation): the view exists for this process only. One
     // mount(8) call: util-linux >= 2.27 applies the options to the bind mount itself.
-    await run('mount', ['--bind', '-o', 'ro,nosymfollow,nosuid,nodev,noexec', '--', header.upperDir, header.upperDir], { timeoutMs: 30_000 });
+    await run('mount', ['--bind', '-o', 'ro,nosymfollow,nosuid,nodev,noexec', '--', header.upperDir, header.upperDir], {
+      timeoutMs: 30_000,
+    });
     checkView(header.upperDir);
   }
   process.chdir(header.upperDir);
@@ -116,7 +118,8 @@ async function scan(header: ScanHeader, previous: Map<string, PreviousEntry>): P
     if (e.sha256 === undefined) toRead.push(e);
     else if (previous.get(e.path)?.stale) {
       const size = e.size ?? 0;
-      const cached = size <= SMALL_FILE ? cache.readVerifiedSync(e.sha256, size) !== undefined : cache.hasSync(e.sha256, size);
+      const cached =
+        size <= SMALL_FILE ? cache.readVerifiedSync(e.sha256, size) !== undefined : cache.hasSync(e.sha256, size);
       if (!cached) {
         delete e.sha256;
         unchanged.delete(e);
@@ -191,10 +194,18 @@ async function detachOthers(needed: string[]): Promise<void> {
     .map((l) => l.split(' ')[4])
     .filter((m): m is string => !!m)
     .map(unescapeMount);
-  const keep = (m: string) => m === '/proc' || m.startsWith('/proc/') || m === '/dev' || m.startsWith('/dev/') || needed.some((p) => isAncestor(m, p));
+  const keep = (m: string) =>
+    m === '/proc' ||
+    m.startsWith('/proc/') ||
+    m === '/dev' ||
+    m.startsWith('/dev/') ||
+    needed.some((p) => isAncestor(m, p));
   const drop = [...new Set(points.filter((m) => !keep(m)))].sort((a, b) => b.length - a.length);
   for (let i = 0; i < drop.length; i += 200) {
-    await run('umount', ['-l', '--no-canonicalize', '--', ...drop.slice(i, i + 200)], { allowFailure: true, timeoutMs: 60_000 });
+    await run('umount', ['-l', '--no-canonicalize', '--', ...drop.slice(i, i + 200)], {
+      allowFailure: true,
+      timeoutMs: 60_000,
+    });
   }
 }
 
@@ -213,7 +224,13 @@ function fail(err: unknown): void {
   // A failure's details go to stderr (the parent logs them); the line for users carries no host path.
   if (!e) process.stderr.write(`${(err as Error)?.stack ?? String(err)}\n`);
   pending = ''; // a partial result must not look like entries
-  void out({ error: { status: e?.status ?? 500, code: e?.code ?? 'internal', message: e?.message ?? 'the workspace could not be read for the sync' } })
+  void out({
+    error: {
+      status: e?.status ?? 500,
+      code: e?.code ?? 'internal',
+      message: e?.message ?? 'the workspace could not be read for the sync',
+    },
+  })
     .then(flush)
     .finally(() => process.exit(1));
 }

@@ -40,16 +40,24 @@ export async function scanLayer(
 ): Promise<ScanResult> {
   // unshare: a mount namespace of its own (private propagation), so the worker's view is invisible to the host and
   // disappears with it, even after a kill -9.
-  const child = spawn('unshare', ['--mount', '--propagation', 'private', '--', process.execPath, ...NODE_ARGS, WORKER], {
-    stdio: ['pipe', 'pipe', 'pipe'],
-    cwd: here,
-  });
+  const child = spawn(
+    'unshare',
+    ['--mount', '--propagation', 'private', '--', process.execPath, ...NODE_ARGS, WORKER],
+    {
+      stdio: ['pipe', 'pipe', 'pipe'],
+      cwd: here,
+    },
+  );
   let stderr = '';
   child.stderr!.on('data', (b: Buffer) => {
     stderr = (stderr + b.toString()).slice(-4000);
   });
   const exited = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)));
-  const spawnError = new Promise<never>((_, reject) => child.once('error', (e) => reject(new MagsError(500, 'internal', `the sync could not start its scanner: ${e.message}`))));
+  const spawnError = new Promise<never>((_, reject) =>
+    child.once('error', (e) =>
+      reject(new MagsError(500, 'internal', `the sync could not start its scanner: ${e.message}`)),
+    ),
+  );
   spawnError.catch(() => {});
 
   const feed = (async () => {
@@ -86,10 +94,16 @@ export async function scanLayer(
   lines.on('line', (line) => {
     if (line === '' || parseError) return;
     try {
-      const v = JSON.parse(line) as ManifestEntry & { s?: string; data?: string; done?: ScanDone; error?: typeof failure };
+      const v = JSON.parse(line) as ManifestEntry & {
+        s?: string;
+        data?: string;
+        done?: ScanDone;
+        error?: typeof failure;
+      };
       if (v.s !== undefined) {
         while (cursor < prev.length && prev[cursor]!.path !== v.s) cursor++;
-        if (cursor === prev.length) throw new Error(`the scanner named an unchanged entry that is not in the previous manifest`);
+        if (cursor === prev.length)
+          throw new Error(`the scanner named an unchanged entry that is not in the previous manifest`);
         entries.push({ ...prev[cursor++]! });
       } else if (v.done) done = v.done;
       else if (v.error) failure = v.error;

@@ -11,8 +11,8 @@ import { createInterface } from 'node:readline';
 import { openObjectStore } from '../open.js';
 import type { ObjectStore } from '../store.js';
 import { decodeManifest, encodeManifest, type Manifest } from './manifest.js';
-import { restore, restoreManifest, type RestoreOptions } from './restore.js';
-import { snapshot, type SnapshotOptions } from './snapshot.js';
+import { type RestoreOptions, restore, restoreManifest } from './restore.js';
+import { type SnapshotOptions, snapshot } from './snapshot.js';
 import { readManifestObject } from './versions.js';
 
 export interface ServiceConfig {
@@ -21,9 +21,30 @@ export interface ServiceConfig {
 }
 
 export type ServiceRequest =
-  | { id: number; op: 'snapshot'; upperDir: string; options: Omit<SnapshotOptions, 'previous'>; previousFile?: string; manifestOut: string }
-  | { id: number; op: 'restore'; ref: { owner: string; name: string; version?: number }; targetDir: string; options: RestoreOptions; manifestOut?: string }
-  | { id: number; op: 'restoreKey'; manifestKey: string; targetDir: string; options: RestoreOptions; manifestOut?: string };
+  | {
+      id: number;
+      op: 'snapshot';
+      upperDir: string;
+      options: Omit<SnapshotOptions, 'previous'>;
+      previousFile?: string;
+      manifestOut: string;
+    }
+  | {
+      id: number;
+      op: 'restore';
+      ref: { owner: string; name: string; version?: number };
+      targetDir: string;
+      options: RestoreOptions;
+      manifestOut?: string;
+    }
+  | {
+      id: number;
+      op: 'restoreKey';
+      manifestKey: string;
+      targetDir: string;
+      options: RestoreOptions;
+      manifestOut?: string;
+    };
 
 async function writeManifest(file: string, m: Manifest): Promise<void> {
   const tmp = `${file}.tmp-${randomBytes(4).toString('hex')}`;
@@ -53,7 +74,14 @@ async function handle(store: ObjectStore, r: ServiceRequest): Promise<unknown> {
       const previous = await readPrevious(r.previousFile);
       const s = await snapshot(r.upperDir, store, { ...r.options, previous });
       await writeManifest(r.manifestOut, s.manifest);
-      return { version: s.version, unchanged: s.unchanged, stats: s.stats, versions: s.versions, files: s.manifest.files, bytes: s.manifest.bytes };
+      return {
+        version: s.version,
+        unchanged: s.unchanged,
+        stats: s.stats,
+        versions: s.versions,
+        files: s.manifest.files,
+        bytes: s.manifest.bytes,
+      };
     }
     case 'restore': {
       const res = await restore(store, r.ref, r.targetDir, r.options);

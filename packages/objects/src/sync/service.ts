@@ -13,7 +13,9 @@ import type { ServiceConfig, ServiceRequest } from './service-worker.js';
 import type { SnapshotOptions, SnapshotStats } from './snapshot.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const BUILT = [join(here, 'service-worker.js'), join(here, '../../dist/sync/service-worker.js')].find((p) => existsSync(p));
+const BUILT = [join(here, 'service-worker.js'), join(here, '../../dist/sync/service-worker.js')].find((p) =>
+  existsSync(p),
+);
 const WORKER = BUILT ?? join(here, 'service-worker.ts');
 const NODE_ARGS = BUILT ? [] : ['--import', 'tsx'];
 
@@ -53,18 +55,38 @@ export class SyncService {
   constructor(private readonly opts: SyncServiceOptions) {}
 
   /** snapshot() of upperDir in the service; `previousFile` is read, the new manifest written to `manifestOut`. */
-  snapshot(upperDir: string, options: Omit<SnapshotOptions, 'previous'>, files: { previousFile?: string; manifestOut: string }): Promise<ServiceSnapshotResult> {
+  snapshot(
+    upperDir: string,
+    options: Omit<SnapshotOptions, 'previous'>,
+    files: { previousFile?: string; manifestOut: string },
+  ): Promise<ServiceSnapshotResult> {
     return this.call({ op: 'snapshot', upperDir, options, ...files }) as Promise<ServiceSnapshotResult>;
   }
 
   /** restore() in the service; the restored manifest (this host's fingerprints) is written to `manifestOut`. */
-  restore(ref: { owner: string; name: string; version?: number }, targetDir: string, options: RestoreOptions, manifestOut?: string): Promise<ServiceRestoreResult> {
+  restore(
+    ref: { owner: string; name: string; version?: number },
+    targetDir: string,
+    options: RestoreOptions,
+    manifestOut?: string,
+  ): Promise<ServiceRestoreResult> {
     return this.call({ op: 'restore', ref, targetDir, options, manifestOut }) as Promise<ServiceRestoreResult>;
   }
 
   /** restoreManifest() of the manifest stored at `manifestKey` (a version or a fork's base copy), in the service. */
-  restoreKey(manifestKey: string, targetDir: string, options: RestoreOptions, manifestOut?: string): Promise<ServiceRestoreResult> {
-    return this.call({ op: 'restoreKey', manifestKey, targetDir, options, manifestOut }) as Promise<ServiceRestoreResult>;
+  restoreKey(
+    manifestKey: string,
+    targetDir: string,
+    options: RestoreOptions,
+    manifestOut?: string,
+  ): Promise<ServiceRestoreResult> {
+    return this.call({
+      op: 'restoreKey',
+      manifestKey,
+      targetDir,
+      options,
+      manifestOut,
+    }) as Promise<ServiceRestoreResult>;
   }
 
   close(): void {
@@ -89,14 +111,21 @@ export class SyncService {
     const child = spawn(process.execPath, [...NODE_ARGS, WORKER], { stdio: ['pipe', 'pipe', 'pipe'], cwd: here });
     this.child = child;
     // The store's credentials go through the pipe, never the command line or the environment.
-    child.stdin!.write(`${JSON.stringify({ objects: this.opts.objects, credentials: this.opts.credentials } satisfies ServiceConfig)}\n`);
+    child.stdin!.write(
+      `${JSON.stringify({ objects: this.opts.objects, credentials: this.opts.credentials } satisfies ServiceConfig)}\n`,
+    );
     child.stdin!.on('error', () => {});
     let stderr = '';
     child.stderr!.on('data', (b: Buffer) => {
       stderr = (stderr + b.toString()).slice(-4000);
     });
     createInterface({ input: child.stdout!, crlfDelay: Infinity }).on('line', (line) => {
-      let m: { id: number; ok: boolean; result?: unknown; error?: { status: number; code: string; message: string; detail?: string } };
+      let m: {
+        id: number;
+        ok: boolean;
+        result?: unknown;
+        error?: { status: number; code: string; message: string; detail?: string };
+      };
       try {
         m = JSON.parse(line);
       } catch {
@@ -117,7 +146,11 @@ export class SyncService {
       if (this.child === child) this.child = undefined;
       if (this.pending.size > 0) {
         this.opts.logger?.warn({ code, signal, stderr }, 'the sync service exited with work in progress');
-        const err = new MagsError(500, 'internal', 'the sync process ended unexpectedly; nothing was changed, sync again');
+        const err = new MagsError(
+          500,
+          'internal',
+          'the sync process ended unexpectedly; nothing was changed, sync again',
+        );
         for (const p of this.pending.values()) p.reject(err);
         this.pending.clear();
       }

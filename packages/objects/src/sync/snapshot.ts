@@ -7,11 +7,19 @@ import type { ObjectStore } from '../store.js';
 import { BlobCache, type Ingested } from './cache.js';
 import { commitVersion } from './commit.js';
 import { DEFAULT_GC_GRACE_MS } from './gc-policy.js';
-import { blobKey, checkWorkspace, EMPTY_SHA256, type Manifest, type ManifestEntry, type PackRef, type WorkspaceRef } from './manifest.js';
+import {
+  blobKey,
+  checkWorkspace,
+  EMPTY_SHA256,
+  type Manifest,
+  type ManifestEntry,
+  type PackRef,
+  type WorkspaceRef,
+} from './manifest.js';
 import { DEFAULT_PACK_THRESHOLD, PackWriter } from './pack.js';
-import { readHead, readManifest } from './versions.js';
 import { scanLayer } from './scan.js';
 import { validateManifest } from './validate.js';
+import { readHead, readManifest } from './versions.js';
 import type { IdMap } from './walk.js';
 
 export interface SnapshotOptions {
@@ -90,8 +98,10 @@ export async function snapshot(upperDir: string, store: ObjectStore, opts: Snaps
 
   const headState = await readHead(store, ws);
   const fromVersion = headState?.head.version ?? null;
-  if (opts.expectVersion !== undefined && opts.expectVersion !== fromVersion) throw changedElsewhere(ws, fromVersion, opts.expectVersion);
-  let previous = opts.previous && opts.previous.owner === ws.owner && opts.previous.name === ws.name ? opts.previous : undefined;
+  if (opts.expectVersion !== undefined && opts.expectVersion !== fromVersion)
+    throw changedElsewhere(ws, fromVersion, opts.expectVersion);
+  let previous =
+    opts.previous && opts.previous.owner === ws.owner && opts.previous.name === ws.name ? opts.previous : undefined;
   if (!previous && headState) previous = await readManifest(store, ws, headState.head.version);
   // Blobs of the committed head are safe to reuse: gc keeps every blob a kept version references.
   const committed = headState && previous && previous.version === headState.head.version ? previous : undefined;
@@ -216,15 +226,29 @@ export async function snapshot(upperDir: string, store: ObjectStore, opts: Snaps
   try {
     validateManifest(manifest);
   } catch (e) {
-    throw new MagsError(500, 'internal', `this sync was not saved: ${(e as Error).message.replace(/^this workspace version cannot be restored: /, '')}`);
+    throw new MagsError(
+      500,
+      'internal',
+      `this sync was not saved: ${(e as Error).message.replace(/^this workspace version cannot be restored: /, '')}`,
+    );
   }
 
   if (committed && samePortable(committed.entries, entries)) {
     stats.durationMs = Date.now() - started;
-    return { version: committed.version, unchanged: true, manifest: { ...committed, entries }, stats, versions: headState!.head.versions.length };
+    return {
+      version: committed.version,
+      unchanged: true,
+      manifest: { ...committed, entries },
+      stats,
+      versions: headState!.head.versions.length,
+    };
   }
   if (Date.now() > deadline) {
-    throw new MagsError(503, 'timeout', `sync of ${ws.owner}/${ws.name} took longer than ${Math.round(grace / 4 / 60_000)} min; nothing was changed, sync again (it resumes from the cache)`);
+    throw new MagsError(
+      503,
+      'timeout',
+      `sync of ${ws.owner}/${ws.name} took longer than ${Math.round(grace / 4 / 60_000)} min; nothing was changed, sync again (it resumes from the cache)`,
+    );
   }
 
   const { version, versions } = await commitVersion(store, ws, headState, manifest, opts.keepVersions, () =>
@@ -238,12 +262,20 @@ export async function snapshot(upperDir: string, store: ObjectStore, opts: Snaps
 }
 
 function cacheLost(): MagsError {
-  return new MagsError(503, 'unavailable', 'the host cache lost content while the sync ran; nothing was changed, sync again');
+  return new MagsError(
+    503,
+    'unavailable',
+    'the host cache lost content while the sync ran; nothing was changed, sync again',
+  );
 }
 
 function changedElsewhere(ws: WorkspaceRef, at: number | null, expected: number | null): MagsError {
-  const now = at === null ? `workspace "${ws.owner}/${ws.name}" has no synced version` : `workspace "${ws.owner}/${ws.name}" is at version ${at}`;
-  const copy = expected === null ? 'this copy was made before its first sync' : `this copy was made from version ${expected}`;
+  const now =
+    at === null
+      ? `workspace "${ws.owner}/${ws.name}" has no synced version`
+      : `workspace "${ws.owner}/${ws.name}" is at version ${at}`;
+  const copy =
+    expected === null ? 'this copy was made before its first sync' : `this copy was made from version ${expected}`;
   return MagsError.conflict(`${now} but ${copy}; its changes were not synced`);
 }
 
@@ -261,7 +293,8 @@ function equalValues(x: unknown, y: unknown, entry = false): boolean {
   if (Array.isArray(x) !== Array.isArray(y)) return false;
   const ox = x as Record<string, unknown>;
   const oy = y as Record<string, unknown>;
-  const keys = (o: Record<string, unknown>): string[] => Object.keys(o).filter((k) => o[k] !== undefined && !(entry && (k === 'ino' || k === 'ctimeNs')));
+  const keys = (o: Record<string, unknown>): string[] =>
+    Object.keys(o).filter((k) => o[k] !== undefined && !(entry && (k === 'ino' || k === 'ctimeNs')));
   const kx = keys(ox);
   if (kx.length !== keys(oy).length) return false;
   for (const k of kx) if (!equalValues(ox[k], oy[k])) return false;

@@ -32,8 +32,10 @@ export function checkPath(path: string, maxBytes = MAX_PATH_BYTES): string | und
   if (path.startsWith('/')) return `the path ${showPath(path)} is absolute`;
   if (Buffer.byteLength(path) > maxBytes) return `the path ${showPath(path)} is longer than ${maxBytes} bytes`;
   for (const part of path.split('/')) {
-    if (part === '' || part === '.' || part === '..') return `the path ${showPath(path)} has an empty, "." or ".." component`;
-    if (Buffer.byteLength(part) > MAX_NAME_BYTES) return `a name in ${showPath(path)} is longer than ${MAX_NAME_BYTES} bytes`;
+    if (part === '' || part === '.' || part === '..')
+      return `the path ${showPath(path)} has an empty, "." or ".." component`;
+    if (Buffer.byteLength(part) > MAX_NAME_BYTES)
+      return `a name in ${showPath(path)} is longer than ${MAX_NAME_BYTES} bytes`;
   }
   return undefined;
 }
@@ -59,23 +61,38 @@ export function validateManifest(m: Manifest): void {
     const bad = checkPath(e.path);
     if (bad) throw refuse(bad);
     if (previous !== undefined && comparePaths(previous, e.path) >= 0) {
-      throw refuse(previous === e.path ? `the path ${showPath(e.path)} appears twice` : `entries are not in path order at ${showPath(e.path)}`);
+      throw refuse(
+        previous === e.path
+          ? `the path ${showPath(e.path)} appears twice`
+          : `entries are not in path order at ${showPath(e.path)}`,
+      );
     }
     previous = e.path;
-    if (!RESTORABLE.has(e.type)) throw refuse(`${showPath(e.path)} is a ${String(e.type).slice(0, 20)}, which is not restored (only files, directories, symlinks, hard links, fifos and whiteouts are)`);
+    if (!RESTORABLE.has(e.type))
+      throw refuse(
+        `${showPath(e.path)} is a ${String(e.type).slice(0, 20)}, which is not restored (only files, directories, symlinks, hard links, fifos and whiteouts are)`,
+      );
     if (e.path === '') {
       if (e.type !== 'dir') throw refuse('its top entry is not a directory');
     } else if (!dirs.has(parentOf(e.path))) {
       throw refuse(`the parent of ${showPath(e.path)} is not a directory of the same version`);
     }
-    if (e.mode !== undefined && !(Number.isInteger(e.mode) && e.mode >= 0 && e.mode <= 0o7777)) throw refuse(`${showPath(e.path)} has an invalid mode`);
+    if (e.mode !== undefined && !(Number.isInteger(e.mode) && e.mode >= 0 && e.mode <= 0o7777))
+      throw refuse(`${showPath(e.path)} has an invalid mode`);
     if (!isId(e.uid) || !isId(e.gid)) throw refuse(`${showPath(e.path)} has an invalid owner`);
-    if (e.mtimeNs !== undefined && !(typeof e.mtimeNs === 'string' && DIGITS.test(e.mtimeNs))) throw refuse(`${showPath(e.path)} has an invalid modification time`);
-    if (e.opaque !== undefined && !(e.opaque === true && e.type === 'dir')) throw refuse(`${showPath(e.path)} is marked opaque but is not a directory`);
+    if (e.mtimeNs !== undefined && !(typeof e.mtimeNs === 'string' && DIGITS.test(e.mtimeNs)))
+      throw refuse(`${showPath(e.path)} has an invalid modification time`);
+    if (e.opaque !== undefined && !(e.opaque === true && e.type === 'dir'))
+      throw refuse(`${showPath(e.path)} is marked opaque but is not a directory`);
     if (e.xattrs !== undefined) {
-      if (typeof e.xattrs !== 'object' || e.xattrs === null || Array.isArray(e.xattrs)) throw refuse(`${showPath(e.path)} has invalid extended attributes`);
+      if (typeof e.xattrs !== 'object' || e.xattrs === null || Array.isArray(e.xattrs))
+        throw refuse(`${showPath(e.path)} has invalid extended attributes`);
       for (const [name, value] of Object.entries(e.xattrs)) {
-        if (!/^(user|security|trusted|system)\.[\x21-\x7e]{1,250}$/.test(name) || typeof value !== 'string' || value.length > 90_000) {
+        if (
+          !/^(user|security|trusted|system)\.[\x21-\x7e]{1,250}$/.test(name) ||
+          typeof value !== 'string' ||
+          value.length > 90_000
+        ) {
           throw refuse(`${showPath(e.path)} has an invalid extended attribute`);
         }
       }
@@ -85,28 +102,45 @@ export function validateManifest(m: Manifest): void {
         dirs.add(e.path);
         break;
       case 'file':
-        if (e.size !== undefined && !(Number.isSafeInteger(e.size) && e.size >= 0 && e.size <= MAX_FILE_BYTES)) throw refuse(`${showPath(e.path)} has an invalid size`);
-        if (e.sha256 !== undefined && !(typeof e.sha256 === 'string' && SHA256.test(e.sha256))) throw refuse(`${showPath(e.path)} has an invalid content hash`);
-        if ((e.size ?? 0) > 0 && e.sha256 === undefined) throw refuse(`${showPath(e.path)} has content but no content hash`);
+        if (e.size !== undefined && !(Number.isSafeInteger(e.size) && e.size >= 0 && e.size <= MAX_FILE_BYTES))
+          throw refuse(`${showPath(e.path)} has an invalid size`);
+        if (e.sha256 !== undefined && !(typeof e.sha256 === 'string' && SHA256.test(e.sha256)))
+          throw refuse(`${showPath(e.path)} has an invalid content hash`);
+        if ((e.size ?? 0) > 0 && e.sha256 === undefined)
+          throw refuse(`${showPath(e.path)} has content but no content hash`);
         if (e.pack !== undefined) {
           const p = e.pack;
-          if (typeof p !== 'object' || p === null || !SHA256.test(String(p.sha256)) || !Number.isSafeInteger(p.offset) || p.offset < 0 || p.length !== e.size) {
+          if (
+            typeof p !== 'object' ||
+            p === null ||
+            !SHA256.test(String(p.sha256)) ||
+            !Number.isSafeInteger(p.offset) ||
+            p.offset < 0 ||
+            p.length !== e.size
+          ) {
             throw refuse(`${showPath(e.path)} has an invalid pack reference`);
           }
         }
         files.add(e.path);
         break;
       case 'symlink':
-        if (typeof e.target !== 'string' || e.target === '' || e.target.includes('\0') || Buffer.byteLength(e.target) > MAX_PATH_BYTES) {
+        if (
+          typeof e.target !== 'string' ||
+          e.target === '' ||
+          e.target.includes('\0') ||
+          Buffer.byteLength(e.target) > MAX_PATH_BYTES
+        ) {
           throw refuse(`the symlink ${showPath(e.path)} has an invalid target`);
         }
         break;
       case 'hardlink':
-        if (typeof e.target !== 'string' || !files.has(e.target)) throw refuse(`the hard link ${showPath(e.path)} does not name an earlier file of the same version`);
+        if (typeof e.target !== 'string' || !files.has(e.target))
+          throw refuse(`the hard link ${showPath(e.path)} does not name an earlier file of the same version`);
         break;
       default:
         break;
     }
   }
-  if (m.entries.length > 0 && (m.entries[0] as ManifestEntry).path !== '') throw refuse('it has no top directory entry');
+  if (m.entries.length > 0 && (m.entries[0] as ManifestEntry).path !== '')
+    throw refuse('it has no top directory entry');
 }

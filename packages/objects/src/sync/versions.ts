@@ -8,12 +8,12 @@ import {
   decodeHead,
   decodeManifest,
   headKey,
-  manifestKey,
-  workspacePrefix,
   type Manifest,
+  manifestKey,
   type VersionInfo,
   type WorkspaceHead,
   type WorkspaceRef,
+  workspacePrefix,
 } from './manifest.js';
 
 export interface HeadState {
@@ -37,7 +37,8 @@ export async function readHead(store: ObjectStore, ws: WorkspaceRef): Promise<He
       throw e;
     }
     const after = await store.head(key);
-    if (after && after.etag === before.etag) return { head: decodeHead(buf, `${store.description}/${key}`), etag: before.etag };
+    if (after && after.etag === before.etag)
+      return { head: decodeHead(buf, `${store.description}/${key}`), etag: before.etag };
   }
   throw MagsError.conflict(`workspace ${ws.owner}/${ws.name} is changing too fast to read its head; try again`);
 }
@@ -59,14 +60,17 @@ export async function readManifest(store: ObjectStore, ws: WorkspaceRef, version
   if (!h) throw MagsError.notFound(`workspace "${ws.owner}/${ws.name}" has no synced version`);
   const v = version ?? h.head.version;
   if (!h.head.versions.some((x) => x.version === v)) {
-    throw MagsError.notFound(`workspace "${ws.owner}/${ws.name}" has no version ${v} (kept: ${h.head.versions.map((x) => x.version).join(', ')})`);
+    throw MagsError.notFound(
+      `workspace "${ws.owner}/${ws.name}" has no version ${v} (kept: ${h.head.versions.map((x) => x.version).join(', ')})`,
+    );
   }
   const key = manifestKey(ws, v);
   let buf: Buffer;
   try {
     buf = await store.getBuffer(key);
   } catch (e) {
-    if (e instanceof ObjectNotFoundError) throw MagsError.notFound(`workspace "${ws.owner}/${ws.name}" version ${v} is gone (deleted meanwhile?)`);
+    if (e instanceof ObjectNotFoundError)
+      throw MagsError.notFound(`workspace "${ws.owner}/${ws.name}" version ${v} is gone (deleted meanwhile?)`);
     throw e;
   }
   return decodeManifest(buf, `${store.description}/${key}`);
@@ -95,11 +99,17 @@ export async function readManifestObject(store: ObjectStore, key: string): Promi
  * restores a half-deleted workspace and a concurrent sync's compare-and-swap fails. Blobs and packs are left to
  * gc(), since other workspaces may share them.
  */
-export async function deleteWorkspace(store: ObjectStore, ws: WorkspaceRef): Promise<{ deletedManifests: number; deletedBase: boolean }> {
+export async function deleteWorkspace(
+  store: ObjectStore,
+  ws: WorkspaceRef,
+): Promise<{ deletedManifests: number; deletedBase: boolean }> {
   const prefix = workspacePrefix(ws);
   await store.delete([headKey(ws)]);
   const keys: string[] = [];
   for await (const o of store.list(prefix)) keys.push(o.key);
   await store.delete(keys);
-  return { deletedManifests: keys.filter((k) => k.startsWith(`${prefix}manifests/`)).length, deletedBase: keys.includes(baseKey(ws)) };
+  return {
+    deletedManifests: keys.filter((k) => k.startsWith(`${prefix}manifests/`)).length,
+    deletedBase: keys.includes(baseKey(ws)),
+  };
 }

@@ -5,7 +5,7 @@
 import type { BigIntStats } from 'node:fs';
 import { lstatSync, readdirSync, readlinkSync } from 'node:fs';
 import type { EntryType, ManifestEntry } from './manifest.js';
-import { comparePaths, EMPTY_SHA256, showPath, SyncFault } from './paths.js';
+import { comparePaths, EMPTY_SHA256, SyncFault, showPath } from './paths.js';
 
 /** Owners as seen inside a user namespace: inside id i is host id hostId + i, for i in [0, size). */
 export interface IdMap {
@@ -106,7 +106,10 @@ function rawOf(path: string, st: BigIntStats, ids: IdMap | undefined): Raw | und
  * Walks the current directory ('.' is the layer). Entries that vanish or change type while it walks are left out
  * (the next sync sees what is there). A path longer than SYNC_MAX_PATH_BYTES refuses the sync with a sentence.
  */
-export async function walkLayer(previous: Map<string, ManifestEntry> | undefined, ids: IdMap | undefined): Promise<WalkResult> {
+export async function walkLayer(
+  previous: Map<string, ManifestEntry> | undefined,
+  ids: IdMap | undefined,
+): Promise<WalkResult> {
   const rootSt = lstatSync('.', { bigint: true });
   if (!rootSt.isDirectory()) throw new SyncFault(400, 'invalid_request', 'the workspace layer is not a directory');
   const raw: Raw[] = [rawOf('', rootSt, ids)!];
@@ -126,7 +129,9 @@ export async function walkLayer(previous: Map<string, ManifestEntry> | undefined
     for (const name of names) {
       const path = rel === '' ? name : `${rel}/${name}`;
       if (Buffer.byteLength(path) > SYNC_MAX_PATH_BYTES) {
-        throw new SyncFault(422, 'unsupported_option', 
+        throw new SyncFault(
+          422,
+          'unsupported_option',
           `the workspace holds a path longer than ${SYNC_MAX_PATH_BYTES} bytes (${showPath(path)}), which cannot be synced; shorten or remove it and sync again`,
         );
       }
@@ -135,7 +140,12 @@ export async function walkLayer(previous: Map<string, ManifestEntry> | undefined
         st = lstatSync(path, { bigint: true });
       } catch (e) {
         if (!vanished(e)) throw e;
-        if (name.includes('\uFFFD')) throw new SyncFault(422, 'unsupported_option', `a file name in ${showPath(rel || '/')} is not valid UTF-8, which cannot be synced; rename it and sync again`);
+        if (name.includes('\uFFFD'))
+          throw new SyncFault(
+            422,
+            'unsupported_option',
+            `a file name in ${showPath(rel || '/')} is not valid UTF-8, which cannot be synced; rename it and sync again`,
+          );
         continue;
       }
       const r = rawOf(path, st, ids);
@@ -148,7 +158,7 @@ export async function walkLayer(previous: Map<string, ManifestEntry> | undefined
 
   const entries: ManifestEntry[] = [];
   const changed: ManifestEntry[] = [];
-    const firstLink = new Map<string, string>();
+  const firstLink = new Map<string, string>();
   const symlinks: ManifestEntry[] = [];
   const unchanged = new Set<ManifestEntry>();
   for (const r of raw) {
@@ -163,7 +173,16 @@ export async function walkLayer(previous: Map<string, ManifestEntry> | undefined
       }
       firstLink.set(r.linkId, path);
     }
-    const e: ManifestEntry = { path, type, mode: r.mode, uid: r.uid, gid: r.gid, mtimeNs: r.mtimeNs, ino: r.ino, ctimeNs: r.ctimeNs };
+    const e: ManifestEntry = {
+      path,
+      type,
+      mode: r.mode,
+      uid: r.uid,
+      gid: r.gid,
+      mtimeNs: r.mtimeNs,
+      ino: r.ino,
+      ctimeNs: r.ctimeNs,
+    };
     if (type === 'file') e.size = r.size;
     const prev = previous?.get(path);
     const same =

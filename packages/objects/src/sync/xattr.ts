@@ -32,19 +32,31 @@ export async function readXattrs(paths: string[], cwd?: string): Promise<Map<str
   for (let i = 0; i < paths.length; ) {
     const batch: string[] = [];
     let bytes = 0;
-    while (i < paths.length && batch.length < BATCH && (batch.length === 0 || bytes + paths[i]!.length * 3 < BATCH_BYTES)) {
+    while (
+      i < paths.length &&
+      batch.length < BATCH &&
+      (batch.length === 0 || bytes + paths[i]!.length * 3 < BATCH_BYTES)
+    ) {
       bytes += Buffer.byteLength(paths[i]!) + 1;
       batch.push(paths[i++]!);
     }
     // -m - : every namespace (the default is only user.*); -e base64 keeps binary values intact.
-    const r = await run('getfattr', ['--no-dereference', '--absolute-names', '--dump', '--match=-', '--encoding=base64', '--', ...batch], {
-      allowFailure: true,
-      timeoutMs: 120_000,
-      cwd,
-    });
+    const r = await run(
+      'getfattr',
+      ['--no-dereference', '--absolute-names', '--dump', '--match=-', '--encoding=base64', '--', ...batch],
+      {
+        allowFailure: true,
+        timeoutMs: 120_000,
+        cwd,
+      },
+    );
     if (r.code !== 0) {
       // Exit 1 also means "some file vanished" (a sandbox may be running); anything else is a real failure.
-      const real = r.stderr.split('\n').filter((l) => l.trim() && !/No such file or directory|Too many levels of symbolic links|Not a directory/.test(l));
+      const real = r.stderr
+        .split('\n')
+        .filter(
+          (l) => l.trim() && !/No such file or directory|Too many levels of symbolic links|Not a directory/.test(l),
+        );
       if (real.length > 0) throw new Error(`getfattr failed: ${real.slice(0, 3).join('; ').slice(0, 500)}`);
     }
     parseDump(r.stdout.toString('utf8'), out);
@@ -99,7 +111,10 @@ function unescapeName(s: string): string {
 function escapeName(s: string): string {
   let out = '';
   for (const b of Buffer.from(s, 'utf8')) {
-    out += b <= 0x20 || b >= 0x7f || b === 0x5c || b === 0x3d ? `\\${b.toString(8).padStart(3, '0')}` : String.fromCharCode(b);
+    out +=
+      b <= 0x20 || b >= 0x7f || b === 0x5c || b === 0x3d
+        ? `\\${b.toString(8).padStart(3, '0')}`
+        : String.fromCharCode(b);
   }
   return out;
 }
@@ -118,7 +133,8 @@ export async function writeXattrs(writes: XattrWrite[], tmpDir: string): Promise
     for (const w of todo.slice(i, i + BATCH)) {
       dump += `# file: ${escapeName(w.path)}\n`;
       if (w.opaque) dump += `trusted.overlay.opaque=0s${Buffer.from('y').toString('base64')}\n`;
-      for (const [name, value] of Object.entries(w.xattrs ?? {})) if (!isOverlayXattr(name)) dump += `${name}=0s${value}\n`;
+      for (const [name, value] of Object.entries(w.xattrs ?? {}))
+        if (!isOverlayXattr(name)) dump += `${name}=0s${value}\n`;
       dump += '\n';
     }
     const file = join(tmpDir, `.xattrs-${randomBytes(6).toString('hex')}`);

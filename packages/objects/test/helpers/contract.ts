@@ -60,11 +60,19 @@ export function storeContract(getStore: () => ObjectStore): void {
     const store = getStore();
     const body = randomBytes(300_000);
     await store.put(`${p}/ranged`, body);
-    for (const [start, length] of [[0, 1], [0, body.length], [12_345, 100_000], [body.length - 7, 7]] as const) {
+    for (const [start, length] of [
+      [0, 1],
+      [0, body.length],
+      [12_345, 100_000],
+      [body.length - 7, 7],
+    ] as const) {
       assert.deepEqual(await store.getRange(`${p}/ranged`, start, length), body.subarray(start, start + length));
     }
     await assert.rejects(store.getRange(`${p}/no-such-key`, 0, 10), ObjectNotFoundError);
-    await assert.rejects(store.getRange(`${p}/ranged`, body.length - 5, 10), (e: { status?: number }) => e.status === 503);
+    await assert.rejects(
+      store.getRange(`${p}/ranged`, body.length - 5, 10),
+      (e: { status?: number }) => e.status === 503,
+    );
   });
 
   it('streams of known and unknown length are stored exactly (20 MiB: multipart on S3)', async () => {
@@ -91,7 +99,10 @@ export function storeContract(getStore: () => ObjectStore): void {
 
   it('a missing key: get and getBuffer throw ObjectNotFoundError (not_found), head is undefined', async () => {
     const store = getStore();
-    await assert.rejects(store.get(`${p}/missing`), (e: unknown) => e instanceof ObjectNotFoundError && e.code === 'not_found');
+    await assert.rejects(
+      store.get(`${p}/missing`),
+      (e: unknown) => e instanceof ObjectNotFoundError && e.code === 'not_found',
+    );
     await assert.rejects(store.getBuffer(`${p}/missing`), ObjectNotFoundError);
     assert.equal(await store.head(`${p}/missing`), undefined);
   });
@@ -123,7 +134,10 @@ export function storeContract(getStore: () => ObjectStore): void {
     const expected = [...names].sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
     assert.deepEqual(await keys(store, `${p}/list/`, 7), expected);
     assert.deepEqual(await keys(store, `${p}/list/`, 7, expected[9]), expected.slice(10));
-    assert.deepEqual(await keys(store, `${p}/list/k1`), expected.filter((k) => k.startsWith(`${p}/list/k1`)));
+    assert.deepEqual(
+      await keys(store, `${p}/list/k1`),
+      expected.filter((k) => k.startsWith(`${p}/list/k1`)),
+    );
     assert.deepEqual(await keys(store, `${p}/nothing-here/`), []);
     for await (const o of store.list(`${p}/list/sub/`)) assert.equal(o.size, `${p}/list/sub/deep`.length);
   });
@@ -166,13 +180,17 @@ export function storeContract(getStore: () => ObjectStore): void {
   it('casPut races: of concurrent writers with the same expected etag exactly one wins, every round', async () => {
     const store = getStore();
     const k = `${p}/cas/race`;
-    const created = await Promise.all(Array.from({ length: 6 }, (_, i) => store.casPut(k, Buffer.from(`init-${i}`), null)));
+    const created = await Promise.all(
+      Array.from({ length: 6 }, (_, i) => store.casPut(k, Buffer.from(`init-${i}`), null)),
+    );
     assert.equal(created.filter((r) => r.ok).length, 1);
     for (let round = 0; round < 15; round++) {
       const cur = await store.head(k);
       assert.ok(cur);
       const writers = round % 3 === 0 ? 8 : 2;
-      const results = await Promise.all(Array.from({ length: writers }, (_, i) => store.casPut(k, Buffer.from(`r${round}-w${i}`), cur.etag)));
+      const results = await Promise.all(
+        Array.from({ length: writers }, (_, i) => store.casPut(k, Buffer.from(`r${round}-w${i}`), cur.etag)),
+      );
       const winners = results.flatMap((r, i) => (r.ok ? [i] : []));
       assert.equal(winners.length, 1, `round ${round}: ${winners.length} winners`);
       assert.equal((await store.getBuffer(k)).toString(), `r${round}-w${winners[0]}`);

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, before, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { listVersions, restore, type ObjectStore } from '../../src/index.js';
+import { listVersions, type ObjectStore, restore } from '../../src/index.js';
 import { mknodWhiteout, treeDigest } from './tree.js';
 
 const child = join(dirname(fileURLToPath(import.meta.url)), '../fixtures/snapshot-once.ts');
@@ -17,7 +17,8 @@ const child = join(dirname(fileURLToPath(import.meta.url)), '../fixtures/snapsho
 async function applyState(upper: string, i: number): Promise<void> {
   await mkdir(join(upper, 'small'), { recursive: true });
   for (let k = 0; k < 150; k++) {
-    if (i === 1 || k % 5 === i % 5) await writeFile(join(upper, 'small', `f${k}`), `file ${k} state ${i}\n`.repeat(1 + (k % 9)));
+    if (i === 1 || k % 5 === i % 5)
+      await writeFile(join(upper, 'small', `f${k}`), `file ${k} state ${i}\n`.repeat(1 + (k % 9)));
   }
   const big = Buffer.alloc(3 * 1024 * 1024);
   const seed = createHash('sha512').update(`big ${i}`).digest();
@@ -99,13 +100,18 @@ export function crashSuite(label: string, getStore: () => ObjectStore, getUrl: (
       await rm(target, { recursive: true, force: true });
       if (got === expectedNew) newCount++;
       else if (got === committed) oldCount++;
-      else assert.fail(`iteration ${iter} (kill after ${delay} ms): the restored tree is neither the old nor the new version`);
+      else
+        assert.fail(
+          `iteration ${iter} (kill after ${delay} ms): the restored tree is neither the old nor the new version`,
+        );
       committed = got;
       // Machine load moves the sync's duration around: widen or narrow the window so kills land on both sides.
       if (iter >= 4 && newCount === 0) window *= 1.5;
       if (iter >= 4 && oldCount === 0) window /= 1.5;
     }
-    t.diagnostic(`${label}: ${iterations} kills within ${Math.round(window)} ms of the sync start: ${oldCount} left the old version, ${newCount} the new`);
+    t.diagnostic(
+      `${label}: ${iterations} kills within ${Math.round(window)} ms of the sync start: ${oldCount} left the old version, ${newCount} the new`,
+    );
     assert.ok(oldCount > 0 && newCount > 0, `kills landed on one side only: old ${oldCount}, new ${newCount}`);
     // The leftovers of killed syncs (orphan manifests, temp files) do not get in the way of the next sync.
     await applyState(upper, ++state);

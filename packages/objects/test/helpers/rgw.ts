@@ -1,15 +1,15 @@
 // The S3 server the tests use: MAGS_TEST_S3_URL if set, else a throwaway Ceph RGW started with scripts/start-rgw.sh
 // (on free loopback ports, in a temp dir) and stopped by PID with scripts/stop-rgw.sh.
 import { execFile } from 'node:child_process';
-import { after, before } from 'node:test';
-import { openObjectStore, type ObjectStore } from '../../src/index.js';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
+import { after, before } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { type ObjectStore, openObjectStore } from '../../src/index.js';
 
 const run = promisify(execFile);
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), '../../../..');
@@ -41,7 +41,11 @@ export async function startTestS3(): Promise<TestS3> {
   const given = process.env.MAGS_TEST_S3_URL;
   if (given) return { url: withPrefix(given), stop: async () => {} };
   const dir = await mkdtemp(join(tmpdir(), 'mags-rgw-'));
-  const env = { ...process.env, MAGS_TEST_RGW_PORT: String(await freePort()), MAGS_TEST_RGW_MON_PORT: String(await freePort()) };
+  const env = {
+    ...process.env,
+    MAGS_TEST_RGW_PORT: String(await freePort()),
+    MAGS_TEST_RGW_MON_PORT: String(await freePort()),
+  };
   let endpoint: string;
   try {
     const { stdout } = await run('bash', [join(repo, 'scripts/start-rgw.sh'), dir], { env, timeout: 600_000 });
@@ -52,7 +56,9 @@ export async function startTestS3(): Promise<TestS3> {
     throw e;
   }
   return {
-    url: withPrefix(`s3://TESTACCESSKEY:TESTSECRETKEY@mags-test?endpoint=${encodeURIComponent(endpoint)}&region=us-east-1`),
+    url: withPrefix(
+      `s3://TESTACCESSKEY:TESTSECRETKEY@mags-test?endpoint=${encodeURIComponent(endpoint)}&region=us-east-1`,
+    ),
     stop: async () => {
       await run('bash', [join(repo, 'scripts/stop-rgw.sh'), dir]);
       await rm(dir, { recursive: true, force: true });

@@ -14,6 +14,7 @@ import {
   gc,
   listVersions,
   manifestKey,
+  type ObjectStore,
   packKey,
   readManifest,
   readManifestObject,
@@ -21,7 +22,6 @@ import {
   restoreManifest,
   rollback,
   snapshot,
-  type ObjectStore,
 } from '../../src/index.js';
 import { CountingStore } from './counting.js';
 import { buildFixture, describeTree, freshDirs, mknodWhiteout, uniqueWorkspace } from './tree.js';
@@ -86,7 +86,19 @@ export function syncSuite(label: string, getStore: () => ObjectStore): void {
     assert.deepEqual(await describeTree(target), expected);
     // sanity: the fixture really has what the test claims
     const text = expected.join('\n');
-    for (const needle of ['chardev 0 mode=', 'mode=4755', 'mode=2711', 'mode=700', 'mode=1777', 'owner=1234:5678', 'hardlink-of=', 'fifo', 'trusted.overlay.opaque=0x79', 'user.note=0x6b657074', 'symlink -> /nonexistent/target']) {
+    for (const needle of [
+      'chardev 0 mode=',
+      'mode=4755',
+      'mode=2711',
+      'mode=700',
+      'mode=1777',
+      'owner=1234:5678',
+      'hardlink-of=',
+      'fifo',
+      'trusted.overlay.opaque=0x79',
+      'user.note=0x6b657074',
+      'symlink -> /nonexistent/target',
+    ]) {
       assert.ok(text.includes(needle), `fixture lacks ${needle}`);
     }
   });
@@ -154,7 +166,10 @@ export function syncSuite(label: string, getStore: () => ObjectStore): void {
     const t2 = join(await fresh('restored'), 'upper');
     await restore(store, w, t2, { cacheDir: await fresh('cache') });
     const d2 = await describeTree(t2);
-    assert.ok(d2.some((l) => l.startsWith('opt/app/file: chardev 0 ')), d2.join('\n'));
+    assert.ok(
+      d2.some((l) => l.startsWith('opt/app/file: chardev 0 ')),
+      d2.join('\n'),
+    );
     assert.ok(!d2.some((l) => l.startsWith('notes:')));
     assert.deepEqual(d2, await describeTree(upper));
     const t1 = join(await fresh('restored'), 'upper');
@@ -171,7 +186,11 @@ export function syncSuite(label: string, getStore: () => ObjectStore): void {
       const upper = await fresh('upper');
       for (let i = 0; i < 40; i++) await writeFile(join(upper, `f${i}`), `content ${i % 30}\n`); // 30 distinct blobs
       const w = ws('cache');
-      const snap = await snapshot(upper, inner, { ...w, cacheDir: await fresh('cache'), packThreshold: packed ? undefined : 0 });
+      const snap = await snapshot(upper, inner, {
+        ...w,
+        cacheDir: await fresh('cache'),
+        packThreshold: packed ? undefined : 0,
+      });
       assert.equal(snap.manifest.format, packed ? 2 : 1);
       const cacheDir = await fresh('cache');
       const expected = await describeTree(upper);
@@ -198,7 +217,11 @@ export function syncSuite(label: string, getStore: () => ObjectStore): void {
       const t3 = join(await fresh('r'), 'u');
       const r3 = await restore(store, w, t3, { cacheDir });
       assert.equal(r3.stats.fetchedBlobs, 4, '3 missing + 1 corrupt');
-      assert.equal(fetches(), packed ? 2 : 4, packed ? 'one ranged read for the missing ones, one for the corrupt one' : 'one GET each');
+      assert.equal(
+        fetches(),
+        packed ? 2 : 4,
+        packed ? 'one ranged read for the missing ones, one for the corrupt one' : 'one GET each',
+      );
       assert.deepEqual(await describeTree(t3), expected);
     });
   }
@@ -228,7 +251,10 @@ export function syncSuite(label: string, getStore: () => ObjectStore): void {
     assert.equal((failed[0]!.reason as { status?: number }).status, 409);
     const winner = results[0]!.status === 'fulfilled' ? a : b;
     const versions = await listVersions(store, w);
-    assert.deepEqual(versions.map((v) => v.version), [1, 2]);
+    assert.deepEqual(
+      versions.map((v) => v.version),
+      [1, 2],
+    );
     const t = join(await fresh('r'), 'u');
     await restore(store, w, t, { cacheDir: await fresh('cache') });
     assert.deepEqual(await describeTree(t), await describeTree(winner));
@@ -245,12 +271,22 @@ export function syncSuite(label: string, getStore: () => ObjectStore): void {
       prev = (await snapshot(upper, store, { ...w, cacheDir, previous: prev, keepVersions: 3 })).manifest;
     }
     const versions = await listVersions(store, w);
-    assert.deepEqual(versions.map((v) => [v.version, v.current]), [[2, false], [3, false], [4, true]]);
+    assert.deepEqual(
+      versions.map((v) => [v.version, v.current]),
+      [
+        [2, false],
+        [3, false],
+        [4, true],
+      ],
+    );
     assert.equal(await store.head(manifestKey(w, 1)), undefined, 'pruned manifest deleted');
     const t = join(await fresh('r'), 'u');
     await restore(store, { ...w, version: 2 }, t, { cacheDir });
     assert.equal(await readFile(join(t, 'state'), 'utf8'), 'state 2');
-    await assert.rejects(restore(store, { ...w, version: 1 }, join(await fresh('r'), 'u'), { cacheDir }), (e: { code?: string }) => e.code === 'not_found');
+    await assert.rejects(
+      restore(store, { ...w, version: 1 }, join(await fresh('r'), 'u'), { cacheDir }),
+      (e: { code?: string }) => e.code === 'not_found',
+    );
   });
 
   it('deleteWorkspace removes its versions; gc then deletes only blobs nothing references, and spares young ones', async () => {
@@ -271,7 +307,10 @@ export function syncSuite(label: string, getStore: () => ObjectStore): void {
     const sha = (s: string) => createHash('sha256').update(s).digest('hex');
     await deleteWorkspace(store, a);
     assert.deepEqual(await listVersions(store, a), []);
-    await assert.rejects(restore(store, a, join(await fresh('r'), 'u'), { cacheDir }), (e: { code?: string }) => e.code === 'not_found');
+    await assert.rejects(
+      restore(store, a, join(await fresh('r'), 'u'), { cacheDir }),
+      (e: { code?: string }) => e.code === 'not_found',
+    );
 
     const young = await gc(store, { graceMs: 3600_000 });
     assert.equal(young.blobsDeleted, 0, 'nothing older than the grace period');
@@ -323,22 +362,42 @@ export function syncSuite(label: string, getStore: () => ObjectStore): void {
     const hostB = join(await fresh('r'), 'u');
     const rb = await restore(store, w, hostB, { cacheDir: await fresh('cache') });
     await writeFile(join(hostB, 'state'), 'b2');
-    assert.equal((await snapshot(hostB, store, { ...w, cacheDir, previous: rb.manifest, expectVersion: 1 })).version, 2);
+    assert.equal(
+      (await snapshot(hostB, store, { ...w, cacheDir, previous: rb.manifest, expectVersion: 1 })).version,
+      2,
+    );
 
     // Host A's copy is still version 1 plus its own change: refused, nothing written.
     await writeFile(join(hostA, 'state'), 'a2');
     await writeFile(join(hostA, 'more'), `new ${randomBytes(4).toString('hex')}`);
     store.reset();
-    await assert.rejects(snapshot(hostA, store, { ...w, cacheDir, previous: a1.manifest, expectVersion: 1 }), (e: { status?: number; code?: string; message?: string }) => {
-      assert.equal(e.status, 409);
-      assert.equal(e.code, 'conflict');
-      assert.match(e.message ?? '', new RegExp(`workspace "u1/${w.name}" is at version 2 but this copy was made from version 1; its changes were not synced`));
-      return true;
-    });
+    await assert.rejects(
+      snapshot(hostA, store, { ...w, cacheDir, previous: a1.manifest, expectVersion: 1 }),
+      (e: { status?: number; code?: string; message?: string }) => {
+        assert.equal(e.status, 409);
+        assert.equal(e.code, 'conflict');
+        assert.match(
+          e.message ?? '',
+          new RegExp(
+            `workspace "u1/${w.name}" is at version 2 but this copy was made from version 1; its changes were not synced`,
+          ),
+        );
+        return true;
+      },
+    );
     assert.equal(store.count('put') + store.count('cas') + store.count('delete'), 0, 'nothing written');
-    assert.deepEqual((await listVersions(store, w)).map((v) => [v.version, v.current]), [[1, false], [2, true]]);
+    assert.deepEqual(
+      (await listVersions(store, w)).map((v) => [v.version, v.current]),
+      [
+        [1, false],
+        [2, true],
+      ],
+    );
     assert.equal(await store.head(manifestKey(w, 3)), undefined);
-    await assert.rejects(snapshot(hostA, store, { ...w, cacheDir, expectVersion: null }), /is at version 2 but this copy was made before its first sync/);
+    await assert.rejects(
+      snapshot(hostA, store, { ...w, cacheDir, expectVersion: null }),
+      /is at version 2 but this copy was made before its first sync/,
+    );
 
     // A copy of the current version syncs.
     const hostC = join(await fresh('r'), 'u');
@@ -346,10 +405,16 @@ export function syncSuite(label: string, getStore: () => ObjectStore): void {
     await writeFile(join(hostC, 'state'), 'c3');
     const c3 = await snapshot(hostC, store, { ...w, cacheDir, previous: rc.manifest, expectVersion: 2 });
     assert.equal(c3.version, 3);
-    assert.equal((await snapshot(hostC, store, { ...w, cacheDir, previous: c3.manifest, expectVersion: 3 })).unchanged, true);
+    assert.equal(
+      (await snapshot(hostC, store, { ...w, cacheDir, previous: c3.manifest, expectVersion: 3 })).unchanged,
+      true,
+    );
 
     await deleteWorkspace(store, w);
-    await assert.rejects(snapshot(hostC, store, { ...w, cacheDir, previous: c3.manifest, expectVersion: 3 }), /has no synced version but this copy was made from version 3/);
+    await assert.rejects(
+      snapshot(hostC, store, { ...w, cacheDir, previous: c3.manifest, expectVersion: 3 }),
+      /has no synced version but this copy was made from version 3/,
+    );
   });
 
   it('expectVersion: the head matching at the start is not enough, the compare-and-swap must win too', async () => {
@@ -367,9 +432,15 @@ export function syncSuite(label: string, getStore: () => ObjectStore): void {
       await snapshot(other, inner, { ...w, cacheDir: await fresh('cache'), expectVersion: 1 });
     };
     await writeFile(join(upper, 'f'), 'mine');
-    await assert.rejects(snapshot(upper, store, { ...w, cacheDir, previous: s1.manifest, expectVersion: 1 }), (e: { status?: number; code?: string }) => e.status === 409 && e.code === 'conflict');
+    await assert.rejects(
+      snapshot(upper, store, { ...w, cacheDir, previous: s1.manifest, expectVersion: 1 }),
+      (e: { status?: number; code?: string }) => e.status === 409 && e.code === 'conflict',
+    );
     // The losing sync had taken number 2 for its manifest (create-only), so the winner became 3; 2 was removed.
-    assert.deepEqual((await listVersions(inner, w)).map((v) => v.version), [1, 3]);
+    assert.deepEqual(
+      (await listVersions(inner, w)).map((v) => v.version),
+      [1, 3],
+    );
     assert.equal(await inner.head(manifestKey(w, 2)), undefined, 'the losing manifest was removed');
     const t = join(await fresh('r'), 'u');
     await restore(inner, w, t, { cacheDir: await fresh('cache') });
@@ -390,7 +461,10 @@ export function syncSuite(label: string, getStore: () => ObjectStore): void {
     const r = await restoreManifest(store, obj.manifest, target, { cacheDir: await fresh('cache') });
     assert.equal(r.version, 1);
     assert.deepEqual(await describeTree(target), await describeTree(upper));
-    await assert.rejects(readManifestObject(store, manifestKey(w, 2)), (e: { status?: number; code?: string }) => e.status === 404 && e.code === 'not_found');
+    await assert.rejects(
+      readManifestObject(store, manifestKey(w, 2)),
+      (e: { status?: number; code?: string }) => e.status === 404 && e.code === 'not_found',
+    );
   });
 
   it('forkBase copies a version byte for byte to the fork; the copy restores, cannot be replaced, and outlives its source through gc', async () => {
@@ -420,14 +494,26 @@ export function syncSuite(label: string, getStore: () => ObjectStore): void {
     assert.equal(head.version, 2);
     assert.equal(head.label, `${src.name}@2`);
 
-    await assert.rejects(forkBase(store, src, 2, to), (e: { status?: number; code?: string; message?: string }) => e.status === 409 && e.code === 'conflict' && /already has a base/.test(e.message ?? ''));
+    await assert.rejects(
+      forkBase(store, src, 2, to),
+      (e: { status?: number; code?: string; message?: string }) =>
+        e.status === 409 && e.code === 'conflict' && /already has a base/.test(e.message ?? ''),
+    );
     assert.equal(f.sha256, (await readManifestObject(store, f.key)).sha256, 'the first base stays');
-    await assert.rejects(forkBase(store, src, 7, ws('x')), (e: { status?: number; message?: string }) => e.status === 404 && /has no version 7 to fork/.test(e.message ?? ''));
-    await assert.rejects(forkBase(store, ws('never-synced'), undefined, ws('x')), (e: { status?: number; message?: string }) => e.status === 404 && /has no synced version to fork/.test(e.message ?? ''));
+    await assert.rejects(
+      forkBase(store, src, 7, ws('x')),
+      (e: { status?: number; message?: string }) =>
+        e.status === 404 && /has no version 7 to fork/.test(e.message ?? ''),
+    );
+    await assert.rejects(
+      forkBase(store, ws('never-synced'), undefined, ws('x')),
+      (e: { status?: number; message?: string }) =>
+        e.status === 404 && /has no synced version to fork/.test(e.message ?? ''),
+    );
 
     // The fork has no versions of its own yet; once it does, it still cannot be a base (bases are one layer deep).
     const toUpper = await fresh('upper');
-    await writeFile(join(toUpper, 'own'), 'the fork\'s own change');
+    await writeFile(join(toUpper, 'own'), "the fork's own change");
     await snapshot(toUpper, store, { ...to, cacheDir });
     await assert.rejects(forkBase(store, to, undefined, ws('x')), (e: { status?: number }) => e.status === 422);
 
@@ -443,7 +529,9 @@ export function syncSuite(label: string, getStore: () => ObjectStore): void {
     assert.ok(await store.head(packKey(smallPack.sha256)), 'pack referenced only by the base copy survives gc');
     assert.ok(await store.head(blobKey(largeSha)), 'blob referenced only by the base copy survives gc');
     const t = join(await fresh('r'), 'u');
-    await restoreManifest(store, (await readManifestObject(store, f.key)).manifest, t, { cacheDir: await fresh('cache') });
+    await restoreManifest(store, (await readManifestObject(store, f.key)).manifest, t, {
+      cacheDir: await fresh('cache'),
+    });
     assert.deepEqual(await describeTree(t), v1Tree);
 
     // Deleting the fork deletes its base copy (the whole prefix); then gc may take the content.
@@ -474,7 +562,15 @@ export function syncSuite(label: string, getStore: () => ObjectStore): void {
     }
     const r = await rollback(store, w, 1);
     assert.deepEqual(r, { version: 4, restoredFrom: 1 });
-    assert.deepEqual((await listVersions(store, w)).map((v) => [v.version, v.current]), [[1, false], [2, false], [3, false], [4, true]]);
+    assert.deepEqual(
+      (await listVersions(store, w)).map((v) => [v.version, v.current]),
+      [
+        [1, false],
+        [2, false],
+        [3, false],
+        [4, true],
+      ],
+    );
     const m1 = await readManifest(store, w, 1);
     const m4 = await readManifest(store, w, 4);
     assert.equal(m4.parent, 3);
@@ -487,19 +583,31 @@ export function syncSuite(label: string, getStore: () => ObjectStore): void {
 
     // keepVersions applies: rolling back to 2 keeping 3 drops versions 1 and 2; version 5 still restores.
     assert.deepEqual(await rollback(store, w, 2, { keepVersions: 3 }), { version: 5, restoredFrom: 2 });
-    assert.deepEqual((await listVersions(store, w)).map((v) => v.version), [3, 4, 5]);
+    assert.deepEqual(
+      (await listVersions(store, w)).map((v) => v.version),
+      [3, 4, 5],
+    );
     assert.equal(await store.head(manifestKey(w, 2)), undefined);
     const t5 = join(await fresh('r'), 'u');
     await restore(store, w, t5, { cacheDir: await fresh('cache') });
     assert.deepEqual(await describeTree(t5), trees[1]);
 
-    await assert.rejects(rollback(store, w, 1), (e: { status?: number; code?: string; message?: string }) => e.status === 404 && e.code === 'not_found' && /no version 1 to roll back to \(kept: 3, 4, 5\)/.test(e.message ?? ''));
+    await assert.rejects(
+      rollback(store, w, 1),
+      (e: { status?: number; code?: string; message?: string }) =>
+        e.status === 404 &&
+        e.code === 'not_found' &&
+        /no version 1 to roll back to \(kept: 3, 4, 5\)/.test(e.message ?? ''),
+    );
     await assert.rejects(rollback(store, ws('never'), 1), (e: { status?: number }) => e.status === 404);
 
     // A host copy of version 5 cannot sync over a rollback made meanwhile.
     await rollback(store, w, 3);
     await writeFile(join(t5, 'state'), 'edited on an old copy');
-    await assert.rejects(snapshot(t5, store, { ...w, cacheDir, expectVersion: 5 }), /is at version 6 but this copy was made from version 5/);
+    await assert.rejects(
+      snapshot(t5, store, { ...w, cacheDir, expectVersion: 5 }),
+      /is at version 6 but this copy was made from version 5/,
+    );
   });
 
   it('rollback that loses the race to a sync fails with 409 and leaves the head and the versions as the sync left them', async () => {
@@ -516,9 +624,19 @@ export function syncSuite(label: string, getStore: () => ObjectStore): void {
       await writeFile(join(upper, 'f'), 'three');
       await snapshot(upper, inner, { ...w, cacheDir, previous: s2.manifest });
     };
-    await assert.rejects(rollback(store, w, 1), (e: { status?: number; code?: string }) => e.status === 409 && e.code === 'conflict');
+    await assert.rejects(
+      rollback(store, w, 1),
+      (e: { status?: number; code?: string }) => e.status === 409 && e.code === 'conflict',
+    );
     // The rollback had taken number 3 for its manifest, so the sync became 4; the rollback's manifest was removed.
-    assert.deepEqual((await listVersions(inner, w)).map((v) => [v.version, v.current]), [[1, false], [2, false], [4, true]]);
+    assert.deepEqual(
+      (await listVersions(inner, w)).map((v) => [v.version, v.current]),
+      [
+        [1, false],
+        [2, false],
+        [4, true],
+      ],
+    );
     assert.equal(await inner.head(manifestKey(w, 3)), undefined, 'the rollback left no manifest behind');
     const t = join(await fresh('r'), 'u');
     await restore(inner, w, t, { cacheDir: await fresh('cache') });
@@ -542,7 +660,11 @@ export function syncSuite(label: string, getStore: () => ObjectStore): void {
     assert.equal(store.count('put', 'packs/'), 1);
     assert.equal(store.count('put', 'blobs/'), 1, 'only the file above the threshold has an object of its own');
     const a = s.manifest.entries.find((e) => e.path === 'src/dup-a')!;
-    assert.deepEqual(a.pack, s.manifest.entries.find((e) => e.path === 'src/dup-b')!.pack, 'equal content is packed once');
+    assert.deepEqual(
+      a.pack,
+      s.manifest.entries.find((e) => e.path === 'src/dup-b')!.pack,
+      'equal content is packed once',
+    );
 
     store.reset();
     const t = join(await fresh('r'), 'u');
@@ -566,7 +688,10 @@ export function syncSuite(label: string, getStore: () => ObjectStore): void {
     const bytes = await inner.getBuffer(packKey(pack));
     bytes[a.pack!.offset] ^= 0xff;
     await inner.put(packKey(pack), bytes);
-    await assert.rejects(restore(inner, w, join(await fresh('r'), 'u'), { cacheDir: await fresh('cache') }), (e: { status?: number; message?: string }) => e.status === 500 && /corrupt/.test(e.message ?? ''));
+    await assert.rejects(
+      restore(inner, w, join(await fresh('r'), 'u'), { cacheDir: await fresh('cache') }),
+      (e: { status?: number; message?: string }) => e.status === 500 && /corrupt/.test(e.message ?? ''),
+    );
   });
 
   it('packs: a format 1 version (no packs) restores, and a packing sync on top of it keeps its blobs where they are', async () => {
@@ -582,7 +707,10 @@ export function syncSuite(label: string, getStore: () => ObjectStore): void {
     const s2 = await snapshot(upper, store, { ...w, cacheDir, previous: s1.manifest });
     assert.equal(s2.manifest.format, 2);
     assert.equal(s2.stats.uploadedBlobs, 1);
-    assert.deepEqual(s2.manifest.entries.filter((e) => e.pack).map((e) => e.path), ['new']);
+    assert.deepEqual(
+      s2.manifest.entries.filter((e) => e.pack).map((e) => e.path),
+      ['new'],
+    );
     for (const v of [1, 2]) {
       const t = join(await fresh('r'), 'u');
       await restore(store, { ...w, version: v }, t, { cacheDir: await fresh('cache') });
@@ -610,7 +738,10 @@ export function syncSuite(label: string, getStore: () => ObjectStore): void {
     assert.equal(a3.stats.uploadedBlobs, 10);
     assert.equal(a3.stats.hashedFiles, 2, 'the changed file and the one missing from the cache');
     const firstPacks = new Set(a1.manifest.entries.filter((e) => e.pack).map((e) => e.pack!.sha256));
-    assert.ok(a3.manifest.entries.filter((e) => e.pack).every((e) => !firstPacks.has(e.pack!.sha256)), 'no reference to packs the head does not keep');
+    assert.ok(
+      a3.manifest.entries.filter((e) => e.pack).every((e) => !firstPacks.has(e.pack!.sha256)),
+      'no reference to packs the head does not keep',
+    );
     const t = join(await fresh('r'), 'u');
     await restore(store, w, t, { cacheDir: await fresh('cache') });
     assert.deepEqual(await describeTree(t), await describeTree(a));
@@ -629,8 +760,15 @@ export function syncSuite(label: string, getStore: () => ObjectStore): void {
     await writeFile(join(upper, 'other'), `version 2 ${randomBytes(8).toString('hex')}`);
     const s2 = await snapshot(upper, store, { ...w, cacheDir, keepVersions: 1, previous: s1.manifest });
     const p2 = s2.manifest.entries.find((e) => e.path === 'other')!.pack!.sha256;
-    assert.equal(s2.manifest.entries.find((e) => e.path === 'keep')!.pack!.sha256, p1, 'unchanged file still in the first pack');
-    assert.deepEqual((await listVersions(store, w)).map((v) => v.version), [2]);
+    assert.equal(
+      s2.manifest.entries.find((e) => e.path === 'keep')!.pack!.sha256,
+      p1,
+      'unchanged file still in the first pack',
+    );
+    assert.deepEqual(
+      (await listVersions(store, w)).map((v) => v.version),
+      [2],
+    );
     // An unreferenced pack, as a crashed sync would leave it.
     const orphan = randomBytes(5000);
     const orphanSha = createHash('sha256').update(orphan).digest('hex');
@@ -654,12 +792,20 @@ export function syncSuite(label: string, getStore: () => ObjectStore): void {
     await writeBig(join(upper, 'big.bin'), 200 * 1024 * 1024);
     for (let d = 0; d < 100; d++) {
       await mkdir(join(upper, `src/d${d}`), { recursive: true });
-      await Promise.all(Array.from({ length: 100 }, (_, i) => writeFile(join(upper, `src/d${d}/f${i}.txt`), `dir ${d} file ${i}\n`.repeat(1 + (i % 7)))));
+      await Promise.all(
+        Array.from({ length: 100 }, (_, i) =>
+          writeFile(join(upper, `src/d${d}/f${i}.txt`), `dir ${d} file ${i}\n`.repeat(1 + (i % 7))),
+        ),
+      );
     }
     const w = ws('large');
-    const snap = await peakRssGrowth(() => snapshot(upper, store, { ...w, cacheDir: join(work, `large-cache-${label}`) }));
+    const snap = await peakRssGrowth(() =>
+      snapshot(upper, store, { ...w, cacheDir: join(work, `large-cache-${label}`) }),
+    );
     const target = join(await fresh('r'), 'u');
-    const rest = await peakRssGrowth(() => restore(store, w, target, { cacheDir: join(work, `large-cache2-${label}`) }));
+    const rest = await peakRssGrowth(() =>
+      restore(store, w, target, { cacheDir: join(work, `large-cache2-${label}`) }),
+    );
     t.diagnostic(
       `${label}: snapshot of 10,001 files / 200.6 MB: ${snap.result.stats.durationMs} ms (+${snap.growthMb.toFixed(0)} MB RSS); ` +
         `cold restore: ${rest.result.stats.durationMs} ms (+${rest.growthMb.toFixed(0)} MB RSS)`,
@@ -668,13 +814,23 @@ export function syncSuite(label: string, getStore: () => ObjectStore): void {
     // The big blob went up and came down as a stream, never as one Buffer, and memory never grew by its size.
     const bigSha = snap.result.manifest.entries.find((e) => e.path === 'big.bin')!.sha256!;
     const bigCalls = store.calls.filter((c) => c.key === blobKey(bigSha) && c.op !== 'head');
-    assert.deepEqual(bigCalls.map((c) => [c.op, c.buffered ?? false]), [['put', false], ['get', false]]);
+    assert.deepEqual(
+      bigCalls.map((c) => [c.op, c.buffered ?? false]),
+      [
+        ['put', false],
+        ['get', false],
+      ],
+    );
     assert.ok(snap.growthMb < 190, `snapshot grew RSS by ${snap.growthMb.toFixed(0)} MB`);
     assert.ok(rest.growthMb < 190, `restore grew RSS by ${rest.growthMb.toFixed(0)} MB`);
     assert.deepEqual(await describeTree(target), await describeTree(upper));
     // incremental after one change, on the same 10,001 files
     await writeFile(join(upper, 'src/d3/f3.txt'), 'changed');
-    const inc = await snapshot(upper, store, { ...w, cacheDir: join(work, `large-cache-${label}`), previous: snap.result.manifest });
+    const inc = await snapshot(upper, store, {
+      ...w,
+      cacheDir: join(work, `large-cache-${label}`),
+      previous: snap.result.manifest,
+    });
     t.diagnostic(`${label}: incremental sync after one change in 10,001 files: ${inc.stats.durationMs} ms`);
     assert.equal(inc.stats.uploadedBlobs, 1);
     await rm(upper, { recursive: true, force: true });

@@ -2,8 +2,20 @@
 // and describes a tree completely (type, mode, owner, µs mtime, content hash, links, xattrs) to compare two trees.
 import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, type BigIntStats } from 'node:fs';
-import { chmod, chown, lchown, link, lstat, mkdir, readdir, readlink, symlink, utimes, writeFile } from 'node:fs/promises';
+import { type BigIntStats, createReadStream } from 'node:fs';
+import {
+  chmod,
+  chown,
+  lchown,
+  link,
+  lstat,
+  mkdir,
+  readdir,
+  readlink,
+  symlink,
+  utimes,
+  writeFile,
+} from 'node:fs/promises';
 import { join } from 'node:path';
 
 /** Makes a new numbered directory below the test's work directory on each call: `fresh('up')` → <work>/up-1, … */
@@ -95,7 +107,9 @@ function xattrsOf(paths: string[]): Map<string, string> {
     const batch = paths.slice(i, i + 500);
     let text: string;
     try {
-      text = execFileSync('getfattr', ['-h', '--absolute-names', '-d', '-m', '-', '-e', 'hex', '--', ...batch], { maxBuffer: 1 << 28 }).toString();
+      text = execFileSync('getfattr', ['-h', '--absolute-names', '-d', '-m', '-', '-e', 'hex', '--', ...batch], {
+        maxBuffer: 1 << 28,
+      }).toString();
     } catch (e) {
       text = ((e as { stdout?: Buffer }).stdout ?? Buffer.alloc(0)).toString();
     }
@@ -142,12 +156,16 @@ export async function describeTree(root: string): Promise<string[]> {
       else linkInfo = ` hardlink-of=${first}`;
     }
     const mode = (st.mode & 0o7777n).toString(8);
-    out.push(`${path || '.'}: ${kind} mode=${mode} owner=${st.uid}:${st.gid} nlink=${st.nlink}${linkInfo} mtime_us=${st.mtimeNs / 1000n} xattrs=[${xa.get(p) ?? ''}]`);
+    out.push(
+      `${path || '.'}: ${kind} mode=${mode} owner=${st.uid}:${st.gid} nlink=${st.nlink}${linkInfo} mtime_us=${st.mtimeNs / 1000n} xattrs=[${xa.get(p) ?? ''}]`,
+    );
   }
   return out;
 }
 
 /** One hash for a whole tree description. */
 export async function treeDigest(root: string): Promise<string> {
-  return createHash('sha256').update((await describeTree(root)).join('\n')).digest('hex');
+  return createHash('sha256')
+    .update((await describeTree(root)).join('\n'))
+    .digest('hex');
 }

@@ -3,21 +3,21 @@
 // timeout). Every message is checked before it is acted on, and one agent's messages are handled in the order sent.
 // What agents report about jobs and workspaces is passed on to the AgentEvents wired in by the composition root.
 import { randomUUID } from 'node:crypto';
-import type { Logger } from 'pino';
 import {
   type AgentInfo,
   type AgentToServer,
   type HostStorage,
+  MagsError,
   type PoolStatus,
+  parseAgentMessage,
   type SandboxSpec,
   type ServerEnd,
   type ServerStatus,
   type WorkspaceOrder,
   type WorkspaceOrderResult,
   type WorkspaceReport,
-  MagsError,
-  parseAgentMessage,
 } from '@mags/api';
+import type { Logger } from 'pino';
 import type { AgentStore } from '../store/index.js';
 
 type AgentSummary = ServerStatus['agents'][number];
@@ -121,7 +121,9 @@ export class AgentRegistry {
     const conn = new AgentConnection(link, this.logger.child({ link: ++this.serial }));
     this.connections.add(conn);
     const enqueue = (work: () => Promise<void>) => {
-      conn.chain = conn.chain.then(work).catch((err: unknown) => conn.log.error({ err }, 'failed to handle an agent message'));
+      conn.chain = conn.chain
+        .then(work)
+        .catch((err: unknown) => conn.log.error({ err }, 'failed to handle an agent message'));
     };
     link.onMessage((message) => enqueue(() => this.handle(conn, message)));
     link.onClose(() => enqueue(() => this.detach(conn)));
@@ -169,13 +171,22 @@ export class AgentRegistry {
     const conn = this.byAgentId.get(agentId);
     const what = `${order.type} of workspace ${order.workspace.name}`;
     if (!conn?.online || this.closed) {
-      return Promise.reject(new MagsError(503, 'agent_unavailable', `the agent ${agentId} is not connected; try the ${order.type} again when it is`));
+      return Promise.reject(
+        new MagsError(
+          503,
+          'agent_unavailable',
+          `the agent ${agentId} is not connected; try the ${order.type} again when it is`,
+        ),
+      );
     }
     const requestId = randomUUID();
     return new Promise<WorkspaceOrderResult>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.pending.delete(requestId);
-        conn.log.warn({ requestId, order: order.type, workspace: order.workspace.name }, 'agent did not answer a workspace order in time');
+        conn.log.warn(
+          { requestId, order: order.type, workspace: order.workspace.name },
+          'agent did not answer a workspace order in time',
+        );
         reject(
           new MagsError(
             504,
@@ -218,17 +229,37 @@ export class AgentRegistry {
     const now = new Date().toISOString();
     const summary = (conn: AgentConnection): AgentSummary => {
       const info = conn.info!;
-      return { id: info.id, name: info.name, runtime: info.runtime, version: info.version, status: 'online', running: conn.jobs.size, capacity: info.capacity, last_seen_at: now };
+      return {
+        id: info.id,
+        name: info.name,
+        runtime: info.runtime,
+        version: info.version,
+        status: 'online',
+        running: conn.jobs.size,
+        capacity: info.capacity,
+        last_seen_at: now,
+      };
     };
     const agents = rows.map((row): AgentSummary => {
       const live = online.get(row.id);
       online.delete(row.id);
       if (live) return summary(live);
       const { id, name, runtime, version, capacity } = row;
-      return { id, name, runtime, version, status: 'offline', running: 0, capacity, last_seen_at: new Date(row.last_seen_at).toISOString() };
+      return {
+        id,
+        name,
+        runtime,
+        version,
+        status: 'offline',
+        running: 0,
+        capacity,
+        last_seen_at: new Date(row.last_seen_at).toISOString(),
+      };
     });
     for (const live of online.values()) agents.push(summary(live));
-    agents.sort((a, b) => (a.status === b.status ? b.last_seen_at.localeCompare(a.last_seen_at) : a.status === 'online' ? -1 : 1));
+    agents.sort((a, b) =>
+      a.status === b.status ? b.last_seen_at.localeCompare(a.last_seen_at) : a.status === 'online' ? -1 : 1,
+    );
     return agents;
   }
 
@@ -282,7 +313,10 @@ export class AgentRegistry {
       case 'reply': {
         const pending = this.pending.get(m.requestId);
         if (!pending || pending.conn !== conn) {
-          conn.log.warn({ requestId: m.requestId }, 'ignoring a reply to a request this agent was not sent (or that timed out)');
+          conn.log.warn(
+            { requestId: m.requestId },
+            'ignoring a reply to a request this agent was not sent (or that timed out)',
+          );
           return;
         }
         this.pending.delete(m.requestId);
@@ -325,7 +359,10 @@ export class AgentRegistry {
     conn.log = this.logger.child({ agentId: info.id });
     this.byAgentId.set(info.id, conn);
     await this.store.upsert(info);
-    conn.log.info({ name: info.name, runtime: info.runtime, version: info.version, capacity: info.capacity }, 'agent online');
+    conn.log.info(
+      { name: info.name, runtime: info.runtime, version: info.version, capacity: info.capacity },
+      'agent online',
+    );
     this.events.slotsFreed();
   }
 
@@ -335,7 +372,10 @@ export class AgentRegistry {
     conn.online = false;
     const info = conn.info;
     const who = info ? `the agent ${info.id}` : 'the agent';
-    this.failPending(conn, new MagsError(503, 'agent_unavailable', `${who} disconnected before it answered; try again`));
+    this.failPending(
+      conn,
+      new MagsError(503, 'agent_unavailable', `${who} disconnected before it answered; try again`),
+    );
     if (!info) return;
     if (this.byAgentId.get(info.id) === conn) this.byAgentId.delete(info.id);
     const jobIds = [...conn.jobs];

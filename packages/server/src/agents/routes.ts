@@ -1,6 +1,6 @@
 // `GET /status`: the server, its agents (with their sandbox runtime) and the calling user.
 import { ErrorBody, MAGS_VERSION, ServerStatus } from '@mags/api';
-import { type MagsApp, callerOf } from '../http/request.js';
+import { callerOf, type MagsApp } from '../http/request.js';
 import type { AgentRegistry } from './registry.js';
 
 /** What the status tells of the server itself. */
@@ -23,7 +23,12 @@ export function registerAgentRoutes(app: MagsApp, agents: AgentRegistry, server:
     async (request) => {
       const user = callerOf(request);
       return {
-        server: { version: MAGS_VERSION, mode: server.mode, store: server.store, started_at: new Date(server.startedAt).toISOString() },
+        server: {
+          version: MAGS_VERSION,
+          mode: server.mode,
+          store: server.store,
+          started_at: new Date(server.startedAt).toISOString(),
+        },
         agents: await agents.summaries(),
         user: { id: user.id, name: user.name },
       };

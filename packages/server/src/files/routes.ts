@@ -1,10 +1,11 @@
 // Uploaded files (`mags run -f PATH`): upload as a raw streamed body, list, delete. A job names them in
 // `file_ids` and finds them at /uploads/<name>.
-import type { FastifyReply, FastifyRequest } from 'fastify';
+
 import type { Readable } from 'node:stream';
-import { Type } from 'typebox';
 import { FileInfo, FileList, MagsError } from '@mags/api';
-import { type MagsApp, callerOf, errors } from '../http/request.js';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { Type } from 'typebox';
+import { callerOf, errors, type MagsApp } from '../http/request.js';
 import type { FileRow } from '../store/index.js';
 import type { Files } from './service.js';
 import { checkName, tooLarge } from './upload.js';
@@ -17,7 +18,13 @@ const FileParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 200 
 const OCTET_STREAM = 'application/octet-stream';
 
 function fileView(row: FileRow): FileInfo {
-  return { file_id: row.id, name: row.name, size: row.size, sha256: row.sha256, created_at: new Date(row.created_at).toISOString() };
+  return {
+    file_id: row.id,
+    name: row.name,
+    size: row.size,
+    sha256: row.sha256,
+    created_at: new Date(row.created_at).toISOString(),
+  };
 }
 
 export function registerFileRoutes(app: MagsApp, files: Files, maxUploadBytes: number): void {
@@ -35,7 +42,7 @@ export function registerFileRoutes(app: MagsApp, files: Files, maxUploadBytes: n
           summary: 'Upload a file (the raw request body); a job names it in file_ids and finds it at /uploads/<name>',
           description:
             'Send the bytes as the request body with "Content-Type: application/octet-stream" (and Content-Length when known). ' +
-            'The body is streamed to the object store while its sha256 is computed; a body over the server\'s limit is 413 and nothing is kept. ' +
+            "The body is streamed to the object store while its sha256 is computed; a body over the server's limit is 413 and nothing is kept. " +
             'A name holding a control character (CR, LF, TAB, ESC, …) or a text-direction mark (U+202E, U+2066–2069, …) is 422 invalid_name.',
           consumes: [OCTET_STREAM],
           querystring: UploadQuery,
@@ -66,7 +73,11 @@ export function registerFileRoutes(app: MagsApp, files: Files, maxUploadBytes: n
           checkName(name);
           const body = request.body as Readable | undefined;
           if (!body || typeof (body as Readable).pipe !== 'function') {
-            throw new MagsError(415, 'unsupported_media_type', 'send the file as the raw request body with "Content-Type: application/octet-stream"');
+            throw new MagsError(
+              415,
+              'unsupported_media_type',
+              'send the file as the raw request body with "Content-Type: application/octet-stream"',
+            );
           }
           const row = await files.upload(user.id, name, body, contentLength(request));
           return reply.code(201).send(fileView(row));
@@ -82,7 +93,11 @@ export function registerFileRoutes(app: MagsApp, files: Files, maxUploadBytes: n
   app.get(
     '/api/v1/mags-files',
     {
-      schema: { tags: ['files'], summary: "The caller's uploaded files, newest first", response: { 200: FileList, ...errors(401) } },
+      schema: {
+        tags: ['files'],
+        summary: "The caller's uploaded files, newest first",
+        response: { 200: FileList, ...errors(401) },
+      },
     },
     async (request) => ({ files: (await files.list(callerOf(request).id)).map(fileView) }),
   );

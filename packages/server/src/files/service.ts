@@ -1,9 +1,9 @@
 // Uploaded files: received into the object store (`files/<owner>/<id>`), listed, deleted, and resolved for a job
 // that names them (they appear at /uploads/<name>). Every lookup is for the caller only.
 import type { Readable } from 'node:stream';
-import type { Logger } from 'pino';
 import { MagsError } from '@mags/api';
 import type { ObjectStore } from '@mags/objects';
+import type { Logger } from 'pino';
 import type { FileRow, JobSpec, Store } from '../store/index.js';
 import { receiveUpload } from './upload.js';
 
@@ -21,7 +21,13 @@ export class Files {
   /** Stores `body` (the request stream; `length` its Content-Length when sent) as the caller's file `name`. */
   async upload(userId: string, name: string, body: Readable, length: number | undefined): Promise<FileRow> {
     const { store, objects, logger, maxUploadBytes } = this.deps;
-    const row = await receiveUpload({ files: store.files, objects, logger, maxBytes: maxUploadBytes }, userId, name, body, length);
+    const row = await receiveUpload(
+      { files: store.files, objects, logger, maxBytes: maxUploadBytes },
+      userId,
+      name,
+      body,
+      length,
+    );
     logger.info({ fileId: row.id, size: row.size }, 'file uploaded');
     return row;
   }
@@ -48,7 +54,9 @@ export class Files {
       if (!file) throw MagsError.notFound(`file "${id}" not found; upload it first (mags run -f PATH does)`);
       const same = files.find((f) => f.name === file.name);
       if (same) {
-        throw MagsError.invalid(`files "${same.id}" and "${file.id}" are both named "${file.name}"; each must have its own name under /uploads/`);
+        throw MagsError.invalid(
+          `files "${same.id}" and "${file.id}" are both named "${file.name}"; each must have its own name under /uploads/`,
+        );
       }
       files.push(file);
     }

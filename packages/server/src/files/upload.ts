@@ -3,14 +3,18 @@
 import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { Transform } from 'node:stream';
-import type { Logger } from 'pino';
-import { MagsError, checkUploadName, unprintableIn } from '@mags/api';
+import { checkUploadName, MagsError, unprintableIn } from '@mags/api';
 import type { ObjectStore } from '@mags/objects';
+import type { Logger } from 'pino';
 import { uuidv7 } from '../ids.js';
 import type { FileRow, FileStore } from '../store/index.js';
 
 export function tooLarge(limit: number): MagsError {
-  return new MagsError(413, 'payload_too_large', `the file is larger than the ${formatBytes(limit)} upload limit of this server`);
+  return new MagsError(
+    413,
+    'payload_too_large',
+    `the file is larger than the ${formatBytes(limit)} upload limit of this server`,
+  );
 }
 
 /**
@@ -32,7 +36,13 @@ export interface UploadDeps {
 }
 
 /** `body` is the request stream; `length` its Content-Length when the client sent one. */
-export async function receiveUpload(deps: UploadDeps, userId: string, name: string, body: Readable, length?: number): Promise<FileRow> {
+export async function receiveUpload(
+  deps: UploadDeps,
+  userId: string,
+  name: string,
+  body: Readable,
+  length?: number,
+): Promise<FileRow> {
   checkName(name);
   if (length !== undefined && length > deps.maxBytes) throw tooLarge(deps.maxBytes);
   const id = uuidv7();
@@ -78,13 +88,26 @@ export async function receiveUpload(deps: UploadDeps, userId: string, name: stri
   }
   if (failure === undefined && length !== undefined && size !== length) clientGone = true;
   if (failure !== undefined || clientGone) {
-    await deps.objects.delete([key]).catch((err: unknown) => deps.logger.warn({ err, key }, 'could not delete a failed upload'));
+    await deps.objects
+      .delete([key])
+      .catch((err: unknown) => deps.logger.warn({ err, key }, 'could not delete a failed upload'));
     if (overLimit) throw tooLarge(deps.maxBytes);
-    if (clientGone) throw MagsError.invalid('the upload was interrupted before the whole file arrived; nothing was kept, send it again');
+    if (clientGone)
+      throw MagsError.invalid(
+        'the upload was interrupted before the whole file arrived; nothing was kept, send it again',
+      );
     if (failure instanceof MagsError) throw failure;
     throw new MagsError(503, 'unavailable', `the file could not be stored: ${(failure as Error).message}`);
   }
-  const row: FileRow = { id, user_id: userId, name, size, sha256: hash.digest('hex'), object_key: key, created_at: Date.now() };
+  const row: FileRow = {
+    id,
+    user_id: userId,
+    name,
+    size,
+    sha256: hash.digest('hex'),
+    object_key: key,
+    created_at: Date.now(),
+  };
   try {
     return await deps.files.insert(row);
   } catch (err) {

@@ -2,10 +2,10 @@
 // format (`{ error, code }`) for every failure, health, and the routes each domain registers under /api/v1.
 import swagger from '@fastify/swagger';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { MAGS_VERSION, MagsError } from '@mags/api';
 import Fastify, { LogController } from 'fastify';
 import type { Logger } from 'pino';
 import { Type } from 'typebox';
-import { MAGS_VERSION, MagsError } from '@mags/api';
 import type { Auth } from './auth.js';
 import { BODY_LIMIT_BYTES, toHttpError } from './errors.js';
 import type { MagsApp } from './request.js';
@@ -32,7 +32,8 @@ export async function buildApp(options: AppOptions): Promise<MagsApp> {
     return503OnClosing: false,
     forceCloseConnections: 'idle',
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 500 },
-    schemaErrorFormatter: (_errors, dataVar) => Object.assign(new Error(`invalid ${dataVar}`), { validationContext: dataVar }),
+    schemaErrorFormatter: (_errors, dataVar) =>
+      Object.assign(new Error(`invalid ${dataVar}`), { validationContext: dataVar }),
   }).withTypeProvider<TypeBoxTypeProvider>() as unknown as MagsApp;
 
   app.setValidatorCompiler(validatorCompiler);
@@ -71,7 +72,12 @@ export async function buildApp(options: AppOptions): Promise<MagsApp> {
   });
 
   app.addHook('onResponse', async (request, reply) => {
-    const fields = { method: request.method, url: request.url, status: reply.statusCode, ms: Math.round(reply.elapsedTime) };
+    const fields = {
+      method: request.method,
+      url: request.url,
+      status: reply.statusCode,
+      ms: Math.round(reply.elapsedTime),
+    };
     if (reply.statusCode >= 500) request.log.warn(fields, 'request answered');
     else if (request.method === 'GET' && reply.statusCode < 400) request.log.debug(fields, 'request answered');
     else request.log.info(fields, 'request answered');
@@ -91,11 +97,16 @@ export async function buildApp(options: AppOptions): Promise<MagsApp> {
           'Self-hostable sandboxes. Every request but health and this document needs "Authorization: Bearer <token>". ' +
           'Errors answer { "error": "<sentence>", "code": "<stable code>" }.',
       },
-      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'A Mags API token (mags_…)' } } },
+      components: {
+        securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'A Mags API token (mags_…)' } },
+      },
       security: [{ bearer: [] }],
       tags: [
         { name: 'jobs', description: 'Run scripts in sandboxes, follow their output, stop them' },
-        { name: 'workspaces', description: 'Local and persistent workspaces: create, fork, sync, resize, versions, delete' },
+        {
+          name: 'workspaces',
+          description: 'Local and persistent workspaces: create, fork, sync, resize, versions, delete',
+        },
         { name: 'files', description: 'Files uploaded for jobs (they appear as /uploads/<name>)' },
         { name: 'system', description: 'Health, status and this document' },
         { name: 'admin', description: "What the server's owner may do to the whole server" },
@@ -107,13 +118,21 @@ export async function buildApp(options: AppOptions): Promise<MagsApp> {
     '/api/v1/health',
     {
       config: { public: true },
-      schema: { tags: ['system'], summary: 'Whether the server is up (no token needed)', security: [], response: { 200: Health } },
+      schema: {
+        tags: ['system'],
+        summary: 'Whether the server is up (no token needed)',
+        security: [],
+        response: { 200: Health },
+      },
     },
     async () => ({ ok: true, version: MAGS_VERSION }),
   );
   app.get(
     '/api/v1/openapi.json',
-    { config: { public: true }, schema: { tags: ['system'], summary: 'This OpenAPI document (no token needed)', security: [] } },
+    {
+      config: { public: true },
+      schema: { tags: ['system'], summary: 'This OpenAPI document (no token needed)', security: [] },
+    },
     async (_request, reply) => reply.type('application/json; charset=utf-8').send(app.swagger()),
   );
   for (const register of options.routes) register(app);

@@ -56,11 +56,9 @@ export class Auth {
   /** The user of an `Authorization` header value, or a 401 MagsError saying what is wrong. */
   async authenticate(header: string | undefined): Promise<AuthenticatedUser> {
     if (header === undefined || header.trim() === '') throw MagsError.unauthorized();
-    const match = /^(\S+)\s+(\S+)\s*$/.exec(header.trim());
-    if (!match || match[1].toLowerCase() !== 'bearer') {
-      throw MagsError.unauthorized('the Authorization header must be "Bearer <token>" with a Mags API token');
-    }
-    const token = match[2];
+    const match = /^bearer\s+(\S+)\s*$/i.exec(header.trim());
+    if (!match) throw MagsError.unauthorized('the Authorization header must be "Bearer <token>" with a Mags API token');
+    const token = match[1];
     const invalid = MagsError.unauthorized(
       'the API token is not valid: check MAGS_API_TOKEN or run "mags login" to get a new one',
     );

@@ -1,7 +1,7 @@
 // The one mapping from any error a request can raise to an HTTP status and `{ error, code }`.
 // A 500 means a bug in the server: it is logged with its stack and answered without details.
 import { type ErrorBody, MagsError } from '@mags/api';
-import { type SchemaError, describeValidation } from './validation.js';
+import { describeValidation, type SchemaError } from './validation.js';
 
 export const BODY_LIMIT_BYTES = 1024 * 1024;
 const INVALID_JSON = 'the request body is not valid JSON; send a JSON object such as {"script": "echo hello"}';
@@ -45,7 +45,11 @@ export function toHttpError(err: unknown): HttpError {
         `the request body is larger than the ${BODY_LIMIT_BYTES / 1024 / 1024} MiB limit; send a smaller body (an inline script may be at most 256 KiB)`,
       );
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
-      return fail(415, 'unsupported_media_type', 'send the request body as JSON with the header "Content-Type: application/json"');
+      return fail(
+        415,
+        'unsupported_media_type',
+        'send the request body as JSON with the header "Content-Type: application/json"',
+      );
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
       return fail(400, 'invalid_request', 'the request body is empty; send a JSON object');
     case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
@@ -60,7 +64,11 @@ export function toHttpError(err: unknown): HttpError {
   }
   if (status === 503) return fail(503, 'unavailable', 'the server is shutting down; try again in a moment');
   if (status >= 400 && status < 500) {
-    return fail(status, status === 404 ? 'not_found' : 'invalid_request', message ? sentence(message) : 'the request is not valid');
+    return fail(
+      status,
+      status === 404 ? 'not_found' : 'invalid_request',
+      message ? sentence(message) : 'the request is not valid',
+    );
   }
   return {
     status: 500,

@@ -1,6 +1,7 @@
 // Request typing shared by every route: the Fastify instance with TypeBox types, the caller the auth hook sets, the
 // per-route `public` flag, and the error responses a route declares.
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { ErrorBody, MagsError } from '@mags/api';
 import type {
   FastifyBaseLogger,
   FastifyInstance,
@@ -9,7 +10,6 @@ import type {
   RawRequestDefaultExpression,
   RawServerDefault,
 } from 'fastify';
-import { ErrorBody, MagsError } from '@mags/api';
 import type { AuthenticatedUser } from './auth.js';
 
 export type MagsApp = FastifyInstance<

@@ -72,11 +72,13 @@ function describeOne(e: SchemaError, all: readonly SchemaError[]): { field: stri
   const p = e.params ?? {};
   switch (e.keyword) {
     case 'required': {
-      const missing = (p.requiredProperties as string[] | undefined)?.[0] ?? (p.missingProperty as string | undefined) ?? '?';
+      const missing =
+        (p.requiredProperties as string[] | undefined)?.[0] ?? (p.missingProperty as string | undefined) ?? '?';
       return { field: field ? `${field}.${missing}` : missing, problem: 'is required' };
     }
     case 'additionalProperties': {
-      const extra = (p.additionalProperties as string[] | undefined)?.[0] ?? (p.additionalProperty as string | undefined) ?? '?';
+      const extra =
+        (p.additionalProperties as string[] | undefined)?.[0] ?? (p.additionalProperty as string | undefined) ?? '?';
       return { field: field ? `${field}.${extra}` : extra, problem: 'is not a known field' };
     }
     case 'boolean':
@@ -89,7 +91,10 @@ function describeOne(e: SchemaError, all: readonly SchemaError[]): { field: stri
       return { field, problem: `must be ${article(type)} ${type}` };
     }
     case 'minLength':
-      return { field, problem: p.limit === 1 ? 'must be a non-empty string' : `must be at least ${p.limit} characters long` };
+      return {
+        field,
+        problem: p.limit === 1 ? 'must be a non-empty string' : `must be at least ${p.limit} characters long`,
+      };
     case 'maxLength':
       return { field, problem: `must be at most ${p.limit} characters long` };
     case 'minimum':
@@ -114,7 +119,8 @@ function describeOne(e: SchemaError, all: readonly SchemaError[]): { field: stri
         .map((o) => o.params.allowedValue ?? o.params.const);
       if (allowed.length === 1) return { field, problem: `must be ${quote(allowed[0])}` };
       if (allowed.length > 1) return { field, problem: `must be one of ${allowed.map(quote).join(', ')}` };
-      if (Array.isArray(p.allowedValues)) return { field, problem: `must be one of ${p.allowedValues.map(quote).join(', ')}` };
+      if (Array.isArray(p.allowedValues))
+        return { field, problem: `must be one of ${p.allowedValues.map(quote).join(', ')}` };
       return { field, problem: 'has a value that is not allowed' };
     }
     default:

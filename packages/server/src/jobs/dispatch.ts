@@ -102,7 +102,11 @@ export class Dispatcher {
     }
     const fail = async (errorMessage: string) => {
       agents.releaseSlot(agent, job.id);
-      const failed = await store.jobs.finish(job.id, { status: 'error', exitCode: null, errorMessage, completedAt: Date.now() }, agent.id);
+      const failed = await store.jobs.finish(
+        job.id,
+        { status: 'error', exitCode: null, errorMessage, completedAt: Date.now() },
+        agent.id,
+      );
       if (failed) events.emit(job.id, { type: 'status', job: failed });
     };
     // The agent left during the claim; its cleanup did not see this job, so it fails here.
@@ -120,7 +124,9 @@ export class Dispatcher {
     if (ws) {
       await store.workspaces
         .setAgent(ws.id, agent.id)
-        .catch((err: unknown) => agent.log.warn({ err, jobId: job.id, workspace: ws.name }, 'could not record where the workspace is'));
+        .catch((err: unknown) =>
+          agent.log.warn({ err, jobId: job.id, workspace: ws.name }, 'could not record where the workspace is'),
+        );
     }
   }
 }

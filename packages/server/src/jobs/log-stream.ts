@@ -4,8 +4,8 @@
 // once a write is refused (backpressure), the follower keeps nothing but its last seq, and when the socket drains
 // it catches up from the store, where every announced line already is.
 import type { ServerResponse } from 'node:http';
+import { isTerminal, MagsError, type OutputLine } from '@mags/api';
 import type { Logger } from 'pino';
-import { MagsError, type OutputLine, isTerminal } from '@mags/api';
 import type { Job, LogRow, Store } from '../store/index.js';
 import type { JobEvent, JobEvents } from './events.js';
 import { jobStatusView, logEntryView } from './view.js';

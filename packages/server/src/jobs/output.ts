@@ -2,10 +2,11 @@
 // when a batch is full, and before the job's end is recorded), and announced to followers once stored. Each job may
 // store up to the server's cap (`maxLogMb`); past it nothing more is stored or streamed, and one `system` line, the
 // last one stored, says where the output was cut. So a script printing without end costs the database a bounded size.
-import type { Logger } from 'pino';
+
 import type { OutputLine } from '@mags/api';
-import type { JobEvents } from './events.js';
+import type { Logger } from 'pino';
 import type { Store } from '../store/index.js';
+import type { JobEvents } from './events.js';
 
 /** How long a line may wait in a batch before it is stored (and reaches followers). */
 export const FLUSH_MS = 50;
@@ -61,7 +62,15 @@ export class JobOutput {
   append(jobId: string, lines: readonly OutputLine[]): Promise<void> {
     let job = this.jobs.get(jobId);
     if (!job) {
-      job = { lines: [], bytes: 0, counted: 0, lastSeq: 0, truncated: false, timer: undefined, chain: Promise.resolve() };
+      job = {
+        lines: [],
+        bytes: 0,
+        counted: 0,
+        lastSeq: 0,
+        truncated: false,
+        timer: undefined,
+        chain: Promise.resolve(),
+      };
       this.jobs.set(jobId, job);
     }
     for (const line of lines) {
@@ -76,7 +85,10 @@ export class JobOutput {
         const notice = truncationNotice(this.deps.maxLogMb);
         job.lines.push({ seq: line.seq, ts: line.ts, stream: 'system', message: notice });
         job.bytes += notice.length;
-        this.deps.logger.warn({ jobId, maxLogMb: this.deps.maxLogMb }, 'job output reached the stored output cap; the rest is dropped');
+        this.deps.logger.warn(
+          { jobId, maxLogMb: this.deps.maxLogMb },
+          'job output reached the stored output cap; the rest is dropped',
+        );
         break;
       }
       job.counted += bytes;
@@ -114,7 +126,10 @@ export class JobOutput {
           const stored = await this.deps.store.logs.append(jobId, batch);
           if (stored.length > 0) this.deps.events.emit(jobId, { type: 'logs', lines: stored });
         } catch (err) {
-          this.deps.logger.error({ err, jobId, lines: batch.length }, 'could not store job output; these lines are lost');
+          this.deps.logger.error(
+            { err, jobId, lines: batch.length },
+            'could not store job output; these lines are lost',
+          );
         }
       });
     }

@@ -33,7 +33,8 @@ export class JobReports {
     const failed = await store.jobs.failDispatched(MESSAGES.serverRestarted);
     for (const jobId of failed) logger.warn({ jobId }, 'job was running when the server stopped; marked error');
     const freed = await store.workspaces.releaseOrphaned();
-    if (freed > 0) logger.warn({ workspaces: freed }, 'released workspaces held by work a previous process left unfinished');
+    if (freed > 0)
+      logger.warn({ workspaces: freed }, 'released workspaces held by work a previous process left unfinished');
   }
 
   async report(agentId: string, m: JobReport, log: Logger): Promise<void> {
@@ -72,7 +73,11 @@ export class JobReports {
     const now = Date.now();
     for (const jobId of jobIds) {
       await output.end(jobId);
-      const job = await store.jobs.finish(jobId, { status: 'error', exitCode: null, errorMessage: reason, completedAt: now }, agentId);
+      const job = await store.jobs.finish(
+        jobId,
+        { status: 'error', exitCode: null, errorMessage: reason, completedAt: now },
+        agentId,
+      );
       if (job) {
         log.warn({ jobId }, reason);
         events.emit(jobId, { type: 'status', job });
@@ -85,8 +90,14 @@ function finishFor(m: Extract<JobReport, { type: 'exited' }>, timeoutS: number):
   const completedAt = m.ts;
   switch (m.reason) {
     case 'exited':
-      if (m.exitCode === null) return { status: 'error', exitCode: null, errorMessage: MESSAGES.noExitCode, completedAt };
-      return { status: m.exitCode === 0 ? 'completed' : 'failed', exitCode: m.exitCode, errorMessage: m.message ?? null, completedAt };
+      if (m.exitCode === null)
+        return { status: 'error', exitCode: null, errorMessage: MESSAGES.noExitCode, completedAt };
+      return {
+        status: m.exitCode === 0 ? 'completed' : 'failed',
+        exitCode: m.exitCode,
+        errorMessage: m.message ?? null,
+        completedAt,
+      };
     case 'stopped':
       return { status: 'stopped', exitCode: m.exitCode, errorMessage: null, completedAt };
     case 'timeout':

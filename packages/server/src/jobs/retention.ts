@@ -60,7 +60,8 @@ export class JobRetention {
     } catch (err) {
       this.logger.error({ err }, 'deleting expired jobs failed; the next sweep tries again');
     }
-    if (deleted > 0) this.logger.info({ deleted, retainDays: this.retainDays }, 'deleted finished jobs past their retention');
+    if (deleted > 0)
+      this.logger.info({ deleted, retainDays: this.retainDays }, 'deleted finished jobs past their retention');
     return deleted;
   }
 }

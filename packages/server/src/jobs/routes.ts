@@ -1,10 +1,11 @@
 // The job routes, in the wire format of the hosted service: submit, list, pool status, status (with
 // long-poll), logs (JSON, or followed live as Server-Sent Events), stop and delete.
+
+import { JobAccepted, JobList, JobLogs, JobStatus, JobSubmit, PoolStatus, StopResult } from '@mags/api';
 import type { FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
-import { JobAccepted, JobList, JobLogs, JobStatus, JobSubmit, PoolStatus, StopResult } from '@mags/api';
 import type { AgentRegistry } from '../agents/registry.js';
-import { type MagsApp, callerOf, errors } from '../http/request.js';
+import { callerOf, errors, type MagsApp } from '../http/request.js';
 import type { LogFollowers } from './log-stream.js';
 import type { JobService } from './service.js';
 import { jobStatusView, logEntryView } from './view.js';
@@ -14,7 +15,11 @@ export const MAX_PAGE_SIZE = 100;
 export const MAX_LOG_LIMIT = 50_000;
 
 const JobParams = Type.Object({
-  id: Type.String({ minLength: 1, maxLength: 200, description: 'The request id, or the name of the job (its newest job of that name)' }),
+  id: Type.String({
+    minLength: 1,
+    maxLength: 200,
+    description: 'The request id, or the name of the job (its newest job of that name)',
+  }),
 });
 const ListQuery = Type.Object({
   page: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000, default: 1 })),
@@ -22,14 +27,20 @@ const ListQuery = Type.Object({
 });
 const StatusQuery = Type.Object({
   wait: Type.Optional(
-    Type.Number({ minimum: 0, maximum: MAX_WAIT_S, description: 'Seconds to wait for the job to finish before answering' }),
+    Type.Number({
+      minimum: 0,
+      maximum: MAX_WAIT_S,
+      description: 'Seconds to wait for the job to finish before answering',
+    }),
   ),
 });
 const LogsQuery = Type.Object({
   after: Type.Optional(Type.Integer({ minimum: 0, description: 'Only lines with a larger seq' })),
   limit: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_LOG_LIMIT, default: 10000 })),
   follow: Type.Optional(
-    Type.Boolean({ description: 'Stream as Server-Sent Events (also chosen by "Accept: text/event-stream") until the job ends' }),
+    Type.Boolean({
+      description: 'Stream as Server-Sent Events (also chosen by "Accept: text/event-stream") until the job ends',
+    }),
   ),
 });
 
@@ -111,7 +122,9 @@ export function registerJobRoutes(app: MagsApp, { jobs, followers, agents }: Job
       const onGone = () => gone.abort();
       reply.raw.once('close', onGone);
       try {
-        return jobStatusView(await jobs.status(callerOf(request).id, request.params.id, request.query.wait ?? 0, gone.signal));
+        return jobStatusView(
+          await jobs.status(callerOf(request).id, request.params.id, request.query.wait ?? 0, gone.signal),
+        );
       } finally {
         reply.raw.off('close', onGone);
       }
@@ -128,7 +141,7 @@ export function registerJobRoutes(app: MagsApp, { jobs, followers, agents }: Job
           'As JSON: { logs: [...] }. Followed (follow=true or Accept: text/event-stream): every stored line after `after`, ' +
           'then live lines, each as `event: log` (id = seq, data = the log entry), then `event: end` with the final JobStatus. ' +
           'A client that reconnects with Last-Event-ID resumes after that line. A user may follow a limited number of ' +
-          'streams at once (the server\'s maxFollowersPerUser); one more is 429. A job stores at most the server\'s ' +
+          "streams at once (the server's maxFollowersPerUser); one more is 429. A job stores at most the server's " +
           'maxLogMb of output; past it a last `system` line says the output was truncated.',
         params: JobParams,
         querystring: LogsQuery,

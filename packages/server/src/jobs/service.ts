@@ -1,6 +1,6 @@
 // The job service behind the job routes: submit (plan, admission, dispatch), find, status with a long-poll, list,
 // logs, stop and delete. Every lookup is for the caller only: another user's job is simply not found.
-import { type JobSubmit, MagsError, isTerminal } from '@mags/api';
+import { isTerminal, type JobSubmit, MagsError } from '@mags/api';
 import type { AgentRegistry } from '../agents/registry.js';
 import type { Job, LogRow } from '../store/index.js';
 import type { Dispatcher } from './dispatch.js';
@@ -110,7 +110,12 @@ export class JobService {
       return (await waitForTerminal(store, events, job.id, STOP_CONFIRM_MS, this.abort.signal)) ?? job;
     }
     // No agent here holds it (it left, or the job never reached one): nothing runs, so it is stopped.
-    const finished = await store.jobs.finish(job.id, { status: 'stopped', exitCode: null, errorMessage: null, completedAt: Date.now() });
+    const finished = await store.jobs.finish(job.id, {
+      status: 'stopped',
+      exitCode: null,
+      errorMessage: null,
+      completedAt: Date.now(),
+    });
     if (finished) {
       logger.info({ jobId }, 'job stopped (no agent held it)');
       events.emit(jobId, { type: 'status', job: finished });

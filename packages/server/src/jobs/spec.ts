@@ -4,9 +4,12 @@
 import type { SandboxSpec } from '@mags/api';
 import type { JobSpec } from '../store/index.js';
 
-
 /** What the agent is told to run. `diskGb` may be larger than the spec's (a workspace resized since the submit). */
-export function sandboxSpec(job: { id: string; user_id: string; script: string }, spec: JobSpec, diskGb: number): SandboxSpec {
+export function sandboxSpec(
+  job: { id: string; user_id: string; script: string },
+  spec: JobSpec,
+  diskGb: number,
+): SandboxSpec {
   const sandbox: SandboxSpec = {
     jobId: job.id,
     script: job.script,
@@ -19,7 +22,8 @@ export function sandboxSpec(job: { id: string; user_id: string; script: string }
     uploads: (spec.uploads ?? []).map((u) => ({ key: u.key, name: u.name, size: u.size })),
   };
   // Store keys carry the owner's id, never a name the user typed alone.
-  if (spec.workspace) sandbox.workspace = { owner: job.user_id, name: spec.workspace.name, persistent: spec.workspace.persistent };
+  if (spec.workspace)
+    sandbox.workspace = { owner: job.user_id, name: spec.workspace.name, persistent: spec.workspace.persistent };
   if (spec.base) sandbox.base = { label: spec.base.label, manifestKey: spec.base.manifestKey };
   return sandbox;
 }

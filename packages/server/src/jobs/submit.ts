@@ -2,9 +2,10 @@
 // this server does not implement yet, the defaults; pure, so they are tested without HTTP), then admission (the
 // uploads, the base and the workspace resolved for the caller, the disk admitted, and the job stored holding its
 // workspace). The spec is built here, typed, once; nothing downstream parses or checks it again.
-import type { Logger } from 'pino';
+
 import { type JobSubmit, MagsError } from '@mags/api';
 import { manifestKey } from '@mags/objects';
+import type { Logger } from 'pino';
 import type { Files } from '../files/service.js';
 import { uuidv7 } from '../ids.js';
 import type { Job, JobSpec, Store } from '../store/index.js';
@@ -26,7 +27,13 @@ export interface JobPlan {
   diskGb?: number;
 }
 
-export const JOB_DEFAULTS = { vcpus: 1, memory_mb: 1024, timeout_s: 3600, network: 'internet', disk_gb: DEFAULT_DISK_GB } as const;
+export const JOB_DEFAULTS = {
+  vcpus: 1,
+  memory_mb: 1024,
+  timeout_s: 3600,
+  network: 'internet',
+  disk_gb: DEFAULT_DISK_GB,
+} as const;
 
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 /** Half of a UTF-16 surrogate pair on its own: JSON allows it, but it cannot be stored or run as text. */
@@ -63,7 +70,9 @@ export function planJob(body: JobSubmit): JobPlan {
   const environment = body.environment ?? {};
   for (const [key, value] of Object.entries(environment)) {
     if (!ENV_NAME.test(key)) {
-      throw MagsError.invalid(`environment: ${JSON.stringify(key)} is not a valid variable name (letters, digits and _, not starting with a digit)`);
+      throw MagsError.invalid(
+        `environment: ${JSON.stringify(key)} is not a valid variable name (letters, digits and _, not starting with a digit)`,
+      );
     }
     if (value.includes('\0')) throw MagsError.invalid(`environment.${key}: must not contain NUL characters`);
     if (LONE_SURROGATE.test(value)) throw MagsError.invalid(`environment.${key}: must be valid Unicode text`);
@@ -89,7 +98,8 @@ export function planJob(body: JobSubmit): JobPlan {
       environment: { ...environment },
     },
   };
-  if (body.workspace_id !== undefined) plan.workspace = { name: body.workspace_id, persistent: body.persistent === true };
+  if (body.workspace_id !== undefined)
+    plan.workspace = { name: body.workspace_id, persistent: body.persistent === true };
   if (body.base_workspace_id !== undefined) plan.base = body.base_workspace_id;
   if (body.file_ids !== undefined && body.file_ids.length > 0) plan.fileIds = [...new Set(body.file_ids)];
   if (body.disk_gb !== undefined) plan.diskGb = body.disk_gb;
@@ -143,7 +153,8 @@ export async function admitJob(deps: AdmissionDeps, userId: string, plan: JobPla
   const persistent = row.persistent === 1 || plan.workspace.persistent;
   spec.workspace = { id: row.id, name: row.name, persistent };
   spec.disk_gb = row.disk_gb;
-  if (row.base_key !== null && row.base_label !== null) spec.base = { label: row.base_label, manifestKey: row.base_key };
+  if (row.base_key !== null && row.base_label !== null)
+    spec.base = { label: row.base_label, manifestKey: row.base_key };
 
   let taken;
   try {

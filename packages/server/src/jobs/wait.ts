@@ -1,7 +1,7 @@
 // Waiting for a job to finish without polling the store: subscribe to its events first, then read it once.
 import { isTerminal } from '@mags/api';
-import type { JobEvents } from './events.js';
 import type { Job, Store } from '../store/index.js';
+import type { JobEvents } from './events.js';
 
 /**
  * Resolves with the job once it is terminal, or as it is when `timeoutMs` passes or `signal` aborts.

@@ -1,12 +1,12 @@
 // Opens a Kysely instance on SQLite (better-sqlite3) or PostgreSQL (pg), chosen by the database setting.
 import { chmodSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { MagsError } from '@mags/api';
 import BetterSqlite3 from 'better-sqlite3';
 import { Kysely, PostgresDialect, SqliteDialect } from 'kysely';
 import pg from 'pg';
 import type { Logger } from 'pino';
-import { MagsError } from '@mags/api';
-import { redactUrl, storeKindOf, type StoreKind } from '../config.js';
+import { redactUrl, type StoreKind, storeKindOf } from '../config.js';
 import type { Database } from './schema.js';
 
 // int8 (bigint: our epoch-ms timestamps, count(*)) comes back from pg as a string; make both backends give numbers.
@@ -32,7 +32,11 @@ export function openDatabase(database: string, logger?: Logger): OpenedDatabase 
       // Jobs hold scripts and their environment (often secrets): only the server's user may read them.
       mkdirSync(dirname(database), { recursive: true, mode: 0o700 });
     } catch (err) {
-      throw new MagsError(500, 'internal', `cannot create the directory for the database ${database}: ${(err as Error).message}`);
+      throw new MagsError(
+        500,
+        'internal',
+        `cannot create the directory for the database ${database}: ${(err as Error).message}`,
+      );
     }
   }
   let sqlite: BetterSqlite3.Database;

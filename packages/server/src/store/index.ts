@@ -1,8 +1,7 @@
-export { Store, type StoreOptions } from './store.js';
-export type { Job, JobFinish, NewJob, TakeResult, TerminalStatus } from './jobs.js';
-export type { NewWorkspace, WorkspacePatch } from './workspaces.js';
 export type { AgentStore } from './agents.js';
 export type { FileStore } from './files.js';
-export type { UserStore } from './users.js';
-export type { TokenSecret } from './users.js';
+export type { Job, JobFinish, NewJob, TakeResult, TerminalStatus } from './jobs.js';
 export type { AgentRow, FileRow, JobSpec, LogRow, TokenRow, UserRow, WorkspaceRow } from './schema.js';
+export { Store, type StoreOptions } from './store.js';
+export type { TokenSecret, UserStore } from './users.js';
+export type { NewWorkspace, WorkspacePatch } from './workspaces.js';

@@ -1,9 +1,10 @@
 // The jobs table. Status changes are conditional updates, so a terminal status (completed, failed, error, stopped)
 // never changes again, whatever order messages and requests arrive in; every way a job ends frees its workspace in
 // the same transaction. A row's spec is decoded (and checked) once, as the row is read.
+
+import type { JobStatusValue } from '@mags/api';
 import type { Insertable } from 'kysely';
 import { Compile } from 'typebox/compile';
-import type { JobStatusValue } from '@mags/api';
 import type { LogStore } from './logs.js';
 import { type JobRow, JobSpec, type JobsTable, UNFINISHED } from './schema.js';
 import { type Db, transaction } from './transaction.js';
@@ -242,7 +243,12 @@ export class JobStore {
     if ((unfinished as string[]).includes(job.status)) return 'unfinished';
     // A terminal status never changes, so no line can be added once the job is seen finished.
     await this.logs.deleteAll(id);
-    const row = await this.db.deleteFrom('jobs').where('id', '=', id).where('status', 'not in', unfinished).returning('id').executeTakeFirst();
+    const row = await this.db
+      .deleteFrom('jobs')
+      .where('id', '=', id)
+      .where('status', 'not in', unfinished)
+      .returning('id')
+      .executeTakeFirst();
     return row ? 'deleted' : 'not_found';
   }
 

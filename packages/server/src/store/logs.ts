@@ -27,7 +27,8 @@ export class LogStore {
           .onConflict((oc) => oc.columns(['job_id', 'seq']).doNothing())
           .returning(['seq', 'ts', 'stream', 'message'])
           .execute();
-        for (const r of rows) inserted.push({ seq: r.seq, ts: r.ts, stream: r.stream as OutputLine['stream'], message: r.message });
+        for (const r of rows)
+          inserted.push({ seq: r.seq, ts: r.ts, stream: r.stream as OutputLine['stream'], message: r.message });
       }
     });
     inserted.sort((a, b) => a.seq - b.seq);
@@ -53,7 +54,12 @@ export class LogStore {
         .deleteFrom('job_logs')
         .where('job_id', '=', jobId)
         .where('seq', 'in', (eb) =>
-          eb.selectFrom('job_logs').select('seq').where('job_id', '=', jobId).orderBy('seq', 'asc').limit(LOG_DELETE_SLICE),
+          eb
+            .selectFrom('job_logs')
+            .select('seq')
+            .where('job_id', '=', jobId)
+            .orderBy('seq', 'asc')
+            .limit(LOG_DELETE_SLICE),
         )
         .executeTakeFirst();
       if (Number(rows.numDeletedRows) < LOG_DELETE_SLICE) return;

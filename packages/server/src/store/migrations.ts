@@ -71,7 +71,8 @@ const migrations: Record<string, Migration> = {
         .execute();
     },
     async down(db: Kysely<unknown>) {
-      for (const t of ['job_logs', 'jobs', 'tokens', 'users', 'agents']) await db.schema.dropTable(t).ifExists().execute();
+      for (const t of ['job_logs', 'jobs', 'tokens', 'users', 'agents'])
+        await db.schema.dropTable(t).ifExists().execute();
     },
   },
 

@@ -1,18 +1,19 @@
 // The store: every read and write of durable state, on SQLite or PostgreSQL alike, a module per table. Statements
 // that must hold together run in one transaction (transaction.ts), inside the table module that owns the change.
+
+import { MagsError } from '@mags/api';
 import { Migrator } from 'kysely';
 import type { Logger } from 'pino';
-import { MagsError } from '@mags/api';
-import { type StoreKind, redactUrl } from '../config.js';
+import { redactUrl, type StoreKind } from '../config.js';
 import { AgentStore } from './agents.js';
 import { openDatabase } from './database.js';
 import { FileStore } from './files.js';
 import { JobStore } from './jobs.js';
 import { LogStore } from './logs.js';
 import { migrationProvider } from './migrations.js';
+import type { Db } from './transaction.js';
 import { UserStore } from './users.js';
 import { WorkspaceStore } from './workspaces.js';
-import type { Db } from './transaction.js';
 
 export interface StoreOptions {
   /** How long a local workspace lives unused (sets its expires_at when a job on it ends). Default 600 s. */

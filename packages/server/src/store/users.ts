@@ -19,7 +19,10 @@ export class UserStore {
   ) {}
 
   async count(): Promise<number> {
-    const row = await this.db.selectFrom('users').select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow();
+    const row = await this.db
+      .selectFrom('users')
+      .select((eb) => eb.fn.countAll<number>().as('n'))
+      .executeTakeFirstOrThrow();
     return Number(row.n);
   }
 
@@ -50,7 +53,10 @@ export class UserStore {
       if (existing) return undefined;
       const user = { id: randomUUID(), name, created_at: now };
       await trx.insertInto('users').values(user).execute();
-      await trx.insertInto('tokens').values(tokenRow(user.id, token, now)).execute();
+      await trx
+        .insertInto('tokens')
+        .values(tokenRow(user.id, token, now))
+        .execute();
       return user;
     });
   }

@@ -23,7 +23,10 @@ export interface NewWorkspace {
 
 /** The fields a workspace changes after creation (not its identity, owner or name). */
 export type WorkspacePatch = Partial<
-  Pick<WorkspaceRow, 'disk_gb' | 'base_label' | 'base_key' | 'agent_id' | 'head_version' | 'versions' | 'size_bytes' | 'file_count'>
+  Pick<
+    WorkspaceRow,
+    'disk_gb' | 'base_label' | 'base_key' | 'agent_id' | 'head_version' | 'versions' | 'size_bytes' | 'file_count'
+  >
 >;
 
 /**
@@ -44,12 +47,21 @@ export async function takeForJob(
     .returning('id')
     .executeTakeFirst();
   if (taken) return undefined;
-  const row = await trx.selectFrom('workspaces').select('active_job_id').where('id', '=', workspaceId).executeTakeFirst();
+  const row = await trx
+    .selectFrom('workspaces')
+    .select('active_job_id')
+    .where('id', '=', workspaceId)
+    .executeTakeFirst();
   return { heldBy: row?.active_job_id ?? null };
 }
 
 /** Frees the workspaces these (now finished) jobs held; a local one starts its time to live, `localTtlMs`. */
-export async function releaseHeldBy(trx: Db, jobIds: readonly string[], now: number, localTtlMs: number): Promise<void> {
+export async function releaseHeldBy(
+  trx: Db,
+  jobIds: readonly string[],
+  now: number,
+  localTtlMs: number,
+): Promise<void> {
   const expires = now + localTtlMs;
   for (let i = 0; i < jobIds.length; i += 500) {
     await trx
@@ -69,7 +81,12 @@ export class WorkspaceStore {
 
   /** A user's workspace by name; another user's is not found. */
   async get(userId: string, name: string): Promise<WorkspaceRow | undefined> {
-    return this.db.selectFrom('workspaces').selectAll().where('user_id', '=', userId).where('name', '=', name).executeTakeFirst();
+    return this.db
+      .selectFrom('workspaces')
+      .selectAll()
+      .where('user_id', '=', userId)
+      .where('name', '=', name)
+      .executeTakeFirst();
   }
 
   async getById(id: string): Promise<WorkspaceRow | undefined> {
@@ -122,7 +139,12 @@ export class WorkspaceStore {
 
   /** Lets go of a reservation (or of a job's hold, when that job was never stored). */
   async releaseReservation(id: string, token: string): Promise<void> {
-    await this.db.updateTable('workspaces').set({ active_job_id: null }).where('id', '=', id).where('active_job_id', '=', token).execute();
+    await this.db
+      .updateTable('workspaces')
+      .set({ active_job_id: null })
+      .where('id', '=', id)
+      .where('active_job_id', '=', token)
+      .execute();
   }
 
   async update(id: string, patch: WorkspacePatch): Promise<WorkspaceRow | undefined> {
@@ -137,12 +159,22 @@ export class WorkspaceStore {
 
   /** Forgets that `agentId` holds a copy (it reported the copy gone); another agent's claim is kept. */
   async forgetCopy(id: string, agentId: string): Promise<void> {
-    await this.db.updateTable('workspaces').set({ agent_id: null }).where('id', '=', id).where('agent_id', '=', agentId).execute();
+    await this.db
+      .updateTable('workspaces')
+      .set({ agent_id: null })
+      .where('id', '=', id)
+      .where('agent_id', '=', agentId)
+      .execute();
   }
 
   /** Deletes a workspace row held by `token` (the caller's reservation). Returns whether it did. */
   async delete(id: string, token: string): Promise<boolean> {
-    const row = await this.db.deleteFrom('workspaces').where('id', '=', id).where('active_job_id', '=', token).returning('id').executeTakeFirst();
+    const row = await this.db
+      .deleteFrom('workspaces')
+      .where('id', '=', id)
+      .where('active_job_id', '=', token)
+      .returning('id')
+      .executeTakeFirst();
     return row !== undefined;
   }
 

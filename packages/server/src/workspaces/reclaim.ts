@@ -1,9 +1,10 @@
 // Storage reclaim: garbage collection of the object store, every `gcIntervalMs` and on demand, one run at a time
 // per server. What may be deleted, and why that is safe while agents sync, is the library's (objects/src/sync/gc.ts);
 // several servers on one store may each run it (its deletes are conditional), they only repeat each other's work.
-import type { Logger } from 'pino';
+
 import { type GcReport, MagsError } from '@mags/api';
-import { type GcResult, type ObjectStore, gc } from '@mags/objects';
+import { type GcResult, gc, type ObjectStore } from '@mags/objects';
+import type { Logger } from 'pino';
 
 export interface StorageReclaimOptions {
   objects: ObjectStore;

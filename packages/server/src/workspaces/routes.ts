@@ -1,6 +1,6 @@
 // The workspace routes (`mags new`, `mags workspace list|delete|versions|restore`, `mags sync`, `mags resize`):
 // every one resolves names for the caller only, so another user's workspace is simply not found.
-import { Type } from 'typebox';
+
 import {
   DeleteResult,
   NAME_PATTERN,
@@ -13,20 +13,29 @@ import {
   WorkspaceRestored,
   WorkspaceVersions,
 } from '@mags/api';
-import { type MagsApp, callerOf, errors } from '../http/request.js';
+import { Type } from 'typebox';
+import { callerOf, errors, type MagsApp } from '../http/request.js';
 import { DEFAULT_DISK_GB, type Workspaces } from './service.js';
 
 const NameParams = Type.Object({ name: Type.String({ pattern: NAME_PATTERN, description: 'The workspace name' }) });
-const JobParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 200, description: 'The request id, or the name of the job' }) });
+const JobParams = Type.Object({
+  id: Type.String({ minLength: 1, maxLength: 200, description: 'The request id, or the name of the job' }),
+});
 const DeleteQuery = Type.Object({
-  force: Type.Optional(Type.Boolean({ description: 'Stop the job using the workspace first, instead of refusing with 409' })),
+  force: Type.Optional(
+    Type.Boolean({ description: 'Stop the job using the workspace first, instead of refusing with 409' }),
+  ),
 });
 
 export function registerWorkspaceRoutes(app: MagsApp, ws: Workspaces): void {
   app.get(
     '/api/v1/mags-workspaces',
     {
-      schema: { tags: ['workspaces'], summary: "The caller's workspaces, by name", response: { 200: WorkspaceList, ...errors(401) } },
+      schema: {
+        tags: ['workspaces'],
+        summary: "The caller's workspaces, by name",
+        response: { 200: WorkspaceList, ...errors(401) },
+      },
     },
     async (request) => ({ workspaces: await ws.list(callerOf(request).id) }),
   );
@@ -36,7 +45,8 @@ export function registerWorkspaceRoutes(app: MagsApp, ws: Workspaces): void {
     {
       schema: {
         tags: ['workspaces'],
-        summary: 'Create a workspace (mags new NAME [-p] [--base B] [--disk N]); with a base it is a fork of B at its current version',
+        summary:
+          'Create a workspace (mags new NAME [-p] [--base B] [--disk N]); with a base it is a fork of B at its current version',
         body: WorkspaceCreate,
         response: { 201: WorkspaceInfo, ...errors(400, 401, 404, 409, 422, 503, 507) },
       },
@@ -72,7 +82,8 @@ export function registerWorkspaceRoutes(app: MagsApp, ws: Workspaces): void {
       schema: {
         tags: ['workspaces'],
         summary: 'Delete a workspace: its host copies, its versions in the object store, and its record',
-        description: 'While an unfinished job uses it: 409 workspace_busy, unless ?force=true, which stops the job first.',
+        description:
+          'While an unfinished job uses it: 409 workspace_busy, unless ?force=true, which stops the job first.',
         params: NameParams,
         querystring: DeleteQuery,
         response: { 200: DeleteResult, ...errors(400, 401, 404, 409, 503, 504) },

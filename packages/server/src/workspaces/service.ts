@@ -2,27 +2,27 @@
 // admitted), creating and forking, deleting, rolling back, syncing and resizing, and what agents report about the
 // host copies they hold. Agents do the host work; the server owns the rows and the store data.
 import { randomUUID } from 'node:crypto';
-import type { Logger } from 'pino';
 import {
+  diskDoesNotFit,
+  GiB,
+  MagsError,
+  roomForDisks,
   type SyncResult,
   type WorkspaceInfo,
   type WorkspaceKey,
   type WorkspaceReport,
   type WorkspaceRestored,
   type WorkspaceVersions,
-  GiB,
-  MagsError,
-  diskDoesNotFit,
-  roomForDisks,
 } from '@mags/api';
 import {
-  type ObjectStore,
   deleteWorkspace as deleteStoreData,
   forkBase,
   listVersions,
+  type ObjectStore,
   readHead,
   rollback,
 } from '@mags/objects';
+import type { Logger } from 'pino';
 import type { AgentRegistry } from '../agents/registry.js';
 import type { Store, WorkspacePatch, WorkspaceRow } from '../store/index.js';
 
@@ -125,7 +125,11 @@ export class Workspaces {
       try {
         const head = await readHead(this.objects, this.ref(row));
         if (head && (head.head.version !== row.head_version || head.head.versions.length !== row.versions)) {
-          row = (await this.store.workspaces.update(row.id, { head_version: head.head.version, versions: head.head.versions.length })) ?? row;
+          row =
+            (await this.store.workspaces.update(row.id, {
+              head_version: head.head.version,
+              versions: head.head.versions.length,
+            })) ?? row;
         }
       } catch (err) {
         this.logger.warn({ err, workspace: name }, 'could not read the workspace head; answering from the database');
@@ -186,23 +190,34 @@ export class Workspaces {
     const row = await this.store.workspaces.get(userId, name);
     if (!row) throw MagsError.notFound(`base workspace "${name}" not found`);
     if (row.persistent !== 1) {
-      throw MagsError.unsupported(`workspace "${name}" is local; only a persistent workspace can be a base (run it with -w ${name} -p first)`);
+      throw MagsError.unsupported(
+        `workspace "${name}" is local; only a persistent workspace can be a base (run it with -w ${name} -p first)`,
+      );
     }
     if (row.base_key !== null) {
-      throw MagsError.unsupported(`workspace "${name}" was itself created on a base (${row.base_label}); a base cannot have a base of its own`);
+      throw MagsError.unsupported(
+        `workspace "${name}" was itself created on a base (${row.base_label}); a base cannot have a base of its own`,
+      );
     }
     const ref = this.ref(row);
     const head = await readHead(this.objects, ref);
-    if (!head) throw MagsError.unsupported(`workspace "${name}" has no synced version yet; run a job on it with -p before using it as a base`);
+    if (!head)
+      throw MagsError.unsupported(
+        `workspace "${name}" has no synced version yet; run a job on it with -p before using it as a base`,
+      );
     return { ref, version: head.head.version, label: `${name}@${head.head.version}` };
   }
 
   // ── create, delete ──────────────────────────────────────────────────────────────────────────────
 
   /** `mags new NAME [-p] [--base B] [--disk N]`. 409 if the caller already has a workspace of that name. */
-  async createWorkspace(userId: string, w: { name: string; persistent: boolean; base?: string; diskGb: number }): Promise<WorkspaceInfo> {
+  async createWorkspace(
+    userId: string,
+    w: { name: string; persistent: boolean; base?: string; diskGb: number },
+  ): Promise<WorkspaceInfo> {
     await this.expireUnused(userId);
-    if (await this.store.workspaces.get(userId, w.name)) throw MagsError.conflict(`workspace "${w.name}" already exists`);
+    if (await this.store.workspaces.get(userId, w.name))
+      throw MagsError.conflict(`workspace "${w.name}" already exists`);
     if (w.base === w.name) throw MagsError.invalid(`workspace "${w.name}" cannot be its own base`);
     const token = reservation('create');
     const row = await this.create(userId, { ...w, holder: token });
@@ -276,11 +291,16 @@ export class Workspaces {
       });
       row = await this.mustGet(userId, name);
     }
-    await this.withReservation(row, 'delete', async (token) => {
-      await this.dropEverywhere(row);
-      await deleteStoreData(this.objects, this.ref(row));
-      await this.store.workspaces.delete(row.id, token);
-    }, force);
+    await this.withReservation(
+      row,
+      'delete',
+      async (token) => {
+        await this.dropEverywhere(row);
+        await deleteStoreData(this.objects, this.ref(row));
+        await this.store.workspaces.delete(row.id, token);
+      },
+      force,
+    );
     this.logger.info({ workspace: name }, 'workspace deleted');
   }
 
@@ -292,7 +312,13 @@ export class Workspaces {
     const versions = await listVersions(this.objects, this.ref(row));
     return {
       name,
-      versions: versions.map((v) => ({ version: v.version, created_at: v.createdAt, files: v.files, bytes: v.bytes, current: v.current })),
+      versions: versions.map((v) => ({
+        version: v.version,
+        created_at: v.createdAt,
+        files: v.files,
+        bytes: v.bytes,
+        current: v.current,
+      })),
     };
   }
 
@@ -303,7 +329,9 @@ export class Workspaces {
   async restore(userId: string, name: string, version: number): Promise<WorkspaceRestored> {
     const row = await this.mustGet(userId, name);
     if (row.persistent !== 1) {
-      throw MagsError.invalid(`workspace "${name}" is local and has no versions; only persistent workspaces (-p) can be restored`);
+      throw MagsError.invalid(
+        `workspace "${name}" is local and has no versions; only persistent workspaces (-p) can be restored`,
+      );
     }
     const ref = this.ref(row);
     const kept = await listVersions(this.objects, ref);
@@ -316,12 +344,21 @@ export class Workspaces {
     }
     const result = await this.withReservation(row, 'restore', async () => {
       await this.dropEverywhere(row);
-      const r = await rollback(this.objects, ref, version).catch((err: unknown) => Promise.reject(userFacing(err, userId)));
+      const r = await rollback(this.objects, ref, version).catch((err: unknown) =>
+        Promise.reject(userFacing(err, userId)),
+      );
       const head = await readHead(this.objects, ref);
-      await this.store.workspaces.update(row.id, { head_version: r.version, versions: head?.head.versions.length ?? row.versions + 1, agent_id: null });
+      await this.store.workspaces.update(row.id, {
+        head_version: r.version,
+        versions: head?.head.versions.length ?? row.versions + 1,
+        agent_id: null,
+      });
       return r;
     });
-    this.logger.info({ workspace: name, version: result.version, restoredFrom: result.restoredFrom }, 'workspace rolled back');
+    this.logger.info(
+      { workspace: name, version: result.version, restoredFrom: result.restoredFrom },
+      'workspace rolled back',
+    );
     return { success: true, name, version: result.version, restored_from: result.restoredFrom };
   }
 
@@ -331,13 +368,20 @@ export class Workspaces {
   async sync(userId: string, name: string): Promise<SyncResult> {
     const row = await this.mustGet(userId, name);
     if (row.persistent !== 1) {
-      throw MagsError.invalid(`workspace "${name}" is local; local workspaces are not synced; run with -p to make it persistent`);
+      throw MagsError.invalid(
+        `workspace "${name}" is local; local workspaces are not synced; run with -p to make it persistent`,
+      );
     }
     if (row.agent_id !== null && this.agents.isOnline(row.agent_id)) {
-      const r = await this.agents.request(row.agent_id, { type: 'sync', workspace: this.ref(row) }, this.timeouts.syncMs);
+      const r = await this.agents.request(
+        row.agent_id,
+        { type: 'sync', workspace: this.ref(row) },
+        this.timeouts.syncMs,
+      );
       if (r.held) {
         const version = r.version ?? null;
-        if (version !== null && version !== row.head_version) await this.store.workspaces.update(row.id, { head_version: version });
+        if (version !== null && version !== row.head_version)
+          await this.store.workspaces.update(row.id, { head_version: version });
         return { success: true, name, version, changed: r.changed ?? false };
       }
     }
@@ -359,14 +403,20 @@ export class Workspaces {
   async resize(userId: string, name: string, diskGb: number): Promise<WorkspaceInfo> {
     const row = await this.mustGet(userId, name);
     if (diskGb < row.disk_gb) {
-      throw MagsError.invalid(`workspace "${name}" has a ${row.disk_gb} GB disk and disks only grow; give --disk ${row.disk_gb} or more`);
+      throw MagsError.invalid(
+        `workspace "${name}" has a ${row.disk_gb} GB disk and disks only grow; give --disk ${row.disk_gb} or more`,
+      );
     }
     if (diskGb === row.disk_gb) return this.view(row);
     const growth = diskGb - row.disk_gb;
     await this.admitForUser(userId, growth, `growing workspace "${name}" to ${diskGb} GB`);
     this.admitOnHost(`growing workspace ${name}'s disk by ${growth} GB`, growth, row.agent_id);
     if (row.agent_id !== null && this.agents.isOnline(row.agent_id)) {
-      await this.agents.request(row.agent_id, { type: 'resize', workspace: this.ref(row), diskGb }, this.timeouts.orderMs);
+      await this.agents.request(
+        row.agent_id,
+        { type: 'resize', workspace: this.ref(row), diskGb },
+        this.timeouts.orderMs,
+      );
     }
     const updated = await this.store.workspaces.update(row.id, { disk_gb: diskGb });
     if (!updated) throw MagsError.notFound(`workspace "${name}" not found (it was deleted meanwhile)`);
@@ -383,7 +433,10 @@ export class Workspaces {
   async report(agentId: string, report: WorkspaceReport): Promise<void> {
     const row = await this.store.workspaces.get(report.owner, report.name);
     if (!row) {
-      this.logger.debug({ agentId, owner: report.owner, workspace: report.name }, 'report about a workspace that no longer exists');
+      this.logger.debug(
+        { agentId, owner: report.owner, workspace: report.name },
+        'report about a workspace that no longer exists',
+      );
       return;
     }
     if (report.state === 'present') {
@@ -391,7 +444,8 @@ export class Workspaces {
       if (report.version !== undefined) patch.head_version = report.version;
       if (report.versions !== undefined) patch.versions = report.versions;
       // A stale copy on an agent that came back must not take over from the online agent with the current one.
-      if (row.agent_id === null || row.agent_id === agentId || !this.agents.isOnline(row.agent_id)) patch.agent_id = agentId;
+      if (row.agent_id === null || row.agent_id === agentId || !this.agents.isOnline(row.agent_id))
+        patch.agent_id = agentId;
       await this.store.workspaces.update(row.id, patch);
       return;
     }
@@ -408,7 +462,8 @@ export class Workspaces {
   /** Forgets the caller's local workspaces that no host holds, past their time to live (e.g. `mags new` never used). */
   private async expireUnused(userId: string): Promise<void> {
     for (const row of await this.store.workspaces.expiredLocal(userId)) {
-      if (await this.retireLocal(row, null)) this.logger.info({ workspace: row.name }, 'local workspace expired unused');
+      if (await this.retireLocal(row, null))
+        this.logger.info({ workspace: row.name }, 'local workspace expired unused');
     }
   }
 
@@ -444,7 +499,8 @@ export class Workspaces {
     const hosts = holder ? [holder] : [...reported.values()];
     if (hosts.length === 0) return;
     const room = Math.max(...hosts.map(roomForDisks));
-    if (diskGb * GiB > room) throw diskDoesNotFit(what, room, hosts.length === 1 ? 'this server' : 'the roomiest host of this server');
+    if (diskGb * GiB > room)
+      throw diskDoesNotFit(what, room, hosts.length === 1 ? 'this server' : 'the roomiest host of this server');
   }
 
   /** 422 `disk_quota_exceeded` when `moreGb` would bring the user's workspace disks past the per-user total. */
@@ -474,10 +530,21 @@ export class Workspaces {
   busy(name: string, heldBy: string | null): MagsError {
     if (heldBy === null) return MagsError.conflict(`workspace "${name}" was deleted meanwhile; try again`);
     if (isJobHold(heldBy)) {
-      return new MagsError(409, 'workspace_busy', `workspace ${name} is in use by job ${heldBy}; wait for it to finish or stop it (mags stop ${heldBy})`);
+      return new MagsError(
+        409,
+        'workspace_busy',
+        `workspace ${name} is in use by job ${heldBy}; wait for it to finish or stop it (mags stop ${heldBy})`,
+      );
     }
     const what = heldBy.split(':')[1];
-    const doing = what === 'delete' ? 'being deleted' : what === 'restore' ? 'being rolled back' : what === 'create' ? 'being created' : 'being cleaned up';
+    const doing =
+      what === 'delete'
+        ? 'being deleted'
+        : what === 'restore'
+          ? 'being rolled back'
+          : what === 'create'
+            ? 'being created'
+            : 'being cleaned up';
     return new MagsError(409, 'workspace_busy', `workspace ${name} is ${doing}; try again in a moment`);
   }
 
@@ -492,7 +559,11 @@ export class Workspaces {
     if (!(await this.store.workspaces.reserve(row.id, token))) {
       const holder = (await this.store.workspaces.getById(row.id))?.active_job_id ?? null;
       if (forced && isJobHold(holder)) {
-        throw new MagsError(409, 'workspace_busy', `job ${holder} using workspace ${row.name} did not stop in time; try again in a moment`);
+        throw new MagsError(
+          409,
+          'workspace_busy',
+          `job ${holder} using workspace ${row.name} did not stop in time; try again in a moment`,
+        );
       }
       if (isJobHold(holder) && what === 'delete') {
         throw new MagsError(
@@ -523,7 +594,11 @@ export class Workspaces {
       const agentId = agents[results.indexOf(failed)];
       this.logger.warn({ err, agentId, workspace: row.name }, 'an agent could not drop its copy of a workspace');
       if (err instanceof MagsError) {
-        throw new MagsError(err.status, err.code, `the host copy of workspace ${row.name} on agent ${agentId} could not be removed: ${err.message}`);
+        throw new MagsError(
+          err.status,
+          err.code,
+          `the host copy of workspace ${row.name} on agent ${agentId} could not be removed: ${err.message}`,
+        );
       }
       throw err;
     }

@@ -41,7 +41,7 @@ export async function freePort(): Promise<number> {
 export async function startServer(extraArgs: string[] = [], existingHome?: string): Promise<TestServer> {
   const home = existingHome ?? mkdtempSync(path.join(tmpdir(), 'mags-test-home-'));
   const port = await freePort();
-  const env = { ...process.env, MAGS_HOME: home };
+  const env: NodeJS.ProcessEnv = { ...process.env, MAGS_HOME: home };
   delete env.MAGS_API_URL;
   delete env.MAGS_API_TOKEN;
   const child: ChildProcess = spawn(process.execPath, [CLI, 'server', '--port', String(port), ...extraArgs], {

@@ -40,6 +40,7 @@ describe('agent configuration', () => {
       localWorkspaceTtlMs: 600_000,
       warmMs: 300_000,
       syncIntervalMs: 300_000,
+      gcGraceMs: 2 * 3_600_000,
       userns: { hostId: 100_000, size: 65_536 },
     };
     assert.deepEqual(loadAgentConfig(), expected);

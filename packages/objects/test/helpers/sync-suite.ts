@@ -38,7 +38,7 @@ async function writeBig(path: string, bytes: number): Promise<void> {
       if (i % 65536 === 0) seed = createHash('sha512').update(seed).digest();
     }
     left -= chunk.length;
-    if (!out.write(chunk)) await new Promise((r) => out.once('drain', r));
+    if (!out.write(chunk)) await new Promise<void>((r) => out.once('drain', () => r()));
   }
   await new Promise<void>((res, rej) => {
     out.on('error', rej);

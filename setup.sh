@@ -34,4 +34,19 @@ ln -sf "$PWD/packages/cli/dist/main.js" /usr/local/bin/mags
 echo "/usr/local/bin/mags -> $PWD/packages/cli/dist/main.js"
 
 step "mags run 'echo Hello World'"
+# With no server configured, mags starts one in the background on 127.0.0.1:7373 and keeps it for the next command.
+# MAGS_SETUP_STOP_SERVER=1 (the test script and CI) stops the one this run started, by its PID, so that the tests
+# find the default address free (one of them checks that very start).
+listening() { (exec 3<>/dev/tcp/127.0.0.1/7373) 2>/dev/null; }
+was_listening=0
+listening && was_listening=1
 mags run 'echo Hello World'
+if [ "${MAGS_SETUP_STOP_SERVER:-0}" = 1 ] && [ "$was_listening" = 0 ] && [ -z "${MAGS_API_URL:-}" ]; then
+  pidfile="${MAGS_HOME:-$HOME/.mags}/server.pid"
+  pid=$(cat "$pidfile" 2>/dev/null || true)
+  if [ -n "$pid" ] && tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -q ' server '; then
+    kill "$pid"
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    echo "stopped the background server it started (pid $pid)"
+  fi
+fi

@@ -4,7 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # setup.sh is idempotent and quick on a set-up machine; running it always means this checkout's dependencies,
 # build and `mags` are the ones under test.
-./setup.sh
+MAGS_SETUP_STOP_SERVER=1 ./setup.sh
 bash scripts/install-host-packages.sh --test
 
 # A throwaway PostgreSQL on loopback for the store tests; stopped by PID at the end.

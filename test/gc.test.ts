@@ -23,7 +23,7 @@ import {
   restore,
   restoreManifest,
 } from '@mags/objects';
-import { CLI, freePort, leftovers, runCli, runScript, startServer, type TestServer } from './harness.js';
+import { api, CLI, freePort, leftovers, ok, runCli, startServer, type TestServer } from './harness.js';
 
 const S3_URL = process.env.MAGS_TEST_S3_URL;
 const servers: TestServer[] = [];
@@ -58,35 +58,6 @@ after(async () => {
   }
   for (const dir of scratch) rmSync(dir, { recursive: true, force: true });
 });
-
-async function api(
-  server: TestServer,
-  method: string,
-  route: string,
-  body?: unknown,
-): Promise<{ status: number; body: any }> {
-  const res = await fetch(`${server.url}${route}`, {
-    method,
-    headers: {
-      authorization: `Bearer ${server.token}`,
-      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-    },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await res.text();
-  return { status: res.status, body: text ? JSON.parse(text) : undefined };
-}
-
-/** Runs a script and insists it completes; returns its stdout. */
-async function ok(server: TestServer, script: string, options: Record<string, unknown> = {}): Promise<string> {
-  const r = await runScript(server, script, options);
-  assert.equal(
-    r.status,
-    'completed',
-    `script failed (${r.status}, exit ${r.exitCode}): ${r.errorMessage}\n${r.stderr}\n${r.stdout}`,
-  );
-  return r.stdout;
-}
 
 /** `mags server gc --json` through the CLI, as the owner runs it. */
 async function gcNow(server: TestServer): Promise<Record<string, number>> {

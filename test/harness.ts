@@ -1,4 +1,5 @@
 // Starts a real `mags server` (embedded: control plane + agent) for end-to-end tests, and stops it by PID.
+import assert from 'node:assert/strict';
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
@@ -223,4 +224,34 @@ export function leftovers(instance: string): { netns: string[]; mounts: string[]
     .split('\n')
     .filter((f) => f.startsWith(dir));
   return { netns, mounts, loops };
+}
+
+/** One REST call as the server's owner: the status and the parsed JSON body. */
+export async function api(
+  server: TestServer,
+  method: string,
+  route: string,
+  body?: unknown,
+): Promise<{ status: number; body: any }> {
+  const res = await fetch(`${server.url}${route}`, {
+    method,
+    headers: {
+      authorization: `Bearer ${server.token}`,
+      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+    },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await res.text();
+  return { status: res.status, body: text ? JSON.parse(text) : undefined };
+}
+
+/** Runs a script and insists it completes; returns its stdout. */
+export async function ok(server: TestServer, script: string, options: Record<string, unknown> = {}): Promise<string> {
+  const r = await runScript(server, script, options);
+  assert.equal(
+    r.status,
+    'completed',
+    `script failed (${r.status}, exit ${r.exitCode}): ${r.errorMessage}\n${r.stderr}\n${r.stdout}`,
+  );
+  return r.stdout;
 }

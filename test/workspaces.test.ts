@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
 import { Mags } from '@mags/sdk';
-import { leftovers, ROOT, runScript, startServer, type TestServer } from './harness.js';
+import { api, leftovers, ok, ROOT, runScript, startServer, type TestServer } from './harness.js';
 
 const S3_URL = process.env.MAGS_TEST_S3_URL;
 const servers: TestServer[] = [];
@@ -42,35 +42,6 @@ after(async () => {
       rmSync(`/var/lib/mags/${dir}/${instance}`, { recursive: true, force: true });
   }
 });
-
-async function api(
-  server: TestServer,
-  method: string,
-  route: string,
-  body?: unknown,
-): Promise<{ status: number; body: any }> {
-  const res = await fetch(`${server.url}${route}`, {
-    method,
-    headers: {
-      authorization: `Bearer ${server.token}`,
-      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-    },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await res.text();
-  return { status: res.status, body: text ? JSON.parse(text) : undefined };
-}
-
-/** Runs a script and insists it completes; returns its stdout. */
-async function ok(server: TestServer, script: string, options: Record<string, unknown> = {}): Promise<string> {
-  const r = await runScript(server, script, options);
-  assert.equal(
-    r.status,
-    'completed',
-    `script failed (${r.status}, exit ${r.exitCode}): ${r.errorMessage}\n${r.stderr}\n${r.stdout}`,
-  );
-  return r.stdout;
-}
 
 // A fingerprint of everything the persistence test writes: names, types, modes, owners, sizes, link targets and
 // contents, so "round-trips byte for byte" is one comparison. (A directory's size depends on the order its entries

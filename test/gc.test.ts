@@ -48,6 +48,12 @@ async function start(args: string[]): Promise<TestServer> {
   return s;
 }
 
+/** A server of its own instance on `objects`, with no warm sandboxes, the given grace and gc interval. */
+function startGcServer(prefix: string, o: { objects: string; graceMs: number; interval: string }): Promise<TestServer> {
+  const args = ['--instance', newInstance(prefix), '--warm', '0', '--gc-interval', o.interval];
+  return start([...args, '--gc-grace', `${o.graceMs / 1000}s`, '--objects', o.objects]);
+}
+
 after(async () => {
   for (const s of servers) await s.stop().catch(() => {});
   for (const instance of instances) {
@@ -116,18 +122,7 @@ function reclaimSuite(label: string, objects: () => string | undefined) {
       const dataDir = tempDir('home');
       const objectsUrl = url ?? path.join(dataDir, 'objects');
       // Syncs must commit within a quarter of the grace period: 5 s is ample for these small workspaces.
-      server = await start([
-        '--instance',
-        newInstance('g'),
-        '--warm',
-        '0',
-        '--gc-interval',
-        'off',
-        '--gc-grace',
-        `${grace / 1000}s`,
-        '--objects',
-        objectsUrl,
-      ]);
+      server = await startGcServer('g', { objects: objectsUrl, graceMs: grace, interval: 'off' });
       store = openObjectStore(objectsUrl);
       owner = await ownerId(server);
     });
@@ -265,18 +260,7 @@ describe('gc racing syncs', () => {
   test('gc run over and over while syncs commit deletes nothing a committed version references', async () => {
     const grace = 12_000;
     const objectsDir = tempDir('objects');
-    const server = await start([
-      '--instance',
-      newInstance('x'),
-      '--warm',
-      '0',
-      '--gc-interval',
-      'off',
-      '--gc-grace',
-      `${grace / 1000}s`,
-      '--objects',
-      objectsDir,
-    ]);
+    const server = await startGcServer('x', { objects: objectsDir, graceMs: grace, interval: 'off' });
     const store = openObjectStore(objectsDir);
     const owner = await ownerId(server);
     try {
@@ -363,18 +347,7 @@ describe("syncs keep to the server's --gc-grace", () => {
     // server's --gc-grace, not the library default of two hours.
     const grace = 8000;
     const objectsDir = tempDir('objects');
-    const server = await start([
-      '--instance',
-      newInstance('q'),
-      '--warm',
-      '0',
-      '--gc-interval',
-      'off',
-      '--gc-grace',
-      `${grace / 1000}s`,
-      '--objects',
-      objectsDir,
-    ]);
+    const server = await startGcServer('q', { objects: objectsDir, graceMs: grace, interval: 'off' });
     const store = openObjectStore(objectsDir);
     try {
       const token = randomBytes(8).toString('hex');
@@ -401,18 +374,7 @@ describe('scheduled gc', () => {
   test('runs every --gc-interval by itself and logs what it freed', async () => {
     const objectsDir = tempDir('objects');
     const grace = 8000;
-    const server = await start([
-      '--instance',
-      newInstance('s'),
-      '--warm',
-      '0',
-      '--gc-interval',
-      '1s',
-      '--gc-grace',
-      `${grace / 1000}s`,
-      '--objects',
-      objectsDir,
-    ]);
+    const server = await startGcServer('s', { objects: objectsDir, graceMs: grace, interval: '1s' });
     const store = openObjectStore(objectsDir);
     try {
       const owner = await ownerId(server);

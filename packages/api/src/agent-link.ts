@@ -1,5 +1,5 @@
-// A connection between the server and an agent, and the in-process one that joins them in embedded mode. Cluster
-// mode carries the same messages over a WebSocket the agent dials.
+// A connection between the server and an agent, and the in-process one that joins them in embedded mode (the only
+// transport today; agents on other hosts will carry the same messages over a network link).
 import type { AgentToServer, ServerToAgent } from './agent-protocol.js';
 
 /**

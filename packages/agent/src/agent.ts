@@ -231,8 +231,11 @@ export class Agent {
   private exec(order: ExecOrder): void {
     if (this.execs.has(order.execId)) return; // a repeated order
     const job = this.jobs.get(order.jobId);
-    const session = new ExecSession(order, (m) => this.link.send(m), this.logger, () =>
-      this.execs.delete(order.execId),
+    const session = new ExecSession(
+      order,
+      (m) => this.link.send(m),
+      this.logger,
+      () => this.execs.delete(order.execId),
     );
     this.execs.set(order.execId, session);
     // Only once the job's program runs (after `started`): before, the launcher is still waiting for it.

@@ -57,11 +57,7 @@ export class ExecSession {
       return this.finish(null, 'refused', `job ${order.jobId} has no running sandbox on this agent`);
     }
     try {
-      this.proc = sandbox.exec(
-        execArgs(order.command),
-        { ...jobEnv, ...order.environment },
-        order.cwd ?? '/root',
-      );
+      this.proc = sandbox.exec(execArgs(order.command), { ...jobEnv, ...order.environment }, order.cwd ?? '/root');
     } catch (err) {
       this.log.error({ err }, 'could not start an exec');
       return this.finish(null, 'error', 'the sandbox runtime could not start the command');

@@ -125,9 +125,10 @@ const Chunk = Type.String({ maxLength: 349_528, pattern: '^[A-Za-z0-9+/]*={0,2}$
 const ExecId = Id;
 
 /**
- * Flow control: the agent sends at most EXEC_WINDOW bytes of an exec's output the server has not acknowledged
- * (`execAck`), and the server at most EXEC_WINDOW bytes of stdin the agent has not (`execInputAck`). So an exec's
- * bytes in flight are bounded at both ends, whatever its output and however slow its client.
+ * Flow control: the agent stops sending an exec's output once EXEC_WINDOW bytes of it are not acknowledged by the
+ * server (`execAck`), and the server stops sending stdin once EXEC_WINDOW bytes are not acknowledged by the agent
+ * (`execInputAck`); either may overshoot by one chunk. So an exec's bytes in flight are bounded at both ends,
+ * whatever its output and however slowly its client reads.
  */
 export const EXEC_WINDOW = 1024 * 1024;
 /** Largest chunk of bytes one exec message carries. */

@@ -122,15 +122,16 @@ Examples:
 
   program
     .command('stop')
-    .description('Stop a running job; returns once its sandbox has stopped')
-    .argument('<id>', 'request id or job name')
+    .description('Stop a running job or sandbox; returns once it has stopped (a persistent workspace synced)')
+    .argument('<id>', 'request id, job name, or the workspace name of a running sandbox (mags new NAME)')
     .option('--json', 'print the result as JSON')
     .addHelpText(
       'after',
       `
 Examples:
   $ mags stop 0193c2a4-…
-  $ mags stop my-job`,
+  $ mags stop my-job
+  $ mags stop dev       # the sandbox mags new dev started`,
     )
     .action(async (id: string, flags: { json?: boolean }) => {
       const mags = await connect();

@@ -10,7 +10,6 @@ import {
   type ServerToAgent,
 } from '@mags/api';
 import type { Logger } from 'pino';
-import { killGroup } from './process.js';
 import type { ExecProcess, Sandbox } from './sandbox.js';
 
 /**
@@ -74,6 +73,7 @@ export class ExecSession {
       clearTimeout(quiet);
       if (exit === undefined || this.paused) return;
       quiet = setTimeout(() => {
+        if (this.paused) return; // held back by flow control, not quiet: the acknowledgement re-arms this
         child.stdout.destroy();
         child.stderr.destroy();
         done();
@@ -146,16 +146,24 @@ export class ExecSession {
     this.paused = false;
     this.proc.child.stdout.resume();
     this.proc.child.stderr.resume();
-    void this.signalGroup('SIGKILL').then(() => killGroup(this.proc?.child.pid));
+    void this.signalGroup('SIGKILL');
   }
 
+  /**
+   * Signals the exec's process group: the runtime's (it runs detached, as a group leader, and the exec'd process
+   * starts in its group), and the exec'd process's own should the runtime have given it one.
+   */
   private async signalGroup(signal: NodeJS.Signals): Promise<void> {
-    const group = await this.proc?.group;
-    if (group === undefined) return;
-    try {
-      process.kill(-group, signal);
-    } catch {
-      /* the group is empty */
+    const proc = this.proc;
+    if (!proc) return;
+    const groups = new Set([proc.child.pid, await proc.group]);
+    for (const group of groups) {
+      if (group === undefined) continue;
+      try {
+        process.kill(-group, signal);
+      } catch {
+        /* the group is empty */
+      }
     }
   }
 

@@ -66,6 +66,7 @@ export class ExecStream implements AsyncIterable<ExecChunk> {
   readonly done: Promise<ExecEnd>;
   private settle!: { resolve(e: ExecEnd): void; reject(err: unknown): void };
   private iterated = false;
+  private request?: http.ClientRequest;
 
   constructor(
     private readonly http: Transport,
@@ -81,9 +82,8 @@ export class ExecStream implements AsyncIterable<ExecChunk> {
   async *[Symbol.asyncIterator](): AsyncIterator<ExecChunk> {
     if (this.iterated) throw new Error('an ExecStream can be iterated once');
     this.iterated = true;
-    let res: IncomingMessage | undefined;
     try {
-      res = await this.open();
+      const res = await this.open();
       let pending = '';
       for await (const chunk of res as AsyncIterable<Buffer>) {
         pending += chunk.toString('utf8');
@@ -119,8 +119,9 @@ export class ExecStream implements AsyncIterable<ExecChunk> {
       this.settle.reject(e);
       throw e;
     } finally {
-      // Leaving the loop early (break, an error) closes the request, and the server kills the command.
-      if (!this.end) res?.destroy();
+      // Leaving the loop early (break, an error) closes the request, and the server kills the command; after the
+      // end, whatever stdin is left is not sent.
+      this.request?.destroy();
     }
   }
 
@@ -137,6 +138,7 @@ export class ExecStream implements AsyncIterable<ExecChunk> {
       }),
       signal: options.signal,
     });
+    this.request = req;
     return new Promise<IncomingMessage>((resolve, reject) => {
       const headers = setTimeout(() => {
         req.destroy();
@@ -182,6 +184,7 @@ async function sendStdin(req: http.ClientRequest, stdin: Readable | Buffer | str
   const frame = (bytes: Buffer) => `${JSON.stringify({ stdin: bytes.toString('base64') })}\n`;
   const write = async (bytes: Buffer) => {
     for (let at = 0; at < bytes.length; at += STDIN_FRAME) {
+      if (req.destroyed) throw new Error('the command has ended');
       if (!req.write(frame(bytes.subarray(at, at + STDIN_FRAME)))) {
         await new Promise<void>((resolve, reject) => {
           req.once('drain', resolve);
@@ -191,6 +194,12 @@ async function sendStdin(req: http.ClientRequest, stdin: Readable | Buffer | str
     }
   };
   if (typeof stdin === 'string' || Buffer.isBuffer(stdin)) await write(Buffer.from(stdin));
-  else for await (const chunk of stdin as AsyncIterable<Buffer | string>) await write(Buffer.from(chunk));
-  req.end();
+  else {
+    for await (const chunk of stdin as AsyncIterable<Buffer | string>) {
+      // Stop reading a source nobody takes any more (the command ended): the loop's end releases it.
+      if (req.destroyed) return;
+      await write(Buffer.from(chunk));
+    }
+  }
+  if (!req.destroyed) req.end();
 }

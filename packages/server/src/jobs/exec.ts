@@ -249,22 +249,27 @@ export class ExecService {
  */
 async function pumpStdin(stdin: Readable, run: ExecRun, logger: Logger): Promise<void> {
   let pending: Buffer = Buffer.alloc(0);
+  // Once the command has ended, the rest of the request is read and dropped: the request is never destroyed, since
+  // its socket still carries the answer's last frame.
+  let open = true;
   try {
     for await (const chunk of stdin as AsyncIterable<Buffer>) {
+      if (!open) continue;
       pending = pending.length ? Buffer.concat([pending, chunk]) : chunk;
       let nl: number;
-      while ((nl = pending.indexOf(10)) !== -1) {
+      while (open && (nl = pending.indexOf(10)) !== -1) {
         const line = pending.subarray(0, nl);
         pending = pending.subarray(nl + 1);
-        if (!(await run.input(stdinFrame(line)))) return;
+        open = await run.input(stdinFrame(line));
       }
       if (pending.length > MAX_EXEC_LINE) throw new Error(`a stdin frame is longer than ${MAX_EXEC_LINE} bytes`);
     }
-    if (pending.length > 0 && !(await run.input(stdinFrame(pending)))) return;
+    if (open && pending.length > 0) open = await run.input(stdinFrame(pending));
     run.endInput();
   } catch (err) {
     logger.warn({ err }, 'exec stdin ended early');
     run.endInput();
+    stdin.resume();
   }
 }
 

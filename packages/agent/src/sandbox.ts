@@ -147,17 +147,6 @@ export function jobProgram(script: string, env: Record<string, string>): string 
 /** The launcher's program for a long-lived sandbox: the static init again, in pause mode, until the sandbox is stopped. */
 export const KEEPER_PROGRAM = 'exec /.mags/init -P';
 
-/** A process started in a running sandbox by `crun exec`. */
-export interface ExecProcess {
-  /** The runtime's process on the host; its stdio are the exec'd process's. */
-  child: ChildProcessWithoutNullStreams;
-  /**
-   * The exec'd process's process group on the host, once the runtime has written its pid (undefined if it never
-   * ran); read while it runs, so a later signal reaches its group even after it exited.
-   */
-  group: Promise<number | undefined>;
-}
-
 /** Bytes used on a sandbox's ephemeral layer filesystem (one statfs, no process); 0 if it can't be read. */
 function layerUsedBytes(dir: string): number {
   try {
@@ -341,50 +330,24 @@ export class Sandbox {
   /**
    * Starts `args` in the running sandbox with `crun exec`: the same process section as the init's (user,
    * capabilities, no new privileges, rlimits, oom score) and, from the container, its namespaces, cgroup and seccomp
-   * filter, so an exec'd process is exactly as confined as the sandbox's own.
+   * filter, so an exec'd process is exactly as confined as the sandbox's own. The runtime runs detached (a process
+   * group leader on the host) and the exec'd process stays in its group, so signalling that group reaches everything
+   * the command started, except what it moved out on purpose (setsid). Its stdio are the exec'd process's.
    */
-  exec(args: string[], env: Record<string, string>, cwd: string): ExecProcess {
+  exec(args: string[], env: Record<string, string>, cwd: string): ChildProcessWithoutNullStreams {
     if (!this.alive) throw new Error(`sandbox ${this.id} is not running`);
     const { config } = this.ctx;
-    const tag = `exec-${randomBytes(6).toString('hex')}`;
-    const spec = path.join(this.dir, `${tag}.json`);
-    const pidFile = path.join(this.dir, `${tag}.pid`);
+    const spec = path.join(this.dir, `exec-${randomBytes(6).toString('hex')}.json`);
     writeFileSync(spec, JSON.stringify(processSpec(args, env, cwd)), { mode: 0o600 });
-    const child = spawn(
-      config.runtime,
-      ['--root', config.runtimeRoot, 'exec', '--process', spec, '--pid-file', pidFile, this.id],
-      { stdio: ['pipe', 'pipe', 'pipe'], detached: true },
-    );
-    child.stdin.on('error', () => {});
-    const cleanup = () => {
-      rmSync(spec, { force: true });
-      rmSync(pidFile, { force: true });
-    };
-    const group = new Promise<number | undefined>((resolve) => {
-      let done = false;
-      const finish = (value: number | undefined) => {
-        if (done) return;
-        done = true;
-        clearInterval(poll);
-        cleanup();
-        resolve(value);
-      };
-      // The runtime writes the pid file before the process runs its program: a few polls at most.
-      const poll = setInterval(() => {
-        let pid: number;
-        try {
-          pid = Number(readFileSync(pidFile, 'utf8').trim());
-        } catch {
-          return;
-        }
-        if (!Number.isInteger(pid) || pid <= 0) return;
-        const pgrp = Number(statFields(pid)?.[2]);
-        finish(Number.isInteger(pgrp) && pgrp > 0 ? pgrp : undefined);
-      }, 2);
-      child.once('exit', () => setTimeout(() => finish(undefined), 20));
-      child.once('error', () => finish(undefined));
+    const child = spawn(config.runtime, ['--root', config.runtimeRoot, 'exec', '--process', spec, this.id], {
+      stdio: ['pipe', 'pipe', 'pipe'],
+      detached: true,
     });
-    return { child, group };
+    child.stdin.on('error', () => {});
+    const cleanup = () => rmSync(spec, { force: true });
+    child.once('exit', cleanup);
+    child.once('error', cleanup);
+    return child;
   }
 
   /**

@@ -1,8 +1,6 @@
 // One `exec` order: a command run in a job's running sandbox, its stdout and stderr streamed to the server apart and
 // in order under flow control (at most EXEC_WINDOW unacknowledged bytes, so a 100 MB output never sits in memory),
 // its stdin fed from the server's `execInput`s, its timeout, and what happens to its processes when it ends.
-
-import type { ChildProcessWithoutNullStreams } from 'node:child_process';
 import {
   type AgentToServer,
   EXEC_CHUNK,
@@ -12,7 +10,7 @@ import {
   type ServerToAgent,
 } from '@mags/api';
 import type { Logger } from 'pino';
-import type { Sandbox } from './sandbox.js';
+import type { ExecProcess, Sandbox } from './sandbox.js';
 
 /**
  * After the command exits, how long its output pipes may stay quiet before the exec ends anyway: a process it left
@@ -23,15 +21,10 @@ const LINGER_MS = 300;
 type Send = (message: AgentToServer) => void;
 type ExecMessage = Extract<ServerToAgent, { type: 'execInput' | 'execAck' | 'execKill' }>;
 
-/** The exec'd program: the command under `/bin/sh -c`, as a job's script runs. */
-export function execArgs(command: string): string[] {
-  return ['/bin/sh', '-c', command];
-}
-
 const SIGNALS: Partial<Record<NodeJS.Signals, number>> = { SIGHUP: 1, SIGINT: 2, SIGKILL: 9, SIGPIPE: 13, SIGTERM: 15 };
 
 export class ExecSession {
-  private child?: ChildProcessWithoutNullStreams;
+  private proc?: ExecProcess;
   private unacked = 0;
   private paused = false;
   private ended = false;
@@ -58,12 +51,12 @@ export class ExecSession {
       return this.finish(null, 'refused', `job ${order.jobId} has no running sandbox on this agent`);
     }
     try {
-      this.child = sandbox.exec(execArgs(order.command), { ...jobEnv, ...order.environment }, order.cwd ?? '/root');
+      this.proc = sandbox.exec(order.command, { ...jobEnv, ...order.environment }, order.cwd ?? '/root');
     } catch (err) {
       this.log.error({ err }, 'could not start an exec');
       return this.finish(null, 'error', 'the sandbox runtime could not start the command');
     }
-    const child = this.child;
+    const { child } = this.proc;
     if (!order.stdin) child.stdin.end();
     this.send({ type: 'execStarted', execId: order.execId });
     this.timer = setTimeout(() => this.kill('timeout'), order.timeoutS * 1000);
@@ -107,7 +100,7 @@ export class ExecSession {
       exit = code ?? (signal ? 128 + (SIGNALS[signal] ?? 0) : null);
       // Its processes end with it, unless put in the background on purpose (nohup ignores the hangup, setsid
       // leaves the group).
-      this.signalGroup('SIGHUP');
+      void this.signalGroup('SIGHUP');
       if (open === 0) done();
       else linger();
     });
@@ -119,12 +112,12 @@ export class ExecSession {
       this.unacked = Math.max(0, this.unacked - message.bytes);
       if (this.paused && this.unacked < EXEC_WINDOW) {
         this.paused = false;
-        this.child?.stdout.resume();
-        this.child?.stderr.resume();
+        this.proc?.child.stdout.resume();
+        this.proc?.child.stderr.resume();
         this.resumed();
       }
     } else if (message.type === 'execInput') {
-      const stdin = this.child?.stdin;
+      const stdin = this.proc?.child.stdin;
       if (!stdin || stdin.writableEnded) return;
       const data = Buffer.from(message.data, 'base64');
       if (data.length > 0) {
@@ -143,17 +136,21 @@ export class ExecSession {
     if (this.ended || this.endReason) return;
     this.endReason = reason;
     this.log.info({ reason }, 'killing an exec');
-    if (!this.child) return this.finish(null, reason);
+    if (!this.proc) return this.finish(null, reason);
     // Killed output is not waited for: nothing is held back for a client that left.
     this.paused = false;
-    this.child.stdout.resume();
-    this.child.stderr.resume();
-    this.signalGroup('SIGKILL');
+    this.proc.child.stdout.resume();
+    this.proc.child.stderr.resume();
+    void this.signalGroup('SIGKILL');
   }
 
-  /** Signals the exec's process group: the runtime's, which the exec'd process and what it started are in. */
-  private signalGroup(signal: NodeJS.Signals): void {
-    const group = this.child?.pid;
+  /**
+   * Signals the command's process group (its session: what it started is in it unless moved out on purpose); before
+   * the command ran, the runtime's own group.
+   */
+  private async signalGroup(signal: NodeJS.Signals): Promise<void> {
+    if (!this.proc) return;
+    const group = (await this.proc.group) ?? this.proc.child.pid;
     if (group === undefined) return;
     try {
       process.kill(-group, signal);
@@ -172,8 +169,8 @@ export class ExecSession {
     }
     if (this.unacked >= EXEC_WINDOW && !this.paused && !this.endReason) {
       this.paused = true;
-      this.child?.stdout.pause();
-      this.child?.stderr.pause();
+      this.proc?.child.stdout.pause();
+      this.proc?.child.stderr.pause();
     }
   }
 

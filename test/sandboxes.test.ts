@@ -28,6 +28,11 @@ after(async () => {
   assert.deepEqual(left.netns, [], 'no sandbox network namespaces remain');
 });
 
+/** A process's resident memory in MB. */
+function rssMb(pid: number): number {
+  return Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
+}
+
 interface Exec {
   code: number | null;
   stdout: Buffer;
@@ -92,10 +97,19 @@ describe('mags new and mags exec', () => {
     );
   });
 
-  test('a 100 MB output arrives whole and in order', { timeout: 300_000 }, async () => {
+  test('a 100 MB output arrives whole and in order, and the server does not hold it', {
+    timeout: 300_000,
+  }, async () => {
     const expected = await execCli([dev, 'seq 1 13000000 | sha256sum']);
-    const r = await execCli([dev, 'seq 1 13000000']);
+    const before = rssMb(server.pid);
+    let peak = before;
+    const sampler = setInterval(() => {
+      peak = Math.max(peak, rssMb(server.pid));
+    }, 50);
+    const r = await execCli([dev, 'seq 1 13000000']).finally(() => clearInterval(sampler));
     assert.equal(r.code, 0, r.stderr.toString());
+    // Flow control keeps about a window in flight at each hop (measured: ~12 MB of growth, mostly garbage).
+    assert.ok(peak - before < 64, `the server grew by ${Math.round(peak - before)} MB while 100 MB passed through`);
     assert.ok(r.stdout.length > 100_000_000, `${r.stdout.length} bytes`);
     assert.equal(`${createHash('sha256').update(r.stdout).digest('hex')}  -\n`, expected.stdout.toString());
   });

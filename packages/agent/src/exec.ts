@@ -18,6 +18,9 @@ import type { ExecProcess, Sandbox } from './sandbox.js';
  */
 const LINGER_MS = 300;
 
+/** After the command exits, when its process group is hung up. */
+const HANGUP_DELAY_MS = 25;
+
 type Send = (message: AgentToServer) => void;
 type ExecMessage = Extract<ServerToAgent, { type: 'execInput' | 'execAck' | 'execKill' }>;
 
@@ -99,8 +102,9 @@ export class ExecSession {
     child.on('exit', (code, signal) => {
       exit = code ?? (signal ? 128 + (SIGNALS[signal] ?? 0) : null);
       // Its processes end with it, unless put in the background on purpose (nohup ignores the hangup, setsid
-      // leaves the group).
-      void this.signalGroup('SIGHUP');
+      // leaves the group). A moment later: a `nohup` the command started just before it ended may not have set the
+      // hangup aside yet.
+      setTimeout(() => void this.signalGroup('SIGHUP'), HANGUP_DELAY_MS);
       if (open === 0) done();
       else linger();
     });

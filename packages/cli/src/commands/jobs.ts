@@ -178,7 +178,11 @@ function showJob(job: Job, json: boolean): void {
   if (job.workspaceId) rows.push(['workspace', job.workspaceId]);
   if (job.url) rows.push(['url', job.url]);
   if (job.errorMessage) rows.push(['error', job.errorMessage]);
-  rows.push(['script', oneLine(job.script)]);
+  // A long-lived sandbox (mags new) has no script.
+  rows.push([
+    'script',
+    job.script === '' ? '(none: a sandbox that stays up; run commands with mags exec)' : oneLine(job.script),
+  ]);
   const width = Math.max(...rows.map(([k]) => k.length)) + 1;
   process.stdout.write(`${rows.map(([k, v]) => `${pc.dim(`${k}:`.padEnd(width))} ${cell(v)}`).join('\n')}\n`);
 }

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -26,6 +26,8 @@ after(async () => {
   const left = leftovers(instance);
   assert.deepEqual(left.mounts, [], 'no sandbox mounts remain after the server stops');
   assert.deepEqual(left.netns, [], 'no sandbox network namespaces remain');
+  for (const sub of ['workspaces', 'bases', 'cache'])
+    rmSync(`/var/lib/mags/${sub}/${instance}`, { recursive: true, force: true });
 });
 
 /** A process's resident memory in MB. */

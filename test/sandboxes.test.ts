@@ -178,6 +178,7 @@ describe('an exec is as confined as the sandbox', () => {
   });
   after(async () => {
     await mags.stop(box).catch(() => undefined);
+    rmSync(secret, { force: true });
   });
 
   const PROBE =

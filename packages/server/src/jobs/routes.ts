@@ -247,6 +247,8 @@ export function registerJobRoutes(app: MagsApp, { jobs, followers, execs, agents
           'A client that goes away kills the command. 409 when the job is not running.',
         params: JobParams,
         body: ExecRequest,
+        consumes: ['application/json', EXEC_STREAM_TYPE],
+        produces: ['application/json', EXEC_STREAM_TYPE],
         response: { 200: ExecResult, ...errors(400, 401, 404, 409, 413, 415, 500, 503) },
       },
     },

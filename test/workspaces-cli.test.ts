@@ -1,4 +1,4 @@
-// Workspaces and uploads as CLI and Node SDK users see them, against a real `mags server`: what `mags new`,
+// Workspaces and uploads as CLI and Node SDK users see them, against a real `mags server`: what
 // `mags workspace …`, `mags resize`, `mags sync` and `mags files …` print and exit with, the SDK's typed results
 // and errors, and uploads that arrive byte for byte. (Files surviving across runs are tested in workspaces.test.ts.)
 import assert from 'node:assert/strict';
@@ -161,9 +161,9 @@ describe('uploads', () => {
 });
 
 describe('workspaces through the CLI', () => {
-  test('mags new creates a workspace that workspace list shows, in JSON and as a table', async () => {
+  test('mags workspace create makes a workspace that workspace list shows, in JSON and as a table', async () => {
     const name = unique('new');
-    const created = await cli(['new', name, '-p', '--disk', '3']);
+    const created = await cli(['workspace', 'create', name, '-p', '--disk', '3']);
     assert.equal(created.code, 0, created.stderr);
     assert.equal(created.stdout, `created persistent workspace ${name} (3 GB disk)\n`);
 
@@ -183,7 +183,7 @@ describe('workspaces through the CLI', () => {
     for (const key of ['lastUsedAt', 'expiresAt'] as const) assert.ok(key in ws, `${key} is present`);
 
     const local = unique('loc');
-    const json = await cliJson<WorkspaceJson>(['new', local, '--json']);
+    const json = await cliJson<WorkspaceJson>(['workspace', 'create', local, '--json']);
     assert.deepEqual([json.name, json.mode, json.diskGb], [local, 'local', 2], 'local with a 2 GB disk by default');
 
     const table = await cli(['workspace', 'ls']);
@@ -193,15 +193,15 @@ describe('workspaces through the CLI', () => {
     assert.match(table.stdout, new RegExp(`^${local}\\s+local\\s+2 GB\\s`, 'm'));
   });
 
-  test('mags new with a name already taken fails with one sentence and exit 1', async () => {
+  test('mags workspace create with a name already taken fails with one sentence and exit 1', async () => {
     const name = unique('twice');
-    assert.equal((await cli(['new', name])).code, 0);
-    assertFails(await cli(['new', name, '-p']), 1, new RegExp(name));
+    assert.equal((await cli(['workspace', 'create', name])).code, 0);
+    assertFails(await cli(['workspace', 'create', name, '-p']), 1, new RegExp(name));
   });
 
   test('mags resize grows a workspace; a smaller disk or a bad size is refused', async () => {
     const name = unique('rs');
-    assert.equal((await cli(['new', name, '-p', '--disk', '3'])).code, 0);
+    assert.equal((await cli(['workspace', 'create', name, '-p', '--disk', '3'])).code, 0);
     const grown = await cliJson<WorkspaceJson>(['resize', name, '--disk', '4', '--json']);
     assert.equal(grown.diskGb, 4);
     const text = await cli(['resize', name, '--disk', '5']);
@@ -215,7 +215,7 @@ describe('workspaces through the CLI', () => {
     assertFails(await cli(['resize', unique('nope'), '--disk', '3']), 1, /not found/);
   });
 
-  test('a disk larger than the host has free: mags run, mags new and mags resize fail with one sentence; nothing is made', async (t) => {
+  test('a disk larger than the host has free: mags run, mags workspace create and mags resize fail with one sentence; nothing is made', async (t) => {
     const freeGb =
       Number(execFileSync('df', ['-B1', '--output=avail', '/var/lib/mags']).toString().trim().split('\n')[1]) /
       1024 ** 3;
@@ -226,20 +226,24 @@ describe('workspaces through the CLI', () => {
     const run = await cli(['run', '--disk', String(tooBig), 'true']);
     assertFails(run, 1, new RegExp(`a ${tooBig} GB disk does not fit: this server has \\d+ GB free for workspaces`));
     const name = unique('big');
-    assertFails(await cli(['new', name, '--disk', String(tooBig)]), 1, /does not fit: this server has \d+ GB free/);
+    assertFails(
+      await cli(['workspace', 'create', name, '--disk', String(tooBig)]),
+      1,
+      /does not fit: this server has \d+ GB free/,
+    );
     await assert.rejects(
       mags.getWorkspace(name),
       (err: unknown) => err instanceof MagsApiError && err.status === 404,
       'no workspace was made',
     );
-    assert.equal((await cli(['new', name, '--disk', '1'])).code, 0, 'a normal size is still accepted');
+    assert.equal((await cli(['workspace', 'create', name, '--disk', '1'])).code, 0, 'a normal size is still accepted');
     assertFails(await cli(['resize', name, '--disk', String(tooBig)]), 1, /does not fit/);
     assert.equal((await mags.getWorkspace(name)).diskGb, 1, 'a refused resize changes nothing');
   });
 
   test('mags workspace delete removes it; afterwards it is gone everywhere', async () => {
     const name = unique('del');
-    assert.equal((await cli(['new', name, '-p'])).code, 0);
+    assert.equal((await cli(['workspace', 'create', name, '-p'])).code, 0);
     const r = await cli(['workspace', 'delete', name]);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout, `deleted workspace ${name}\n`);
@@ -271,7 +275,7 @@ describe('workspaces through the CLI', () => {
 
   test('mags workspace versions of a workspace never synced lists none; restore of a missing version fails', async () => {
     const name = unique('ver');
-    assert.equal((await cli(['new', name, '-p'])).code, 0);
+    assert.equal((await cli(['workspace', 'create', name, '-p'])).code, 0);
     const json = await cliJson<{ name: string; versions: unknown[] }>(['workspace', 'versions', name, '--json']);
     assert.deepEqual(json, { name, versions: [] });
     const text = await cli(['workspace', 'versions', name]);
@@ -285,14 +289,14 @@ describe('workspaces through the CLI', () => {
     timeout: 120_000,
   }, async () => {
     const name = unique('sy');
-    assert.equal((await cli(['new', name, '-p'])).code, 0);
+    assert.equal((await cli(['workspace', 'create', name, '-p'])).code, 0);
     const r = await cli(['sync', name]);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout, `${name}: nothing to sync yet (it has no version)\n`);
     assert.deepEqual(await cliJson(['sync', name, '--json']), { success: true, name, version: null, changed: false });
 
     const local = unique('syl');
-    assert.equal((await cli(['new', local])).code, 0);
+    assert.equal((await cli(['workspace', 'create', local])).code, 0);
     assertFails(await cli(['sync', local]), 1, /local/);
 
     const job = await mags.runAndWait('true');
@@ -304,10 +308,10 @@ describe('workspaces through the CLI', () => {
 
   test('--help of every workspace and file command exits 0 and shows an example', async () => {
     const commands = [
-      ['new'],
       ['sync'],
       ['resize'],
       ['workspace'],
+      ['workspace', 'create'],
       ['workspace', 'list'],
       ['workspace', 'delete'],
       ['workspace', 'versions'],

@@ -4,6 +4,7 @@ import type {
   AgentEnd,
   AgentInfo,
   AgentToServer,
+  ExecOrder,
   ExitReason,
   SandboxSpec,
   ServerToAgent,
@@ -15,12 +16,13 @@ import pino, { type Logger } from 'pino';
 import type { Limits } from './bundle.js';
 import { type AgentConfig, hostNames } from './config.js';
 import { DiskLedger } from './disks.js';
+import { ExecSession } from './exec.js';
 import { cleanupStale, prepareHost, prepareSandboxFiles, releaseInstance, runtimeVersion } from './host.js';
 import { answerToMalformed } from './malformed.js';
 import { DnsForwarder, NetnsPool, SlotAllocator, setupHostNetwork, teardownHostNetwork } from './network.js';
 import { OutputCollector } from './output.js';
 import { OFF_PATH_DELAY_MS, WarmPool } from './pool.js';
-import { type HostContext, Sandbox, type SandboxOptions } from './sandbox.js';
+import { type HostContext, KEEPER_PROGRAM, Sandbox, type SandboxOptions } from './sandbox.js';
 import { forUser } from './user-errors.js';
 import { type BaseHandle, BaseLayers } from './workspace/bases.js';
 import { placeUploads } from './workspace/uploads.js';
@@ -29,6 +31,8 @@ import { type HostCopy, WorkspaceManager } from './workspace/workspaces.js';
 interface RunningJob {
   spec: SandboxSpec;
   sandbox?: Sandbox;
+  /** The job's program runs in the sandbox: commands may be exec'd into it. */
+  running?: boolean;
   stopReason?: ExitReason;
   stopRequested: boolean;
   /** The workspace copy the sandbox writes to, and the base layer under an ephemeral sandbox. */
@@ -51,6 +55,7 @@ export function workspaceIds(config: AgentConfig): IdMap {
 
 export class Agent {
   private readonly jobs = new Map<string, RunningJob>();
+  private readonly execs = new Map<string, ExecSession>();
   private readonly ctx: HostContext;
   private readonly dns: DnsForwarder;
   private readonly store: ObjectStore;
@@ -200,15 +205,41 @@ export class Agent {
   }
 
   private handle(message: ServerToAgent): void {
-    if (message.type === 'start') {
-      this.runJob(message.sandbox).catch((err) => {
-        this.logger.error({ err, jobId: message.sandbox.jobId }, 'job failed on the agent');
-      });
-    } else if (message.type === 'stop') {
-      void this.stopJob(message.jobId, 'stopped');
-    } else {
-      void this.workspaceOrder(message);
+    switch (message.type) {
+      case 'start':
+        this.runJob(message.sandbox).catch((err) => {
+          this.logger.error({ err, jobId: message.sandbox.jobId }, 'job failed on the agent');
+        });
+        return;
+      case 'stop':
+        void this.stopJob(message.jobId, 'stopped');
+        return;
+      case 'exec':
+        return this.exec(message);
+      case 'execInput':
+      case 'execAck':
+      case 'execKill':
+        // Late messages about an exec that has ended are dropped.
+        this.execs.get(message.execId)?.handle(message);
+        return;
+      default:
+        void this.workspaceOrder(message);
     }
+  }
+
+  /** Runs a command in a job's running sandbox (refused, with its exit report, if the job has none here). */
+  private exec(order: ExecOrder): void {
+    if (this.execs.has(order.execId)) return; // a repeated order
+    const job = this.jobs.get(order.jobId);
+    const session = new ExecSession(
+      order,
+      (m) => this.link.send(m),
+      this.logger,
+      () => this.execs.delete(order.execId),
+    );
+    this.execs.set(order.execId, session);
+    // Only once the job's program runs (after `started`): before, the launcher is still waiting for it.
+    session.start(job?.running ? job.sandbox : undefined, job?.spec.environment ?? {});
   }
 
   private async workspaceOrder(order: WorkspaceOrder): Promise<void> {
@@ -318,15 +349,20 @@ export class Agent {
         return;
       }
       this.link.send({ type: 'started', jobId, sandboxId: sandbox.id, ts: Date.now() });
-      const proc = sandbox.start(spec.script, spec.environment);
+      // A long-lived sandbox runs no script: its launcher pauses until the sandbox is stopped; commands are exec'd.
+      const proc = sandbox.start(spec.longLived ? KEEPER_PROGRAM : spec.script, spec.environment);
+      job.running = true;
       proc.onOutput((stream, chunk) => output.write(stream, chunk));
-      const timer = setTimeout(() => void this.stopJob(jobId, 'timeout'), spec.timeoutS * 1000);
+      const timer = spec.longLived
+        ? undefined
+        : setTimeout(() => void this.stopJob(jobId, 'timeout'), spec.timeoutS * 1000);
       const copy = job.copy;
       const periodic =
         copy && spec.workspace?.persistent && this.config.syncIntervalMs > 0
           ? setInterval(() => this.workspaces.syncDuringRun(copy), this.config.syncIntervalMs)
           : undefined;
       const exitCode = await proc.exited;
+      job.running = false;
       clearTimeout(timer);
       clearInterval(periodic);
       let syncMessage: string | undefined;

@@ -14,6 +14,11 @@ export function answerToMalformed(raw: unknown, type: string | undefined, reason
     if (typeof jobId !== 'string') return undefined;
     return { type: 'exited', jobId, exitCode: null, reason: 'error', message: error, ts: Date.now() };
   }
+  if (type === 'exec') {
+    const execId = (raw as { execId?: unknown }).execId;
+    if (typeof execId !== 'string') return undefined;
+    return { type: 'execExited', execId, exitCode: null, reason: 'error', message: error.slice(0, 4000) };
+  }
   if (type === 'stop' || typeof m.requestId !== 'string') return undefined;
   return { type: 'reply', requestId: m.requestId, ok: false, status: 500, code: 'internal', error };
 }

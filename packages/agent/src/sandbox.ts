@@ -8,7 +8,7 @@ import { chownSync, mkdirSync, readFileSync, rmSync, statfsSync, symlinkSync, wr
 import path from 'node:path';
 import { GiB } from '@mags/api';
 import type { Logger } from 'pino';
-import { type Limits, ociConfig, READY_LINE } from './bundle.js';
+import { type Limits, ociConfig, processSpec, READY_LINE } from './bundle.js';
 import { SandboxCgroup } from './cgroups.js';
 import { type AgentConfig, hostNames, imagePath } from './config.js';
 import { type DiskLedger, layerDiskScript, layerTemplatesDir } from './disks.js';
@@ -142,6 +142,17 @@ function scriptEnded(p: HostProcess): number | 'gone' | undefined {
 export function jobProgram(script: string, env: Record<string, string>): string {
   const exports = Object.entries(env).map(([k, v]) => `export ${k}=${shq(v)}`);
   return [...exports, 'cd /root 2>/dev/null || cd /', `exec /bin/sh -c ${shq(script)}`].join('\n');
+}
+
+/** The launcher's program for a long-lived sandbox: the static init again, in pause mode, until the sandbox is stopped. */
+export const KEEPER_PROGRAM = 'exec /.mags/init -P';
+
+/** A command started in a running sandbox by `crun exec`. */
+export interface ExecProcess {
+  /** The runtime's process on the host; its stdio are the command's. */
+  child: ChildProcessWithoutNullStreams;
+  /** The command's process group on the host, once it runs (undefined if it never did). */
+  group: Promise<number | undefined>;
 }
 
 /** Bytes used on a sandbox's ephemeral layer filesystem (one statfs, no process); 0 if it can't be read. */
@@ -322,6 +333,61 @@ export class Sandbox {
       },
       exited: this.watchScript(runtime, this.runtimeExit),
     };
+  }
+
+  /**
+   * Starts `/bin/sh -c command` in the running sandbox with `crun exec`: the same process section as the init's
+   * (user, capabilities, no new privileges, rlimits, oom score) and, from the container, its namespaces, cgroup and
+   * seccomp filter, so an exec'd process is exactly as confined as the sandbox's own. Its stdio are the runtime's.
+   */
+  exec(command: string, env: Record<string, string>, cwd: string): ExecProcess {
+    if (!this.alive) throw new Error(`sandbox ${this.id} is not running`);
+    const { config } = this.ctx;
+    const tag = `exec-${randomBytes(6).toString('hex')}`;
+    const spec = path.join(this.dir, `${tag}.json`);
+    const pidFile = path.join(this.dir, `${tag}.pid`);
+    // The runtime starts the process in a new session of its own (made by an intermediate process, so its id is
+    // known only once the process runs). The process waits for a line on fd 3 before it becomes the command, so the
+    // agent reads that session's process group first, however quickly the command would end.
+    const args = ['/bin/sh', '-c', 'read _ <&3; exec 3<&-; exec /bin/sh -c "$1"', 'mags-exec', command];
+    writeFileSync(spec, JSON.stringify(processSpec(args, env, cwd)), { mode: 0o600 });
+    const child = spawn(
+      config.runtime,
+      ['--root', config.runtimeRoot, 'exec', '--process', spec, '--pid-file', pidFile, '--preserve-fds', '1', this.id],
+      { stdio: ['pipe', 'pipe', 'pipe', 'pipe'], detached: true },
+    ) as ChildProcessWithoutNullStreams;
+    child.stdin.on('error', () => {});
+    const go = child.stdio[3] as unknown as NodeJS.WritableStream & {
+      destroy(): void;
+      on(e: 'error', f: () => void): void;
+    };
+    go.on('error', () => {});
+    const group = new Promise<number | undefined>((resolve) => {
+      let done = false;
+      const finish = (pgrp: number | undefined) => {
+        if (done) return;
+        done = true;
+        clearInterval(poll);
+        rmSync(spec, { force: true });
+        rmSync(pidFile, { force: true });
+        if (pgrp !== undefined) go.write('\n');
+        go.end();
+        resolve(pgrp);
+      };
+      const poll = setInterval(() => {
+        let pid: number;
+        try {
+          pid = Number(readFileSync(pidFile, 'utf8').trim());
+        } catch {
+          return; // not written yet
+        }
+        const pgrp = Number(statFields(pid)?.[2]);
+        finish(Number.isInteger(pgrp) && pgrp > 0 ? pgrp : undefined);
+      }, 1);
+      child.once('exit', () => finish(undefined));
+      child.once('error', () => finish(undefined));
+    });
+    return { child, group };
   }
 
   /**

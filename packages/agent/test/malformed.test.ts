@@ -38,6 +38,16 @@ test('an order it cannot read is refused with a 500 the server accepts', () => {
   }
 });
 
+test('an exec it cannot read ends as an error the server accepts, so its client is answered', () => {
+  const reply = answer({ type: 'exec', execId: 'e-1', jobId: 'j', command: 'ls', environment: {}, stdin: 'yes' });
+  assert.ok(reply && reply.type === 'execExited');
+  assert.equal(reply.execId, 'e-1');
+  assert.equal(reply.exitCode, null);
+  assert.equal(reply.reason, 'error');
+  assert.match(reply.message ?? '', /could not read the server's exec message/);
+  assert.ok(parseAgentMessage(reply).ok);
+});
+
 test('a message that names nothing to answer is only dropped', () => {
   const nothingNamed = [
     null,
@@ -51,6 +61,8 @@ test('a message that names nothing to answer is only dropped', () => {
     { type: 'start', sandbox: null },
     { type: 'start', sandbox: { jobId: 9 } },
     { type: 'sync', requestId: 5 },
+    { type: 'exec', execId: 5 },
+    { type: 'execInput', execId: 'e', data: '!' },
   ];
   for (const raw of nothingNamed) {
     assert.equal(answer(raw), undefined, JSON.stringify(raw));

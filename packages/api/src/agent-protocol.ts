@@ -107,10 +107,71 @@ export const SandboxSpec = Type.Object(
     base: Type.Optional(BaseLayer),
     /** Uploaded files to place at /uploads/<name> before the script starts. */
     uploads: Type.Array(UploadRef, { maxItems: 100 }),
+    /**
+     * A long-lived sandbox (`mags new`): no script; it stays up, without a timeout, until `stop` (or until it dies),
+     * and commands enter it with `exec`.
+     */
+    longLived: Type.Optional(Type.Boolean()),
   },
   CLOSED,
 );
 export type SandboxSpec = Static<typeof SandboxSpec>;
+
+// ── exec: a command run in a running sandbox ────────────────────────────────────────────────────────
+
+/** Bytes of an exec's stdin or output, base64: at most 256 KiB of bytes per message. */
+const Chunk = Type.String({ maxLength: 349_528, pattern: '^[A-Za-z0-9+/]*={0,2}$' });
+/** An exec's id, made by the server; every exec message carries it. */
+const ExecId = Id;
+
+/**
+ * Flow control: the agent stops sending an exec's output once EXEC_WINDOW bytes of it are not acknowledged by the
+ * server (`execAck`), and the server stops sending stdin once EXEC_WINDOW bytes are not acknowledged by the agent
+ * (`execInputAck`); either may overshoot by one chunk. So an exec's bytes in flight are bounded at both ends,
+ * whatever its output and however slowly its client reads.
+ */
+export const EXEC_WINDOW = 1024 * 1024;
+/** Largest chunk of bytes one exec message carries. */
+export const EXEC_CHUNK = 256 * 1024;
+
+export const ExecOrder = Type.Object(
+  {
+    type: Type.Literal('exec'),
+    execId: ExecId,
+    /** The job whose running sandbox runs it. */
+    jobId: Id,
+    /** Run as `/bin/sh -c command`. */
+    command: Type.String({ minLength: 1, maxLength: MAX_SCRIPT_BYTES }),
+    /** Over the job's own environment. */
+    environment: Type.Record(
+      Type.String({ pattern: ENV_NAME_PATTERN }),
+      Type.String({ maxLength: MAX_ENV_VALUE }),
+      CLOSED,
+    ),
+    /** Working directory inside the sandbox (absolute); default /root. */
+    cwd: Type.Optional(Type.String({ minLength: 1, maxLength: 4096, pattern: '^/' })),
+    /** Wall-clock limit: the exec's processes are killed when it passes. */
+    timeoutS: Type.Integer({ minimum: 1 }),
+    /** Whether stdin follows in `execInput` messages; without, the command's stdin is empty. */
+    stdin: Type.Boolean(),
+  },
+  CLOSED,
+);
+export type ExecOrder = Static<typeof ExecOrder>;
+
+export const ExecEnd = Type.Union([
+  /** The command exited (or was killed by a signal: 128+n). */
+  Type.Literal('exited'),
+  /** Its timeout passed: its processes were killed. */
+  Type.Literal('timeout'),
+  /** The server asked (`execKill`: its client went away): its processes were killed. */
+  Type.Literal('killed'),
+  /** It never ran: this agent has no running sandbox for the job (409 to the client). */
+  Type.Literal('refused'),
+  /** The runtime failed to run it. */
+  Type.Literal('error'),
+]);
+export type ExecEnd = Static<typeof ExecEnd>;
 
 // ── what an agent reports ───────────────────────────────────────────────────────────────────────────
 
@@ -211,6 +272,17 @@ export const ServerToAgent = Type.Union([
   /** Stop this job's sandbox; the agent answers with its `exited` (reason `stopped`). */
   Type.Object({ type: Type.Literal('stop'), jobId: Id }, CLOSED),
   ...WorkspaceOrder.anyOf,
+  /**
+   * Run a command in the job's running sandbox; the agent answers `execStarted` (or an `execExited`, reason
+   * `refused` or `error`), then `execOutput`s, then exactly one `execExited`.
+   */
+  ExecOrder,
+  /** Bytes for the exec's stdin (within the window), and whether they are the last (`eof`: stdin is closed). */
+  Type.Object({ type: Type.Literal('execInput'), execId: ExecId, data: Chunk, eof: Type.Boolean() }, CLOSED),
+  /** The server has passed on this many more bytes of the exec's output: the agent may send as many more. */
+  Type.Object({ type: Type.Literal('execAck'), execId: ExecId, bytes: Size }, CLOSED),
+  /** Kill the exec's processes now (its client went away); the agent answers with its `execExited`. */
+  Type.Object({ type: Type.Literal('execKill'), execId: ExecId }, CLOSED),
 ]);
 export type ServerToAgent = Static<typeof ServerToAgent>;
 
@@ -236,6 +308,32 @@ export const AgentToServer = Type.Union([
     CLOSED,
   ),
   Type.Object({ type: Type.Literal('workspace'), report: WorkspaceReport }, CLOSED),
+  /** The exec's process runs (its stdin may be sent). */
+  Type.Object({ type: Type.Literal('execStarted'), execId: ExecId }, CLOSED),
+  /** Bytes the exec wrote, in order per stream; stdout and stderr apart. */
+  Type.Object(
+    {
+      type: Type.Literal('execOutput'),
+      execId: ExecId,
+      stream: Type.Union([Type.Literal('stdout'), Type.Literal('stderr')]),
+      data: Chunk,
+    },
+    CLOSED,
+  ),
+  /** This many more bytes of stdin were written to the exec's process: the server may send as many more. */
+  Type.Object({ type: Type.Literal('execInputAck'), execId: ExecId, bytes: Size }, CLOSED),
+  /** The exec ended; the last message about it. */
+  Type.Object(
+    {
+      type: Type.Literal('execExited'),
+      execId: ExecId,
+      /** The command's exit code (128+signal when killed); null when it never ran. */
+      exitCode: Type.Union([Type.Integer(), Type.Null()]),
+      reason: ExecEnd,
+      message: Type.Optional(Type.String({ maxLength: MAX_ERROR })),
+    },
+    CLOSED,
+  ),
   Type.Object(
     { type: Type.Literal('reply'), requestId: Id, ok: Type.Literal(true), result: WorkspaceOrderResult },
     CLOSED,

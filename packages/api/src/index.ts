@@ -3,6 +3,7 @@ export * from './agent-link.js';
 export * from './agent-protocol.js';
 export * from './duration.js';
 export * from './errors.js';
+export * from './exec.js';
 export * from './jobs.js';
 export * from './storage.js';
 export * from './workspaces.js';

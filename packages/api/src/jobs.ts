@@ -27,7 +27,13 @@ export const MAX_ENV_VALUE = 65536;
 
 export const JobSubmit = Type.Object(
   {
-    script: Type.String({ minLength: 1, maxLength: MAX_SCRIPT_BYTES, description: 'Shell script run with /bin/sh -c' }),
+    script: Type.Optional(
+      Type.String({
+        minLength: 1,
+        maxLength: MAX_SCRIPT_BYTES,
+        description: 'Shell script run with /bin/sh -c (required, except with long_lived, which takes none)',
+      }),
+    ),
     type: Type.Optional(Type.Literal('inline', { default: 'inline' })),
     name: Type.Optional(Type.String({ pattern: NAME_PATTERN, description: 'A name to find the job by' })),
     workspace_id: Type.Optional(Type.String({ pattern: NAME_PATTERN })),
@@ -53,6 +59,13 @@ export const JobSubmit = Type.Object(
       Type.Integer({ minimum: 1, maximum: 604800, description: 'Wall-clock limit (default 3600)' }),
     ),
     network: Type.Optional(Type.Union([Type.Literal('internet'), Type.Literal('none')])),
+    long_lived: Type.Optional(
+      Type.Boolean({
+        description:
+          'A sandbox that stays up on workspace_id (mags new): no script, no timeout; status running until stopped. ' +
+          'Run commands in it with POST /api/v1/mags-jobs/{id}/exec',
+      }),
+    ),
   },
   { additionalProperties: false, $id: 'JobSubmit' },
 );

@@ -95,6 +95,13 @@ const fromAgent: unknown[] = [
     code: 'workspace_busy',
     error: 'workspace dev is in use on this host',
   },
+  { type: 'execStarted', execId: 'e-1' },
+  { type: 'execOutput', execId: 'e-1', stream: 'stdout', data: Buffer.from([0, 255, 10]).toString('base64') },
+  { type: 'execOutput', execId: 'e-1', stream: 'stderr', data: '' },
+  { type: 'execInputAck', execId: 'e-1', bytes: 65536 },
+  { type: 'execExited', execId: 'e-1', exitCode: 3, reason: 'exited' },
+  { type: 'execExited', execId: 'e-1', exitCode: 137, reason: 'timeout' },
+  { type: 'execExited', execId: 'e-1', exitCode: null, reason: 'refused', message: 'job j has no running sandbox' },
 ];
 
 /** Messages the real server sends, one or more of every kind. */
@@ -114,6 +121,25 @@ const fromServer: unknown[] = [
   { type: 'sync', requestId: 'r-1', workspace: { owner, name: 'dev' } },
   { type: 'resize', requestId: 'r-2', workspace: { owner, name: 'dev' }, diskGb: 10 },
   { type: 'drop', requestId: 'r-3', workspace: { owner, name: 'my_ws-1.0' } },
+  {
+    type: 'start',
+    sandbox: { ...sandbox, script: '', longLived: true, workspace: { owner, name: 'dev', persistent: true } },
+  },
+  {
+    type: 'exec',
+    execId: 'e-1',
+    jobId: sandbox.jobId,
+    command: 'echo hi\nexit 3',
+    environment: { A: 'b' },
+    cwd: '/srv',
+    timeoutS: 30,
+    stdin: true,
+  },
+  { type: 'exec', execId: 'e-2', jobId: sandbox.jobId, command: 'true', environment: {}, timeoutS: 1, stdin: false },
+  { type: 'execInput', execId: 'e-1', data: Buffer.from('hello').toString('base64'), eof: false },
+  { type: 'execInput', execId: 'e-1', data: '', eof: true },
+  { type: 'execAck', execId: 'e-1', bytes: 1048576 },
+  { type: 'execKill', execId: 'e-1' },
 ];
 
 function refused<T>(parsed: Parsed<T>, reason: RegExp, what: string): void {
@@ -266,6 +292,27 @@ describe('agent protocol: messages from an agent', () => {
         /^reply: code /,
       ],
       [
+        'exec output that is not base64',
+        { type: 'execOutput', execId: 'e', stream: 'stdout', data: 'not base64!' },
+        /^execOutput: data must match pattern/,
+      ],
+      [
+        'exec output on an unknown stream',
+        { type: 'execOutput', execId: 'e', stream: 'system', data: '' },
+        /^execOutput: stream must be "stdout" or "stderr"$/,
+      ],
+      [
+        'exec output over the chunk size',
+        { type: 'execOutput', execId: 'e', stream: 'stdout', data: 'A'.repeat(400_000) },
+        /^execOutput: data must not have more than/,
+      ],
+      [
+        'an exec end with an unknown reason',
+        { type: 'execExited', execId: 'e', exitCode: 0, reason: 'vanished' },
+        /^execExited: reason must be "exited" or /,
+      ],
+      ['a negative stdin acknowledgement', { type: 'execInputAck', execId: 'e', bytes: -1 }, /^execInputAck: bytes /],
+      [
         'a reply neither ok nor not',
         { type: 'reply', requestId: 'r', ok: 'maybe', result: { held: true } },
         /^reply: ok must be true$/,
@@ -391,6 +438,33 @@ describe('agent protocol: messages from the server', () => {
         { type: 'resize', requestId: 'r', workspace: { owner, name: 'dev' } },
         /^resize: .*diskGb/,
       ],
+      [
+        'an exec with an empty command',
+        { type: 'exec', execId: 'e', jobId: 'j', command: '', environment: {}, timeoutS: 1, stdin: false },
+        /^exec: command must not have fewer than 1/,
+      ],
+      [
+        'an exec in a relative directory',
+        {
+          type: 'exec',
+          execId: 'e',
+          jobId: 'j',
+          command: 'ls',
+          environment: {},
+          cwd: 'etc',
+          timeoutS: 1,
+          stdin: false,
+        },
+        /^exec: cwd must match pattern/,
+      ],
+      [
+        'an exec without a timeout',
+        { type: 'exec', execId: 'e', jobId: 'j', command: 'ls', environment: {}, stdin: false },
+        /^exec: .*timeoutS/,
+      ],
+      ['stdin without eof', { type: 'execInput', execId: 'e', data: '' }, /^execInput: .*eof/],
+      ['an ack of a fraction', { type: 'execAck', execId: 'e', bytes: 1.5 }, /^execAck: bytes must be integer/],
+      ['a kill without its exec', { type: 'execKill' }, /^execKill: .*execId/],
       [
         'a resize to 0 GB',
         { type: 'resize', requestId: 'r', workspace: { owner, name: 'dev' }, diskGb: 0 },

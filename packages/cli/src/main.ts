@@ -7,6 +7,7 @@ import { Command, CommanderError } from 'commander';
 import { registerFileCommands } from './commands/files.js';
 import { registerJobCommands } from './commands/jobs.js';
 import { registerRun } from './commands/run.js';
+import { registerSandboxCommands } from './commands/sandboxes.js';
 import { isServing, registerServer } from './commands/server.js';
 import { registerWorkspaceCommands } from './commands/workspaces.js';
 import { EXIT_FAILURE, EXIT_USAGE, UsageError } from './errors.js';
@@ -28,9 +29,11 @@ Examples:
   $ mags run -d 'sleep 60; echo done' && mags list
   $ mags logs -f <id>
   $ mags run -w myproject -p 'pip install flask' && mags workspace list
+  $ mags new dev -p && mags exec dev 'uname -a'
   $ mags status`,
     );
   registerRun(program);
+  registerSandboxCommands(program);
   registerJobCommands(program);
   registerWorkspaceCommands(program);
   registerFileCommands(program);

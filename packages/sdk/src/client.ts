@@ -2,6 +2,7 @@
 import { stat } from 'node:fs/promises';
 import { basename } from 'node:path';
 import type {
+  ExecRequest,
   JobAccepted,
   JobLogs,
   LogEntry,
@@ -25,6 +26,7 @@ import {
 } from '@mags/api';
 import { type Environment, resolveConnection } from './config.js';
 import { MagsApiError, MagsTimeoutError } from './errors.js';
+import { type ExecOptions, type ExecResult, ExecStream } from './exec.js';
 import { LogFollower } from './follow.js';
 import { Transport } from './http.js';
 import {
@@ -35,6 +37,7 @@ import {
   fromWireStop,
   type Job,
   type JobListResult,
+  type NewOptions,
   type PoolStatus,
   type RunAndWaitResult,
   type RunOptions,
@@ -260,20 +263,93 @@ export class Mags {
     });
   }
 
-  /** The job with this request id or name, else the newest job on the workspace of that name; null if none. */
+  /**
+   * The job with this request id, else the newest running (or sleeping) job with this name or on the workspace of
+   * this name, else the newest job of that name or on that workspace; null if none (among the 500 newest jobs).
+   */
   async findJob(nameOrId: string): Promise<Job | null> {
+    const recent: Job[] = [];
+    for (let page = 1; page <= 5; page++) {
+      const l = await this.list({ page, pageSize: 100 });
+      recent.push(...l.jobs);
+      if (page * l.pageSize >= l.total) break;
+    }
+    const byId = recent.find((j) => j.requestId === nameOrId.toLowerCase());
+    if (byId) return byId;
+    const named = recent.filter((j) => j.name === nameOrId || j.workspaceId === nameOrId);
+    const live = named.find((j) => j.status === 'running' || j.status === 'sleeping');
+    if (live ?? named[0]) return live ?? named[0];
     try {
       return await this.status(nameOrId);
     } catch (err) {
-      if (!(err instanceof MagsApiError && err.code === 'not_found')) throw err;
+      if (err instanceof MagsApiError && err.code === 'not_found') return null;
+      throw err;
     }
-    for (let page = 1; page <= 5; page++) {
-      const l = await this.list({ page, pageSize: 100 });
-      const hit = l.jobs.find((j) => j.workspaceId === nameOrId);
-      if (hit) return hit;
-      if (page * l.pageSize >= l.total) break;
+  }
+
+  /**
+   * Starts a sandbox that stays up on workspace `name` (created if missing; persistent with `persistent: true`)
+   * and resolves once it runs. Run commands in it with `exec(name, …)`; end it with `stop(name)`.
+   * ```ts
+   * await mags.new('dev', { persistent: true });
+   * const { stdout } = await mags.exec('dev', 'node --version');
+   * ```
+   */
+  async new(name: string, options: NewOptions = {}): Promise<Job> {
+    const body = toWireSubmit(undefined, { ...options, workspaceId: name });
+    body.long_lived = true;
+    const a = await this.http.json<JobAccepted>('/api/v1/mags-jobs', { method: 'POST', body });
+    const deadline = Date.now() + (options.timeout ?? 5 * 60_000);
+    for (;;) {
+      const job = await this.status(a.request_id);
+      if (job.status === 'running') return job;
+      if (scriptEnded(job.status)) {
+        throw new MagsApiError(
+          0,
+          'sandbox_failed',
+          `the sandbox on ${name} did not start (${job.status}${job.errorMessage ? `: ${job.errorMessage}` : ''})`,
+          { requestId: job.requestId },
+        );
+      }
+      if (Date.now() >= deadline) {
+        throw new MagsTimeoutError(`the sandbox on ${name} is not running yet (${job.status}); it may still start`, {
+          requestId: job.requestId,
+        });
+      }
+      await new Promise((r) => setTimeout(r, 50));
     }
-    return null;
+  }
+
+  /**
+   * Runs `command` with /bin/sh -c in a running sandbox (by workspace name, job name or request id) and resolves
+   * once it has ended, with its exit code and its stdout and stderr as text. A non-zero exit is not an error.
+   * ```ts
+   * const { exitCode, stdout } = await mags.exec('dev', 'ls /root', { timeoutS: 60 });
+   * ```
+   */
+  async exec(nameOrId: string, command: string, options: ExecOptions = {}): Promise<ExecResult> {
+    const run = this.execStream(nameOrId, command, options);
+    const out = { stdout: [] as Buffer[], stderr: [] as Buffer[] };
+    for await (const { stream, data } of run) out[stream].push(data);
+    const end = await run.done;
+    return {
+      exitCode: end.exitCode,
+      stdout: Buffer.concat(out.stdout).toString('utf8'),
+      stderr: Buffer.concat(out.stderr).toString('utf8'),
+      reason: end.reason,
+    };
+  }
+
+  /**
+   * Runs `command` in a running sandbox and streams its output as it is written: bytes exactly, stdout and stderr
+   * apart. The command starts when iteration starts; leaving the loop early kills it. See ExecStream.
+   */
+  execStream(nameOrId: string, command: string, options: ExecOptions = {}): ExecStream {
+    const body: ExecRequest = { command };
+    if (options.timeoutS !== undefined) body.timeout_s = options.timeoutS;
+    if (options.env !== undefined) body.env = options.env;
+    if (options.cwd !== undefined) body.cwd = options.cwd;
+    return new ExecStream(this.http, `/api/v1/mags-jobs/${encodeURIComponent(nameOrId)}/exec`, body, options, nameOrId);
   }
 
   /** Warm sandboxes over all the server's agents. */

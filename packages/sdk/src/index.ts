@@ -26,6 +26,7 @@ export {
   resolveConnection,
 } from './config.js';
 export { MagsApiError, MagsConnectionError, MagsTimeoutError } from './errors.js';
+export { type ExecChunk, type ExecEnd, type ExecOptions, type ExecResult, ExecStream } from './exec.js';
 export { LogFollower } from './follow.js';
 export type {
   AgentSummary,
@@ -33,6 +34,7 @@ export type {
   JobListResult,
   JobStatusValue,
   LogEntry,
+  NewOptions,
   PoolStatus,
   RunAndWaitResult,
   RunOptions,

@@ -48,6 +48,25 @@ export interface RunOptions {
   name?: string;
 }
 
+/** Options of `new`: the sandbox's workspace and limits (`mags new NAME -p --base B --disk N`). */
+export interface NewOptions
+  extends Pick<
+    RunOptions,
+    | 'persistent'
+    | 'baseWorkspaceId'
+    | 'diskGb'
+    | 'environment'
+    | 'vcpus'
+    | 'memoryMb'
+    | 'network'
+    | 'name'
+    | 'noSleep'
+    | 'startupCommand'
+  > {
+  /** Longest wait for the sandbox to run, in ms (default 5 minutes). */
+  timeout?: number;
+}
+
 /** What `run` answers: the job was accepted and will start as soon as a sandbox is free. */
 export interface RunResult {
   requestId: string;
@@ -125,8 +144,10 @@ export interface ServerStatus {
   user: { id: string; name: string };
 }
 
-export function toWireSubmit(script: string, o: RunOptions = {}): JobSubmit {
-  const body: JobSubmit = { script, type: 'inline' };
+/** The submission for `run` (a script) or `new` (none: a long-lived sandbox). */
+export function toWireSubmit(script: string | undefined, o: RunOptions = {}): JobSubmit {
+  const body: JobSubmit = { type: 'inline' };
+  if (script !== undefined) body.script = script;
   const set = <K extends keyof JobSubmit>(key: K, value: JobSubmit[K] | undefined) => {
     if (value !== undefined) body[key] = value;
   };

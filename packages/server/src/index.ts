@@ -14,6 +14,7 @@ import { Auth } from './http/auth.js';
 import type { MagsApp } from './http/request.js';
 import { Dispatcher } from './jobs/dispatch.js';
 import { JobEvents } from './jobs/events.js';
+import { ExecService } from './jobs/exec.js';
 import { LogFollowers } from './jobs/log-stream.js';
 import { JobOutput } from './jobs/output.js';
 import { JobReports } from './jobs/reports.js';
@@ -130,6 +131,7 @@ export async function createServer(config: ServerConfig, options: CreateServerOp
       logger,
     });
     const followers = new LogFollowers({ store, events, logger }, cfg.maxFollowersPerUser);
+    const execs = new ExecService({ store, agents: registry, logger });
     await registry.recover();
     await reports.recover();
     const reclaim = new StorageReclaim({ objects, logger, intervalMs: cfg.gcIntervalMs, graceMs: cfg.gcGraceMs });
@@ -142,7 +144,7 @@ export async function createServer(config: ServerConfig, options: CreateServerOp
       routes: [
         // Embedded is the only mode until agents can dial in over the network.
         (a) => registerAgentRoutes(a, registry, { mode: 'embedded', store: store.kind, startedAt: Date.now() }),
-        (a) => registerJobRoutes(a, { jobs, followers, agents: registry }),
+        (a) => registerJobRoutes(a, { jobs, followers, execs, agents: registry }),
         (a) => registerWorkspaceRoutes(a, workspaces),
         (a) => registerFileRoutes(a, files, cfg.maxUploadBytes),
         (a) => registerReclaimRoutes(a, reclaim, auth),

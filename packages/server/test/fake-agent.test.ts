@@ -2,8 +2,9 @@
 // against the schemas of @mags/api both ways. If it drifted, the server's tests would pin behaviour against messages
 // no real agent sends, or miss messages the server would refuse.
 import assert from 'node:assert/strict';
+import { request } from 'node:http';
 import { describe, test } from 'node:test';
-import { type AgentEnd, AgentToServer, ServerToAgent } from '@mags/api';
+import { type AgentEnd, AgentToServer, EXEC_STREAM_TYPE, ServerToAgent } from '@mags/api';
 import type { TSchema } from 'typebox';
 import { FakeAgent } from './fake-agent.js';
 import { errorBody, startTestServer } from './helpers.js';
@@ -58,6 +59,31 @@ describe('fake agent', () => {
       assert.equal((await call('POST', `/api/v1/mags-jobs/${hung}/stop`)).json().status, 'stopped');
       assert.equal(await finished(await submit({ script: 'timeout' })), 'failed');
       assert.equal(await finished(await submit({ script: 'crash the runtime failed' })), 'error');
+
+      // A long-lived sandbox and execs into it: output (acknowledged), stdin (acknowledged), a kill, a refusal.
+      const sandbox = await submit({ long_lived: true, workspace_id: 'box' });
+      await agent.until(() => agent.running.has(sandbox));
+      const piped = await t.server.app.inject({
+        method: 'POST',
+        url: '/api/v1/mags-jobs/box/exec',
+        headers: { ...t.auth, 'content-type': EXEC_STREAM_TYPE },
+        payload: `${JSON.stringify({ command: 'cat' })}\n${JSON.stringify({ stdin: Buffer.from('hi').toString('base64') })}\n`,
+      });
+      assert.equal(piped.json().stdout, 'hi', piped.body);
+      const base = await t.server.listen();
+      const killed = request(`${base}/api/v1/mags-jobs/box/exec`, {
+        method: 'POST',
+        headers: { ...t.auth, accept: EXEC_STREAM_TYPE, 'content-type': 'application/json' },
+      });
+      killed.on('error', () => {});
+      killed.on('response', (res) => res.destroy());
+      killed.end(JSON.stringify({ command: 'hang' }));
+      await agent.until(() => [...agent.execs.values()].some((e) => e.killed));
+      const job = agent.running.get(sandbox)!;
+      agent.running.delete(sandbox); // as if its sandbox had just ended on the agent
+      errorBody(await call('POST', '/api/v1/mags-jobs/box/exec', { command: 'echo' }), 409, 'conflict');
+      agent.running.set(sandbox, job);
+      assert.equal((await call('POST', `/api/v1/mags-jobs/${sandbox}/stop`)).json().status, 'stopped');
 
       assert.equal((await call('POST', '/api/v1/mags-workspaces/dev/sync')).json().changed, true);
       assert.equal((await call('POST', '/api/v1/mags-workspaces/dev/resize', { disk_gb: 4 })).statusCode, 200);

@@ -8,6 +8,15 @@
 //   manual         wait for the test to call output()/exit() itself
 //   timeout        exit with reason "timeout", code 137
 //   crash TEXT     exit with reason "error" and message TEXT, never started
+// A long-lived job (no script) runs like `hang`. An `exec` into a running job runs a tiny language of its own:
+//   echo TEXT / err TEXT   TEXT and a newline on stdout / stderr
+//   bytes N                N bytes 0..255 repeating on stdout, sent within the flow-control window (acks awaited)
+//   cat                    stdin back on stdout, once stdin has ended
+//   exit N                 exit code N (default 0)
+//   hang                   until killed (execKill: reason "killed") or `timeout` passes… here at once: see `timeout`
+//   timeout                ends with reason "timeout", code 137
+//   fail TEXT              the runtime failed: reason "error", never started
+// An exec into a job this agent does not run is refused (reason "refused"), as the real agent does.
 // A job on a workspace makes the agent "hold" a copy of it, reported (`workspace`, present) before the exit.
 // Workspace orders (sync, resize, drop) are answered with a `reply`, as the real agent does; `onOrder` lets a
 // test answer differently, late, or not at all.
@@ -18,6 +27,9 @@ import {
   type AgentEnd,
   type AgentInfo,
   type AgentToServer,
+  EXEC_CHUNK,
+  EXEC_WINDOW,
+  type ExecOrder,
   type HostStorage,
   type OutputLine,
   parseAgentMessage,
@@ -64,6 +76,20 @@ interface RunningJob {
   release?: () => void;
 }
 
+/** An exec the fake runs: its stdin so far, its flow control, and what ends it. */
+export interface FakeExec {
+  order: ExecOrder;
+  stdin: Buffer[];
+  stdinEnded: boolean;
+  unacked: number;
+  /** The most output bytes ever unacknowledged at once (the window bounds it). */
+  maxUnacked: number;
+  /** Output bytes sent. */
+  sent: number;
+  killed: boolean;
+  wake?: () => void;
+}
+
 /** A message's kind: its type, and for a reply whether it is ok (the two are different messages). */
 function kindOf(m: AgentToServer | ServerToAgent): string {
   return m.type === 'reply' ? `reply (ok: ${m.ok})` : m.type;
@@ -80,6 +106,8 @@ export class FakeAgent {
   /** Host copies by "owner/name". */
   readonly copies = new Map<string, HeldCopy>();
   readonly running = new Map<string, RunningJob>();
+  /** Execs by id, kept after they end. */
+  readonly execs = new Map<string, FakeExec>();
   private readonly waiters: Array<{ test: () => boolean; resolve: () => void }> = [];
 
   constructor(
@@ -261,12 +289,30 @@ export class FakeAgent {
       void this.run(m.sandbox);
     } else if (m.type === 'sync' || m.type === 'resize' || m.type === 'drop') {
       this.order(m);
+    } else if (m.type === 'exec') {
+      void this.exec(m);
+    } else if (m.type === 'execInput' || m.type === 'execAck' || m.type === 'execKill') {
+      const e = this.execs.get(m.execId);
+      if (e && m.type === 'execInput') {
+        const data = Buffer.from(m.data, 'base64');
+        e.stdin.push(data);
+        if (m.eof) e.stdinEnded = true;
+        if (data.length > 0) this.send({ type: 'execInputAck', execId: m.execId, bytes: data.length });
+      } else if (e && m.type === 'execAck') e.unacked -= m.bytes;
+      else if (e) e.killed = true;
+      e?.wake?.();
     } else {
       this.stops.push(m.jobId);
       const job = this.running.get(m.jobId);
       if (job) {
         this.running.delete(m.jobId);
         job.release?.();
+        // Its execs die with the sandbox.
+        for (const e of this.execs.values()) {
+          if (e.order.jobId !== m.jobId) continue;
+          e.killed = true;
+          e.wake?.();
+        }
         this.reportCopy(job.spec);
         this.send({ type: 'exited', jobId: m.jobId, exitCode: 143, reason: 'stopped', ts: Date.now() });
       }
@@ -283,10 +329,66 @@ export class FakeAgent {
     }
   }
 
+  /** Runs an exec order's command (the language at the top of this file). */
+  private async exec(order: ExecOrder): Promise<void> {
+    const { execId } = order;
+    const e: FakeExec = { order, stdin: [], stdinEnded: false, unacked: 0, maxUnacked: 0, sent: 0, killed: false };
+    this.execs.set(execId, e);
+    const exited = (
+      exitCode: number | null,
+      reason: 'exited' | 'timeout' | 'killed' | 'refused' | 'error',
+      message?: string,
+    ) => this.send({ type: 'execExited', execId, exitCode, reason, ...(message ? { message } : {}) });
+    if (!this.running.has(order.jobId))
+      return exited(null, 'refused', `job ${order.jobId} has no running sandbox here`);
+    const commands = order.command
+      .split('\n')
+      .map((l) => l.trim())
+      .filter(Boolean);
+    const failed = commands.find((c) => c.startsWith('fail'));
+    if (failed) return exited(null, 'error', failed.slice(5) || 'the runtime failed');
+    this.send({ type: 'execStarted', execId });
+    const until = async (test: () => boolean) => {
+      while (!test() && !e.killed) await new Promise<void>((r) => (e.wake = r));
+    };
+    const write = async (stream: 'stdout' | 'stderr', data: Buffer) => {
+      for (let at = 0; at < data.length && !e.killed; at += EXEC_CHUNK) {
+        await until(() => e.unacked < EXEC_WINDOW);
+        if (e.killed) return;
+        const piece = data.subarray(at, at + EXEC_CHUNK);
+        e.unacked += piece.length;
+        e.sent += piece.length;
+        e.maxUnacked = Math.max(e.maxUnacked, e.unacked);
+        this.send({ type: 'execOutput', execId, stream, data: piece.toString('base64') });
+      }
+    };
+    let exitCode = 0;
+    for (const command of commands) {
+      const [word, ...rest] = command.split(' ');
+      const arg = rest.join(' ');
+      if (word === 'echo') await write('stdout', Buffer.from(`${arg}\n`));
+      else if (word === 'err') await write('stderr', Buffer.from(`${arg}\n`));
+      else if (word === 'bytes') {
+        const block = Buffer.alloc(EXEC_CHUNK, 0).map((_, i) => i % 256);
+        for (let left = Number(arg); left > 0 && !e.killed; left -= block.length) {
+          await write('stdout', block.subarray(0, Math.min(left, block.length)));
+        }
+      } else if (word === 'cat') {
+        await until(() => e.stdinEnded);
+        await write('stdout', Buffer.concat(e.stdin));
+      } else if (word === 'exit') exitCode = Number(arg);
+      else if (word === 'hang') await until(() => false);
+      else if (word === 'timeout') return exited(137, 'timeout');
+      else await write('stderr', Buffer.from(`sh: ${word}: not found\n`));
+      if (e.killed) return exited(137, 'killed');
+    }
+    exited(exitCode, 'exited');
+  }
+
   private async run(spec: SandboxSpec): Promise<void> {
     const job: RunningJob = { spec, seq: 0 };
     const jobId = spec.jobId;
-    const commands = spec.script
+    const commands = (spec.longLived ? 'hang' : spec.script)
       .split('\n')
       .map((l) => l.trim())
       .filter(Boolean);

@@ -253,6 +253,30 @@ for (const backend of backends) {
       assert.equal(await store.jobs.find(alice, "'; drop table jobs; --"), undefined);
     });
 
+    test('what exec and stop run in: the job by id, else the newest unfinished one by name or workspace', async () => {
+      const row = (id: string, status: string, name: string | null, workspace: string | null, at: number) =>
+        store.jobs.insert({
+          id,
+          user_id: alice,
+          name,
+          script: '',
+          status,
+          workspace_id: workspace,
+          created_at: at,
+          spec: { vcpus: 1, memory_mb: 64, timeout_s: 10, network: 'none', disk_gb: 1, environment: {} },
+        });
+      const sandbox = await row('0190a0c2-0000-7000-8000-0000000000a1', 'running', 'box', 'box', 5_000);
+      await row('0190a0c2-0000-7000-8000-0000000000a2', 'stopped', 'box', 'box', 6_000);
+      const onWorkspace = await row('0190a0c2-0000-7000-8000-0000000000a3', 'running', null, 'ws', 7_000);
+      const ended = await row('0190a0c2-0000-7000-8000-0000000000a4', 'completed', 'done', 'other', 8_000);
+      assert.equal((await store.jobs.findLive(alice, 'box'))?.id, sandbox.id, 'the running one, not the newer stopped');
+      assert.equal((await store.jobs.findLive(alice, 'ws'))?.id, onWorkspace.id, 'by workspace name');
+      assert.equal((await store.jobs.findLive(alice, 'done'))?.id, ended.id, 'a finished one when nothing runs');
+      assert.equal((await store.jobs.findLive(alice, ended.id.toUpperCase()))?.id, ended.id);
+      assert.equal(await store.jobs.findLive(bob, 'box'), undefined, "another user's is not found");
+      assert.equal(await store.jobs.findLive(bob, sandbox.id), undefined);
+    });
+
     test('tokens are found by their hash, not once revoked; the first user is created only once', async () => {
       const token = `mags_${'A'.repeat(43)}`;
       await store.users.insertToken(alice, { hash: hashToken(token), prefix: token.slice(0, 12), name: 'test' });

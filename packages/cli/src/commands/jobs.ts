@@ -122,15 +122,16 @@ Examples:
 
   program
     .command('stop')
-    .description('Stop a running job; returns once its sandbox has stopped')
-    .argument('<id>', 'request id or job name')
+    .description('Stop a running job or sandbox; returns once it has stopped (a persistent workspace synced)')
+    .argument('<id>', 'request id, job name, or the workspace name of a running sandbox (mags new NAME)')
     .option('--json', 'print the result as JSON')
     .addHelpText(
       'after',
       `
 Examples:
   $ mags stop 0193c2a4-…
-  $ mags stop my-job`,
+  $ mags stop my-job
+  $ mags stop dev       # the sandbox mags new dev started`,
     )
     .action(async (id: string, flags: { json?: boolean }) => {
       const mags = await connect();
@@ -177,7 +178,11 @@ function showJob(job: Job, json: boolean): void {
   if (job.workspaceId) rows.push(['workspace', job.workspaceId]);
   if (job.url) rows.push(['url', job.url]);
   if (job.errorMessage) rows.push(['error', job.errorMessage]);
-  rows.push(['script', oneLine(job.script)]);
+  // A long-lived sandbox (mags new) has no script.
+  rows.push([
+    'script',
+    job.script === '' ? '(none: a sandbox that stays up; run commands with mags exec)' : oneLine(job.script),
+  ]);
   const width = Math.max(...rows.map(([k]) => k.length)) + 1;
   process.stdout.write(`${rows.map(([k, v]) => `${pc.dim(`${k}:`.padEnd(width))} ${cell(v)}`).join('\n')}\n`);
 }

@@ -2,6 +2,7 @@
 
 import { formatDuration, parseDuration } from '@mags/api';
 import { InvalidArgumentError } from 'commander';
+import { UsageError } from '../errors.js';
 
 export function integer(flag: string, min: number, max: number): (value: string) => number {
   return (value) => {
@@ -39,4 +40,21 @@ export function duration(flag: string, minMs: number, maxMs: number, off: boolea
 /** For repeatable flags: every value, in order. */
 export function collect(value: string, previous: string[] | undefined): string[] {
   return [...(previous ?? []), value];
+}
+
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+/** KEY=VALUE items of a repeatable flag (KEY alone copies it from this environment) as an object. */
+export function environmentFrom(flag: string, items: string[] | undefined): Record<string, string> {
+  const environment: Record<string, string> = {};
+  for (const item of items ?? []) {
+    const eq = item.indexOf('=');
+    const key = eq === -1 ? item : item.slice(0, eq);
+    if (!ENV_NAME.test(key))
+      throw new UsageError(`${flag} ${item}: "${key}" is not a valid variable name (letters, digits and _)`);
+    const value = eq === -1 ? process.env[key] : item.slice(eq + 1);
+    if (value === undefined) throw new UsageError(`${flag} ${key}: ${key} is not set here; give ${flag} ${key}=VALUE`);
+    environment[key] = value;
+  }
+  return environment;
 }

@@ -6,7 +6,7 @@ import { connect } from '../connect.js';
 import { EXIT_FAILURE, EXIT_OK, EXIT_STOPPED, UsageError } from '../errors.js';
 import { OutputWriter, printError, printJson } from '../output.js';
 import { uploadPaths } from './files.js';
-import { collect, integer, positiveNumber } from './parse.js';
+import { collect, environmentFrom, integer, positiveNumber } from './parse.js';
 
 interface RunFlags {
   workspace?: string;
@@ -29,8 +29,6 @@ interface RunFlags {
   detach?: boolean;
   json?: boolean;
 }
-
-const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 export function registerRun(program: Command): void {
   program
@@ -103,16 +101,7 @@ export function runOptionsFrom(flags: RunFlags): RunOptions {
   if (flags.ephemeral && (flags.persistent || workspaceId !== undefined)) {
     throw new UsageError('-e (ephemeral) runs without a workspace: it cannot be combined with -w or -p');
   }
-  const environment: Record<string, string> = {};
-  for (const item of flags.env ?? []) {
-    const eq = item.indexOf('=');
-    const key = eq === -1 ? item : item.slice(0, eq);
-    if (!ENV_NAME.test(key))
-      throw new UsageError(`--env ${item}: "${key}" is not a valid variable name (letters, digits and _)`);
-    const value = eq === -1 ? process.env[key] : item.slice(eq + 1);
-    if (value === undefined) throw new UsageError(`--env ${key}: ${key} is not set here; give --env ${key}=VALUE`);
-    environment[key] = value;
-  }
+  const environment = environmentFrom('--env', flags.env);
   for (const file of flags.file ?? []) {
     let isFile = false;
     try {

@@ -1,4 +1,4 @@
-// The workspace commands: `mags new`, `mags sync`, `mags resize`, and `mags workspace list|delete|versions|restore`.
+// The workspace commands: `mags sync`, `mags resize`, and `mags workspace create|list|delete|versions|restore`.
 
 import { MAX_DISK_GB } from '@mags/api';
 import { type Mags, MagsApiError, type SyncResult, type Workspace } from '@mags/sdk';
@@ -10,34 +10,6 @@ import { integer } from './parse.js';
 const disk = () => integer('--disk', 1, MAX_DISK_GB);
 
 export function registerWorkspaceCommands(program: Command): void {
-  program
-    .command('new')
-    .description('Create a workspace: local to one host unless -p, which syncs it to the object store')
-    .argument('<name>', 'workspace name (letters, digits, ".", "_" and "-")')
-    .option('-p, --persistent', 'sync the workspace to the object store; files persist indefinitely')
-    .option('--base <workspace>', 'start from a copy of this persistent workspace (its current version)')
-    .option('--disk <GB>', 'disk size in GB (default: 2)', disk())
-    .option('--json', 'print the new workspace as JSON')
-    .addHelpText(
-      'after',
-      `
-Examples:
-  $ mags new dev -p
-  $ mags new fork-1 -p --base golden --disk 5
-  $ mags run -w dev -p 'pip install flask'`,
-    )
-    .action(async (name: string, flags: { persistent?: boolean; base?: string; disk?: number; json?: boolean }) => {
-      const mags = await connect();
-      const w = await mags.createWorkspace(name, {
-        persistent: flags.persistent,
-        base: flags.base,
-        diskGb: flags.disk,
-      });
-      if (flags.json) return printJson(w);
-      const based = w.base ? `, based on ${w.base}` : '';
-      process.stdout.write(`created ${w.mode} workspace ${w.name} (${w.diskGb} GB disk${based})\n`);
-    });
-
   program
     .command('sync')
     .description("Sync a workspace to the object store now: by workspace name, or by a job's id or name")
@@ -84,16 +56,45 @@ Examples:
   const workspace = program
     .command('workspace')
     .alias('workspaces')
-    .description('List, delete, and roll back workspaces')
+    .description('Create, list, delete, and roll back workspaces')
     .addHelpText(
       'after',
       `
 Examples:
+  $ mags workspace create myproject -p
   $ mags workspace list
   $ mags workspace versions myproject
   $ mags workspace restore myproject 3
   $ mags workspace delete myproject`,
     );
+
+  workspace
+    .command('create')
+    .description('Create a workspace without starting a sandbox: local to one host unless -p')
+    .argument('<name>', 'workspace name (letters, digits, ".", "_" and "-")')
+    .option('-p, --persistent', 'sync the workspace to the object store; files persist indefinitely')
+    .option('--base <workspace>', 'start from a copy of this persistent workspace (its current version)')
+    .option('--disk <GB>', 'disk size in GB (default: 2)', disk())
+    .option('--json', 'print the new workspace as JSON')
+    .addHelpText(
+      'after',
+      `
+Examples:
+  $ mags workspace create dev -p
+  $ mags workspace create fork-1 -p --base golden --disk 5
+  $ mags run -w dev -p 'pip install flask'`,
+    )
+    .action(async (name: string, flags: { persistent?: boolean; base?: string; disk?: number; json?: boolean }) => {
+      const mags = await connect();
+      const w = await mags.createWorkspace(name, {
+        persistent: flags.persistent,
+        base: flags.base,
+        diskGb: flags.disk,
+      });
+      if (flags.json) return printJson(w);
+      const based = w.base ? `, based on ${w.base}` : '';
+      process.stdout.write(`created ${w.mode} workspace ${w.name} (${w.diskGb} GB disk${based})\n`);
+    });
 
   workspace
     .command('list')
@@ -112,7 +113,9 @@ Examples:
       const result = await mags.listWorkspaces();
       if (flags.json) return printJson(result);
       if (result.workspaces.length === 0) {
-        process.stdout.write("no workspaces yet; create one with: mags new NAME -p, or mags run -w NAME -p '…'\n");
+        process.stdout.write(
+          "no workspaces yet; create one with: mags workspace create NAME -p, or mags run -w NAME -p '…'\n",
+        );
         return;
       }
       const rows = result.workspaces.map((w) => [

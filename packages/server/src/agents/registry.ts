@@ -6,6 +6,7 @@ import { randomUUID } from 'node:crypto';
 import {
   type AgentInfo,
   type AgentToServer,
+  type ExecOrder,
   type HostStorage,
   MagsError,
   type PoolStatus,
@@ -60,6 +61,25 @@ export interface ConnectedAgent {
   readonly log: Logger;
 }
 
+/** What an agent reports about an exec, in order; `exited` is the last. */
+export type ExecReport = Extract<AgentToServer, { type: 'execStarted' | 'execOutput' | 'execInputAck' | 'execExited' }>;
+
+/** The server's side of an exec running on an agent: its stdin, its flow control, and a kill. */
+export interface ExecChannel {
+  /** Stdin bytes (at most EXEC_CHUNK), `eof` with the last. */
+  input(data: Buffer, eof: boolean): void;
+  /** This many output bytes were passed on: the agent may send as many more. */
+  ack(bytes: number): void;
+  /** Kill the exec's processes (its client went away); its `execExited` follows. */
+  kill(): void;
+}
+
+interface OpenExec {
+  conn: AgentConnection;
+  /** Receives the agent's reports about the exec; after `execExited` nothing more. */
+  report(message: ExecReport): void;
+}
+
 interface PendingRequest {
   conn: AgentConnection;
   resolve(result: WorkspaceOrderResult): void;
@@ -99,6 +119,7 @@ export class AgentRegistry {
   private readonly connections = new Set<AgentConnection>();
   private readonly byAgentId = new Map<string, AgentConnection>();
   private readonly pending = new Map<string, PendingRequest>();
+  private readonly execs = new Map<string, OpenExec>();
   private serial = 0;
   private closed = false;
 
@@ -160,6 +181,33 @@ export class AgentRegistry {
     conn.log.info({ jobId }, 'asking the agent to stop the job');
     conn.link.send({ type: 'stop', jobId });
     return true;
+  }
+
+  /**
+   * Starts a command in a job's sandbox on the agent holding the job; `report` gets the agent's reports about it,
+   * the last an `execExited` (also made up here, reason `error`, when the agent leaves first). Throws 503 when no
+   * connected agent holds the job.
+   */
+  exec(agentId: string, order: Omit<ExecOrder, 'type' | 'execId'>, report: (m: ExecReport) => void): ExecChannel {
+    const conn = this.byAgentId.get(agentId);
+    if (!conn?.online || this.closed || !conn.jobs.has(order.jobId)) {
+      throw new MagsError(503, 'agent_unavailable', `the agent running job ${order.jobId} is not connected; try again`);
+    }
+    const execId = randomUUID();
+    this.execs.set(execId, { conn, report });
+    conn.link.send({ type: 'exec', execId, ...order });
+    const live = () => this.execs.get(execId)?.conn === conn;
+    return {
+      input: (data, eof) => {
+        if (live()) conn.link.send({ type: 'execInput', execId, data: data.toString('base64'), eof });
+      },
+      ack: (bytes) => {
+        if (live() && bytes > 0) conn.link.send({ type: 'execAck', execId, bytes });
+      },
+      kill: () => {
+        if (live()) conn.link.send({ type: 'execKill', execId });
+      },
+    };
   }
 
   /**
@@ -328,6 +376,28 @@ export class AgentRegistry {
       case 'workspace':
         await this.events.workspaceReport(agentId, m.report);
         return;
+      case 'execStarted':
+      case 'execOutput':
+      case 'execInputAck':
+      case 'execExited': {
+        const open = this.execs.get(m.execId);
+        if (!open || open.conn !== conn) {
+          conn.log.warn({ execId: m.execId, type: m.type }, 'ignoring a report about an exec this agent was not given');
+          return;
+        }
+        if (m.type === 'execExited') this.execs.delete(m.execId);
+        open.report(m);
+        return;
+      }
+    }
+  }
+
+  /** The agent is gone: its execs end with an error. */
+  private failExecs(conn: AgentConnection, message: string): void {
+    for (const [execId, open] of this.execs) {
+      if (open.conn !== conn) continue;
+      this.execs.delete(execId);
+      open.report({ type: 'execExited', execId, exitCode: null, reason: 'error', message });
     }
   }
 
@@ -376,6 +446,7 @@ export class AgentRegistry {
       conn,
       new MagsError(503, 'agent_unavailable', `${who} disconnected before it answered; try again`),
     );
+    this.failExecs(conn, `${who} disconnected while the command ran`);
     if (!info) return;
     if (this.byAgentId.get(info.id) === conn) this.byAgentId.delete(info.id);
     const jobIds = [...conn.jobs];

@@ -1,11 +1,24 @@
 // The job routes, in the wire format of the hosted service: submit, list, pool status, status (with
 // long-poll), logs (JSON, or followed live as Server-Sent Events), stop and delete.
 
-import { JobAccepted, JobList, JobLogs, JobStatus, JobSubmit, PoolStatus, StopResult } from '@mags/api';
+import {
+  EXEC_STREAM_TYPE,
+  ExecRequest,
+  ExecResult,
+  JobAccepted,
+  JobList,
+  JobLogs,
+  JobStatus,
+  JobSubmit,
+  MagsError,
+  PoolStatus,
+  StopResult,
+} from '@mags/api';
 import type { FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import type { AgentRegistry } from '../agents/registry.js';
 import { callerOf, errors, type MagsApp } from '../http/request.js';
+import { type ExecService, MAX_EXEC_LINE } from './exec.js';
 import type { LogFollowers } from './log-stream.js';
 import type { JobService } from './service.js';
 import { jobStatusView, logEntryView } from './view.js';
@@ -47,11 +60,45 @@ const LogsQuery = Type.Object({
 export interface JobRoutesDeps {
   jobs: JobService;
   followers: LogFollowers;
+  execs: ExecService;
   /** For the pool status, which is the agents' (it lives under /mags-jobs in the hosted service's API). */
   agents: AgentRegistry;
 }
 
-export function registerJobRoutes(app: MagsApp, { jobs, followers, agents }: JobRoutesDeps): void {
+export function registerJobRoutes(app: MagsApp, { jobs, followers, execs, agents }: JobRoutesDeps): void {
+  // A streamed exec request: its first line is the ExecRequest (the body the schema checks), the lines after it are
+  // stdin frames, left unread on the request for the exec to take as the agent does.
+  app.addContentTypeParser(EXEC_STREAM_TYPE, (_request, payload, done) => {
+    let head = Buffer.alloc(0);
+    const parse = (text: string) => {
+      try {
+        done(null, text.trim() === '' ? undefined : JSON.parse(text));
+      } catch {
+        done(MagsError.invalid('the first line of the request must be the exec request as JSON'), undefined);
+      }
+    };
+    const onData = (chunk: Buffer) => {
+      head = Buffer.concat([head, chunk]);
+      const nl = head.indexOf(10);
+      if (nl === -1) {
+        if (head.length > MAX_EXEC_LINE) {
+          payload.off('data', onData).off('end', onEnd);
+          done(new MagsError(413, 'payload_too_large', 'the first line of the request is too long'), undefined);
+        }
+        return;
+      }
+      payload.off('data', onData).off('end', onEnd);
+      payload.pause();
+      if (nl + 1 < head.length) payload.unshift(head.subarray(nl + 1));
+      parse(head.subarray(0, nl).toString('utf8'));
+    };
+    const onEnd = () => {
+      payload.off('data', onData);
+      parse(head.toString('utf8'));
+    };
+    payload.on('data', onData).on('end', onEnd);
+  });
+
   app.post(
     '/api/v1/mags-jobs',
     {
@@ -178,6 +225,50 @@ export function registerJobRoutes(app: MagsApp, { jobs, followers, agents }: Job
     async (request) => {
       const stopped = await jobs.stop(callerOf(request).id, request.params.id);
       return { success: true, request_id: stopped.id, status: jobStatusView(stopped).status };
+    },
+  );
+
+  app.post(
+    '/api/v1/mags-jobs/:id/exec',
+    {
+      schema: {
+        tags: ['jobs'],
+        summary: "Run a command in a job's running sandbox (mags exec)",
+        description:
+          '`{id}`: the request id, a job name, or the name of a workspace whose sandbox runs. The command runs with ' +
+          '/bin/sh -c as root in the sandbox, as confined as the sandbox itself; its processes are killed when it ' +
+          'ends (those it put in the background on purpose, `nohup … &` or `setsid`, keep running) or at `timeout_s`. ' +
+          'By default the answer is ExecResult, with stdout and stderr as UTF-8 text (at most 16 MiB together). ' +
+          `Streaming form: with \`Accept: ${EXEC_STREAM_TYPE}\` the answer is one JSON object per line: ` +
+          '`{"stream":"stdout"|"stderr","data":"<base64>"}` as the command writes (bytes exactly, in order per stream), ' +
+          'then `{"exit_code":N,"reason":"exited"|"timeout"|"killed"}` last (or `"reason":"error"` with `"error"`). ' +
+          `Stdin: send the body as \`Content-Type: ${EXEC_STREAM_TYPE}\`: the first line is this JSON request, each ` +
+          'further line `{"stdin":"<base64>"}`; the end of the body closes stdin (a JSON body gives empty stdin). ' +
+          'A client that goes away kills the command. 409 when the job is not running.',
+        params: JobParams,
+        body: ExecRequest,
+        consumes: ['application/json', EXEC_STREAM_TYPE],
+        produces: ['application/json', EXEC_STREAM_TYPE],
+        response: { 200: ExecResult, ...errors(400, 401, 404, 409, 413, 415, 500, 503) },
+      },
+    },
+    async (request, reply) => {
+      const userId = callerOf(request).id;
+      const stdin = (request.headers['content-type'] ?? '').startsWith(EXEC_STREAM_TYPE) ? request.raw : undefined;
+      if ((request.headers.accept ?? '').includes(EXEC_STREAM_TYPE)) {
+        return execs.stream(userId, request.params.id, request.body, stdin, () => {
+          reply.hijack();
+          return reply.raw;
+        });
+      }
+      const gone = new AbortController();
+      const onGone = () => gone.abort();
+      reply.raw.once('close', onGone);
+      try {
+        return await execs.collect(userId, request.params.id, request.body, stdin, gone.signal);
+      } finally {
+        reply.raw.off('close', onGone);
+      }
     },
   );
 

@@ -67,9 +67,13 @@ export class JobService {
     return this.deps.store.logs.read(job.id, after, limit);
   }
 
-  /** Stops the caller's job; 409 if it has already finished. */
+  /**
+   * Stops the caller's job (by id, else the unfinished job of that name or on the workspace of that name, as exec
+   * finds it); 409 if it has already finished.
+   */
   async stop(userId: string, ref: string): Promise<Job> {
-    const job = await this.find(userId, ref);
+    const job = await this.deps.store.jobs.findLive(userId, ref);
+    if (!job) throw MagsError.notFound(`job "${ref}" not found`);
     if (isTerminal(job.status)) {
       throw MagsError.conflict(`job "${ref}" has already finished (${job.status}); there is nothing to stop`);
     }

@@ -25,5 +25,6 @@ export function sandboxSpec(
   if (spec.workspace)
     sandbox.workspace = { owner: job.user_id, name: spec.workspace.name, persistent: spec.workspace.persistent };
   if (spec.base) sandbox.base = { label: spec.base.label, manifestKey: spec.base.manifestKey };
+  if (spec.long_lived) sandbox.longLived = true;
   return sandbox;
 }

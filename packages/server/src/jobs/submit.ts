@@ -41,6 +41,21 @@ const LONE_SURROGATE = /\p{Cs}/u;
 
 /** What the server stores for an accepted submission. Throws 400 or 422 MagsErrors with a sentence. */
 export function planJob(body: JobSubmit): JobPlan {
+  const longLived = body.long_lived === true;
+  if (longLived) {
+    if (body.script !== undefined) {
+      throw MagsError.invalid(
+        'long_lived takes no script: the sandbox stays up; run commands in it with POST /api/v1/mags-jobs/{id}/exec',
+      );
+    }
+    if (body.workspace_id === undefined) throw MagsError.invalid('long_lived requires workspace_id (mags new NAME)');
+    if (body.timeout_s !== undefined) {
+      throw MagsError.invalid('long_lived takes no timeout_s: the sandbox runs until it is stopped (give exec one)');
+    }
+  } else if (body.script === undefined) {
+    throw MagsError.invalid('script: is required (the shell script to run)');
+  }
+  const script = body.script ?? '';
   // Options that only make sense together (the same rules the CLI states as flags).
   if (body.ephemeral === true && body.persistent === true) {
     throw MagsError.invalid('ephemeral and persistent contradict each other (-e cannot be combined with -p)');
@@ -63,10 +78,10 @@ export function planJob(body: JobSubmit): JobPlan {
   if (body.base_workspace_id !== undefined && body.base_workspace_id === body.workspace_id) {
     throw MagsError.invalid(`workspace "${body.workspace_id}" cannot be its own base (--base names another workspace)`);
   }
-  if (body.script.includes('\0')) {
+  if (script.includes('\0')) {
     throw MagsError.invalid('script: must not contain NUL characters');
   }
-  if (LONE_SURROGATE.test(body.script)) throw MagsError.invalid('script: must be valid Unicode text');
+  if (LONE_SURROGATE.test(script)) throw MagsError.invalid('script: must be valid Unicode text');
   const environment = body.environment ?? {};
   for (const [key, value] of Object.entries(environment)) {
     if (!ENV_NAME.test(key)) {
@@ -87,8 +102,9 @@ export function planJob(body: JobSubmit): JobPlan {
   for (const [used, sentence] of unsupported) if (used) throw MagsError.unsupported(sentence);
 
   const plan: JobPlan = {
-    name: body.name ?? null,
-    script: body.script,
+    // A long-lived sandbox is found by its workspace's name (mags exec NAME, mags stop NAME) unless named otherwise.
+    name: body.name ?? (longLived ? (body.workspace_id ?? null) : null),
+    script,
     spec: {
       vcpus: body.vcpus ?? JOB_DEFAULTS.vcpus,
       memory_mb: body.memory_mb ?? JOB_DEFAULTS.memory_mb,
@@ -96,6 +112,7 @@ export function planJob(body: JobSubmit): JobPlan {
       network: body.network ?? JOB_DEFAULTS.network,
       disk_gb: body.disk_gb ?? JOB_DEFAULTS.disk_gb,
       environment: { ...environment },
+      ...(longLived ? { long_lived: true } : {}),
     },
   };
   if (body.workspace_id !== undefined)
@@ -163,7 +180,10 @@ export async function admitJob(deps: AdmissionDeps, userId: string, plan: JobPla
     if (created) await workspaces.discard(row, jobId);
     throw err;
   }
-  if (!taken.ok) throw workspaces.busy(name, taken.heldBy);
+  if (!taken.ok) {
+    const holder = taken.heldBy === null ? undefined : await store.jobs.get(taken.heldBy);
+    throw workspaces.busy(name, taken.heldBy, holder?.status === 'running');
+  }
   if (persistent && row.persistent === 0) logger.info({ jobId, workspace: name }, 'local workspace becomes persistent');
   return taken.job;
 }

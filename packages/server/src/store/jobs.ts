@@ -120,6 +120,31 @@ export class JobStore {
     return decoded(byName);
   }
 
+  /**
+   * What a command is run in (`mags exec REF`): the user's job with id REF; else their newest unfinished job named
+   * REF or on the workspace REF (one sandbox per workspace); else their newest job of that name, finished or not.
+   */
+  async findLive(userId: string, ref: string): Promise<Job | undefined> {
+    const byId = await this.db
+      .selectFrom('jobs')
+      .selectAll()
+      .where('id', '=', ref.toLowerCase())
+      .where('user_id', '=', userId)
+      .executeTakeFirst();
+    if (byId) return decoded(byId);
+    const live = await this.db
+      .selectFrom('jobs')
+      .selectAll()
+      .where('user_id', '=', userId)
+      .where('status', 'in', unfinished)
+      .where((eb) => eb.or([eb('name', '=', ref), eb('workspace_id', '=', ref)]))
+      .orderBy('created_at', 'desc')
+      .orderBy('id', 'desc')
+      .limit(1)
+      .executeTakeFirst();
+    return live ? decoded(live) : this.find(userId, ref);
+  }
+
   /** A page of a user's jobs, newest first. `page` counts from 1. */
   async list(userId: string, page: number, pageSize: number): Promise<{ jobs: Job[]; total: number }> {
     const [jobs, count] = await Promise.all([

@@ -135,5 +135,7 @@ export const JobSpec = Type.Object({
   base: Type.Optional(Type.Object({ label: Type.String(), manifestKey: Type.String() })),
   /** Uploaded files placed at /uploads/<name>. */
   uploads: Type.Optional(Type.Array(Type.Object({ key: Type.String(), name: Type.String(), size: Type.Integer() }))),
+  /** A long-lived sandbox (`mags new`): no script; up until it is stopped. */
+  long_lived: Type.Optional(Type.Boolean()),
 });
 export type JobSpec = Static<typeof JobSpec>;

@@ -526,9 +526,20 @@ export class Workspaces {
     return row;
   }
 
-  /** 409 `workspace_busy`, naming what holds it. */
-  busy(name: string, heldBy: string | null): MagsError {
+  /**
+   * 409 `workspace_busy`, naming what holds it. `running`: the holding job's sandbox is up, so the sentence
+   * suggests entering it with exec (one sandbox per workspace).
+   */
+  busy(name: string, heldBy: string | null, running = false): MagsError {
     if (heldBy === null) return MagsError.conflict(`workspace "${name}" was deleted meanwhile; try again`);
+    if (isJobHold(heldBy) && running) {
+      return new MagsError(
+        409,
+        'workspace_busy',
+        `workspace ${name} is in use by the running sandbox of job ${heldBy}; run commands in it with ` +
+          `mags exec ${name} '…', or stop it first (mags stop ${heldBy})`,
+      );
+    }
     if (isJobHold(heldBy)) {
       return new MagsError(
         409,

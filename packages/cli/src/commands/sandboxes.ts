@@ -1,0 +1,133 @@
+// The long-lived sandbox commands: `mags new` starts a sandbox that stays up on a workspace, `mags exec` runs a
+// command in it with its stdout, stderr, stdin and exit code passed through. (`mags stop NAME` ends it.)
+import { MAX_DISK_GB, MAX_EXEC_TIMEOUT_S } from '@mags/api';
+import type { Command } from 'commander';
+import { connect } from '../connect.js';
+import { UsageError } from '../errors.js';
+import { printable, printError, printJson } from '../output.js';
+import { collect, environmentFrom, integer } from './parse.js';
+
+/** Exit code of `mags exec` when the command was killed at its timeout (as timeout(1) does). */
+export const EXIT_EXEC_TIMEOUT = 124;
+
+export function registerSandboxCommands(program: Command): void {
+  program
+    .command('new')
+    .description('Start a sandbox that stays up on workspace NAME; run commands in it with mags exec NAME')
+    .argument('<name>', 'workspace name (created if missing; letters, digits, ".", "_" and "-")')
+    .option('-p, --persistent', 'sync the workspace to the object store; files persist indefinitely')
+    .option('--base <workspace>', 'start a new workspace from a copy of this persistent workspace')
+    .option('--disk <GB>', 'disk size in GB of a new workspace (default: 2)', integer('--disk', 1, MAX_DISK_GB))
+    .option('--no-sleep', 'never auto-sleep (requires -p)')
+    .option('--startup-command <cmd>', 'command to run at every start of the sandbox')
+    .option('--json', 'print the running job as JSON')
+    .addHelpText(
+      'after',
+      `
+The sandbox runs until mags stop NAME (a persistent workspace is synced first). One sandbox per workspace:
+mags run -w NAME is refused while it runs. To only create a workspace: mags workspace create NAME.
+
+Examples:
+  $ mags new dev -p
+  $ mags exec dev 'node --version'
+  $ mags new fork-1 -p --base golden --disk 5
+  $ mags stop dev`,
+    )
+    .action(
+      async (
+        name: string,
+        flags: {
+          persistent?: boolean;
+          base?: string;
+          disk?: number;
+          sleep: boolean;
+          startupCommand?: string;
+          json?: boolean;
+        },
+      ) => {
+        if (flags.sleep === false && !flags.persistent) throw new UsageError('--no-sleep requires -p');
+        const mags = await connect();
+        const job = await mags.new(name, {
+          persistent: flags.persistent,
+          baseWorkspaceId: flags.base,
+          diskGb: flags.disk,
+          noSleep: flags.sleep === false ? true : undefined,
+          startupCommand: flags.startupCommand,
+        });
+        if (flags.json) return printJson(job);
+        process.stdout.write(
+          `sandbox ${printable(name)} is running (job ${job.requestId}); run commands in it with: mags exec ${printable(name)} 'CMD'\n`,
+        );
+      },
+    );
+
+  program
+    .command('exec')
+    .description('Run a command in a running sandbox; its output, stdin and exit code pass through')
+    .argument('<name-or-id>', 'workspace name of the sandbox, or its job id or name')
+    .argument('<command...>', 'shell command, run with /bin/sh -c (quote it)')
+    .option(
+      '--timeout <s>',
+      'kill the command after this many seconds (default: 3600)',
+      integer('--timeout', 1, MAX_EXEC_TIMEOUT_S),
+    )
+    .option('-e, --env <KEY=VALUE>', 'environment variable for the command (repeatable; KEY alone copies it)', collect)
+    .option('--cwd <dir>', 'working directory inside the sandbox (default: /root)')
+    .option('--json', 'wait for the end, then print { exitCode, stdout, stderr, reason } as JSON')
+    .addHelpText(
+      'after',
+      `
+Output: the command's stdout goes to stdout and its stderr to stderr, byte for byte, as it happens.
+Stdin: passed to the command when it is not a terminal (a pipe or a file).
+Exit code: the command's own; 124 when it was killed at --timeout; 1 when it could not be run.
+Processes it leaves in the background end with it, unless started with nohup (or setsid), as on any machine.
+
+Examples:
+  $ mags exec dev 'node --version'
+  $ mags exec dev -e NODE_ENV=test --cwd /srv/app 'npm test'
+  $ tar c . | mags exec dev 'mkdir -p /srv && tar x -C /srv'
+  $ mags exec dev 'nohup python3 -m http.server 8000 >/tmp/http.log 2>&1 &'`,
+    )
+    .action(
+      async (
+        ref: string,
+        parts: string[],
+        flags: { timeout?: number; env?: string[]; cwd?: string; json?: boolean },
+      ) => {
+        if (flags.cwd !== undefined && !flags.cwd.startsWith('/')) {
+          throw new UsageError(`--cwd ${flags.cwd}: give an absolute directory inside the sandbox`);
+        }
+        const env = environmentFrom('--env', flags.env);
+        const mags = await connect();
+        const options = {
+          timeoutS: flags.timeout,
+          env: Object.keys(env).length ? env : undefined,
+          cwd: flags.cwd,
+          stdin: process.stdin.isTTY ? undefined : process.stdin,
+        };
+        const command = parts.join(' ');
+        if (flags.json) {
+          const result = await mags.exec(ref, command, options);
+          printJson(result);
+          process.exitCode = exitCodeOf(result.exitCode, result.reason);
+          return;
+        }
+        const run = mags.execStream(ref, command, options);
+        for await (const { stream, data } of run) {
+          const out = stream === 'stdout' ? process.stdout : process.stderr;
+          // A slow reader of our output holds the command back instead of filling memory.
+          if (!out.write(data)) await new Promise((resolve) => out.once('drain', resolve));
+        }
+        const end = await run.done;
+        if (end.reason === 'timeout') {
+          printError(`the command ran longer than its ${flags.timeout ?? 3600} s timeout and was killed`);
+        }
+        process.exitCode = exitCodeOf(end.exitCode, end.reason);
+      },
+    );
+}
+
+function exitCodeOf(exitCode: number | null, reason: string): number {
+  if (reason === 'timeout') return EXIT_EXEC_TIMEOUT;
+  return exitCode ?? 1;
+}

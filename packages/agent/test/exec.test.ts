@@ -114,7 +114,7 @@ test('without acknowledgements the output stops at the window; acknowledged, all
 
 test('stdin is written to the command and acknowledged; its end closes it', async () => {
   const r = run(order('cat; echo end', { stdin: true }));
-  const input = Buffer.alloc(600_000).map((_, i) => i % 251);
+  const input = Buffer.from(Buffer.alloc(600_000).map((_, i) => i % 251));
   for (let at = 0; at < input.length; at += EXEC_CHUNK) {
     const piece = input.subarray(at, at + EXEC_CHUNK);
     r.session.handle({ type: 'execInput', execId: 'e-1', data: piece.toString('base64'), eof: false });

@@ -164,7 +164,7 @@ describe('long-lived sandboxes and exec', () => {
 
   test('stdin streamed in the request reaches the command byte for byte', async () => {
     await newSandbox('pipe');
-    const input = Buffer.alloc(3 * 1024 * 1024 + 17).map((_, i) => (i * 7) % 256);
+    const input = Buffer.from(Buffer.alloc(3 * 1024 * 1024 + 17).map((_, i) => (i * 7) % 256));
     const frames = await streamExec(base, t.auth, 'pipe', { command: 'cat' }, input);
     assert.ok(Buffer.concat(frames.stdout).equals(input), 'the same bytes came back');
     assert.deepEqual(frames.exit, { exit_code: 0, reason: 'exited' });

@@ -369,7 +369,7 @@ export class FakeAgent {
       if (word === 'echo') await write('stdout', Buffer.from(`${arg}\n`));
       else if (word === 'err') await write('stderr', Buffer.from(`${arg}\n`));
       else if (word === 'bytes') {
-        const block = Buffer.alloc(EXEC_CHUNK, 0).map((_, i) => i % 256);
+        const block = Buffer.from(Buffer.alloc(EXEC_CHUNK, 0).map((_, i) => i % 256));
         for (let left = Number(arg); left > 0 && !e.killed; left -= block.length) {
           await write('stdout', block.subarray(0, Math.min(left, block.length)));
         }

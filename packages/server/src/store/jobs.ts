@@ -99,15 +99,21 @@ export class JobStore {
     return decoded(await this.db.selectFrom('jobs').selectAll().where('id', '=', id).executeTakeFirst());
   }
 
-  /** A user's job by request id, else the user's newest job with that name. Another user's job is not found. */
-  async find(userId: string, ref: string): Promise<Job | undefined> {
-    const byId = await this.db
+  /** The user's job with request id `ref` (ids are lower-case; another user's job is not found). */
+  private async ownedById(userId: string, ref: string): Promise<Job | undefined> {
+    const row = await this.db
       .selectFrom('jobs')
       .selectAll()
       .where('id', '=', ref.toLowerCase())
       .where('user_id', '=', userId)
       .executeTakeFirst();
-    if (byId) return decoded(byId);
+    return decoded(row);
+  }
+
+  /** A user's job by request id, else the user's newest job with that name. Another user's job is not found. */
+  async find(userId: string, ref: string): Promise<Job | undefined> {
+    const byId = await this.ownedById(userId, ref);
+    if (byId) return byId;
     const byName = await this.db
       .selectFrom('jobs')
       .selectAll()
@@ -125,13 +131,8 @@ export class JobStore {
    * REF or on the workspace REF (one sandbox per workspace); else their newest job of that name, finished or not.
    */
   async findLive(userId: string, ref: string): Promise<Job | undefined> {
-    const byId = await this.db
-      .selectFrom('jobs')
-      .selectAll()
-      .where('id', '=', ref.toLowerCase())
-      .where('user_id', '=', userId)
-      .executeTakeFirst();
-    if (byId) return decoded(byId);
+    const byId = await this.ownedById(userId, ref);
+    if (byId) return byId;
     const live = await this.db
       .selectFrom('jobs')
       .selectAll()

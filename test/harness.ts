@@ -188,7 +188,8 @@ export async function runScript(
   for (;;) {
     const res = await fetch(`${server.url}/api/v1/mags-jobs/${id}/status?wait=30`, { headers });
     status = (await res.json()) as typeof status;
-    if (['completed', 'failed', 'error', 'stopped'].includes(status.status)) break;
+    // A persistent run sleeps once its script has ended.
+    if (['completed', 'failed', 'error', 'stopped', 'sleeping'].includes(status.status)) break;
   }
   const logs = (await (await fetch(`${server.url}/api/v1/mags-jobs/${id}/logs`, { headers })).json()) as {
     logs: Array<{ stream: string; message: string }>;
@@ -245,11 +246,11 @@ export async function api(
   return { status: res.status, body: text ? JSON.parse(text) : undefined };
 }
 
-/** Runs a script and insists it completes; returns its stdout. */
+/** Runs a script and insists it succeeds (completed; or sleeping with exit code 0: a persistent run); returns its stdout. */
 export async function ok(server: TestServer, script: string, options: Record<string, unknown> = {}): Promise<string> {
   const r = await runScript(server, script, options);
   assert.equal(
-    r.status,
+    r.status === 'sleeping' && r.exitCode === 0 ? 'completed' : r.status,
     'completed',
     `script failed (${r.status}, exit ${r.exitCode}): ${r.errorMessage}\n${r.stderr}\n${r.stdout}`,
   );

@@ -23,6 +23,7 @@ import { DnsForwarder, NetnsPool, SlotAllocator, setupHostNetwork, teardownHostN
 import { OutputCollector } from './output.js';
 import { OFF_PATH_DELAY_MS, WarmPool } from './pool.js';
 import { type HostContext, KEEPER_PROGRAM, Sandbox, type SandboxOptions } from './sandbox.js';
+import { SleepWatch } from './sleep.js';
 import { forUser } from './user-errors.js';
 import { type BaseHandle, BaseLayers } from './workspace/bases.js';
 import { placeUploads } from './workspace/uploads.js';
@@ -38,6 +39,10 @@ interface RunningJob {
   /** The workspace copy the sandbox writes to, and the base layer under an ephemeral sandbox. */
   copy?: HostCopy;
   base?: BaseHandle;
+  /** Puts the idle sandbox to sleep (a long-lived sandbox that may sleep). */
+  sleep?: SleepWatch;
+  /** Where the job's output goes (its startup command's too). */
+  output?: OutputCollector;
 }
 
 /** How often the agent reports its storage figures even when its own disks did not change. */
@@ -171,7 +176,15 @@ export class Agent {
   }
 
   private poolStatus(): AgentInfo['pool'] {
-    return { idle: this.pool?.idle ?? 0, busy: this.jobs.size, min: this.config.poolSize, max: this.config.capacity };
+    let sleeping = 0;
+    for (const job of this.jobs.values()) if (job.sandbox?.frozen) sleeping++;
+    return {
+      idle: this.pool?.idle ?? 0,
+      busy: this.jobs.size,
+      sleeping,
+      min: this.config.poolSize,
+      max: this.config.capacity,
+    };
   }
 
   private reportPool(): void {
@@ -215,7 +228,11 @@ export class Agent {
         void this.stopJob(message.jobId, 'stopped');
         return;
       case 'exec':
-        return this.exec(message);
+        return void this.exec(message);
+      case 'wake':
+        return void this.wake(message.jobId);
+      case 'update':
+        return void this.update(message);
       case 'execInput':
       case 'execAck':
       case 'execKill':
@@ -227,19 +244,115 @@ export class Agent {
     }
   }
 
-  /** Runs a command in a job's running sandbox (refused, with its exit report, if the job has none here). */
-  private exec(order: ExecOrder): void {
+  /**
+   * Runs a command in a job's running sandbox, waking it first if it sleeps (refused, with its exit report, if the
+   * job has none here).
+   */
+  private async exec(order: ExecOrder): Promise<void> {
     if (this.execs.has(order.execId)) return; // a repeated order
     const job = this.jobs.get(order.jobId);
     const session = new ExecSession(
       order,
       (m) => this.link.send(m),
       this.logger,
-      () => this.execs.delete(order.execId),
+      () => {
+        this.execs.delete(order.execId);
+        job?.sleep?.touch();
+      },
     );
     this.execs.set(order.execId, session);
+    job?.sleep?.touch();
+    if (job?.sandbox?.frozen && !job.stopRequested) await this.wake(order.jobId);
     // Only once the job's program runs (after `started`): before, the launcher is still waiting for it.
-    session.start(job?.running ? job.sandbox : undefined, job?.spec.environment ?? {});
+    session.start(job?.running && !job.stopRequested ? job.sandbox : undefined, job?.spec.environment ?? {});
+  }
+
+  /** Thaws a job's frozen sandbox and tells the server it runs again. */
+  private async wake(jobId: string): Promise<void> {
+    const job = this.jobs.get(jobId);
+    const sandbox = job?.sandbox;
+    if (!job || !sandbox?.frozen || job.stopRequested) return;
+    job.sleep?.touch();
+    try {
+      await sandbox.thaw();
+    } catch (err) {
+      this.logger.error({ err, jobId }, 'could not thaw a sandbox');
+      return;
+    }
+    this.logger.info({ jobId }, 'sandbox woke');
+    this.link.send({ type: 'woke', jobId, ts: Date.now() });
+    this.reportPool();
+  }
+
+  /** New settings for a job: sleep timers (null: never sleep, and wake now) and the startup command. */
+  private async update(m: Extract<ServerToAgent, { type: 'update' }>): Promise<void> {
+    const job = this.jobs.get(m.jobId);
+    if (!job) return;
+    job.spec = {
+      ...job.spec,
+      sleep: m.sleep ?? undefined,
+      startupCommand: m.startupCommand ?? undefined,
+    };
+    if (!job.spec.sleep) delete job.spec.sleep;
+    if (!job.spec.startupCommand) delete job.spec.startupCommand;
+    job.sleep?.close();
+    job.sleep = undefined;
+    if (!m.sleep) await this.wake(m.jobId);
+    if (job.running && job.sandbox) this.watchSleep(job, job.sandbox);
+  }
+
+  /** Starts putting a long-lived job's sandbox to sleep when it is idle (if the job may sleep). */
+  private watchSleep(job: RunningJob, sandbox: Sandbox): void {
+    const { spec } = job;
+    if (!spec.longLived || !spec.sleep || job.sleep) return;
+    const { jobId } = spec;
+    job.sleep = new SleepWatch(spec.sleep, {
+      cpuUsageNs: () => sandbox.cgroup.cpuUsageNs(),
+      busy: () => {
+        for (const e of this.execs.values()) if (e.jobId === jobId) return true;
+        return false;
+      },
+      frozen: () => sandbox.frozen,
+      freeze: async () => {
+        if (job.stopRequested || !sandbox.alive) return false;
+        const frozen = await sandbox.freeze();
+        if (!frozen) return false;
+        this.logger.info({ jobId }, 'sandbox idle: frozen');
+        this.link.send({ type: 'slept', jobId, ts: Date.now() });
+        this.reportPool();
+        return true;
+      },
+      stop: () => {
+        this.logger.info({ jobId }, 'sandbox asleep long enough: stopping it');
+        void this.stopJob(jobId, 'asleep');
+      },
+    });
+  }
+
+  /**
+   * Runs the job's startup command in the background (as an exec whose processes stay when it ends), its output
+   * into the job's output.
+   */
+  private startup(job: RunningJob, sandbox: Sandbox, output: OutputCollector): void {
+    const command = job.spec.startupCommand;
+    if (!command) return;
+    let proc;
+    try {
+      proc = sandbox.exec(command, job.spec.environment, '/root');
+    } catch (err) {
+      this.logger.error({ err, jobId: job.spec.jobId }, 'could not start the startup command');
+      output.system('the startup command could not be started');
+      return;
+    }
+    const { child } = proc;
+    child.stdin.end();
+    child.stdout.on('data', (chunk: Buffer) => output.write('stdout', chunk));
+    child.stderr.on('data', (chunk: Buffer) => output.write('stderr', chunk));
+    child.on('error', () => {});
+    child.on('exit', (code) => {
+      if (code !== 0 && !job.stopRequested && sandbox.alive)
+        output.system(`the startup command exited with code ${code ?? 'unknown'}`);
+    });
   }
 
   private async workspaceOrder(order: WorkspaceOrder): Promise<void> {
@@ -320,7 +433,8 @@ export class Agent {
     if (this.jobs.has(jobId)) return; // a repeated order for a job already running here
     const job: RunningJob = { spec, stopRequested: false };
     this.jobs.set(jobId, job);
-    const output = new OutputCollector((lines) => this.link.send({ type: 'output', jobId, lines }));
+    const output = new OutputCollector((lines) => this.link.send({ type: 'output', jobId, lines }), spec.firstSeq);
+    job.output = output;
     let sandbox: Sandbox | undefined;
     try {
       try {
@@ -353,6 +467,8 @@ export class Agent {
       const proc = sandbox.start(spec.longLived ? KEEPER_PROGRAM : spec.script, spec.environment);
       job.running = true;
       proc.onOutput((stream, chunk) => output.write(stream, chunk));
+      this.startup(job, sandbox, output);
+      this.watchSleep(job, sandbox);
       const timer = spec.longLived
         ? undefined
         : setTimeout(() => void this.stopJob(jobId, 'timeout'), spec.timeoutS * 1000);
@@ -363,6 +479,7 @@ export class Agent {
           : undefined;
       const exitCode = await proc.exited;
       job.running = false;
+      job.sleep?.close();
       clearTimeout(timer);
       clearInterval(periodic);
       let syncMessage: string | undefined;
@@ -385,6 +502,7 @@ export class Agent {
       } else if (reason === 'timeout') {
         message = `the script ran longer than its ${spec.timeoutS} s timeout and was killed`;
       } else if (reason === 'exited' && exitCode === 137 && sandbox.cgroup.hitMemoryLimit()) {
+        // (A long-lived sandbox's keeper is the init itself: 137 means the whole sandbox was killed.)
         message = `the script was killed for using more than its ${spec.memoryMb} MB memory limit`;
       }
       if (message) output.system(message);

@@ -65,6 +65,45 @@ export class SandboxCgroup {
     }
   }
 
+  /** A file of the runtime's own cgroup (where every process of the sandbox, exec'd ones too, is). */
+  private leafFile(controller: string, name: string): string {
+    return path.join(ROOT, controller, this.parent, this.id, RUNTIME_LEAF, name);
+  }
+
+  /** CPU time used by every process of the sandbox so far, in nanoseconds (undefined once the cgroup is gone). */
+  cpuUsageNs(): number | undefined {
+    try {
+      return Number(readFileSync(this.leafFile('cpuacct', 'cpuacct.usage'), 'utf8'));
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Memory charged to the sandbox now (its processes, page cache and kernel memory), in bytes. */
+  memoryUsageBytes(): number | undefined {
+    try {
+      return Number(readFileSync(this.file('memory', 'memory.usage_in_bytes'), 'utf8'));
+    } catch {
+      return undefined;
+    }
+  }
+
+  /**
+   * Freezes (true) or thaws (false) every process of the sandbox with the cgroup freezer, and waits until the kernel
+   * says so (freezing waits for tasks in uninterruptible sleep; at most `timeoutMs`). False when it did not settle.
+   */
+  async setFrozen(frozen: boolean, timeoutMs = 5000): Promise<boolean> {
+    const file = this.leafFile('freezer', 'freezer.state');
+    const want = frozen ? 'FROZEN' : 'THAWED';
+    const deadline = Date.now() + timeoutMs;
+    for (let wait = 1; ; wait = Math.min(wait * 2, 50)) {
+      writeFileSync(file, want);
+      if (readFileSync(file, 'utf8').trim() === want) return true;
+      if (Date.now() > deadline) return false;
+      await new Promise((r) => setTimeout(r, wait));
+    }
+  }
+
   /** Removes the runtime's cgroup (if left) and the sandbox's own, in every hierarchy. */
   remove(): void {
     for (const c of controllers()) removeTree(path.join(ROOT, c, this.parent, this.id));

@@ -47,6 +47,10 @@ export class ExecSession {
     this.log = logger.child({ execId: order.execId, jobId: order.jobId });
   }
 
+  get jobId(): string {
+    return this.order.jobId;
+  }
+
   /** Runs the command in `sandbox` (undefined: the job has no running sandbox here, and the exec is refused). */
   start(sandbox: Sandbox | undefined, jobEnv: Record<string, string>): void {
     const { order } = this;

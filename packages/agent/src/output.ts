@@ -7,13 +7,19 @@ const MAX_LINE = 64 * 1024;
 const MAX_BATCH = 2000;
 
 export class OutputCollector {
-  private seq = 0;
+  private seq: number;
   private batch: OutputLine[] = [];
   private scheduled = false;
   private readonly partial = { stdout: '', stderr: '' };
   private readonly decoders = { stdout: new StringDecoder('utf8'), stderr: new StringDecoder('utf8') };
 
-  constructor(private readonly send: (lines: OutputLine[]) => void) {}
+  /** `firstSeq`: the seq of the first line (a job started again continues its numbering). */
+  constructor(
+    private readonly send: (lines: OutputLine[]) => void,
+    firstSeq = 1,
+  ) {
+    this.seq = firstSeq - 1;
+  }
 
   write(stream: 'stdout' | 'stderr', chunk: Buffer): void {
     let text = this.partial[stream] + this.decoders[stream].write(chunk);

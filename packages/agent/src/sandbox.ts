@@ -483,12 +483,40 @@ export class Sandbox {
       allowFailure: true,
       logger: this.ctx.logger,
     });
+    // A frozen process dies of its SIGKILL only once thawed.
+    if (this.frozen) await this.thaw().catch(() => {});
+  }
+
+  /** True while the sandbox's processes are frozen (asleep). */
+  frozen = false;
+
+  /**
+   * Freezes every process of the sandbox (the cgroup freezer): they keep their memory and use no CPU until thaw().
+   * Nothing is spawned. False if the kernel did not finish freezing them (the sandbox is then thawed again).
+   */
+  async freeze(): Promise<boolean> {
+    if (!this.alive) return false;
+    this.frozen = true;
+    if (await this.cgroup.setFrozen(true)) return true;
+    await this.thaw();
+    return false;
+  }
+
+  async thaw(): Promise<void> {
+    if (!this.frozen) return;
+    try {
+      await this.cgroup.setFrozen(false);
+    } finally {
+      this.frozen = false;
+    }
   }
 
   /** Removes everything the sandbox created on the host: container, cgroups, mounts, namespace, directory. */
   async destroy(): Promise<void> {
     if (this.destroyed) return;
     this.destroyed = true;
+    // Frozen processes would not die of the runtime's kill.
+    if (this.frozen) await this.thaw().catch(() => {});
     const d = shq(this.dir);
     const rt = `${this.ctx.config.runtime} --root ${shq(this.ctx.config.runtimeRoot)}`;
     await run(

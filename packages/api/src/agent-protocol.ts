@@ -84,6 +84,13 @@ export const UploadRef = Type.Object(
 );
 export type UploadRef = Static<typeof UploadRef>;
 
+/** When an idle sandbox sleeps (seconds): frozen after `afterS` idle, stopped after `stopAfterS` frozen. */
+export const SleepTimers = Type.Object(
+  { afterS: Type.Integer({ minimum: 1 }), stopAfterS: Type.Integer({ minimum: 1 }) },
+  CLOSED,
+);
+export type SleepTimers = Static<typeof SleepTimers>;
+
 /** Everything an agent needs to run one sandbox for one job. */
 export const SandboxSpec = Type.Object(
   {
@@ -112,6 +119,18 @@ export const SandboxSpec = Type.Object(
      * and commands enter it with `exec`.
      */
     longLived: Type.Optional(Type.Boolean()),
+    /**
+     * Run in the background at every start of the sandbox (its first, and every start after it was stopped asleep or
+     * died); its output goes to the job's output.
+     */
+    startupCommand: Type.Optional(Type.String({ minLength: 1, maxLength: MAX_SCRIPT_BYTES })),
+    /**
+     * When an idle long-lived sandbox sleeps: frozen after `afterS` seconds with no exec and almost no CPU use, and
+     * stopped (`exited` reason `asleep`) after `stopAfterS` seconds frozen. Absent: it never sleeps (`--no-sleep`).
+     */
+    sleep: Type.Optional(SleepTimers),
+    /** The seq of the job's first output line from this start (a job started again continues its output). */
+    firstSeq: Type.Optional(Type.Integer({ minimum: 1, maximum: 2_147_483_647 })),
   },
   CLOSED,
 );
@@ -188,7 +207,8 @@ export const OutputLine = Type.Object(
 );
 export type OutputLine = Static<typeof OutputLine>;
 
-export const AgentPool = Type.Object({ idle: Count, busy: Count, min: Count, max: Count }, CLOSED);
+/** Warm sandboxes waiting for a job, sandboxes holding a job, of which asleep (frozen), and the pool's bounds. */
+export const AgentPool = Type.Object({ idle: Count, busy: Count, sleeping: Count, min: Count, max: Count }, CLOSED);
 export type AgentPool = Static<typeof AgentPool>;
 
 export const AgentInfo = Type.Object(
@@ -213,6 +233,8 @@ export const ExitReason = Type.Union([
   Type.Literal('stopped'),
   Type.Literal('timeout'),
   Type.Literal('error'),
+  /** A sleeping sandbox was stopped (frozen long enough, or the host needed its memory): the job sleeps on without it. */
+  Type.Literal('asleep'),
 ]);
 export type ExitReason = Static<typeof ExitReason>;
 
@@ -283,6 +305,21 @@ export const ServerToAgent = Type.Union([
   Type.Object({ type: Type.Literal('execAck'), execId: ExecId, bytes: Size }, CLOSED),
   /** Kill the exec's processes now (its client went away); the agent answers with its `execExited`. */
   Type.Object({ type: Type.Literal('execKill'), execId: ExecId }, CLOSED),
+  /**
+   * Change a running or sleeping job's settings (`PATCH …/mags-jobs/{id}`): its sleep timers (null: never sleep; a
+   * frozen sandbox is woken) and its startup command (from its next start).
+   */
+  Type.Object(
+    {
+      type: Type.Literal('update'),
+      jobId: Id,
+      sleep: Type.Union([SleepTimers, Type.Null()]),
+      startupCommand: Type.Union([Type.String({ minLength: 1, maxLength: MAX_SCRIPT_BYTES }), Type.Null()]),
+    },
+    CLOSED,
+  ),
+  /** Wake the job's frozen sandbox (a request for it arrived); the agent answers `woke`. */
+  Type.Object({ type: Type.Literal('wake'), jobId: Id }, CLOSED),
 ]);
 export type ServerToAgent = Static<typeof ServerToAgent>;
 
@@ -294,6 +331,10 @@ export const AgentToServer = Type.Union([
   /** The pool's counts, and the host's storage figures (sent when they change, and every few seconds). */
   Type.Object({ type: Type.Literal('pool'), pool: AgentPool, storage: Type.Optional(HostStorage) }, CLOSED),
   Type.Object({ type: Type.Literal('started'), jobId: Id, sandboxId: Id, ts: Time }, CLOSED),
+  /** The job's sandbox was idle long enough and is frozen (its memory kept): the job is `sleeping`. */
+  Type.Object({ type: Type.Literal('slept'), jobId: Id, ts: Time }, CLOSED),
+  /** The job's frozen sandbox runs again (an exec, a `wake`, or `update` to never sleep): the job is `running`. */
+  Type.Object({ type: Type.Literal('woke'), jobId: Id, ts: Time }, CLOSED),
   Type.Object({ type: Type.Literal('output'), jobId: Id, lines: Type.Array(OutputLine) }, CLOSED),
   Type.Object(
     {

@@ -71,6 +71,24 @@ export const JobSubmit = Type.Object(
 );
 export type JobSubmit = Static<typeof JobSubmit>;
 
+/** `PATCH /api/v1/mags-jobs/{id}`: a running or sleeping job's settings. */
+export const JobUpdate = Type.Object(
+  {
+    no_sleep: Type.Optional(
+      Type.Boolean({
+        description: 'Never sleep, and start again when the sandbox dies (needs a persistent workspace)',
+      }),
+    ),
+    startup_command: Type.Optional(
+      Type.Union([Type.String({ minLength: 1, maxLength: 16384 }), Type.Null()], {
+        description: 'Run in the background at every start of the sandbox; null removes it',
+      }),
+    ),
+  },
+  { additionalProperties: false, minProperties: 1 },
+);
+export type JobUpdate = Static<typeof JobUpdate>;
+
 export const JobAccepted = Type.Object({
   request_id: Type.String(),
   status: Type.Literal('accepted'),
@@ -126,7 +144,8 @@ export type JobLogs = Static<typeof JobLogs>;
 
 export const PoolStatus = Type.Object({
   idle_vms: Type.Integer(),
-  busy_vms: Type.Integer(),
+  busy_vms: Type.Integer({ description: 'Sandboxes holding a job, the sleeping ones included' }),
+  sleeping_vms: Type.Integer({ description: 'Of the busy ones, those asleep (frozen, memory kept)' }),
   total_vms: Type.Integer(),
   min_pool_size: Type.Integer(),
   max_pool_size: Type.Integer(),

@@ -46,6 +46,7 @@ import {
   type StopResult,
   scriptEnded,
   toWireSubmit,
+  type UpdateJobOptions,
 } from './jobs.js';
 import {
   type CreateWorkspaceOptions,
@@ -235,6 +236,27 @@ export class Mags {
       query: { page: options.page, page_size: options.pageSize },
     });
     return fromWireJobList(l);
+  }
+
+  /**
+   * Changes a running or sleeping job's settings (by request id, job name or workspace name) and resolves with the
+   * job: `noSleep` (an always-on sandbox that sleeps is woken) and `startupCommand` (from the sandbox's next start).
+   * ```ts
+   * await mags.updateJob('worker', { noSleep: true, startupCommand: 'node worker.js' });
+   * ```
+   */
+  async updateJob(nameOrId: string, options: UpdateJobOptions): Promise<Job> {
+    const body: Record<string, unknown> = {};
+    if (options.noSleep !== undefined) body.no_sleep = options.noSleep;
+    if (options.startupCommand !== undefined) body.startup_command = options.startupCommand;
+    const j = await this.http.json<WireJobStatus>(`/api/v1/mags-jobs/${encodeURIComponent(nameOrId)}`, {
+      method: 'PATCH',
+      body,
+      requestId: nameOrId,
+      // Making an always-on sandbox that sleeps run again may restore its workspace first.
+      holdMs: 70_000,
+    });
+    return fromWireJob(j);
   }
 
   /** Stops a running job (by request id or name); resolves once it has stopped. */

@@ -41,6 +41,7 @@ export type {
   RunResult,
   ServerStatus,
   StopResult,
+  UpdateJobOptions,
 } from './jobs.js';
 export { type SseEvent, SseParser } from './sse.js';
 export type {

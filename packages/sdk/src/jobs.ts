@@ -22,9 +22,9 @@ export interface RunOptions {
   persistent?: boolean;
   /** No workspace at all, fastest possible execution. */
   ephemeral?: boolean;
-  /** Never auto-sleep (requires `persistent`). */
+  /** Never auto-sleep, and start again when the sandbox dies (requires `persistent`). */
   noSleep?: boolean;
-  /** Command run when the sandbox wakes from sleep. */
+  /** Run in the background at every start of the sandbox (the first, and every wake from stopped). */
   startupCommand?: string;
   /** Environment variables for the script. */
   environment?: Record<string, string>;
@@ -65,6 +65,14 @@ export interface NewOptions
   > {
   /** Longest wait for the sandbox to run, in ms (default 5 minutes). */
   timeout?: number;
+}
+
+/** What `updateJob` changes; a key left out stays as it is. */
+export interface UpdateJobOptions {
+  /** true: never sleep, and start again when the sandbox dies (a persistent workspace only); false: sleep when idle. */
+  noSleep?: boolean;
+  /** Run at every start of the sandbox from its next start; null removes it. */
+  startupCommand?: string | null;
 }
 
 /** What `run` answers: the job was accepted and will start as soon as a sandbox is free. */
@@ -114,7 +122,10 @@ export interface JobListResult {
 
 export interface PoolStatus {
   idleVms: number;
+  /** Sandboxes holding a job, the sleeping ones included. */
   busyVms: number;
+  /** Of the busy sandboxes, those asleep (frozen). */
+  sleepingVms: number;
   totalVms: number;
   minPoolSize: number;
   maxPoolSize: number;
@@ -197,6 +208,7 @@ export function fromWirePool(p: WirePoolStatus): PoolStatus {
   return {
     idleVms: p.idle_vms,
     busyVms: p.busy_vms,
+    sleepingVms: p.sleeping_vms,
     totalVms: p.total_vms,
     minPoolSize: p.min_pool_size,
     maxPoolSize: p.max_pool_size,

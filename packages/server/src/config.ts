@@ -48,6 +48,10 @@ export interface ServerConfig {
    * quarter of it; the embedded agent is given it), see packages/objects/src/sync/gc-policy.ts.
    */
   gcGraceMs: number;
+  /** A long-lived sandbox idle this long is frozen (`sleeping`); `--sleep-after`. */
+  sleepAfterMs: number;
+  /** A sandbox frozen this long is stopped (its workspace synced, its resources freed); `--stop-after`. */
+  stopAfterMs: number;
 }
 
 /** What a caller (the `mags server` command, a test) may give; anything missing comes from the environment or defaults. */
@@ -69,6 +73,10 @@ export interface ServerConfigInput {
   gcIntervalMs?: number | string;
   /** Milliseconds, or a duration such as `2h`. */
   gcGraceMs?: number | string;
+  /** Milliseconds, or a duration such as `10m`. */
+  sleepAfterMs?: number | string;
+  /** Milliseconds, or a duration such as `1h`. */
+  stopAfterMs?: number | string;
 }
 
 export const DEFAULT_PORT = 7373;
@@ -78,6 +86,8 @@ export const DEFAULT_LOCAL_WORKSPACE_TTL_S = 600;
 /** As large as the largest single disk, so this limit alone never refuses a disk the per-disk limit allows. */
 export const DEFAULT_MAX_DISK_GB_PER_USER = 1024;
 export const DEFAULT_MAX_LOG_MB = 64;
+export const DEFAULT_SLEEP_AFTER_MS = 600_000;
+export const DEFAULT_STOP_AFTER_MS = 3_600_000;
 export const DEFAULT_RETAIN_DAYS = 30;
 export const DEFAULT_MAX_FOLLOWERS_PER_USER = 64;
 export const DEFAULT_GC_INTERVAL_MS = 3_600_000;
@@ -225,6 +235,17 @@ export function resolveServerConfig(input: ServerConfigInput = {}, env: ServerEn
   );
   const gcGraceMs = duration('gcGrace', input.gcGraceMs ?? nonEmpty(env.MAGS_GC_GRACE) ?? DEFAULT_GC_GRACE_MS, false);
 
+  const sleepAfterMs = duration(
+    'sleepAfter',
+    input.sleepAfterMs ?? nonEmpty(env.MAGS_SLEEP_AFTER) ?? DEFAULT_SLEEP_AFTER_MS,
+    false,
+  );
+  const stopAfterMs = duration(
+    'stopAfter',
+    input.stopAfterMs ?? nonEmpty(env.MAGS_STOP_AFTER) ?? DEFAULT_STOP_AFTER_MS,
+    false,
+  );
+
   return {
     dataDir,
     database,
@@ -241,6 +262,8 @@ export function resolveServerConfig(input: ServerConfigInput = {}, env: ServerEn
     maxFollowersPerUser,
     gcIntervalMs,
     gcGraceMs,
+    sleepAfterMs,
+    stopAfterMs,
   };
 }
 

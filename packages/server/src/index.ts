@@ -15,12 +15,14 @@ import type { MagsApp } from './http/request.js';
 import { Dispatcher } from './jobs/dispatch.js';
 import { JobEvents } from './jobs/events.js';
 import { ExecService } from './jobs/exec.js';
+import { SandboxLifecycle } from './jobs/lifecycle.js';
 import { LogFollowers } from './jobs/log-stream.js';
 import { JobOutput } from './jobs/output.js';
 import { JobReports } from './jobs/reports.js';
 import { JobRetention } from './jobs/retention.js';
 import { registerJobRoutes } from './jobs/routes.js';
 import { JobService } from './jobs/service.js';
+import { sleepTimers } from './jobs/spec.js';
 import { Store } from './store/index.js';
 import { StorageReclaim } from './workspaces/reclaim.js';
 import { registerReclaimRoutes } from './workspaces/reclaim-route.js';
@@ -108,7 +110,8 @@ export async function createServer(config: ServerConfig, options: CreateServerOp
       logger,
     );
     agents = registry;
-    const dispatch = new Dispatcher({ store, agents: registry, events, logger });
+    const sleep = sleepTimers(cfg.sleepAfterMs, cfg.stopAfterMs);
+    const dispatch = new Dispatcher({ store, agents: registry, events, logger, sleep });
     dispatcher = dispatch;
     const files = new Files({ store, objects, logger, maxUploadBytes: cfg.maxUploadBytes });
     const workspaces: Workspaces = new Workspaces({
@@ -131,7 +134,14 @@ export async function createServer(config: ServerConfig, options: CreateServerOp
       logger,
     });
     const followers = new LogFollowers({ store, events, logger }, cfg.maxFollowersPerUser);
-    const execs = new ExecService({ store, agents: registry, logger });
+    const lifecycle = new SandboxLifecycle({ store, agents: registry, dispatcher: dispatch, events, logger, sleep });
+    const execs = new ExecService({
+      store,
+      agents: registry,
+      logger,
+      lifecycle,
+      startSandbox: (userId, name) => jobs.submit(userId, { long_lived: true, workspace_id: name, persistent: true }),
+    });
     await registry.recover();
     await reports.recover();
     const reclaim = new StorageReclaim({ objects, logger, intervalMs: cfg.gcIntervalMs, graceMs: cfg.gcGraceMs });
@@ -144,7 +154,7 @@ export async function createServer(config: ServerConfig, options: CreateServerOp
       routes: [
         // Embedded is the only mode until agents can dial in over the network.
         (a) => registerAgentRoutes(a, registry, { mode: 'embedded', store: store.kind, startedAt: Date.now() }),
-        (a) => registerJobRoutes(a, { jobs, followers, execs, agents: registry }),
+        (a) => registerJobRoutes(a, { jobs, followers, execs, agents: registry, lifecycle }),
         (a) => registerWorkspaceRoutes(a, workspaces),
         (a) => registerFileRoutes(a, files, cfg.maxUploadBytes),
         (a) => registerReclaimRoutes(a, reclaim, auth),

@@ -126,7 +126,7 @@ describe('fake agent', () => {
     const agent = new FakeAgent(link, { capacity: 2 });
     assert.equal(sent.length, 1, 'the hello went out');
     assert.throws(
-      () => agent.send({ type: 'pool', pool: { idle: -1, busy: 0, min: 0, max: 0 } }),
+      () => agent.send({ type: 'pool', pool: { idle: -1, busy: 0, sleeping: 0, min: 0, max: 0 } }),
       /fake agent: its pool message breaks the agent protocol: pool: pool\.idle must be >= 0/,
     );
     assert.throws(

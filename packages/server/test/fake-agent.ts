@@ -120,7 +120,7 @@ export class FakeAgent {
       runtime: 'fake-runtime 1.0',
       version: '0.1.0',
       capacity: options.capacity ?? 4,
-      pool: options.pool ?? { idle: 2, busy: 0, min: 2, max: 8 },
+      pool: options.pool ?? { idle: 2, busy: 0, sleeping: 0, min: 2, max: 8 },
       ...(options.storage ? { storage: options.storage } : {}),
     };
     link.onMessage((m) => this.onMessage(m));

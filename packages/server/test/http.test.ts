@@ -346,11 +346,11 @@ describe('REST API', () => {
     const res = await inject('GET', '/api/v1/mags-jobs/pool-status');
     assert.equal(res.statusCode, 200);
     assert.deepEqual(res.json(), { idle_vms: 2, busy_vms: 0, total_vms: 2, min_pool_size: 2, max_pool_size: 8 });
-    t.agent!.send({ type: 'pool', pool: { idle: 1, busy: 3, min: 2, max: 8 } });
+    t.agent!.send({ type: 'pool', pool: { idle: 1, busy: 3, sleeping: 0, min: 2, max: 8 } });
     await new Promise((r) => setTimeout(r, 10));
     const after = (await inject('GET', '/api/v1/mags-jobs/pool-status')).json();
     assert.deepEqual(after, { idle_vms: 1, busy_vms: 3, total_vms: 4, min_pool_size: 2, max_pool_size: 8 });
-    t.agent!.send({ type: 'pool', pool: { idle: 2, busy: 0, min: 2, max: 8 } });
+    t.agent!.send({ type: 'pool', pool: { idle: 2, busy: 0, sleeping: 0, min: 2, max: 8 } });
   });
 
   test('following the logs of a finished job sends every line, then the end event (SSE)', async () => {

@@ -512,7 +512,7 @@ for (const backend of backends) {
         runtime: 'crun 1.8.1',
         version: '0.1.0',
         capacity: 3,
-        pool: { idle: 0, busy: 0, min: 0, max: 0 },
+        pool: { idle: 0, busy: 0, sleeping: 0, min: 0, max: 0 },
       };
       await store.agents.upsert(info, 5000);
       await store.agents.upsert({ ...info, capacity: 5 }, 6000);

@@ -196,7 +196,7 @@ async function showServer(mags: Mags, json: boolean): Promise<void> {
     `${pc.dim('server: ')} ${mags.apiUrl} (mags ${s.version}, ${s.mode} mode, ${s.store} store, up since ${formatTime(s.startedAt)})`,
     `${pc.dim('client: ')} mags ${MAGS_VERSION}`,
     `${pc.dim('user:   ')} ${status.user.name} (${status.user.id})`,
-    `${pc.dim('pool:   ')} ${pool.idleVms} warm, ${pool.busyVms} busy (${pool.minPoolSize} kept warm, ${pool.maxPoolSize} at most)`,
+    `${pc.dim('pool:   ')} ${pool.idleVms} warm, ${pool.busyVms} busy, ${pool.sleepingVms} of them asleep (${pool.minPoolSize} kept warm, ${pool.maxPoolSize} at most)`,
     `${pc.dim('agents: ')} ${online} online${status.agents.length > online ? `, ${status.agents.length - online} offline` : ''}`,
   ];
   process.stdout.write(`${lines.join('\n')}\n`);

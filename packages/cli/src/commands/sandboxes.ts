@@ -11,6 +11,7 @@ import { collect, environmentFrom, integer } from './parse.js';
 export const EXIT_EXEC_TIMEOUT = 124;
 
 export function registerSandboxCommands(program: Command): void {
+  registerSet(program);
   program
     .command('new')
     .description('Start a sandbox that stays up on workspace NAME; run commands in it with mags exec NAME')
@@ -125,6 +126,47 @@ Examples:
         process.exitCode = exitCodeOf(end.exitCode, end.reason);
       },
     );
+}
+
+/** `mags set NAME --no-sleep | --sleep | --startup-command CMD | --no-startup-command`. */
+function registerSet(program: Command): void {
+  program
+    .command('set')
+    .description("Change a running or sleeping sandbox's settings: always-on or not, its startup command")
+    .argument('<name-or-id>', 'workspace name of the sandbox, or its job id or name')
+    .option('--no-sleep', 'never sleep, and start again when it dies (persistent workspaces only; wakes it now)')
+    .option('--sleep', 'sleep again when idle (the server decides when: --sleep-after)')
+    .option('--startup-command <cmd>', 'run this at every start of the sandbox, from its next start')
+    .option('--no-startup-command', 'remove the startup command')
+    .option('--json', 'print the job as JSON')
+    .addHelpText(
+      'after',
+      `
+Examples:
+  $ mags set worker --no-sleep
+  $ mags set web --startup-command 'python3 -m http.server 8080'
+  $ mags set worker --sleep --no-startup-command`,
+    )
+    .action(async (ref: string, flags: { sleep?: boolean; startupCommand?: string | false; json?: boolean }) => {
+      // commander folds --sleep and --no-sleep into one key (undefined: neither given; both: the last wins).
+      const options: { noSleep?: boolean; startupCommand?: string | null } = {};
+      if (flags.sleep !== undefined) options.noSleep = !flags.sleep;
+      if (flags.startupCommand === false) options.startupCommand = null;
+      else if (flags.startupCommand !== undefined) options.startupCommand = flags.startupCommand;
+      if (Object.keys(options).length === 0) {
+        throw new UsageError(
+          'nothing to change: give --no-sleep, --sleep, --startup-command CMD or --no-startup-command',
+        );
+      }
+      const mags = await connect();
+      const job = await mags.updateJob(ref, options);
+      if (flags.json) return printJson(job);
+      const parts: string[] = [];
+      if (options.noSleep !== undefined) parts.push(options.noSleep ? 'always on' : 'sleeps when idle');
+      if (options.startupCommand !== undefined)
+        parts.push(options.startupCommand === null ? 'no startup command' : 'startup command set');
+      process.stdout.write(`sandbox ${printable(ref)} (job ${job.requestId}, ${job.status}): ${parts.join(', ')}\n`);
+    });
 }
 
 function exitCodeOf(exitCode: number | null, reason: string): number {

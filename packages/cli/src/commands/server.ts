@@ -36,9 +36,11 @@ interface ServerFlags {
   maxFollowers?: number;
   gcInterval?: number;
   gcGrace?: number;
+  sleepAfter?: number;
+  stopAfter?: number;
 }
 
-/** The range of --gc-interval and --gc-grace (the server's configuration checks the same). */
+/** The range of the durations --gc-interval, --gc-grace, --sleep-after, --stop-after (the server checks the same). */
 const GC_DURATION = [1000, 30 * 86_400_000] as const;
 
 /** How long a graceful stop may take before the process exits anyway. */
@@ -116,6 +118,16 @@ export function registerServer(program: Command): void {
       '--gc-grace <duration>',
       'keep unreferenced objects this long; syncs must finish within a quarter of it (default: 2h)',
       duration('--gc-grace', ...GC_DURATION, false),
+    )
+    .option(
+      '--sleep-after <duration>',
+      'freeze a long-lived sandbox after this long idle: no exec or SSH session, almost no CPU (default: 10m)',
+      duration('--sleep-after', ...GC_DURATION, false),
+    )
+    .option(
+      '--stop-after <duration>',
+      'stop a sandbox frozen this long, syncing its workspace and freeing its memory (default: 1h)',
+      duration('--stop-after', ...GC_DURATION, false),
     )
     .addHelpText(
       'after',
@@ -196,6 +208,8 @@ async function serve(flags: ServerFlags): Promise<void> {
         maxFollowersPerUser: flags.maxFollowers,
         gcIntervalMs: flags.gcInterval,
         gcGraceMs: flags.gcGrace,
+        sleepAfterMs: flags.sleepAfter,
+        stopAfterMs: flags.stopAfter,
       },
       env,
     );

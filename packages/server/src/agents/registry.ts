@@ -14,6 +14,7 @@ import {
   type SandboxSpec,
   type ServerEnd,
   type ServerStatus,
+  type ServerToAgent,
   type WorkspaceOrder,
   type WorkspaceOrderResult,
   type WorkspaceReport,
@@ -30,7 +31,7 @@ export type OrderBody =
   | { type: 'drop'; workspace: WorkspaceOrder['workspace'] };
 
 /** What an agent reports about a job it was handed. */
-export type JobReport = Extract<AgentToServer, { type: 'started' | 'output' | 'exited' }>;
+export type JobReport = Extract<AgentToServer, { type: 'started' | 'slept' | 'woke' | 'output' | 'exited' }>;
 
 /** Where the registry passes on what it learns; each is awaited before the agent's next message is handled. */
 export interface AgentEvents {
@@ -89,7 +90,7 @@ interface PendingRequest {
 
 class AgentConnection implements ConnectedAgent {
   info?: AgentInfo;
-  pool: AgentInfo['pool'] = { idle: 0, busy: 0, min: 0, max: 0 };
+  pool: AgentInfo['pool'] = { idle: 0, busy: 0, sleeping: 0, min: 0, max: 0 };
   storage: HostStorage | undefined;
   online = false;
   /** Jobs handed to this agent that have not exited yet. */
@@ -183,6 +184,14 @@ export class AgentRegistry {
     return true;
   }
 
+  /** Sends an order about a job (`update`, `wake`) to the agent holding it. False when no connected agent does. */
+  tell(agentId: string, order: Extract<ServerToAgent, { type: 'update' | 'wake' }>): boolean {
+    const conn = this.byAgentId.get(agentId);
+    if (!conn?.online || !conn.jobs.has(order.jobId)) return false;
+    conn.link.send(order);
+    return true;
+  }
+
   /**
    * Starts a command in a job's sandbox on the agent holding the job; `report` gets the agent's reports about it,
    * the last an `execExited` (also made up here, reason `error`, when the agent leaves first). Throws 503 when no
@@ -251,11 +260,12 @@ export class AgentRegistry {
 
   /** Warm sandboxes over all connected agents. */
   poolStatus(): PoolStatus {
-    const sum = { idle_vms: 0, busy_vms: 0, total_vms: 0, min_pool_size: 0, max_pool_size: 0 };
+    const sum = { idle_vms: 0, busy_vms: 0, sleeping_vms: 0, total_vms: 0, min_pool_size: 0, max_pool_size: 0 };
     for (const conn of this.connections) {
       if (!conn.online) continue;
       sum.idle_vms += conn.pool.idle;
       sum.busy_vms += conn.pool.busy;
+      sum.sleeping_vms += conn.pool.sleeping;
       sum.min_pool_size += conn.pool.min;
       sum.max_pool_size += conn.pool.max;
     }
@@ -347,6 +357,8 @@ export class AgentRegistry {
         if (m.storage) conn.storage = { ...m.storage };
         return;
       case 'started':
+      case 'slept':
+      case 'woke':
       case 'output':
       case 'exited': {
         if (!conn.jobs.has(m.jobId)) {

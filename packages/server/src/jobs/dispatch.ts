@@ -1,5 +1,7 @@
 // Dispatch: hands queued jobs, oldest first, to agents with a free slot (placement decides which), and sends each its
 // sandbox order. Runs are serialised and coalesced, so it is cheap to ask for one whenever slots or jobs may be new.
+
+import type { SleepTimers } from '@mags/api';
 import type { Logger } from 'pino';
 import { pickAgent, place } from '../agents/placement.js';
 import type { AgentRegistry, ConnectedAgent } from '../agents/registry.js';
@@ -15,6 +17,8 @@ export interface DispatcherDeps {
   agents: AgentRegistry;
   events: JobEvents;
   logger: Logger;
+  /** The server's `--sleep-after` and `--stop-after`, for long-lived sandboxes that may sleep. */
+  sleep: SleepTimers;
 }
 
 export class Dispatcher {
@@ -117,7 +121,9 @@ export class Dispatcher {
     }
     const ws = job.spec.workspace;
     // A resize after the submit counts (disks only grow).
-    const sandbox = sandboxSpec(job, job.spec, row?.disk_gb ?? 0);
+    // A job started before (woken, or started again) continues its output after its last line.
+    const firstSeq = job.started_at !== null ? (await store.logs.lastSeq(job.id)) + 1 : undefined;
+    const sandbox = sandboxSpec(job, job.spec, row?.disk_gb ?? 0, { sleep: this.deps.sleep, firstSeq });
     agent.log.info({ jobId: job.id, workspace: ws?.name }, 'job dispatched');
     agents.start(agent, sandbox);
     // The copy will be on this agent: later jobs on a local workspace follow it here.

@@ -22,6 +22,7 @@ import {
 import type { Logger } from 'pino';
 import type { AgentRegistry, ExecChannel, ExecReport } from '../agents/registry.js';
 import type { Job, Store } from '../store/index.js';
+import type { SandboxLifecycle } from './lifecycle.js';
 
 /** Longest line of a streamed request (its first line, the parameters, or one stdin frame). */
 export const MAX_EXEC_LINE = 4 * 1024 * 1024;
@@ -30,6 +31,10 @@ export interface ExecServiceDeps {
   store: Store;
   agents: AgentRegistry;
   logger: Logger;
+  /** Wakes a sleeping sandbox (or waits for a starting one). */
+  lifecycle: SandboxLifecycle;
+  /** Starts a sandbox that stays up on the caller's persistent workspace `name` (as `mags new NAME`). */
+  startSandbox(userId: string, name: string): Promise<Job>;
 }
 
 type Exit = { exitCode: number | null; reason: ExecReason | 'error'; error?: string };
@@ -197,9 +202,25 @@ export class ExecService {
     }
   }
 
-  /** The caller's running job `ref`, the command started in its sandbox and its stdin pumped from `stdin`. */
+  /**
+   * The caller's job `ref` with a sandbox up (woken or started if need be), the command started in its sandbox and
+   * its stdin pumped from `stdin`. A sandbox that went to sleep just as the command arrived is woken and tried again.
+   */
   private async open(userId: string, ref: string, body: ExecRequest, stdin: Readable | undefined): Promise<ExecRun> {
-    const job = await this.target(userId, ref);
+    for (let attempt = 1; ; attempt++) {
+      const job = await this.target(userId, ref);
+      try {
+        return await this.openOn(job, body, stdin);
+      } catch (err) {
+        const ending = err instanceof MagsError && err.status === 409 && err.code === 'conflict';
+        // (A sandbox being stopped asleep syncs its workspace first: that may take a while.)
+        if (!ending || attempt >= 30) throw err;
+        await new Promise((r) => setTimeout(r, Math.min(1000, 100 * attempt)));
+      }
+    }
+  }
+
+  private async openOn(job: Job, body: ExecRequest, stdin: Readable | undefined): Promise<ExecRun> {
     const { agents, logger } = this.deps;
     const env = body.env ?? {};
     for (const [key, value] of Object.entries(env)) {
@@ -228,18 +249,25 @@ export class ExecService {
     return run;
   }
 
-  /** The caller's job by id or name, else the unfinished job on their workspace of that name; it must be running. */
+  /**
+   * The caller's job by id or name, else the unfinished job on their workspace of that name, with a sandbox to run
+   * in: a running one, or a frozen one (its agent thaws it for the command); a sandbox stopped asleep, or one still
+   * starting, is waited for; on a persistent workspace with no sandbox, one is started.
+   */
   private async target(userId: string, ref: string): Promise<Job> {
-    const job = await this.deps.store.jobs.findLive(userId, ref);
+    const { store, lifecycle } = this.deps;
+    let job = await store.jobs.findLive(userId, ref);
+    if (!job || (isTerminal(job.status) && job.id !== ref.toLowerCase())) {
+      const ws = await store.workspaces.get(userId, ref);
+      if (ws?.persistent === 1) job = await this.deps.startSandbox(userId, ws.name);
+    }
     if (!job) throw MagsError.notFound(`no job or sandbox named "${ref}"`);
     if (isTerminal(job.status)) {
       const hint = job.workspace_id ? `; start one with mags new ${job.workspace_id}` : '';
       throw MagsError.conflict(`job ${job.id} has finished (${job.status}): there is no sandbox to run in${hint}`);
     }
-    if (job.status !== 'running' || job.agent_id === null) {
-      throw MagsError.conflict(`job ${job.id} is not running yet (${job.status}); try again once it runs`);
-    }
-    return job;
+    if (job.status === 'sleeping' && job.agent_id !== null) return job;
+    return lifecycle.wake(job);
   }
 }
 

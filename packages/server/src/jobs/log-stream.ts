@@ -4,11 +4,12 @@
 // once a write is refused (backpressure), the follower keeps nothing but its last seq, and when the socket drains
 // it catches up from the store, where every announced line already is.
 import type { ServerResponse } from 'node:http';
-import { isTerminal, MagsError, type OutputLine } from '@mags/api';
+import { MagsError, type OutputLine } from '@mags/api';
 import type { Logger } from 'pino';
 import type { Job, LogRow, Store } from '../store/index.js';
 import type { JobEvent, JobEvents } from './events.js';
 import { jobStatusView, logEntryView } from './view.js';
+import { hasSettled } from './wait.js';
 
 /** Rows read from the store at a time while catching up: as many as make about PAGE_CHARS, within these bounds. */
 const MIN_PAGE_ROWS = 8;
@@ -177,7 +178,7 @@ export class LogStream {
   private onEvent(event: JobEvent): void {
     if (this.ended) return;
     if (event.type === 'status') {
-      if (!isTerminal(event.job.status)) return;
+      if (!hasSettled(event.job)) return;
       this.final = event.job;
       if (!this.busy) this.pump(false);
       return;
@@ -217,7 +218,7 @@ export class LogStream {
       if (checkJob && !this.ended && !this.final) {
         const job = await this.deps.store.jobs.get(this.jobId);
         if (!job) return this.stop();
-        if (isTerminal(job.status)) this.final = job;
+        if (hasSettled(job)) this.final = job;
       }
       if (this.final && !this.ended) {
         await this.catchUp();

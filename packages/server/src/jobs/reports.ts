@@ -1,14 +1,18 @@
-// What agents report about the jobs they were handed, turned into job state: started → running, output → stored
-// lines (through JobOutput), exited → the terminal status with its exit code or a sentence; an agent that leaves
-// ends its unfinished jobs as `error`. Every change is announced to waiting clients.
+// What agents report about the jobs they were handed, turned into job state: started → running, slept → sleeping,
+// woke → running, output → stored lines (through JobOutput), exited → the next state: a terminal status with its
+// exit code or a sentence; `sleeping` without a sandbox for a persistent run whose script ended and for a sandbox
+// stopped asleep; queued again for an always-on sandbox that died. An agent that leaves (or a restart) ends its
+// runs as `error`, lets its long-lived sandboxes sleep on without a sandbox, and starts its always-on ones again.
+// Every change is announced to waiting clients.
 import type { Logger } from 'pino';
 import type { JobReport } from '../agents/registry.js';
-import type { JobFinish, Store } from '../store/index.js';
+import type { Job, JobFinish, Store } from '../store/index.js';
 import type { JobEvents } from './events.js';
 import type { JobOutput } from './output.js';
 
 const MESSAGES = {
   serverRestarted: 'the server restarted while this job was running; its sandbox was cleaned up',
+  restartLoop: 'the always-on sandbox kept dying right after it started, so it was not started again',
   noExitCode: 'the sandbox ended without reporting an exit code',
   sandboxFailed: 'the sandbox failed',
 };
@@ -20,21 +24,58 @@ export interface JobReportsDeps {
   logger: Logger;
 }
 
+/** An always-on sandbox that dies this often within RESTART_WINDOW_MS is not started again. */
+const MAX_RESTARTS = 5;
+const RESTART_WINDOW_MS = 60_000;
+
 export class JobReports {
+  /** When each always-on job was last started again (to stop a sandbox that dies at once from looping). */
+  private readonly restarts = new Map<string, number[]>();
+
   constructor(private readonly deps: JobReportsDeps) {}
 
   /**
    * Called once at start. Jobs a previous process handed to an agent cannot still be running (the embedded
-   * agent cleans its sandboxes on start, and no agent is connected yet): they end as `error`. Jobs still
-   * queued stay queued and run when an agent connects.
+   * agent cleans its sandboxes on start, and no agent is connected yet): runs end as `error`, long-lived
+   * sandboxes sleep on without a sandbox (a request wakes them), always-on ones are queued to start again. Jobs
+   * still queued stay queued and run when an agent connects.
    */
   async recover(): Promise<void> {
     const { store, logger } = this.deps;
-    const failed = await store.jobs.failDispatched(MESSAGES.serverRestarted);
-    for (const jobId of failed) logger.warn({ jobId }, 'job was running when the server stopped; marked error');
+    for (const job of await store.jobs.onAgents()) {
+      await this.sandboxLost(job.id, job.agent_id!, MESSAGES.serverRestarted, logger);
+    }
     const freed = await store.workspaces.releaseOrphaned();
     if (freed > 0)
       logger.warn({ workspaces: freed }, 'released workspaces held by work a previous process left unfinished');
+  }
+
+  /**
+   * A job's sandbox is gone with its agent (which left, or belonged to the previous server process): a run ends as
+   * `error` with `reason`; a long-lived sandbox sleeps on without a sandbox; an always-on one is queued again.
+   */
+  private async sandboxLost(jobId: string, agentId: string, reason: string, log: Logger): Promise<void> {
+    const { store, events } = this.deps;
+    const job = await store.jobs.get(jobId);
+    if (!job || job.agent_id !== agentId) return;
+    let next: Job | undefined;
+    if (job.spec?.no_sleep) {
+      const again = await store.jobs.requeue(jobId, agentId);
+      next = again.ok ? again.job : undefined;
+      if (next) log.warn({ jobId }, 'the always-on sandbox was lost with its agent; starting it again');
+    } else if (job.spec?.long_lived) {
+      next = await store.jobs.sleepWithoutSandbox(jobId, { agentId });
+      if (next) log.warn({ jobId }, 'the sandbox was lost with its agent; the job sleeps until it is woken');
+    }
+    next ??= await store.jobs.finish(
+      jobId,
+      { status: 'error', exitCode: null, errorMessage: reason, completedAt: Date.now() },
+      agentId,
+    );
+    if (next) {
+      if (next.status === 'error') log.warn({ jobId }, reason);
+      events.emit(jobId, { type: 'status', job: next });
+    }
   }
 
   async report(agentId: string, m: JobReport, log: Logger): Promise<void> {
@@ -48,6 +89,18 @@ export class JobReports {
         }
         return;
       }
+      case 'slept':
+      case 'woke': {
+        const job =
+          m.type === 'slept'
+            ? await store.jobs.markSleeping(m.jobId, agentId)
+            : await store.jobs.markAwake(m.jobId, agentId);
+        if (job) {
+          log.info({ jobId: m.jobId }, m.type === 'slept' ? 'sandbox asleep (frozen)' : 'sandbox awake');
+          events.emit(m.jobId, { type: 'status', job });
+        }
+        return;
+      }
       case 'output':
         if (m.lines.length === 0) return;
         // Batched, capped and announced by JobOutput; this waits only while the job's batch is full.
@@ -55,11 +108,9 @@ export class JobReports {
       case 'exited': {
         // Every line is stored (and sent to followers) before the job is seen to end.
         await output.end(m.jobId);
-        // Only a timeout's sentence needs the stored job (its limit); the common end costs one statement.
-        const timeoutS = m.reason === 'timeout' ? ((await store.jobs.get(m.jobId))?.spec?.timeout_s ?? 0) : 0;
-        const job = await store.jobs.finish(m.jobId, finishFor(m, timeoutS), agentId);
+        const job = await this.afterSandbox(agentId, m, log);
         if (job) {
-          log.info({ jobId: m.jobId, status: job.status, exitCode: job.exit_code, reason: m.reason }, 'job finished');
+          log.info({ jobId: m.jobId, status: job.status, exitCode: job.exit_code, reason: m.reason }, 'sandbox ended');
           events.emit(m.jobId, { type: 'status', job });
         }
         return;
@@ -67,21 +118,64 @@ export class JobReports {
     }
   }
 
-  /** The agent left holding these jobs: each ends as `error` with `reason`. */
-  async agentLeft(agentId: string, jobIds: readonly string[], reason: string, log: Logger): Promise<void> {
-    const { store, output, events } = this.deps;
-    const now = Date.now();
-    for (const jobId of jobIds) {
-      await output.end(jobId);
-      const job = await store.jobs.finish(
-        jobId,
-        { status: 'error', exitCode: null, errorMessage: reason, completedAt: now },
-        agentId,
-      );
-      if (job) {
-        log.warn({ jobId }, reason);
-        events.emit(jobId, { type: 'status', job });
+  /** What a job becomes once its sandbox has ended as `m` says. */
+  private async afterSandbox(
+    agentId: string,
+    m: Extract<JobReport, { type: 'exited' }>,
+    log: Logger,
+  ): Promise<Job | undefined> {
+    const { store } = this.deps;
+    const { jobId } = m;
+    const job = await store.jobs.get(jobId);
+    if (!job || job.agent_id !== agentId) return undefined;
+    const spec = job.spec;
+    if (m.reason === 'asleep') return store.jobs.sleepWithoutSandbox(jobId, { agentId });
+    // An always-on sandbox that died (its init ended, or all of it was killed) starts again on its workspace.
+    if (m.reason === 'exited' && spec?.no_sleep) {
+      if (this.mayRestart(jobId)) {
+        const again = await store.jobs.requeue(jobId, agentId);
+        if (again.ok) {
+          log.warn({ jobId, exitCode: m.exitCode }, 'the always-on sandbox ended; starting it again');
+          return again.job;
+        }
+      } else {
+        return store.jobs.finish(
+          jobId,
+          { status: 'error', exitCode: m.exitCode, errorMessage: MESSAGES.restartLoop, completedAt: m.ts },
+          agentId,
+        );
       }
+    }
+    // A persistent run whose script ended sleeps: exec or ssh wake it on its workspace.
+    if (m.reason === 'exited' && m.exitCode !== null && !spec?.long_lived && spec?.workspace?.persistent) {
+      return store.jobs.sleepWithoutSandbox(jobId, {
+        agentId,
+        exitCode: m.exitCode,
+        endedAt: m.ts,
+        errorMessage: m.message ?? null,
+      });
+    }
+    return store.jobs.finish(jobId, finishFor(m, spec?.timeout_s ?? 0), agentId);
+  }
+
+  /** Whether an always-on job may start again now (it did not already die MAX_RESTARTS times within the window). */
+  private mayRestart(jobId: string): boolean {
+    const now = Date.now();
+    const recent = (this.restarts.get(jobId) ?? []).filter((t) => now - t < RESTART_WINDOW_MS);
+    if (recent.length >= MAX_RESTARTS) {
+      this.restarts.delete(jobId);
+      return false;
+    }
+    recent.push(now);
+    this.restarts.set(jobId, recent);
+    return true;
+  }
+
+  /** The agent left holding these jobs: see sandboxLost. */
+  async agentLeft(agentId: string, jobIds: readonly string[], reason: string, log: Logger): Promise<void> {
+    for (const jobId of jobIds) {
+      await this.deps.output.end(jobId);
+      await this.sandboxLost(jobId, agentId, reason, log);
     }
   }
 }
@@ -99,6 +193,7 @@ function finishFor(m: Extract<JobReport, { type: 'exited' }>, timeoutS: number):
         completedAt,
       };
     case 'stopped':
+    case 'asleep': // (handled before: the job sleeps on)
       return { status: 'stopped', exitCode: m.exitCode, errorMessage: null, completedAt };
     case 'timeout':
       return {

@@ -10,6 +10,7 @@ import {
   JobLogs,
   JobStatus,
   JobSubmit,
+  JobUpdate,
   MagsError,
   PoolStatus,
   StopResult,
@@ -19,6 +20,7 @@ import { Type } from 'typebox';
 import type { AgentRegistry } from '../agents/registry.js';
 import { callerOf, errors, type MagsApp } from '../http/request.js';
 import { type ExecService, MAX_EXEC_LINE } from './exec.js';
+import type { SandboxLifecycle } from './lifecycle.js';
 import type { LogFollowers } from './log-stream.js';
 import type { JobService } from './service.js';
 import { jobStatusView, logEntryView } from './view.js';
@@ -63,9 +65,10 @@ export interface JobRoutesDeps {
   execs: ExecService;
   /** For the pool status, which is the agents' (it lives under /mags-jobs in the hosted service's API). */
   agents: AgentRegistry;
+  lifecycle: SandboxLifecycle;
 }
 
-export function registerJobRoutes(app: MagsApp, { jobs, followers, execs, agents }: JobRoutesDeps): void {
+export function registerJobRoutes(app: MagsApp, { jobs, followers, execs, agents, lifecycle }: JobRoutesDeps): void {
   // A streamed exec request: its first line is the ExecRequest (the body the schema checks), the lines after it are
   // stdin frames, left unread on the request for the exec to take as the agent does.
   app.addContentTypeParser(EXEC_STREAM_TYPE, (_request, payload, done) => {
@@ -270,6 +273,24 @@ export function registerJobRoutes(app: MagsApp, { jobs, followers, execs, agents
         reply.raw.off('close', onGone);
       }
     },
+  );
+
+  app.patch(
+    '/api/v1/mags-jobs/:id',
+    {
+      schema: {
+        tags: ['jobs'],
+        summary: "Change a running or sleeping job's settings: no_sleep, startup_command",
+        description:
+          'no_sleep: true keeps the sandbox up for ever and starts it again when it dies (a persistent workspace only; ' +
+          'a sleeping one is woken); false lets it sleep when idle. startup_command runs from the next start of the ' +
+          'sandbox (null removes it). A finished job is 409.',
+        params: JobParams,
+        body: JobUpdate,
+        response: { 200: JobStatus, ...errors(400, 401, 404, 409, 503) },
+      },
+    },
+    async (request) => jobStatusView(await lifecycle.update(callerOf(request).id, request.params.id, request.body)),
   );
 
   app.delete(

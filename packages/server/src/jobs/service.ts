@@ -1,19 +1,15 @@
 // The job service behind the job routes: submit (plan, admission, dispatch), find, status with a long-poll, list,
 // logs, stop and delete. Every lookup is for the caller only: another user's job is simply not found.
 import { isTerminal, type JobSubmit, MagsError } from '@mags/api';
-import type { AgentRegistry } from '../agents/registry.js';
 import type { Job, LogRow } from '../store/index.js';
 import type { Dispatcher } from './dispatch.js';
-import type { JobEvents } from './events.js';
 import { type AdmissionDeps, admitJob, planJob } from './submit.js';
-import { waitForTerminal } from './wait.js';
+import { hasSettled, waitForJob, waitForTerminal } from './wait.js';
 
 /** How long `stop` waits for the agent to confirm before answering with the job as it is. */
 const STOP_CONFIRM_MS = 10_000;
 
 export interface JobServiceDeps extends AdmissionDeps {
-  events: JobEvents;
-  agents: AgentRegistry;
   dispatcher: Dispatcher;
 }
 
@@ -38,10 +34,13 @@ export class JobService {
     return job;
   }
 
-  /** The job; with `waitS` > 0, once it has ended or `waitS` seconds passed (or `signal` aborted, or the server closed). */
+  /**
+   * The job; with `waitS` > 0, once its script has ended (it finished, or sleeps) or `waitS` seconds passed (or
+   * `signal` aborted, or the server closed).
+   */
   async status(userId: string, ref: string, waitS: number, signal: AbortSignal): Promise<Job> {
     const job = await this.find(userId, ref);
-    if (waitS <= 0 || isTerminal(job.status)) return job;
+    if (waitS <= 0 || hasSettled(job)) return job;
     // Either the caller's signal or the server closing ends the wait (listeners, not AbortSignal.any: that one keeps
     // every signal it made alive as long as the server's own, here for the life of the server).
     const either = new AbortController();
@@ -50,7 +49,8 @@ export class JobService {
     this.abort.signal.addEventListener('abort', abort, { once: true });
     if (signal.aborted || this.abort.signal.aborted) either.abort();
     try {
-      return (await waitForTerminal(this.deps.store, this.deps.events, job.id, waitS * 1000, either.signal)) ?? job;
+      const { store, events } = this.deps;
+      return (await waitForJob(store, events, job.id, hasSettled, waitS * 1000, either.signal)) ?? job;
     } finally {
       signal.removeEventListener('abort', abort);
       this.abort.signal.removeEventListener('abort', abort);

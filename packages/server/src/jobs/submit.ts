@@ -6,10 +6,12 @@
 import { type JobSubmit, MagsError } from '@mags/api';
 import { manifestKey } from '@mags/objects';
 import type { Logger } from 'pino';
+import type { AgentRegistry } from '../agents/registry.js';
 import type { Files } from '../files/service.js';
 import { uuidv7 } from '../ids.js';
 import type { Job, JobSpec, Store } from '../store/index.js';
 import { DEFAULT_DISK_GB, type Workspaces } from '../workspaces/service.js';
+import type { JobEvents } from './events.js';
 
 /** An accepted submission before its workspace, base and files are looked up. Absent keys were not asked for. */
 export interface JobPlan {
@@ -93,13 +95,17 @@ export function planJob(body: JobSubmit): JobPlan {
     if (LONE_SURROGATE.test(value)) throw MagsError.invalid(`environment.${key}: must be valid Unicode text`);
   }
 
+  const startup = body.startup_command;
+  if (startup !== undefined) {
+    if (startup.trim() === '') throw MagsError.invalid('startup_command: must not be empty');
+    if (startup.includes('\0')) throw MagsError.invalid('startup_command: must not contain NUL characters');
+    if (LONE_SURROGATE.test(startup)) throw MagsError.invalid('startup_command: must be valid Unicode text');
+    if (body.workspace_id === undefined) {
+      throw MagsError.invalid('startup_command requires workspace_id: it runs at every start of a sandbox on it');
+    }
+  }
   // Accepted by the API, not yet carried out by the agent: refuse rather than silently ignore.
-  const unsupported: Array<[boolean, string]> = [
-    [body.url === true, 'public URLs (url) are not supported by this server yet'],
-    [body.no_sleep === true, 'always-on sandboxes (no_sleep) are not supported by this server yet'],
-    [body.startup_command !== undefined, 'startup commands (startup_command) are not supported by this server yet'],
-  ];
-  for (const [used, sentence] of unsupported) if (used) throw MagsError.unsupported(sentence);
+  if (body.url === true) throw MagsError.unsupported('public URLs (url) are not supported by this server yet');
 
   const plan: JobPlan = {
     // A long-lived sandbox is found by its workspace's name (mags exec NAME, mags stop NAME) unless named otherwise.
@@ -113,6 +119,8 @@ export function planJob(body: JobSubmit): JobPlan {
       disk_gb: body.disk_gb ?? JOB_DEFAULTS.disk_gb,
       environment: { ...environment },
       ...(longLived ? { long_lived: true } : {}),
+      ...(body.no_sleep === true ? { no_sleep: true } : {}),
+      ...(startup !== undefined ? { startup_command: startup } : {}),
     },
   };
   if (body.workspace_id !== undefined)
@@ -127,7 +135,29 @@ export interface AdmissionDeps {
   store: Store;
   workspaces: Workspaces;
   files: Files;
+  agents: AgentRegistry;
+  events: JobEvents;
   logger: Logger;
+}
+
+/**
+ * Ends the job `jobId` if it sleeps frozen on an agent (completed, its exit code kept; the agent is told to stop its
+ * sandbox, which syncs a persistent workspace and frees the copy before another sandbox opens it). True if it did.
+ */
+async function endFrozen(deps: AdmissionDeps, jobId: string): Promise<boolean> {
+  const holder = await deps.store.jobs.get(jobId);
+  if (holder?.status !== 'sleeping' || holder.agent_id === null) return false;
+  const ended = await deps.store.jobs.finish(holder.id, {
+    status: 'completed',
+    exitCode: holder.exit_code,
+    errorMessage: null,
+    completedAt: Date.now(),
+  });
+  if (!ended) return false;
+  deps.agents.stop(holder.agent_id, holder.id);
+  deps.logger.info({ jobId: holder.id }, 'a sleeping sandbox ended: a new job takes its workspace over');
+  deps.events.emit(holder.id, { type: 'status', job: ended });
+  return true;
 }
 
 /**
@@ -176,6 +206,10 @@ export async function admitJob(deps: AdmissionDeps, userId: string, plan: JobPla
   let taken;
   try {
     taken = await store.jobs.insertOnWorkspace({ ...job, spec }, row.id, { persistent: plan.workspace.persistent });
+    // One sandbox per workspace: a sandbox asleep on it (frozen) ends, and this job takes the workspace over.
+    if (!taken.ok && taken.heldBy !== null && (await endFrozen(deps, taken.heldBy))) {
+      taken = await store.jobs.insertOnWorkspace({ ...job, spec }, row.id, { persistent: plan.workspace.persistent });
+    }
   } catch (err) {
     if (created) await workspaces.discard(row, jobId);
     throw err;
@@ -183,6 +217,10 @@ export async function admitJob(deps: AdmissionDeps, userId: string, plan: JobPla
   if (!taken.ok) {
     const holder = taken.heldBy === null ? undefined : await store.jobs.get(taken.heldBy);
     throw workspaces.busy(name, taken.heldBy, holder?.status === 'running');
+  }
+  for (const ended of taken.ended) {
+    logger.info({ jobId: ended.id, by: jobId }, 'a sleeping job ended: a new job took its workspace over');
+    deps.events.emit(ended.id, { type: 'status', job: ended });
   }
   if (persistent && row.persistent === 0) logger.info({ jobId, workspace: name }, 'local workspace becomes persistent');
   return taken.job;

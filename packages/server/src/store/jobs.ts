@@ -3,7 +3,7 @@
 // the same transaction. A row's spec is decoded (and checked) once, as the row is read.
 
 import type { JobStatusValue } from '@mags/api';
-import type { Insertable } from 'kysely';
+import { type Insertable, sql } from 'kysely';
 import { Compile } from 'typebox/compile';
 import type { LogStore } from './logs.js';
 import { type JobRow, JobSpec, type JobsTable, UNFINISHED } from './schema.js';
@@ -23,7 +23,8 @@ export interface JobFinish {
   completedAt: number;
 }
 
-export type TakeResult = { ok: true; job: Job } | { ok: false; heldBy: string | null };
+/** `ended`: the jobs that slept on the workspace without a sandbox, ended by this one taking it over. */
+export type TakeResult = { ok: true; job: Job; ended: Job[] } | { ok: false; heldBy: string | null };
 
 const unfinished = [...UNFINISHED] as JobStatusValue[];
 const checkSpec = Compile(JobSpec);
@@ -67,7 +68,20 @@ export class JobStore {
     return transaction(this.db, async (trx) => {
       const refused = await takeForJob(trx, workspaceId, job.id, opts.persistent === true);
       if (refused) return { ok: false, heldBy: refused.heldBy };
-      return { ok: true, job: await this.insertOn(trx, job) };
+      // One sandbox per workspace: a job sleeping without a sandbox on it ends (its exit code kept).
+      const ended =
+        job.workspace_id == null
+          ? []
+          : await trx
+              .updateTable('jobs')
+              .set({ status: 'completed', completed_at: sql<number>`coalesce(completed_at, ${job.created_at})` })
+              .where('user_id', '=', job.user_id)
+              .where('workspace_id', '=', job.workspace_id)
+              .where('status', '=', 'sleeping')
+              .where('agent_id', 'is', null)
+              .returningAll()
+              .execute();
+      return { ok: true, job: await this.insertOn(trx, job), ended: ended.map((j) => decoded(j)) };
     });
   }
 
@@ -201,6 +215,108 @@ export class JobStore {
       .returningAll()
       .executeTakeFirst();
     return decoded(row);
+  }
+
+  /** running → sleeping: its agent froze the idle sandbox (and keeps it, with the workspace). */
+  async markSleeping(id: string, agentId: string): Promise<Job | undefined> {
+    return this.move(id, agentId, 'running', 'sleeping');
+  }
+
+  /** sleeping → running: its agent thawed the sandbox. */
+  async markAwake(id: string, agentId: string): Promise<Job | undefined> {
+    return this.move(id, agentId, 'sleeping', 'running');
+  }
+
+  private async move(id: string, agentId: string, from: JobStatusValue, to: JobStatusValue): Promise<Job | undefined> {
+    const row = await this.db
+      .updateTable('jobs')
+      .set({ status: to })
+      .where('id', '=', id)
+      .where('status', '=', from)
+      .where('agent_id', '=', agentId)
+      .returningAll()
+      .executeTakeFirst();
+    return decoded(row);
+  }
+
+  /**
+   * A job whose sandbox ended goes on sleeping without one (its agent stopped it asleep, or a persistent run's script
+   * ended: `exitCode` and `endedAt` then record it). The job is on no agent and holds its workspace no more; waking it
+   * (`wake`) starts a sandbox on the workspace again. Only from `agentId` when given.
+   */
+  async sleepWithoutSandbox(
+    id: string,
+    opts: { agentId?: string; exitCode?: number; endedAt?: number; errorMessage?: string | null; now?: number },
+  ): Promise<Job | undefined> {
+    const now = opts.now ?? Date.now();
+    return transaction(this.db, async (trx) => {
+      let q = trx
+        .updateTable('jobs')
+        .set({
+          status: 'sleeping',
+          agent_id: null,
+          sandbox_id: null,
+          ...(opts.exitCode !== undefined ? { exit_code: opts.exitCode } : {}),
+          ...(opts.endedAt !== undefined ? { completed_at: opts.endedAt } : {}),
+          ...(opts.errorMessage !== undefined ? { error_message: opts.errorMessage } : {}),
+        })
+        .where('id', '=', id)
+        .where('status', 'in', unfinished);
+      if (opts.agentId !== undefined) q = q.where('agent_id', '=', opts.agentId);
+      const job = await q.returningAll().executeTakeFirst();
+      if (job) await releaseHeldBy(trx, [job.id], now, this.localTtlMs);
+      return decoded(job);
+    });
+  }
+
+  /**
+   * Queues a job again to start a sandbox that stays up on its workspace: a sleeping job without a sandbox (woken),
+   * or a job whose sandbox died on `agentId` (an always-on one, started again). The job takes its workspace back in
+   * the same transaction; `heldBy` names what holds it instead (then nothing changes).
+   */
+  async requeue(id: string, agentId?: string): Promise<{ ok: true; job: Job } | { ok: false; heldBy: string | null }> {
+    return transaction(this.db, async (trx) => {
+      const current = decoded(await trx.selectFrom('jobs').selectAll().where('id', '=', id).executeTakeFirst());
+      const movable =
+        current?.spec !== undefined &&
+        (agentId === undefined
+          ? current.status === 'sleeping' && current.agent_id === null
+          : (current.status === 'running' || current.status === 'sleeping') && current.agent_id === agentId);
+      if (!current?.spec || !movable) return { ok: false, heldBy: null };
+      const ws = current.spec.workspace;
+      if (ws) {
+        const refused = await takeForJob(trx, ws.id, id, false);
+        if (refused) return { ok: false, heldBy: refused.heldBy };
+      }
+      const spec: JobSpec = { ...current.spec, long_lived: true };
+      let q = trx
+        .updateTable('jobs')
+        .set({ status: 'accepted', agent_id: null, sandbox_id: null, spec: JSON.stringify(spec) })
+        .where('id', '=', id)
+        .where('status', '=', current.status);
+      q = agentId === undefined ? q.where('agent_id', 'is', null) : q.where('agent_id', '=', agentId);
+      const row = await q.returningAll().executeTakeFirst();
+      return row ? { ok: true, job: decoded(row) } : { ok: false, heldBy: null };
+    });
+  }
+
+  /** Sets a job's spec (its settings changed: `PATCH …/mags-jobs/{id}`); only while it is unfinished. */
+  async updateSpec(id: string, spec: JobSpec): Promise<Job | undefined> {
+    const row = await this.db
+      .updateTable('jobs')
+      .set({ spec: JSON.stringify(spec) })
+      .where('id', '=', id)
+      .where('status', 'in', unfinished)
+      .returningAll()
+      .executeTakeFirst();
+    return decoded(row);
+  }
+
+  /** The unfinished jobs on agents (or on `agentId`): what a restart or a departed agent leaves behind. */
+  async onAgents(agentId?: string): Promise<Job[]> {
+    let q = this.db.selectFrom('jobs').selectAll().where('status', 'in', unfinished);
+    q = agentId !== undefined ? q.where('agent_id', '=', agentId) : q.where('agent_id', 'is not', null);
+    return (await q.execute()).map((j) => decoded(j));
   }
 
   /**

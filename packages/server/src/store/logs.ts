@@ -35,6 +35,16 @@ export class LogStore {
     return inserted;
   }
 
+  /** The seq of the job's last stored line (0 when none). */
+  async lastSeq(jobId: string): Promise<number> {
+    const row = await this.db
+      .selectFrom('job_logs')
+      .select((eb) => eb.fn.max('seq').as('last'))
+      .where('job_id', '=', jobId)
+      .executeTakeFirst();
+    return Number(row?.last ?? 0);
+  }
+
   /** Lines with seq > `after`, in order, at most `limit`. */
   async read(jobId: string, after = 0, limit = 10000): Promise<LogRow[]> {
     return this.db

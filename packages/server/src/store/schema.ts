@@ -135,7 +135,14 @@ export const JobSpec = Type.Object({
   base: Type.Optional(Type.Object({ label: Type.String(), manifestKey: Type.String() })),
   /** Uploaded files placed at /uploads/<name>. */
   uploads: Type.Optional(Type.Array(Type.Object({ key: Type.String(), name: Type.String(), size: Type.Integer() }))),
-  /** A long-lived sandbox (`mags new`): no script; up until it is stopped. */
+  /**
+   * A long-lived sandbox (`mags new`): no script; up until it is stopped. Also set when a persistent run that slept
+   * is woken: from then on its sandbox is one that stays up.
+   */
   long_lived: Type.Optional(Type.Boolean()),
+  /** Never sleeps, and is started again when it dies (`--no-sleep`; needs a persistent workspace). */
+  no_sleep: Type.Optional(Type.Boolean()),
+  /** Run in the background at every start of the sandbox (`--startup-command`). */
+  startup_command: Type.Optional(Type.String()),
 });
 export type JobSpec = Static<typeof JobSpec>;

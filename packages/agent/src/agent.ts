@@ -43,6 +43,9 @@ interface RunningJob {
   sleep?: SleepWatch;
   /** Where the job's output goes (its startup command's too). */
   output?: OutputCollector;
+  /** Resolves once the job has ended here (its `exited` sent). */
+  ended: Promise<void>;
+  end: () => void;
 }
 
 /** How often the agent reports its storage figures even when its own disks did not change. */
@@ -262,6 +265,9 @@ export class Agent {
     );
     this.execs.set(order.execId, session);
     job?.sleep?.touch();
+    // A sandbox being stopped (asleep, or by request) refuses only once it has ended and said so: the server then
+    // sees the job's new state when the refusal arrives (and wakes it again if it sleeps).
+    if (job?.stopRequested) await job.ended;
     if (job?.sandbox?.frozen && !job.stopRequested) await this.wake(order.jobId);
     // Only once the job's program runs (after `started`): before, the launcher is still waiting for it.
     session.start(job?.running && !job.stopRequested ? job.sandbox : undefined, job?.spec.environment ?? {});
@@ -431,7 +437,9 @@ export class Agent {
     const { jobId } = spec;
     const log = this.logger.child({ jobId });
     if (this.jobs.has(jobId)) return; // a repeated order for a job already running here
-    const job: RunningJob = { spec, stopRequested: false };
+    let end!: () => void;
+    const ended = new Promise<void>((r) => (end = r));
+    const job: RunningJob = { spec, stopRequested: false, ended, end };
     this.jobs.set(jobId, job);
     const output = new OutputCollector((lines) => this.link.send({ type: 'output', jobId, lines }), spec.firstSeq);
     job.output = output;
@@ -511,6 +519,7 @@ export class Agent {
       this.finish(jobId, exitCode, reason, message ?? syncMessage);
     } finally {
       this.jobs.delete(jobId);
+      job.end();
       // A workspace whose sandbox's root is unmounted is free now; otherwise once the sandbox is destroyed.
       if (job.copy && (!sandbox || sandbox.rootUnmounted)) this.workspaces.release(job.copy);
       if (sandbox) {

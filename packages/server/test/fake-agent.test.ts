@@ -52,7 +52,7 @@ describe('fake agent', () => {
       });
       assert.equal(
         await finished(await submit({ script: 'echo hi\nerr oops\nexit 3', workspace_id: 'dev', persistent: true })),
-        'failed',
+        'sleeping', // a persistent run sleeps when its script ends
       );
       const hung = await submit({ script: 'hang' });
       await agent.until(() => agent.running.has(hung));
@@ -84,6 +84,38 @@ describe('fake agent', () => {
       errorBody(await call('POST', '/api/v1/mags-jobs/box/exec', { command: 'echo' }), 409, 'conflict');
       agent.running.set(sandbox, job);
       assert.equal((await call('POST', `/api/v1/mags-jobs/${sandbox}/stop`)).json().status, 'stopped');
+
+      // A sandbox that sleeps (frozen) and is woken: by an exec, and by becoming always-on (update, then wake).
+      const sleeper = await submit({ long_lived: true, workspace_id: 'nap', persistent: true });
+      await agent.until(() => agent.running.has(sleeper));
+      const asleep = async () => {
+        agent.sleep(sleeper);
+        for (
+          let i = 0;
+          i < 100 && (await call('GET', `/api/v1/mags-jobs/${sleeper}/status`)).json().status !== 'sleeping';
+          i++
+        )
+          await new Promise((r) => setTimeout(r, 10));
+      };
+      await asleep();
+      assert.equal((await call('POST', '/api/v1/mags-jobs/nap/exec', { command: 'echo up' })).json().stdout, 'up\n');
+      assert.equal((await call('GET', `/api/v1/mags-jobs/${sleeper}/status`)).json().status, 'running');
+      await asleep();
+      const patched = await t.server.app.inject({
+        method: 'PATCH',
+        url: '/api/v1/mags-jobs/nap',
+        headers: t.auth,
+        payload: { no_sleep: true, startup_command: 'echo boot' },
+      });
+      assert.equal(patched.statusCode, 200, patched.body);
+      assert.equal(patched.json().status, 'running');
+      assert.deepEqual(agent.updates.at(-1), {
+        type: 'update',
+        jobId: sleeper,
+        sleep: null,
+        startupCommand: 'echo boot',
+      });
+      assert.equal((await call('POST', `/api/v1/mags-jobs/${sleeper}/stop`)).json().status, 'stopped');
 
       assert.equal((await call('POST', '/api/v1/mags-workspaces/dev/sync')).json().changed, true);
       assert.equal((await call('POST', '/api/v1/mags-workspaces/dev/resize', { disk_gb: 4 })).statusCode, 200);

@@ -74,6 +74,8 @@ interface RunningJob {
   spec: SandboxSpec;
   seq: number;
   release?: () => void;
+  /** Asleep (`sleep()`): an exec, a `wake` or an `update` to never sleep wakes it. */
+  frozen?: boolean;
 }
 
 /** An exec the fake runs: its stdin so far, its flow control, and what ends it. */
@@ -125,6 +127,24 @@ export class FakeAgent {
     };
     link.onMessage((m) => this.onMessage(m));
     this.send({ type: 'hello', agent: this.info });
+  }
+
+  /** `update` orders received. */
+  readonly updates: Array<Extract<ServerToAgent, { type: 'update' }>> = [];
+
+  /** The job's sandbox goes to sleep (frozen): `slept` is sent. */
+  sleep(jobId: string): void {
+    const job = this.running.get(jobId);
+    if (!job) throw new Error(`fake agent: job ${jobId} is not running`);
+    job.frozen = true;
+    this.send({ type: 'slept', jobId, ts: Date.now() });
+  }
+
+  private thaw(jobId: string): void {
+    const job = this.running.get(jobId);
+    if (!job) return;
+    job.frozen = false;
+    this.send({ type: 'woke', jobId, ts: Date.now() });
   }
 
   /** Resolves once `test()` holds (checked after every message the agent handles). */
@@ -290,7 +310,14 @@ export class FakeAgent {
     } else if (m.type === 'sync' || m.type === 'resize' || m.type === 'drop') {
       this.order(m);
     } else if (m.type === 'exec') {
+      const job = this.running.get(m.jobId);
+      if (job?.frozen) this.thaw(m.jobId); // an exec wakes a sleeping sandbox
       void this.exec(m);
+    } else if (m.type === 'wake') {
+      if (this.running.get(m.jobId)?.frozen) this.thaw(m.jobId);
+    } else if (m.type === 'update') {
+      this.updates.push(m);
+      if (m.sleep === null && this.running.get(m.jobId)?.frozen) this.thaw(m.jobId);
     } else if (m.type === 'execInput' || m.type === 'execAck' || m.type === 'execKill') {
       const e = this.execs.get(m.execId);
       if (e && m.type === 'execInput') {

@@ -345,11 +345,25 @@ describe('REST API', () => {
   test('pool status sums the pools the agents report', async () => {
     const res = await inject('GET', '/api/v1/mags-jobs/pool-status');
     assert.equal(res.statusCode, 200);
-    assert.deepEqual(res.json(), { idle_vms: 2, busy_vms: 0, total_vms: 2, min_pool_size: 2, max_pool_size: 8 });
-    t.agent!.send({ type: 'pool', pool: { idle: 1, busy: 3, sleeping: 0, min: 2, max: 8 } });
+    assert.deepEqual(res.json(), {
+      idle_vms: 2,
+      busy_vms: 0,
+      sleeping_vms: 0,
+      total_vms: 2,
+      min_pool_size: 2,
+      max_pool_size: 8,
+    });
+    t.agent!.send({ type: 'pool', pool: { idle: 1, busy: 3, sleeping: 2, min: 2, max: 8 } });
     await new Promise((r) => setTimeout(r, 10));
     const after = (await inject('GET', '/api/v1/mags-jobs/pool-status')).json();
-    assert.deepEqual(after, { idle_vms: 1, busy_vms: 3, total_vms: 4, min_pool_size: 2, max_pool_size: 8 });
+    assert.deepEqual(after, {
+      idle_vms: 1,
+      busy_vms: 3,
+      sleeping_vms: 2,
+      total_vms: 4,
+      min_pool_size: 2,
+      max_pool_size: 8,
+    });
     t.agent!.send({ type: 'pool', pool: { idle: 2, busy: 0, sleeping: 0, min: 2, max: 8 } });
   });
 
@@ -537,13 +551,6 @@ describe('REST API', () => {
       ],
       ['a bad workspace name', { script: 'x', workspace_id: '../w' }, 400, 'invalid_request', /^workspace_id: /],
       [
-        'no_sleep with -w -p',
-        { script: 'x', workspace_id: 'nosleep', persistent: true, no_sleep: true },
-        422,
-        'unsupported_option',
-        /no_sleep/,
-      ],
-      [
         'url with -w -p',
         { script: 'x', workspace_id: 'url', persistent: true, url: true },
         422,
@@ -558,7 +565,20 @@ describe('REST API', () => {
         /base workspace "no-such-base" not found/,
       ],
       ['an unknown file', { script: 'x', file_ids: ['f1'] }, 404, 'not_found', /file "f1" not found/],
-      ['startup_command', { script: 'x', startup_command: 'npm start' }, 422, 'unsupported_option', /startup_command/],
+      [
+        'startup_command without a workspace',
+        { script: 'x', startup_command: 'npm start' },
+        400,
+        'invalid_request',
+        /startup_command requires workspace_id/,
+      ],
+      [
+        'an empty startup_command',
+        { script: 'x', workspace_id: 'w', startup_command: '  ' },
+        400,
+        'invalid_request',
+        /startup_command: must not be empty/,
+      ],
     ];
     for (const [what, body, status, code, message] of bad) {
       test(`submit with ${what} → ${status} ${code}`, async () => {

@@ -108,7 +108,14 @@ describe('scheduler', () => {
       const pool = (
         await t.server.app.inject({ method: 'GET', url: '/api/v1/mags-jobs/pool-status', headers: t.auth })
       ).json();
-      assert.deepEqual(pool, { idle_vms: 0, busy_vms: 0, total_vms: 0, min_pool_size: 0, max_pool_size: 0 });
+      assert.deepEqual(pool, {
+        idle_vms: 0,
+        busy_vms: 0,
+        sleeping_vms: 0,
+        total_vms: 0,
+        min_pool_size: 0,
+        max_pool_size: 0,
+      });
       connect(t, { id: 'late' });
       const job = await status(t, id, 30);
       assert.equal(job.status, 'completed');

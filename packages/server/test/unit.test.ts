@@ -38,6 +38,8 @@ describe('server configuration', () => {
       maxFollowersPerUser: 64,
       gcIntervalMs: 3_600_000,
       gcGraceMs: 7_200_000,
+      sleepAfterMs: 600_000,
+      stopAfterMs: 3_600_000,
     });
   });
 
@@ -184,8 +186,10 @@ describe('job submission rules', () => {
 
   test('options not implemented yet are refused with 422 naming the option; no-op values are accepted', () => {
     refused(() => planJob({ script: 'x', workspace_id: 'w', persistent: true, url: true }), 422, /public URLs \(url\)/);
-    refused(() => planJob({ script: 'x', workspace_id: 'w', persistent: true, no_sleep: true }), 422, /no_sleep/);
-    refused(() => planJob({ script: 'x', startup_command: '' }), 422, /startup_command/);
+    refused(() => planJob({ script: 'x', startup_command: 'npm start' }), 400, /startup_command requires workspace_id/);
+    const always = planJob({ script: 'x', workspace_id: 'w', persistent: true, no_sleep: true, startup_command: 'a' });
+    assert.equal(always.spec.no_sleep, true);
+    assert.equal(always.spec.startup_command, 'a');
     assert.ok(planJob({ script: 'x', ephemeral: true, persistent: false, no_sleep: false, url: false, file_ids: [] }));
     assert.equal(planJob({ script: 'x', file_ids: [] }).fileIds, undefined);
   });

@@ -206,7 +206,7 @@ describe('workspaces', () => {
     const stop = await c.call('POST', `/api/v1/mags-jobs/${holder}/stop`);
     assert.equal(stop.json().status, 'stopped');
     const next = await c.submit({ script: 'echo free again', workspace_id: 'busy-1' });
-    assert.equal((await c.done(next)).status, 'completed');
+    assert.equal((await c.done(next)).status, 'sleeping', 'a persistent run sleeps when its script ends');
     // A job that ends by itself releases it too.
     await c.done(await c.submit({ script: 'echo again', workspace_id: 'busy-1' }));
     const ws = await c.workspace('busy-1');
@@ -748,7 +748,7 @@ describe('workspace placement and release', () => {
       await fill(c, a, [a, b]);
       assert.ok(b.running.size < 3, 'the other agent still has room');
       const elsewhere = await c.submit({ script: 'echo', workspace_id: 'roams' });
-      assert.equal((await c.done(elsewhere)).status, 'completed');
+      assert.equal((await c.done(elsewhere)).status, 'sleeping');
       assert.ok(b.starts.some((s) => s.jobId === elsewhere));
       for (const agent of [a, b])
         for (const id of [...agent.running.keys()]) await c.call('POST', `/api/v1/mags-jobs/${id}/stop`);

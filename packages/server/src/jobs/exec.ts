@@ -212,10 +212,11 @@ export class ExecService {
       try {
         return await this.openOn(job, body, stdin);
       } catch (err) {
-        const ending = err instanceof MagsError && err.status === 409 && err.code === 'conflict';
-        // (A sandbox being stopped asleep syncs its workspace first: that may take a while.)
-        if (!ending || attempt >= 30) throw err;
-        await new Promise((r) => setTimeout(r, Math.min(1000, 100 * attempt)));
+        // Refused by an agent whose sandbox had just ended: worth another try only if the job moved on meanwhile
+        // (it sleeps without a sandbox now, or was started again), as the agent refuses only once it has said so.
+        const refused = err instanceof MagsError && err.status === 409 && err.code === 'conflict';
+        const now = refused && attempt < 3 ? await this.deps.store.jobs.get(job.id) : undefined;
+        if (!now || (now.status === job.status && now.agent_id === job.agent_id)) throw err;
       }
     }
   }

@@ -115,7 +115,11 @@ for (const backend of backends) {
       );
       assert.equal(await store.jobs.stopQueued(job.id), undefined);
       assert.equal(await store.jobs.markRunning(job.id, 'agent-a', 'sbx-2', 1), undefined);
-      assert.deepEqual((await store.jobs.failDispatched('gone', 'agent-a')).includes(job.id), false);
+      assert.equal(
+        (await store.jobs.onAgents('agent-a')).some((j) => j.id === job.id),
+        false,
+        'a finished job is on no agent',
+      );
       const after = await store.jobs.get(job.id);
       assert.equal(after?.status, 'completed');
       assert.equal(after?.exit_code, 0);
@@ -132,8 +136,18 @@ for (const backend of backends) {
       const dispatched = await newJob(alice);
       await store.jobs.claim(dispatched.id, 'agent-a');
       assert.equal(await store.jobs.stopQueued(dispatched.id), undefined);
-      const failed = await store.jobs.failDispatched('the agent running this job disconnected', 'agent-a');
-      assert.ok(failed.includes(dispatched.id));
+      const lost = await store.jobs.onAgents('agent-a');
+      assert.ok(lost.some((j) => j.id === dispatched.id));
+      await store.jobs.finish(
+        dispatched.id,
+        {
+          status: 'error',
+          exitCode: null,
+          errorMessage: 'the agent running this job disconnected',
+          completedAt: Date.now(),
+        },
+        'agent-a',
+      );
       const row = await store.jobs.get(dispatched.id);
       assert.equal(row?.status, 'error');
       assert.equal(row?.error_message, 'the agent running this job disconnected');
@@ -151,7 +165,12 @@ for (const backend of backends) {
       await fresh.close();
       await store.jobs.stopQueued(a.id);
       await store.jobs.stopQueued(c.id);
-      await store.jobs.failDispatched('cleanup', 'agent-a');
+      await store.jobs.finish(b.id, {
+        status: 'error',
+        exitCode: null,
+        errorMessage: 'cleanup',
+        completedAt: Date.now(),
+      });
     });
 
     test('log lines: a resent seq is ignored, reads are ordered and resume after a seq', async () => {
@@ -410,12 +429,65 @@ for (const backend of backends) {
         'not on that agent: nothing changes',
       );
       assert.equal((await store.workspaces.getById(c.id))?.active_job_id, jc.job.id);
-      await store.jobs.failDispatched('gone', 'agent-r', 8_000);
+      for (const j of [jb.job, jc.job]) {
+        await store.jobs.finish(
+          j.id,
+          { status: 'error', exitCode: null, errorMessage: 'gone', completedAt: 8_000 },
+          'agent-r',
+        );
+      }
       const [ra, rb, rc] = await Promise.all([a, b, c].map((w) => store.workspaces.getById(w.id)));
       assert.deepEqual([ra?.active_job_id, rb?.active_job_id, rc?.active_job_id], [null, null, null]);
       assert.deepEqual([ra?.last_used_at, rb?.last_used_at, rc?.last_used_at], [7_000, 8_000, 8_000]);
       assert.equal(rb?.persistent, 1, 'taken with persistent: true made it persistent');
       assert.equal(rb?.expires_at, null, 'a persistent workspace never expires');
+    });
+
+    test('sleeping: frozen on its agent, or without a sandbox (workspace released); woken by requeue; taken over', async () => {
+      const ws = (await newWorkspace(alice, 'ws-nap', { persistent: true }))!;
+      const persistentSpec = { ...spec, workspace: { id: ws.id, name: 'ws-nap', persistent: true } };
+      const first = await store.jobs.insertOnWorkspace({ ...jobFor(alice, 'ws-nap'), spec: persistentSpec }, ws.id);
+      assert.ok(first.ok);
+      const id = first.job.id;
+      await store.jobs.claim(id, 'agent-s');
+      await store.jobs.markRunning(id, 'agent-s', 'sbx-1', 1_000);
+      assert.equal(await store.jobs.markSleeping(id, 'agent-other'), undefined, 'only from its agent');
+      assert.equal((await store.jobs.markSleeping(id, 'agent-s'))?.status, 'sleeping');
+      assert.equal((await store.jobs.markAwake(id, 'agent-s'))?.status, 'running');
+      // The script ended: it sleeps without a sandbox, its exit code kept, its workspace free.
+      const slept = await store.jobs.sleepWithoutSandbox(id, { agentId: 'agent-s', exitCode: 3, endedAt: 2_000 });
+      assert.deepEqual(
+        [slept?.status, slept?.agent_id, slept?.sandbox_id, slept?.exit_code, slept?.completed_at],
+        ['sleeping', null, null, 3, 2_000],
+      );
+      assert.equal((await store.workspaces.getById(ws.id))?.active_job_id, null);
+      assert.deepEqual(await store.jobs.requeue(id, 'agent-s'), { ok: false, heldBy: null }, 'not on that agent now');
+      // Woken: queued again as a sandbox that stays up, holding its workspace again.
+      const woken = await store.jobs.requeue(id);
+      assert.ok(woken.ok);
+      assert.deepEqual([woken.job.status, woken.job.agent_id, woken.job.spec?.long_lived], ['accepted', null, true]);
+      assert.equal((await store.workspaces.getById(ws.id))?.active_job_id, id);
+      assert.equal(
+        (await store.jobs.queued(1000)).some((j) => j.id === id),
+        true,
+      );
+      await store.jobs.claim(id, 'agent-s');
+      await store.jobs.markRunning(id, 'agent-s', 'sbx-2', 3_000);
+      // An always-on sandbox that died is queued again from its agent, keeping its workspace.
+      const again = await store.jobs.requeue(id, 'agent-s');
+      assert.ok(again.ok);
+      await store.jobs.claim(id, 'agent-s');
+      await store.jobs.markRunning(id, 'agent-s', 'sbx-3', 4_000);
+      await store.jobs.sleepWithoutSandbox(id, { agentId: 'agent-s' });
+      // A new job on the workspace ends the one sleeping without a sandbox, keeping its exit code.
+      const next = await store.jobs.insertOnWorkspace({ ...jobFor(alice, 'ws-nap'), spec: persistentSpec }, ws.id);
+      assert.ok(next.ok);
+      assert.deepEqual(
+        next.ended.map((j) => [j.id, j.status, j.exit_code]),
+        [[id, 'completed', 3]],
+      );
+      assert.deepEqual(await store.jobs.requeue(id), { ok: false, heldBy: null }, 'an ended job is not woken');
+      await store.jobs.finish(next.job.id, finish);
     });
 
     test('reservations hold a workspace; at start, holds of finished or missing jobs are released', async () => {

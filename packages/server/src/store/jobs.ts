@@ -359,23 +359,6 @@ export class JobStore {
   }
 
   /**
-   * Every unfinished job handed to `agentId` (or, without it, to any agent) becomes `error` with `message`; their
-   * workspaces are released. Returns their ids.
-   */
-  async failDispatched(message: string, agentId?: string, now = Date.now()): Promise<string[]> {
-    return transaction(this.db, async (trx) => {
-      let q = trx
-        .updateTable('jobs')
-        .set({ status: 'error', error_message: message, completed_at: now })
-        .where('status', 'in', unfinished);
-      q = agentId !== undefined ? q.where('agent_id', '=', agentId) : q.where('agent_id', 'is not', null);
-      const ids = (await q.returning('id').execute()).map((j) => j.id);
-      await releaseHeldBy(trx, ids, now, this.localTtlMs);
-      return ids;
-    });
-  }
-
-  /**
    * Deletes a finished job with its output. `unfinished` (nothing deleted) while it can still run or write;
    * `not_found` when there is no such job (any more).
    */

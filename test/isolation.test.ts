@@ -667,7 +667,8 @@ echo "apt=$(id -u _apt):$(getent group nogroup | cut -d: -f3)"`);
           file_ids: [file_id],
         },
       );
-      assert.equal(r.status, 'completed', r.stderr);
+      // A persistent run sleeps once its script ends.
+      assert.deepEqual([r.status, r.exitCode], [persistent ? 'sleeping' : 'completed', 0], r.stderr);
       assert.equal(r.stdout, '0:0 root\n0:0 root\n', 'uploads belong to the root inside');
       const dir = workspaceDir(name);
       assert.equal(hostOwner(`${dir}/mnt`), '100000:100000');
@@ -756,7 +757,7 @@ ls -l /tmp/rb | cut -c1-10`;
       workspace_id: 'suid-ws',
       persistent: true,
     });
-    assert.equal(r.status, 'completed', r.stderr);
+    assert.deepEqual([r.status, r.exitCode], ['sleeping', 0], r.stderr); // a persistent run sleeps once it ends
     const ws = workspaceDir('suid-ws');
     attack(`${ws}/mnt/upper/opt`);
     const diskOpts = mountOptions(`${ws}/mnt`);

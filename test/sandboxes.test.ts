@@ -254,8 +254,19 @@ describe('the SDK and the REST API', () => {
 
     const stopped = await mags.stop(name);
     assert.equal(stopped.status, 'stopped');
-    await assert.rejects(mags.exec(name, 'true'), (err: unknown) => err instanceof MagsApiError && err.status === 409);
+    // With no sandbox on it, an exec on a persistent workspace starts one (from what the stop synced).
+    const restarted = await mags.exec(name, 'cat /root/kept');
+    assert.equal(restarted.stdout, 'kept\n', 'the persistent workspace was synced before the sandbox stopped');
+    const second = (await mags.findJob(name))!;
+    assert.notEqual(second.requestId, job.requestId, 'a new sandbox');
+    assert.equal(second.status, 'running');
+    await mags.stop(name);
     const again = await runScript(server, 'cat /root/kept', { workspace_id: name, persistent: true });
-    assert.equal(again.stdout, 'kept\n', 'the persistent workspace was synced before the sandbox stopped');
+    assert.equal(again.stdout, 'kept\n');
+    // A job id that has finished is not started again: 409.
+    await assert.rejects(
+      mags.exec(second.requestId, 'true'),
+      (err: unknown) => err instanceof MagsApiError && err.status === 409,
+    );
   });
 });

@@ -530,7 +530,7 @@ echo DONE`;
       await new Promise((r) => setTimeout(r, 1500));
       process.kill(gatewayPid(), 'SIGTERM'); // the S3 gateway only: the data stays in the OSD
       const status = await api(server, 'GET', `/api/v1/mags-jobs/${request_id}/status?wait=60`);
-      assert.equal(status.body.status, 'completed');
+      assert.equal(status.body.status, 'sleeping', 'a persistent run sleeps once its script ends');
       assert.match(status.body.error_message ?? '', /could not be synced yet/);
       const logs = await api(server, 'GET', `/api/v1/mags-jobs/${request_id}/logs`);
       const blobSha = logs.body.logs.find((l: any) => /^[0-9a-f]{64}$/.test(l.message)).message;

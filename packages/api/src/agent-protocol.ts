@@ -134,6 +134,16 @@ export const EXEC_WINDOW = 1024 * 1024;
 /** Largest chunk of bytes one exec message carries. */
 export const EXEC_CHUNK = 256 * 1024;
 
+/** Columns or rows of a terminal. */
+const TermSize = Type.Integer({ minimum: 1, maximum: 10_000 });
+
+/** The terminal an exec runs on: its type (TERM) and size. */
+export const ExecTty = Type.Object(
+  { term: Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9._+-]+$' }), cols: TermSize, rows: TermSize },
+  CLOSED,
+);
+export type ExecTty = Static<typeof ExecTty>;
+
 export const ExecOrder = Type.Object(
   {
     type: Type.Literal('exec'),
@@ -154,10 +164,22 @@ export const ExecOrder = Type.Object(
     timeoutS: Type.Integer({ minimum: 1 }),
     /** Whether stdin follows in `execInput` messages; without, the command's stdin is empty. */
     stdin: Type.Boolean(),
+    /**
+     * Run it on a pseudo-terminal made inside the sandbox (`/.mags/tool pty`), of this type and size: its output
+     * then all comes as stdout, and `execResize` changes its size.
+     */
+    tty: Type.Optional(ExecTty),
   },
   CLOSED,
 );
 export type ExecOrder = Static<typeof ExecOrder>;
+
+/** A new size for an exec's terminal (SSH `window-change`); ignored for an exec without one. */
+export const ExecResize = Type.Object(
+  { type: Type.Literal('execResize'), execId: ExecId, cols: TermSize, rows: TermSize },
+  CLOSED,
+);
+export type ExecResize = Static<typeof ExecResize>;
 
 export const ExecEnd = Type.Union([
   /** The command exited (or was killed by a signal: 128+n). */
@@ -283,6 +305,8 @@ export const ServerToAgent = Type.Union([
   Type.Object({ type: Type.Literal('execAck'), execId: ExecId, bytes: Size }, CLOSED),
   /** Kill the exec's processes now (its client went away); the agent answers with its `execExited`. */
   Type.Object({ type: Type.Literal('execKill'), execId: ExecId }, CLOSED),
+  /** Resize the exec's terminal (the program gets SIGWINCH). */
+  ExecResize,
 ]);
 export type ServerToAgent = Static<typeof ServerToAgent>;
 

@@ -6,7 +6,7 @@ import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chownSync, mkdirSync, readFileSync, rmSync, statfsSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { GiB } from '@mags/api';
+import { GiB, SANDBOX_TOOL } from '@mags/api';
 import type { Logger } from 'pino';
 import { type Limits, ociConfig, processSpec, READY_LINE } from './bundle.js';
 import { SandboxCgroup } from './cgroups.js';
@@ -156,9 +156,6 @@ export interface ExecProcess {
   /** Resizes the command's terminal (a no-op without one). */
   resize(cols: number, rows: number): void;
 }
-
-/** The helper every sandbox has (packages/agent/native/mags-tool.c): terminals and port forwarding. */
-export const TOOL_PATH = '/.mags/tool';
 
 /** A terminal for an exec: its type and size. */
 export interface ExecTerminal {
@@ -365,7 +362,7 @@ export class Sandbox {
     // With a terminal, the command runs under the tool, which makes the terminal inside the sandbox (its own devpts)
     // and reads new sizes from fd 4.
     const run = tty
-      ? `exec ${TOOL_PATH} pty --size ${tty.cols}x${tty.rows} --control 4 -- /bin/sh -c "$1"`
+      ? `exec ${SANDBOX_TOOL} pty --size ${tty.cols}x${tty.rows} --control 4 -- /bin/sh -c "$1"`
       : 'exec /bin/sh -c "$1"';
     const args = ['/bin/sh', '-c', `read _ <&3; exec 3<&-; ${run}`, 'mags-exec', command];
     writeFileSync(spec, JSON.stringify(processSpec(args, tty ? { ...env, TERM: tty.term } : env, cwd)), {

@@ -134,6 +134,12 @@ export const EXEC_WINDOW = 1024 * 1024;
 /** Largest chunk of bytes one exec message carries. */
 export const EXEC_CHUNK = 256 * 1024;
 
+/**
+ * The helper every sandbox has, read-only (the agent's packages/agent/native/mags-tool.c): `pty` runs a program on a
+ * terminal made inside the sandbox, `connect PORT` relays stdio to 127.0.0.1:PORT in the sandbox's network.
+ */
+export const SANDBOX_TOOL = '/.mags/tool';
+
 /** Columns or rows of a terminal. */
 const TermSize = Type.Integer({ minimum: 1, maximum: 10_000 });
 

@@ -21,6 +21,9 @@ import { JobReports } from './jobs/reports.js';
 import { JobRetention } from './jobs/retention.js';
 import { registerJobRoutes } from './jobs/routes.js';
 import { JobService } from './jobs/service.js';
+import { SshGateway } from './ssh/gateway.js';
+import { loadHostKey, SshKeys } from './ssh/keys.js';
+import { registerSshRoutes } from './ssh/routes.js';
 import { Store } from './store/index.js';
 import { StorageReclaim } from './workspaces/reclaim.js';
 import { registerReclaimRoutes } from './workspaces/reclaim-route.js';
@@ -32,7 +35,17 @@ export { DEFAULT_HOST, DEFAULT_PORT, LOG_LEVELS, redactUrl, resolveServerConfig,
 export type { AuthenticatedUser } from './http/auth.js';
 export { Auth, generateToken, hashToken } from './http/auth.js';
 export type { MagsApp } from './http/request.js';
-export type { AgentRow, FileRow, Job, JobSpec, LogRow, TokenRow, UserRow, WorkspaceRow } from './store/index.js';
+export type {
+  AgentRow,
+  FileRow,
+  Job,
+  JobSpec,
+  LogRow,
+  SshKeyRow,
+  TokenRow,
+  UserRow,
+  WorkspaceRow,
+} from './store/index.js';
 export { Store } from './store/index.js';
 export type { WorkspaceTimeouts } from './workspaces/service.js';
 
@@ -60,8 +73,15 @@ export interface MagsServer {
   readonly localToken: string | undefined;
   /** Joins an agent: the server end of an in-process link. */
   attachAgent(link: ServerEnd): void;
-  /** Starts listening on config.host:config.port and returns the base URL (e.g. http://127.0.0.1:7373). */
+  /** Opens commands in sandboxes (the exec route's and the SSH gateway's way in), e.g. for tests. */
+  readonly execs: ExecService;
+  /**
+   * Starts listening on config.host:config.port and returns the base URL (e.g. http://127.0.0.1:7373); the SSH
+   * gateway on config.sshPort too, unless it is 0.
+   */
   listen(): Promise<string>;
+  /** The SSH gateway's port once it listens (undefined without a gateway). */
+  sshPort(): number | undefined;
   /** Stops HTTP (pending long-polls and log streams end), closes agent links, then the store. Idempotent. */
   close(): Promise<void>;
 }
@@ -132,6 +152,12 @@ export async function createServer(config: ServerConfig, options: CreateServerOp
     });
     const followers = new LogFollowers({ store, events, logger }, cfg.maxFollowersPerUser);
     const execs = new ExecService({ store, agents: registry, logger });
+    const sshKeys = new SshKeys({ store, logger });
+    const gateway =
+      cfg.sshPort === 0
+        ? undefined
+        : new SshGateway({ keys: sshKeys, execs, logger, hostKey: loadHostKey(cfg.dataDir, logger) });
+    let sshPort: number | undefined;
     await registry.recover();
     await reports.recover();
     const reclaim = new StorageReclaim({ objects, logger, intervalMs: cfg.gcIntervalMs, graceMs: cfg.gcGraceMs });
@@ -148,6 +174,7 @@ export async function createServer(config: ServerConfig, options: CreateServerOp
         (a) => registerWorkspaceRoutes(a, workspaces),
         (a) => registerFileRoutes(a, files, cfg.maxUploadBytes),
         (a) => registerReclaimRoutes(a, reclaim, auth),
+        (a) => registerSshRoutes(a, { keys: sshKeys, port: () => sshPort, host: cfg.sshHost }),
       ],
     });
     await app.ready();
@@ -172,9 +199,12 @@ export async function createServer(config: ServerConfig, options: CreateServerOp
       events,
       logger,
       localToken,
+      execs,
+      sshPort: () => sshPort,
       attachAgent: (link) => registry.attach(link),
       async listen() {
         const address = await fastify.listen({ host: cfg.host, port: cfg.port });
+        if (gateway && sshPort === undefined) sshPort = await gateway.listen(cfg.host, cfg.sshPort);
         const info = fastify.server.address() as AddressInfo | null;
         if (!info) return address;
         const host = info.address === '0.0.0.0' ? '127.0.0.1' : info.address === '::' ? '::1' : info.address;
@@ -189,6 +219,7 @@ export async function createServer(config: ServerConfig, options: CreateServerOp
           const reclaimed = reclaim.close();
           jobs.close();
           followers.stopAll();
+          await gateway?.close();
           await fastify.close();
           await reclaimed;
           await sweeper.close();

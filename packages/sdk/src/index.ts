@@ -43,6 +43,7 @@ export type {
   StopResult,
 } from './jobs.js';
 export { type SseEvent, SseParser } from './sse.js';
+export type { AccessResult, AddSshKeyOptions, SshKey } from './ssh.js';
 export type {
   CreateWorkspaceOptions,
   DeleteResult,

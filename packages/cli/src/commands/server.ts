@@ -36,6 +36,8 @@ interface ServerFlags {
   maxFollowers?: number;
   gcInterval?: number;
   gcGrace?: number;
+  sshPort?: number;
+  sshHost?: string;
 }
 
 /** The range of --gc-interval and --gc-grace (the server's configuration checks the same). */
@@ -117,6 +119,15 @@ export function registerServer(program: Command): void {
       'keep unreferenced objects this long; syncs must finish within a quarter of it (default: 2h)',
       duration('--gc-grace', ...GC_DURATION, false),
     )
+    .option(
+      '--ssh-port <port>',
+      'port of the SSH gateway into sandboxes, on --host (default: 2222, or $MAGS_SSH_PORT; 0 = no SSH)',
+      integer('--ssh-port', 0, 65535),
+    )
+    .option(
+      '--ssh-host <host>',
+      'host name `mags ssh` and the access route tell clients to reach the gateway by (default: the host name the API was reached by)',
+    )
     .addHelpText(
       'after',
       `
@@ -132,6 +143,7 @@ Examples:
   $ sudo mags server --objects 's3://mags-workspaces?endpoint=http://127.0.0.1:7480'
   $ sudo mags server --max-log-mb 16 --retain-days 7
   $ sudo mags server --gc-interval 6h
+  $ sudo mags server --host 0.0.0.0 --ssh-port 2222 --ssh-host sandboxes.example.com
   $ mags server gc`,
     )
     .action(async (flags: ServerFlags) => {
@@ -196,6 +208,8 @@ async function serve(flags: ServerFlags): Promise<void> {
         maxFollowersPerUser: flags.maxFollowers,
         gcIntervalMs: flags.gcInterval,
         gcGraceMs: flags.gcGrace,
+        sshPort: flags.sshPort,
+        sshHost: flags.sshHost,
       },
       env,
     );

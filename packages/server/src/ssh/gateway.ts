@@ -114,7 +114,7 @@ export class SshGateway {
         return;
       }
       if (ctx.method !== 'publickey') return ctx.reject(['publickey']);
-      void this.deps.keys.grant(ctx.key.data).then(
+      void this.deps.keys.grant(ctx.key.data, ctx.username).then(
         (grant) => {
           if (!grant || !sameBlob(grant.key.getPublicSSH(), ctx.key.data)) return ctx.reject(['publickey']);
           // Without a signature the client only asks whether this key would do.

@@ -136,8 +136,12 @@ export class SshKeys {
     return { success: true, ssh_user: 'root', ssh_private_key: pair.private };
   }
 
-  /** What a public key blob opens; undefined for a key nobody registered, or whose job is gone. */
-  async grant(blob: Buffer): Promise<KeyGrant | undefined> {
+  /**
+   * What a public key blob opens for ssh user `username`; undefined for a key nobody registered, a sandbox's key
+   * whose job is gone, or a user's own key when that user has no unfinished sandbox of that name (a read only: the
+   * session's exec finds, and wakes, the sandbox).
+   */
+  async grant(blob: Buffer, username: string): Promise<KeyGrant | undefined> {
     const row = await this.deps.store.sshKeys.byFingerprint(fingerprintOf(blob));
     if (!row) return undefined;
     const parsed = utils.parseKey(row.public_key);
@@ -145,7 +149,10 @@ export class SshKeys {
     if (!key || key instanceof Error) return undefined;
     // The fingerprint matched; the blob must too (the stored key is what signatures are checked against).
     if (!key.getPublicSSH().equals(blob)) return undefined;
-    if (row.job_id === null) return { userId: row.user_id, key };
+    if (row.job_id === null) {
+      const job = await this.deps.store.jobs.findLive(row.user_id, username);
+      return job && !isTerminal(job.status) ? { userId: row.user_id, key } : undefined;
+    }
     const job = await this.deps.store.jobs.get(row.job_id);
     if (!job || job.user_id !== row.user_id) return undefined;
     return { userId: row.user_id, jobId: job.id, key };

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { generateToken, Store } from '@mags/server';
-import { api, CLI, freePort, leftovers, runCli, startServer, type TestServer } from './harness.js';
+import { api, freePort, leftovers, runCli, startServer, type TestServer } from './harness.js';
 
 const instance = `s${randomBytes(2).toString('hex')}`;
 const work = mkdtempSync(path.join(tmpdir(), 'mags-ssh-test-'));

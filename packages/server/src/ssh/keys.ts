@@ -42,12 +42,12 @@ export function parsePublicKey(line: string): { key: ParsedKey; normalised: stri
     throw MagsError.invalid(
       'public_key: give one OpenSSH public key line, such as the contents of ~/.ssh/id_ed25519.pub',
     );
-  if (/[\r\n]/.test(text)) throw MagsError.invalid('public_key: give one key, on one line (this has several lines)');
   if (text.includes('PRIVATE KEY')) {
     throw MagsError.invalid(
       'public_key: this is a private key; give its public half (the .pub file) and keep the private key to yourself',
     );
   }
+  if (/[\r\n]/.test(text)) throw MagsError.invalid('public_key: give one key, on one line (this has several lines)');
   const [type, data, ...rest] = text.split(/\s+/);
   if (!SUPPORTED_TYPES.includes(type ?? '')) {
     throw MagsError.invalid(

@@ -147,7 +147,8 @@ export class ExecSession {
     this.paused = false;
     this.proc.child.stdout.resume();
     this.proc.child.stderr.resume();
-    void this.signalGroup('SIGKILL');
+    // The terminal's session first: killing the tool would only hang it up.
+    void this.proc.killTerminal().then(() => this.signalGroup('SIGKILL'));
   }
 
   /**

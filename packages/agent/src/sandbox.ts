@@ -4,7 +4,16 @@
 // output comes back on the runtime's stdout/stderr pipes and its exit code is the runtime's.
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chownSync, mkdirSync, readFileSync, rmSync, statfsSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  chownSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statfsSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import path from 'node:path';
 import { GiB, SANDBOX_TOOL } from '@mags/api';
 import type { Logger } from 'pino';
@@ -155,6 +164,26 @@ export interface ExecProcess {
   group: Promise<number | undefined>;
   /** Resizes the command's terminal (a no-op without one). */
   resize(cols: number, rows: number): void;
+  /**
+   * With a terminal, the command runs in a session of its own under the tool (not in the exec's group): SIGKILLs
+   * every process of that session, as signalling the group does without one. A no-op without a terminal.
+   */
+  killTerminal(): Promise<void>;
+}
+
+/** SIGKILLs every process whose session is led by a child of `leader` (the sessions the tool made). */
+export function killChildSessions(leader: number): void {
+  const sessions = new Set(children(leader));
+  if (sessions.size === 0) return;
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    if (!sessions.has(Number(statFields(Number(entry))?.[3]))) continue;
+    try {
+      process.kill(Number(entry), 'SIGKILL');
+    } catch {
+      /* gone */
+    }
+  }
 }
 
 /** A terminal for an exec: its type and size. */
@@ -423,7 +452,11 @@ export class Sandbox {
     const resize = (cols: number, rows: number) => {
       if (control?.writable) control.write(`${cols} ${rows}\n`);
     };
-    return { child, group, resize };
+    const killTerminal = async () => {
+      const leader = await group;
+      if (tty && leader !== undefined) killChildSessions(leader);
+    };
+    return { child, group, resize, killTerminal };
   }
 
   /**

@@ -4,13 +4,16 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { test } from 'node:test';
 import type { AgentToServer, ExecOrder } from '@mags/api';
 import { pino } from 'pino';
 import { DEFAULT_TOOL_BINARY } from '../src/config.js';
 import { ExecSession } from '../src/exec.js';
-import type { ExecProcess, ExecTerminal, Sandbox } from '../src/sandbox.js';
+import { type ExecProcess, type ExecTerminal, killChildSessions, type Sandbox } from '../src/sandbox.js';
 
 const TOOL = DEFAULT_TOOL_BINARY;
 
@@ -134,6 +137,7 @@ const hostSandbox = {
       child,
       group: Promise.resolve(child.pid),
       resize: (cols: number, rows: number) => control.write(`${cols} ${rows}\n`),
+      killTerminal: async () => killChildSessions(child.pid!),
     } as unknown as ExecProcess;
   },
 } as unknown as Sandbox;
@@ -180,3 +184,43 @@ test('an exec with a terminal: output comes as stdout, execResize resizes it, th
   const exited = sent.find((m) => m.type === 'execExited');
   assert.deepEqual(exited, { type: 'execExited', execId: o.execId, exitCode: 5, reason: 'exited' });
 });
+
+test('a killed exec with a terminal ends every process of its terminal, also one that ignores the hangup', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'mags-tool-test-'));
+  try {
+    const pidFile = path.join(dir, 'pid');
+    const o: ExecOrder = {
+      type: 'exec',
+      execId: 'e-kill',
+      jobId: 'j-1',
+      command: `(trap '' HUP; exec sleep 1000) & echo $! > ${pidFile}; wait`,
+      environment: {},
+      timeoutS: 60,
+      stdin: false,
+      tty: { term: 'xterm', cols: 80, rows: 24 },
+    };
+    const sent: AgentToServer[] = [];
+    let session!: ExecSession;
+    const done = new Promise<void>((resolve) => {
+      session = new ExecSession(o, (m) => sent.push(m), pino({ level: 'silent' }), resolve);
+    });
+    session.start(hostSandbox, {});
+    for (let i = 0; i < 200 && !existsSync(pidFile); i++) await new Promise((r) => setTimeout(r, 25));
+    const pid = Number(readFileSync(pidFile, 'utf8'));
+    session.handle({ type: 'execKill', execId: o.execId });
+    await done;
+    assert.equal((sent.find((m) => m.type === 'execExited') as { reason: string }).reason, 'killed');
+    for (let i = 0; i < 100 && alive(pid); i++) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(alive(pid), false, 'the process that ignored SIGHUP is gone');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+function alive(pid: number): boolean {
+  try {
+    return !/^\S+ \S+ Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/\(.*\)/, 'x'));
+  } catch {
+    return false;
+  }
+}

@@ -5,7 +5,7 @@
 // (direct-tcpip, relayed by /.mags/tool connect inside the sandbox's network namespace: no host→sandbox path).
 import { timingSafeEqual } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
-import { ENV_NAME_PATTERN, type ExecTty, MagsError, SANDBOX_TOOL } from '@mags/api';
+import { ENV_NAME_PATTERN, type ExecTty, MAX_EXEC_TIMEOUT_S, MagsError, SANDBOX_TOOL } from '@mags/api';
 import type { Logger } from 'pino';
 import ssh2, {
   type AuthContext,
@@ -26,6 +26,8 @@ export const MAX_AUTH_ATTEMPTS = 6;
 export const AUTH_TIMEOUT_MS = 60_000;
 /** A connection with no open channel is closed after this. */
 export const IDLE_TIMEOUT_MS = 15 * 60_000;
+/** The wall-clock limit of one session or forward (an exec's longest): a shell may stay open for days, not for ever. */
+export const SESSION_TIMEOUT_S = MAX_EXEC_TIMEOUT_S;
 
 /** The shell of `ssh HOST` without a command: bash as a login shell where the image has it. */
 const LOGIN_SHELL = 'if [ -x /bin/bash ]; then exec /bin/bash -l; else exec /bin/sh -l; fi';
@@ -210,6 +212,7 @@ export class SshGateway {
         command,
         env,
         stdin: true,
+        timeoutS: SESSION_TIMEOUT_S,
         ...(withTty && tty ? { tty } : {}),
       };
       void this.runOnChannel(channel, me, request, log, (r) => (run = r)).finally(finish);
@@ -231,6 +234,11 @@ export class SshGateway {
     running: (run: ExecRun) => void,
   ): Promise<void> {
     let run: ExecRun;
+    // The client may close the channel while the exec starts: it is then killed as soon as it runs.
+    let gone = false;
+    const early = () => (gone = true);
+    channel.once('close', early);
+    channel.on('error', (err: Error) => log.debug({ err }, 'ssh channel error'));
     try {
       run = (await this.deps.execs.start(me.grant.userId, me.ref, request)).run;
     } catch (err) {
@@ -242,8 +250,10 @@ export class SshGateway {
       return;
     }
     running(run);
+    channel.off('close', early);
     const onClose = () => run.kill();
-    channel.once('close', onClose);
+    if (gone) run.kill();
+    else channel.once('close', onClose);
     // Output is acknowledged to the agent once the channel took it (its write callback waits for the client's window).
     run.onOutput((stream, data) => {
       const target = stream === 'stdout' ? channel : channel.stderr;
@@ -279,6 +289,7 @@ export class SshGateway {
         await this.deps.execs.start(me.grant.userId, me.ref, {
           command: `exec ${SANDBOX_TOOL} connect ${info.destPort}`,
           stdin: true,
+          timeoutS: SESSION_TIMEOUT_S,
         })
       ).run;
     } catch (err) {
@@ -311,6 +322,7 @@ export class SshGateway {
     }
     const ch = accept();
     channel = ch;
+    ch.on('error', (err: Error) => log.debug({ err }, 'ssh channel error'));
     for (const data of early.splice(0)) ch.write(data, () => run.ack(data.length));
     const onClose = () => run.kill();
     ch.once('close', onClose);

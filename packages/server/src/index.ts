@@ -1,7 +1,7 @@
 // @mags/server: the control plane. createServer() opens the store (running migrations), creates the local
 // owner on first start, recovers from a previous run, and returns a server ready to listen and take agents.
 import type { AddressInfo } from 'node:net';
-import type { ServerEnd } from '@mags/api';
+import { DEFAULT_SSH_PORT, type ServerEnd } from '@mags/api';
 import { type ObjectStore, openObjectStore, redact as redactObjects } from '@mags/objects';
 import { type Logger, pino } from 'pino';
 import { AgentRegistry } from './agents/registry.js';
@@ -204,7 +204,19 @@ export async function createServer(config: ServerConfig, options: CreateServerOp
       attachAgent: (link) => registry.attach(link),
       async listen() {
         const address = await fastify.listen({ host: cfg.host, port: cfg.port });
-        if (gateway && sshPort === undefined) sshPort = await gateway.listen(cfg.host, cfg.sshPort);
+        if (gateway && sshPort === undefined) {
+          try {
+            sshPort = await gateway.listen(cfg.host, cfg.sshPort);
+          } catch (err) {
+            // The default port taken (another server's gateway, an sshd) leaves this server without SSH rather than
+            // without an API; a port given on purpose must be free.
+            if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE' || cfg.sshPort !== DEFAULT_SSH_PORT) throw err;
+            logger.warn(
+              { port: cfg.sshPort },
+              `the SSH gateway's port ${cfg.sshPort} is in use: running without SSH (choose another with --ssh-port)`,
+            );
+          }
+        }
         const info = fastify.server.address() as AddressInfo | null;
         if (!info) return address;
         const host = info.address === '0.0.0.0' ? '127.0.0.1' : info.address === '::' ? '::1' : info.address;

@@ -205,3 +205,35 @@ test('without a gateway (--ssh-port 0) access is 503 with a sentence', async () 
     await t.close();
   }
 });
+
+test('the default SSH port taken: the server still serves its API, without SSH, and says so in its log', async () => {
+  const squatter = net.createServer();
+  await new Promise<void>((resolve) => {
+    squatter.once('error', () => resolve()); // already taken by something else: as good for this test
+    squatter.listen(2222, '127.0.0.1', () => resolve());
+  });
+  const t = await startTestServer({ config: { sshPort: 2222 } });
+  try {
+    await t.server.listen();
+    assert.equal(t.server.sshPort(), undefined);
+    assert.ok(t.logs.some((r) => /SSH gateway's port 2222 is in use/.test(r.msg)));
+    const health = await t.server.app.inject({ method: 'GET', url: '/api/v1/health' });
+    assert.equal(health.statusCode, 200);
+  } finally {
+    await t.close();
+    squatter.close();
+  }
+});
+
+test('an SSH port given on purpose must be free: listening fails', async () => {
+  const squatter = net.createServer();
+  await new Promise<void>((resolve) => squatter.listen(0, '127.0.0.1', () => resolve()));
+  const { port } = squatter.address() as net.AddressInfo;
+  const t = await startTestServer({ config: { sshPort: port } });
+  try {
+    await assert.rejects(t.server.listen(), /EADDRINUSE/);
+  } finally {
+    await t.close();
+    squatter.close();
+  }
+});

@@ -39,7 +39,11 @@ export function registerSshRoutes(app: MagsApp, deps: SshRouteDeps): void {
       }
       const port = deps.port();
       if (port === undefined) {
-        throw new MagsError(503, 'unavailable', 'this server runs no SSH gateway (it was started with --ssh-port 0)');
+        throw new MagsError(
+          503,
+          'unavailable',
+          "this server runs no SSH gateway (started with --ssh-port 0, or the default port 2222 was in use: see the server's log)",
+        );
       }
       const access = await deps.keys.forSandbox(callerOf(request).id, request.params.id);
       const result: AccessResult = { ...access, ssh_host: deps.host ?? hostOf(request.hostname), ssh_port: port };

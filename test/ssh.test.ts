@@ -9,6 +9,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { Mags, MagsApiError } from '@mags/sdk';
 import { generateToken, Store } from '@mags/server';
 import { api, freePort, leftovers, runCli, startServer, type TestServer } from './harness.js';
 
@@ -340,6 +341,36 @@ describe('ssh keys', () => {
     assert.equal(deleted.code, 255);
     assert.match(deleted.stderr, /Permission denied/);
     assert.equal(existsSync(otherKey), true);
+  });
+
+  test('the SDK: enableAccess gives a key plain ssh accepts; addSshKey, listSshKeys, removeSshKey', async () => {
+    const mags = new Mags({ apiUrl: server.url, apiToken: server.token });
+    const access = await mags.enableAccess(dev, 22);
+    assert.deepEqual(
+      { ...access, sshPrivateKey: undefined },
+      { success: true, sshHost: '127.0.0.1', sshPort: server.sshPort, sshUser: 'root', sshPrivateKey: undefined },
+    );
+    const file = path.join(work, 'sdk-key');
+    writeFileSync(file, access.sshPrivateKey, { mode: 0o600 });
+    const r = await ssh(file, access.sshUser, 'echo via-sdk');
+    assert.equal(r.stdout.toString(), 'via-sdk\n', r.stderr);
+    await assert.rejects(
+      mags.enableAccess(dev, 8080),
+      (err: unknown) => err instanceof MagsApiError && err.status === 422,
+    );
+
+    const pub = readFileSync(`${keygen('sdk-own')}.pub`, 'utf8');
+    const key = await mags.addSshKey(pub, { name: 'sdk' });
+    assert.equal(key.name, 'sdk');
+    assert.match(key.fingerprint, /^SHA256:/);
+    assert.equal(key.publicKey, pub.split(' ').slice(0, 2).join(' '));
+    assert.ok((await mags.listSshKeys()).some((k) => k.id === key.id));
+    await mags.removeSshKey(key.id);
+    assert.ok(!(await mags.listSshKeys()).some((k) => k.id === key.id));
+    await assert.rejects(
+      mags.removeSshKey(key.id),
+      (err: unknown) => err instanceof MagsApiError && err.status === 404,
+    );
   });
 
   test('access to a port other than 22 is 422 with a sentence', async () => {

@@ -127,6 +127,12 @@ for (const backend of ['SQLite', 'PostgreSQL'] as const) {
       assert.equal((await call('DELETE', `/api/v1/ssh-keys/${key.id}`)).statusCode, 204);
       errorBody(await call('DELETE', `/api/v1/ssh-keys/${key.id}`), 404, 'not_found');
       assert.deepEqual((await call('GET', '/api/v1/ssh-keys')).json(), { keys: [] });
+      // A comment holding control characters names the key without them.
+      const [type, data] = ed25519().split(' ');
+      const odd = await call('POST', '/api/v1/ssh-keys', { public_key: `${type} ${data} me\u001b[31m@\u202elaptop` });
+      assert.equal(odd.statusCode, 201, odd.body);
+      assert.equal(odd.json().name, 'me[31m@laptop');
+      assert.equal((await call('DELETE', `/api/v1/ssh-keys/${odd.json().id}`)).statusCode, 204);
     });
 
     test("access: a key for the sandbox alone (its private half parses as OpenSSH's), 422 for other ports, 404 for another user", async () => {

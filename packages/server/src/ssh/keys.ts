@@ -13,6 +13,10 @@ const { utils } = ssh2;
 /** Key types a user may register (what OpenSSH's ssh-keygen makes, minus DSA, which OpenSSH has dropped). */
 const SUPPORTED_TYPES = ['ssh-ed25519', 'ecdsa-sha2-nistp256', 'ecdsa-sha2-nistp384', 'ecdsa-sha2-nistp521', 'ssh-rsa'];
 
+/** Characters a name shown to people must not hold: controls (C0, DEL, C1) and text-direction marks. */
+const UNPRINTABLE = /[\u0000-\u001f\u007f-\u009f\u200e\u200f\u061c\u2028\u2029\u202a-\u202e\u2066-\u2069]/;
+const UNPRINTABLE_G = new RegExp(UNPRINTABLE.source, 'g');
+
 /** A user's own keys at most (a registered key is looked up by fingerprint; the list is only for people). */
 export const MAX_KEYS_PER_USER = 100;
 
@@ -89,13 +93,14 @@ export class SshKeys {
     const row: SshKeyRow = {
       id: randomUUID(),
       user_id: userId,
-      name: body.name ?? (comment.slice(0, 200) || key.type),
+      // A comment is whatever the key's maker wrote: shown to people, so without control or direction characters.
+      name: body.name ?? (comment.replace(UNPRINTABLE_G, '').slice(0, 200) || key.type),
       public_key: normalised,
       fingerprint: fingerprintOf(key.getPublicSSH()),
       job_id: null,
       created_at: Date.now(),
     };
-    if (/[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/.test(row.name)) {
+    if (UNPRINTABLE.test(row.name)) {
       throw new MagsError(422, 'invalid_name', 'name: must not contain control characters or text-direction marks');
     }
     if (!(await sshKeys.insert(row))) throw MagsError.conflict(`the key ${row.fingerprint} is registered already`);

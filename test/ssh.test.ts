@@ -154,6 +154,26 @@ describe('ssh into a sandbox', () => {
     assert.ok(binary.stdout.equals(bytes), 'binary bytes pass through unchanged');
   });
 
+  test('a session, with or without a terminal, is as confined as an exec, and cannot change /.mags/tool', async () => {
+    const probe = "grep -E '^(Uid|Gid|CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs|Seccomp):' /proc/self/status";
+    const viaExec = await runCli(server, ['exec', dev, probe]);
+    assert.equal(viaExec.code, 0, viaExec.stderr);
+    const viaSsh = await ssh(devKey, 'root', probe);
+    assert.equal(viaSsh.stdout.toString(), viaExec.stdout);
+    const onTty = await run('ssh', [
+      '-tt',
+      ...sshOptions(devKey),
+      '-p',
+      String(server.sshPort),
+      'root@127.0.0.1',
+      probe,
+    ]);
+    assert.equal(onTty.stdout.toString().replace(/\r\n/g, '\n'), viaExec.stdout, 'the same under /.mags/tool pty');
+    const write = await ssh(devKey, 'root', 'echo x > /.mags/tool');
+    assert.notEqual(write.code, 0);
+    assert.match(write.stderr, /Read-only file system|Permission denied|Text file busy/);
+  });
+
   test('scp both ways and sftp in batch mode keep a binary file of a few MB byte for byte', async () => {
     const data = randomBytes(3 * 1024 * 1024 + 17);
     const local = path.join(work, 'data.bin');

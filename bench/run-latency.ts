@@ -11,7 +11,7 @@ import { Mags } from '@mags/sdk';
 import { startServer } from '../test/harness.js';
 import { fmt, loadavg, summary } from './stats.js';
 
-const IMAGE = '/var/lib/mags/images/debian-12-v2';
+const IMAGE = '/var/lib/mags/images/debian-12-v3';
 const SHIFTED_IMAGE = `${IMAGE}-u100000`;
 const USERNS_HOST_ID = 100000;
 const SEQUENTIAL = Number(process.env.BENCH_RUNS ?? 200);

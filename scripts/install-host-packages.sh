@@ -2,10 +2,12 @@
 # Installs the Debian packages Mags needs on a host; with --test, also what the test suite needs.
 set -euo pipefail
 # attr: getfattr/setfattr, which workspace sync uses for overlay opaque directories and file capabilities.
-PKGS=(crun catatonit nftables iproute2 debootstrap e2fsprogs ca-certificates util-linux procps attr)
+# gcc, libc6-dev: the static sandbox tool (scripts/build-tool.sh).
+PKGS=(crun catatonit nftables iproute2 debootstrap e2fsprogs ca-certificates util-linux procps attr gcc libc6-dev)
 if [ "${1:-}" = "--test" ]; then
   # ceph-mon, ceph-osd, radosgw: the S3 server the object-store tests run against (scripts/start-rgw.sh); curl signs its bucket creation.
-  PKGS+=(postgresql python3 ceph-mon ceph-osd radosgw curl)
+  # openssh-client: ssh, scp and sftp against the SSH gateway.
+  PKGS+=(postgresql python3 ceph-mon ceph-osd radosgw curl openssh-client)
 fi
 missing=()
 for p in "${PKGS[@]}"; do

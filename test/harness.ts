@@ -14,6 +14,8 @@ export interface TestServer {
   token: string;
   home: string;
   port: number;
+  /** The SSH gateway's port. */
+  sshPort: number;
   pid: number;
   /** Environment for running the CLI against this server. */
   env: NodeJS.ProcessEnv;
@@ -42,6 +44,10 @@ export async function freePort(): Promise<number> {
 export async function startServer(extraArgs: string[] = [], existingHome?: string): Promise<TestServer> {
   const home = existingHome ?? mkdtempSync(path.join(tmpdir(), 'mags-test-home-'));
   const port = await freePort();
+  // A free port for the SSH gateway unless the test gives one: the default (2222) is the user's own server's.
+  const given = extraArgs.indexOf('--ssh-port');
+  const sshPort = given >= 0 ? Number(extraArgs[given + 1]) : await freePort();
+  if (given < 0) extraArgs = [...extraArgs, '--ssh-port', String(sshPort)];
   const env: NodeJS.ProcessEnv = { ...process.env, MAGS_HOME: home };
   delete env.MAGS_API_URL;
   delete env.MAGS_API_TOKEN;
@@ -98,6 +104,7 @@ export async function startServer(extraArgs: string[] = [], existingHome?: strin
     token: config.api_token,
     home,
     port,
+    sshPort,
     pid: child.pid!,
     env: { ...env, MAGS_API_URL: url, MAGS_API_TOKEN: config.api_token },
     async stop(opts = {}) {

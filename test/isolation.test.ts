@@ -21,7 +21,7 @@ import { after, before, describe, test } from 'node:test';
 import { Mags } from '@mags/sdk';
 import { CLI, freePort, leftovers, runScript, startServer, type TestServer } from './harness.js';
 
-const IMAGE = '/var/lib/mags/images/debian-12-v2';
+const IMAGE = '/var/lib/mags/images/debian-12-v3';
 /** The copy sandboxes use: owners shifted into their user namespace (uid 0 inside = host uid 100000). */
 const SHIFTED_IMAGE = `${IMAGE}-u100000`;
 const SANDBOX_ROOT_UID = 100000;
@@ -688,8 +688,8 @@ echo "apt=$(id -u _apt):$(getent group nogroup | cut -d: -f3)"`);
     const home = mkdtempSync(path.join(tmpdir(), 'mags-test-home-'));
     const other = `n${randomBytes(2).toString('hex')}`;
     try {
-      mkdirSync(`${state}/images/debian-12-v2`, { recursive: true });
-      writeFileSync(`${state}/images/debian-12-v2/.mags-image-complete`, ''); // only the unshifted one
+      mkdirSync(`${state}/images/debian-12-v3`, { recursive: true });
+      writeFileSync(`${state}/images/debian-12-v3/.mags-image-complete`, ''); // only the unshifted one
       const r = spawnSync(
         process.execPath,
         [CLI, 'server', '--port', String(await freePort()), '--instance', other, '--state-dir', state],
@@ -700,7 +700,7 @@ echo "apt=$(id -u _apt):$(getent group nogroup | cut -d: -f3)"`);
         },
       );
       assert.notEqual(r.status, 0);
-      assert.match(r.stderr, /debian-12-v2-u100000.*is missing: build it with scripts\/build-image\.sh/);
+      assert.match(r.stderr, /debian-12-v3-u100000.*is missing: build it with scripts\/build-image\.sh/);
     } finally {
       rmSync(state, { recursive: true, force: true });
       rmSync(home, { recursive: true, force: true });

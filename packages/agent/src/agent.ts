@@ -239,6 +239,7 @@ export class Agent {
       case 'execInput':
       case 'execAck':
       case 'execKill':
+      case 'execResize':
         // Late messages about an exec that has ended are dropped.
         this.execs.get(message.execId)?.handle(message);
         return;

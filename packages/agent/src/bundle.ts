@@ -306,6 +306,8 @@ export interface BundleInput {
   hostsFile: string;
   resolvFile: string;
   initBinary: string;
+  /** The helper bound read-only as /.mags/tool. */
+  toolBinary: string;
   /** The user namespace: uid/gid 0..size-1 inside are hostId.. on the host. */
   userns: { hostId: number; size: number };
 }
@@ -358,6 +360,7 @@ export function ociConfig(b: BundleInput) {
         options: ['bind', 'ro', 'nosuid', 'nodev', 'noexec'],
       },
       { destination: '/.mags/init', type: 'bind', source: b.initBinary, options: ['bind', 'ro', 'nosuid', 'nodev'] },
+      { destination: '/.mags/tool', type: 'bind', source: b.toolBinary, options: ['bind', 'ro', 'nosuid', 'nodev'] },
     ],
     linux: {
       // The user namespace comes first: the others are created (or, for the network, joined) from inside it.

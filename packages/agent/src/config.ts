@@ -25,6 +25,8 @@ export interface AgentConfig {
   runtimeRoot: string;
   /** Static init run as PID 1 in every sandbox; it reaps orphans. */
   initBinary: string;
+  /** The static helper every sandbox has as /.mags/tool (terminals, port forwarding; scripts/build-tool.sh). */
+  toolBinary: string;
   /** Sandboxes kept ready ahead of demand. */
   poolSize: number;
   /** Sandboxes this agent runs at once. */
@@ -75,6 +77,9 @@ export const DEFAULT_BLOCKED_RANGES = [
   '224.0.0.0/3', // multicast and reserved
 ];
 
+/** Built beside the agent's sources (packages/agent/native), from src/ and dist/ alike. */
+export const DEFAULT_TOOL_BINARY = path.resolve(import.meta.dirname, '../native/mags-tool');
+
 export function loadAgentConfig(overrides: Partial<AgentConfig> = {}): AgentConfig {
   const stateDir = overrides.stateDir ?? '/var/lib/mags';
   const instance = overrides.instance ?? '0';
@@ -87,10 +92,11 @@ export function loadAgentConfig(overrides: Partial<AgentConfig> = {}): AgentConf
     instance,
     stateDir,
     imagesDir: overrides.imagesDir ?? path.join(stateDir, 'images'),
-    image: overrides.image ?? 'debian-12-v2',
+    image: overrides.image ?? 'debian-12-v3',
     runtime: overrides.runtime ?? 'crun',
     runtimeRoot: overrides.runtimeRoot ?? `/run/mags/${instance}`,
     initBinary: overrides.initBinary ?? '/usr/bin/catatonit',
+    toolBinary: overrides.toolBinary ?? DEFAULT_TOOL_BINARY,
     poolSize: overrides.poolSize ?? 2,
     capacity: overrides.capacity ?? 16,
     subnet: overrides.subnet ?? (instance === '0' ? '10.89.0.0/16' : `10.${90 + (hash % 100)}.0.0/16`),

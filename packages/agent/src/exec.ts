@@ -22,7 +22,7 @@ const LINGER_MS = 300;
 const HANGUP_DELAY_MS = 25;
 
 type Send = (message: AgentToServer) => void;
-type ExecMessage = Extract<ServerToAgent, { type: 'execInput' | 'execAck' | 'execKill' }>;
+type ExecMessage = Extract<ServerToAgent, { type: 'execInput' | 'execAck' | 'execKill' | 'execResize' }>;
 
 const SIGNALS: Partial<Record<NodeJS.Signals, number>> = { SIGHUP: 1, SIGINT: 2, SIGKILL: 9, SIGPIPE: 13, SIGTERM: 15 };
 
@@ -58,7 +58,7 @@ export class ExecSession {
       return this.finish(null, 'refused', `job ${order.jobId} has no running sandbox on this agent`);
     }
     try {
-      this.proc = sandbox.exec(order.command, { ...jobEnv, ...order.environment }, order.cwd ?? '/root');
+      this.proc = sandbox.exec(order.command, { ...jobEnv, ...order.environment }, order.cwd ?? '/root', order.tty);
     } catch (err) {
       this.log.error({ err }, 'could not start an exec');
       return this.finish(null, 'error', 'the sandbox runtime could not start the command');
@@ -134,6 +134,8 @@ export class ExecSession {
         });
       }
       if (message.eof) stdin.end();
+    } else if (message.type === 'execResize') {
+      this.proc?.resize(message.cols, message.rows);
     } else {
       this.kill('killed');
     }
@@ -149,7 +151,8 @@ export class ExecSession {
     this.paused = false;
     this.proc.child.stdout.resume();
     this.proc.child.stderr.resume();
-    void this.signalGroup('SIGKILL');
+    // The terminal's session first: killing the tool would only hang it up.
+    void this.proc.killTerminal().then(() => this.signalGroup('SIGKILL'));
   }
 
   /**

@@ -111,6 +111,10 @@ export async function prepareHost(config: AgentConfig, logger: Logger): Promise<
     throw new Error(
       `the sandbox init ${config.initBinary} is missing: install the catatonit package (./setup.sh does this)`,
     );
+  if (!existsSync(config.toolBinary))
+    throw new Error(
+      `the sandbox tool ${config.toolBinary} is missing: build it with scripts/build-tool.sh (npm run build does)`,
+    );
   checkUserNamespaces();
   await ensureCgroupLayout(logger);
   secureStateDirs(config);
@@ -219,7 +223,7 @@ export async function cleanupStale(config: AgentConfig, logger: Logger): Promise
 }
 
 /**
- * Mounts the tmpfs of files bound into sandboxes (see hostNames().filesDir) and copies the init into it. After
+ * Mounts the tmpfs of files bound into sandboxes (see hostNames().filesDir) and copies the init and the tool into it. After
  * cleanupStale, which unmounts it again when the agent stops.
  */
 export async function prepareSandboxFiles(config: AgentConfig, logger: Logger): Promise<void> {
@@ -228,4 +232,6 @@ export async function prepareSandboxFiles(config: AgentConfig, logger: Logger): 
   await run('mount', ['-t', 'tmpfs', '-o', 'size=16m,mode=0755,nosuid,nodev', 'mags-files', filesDir], { logger });
   copyFileSync(config.initBinary, path.join(filesDir, 'init'));
   chmodSync(path.join(filesDir, 'init'), 0o755);
+  copyFileSync(config.toolBinary, path.join(filesDir, 'tool'));
+  chmodSync(path.join(filesDir, 'tool'), 0o755);
 }

@@ -4,9 +4,18 @@
 // output comes back on the runtime's stdout/stderr pipes and its exit code is the runtime's.
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chownSync, mkdirSync, readFileSync, rmSync, statfsSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  chownSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statfsSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import path from 'node:path';
-import { GiB } from '@mags/api';
+import { GiB, SANDBOX_TOOL } from '@mags/api';
 import type { Logger } from 'pino';
 import { type Limits, ociConfig, processSpec, READY_LINE } from './bundle.js';
 import { SandboxCgroup } from './cgroups.js';
@@ -153,6 +162,35 @@ export interface ExecProcess {
   child: ChildProcessWithoutNullStreams;
   /** The command's process group on the host, once it runs (undefined if it never did). */
   group: Promise<number | undefined>;
+  /** Resizes the command's terminal (a no-op without one). */
+  resize(cols: number, rows: number): void;
+  /**
+   * With a terminal, the command runs in a session of its own under the tool (not in the exec's group): SIGKILLs
+   * every process of that session, as signalling the group does without one. A no-op without a terminal.
+   */
+  killTerminal(): Promise<void>;
+}
+
+/** SIGKILLs every process whose session is led by a child of `leader` (the sessions the tool made). */
+export function killChildSessions(leader: number): void {
+  const sessions = new Set(children(leader));
+  if (sessions.size === 0) return;
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    if (!sessions.has(Number(statFields(Number(entry))?.[3]))) continue;
+    try {
+      process.kill(Number(entry), 'SIGKILL');
+    } catch {
+      /* gone */
+    }
+  }
+}
+
+/** A terminal for an exec: its type and size. */
+export interface ExecTerminal {
+  term: string;
+  cols: number;
+  rows: number;
 }
 
 /** Bytes used on a sandbox's ephemeral layer filesystem (one statfs, no process); 0 if it can't be read. */
@@ -213,6 +251,7 @@ export class Sandbox {
         hostsFile: path.join(sandbox.files, 'hosts'),
         resolvFile: path.join(sandbox.files, 'resolv.conf'),
         initBinary: path.join(names.filesDir, 'init'),
+        toolBinary: path.join(names.filesDir, 'tool'),
         userns: config.userns,
       });
       writeFileSync(path.join(dir, 'config.json'), JSON.stringify(oci));
@@ -340,7 +379,7 @@ export class Sandbox {
    * (user, capabilities, no new privileges, rlimits, oom score) and, from the container, its namespaces, cgroup and
    * seccomp filter, so an exec'd process is exactly as confined as the sandbox's own. Its stdio are the runtime's.
    */
-  exec(command: string, env: Record<string, string>, cwd: string): ExecProcess {
+  exec(command: string, env: Record<string, string>, cwd: string, tty?: ExecTerminal): ExecProcess {
     if (!this.alive) throw new Error(`sandbox ${this.id} is not running`);
     const { config } = this.ctx;
     const tag = `exec-${randomBytes(6).toString('hex')}`;
@@ -349,13 +388,36 @@ export class Sandbox {
     // The runtime starts the process in a new session of its own (made by an intermediate process, so its id is
     // known only once the process runs). The process waits for a line on fd 3 before it becomes the command, so the
     // agent reads that session's process group first, however quickly the command would end.
-    const args = ['/bin/sh', '-c', 'read _ <&3; exec 3<&-; exec /bin/sh -c "$1"', 'mags-exec', command];
-    writeFileSync(spec, JSON.stringify(processSpec(args, env, cwd)), { mode: 0o600 });
+    // With a terminal, the command runs under the tool, which makes the terminal inside the sandbox (its own devpts)
+    // and reads new sizes from fd 4.
+    const run = tty
+      ? `exec ${SANDBOX_TOOL} pty --size ${tty.cols}x${tty.rows} --control 4 -- /bin/sh -c "$1"`
+      : 'exec /bin/sh -c "$1"';
+    const args = ['/bin/sh', '-c', `read _ <&3; exec 3<&-; ${run}`, 'mags-exec', command];
+    writeFileSync(spec, JSON.stringify(processSpec(args, tty ? { ...env, TERM: tty.term } : env, cwd)), {
+      mode: 0o600,
+    });
+    const fds = tty ? 2 : 1;
     const child = spawn(
       config.runtime,
-      ['--root', config.runtimeRoot, 'exec', '--process', spec, '--pid-file', pidFile, '--preserve-fds', '1', this.id],
-      { stdio: ['pipe', 'pipe', 'pipe', 'pipe'], detached: true },
+      [
+        '--root',
+        config.runtimeRoot,
+        'exec',
+        '--process',
+        spec,
+        '--pid-file',
+        pidFile,
+        '--preserve-fds',
+        String(fds),
+        this.id,
+      ],
+      { stdio: tty ? ['pipe', 'pipe', 'pipe', 'pipe', 'pipe'] : ['pipe', 'pipe', 'pipe', 'pipe'], detached: true },
     ) as ChildProcessWithoutNullStreams;
+    const control = tty
+      ? (child.stdio[4] as unknown as NodeJS.WritableStream & { on(e: 'error', f: () => void): void })
+      : undefined;
+    control?.on('error', () => {});
     child.stdin.on('error', () => {});
     const go = child.stdio[3] as unknown as NodeJS.WritableStream & {
       destroy(): void;
@@ -387,7 +449,14 @@ export class Sandbox {
       child.once('exit', () => finish(undefined));
       child.once('error', () => finish(undefined));
     });
-    return { child, group };
+    const resize = (cols: number, rows: number) => {
+      if (control?.writable) control.write(`${cols} ${rows}\n`);
+    };
+    const killTerminal = async () => {
+      const leader = await group;
+      if (tty && leader !== undefined) killChildSessions(leader);
+    };
+    return { child, group, resize, killTerminal };
   }
 
   /**

@@ -11,6 +11,7 @@ const input: BundleInput = {
   hostsFile: '/var/lib/mags/sandboxes/0.files/s1/hosts',
   resolvFile: '/var/lib/mags/sandboxes/0.files/s1/resolv.conf',
   initBinary: '/var/lib/mags/sandboxes/0.files/init',
+  toolBinary: '/var/lib/mags/sandboxes/0.files/tool',
   userns: { hostId: 200_000, size: 70_000 },
 };
 const config = ociConfig(input);
@@ -43,7 +44,7 @@ describe('the OCI bundle', () => {
     assert.deepEqual(config.process.user, { uid: 0, gid: 0, additionalGids: [0] });
   });
 
-  test('the root is the overlay it is given; the only host files bound in are hosts, resolv.conf and the init, read-only', () => {
+  test('the root is the overlay it is given; the only host files bound in are hosts, resolv.conf, the init and the tool, read-only', () => {
     assert.deepEqual(config.root, { path: input.rootfs, readonly: false });
     const binds = config.mounts.filter((m) => m.type === 'bind');
     assert.deepEqual(
@@ -52,6 +53,7 @@ describe('the OCI bundle', () => {
         ['/etc/hosts', input.hostsFile],
         ['/etc/resolv.conf', input.resolvFile],
         ['/.mags/init', input.initBinary],
+        ['/.mags/tool', input.toolBinary],
       ],
     );
     for (const m of binds) assert.ok(m.options.includes('ro'), `${m.destination} is read-only`);
@@ -60,14 +62,14 @@ describe('the OCI bundle', () => {
       assert.doesNotMatch(m.source, /\//, `${m.destination} from ${m.source}`);
   });
 
-  test('every mount is nosuid; all but /dev and its pts are nodev; only the init is executable among the binds', () => {
+  test('every mount is nosuid; all but /dev and its pts are nodev; only the init and the tool are executable among the binds', () => {
     for (const m of config.mounts) assert.ok(m.options.includes('nosuid'), `${m.destination} is nosuid`);
     const withDevices = config.mounts.filter((m) => !m.options.includes('nodev')).map((m) => m.destination);
     assert.deepEqual(withDevices, ['/dev', '/dev/pts']);
     const executable = config.mounts
       .filter((m) => m.type === 'bind' && !m.options.includes('noexec'))
       .map((m) => m.destination);
-    assert.deepEqual(executable, ['/.mags/init']);
+    assert.deepEqual(executable, ['/.mags/init', '/.mags/tool']);
     assert.ok(mount('/proc').options.includes('noexec'));
     assert.ok(mount('/dev/shm').options.includes('noexec'));
   });

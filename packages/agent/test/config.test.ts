@@ -9,6 +9,7 @@ import {
   type AgentConfig,
   checkImage,
   DEFAULT_BLOCKED_RANGES,
+  DEFAULT_TOOL_BINARY,
   hostNames,
   imagePath,
   loadAgentConfig,
@@ -21,10 +22,11 @@ describe('agent configuration', () => {
       instance: '0',
       stateDir: '/var/lib/mags',
       imagesDir: '/var/lib/mags/images',
-      image: 'debian-12-v2',
+      image: 'debian-12-v3',
       runtime: 'crun',
       runtimeRoot: '/run/mags/0',
       initBinary: '/usr/bin/catatonit',
+      toolBinary: DEFAULT_TOOL_BINARY,
       poolSize: 2,
       capacity: 16,
       subnet: '10.89.0.0/16',
@@ -106,9 +108,9 @@ describe('agent configuration', () => {
   });
 
   test('the image is the copy shifted to the user namespace: its path names the host id it starts at', () => {
-    assert.equal(imagePath(loadAgentConfig()), '/var/lib/mags/images/debian-12-v2-u100000');
+    assert.equal(imagePath(loadAgentConfig()), '/var/lib/mags/images/debian-12-v3-u100000');
     const shifted = loadAgentConfig({ stateDir: '/srv', userns: { hostId: 300_000, size: 65_536 } });
-    assert.equal(imagePath(shifted), '/srv/images/debian-12-v2-u300000');
+    assert.equal(imagePath(shifted), '/srv/images/debian-12-v3-u300000');
   });
 
   test('a missing image is refused with the command that builds it; a complete one passes', () => {
@@ -120,7 +122,7 @@ describe('agent configuration', () => {
         (e: Error) => {
           assert.match(
             e.message,
-            /the root image .*debian-12-v2-u100000 .* is missing: build it with scripts\/build-image\.sh/,
+            /the root image .*debian-12-v3-u100000 .* is missing: build it with scripts\/build-image\.sh/,
           );
           assert.doesNotMatch(e.message, /MAGS_USERNS_HOST_ID/);
           return true;

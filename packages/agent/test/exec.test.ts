@@ -22,7 +22,7 @@ const hostSandbox = {
   alive: true,
   exec(command: string, env: Record<string, string>, cwd: string): ExecProcess {
     const child = spawn('/bin/sh', ['-c', command], { cwd, env: { PATH: process.env.PATH, ...env }, detached: true });
-    return { child, group: Promise.resolve(child.pid) } as ExecProcess;
+    return { child, group: Promise.resolve(child.pid), killTerminal: async () => {} } as unknown as ExecProcess;
   },
 } as unknown as Sandbox;
 

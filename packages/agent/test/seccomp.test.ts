@@ -23,6 +23,7 @@ const profile = ociConfig({
   hostsFile: '/h',
   resolvFile: '/s',
   initBinary: '/i',
+  toolBinary: '/t',
   userns: { hostId: 100_000, size: 65_536 },
 }).linux.seccomp as { defaultAction: string; defaultErrnoRet: number; architectures: string[]; syscalls: Rule[] };
 

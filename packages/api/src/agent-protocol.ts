@@ -153,6 +153,22 @@ export const EXEC_WINDOW = 1024 * 1024;
 /** Largest chunk of bytes one exec message carries. */
 export const EXEC_CHUNK = 256 * 1024;
 
+/**
+ * The helper every sandbox has, read-only (the agent's packages/agent/native/mags-tool.c): `pty` runs a program on a
+ * terminal made inside the sandbox, `connect PORT` relays stdio to 127.0.0.1:PORT in the sandbox's network.
+ */
+export const SANDBOX_TOOL = '/.mags/tool';
+
+/** Columns or rows of a terminal. */
+const TermSize = Type.Integer({ minimum: 1, maximum: 10_000 });
+
+/** The terminal an exec runs on: its type (TERM) and size. */
+export const ExecTty = Type.Object(
+  { term: Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9._+-]+$' }), cols: TermSize, rows: TermSize },
+  CLOSED,
+);
+export type ExecTty = Static<typeof ExecTty>;
+
 export const ExecOrder = Type.Object(
   {
     type: Type.Literal('exec'),
@@ -173,10 +189,22 @@ export const ExecOrder = Type.Object(
     timeoutS: Type.Integer({ minimum: 1 }),
     /** Whether stdin follows in `execInput` messages; without, the command's stdin is empty. */
     stdin: Type.Boolean(),
+    /**
+     * Run it on a pseudo-terminal made inside the sandbox (`/.mags/tool pty`), of this type and size: its output
+     * then all comes as stdout, and `execResize` changes its size.
+     */
+    tty: Type.Optional(ExecTty),
   },
   CLOSED,
 );
 export type ExecOrder = Static<typeof ExecOrder>;
+
+/** A new size for an exec's terminal (SSH `window-change`); ignored for an exec without one. */
+export const ExecResize = Type.Object(
+  { type: Type.Literal('execResize'), execId: ExecId, cols: TermSize, rows: TermSize },
+  CLOSED,
+);
+export type ExecResize = Static<typeof ExecResize>;
 
 export const ExecEnd = Type.Union([
   /** The command exited (or was killed by a signal: 128+n). */
@@ -320,6 +348,8 @@ export const ServerToAgent = Type.Union([
   ),
   /** Wake the job's frozen sandbox (a request for it arrived); the agent answers `woke`. */
   Type.Object({ type: Type.Literal('wake'), jobId: Id }, CLOSED),
+  /** Resize the exec's terminal (the program gets SIGWINCH). */
+  ExecResize,
 ]);
 export type ServerToAgent = Static<typeof ServerToAgent>;
 

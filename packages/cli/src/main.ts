@@ -9,6 +9,7 @@ import { registerJobCommands } from './commands/jobs.js';
 import { registerRun } from './commands/run.js';
 import { registerSandboxCommands } from './commands/sandboxes.js';
 import { isServing, registerServer } from './commands/server.js';
+import { registerSshCommands } from './commands/ssh.js';
 import { registerWorkspaceCommands } from './commands/workspaces.js';
 import { EXIT_FAILURE, EXIT_USAGE, UsageError } from './errors.js';
 import { drained, printable, printError } from './output.js';
@@ -34,6 +35,7 @@ Examples:
     );
   registerRun(program);
   registerSandboxCommands(program);
+  registerSshCommands(program);
   registerJobCommands(program);
   registerWorkspaceCommands(program);
   registerFileCommands(program);

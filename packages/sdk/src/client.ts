@@ -6,10 +6,13 @@ import type {
   JobAccepted,
   JobLogs,
   LogEntry,
+  AccessResult as WireAccess,
   JobList as WireJobList,
   JobStatus as WireJobStatus,
   PoolStatus as WirePoolStatus,
   ServerStatus as WireServerStatus,
+  SshKeyInfo as WireSshKey,
+  SshKeyList as WireSshKeyList,
   StopResult as WireStopResult,
 } from '@mags/api';
 import {
@@ -48,6 +51,7 @@ import {
   toWireSubmit,
   type UpdateJobOptions,
 } from './jobs.js';
+import { type AccessResult, type AddSshKeyOptions, fromWireAccess, fromWireSshKey, type SshKey } from './ssh.js';
 import {
   type CreateWorkspaceOptions,
   type DeleteResult,
@@ -540,6 +544,46 @@ export class Mags {
       method: 'DELETE',
       allowEmpty: true,
     });
+  }
+
+  /**
+   * Opens access to a port of a sandbox (by request id or name). Port 22 gives SSH: a fresh key that opens this
+   * sandbox alone, and where the gateway listens. Other ports (URL access) are not built yet: a MagsApiError 422.
+   * ```ts
+   * const ssh = await mags.enableAccess(job.requestId, 22);
+   * writeFileSync('key', ssh.sshPrivateKey, { mode: 0o600 });
+   * // ssh -i key -p ${ssh.sshPort} ${ssh.sshUser}@${ssh.sshHost}
+   * ```
+   */
+  async enableAccess(nameOrId: string, port: number): Promise<AccessResult> {
+    const a = await this.http.json<WireAccess>(`/api/v1/mags-jobs/${encodeURIComponent(nameOrId)}/access`, {
+      method: 'POST',
+      body: { port },
+      requestId: nameOrId,
+    });
+    return fromWireAccess(a);
+  }
+
+  /**
+   * Registers one of your SSH public keys (one OpenSSH line, e.g. the contents of ~/.ssh/id_ed25519.pub): your own
+   * `ssh -p 2222 NAME@HOST` then opens your sandbox NAME.
+   */
+  async addSshKey(publicKey: string, options: AddSshKeyOptions = {}): Promise<SshKey> {
+    const k = await this.http.json<WireSshKey>('/api/v1/ssh-keys', {
+      method: 'POST',
+      body: { public_key: publicKey, ...(options.name !== undefined ? { name: options.name } : {}) },
+    });
+    return fromWireSshKey(k);
+  }
+
+  /** Your registered SSH public keys, oldest first. */
+  async listSshKeys(): Promise<SshKey[]> {
+    return (await this.http.json<WireSshKeyList>('/api/v1/ssh-keys')).keys.map(fromWireSshKey);
+  }
+
+  /** Removes one of your SSH keys (by its id); it is refused from then on. */
+  async removeSshKey(id: string): Promise<void> {
+    await this.http.json<unknown>(`/api/v1/ssh-keys/${encodeURIComponent(id)}`, { method: 'DELETE', allowEmpty: true });
   }
 
   /** Whether the server answers `GET /api/v1/health` (no token needed); never throws. */

@@ -44,6 +44,7 @@ export type {
   UpdateJobOptions,
 } from './jobs.js';
 export { type SseEvent, SseParser } from './sse.js';
+export type { AccessResult, AddSshKeyOptions, SshKey } from './ssh.js';
 export type {
   CreateWorkspaceOptions,
   DeleteResult,

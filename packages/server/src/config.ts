@@ -3,7 +3,7 @@
 import { homedir } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { formatDuration, MagsError, parseDuration } from '@mags/api';
+import { DEFAULT_SSH_PORT, formatDuration, MagsError, parseDuration } from '@mags/api';
 import { DEFAULT_GC_GRACE_MS } from '@mags/objects';
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -52,6 +52,10 @@ export interface ServerConfig {
   sleepAfterMs: number;
   /** A sandbox frozen this long is stopped (its workspace synced, its resources freed); `--stop-after`. */
   stopAfterMs: number;
+  /** The SSH gateway's port on `host` (0: no SSH gateway). */
+  sshPort: number;
+  /** The host name `access` tells clients to reach the gateway by; unset: the host name the API was reached by. */
+  sshHost: string | undefined;
 }
 
 /** What a caller (the `mags server` command, a test) may give; anything missing comes from the environment or defaults. */
@@ -77,6 +81,8 @@ export interface ServerConfigInput {
   sleepAfterMs?: number | string;
   /** Milliseconds, or a duration such as `1h`. */
   stopAfterMs?: number | string;
+  sshPort?: number | string;
+  sshHost?: string;
 }
 
 export const DEFAULT_PORT = 7373;
@@ -109,6 +115,8 @@ export interface ServerEnvironment {
   MAGS_MAX_FOLLOWERS?: string;
   MAGS_GC_INTERVAL?: string;
   MAGS_GC_GRACE?: string;
+  MAGS_SSH_PORT?: string;
+  MAGS_SSH_HOST?: string;
   AWS_ACCESS_KEY_ID?: string;
   AWS_SECRET_ACCESS_KEY?: string;
   HOME?: string;
@@ -245,6 +253,12 @@ export function resolveServerConfig(input: ServerConfigInput = {}, env: ServerEn
     input.stopAfterMs ?? nonEmpty(env.MAGS_STOP_AFTER) ?? DEFAULT_STOP_AFTER_MS,
     false,
   );
+  const rawSshPort = input.sshPort ?? nonEmpty(env.MAGS_SSH_PORT) ?? DEFAULT_SSH_PORT;
+  const sshPort = wholeNumber('sshPort', rawSshPort, 0, 65535, 'a port from 1 to 65535, or 0 for no SSH gateway');
+  const sshHost = nonEmpty(input.sshHost) ?? nonEmpty(env.MAGS_SSH_HOST);
+  if (sshHost !== undefined && !/^[A-Za-z0-9._:-]+$/.test(sshHost)) {
+    throw MagsError.invalid(`sshHost: "${sshHost}" is not a host name or IP address`);
+  }
 
   return {
     dataDir,
@@ -264,6 +278,8 @@ export function resolveServerConfig(input: ServerConfigInput = {}, env: ServerEn
     gcGraceMs,
     sleepAfterMs,
     stopAfterMs,
+    sshPort,
+    sshHost,
   };
 }
 

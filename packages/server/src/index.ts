@@ -1,7 +1,7 @@
 // @mags/server: the control plane. createServer() opens the store (running migrations), creates the local
 // owner on first start, recovers from a previous run, and returns a server ready to listen and take agents.
 import type { AddressInfo } from 'node:net';
-import type { ServerEnd } from '@mags/api';
+import { DEFAULT_SSH_PORT, type ServerEnd } from '@mags/api';
 import { type ObjectStore, openObjectStore, redact as redactObjects } from '@mags/objects';
 import { type Logger, pino } from 'pino';
 import { AgentRegistry } from './agents/registry.js';
@@ -23,6 +23,9 @@ import { JobRetention } from './jobs/retention.js';
 import { registerJobRoutes } from './jobs/routes.js';
 import { JobService } from './jobs/service.js';
 import { sleepTimers } from './jobs/spec.js';
+import { SshGateway } from './ssh/gateway.js';
+import { loadHostKey, SshKeys } from './ssh/keys.js';
+import { registerSshRoutes } from './ssh/routes.js';
 import { Store } from './store/index.js';
 import { StorageReclaim } from './workspaces/reclaim.js';
 import { registerReclaimRoutes } from './workspaces/reclaim-route.js';
@@ -34,7 +37,17 @@ export { DEFAULT_HOST, DEFAULT_PORT, LOG_LEVELS, redactUrl, resolveServerConfig,
 export type { AuthenticatedUser } from './http/auth.js';
 export { Auth, generateToken, hashToken } from './http/auth.js';
 export type { MagsApp } from './http/request.js';
-export type { AgentRow, FileRow, Job, JobSpec, LogRow, TokenRow, UserRow, WorkspaceRow } from './store/index.js';
+export type {
+  AgentRow,
+  FileRow,
+  Job,
+  JobSpec,
+  LogRow,
+  SshKeyRow,
+  TokenRow,
+  UserRow,
+  WorkspaceRow,
+} from './store/index.js';
 export { Store } from './store/index.js';
 export type { WorkspaceTimeouts } from './workspaces/service.js';
 
@@ -62,8 +75,15 @@ export interface MagsServer {
   readonly localToken: string | undefined;
   /** Joins an agent: the server end of an in-process link. */
   attachAgent(link: ServerEnd): void;
-  /** Starts listening on config.host:config.port and returns the base URL (e.g. http://127.0.0.1:7373). */
+  /** Opens commands in sandboxes (the exec route's and the SSH gateway's way in), e.g. for tests. */
+  readonly execs: ExecService;
+  /**
+   * Starts listening on config.host:config.port and returns the base URL (e.g. http://127.0.0.1:7373); the SSH
+   * gateway on config.sshPort too, unless it is 0.
+   */
   listen(): Promise<string>;
+  /** The SSH gateway's port once it listens (undefined without a gateway). */
+  sshPort(): number | undefined;
   /** Stops HTTP (pending long-polls and log streams end), closes agent links, then the store. Idempotent. */
   close(): Promise<void>;
 }
@@ -142,6 +162,12 @@ export async function createServer(config: ServerConfig, options: CreateServerOp
       lifecycle,
       startSandbox: (userId, name) => jobs.submit(userId, { long_lived: true, workspace_id: name, persistent: true }),
     });
+    const sshKeys = new SshKeys({ store, logger });
+    const gateway =
+      cfg.sshPort === 0
+        ? undefined
+        : new SshGateway({ keys: sshKeys, execs, logger, hostKey: loadHostKey(cfg.dataDir, logger) });
+    let sshPort: number | undefined;
     await registry.recover();
     await reports.recover();
     const reclaim = new StorageReclaim({ objects, logger, intervalMs: cfg.gcIntervalMs, graceMs: cfg.gcGraceMs });
@@ -158,6 +184,7 @@ export async function createServer(config: ServerConfig, options: CreateServerOp
         (a) => registerWorkspaceRoutes(a, workspaces),
         (a) => registerFileRoutes(a, files, cfg.maxUploadBytes),
         (a) => registerReclaimRoutes(a, reclaim, auth),
+        (a) => registerSshRoutes(a, { keys: sshKeys, port: () => sshPort, host: cfg.sshHost }),
       ],
     });
     await app.ready();
@@ -182,9 +209,24 @@ export async function createServer(config: ServerConfig, options: CreateServerOp
       events,
       logger,
       localToken,
+      execs,
+      sshPort: () => sshPort,
       attachAgent: (link) => registry.attach(link),
       async listen() {
         const address = await fastify.listen({ host: cfg.host, port: cfg.port });
+        if (gateway && sshPort === undefined) {
+          try {
+            sshPort = await gateway.listen(cfg.host, cfg.sshPort);
+          } catch (err) {
+            // The default port taken (another server's gateway, an sshd) leaves this server without SSH rather than
+            // without an API; a port given on purpose must be free.
+            if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE' || cfg.sshPort !== DEFAULT_SSH_PORT) throw err;
+            logger.warn(
+              { port: cfg.sshPort },
+              `the SSH gateway's port ${cfg.sshPort} is in use: running without SSH (choose another with --ssh-port)`,
+            );
+          }
+        }
         const info = fastify.server.address() as AddressInfo | null;
         if (!info) return address;
         const host = info.address === '0.0.0.0' ? '127.0.0.1' : info.address === '::' ? '::1' : info.address;
@@ -199,6 +241,7 @@ export async function createServer(config: ServerConfig, options: CreateServerOp
           const reclaimed = reclaim.close();
           jobs.close();
           followers.stopAll();
+          await gateway?.close();
           await fastify.close();
           await reclaimed;
           await sweeper.close();

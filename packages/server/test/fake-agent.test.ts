@@ -83,6 +83,23 @@ describe('fake agent', () => {
       agent.running.delete(sandbox); // as if its sandbox had just ended on the agent
       errorBody(await call('POST', '/api/v1/mags-jobs/box/exec', { command: 'echo' }), 409, 'conflict');
       agent.running.set(sandbox, job);
+      // An exec on a terminal (as the SSH gateway opens one), resized while it runs.
+      const owner = (await t.server.store.users.ownerId())!;
+      const { run } = await t.server.execs.start(owner, 'box', {
+        command: 'size\nresized\nsize',
+        stdin: false,
+        tty: { term: 'xterm', cols: 80, rows: 24 },
+      });
+      const shown: Buffer[] = [];
+      run.onOutput((_stream, data) => {
+        shown.push(data);
+        run.ack(data.length);
+      });
+      run.resize(100, 30);
+      assert.deepEqual(await run.exited, { exitCode: 0, reason: 'exited' });
+      assert.equal(Buffer.concat(shown).toString(), '24 80\n30 100\n');
+      agent.running.delete(sandbox);
+      agent.running.set(sandbox, job);
       assert.equal((await call('POST', `/api/v1/mags-jobs/${sandbox}/stop`)).json().status, 'stopped');
 
       // A sandbox that sleeps (frozen) and is woken: by an exec, and by becoming always-on (update, then wake).

@@ -16,6 +16,8 @@
 //   hang                   until killed (execKill: reason "killed") or `timeout` passes… here at once: see `timeout`
 //   timeout                ends with reason "timeout", code 137
 //   fail TEXT              the runtime failed: reason "error", never started
+//   size                   the terminal's size "ROWS COLS" on stdout (as `stty size`), once resized if `resized`
+//   resized                waits for an execResize
 // An exec into a job this agent does not run is refused (reason "refused"), as the real agent does.
 // A job on a workspace makes the agent "hold" a copy of it, reported (`workspace`, present) before the exit.
 // Workspace orders (sync, resize, drop) are answered with a `reply`, as the real agent does; `onOrder` lets a
@@ -89,6 +91,8 @@ export interface FakeExec {
   /** Output bytes sent. */
   sent: number;
   killed: boolean;
+  /** The sizes execResize asked for, in order. */
+  resizes: Array<{ cols: number; rows: number }>;
   wake?: () => void;
 }
 
@@ -318,9 +322,10 @@ export class FakeAgent {
     } else if (m.type === 'update') {
       this.updates.push(m);
       if (m.sleep === null && this.running.get(m.jobId)?.frozen) this.thaw(m.jobId);
-    } else if (m.type === 'execInput' || m.type === 'execAck' || m.type === 'execKill') {
+    } else if (m.type === 'execInput' || m.type === 'execAck' || m.type === 'execKill' || m.type === 'execResize') {
       const e = this.execs.get(m.execId);
-      if (e && m.type === 'execInput') {
+      if (e && m.type === 'execResize') e.resizes.push({ cols: m.cols, rows: m.rows });
+      else if (e && m.type === 'execInput') {
         const data = Buffer.from(m.data, 'base64');
         e.stdin.push(data);
         if (m.eof) e.stdinEnded = true;
@@ -359,7 +364,16 @@ export class FakeAgent {
   /** Runs an exec order's command (the language at the top of this file). */
   private async exec(order: ExecOrder): Promise<void> {
     const { execId } = order;
-    const e: FakeExec = { order, stdin: [], stdinEnded: false, unacked: 0, maxUnacked: 0, sent: 0, killed: false };
+    const e: FakeExec = {
+      order,
+      stdin: [],
+      stdinEnded: false,
+      unacked: 0,
+      maxUnacked: 0,
+      sent: 0,
+      killed: false,
+      resizes: [],
+    };
     this.execs.set(execId, e);
     const exited = (
       exitCode: number | null,
@@ -403,7 +417,11 @@ export class FakeAgent {
       } else if (word === 'cat') {
         await until(() => e.stdinEnded);
         await write('stdout', Buffer.concat(e.stdin));
-      } else if (word === 'exit') exitCode = Number(arg);
+      } else if (word === 'size') {
+        const size = e.resizes.at(-1) ?? order.tty;
+        await write('stdout', Buffer.from(size ? `${size.rows} ${size.cols}\n` : 'stty: not a tty\n'));
+      } else if (word === 'resized') await until(() => e.resizes.length > 0);
+      else if (word === 'exit') exitCode = Number(arg);
       else if (word === 'hang') await until(() => false);
       else if (word === 'timeout') return exited(137, 'timeout');
       else await write('stderr', Buffer.from(`sh: ${word}: not found\n`));

@@ -79,7 +79,8 @@ export interface TestServerOptions {
 export async function startTestServer(opts: TestServerOptions = {}): Promise<TestServer> {
   const dir = tempDir();
   const config = resolveServerConfig(
-    { ...opts.config, dataDir: dir.path, database: opts.database, port: 0, logLevel: 'silent' },
+    // No SSH gateway unless a test asks for one (a port of its own): the default port is the user's.
+    { sshPort: 0, ...opts.config, dataDir: dir.path, database: opts.database, port: 0, logLevel: 'silent' },
     {},
   );
   const logs: TestServer['logs'] = [];

@@ -40,7 +40,19 @@ describe('server configuration', () => {
       gcGraceMs: 7_200_000,
       sleepAfterMs: 600_000,
       stopAfterMs: 3_600_000,
+      sshPort: 2222,
+      sshHost: undefined,
     });
+  });
+
+  test('the SSH gateway port and host come from input, then the environment; 0 turns the gateway off', () => {
+    const env = { MAGS_SSH_PORT: '2022', MAGS_SSH_HOST: 'ssh.example.com' };
+    const fromEnv = resolveServerConfig({ dataDir: '/d' }, env);
+    assert.deepEqual([fromEnv.sshPort, fromEnv.sshHost], [2022, 'ssh.example.com']);
+    const explicit = resolveServerConfig({ dataDir: '/d', sshPort: '0', sshHost: '10.0.0.5' }, env);
+    assert.deepEqual([explicit.sshPort, explicit.sshHost], [0, '10.0.0.5']);
+    refused(() => resolveServerConfig({ sshPort: 70000 }, {}), 400, /^sshPort: /);
+    refused(() => resolveServerConfig({ sshHost: 'a b' }, {}), 400, /^sshHost: /);
   });
 
   test('the output cap, the retention and the follower limit come from input, then the environment', () => {

@@ -38,6 +38,8 @@ interface ServerFlags {
   gcGrace?: number;
   sleepAfter?: number;
   stopAfter?: number;
+  sshPort?: number;
+  sshHost?: string;
 }
 
 /** The range of the durations --gc-interval, --gc-grace, --sleep-after, --stop-after (the server checks the same). */
@@ -129,6 +131,15 @@ export function registerServer(program: Command): void {
       'stop a sandbox frozen this long, syncing its workspace and freeing its memory (default: 1h)',
       duration('--stop-after', ...GC_DURATION, false),
     )
+    .option(
+      '--ssh-port <port>',
+      'port of the SSH gateway into sandboxes, on --host (default: 2222, or $MAGS_SSH_PORT; 0 = no SSH)',
+      integer('--ssh-port', 0, 65535),
+    )
+    .option(
+      '--ssh-host <host>',
+      'host name `mags ssh` and the access route tell clients to reach the gateway by (default: the host name the API was reached by)',
+    )
     .addHelpText(
       'after',
       `
@@ -144,6 +155,7 @@ Examples:
   $ sudo mags server --objects 's3://mags-workspaces?endpoint=http://127.0.0.1:7480'
   $ sudo mags server --max-log-mb 16 --retain-days 7
   $ sudo mags server --gc-interval 6h
+  $ sudo mags server --host 0.0.0.0 --ssh-port 2222 --ssh-host sandboxes.example.com
   $ mags server gc`,
     )
     .action(async (flags: ServerFlags) => {
@@ -210,6 +222,8 @@ async function serve(flags: ServerFlags): Promise<void> {
         gcGraceMs: flags.gcGrace,
         sleepAfterMs: flags.sleepAfter,
         stopAfterMs: flags.stopAfter,
+        sshPort: flags.sshPort,
+        sshHost: flags.sshHost,
       },
       env,
     );

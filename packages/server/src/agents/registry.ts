@@ -73,6 +73,8 @@ export interface ExecChannel {
   ack(bytes: number): void;
   /** Kill the exec's processes (its client went away); its `execExited` follows. */
   kill(): void;
+  /** Resize the exec's terminal (one it was started with). */
+  resize(cols: number, rows: number): void;
 }
 
 interface OpenExec {
@@ -215,6 +217,9 @@ export class AgentRegistry {
       },
       kill: () => {
         if (live()) conn.link.send({ type: 'execKill', execId });
+      },
+      resize: (cols, rows) => {
+        if (live()) conn.link.send({ type: 'execResize', execId, cols, rows });
       },
     };
   }

@@ -108,6 +108,7 @@ export async function buildApp(options: AppOptions): Promise<MagsApp> {
           description: 'Local and persistent workspaces: create, fork, sync, resize, versions, delete',
         },
         { name: 'files', description: 'Files uploaded for jobs (they appear as /uploads/<name>)' },
+        { name: 'ssh', description: 'SSH access to sandboxes: access keys and your own public keys' },
         { name: 'system', description: 'Health, status and this document' },
         { name: 'admin', description: "What the server's owner may do to the whole server" },
       ],

@@ -15,6 +15,7 @@ import {
   type ExecReason,
   type ExecRequest,
   type ExecResult,
+  type ExecTty,
   isTerminal,
   MAX_EXEC_JSON_BYTES,
   MagsError,
@@ -37,11 +38,30 @@ export interface ExecServiceDeps {
   startSandbox(userId: string, name: string): Promise<Job>;
 }
 
-type Exit = { exitCode: number | null; reason: ExecReason | 'error'; error?: string };
-type OutputHandler = (stream: 'stdout' | 'stderr', data: Buffer) => void;
+export type ExecExit = { exitCode: number | null; reason: ExecReason | 'error'; error?: string };
+type Exit = ExecExit;
+export type ExecOutputHandler = (stream: 'stdout' | 'stderr', data: Buffer) => void;
+type OutputHandler = ExecOutputHandler;
 
-/** One exec on its agent, seen from the server. */
-class ExecRun {
+/** What a caller other than the HTTP route (the SSH gateway) gives to open an exec. */
+export interface ExecOpenRequest {
+  /** Run as `/bin/sh -c command`. */
+  command: string;
+  env?: Record<string, string>;
+  cwd?: string;
+  timeoutS?: number;
+  /** Whether stdin will be sent (`input`, then `endInput`); without, the command's stdin is empty. */
+  stdin: boolean;
+  /** A terminal made inside the sandbox, of this type and size (all output then comes as stdout). */
+  tty?: ExecTty;
+}
+
+/**
+ * One exec on its agent, seen from the server: `onOutput` receives its bytes (each to be acknowledged with `ack`
+ * once passed on), `input`/`endInput` feed its stdin under flow control, `resize` its terminal, `kill` ends it, and
+ * `exited` resolves with how it ended.
+ */
+export class ExecRun {
   /** Resolves once the command runs; rejects (409, 500, 503) when it never did. */
   readonly started: Promise<void>;
   readonly exited: Promise<Exit>;
@@ -104,6 +124,11 @@ class ExecRun {
 
   kill(): void {
     if (!this.over) this.channel.kill();
+  }
+
+  /** Resizes its terminal (an exec opened with `tty`). */
+  resize(cols: number, rows: number): void {
+    if (!this.over) this.channel.resize(cols, rows);
   }
 
   /** Sends stdin bytes, waiting while a window's worth is unacknowledged; false once the exec has ended. */
@@ -207,10 +232,27 @@ export class ExecService {
    * its stdin pumped from `stdin`. A sandbox that went to sleep just as the command arrived is woken and tried again.
    */
   private async open(userId: string, ref: string, body: ExecRequest, stdin: Readable | undefined): Promise<ExecRun> {
+    const { run } = await this.start(userId, ref, {
+      command: body.command,
+      ...(body.env ? { env: body.env } : {}),
+      ...(body.cwd !== undefined ? { cwd: body.cwd } : {}),
+      ...(body.timeout_s !== undefined ? { timeoutS: body.timeout_s } : {}),
+      stdin: stdin !== undefined,
+    });
+    if (stdin) void pumpStdin(stdin, run, this.deps.logger);
+    return run;
+  }
+
+  /**
+   * Opens an exec for any caller (the exec route, the SSH gateway): the caller's job `ref` found as the exec route
+   * finds it, woken or started if need be, the command started in its sandbox; resolves once it runs, with the job it
+   * runs in. A sandbox that was being stopped just as the command arrived is woken and tried again.
+   */
+  async start(userId: string, ref: string, request: ExecOpenRequest): Promise<{ job: Job; run: ExecRun }> {
     for (let attempt = 1; ; attempt++) {
       const job = await this.target(userId, ref);
       try {
-        return await this.openOn(job, body, stdin);
+        return { job, run: await this.openOn(job, request) };
       } catch (err) {
         // Refused by an agent whose sandbox had just ended: worth another try only if the job moved on meanwhile
         // (it sleeps without a sandbox now, or was started again), as the agent refuses only once it has said so.
@@ -221,32 +263,32 @@ export class ExecService {
     }
   }
 
-  private async openOn(job: Job, body: ExecRequest, stdin: Readable | undefined): Promise<ExecRun> {
+  private async openOn(job: Job, request: ExecOpenRequest): Promise<ExecRun> {
     const { agents, logger } = this.deps;
-    const env = body.env ?? {};
+    const env = request.env ?? {};
     for (const [key, value] of Object.entries(env)) {
       if (value.includes('\0')) throw MagsError.invalid(`env.${key}: must not contain NUL characters`);
     }
-    if (body.command.includes('\0')) throw MagsError.invalid('command: must not contain NUL characters');
+    if (request.command.includes('\0')) throw MagsError.invalid('command: must not contain NUL characters');
     const run = new ExecRun(
       (report) =>
         agents.exec(
           job.agent_id!,
           {
             jobId: job.id,
-            command: body.command,
+            command: request.command,
             environment: env,
-            ...(body.cwd !== undefined ? { cwd: body.cwd } : {}),
-            timeoutS: body.timeout_s ?? DEFAULT_EXEC_TIMEOUT_S,
-            stdin: stdin !== undefined,
+            ...(request.cwd !== undefined ? { cwd: request.cwd } : {}),
+            timeoutS: request.timeoutS ?? DEFAULT_EXEC_TIMEOUT_S,
+            stdin: request.stdin,
+            ...(request.tty ? { tty: request.tty } : {}),
           },
           report,
         ),
       job,
     );
     await run.started;
-    logger.info({ jobId: job.id }, 'exec started');
-    if (stdin) void pumpStdin(stdin, run, logger);
+    logger.info({ jobId: job.id, tty: request.tty !== undefined }, 'exec started');
     return run;
   }
 

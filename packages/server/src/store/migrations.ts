@@ -127,6 +127,28 @@ const migrations: Record<string, Migration> = {
       await db.schema.dropIndex('jobs_completed_idx').ifExists().execute();
     },
   },
+
+  '0004_ssh_keys': {
+    async up(db: Kysely<unknown>) {
+      await db.schema
+        .createTable('ssh_keys')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('user_id', 'text', (c) => c.notNull().references('users.id').onDelete('cascade'))
+        .addColumn('name', 'text', (c) => c.notNull())
+        .addColumn('public_key', 'text', (c) => c.notNull())
+        // The gateway finds a key by it; one key belongs to one user.
+        .addColumn('fingerprint', 'text', (c) => c.notNull().unique())
+        // A sandbox's key stops working with its job: deleted with it.
+        .addColumn('job_id', 'text', (c) => c.references('jobs.id').onDelete('cascade'))
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('ssh_keys_user_idx').on('ssh_keys').columns(['user_id', 'created_at']).execute();
+      await db.schema.createIndex('ssh_keys_job_idx').on('ssh_keys').column('job_id').execute();
+    },
+    async down(db: Kysely<unknown>) {
+      await db.schema.dropTable('ssh_keys').ifExists().execute();
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -102,6 +102,19 @@ export interface FilesTable {
   created_at: number;
 }
 
+export interface SshKeysTable {
+  id: string;
+  user_id: string;
+  name: string;
+  /** One OpenSSH public key line, normalised to "TYPE BASE64". */
+  public_key: string;
+  /** SHA256:… of the key blob (unique: a key opens one user's sandboxes). */
+  fingerprint: string;
+  /** The job whose sandbox alone this key opens (made by `access`); null for a user's own registered key. */
+  job_id: string | null;
+  created_at: number;
+}
+
 export interface Database {
   users: UsersTable;
   tokens: TokensTable;
@@ -110,6 +123,7 @@ export interface Database {
   agents: AgentsTable;
   workspaces: WorkspacesTable;
   files: FilesTable;
+  ssh_keys: SshKeysTable;
 }
 
 export type UserRow = Selectable<UsersTable>;
@@ -119,6 +133,7 @@ export type LogRow = Selectable<JobLogsTable>;
 export type AgentRow = Selectable<AgentsTable>;
 export type WorkspaceRow = Selectable<WorkspacesTable>;
 export type FileRow = Selectable<FilesTable>;
+export type SshKeyRow = Selectable<SshKeysTable>;
 
 /** What a job asks of its sandbox, resolved at submit; stored as JSON in jobs.spec. */
 export const JobSpec = Type.Object({

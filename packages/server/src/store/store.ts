@@ -11,6 +11,7 @@ import { FileStore } from './files.js';
 import { JobStore } from './jobs.js';
 import { LogStore } from './logs.js';
 import { migrationProvider } from './migrations.js';
+import { SshKeyStore } from './ssh-keys.js';
 import type { Db } from './transaction.js';
 import { UserStore } from './users.js';
 import { WorkspaceStore } from './workspaces.js';
@@ -27,6 +28,7 @@ export class Store {
   readonly agents: AgentStore;
   readonly workspaces: WorkspaceStore;
   readonly files: FileStore;
+  readonly sshKeys: SshKeyStore;
   private closed = false;
 
   private constructor(
@@ -40,6 +42,7 @@ export class Store {
     this.agents = new AgentStore(db);
     this.workspaces = new WorkspaceStore(db);
     this.files = new FileStore(db);
+    this.sshKeys = new SshKeyStore(db);
   }
 
   /** Opens the database and brings its schema up to date. */

@@ -13,7 +13,7 @@ import {
   ServerToAgent,
 } from '../src/index.js';
 
-const pool = { idle: 2, busy: 0, min: 2, max: 8 };
+const pool = { idle: 2, busy: 1, sleeping: 1, min: 2, max: 8 };
 const storage = {
   totalBytes: 100 * 1024 ** 3,
   freeBytes: 60 * 1024 ** 3,
@@ -46,6 +46,8 @@ const fromAgent: unknown[] = [
   { type: 'pool', pool },
   { type: 'pool', pool, storage },
   { type: 'started', jobId: sandbox.jobId, sandboxId: 'mags-1', ts: 1_700_000_000_000 },
+  { type: 'slept', jobId: sandbox.jobId, ts: 1_700_000_000_100 },
+  { type: 'woke', jobId: sandbox.jobId, ts: 1_700_000_000_200 },
   { type: 'output', jobId: sandbox.jobId, lines: [] },
   {
     type: 'output',
@@ -118,6 +120,9 @@ const fromServer: unknown[] = [
     },
   },
   { type: 'stop', jobId: sandbox.jobId },
+  { type: 'wake', jobId: sandbox.jobId },
+  { type: 'update', jobId: sandbox.jobId, sleep: { afterS: 600, stopAfterS: 3600 }, startupCommand: 'npm start' },
+  { type: 'update', jobId: sandbox.jobId, sleep: null, startupCommand: null },
   { type: 'sync', requestId: 'r-1', workspace: { owner, name: 'dev' } },
   { type: 'resize', requestId: 'r-2', workspace: { owner, name: 'dev' }, diskGb: 10 },
   { type: 'drop', requestId: 'r-3', workspace: { owner, name: 'my_ws-1.0' } },
@@ -230,6 +235,8 @@ describe('agent protocol: messages from an agent', () => {
         /^pool: storage\.freeBytes /,
       ],
       ['started without a time', { type: 'started', jobId: 'j', sandboxId: 's' }, /^started: .*ts/],
+      ['a pool without its sleeping count', { type: 'pool', pool: { idle: 1, busy: 0, min: 0, max: 1 } }, /sleeping/],
+      ['slept without a job', { type: 'slept', ts: 1 }, /^slept: .*jobId/],
       ['started at time 0', { type: 'started', jobId: 'j', sandboxId: 's', ts: 0 }, /^started: ts must be > 0/],
       ['started at time NaN', { type: 'started', jobId: 'j', sandboxId: 's', ts: Number.NaN }, /^started: ts /],
       ['output lines that are text', { type: 'output', jobId: 'j', lines: 'x' }, /^output: lines must be array/],
@@ -381,6 +388,13 @@ describe('agent protocol: messages from the server', () => {
       ['an unknown order', { type: 'format', requestId: 'r' }, /^unknown message type "format"$/],
       ['an agent message sent the wrong way', { type: 'pool', pool }, /^unknown message type "pool"$/],
       ['a start without a sandbox', { type: 'start' }, /^start: .*sandbox/],
+      [
+        'sleep timers of zero',
+        start({ sleep: { afterS: 0, stopAfterS: 1 } }),
+        /^start: sandbox\.sleep\.afterS must be >= 1/,
+      ],
+      ['an update with no sleep field', { type: 'update', jobId: 'j', startupCommand: null }, /^update: .*sleep/],
+      ['an empty startup command', start({ startupCommand: '' }), /^start: sandbox\.startupCommand /],
       ['a sandbox without a script', { type: 'start', sandbox: withoutScript }, /^start: sandbox .*script/],
       ['an empty job id', start({ jobId: '' }), /^start: sandbox\.jobId /],
       [

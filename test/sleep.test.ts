@@ -102,7 +102,7 @@ describe('sleep and wake', () => {
     await mags.stop(name);
   });
 
-  test('asleep long enough it is stopped; an exec starts it again with its startup command and its files', async () => {
+  test('asleep long enough it is stopped; SSH starts it again with its startup command and its files', async () => {
     const name = unique('svc');
     const r = await runCli(server, [
       'new',
@@ -119,10 +119,16 @@ describe('sleep and wake', () => {
     // The workspace was synced when it was stopped: it is in the store.
     const ws = (await mags.listWorkspaces()).workspaces.find((w) => w.name === name);
     assert.ok(ws?.currentVersion && ws.currentVersion >= 1, `the workspace is synced: ${JSON.stringify(ws)}`);
+    // Woken by SSH (the OpenSSH client through the gateway, as `mags ssh NAME -- CMD` runs it).
     const t0 = Date.now();
-    const woken = await mags.exec(name, 'sleep 1; cat /root/file; wc -l < /root/boots; pgrep -c -x sleep');
+    const woken = await runCli(server, [
+      'ssh',
+      name,
+      '--',
+      'sleep 1; cat /root/file; wc -l < /root/boots; pgrep -c -x sleep',
+    ]);
     const wakeMs = Date.now() - t0;
-    assert.equal(woken.exitCode, 0, woken.stderr);
+    assert.equal(woken.code, 0, woken.stderr);
     assert.equal(woken.stdout, 'kept\n2\n1\n', 'files kept, the startup command ran at both starts and runs now');
     assert.ok(wakeMs < 15_000, `started again in ${wakeMs} ms`);
     const again = await mags.status(job!.requestId);

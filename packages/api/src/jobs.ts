@@ -85,7 +85,7 @@ export const JobUpdate = Type.Object(
       }),
     ),
   },
-  { additionalProperties: false, minProperties: 1 },
+  { additionalProperties: false },
 );
 export type JobUpdate = Static<typeof JobUpdate>;
 

@@ -8,7 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import { EXEC_CHUNK, EXEC_STREAM_TYPE, EXEC_WINDOW } from '@mags/api';
 import { errorBody, startTestServer, type TestServer, waitFor } from './helpers.js';
 
-type Method = 'GET' | 'POST' | 'DELETE';
+type Method = 'GET' | 'POST' | 'PATCH' | 'DELETE';
 
 describe('long-lived sandboxes and exec', () => {
   let t: TestServer;
@@ -185,13 +185,41 @@ describe('long-lived sandboxes and exec', () => {
     base = await t.server.listen();
   });
 
-  test("another user can neither exec in, nor stop, a user's sandbox", async () => {
+  test("PATCH changes a sandbox's settings and tells its agent; bad input is a 4xx with a sentence", async () => {
+    const local = await newSandbox('settings-l');
+    const bad: Array<[unknown, number, RegExp]> = [
+      [{}, 400, /^nothing to change: give no_sleep, startup_command, or both$/],
+      [{ no_sleep: 'yes' }, 400, /^no_sleep: /],
+      [{ admin: true }, 400, /admin/],
+      [{ startup_command: '' }, 400, /^startup_command: /],
+      [{ no_sleep: true }, 400, /no_sleep requires a persistent workspace/],
+    ];
+    for (const [body, code, message] of bad) {
+      const err = errorBody(await call('PATCH', `/api/v1/mags-jobs/${local}`, body), code, 'invalid_request');
+      assert.match(err.error, message);
+    }
+    const id = await newSandbox('settings-p', { persistent: true });
+    const res = await call('PATCH', '/api/v1/mags-jobs/settings-p', { no_sleep: true, startup_command: 'npm start' });
+    assert.equal(res.statusCode, 200, res.body);
+    assert.equal(res.json().request_id, id);
+    await waitFor(async () => t.agent!.updates.some((u) => u.jobId === id), 'the update to reach the agent');
+    assert.deepEqual(t.agent!.updates.at(-1), { type: 'update', jobId: id, sleep: null, startupCommand: 'npm start' });
+    await call('PATCH', `/api/v1/mags-jobs/${id}`, { no_sleep: false, startup_command: null });
+    await waitFor(async () => t.agent!.updates.at(-1)?.startupCommand === null, 'the second update');
+    assert.ok(t.agent!.updates.at(-1)?.sleep, 'it may sleep again: the timers are sent');
+    for (const job of [local, id]) await call('POST', `/api/v1/mags-jobs/${job}/stop`);
+    errorBody(await call('PATCH', `/api/v1/mags-jobs/${id}`, { no_sleep: true }), 409, 'conflict');
+    assert.deepEqual(t.errors(), []);
+  });
+
+  test("another user can neither exec in, nor change, nor stop, a user's sandbox", async () => {
     const id = await newSandbox('private');
     const mallory = await t.server.store.users.create('mallory');
     const auth = { authorization: `Bearer ${await t.server.auth.createToken(mallory.id, 'test')}` };
     for (const ref of [id, 'private']) {
       errorBody(await call('POST', `/api/v1/mags-jobs/${ref}/exec`, { command: 'echo' }, auth), 404, 'not_found');
       errorBody(await call('POST', `/api/v1/mags-jobs/${ref}/stop`, undefined, auth), 404, 'not_found');
+      errorBody(await call('PATCH', `/api/v1/mags-jobs/${ref}`, { startup_command: 'evil' }, auth), 404, 'not_found');
     }
     assert.equal((await status(id)).status, 'running', 'untouched');
     assert.ok(![...t.agent!.execs.values()].some((e) => e.order.jobId === id), 'nothing reached the agent');

@@ -90,6 +90,9 @@ export class SandboxLifecycle {
    */
   async update(userId: string, ref: string, patch: JobUpdate): Promise<Job> {
     const { store, agents, logger } = this.deps;
+    if (patch.no_sleep === undefined && patch.startup_command === undefined) {
+      throw MagsError.invalid('nothing to change: give no_sleep, startup_command, or both');
+    }
     const job = await store.jobs.findLive(userId, ref);
     if (!job) throw MagsError.notFound(`no job or sandbox named "${ref}"`);
     if (isTerminal(job.status) || !job.spec) {

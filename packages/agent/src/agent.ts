@@ -274,12 +274,15 @@ export class Agent {
     session.start(job?.running && !job.stopRequested ? job.sandbox : undefined, job?.spec.environment ?? {});
   }
 
-  /** Thaws a job's frozen sandbox and tells the server it runs again. */
+  /**
+   * Thaws a job's frozen sandbox and tells the server it runs again. A `wake` for a sandbox that is awake counts as
+   * activity (the server sends it for requests to its URL), so its idle time starts again.
+   */
   private async wake(jobId: string): Promise<void> {
     const job = this.jobs.get(jobId);
+    job?.sleep?.touch();
     const sandbox = job?.sandbox;
     if (!job || !sandbox?.frozen || job.stopRequested) return;
-    job.sleep?.touch();
     try {
       await sandbox.thaw();
     } catch (err) {

@@ -346,7 +346,10 @@ export const ServerToAgent = Type.Union([
     },
     CLOSED,
   ),
-  /** Wake the job's frozen sandbox (a request for it arrived); the agent answers `woke`. */
+  /**
+   * A request for the job's sandbox arrived (its URL): a frozen one is woken (the agent answers `woke`), an awake
+   * one's idle time starts again.
+   */
   Type.Object({ type: Type.Literal('wake'), jobId: Id }, CLOSED),
   /** Resize the exec's terminal (the program gets SIGWINCH). */
   ExecResize,

@@ -370,6 +370,18 @@ describe('agent protocol: messages from an agent', () => {
   });
 });
 
+/** An exec order on a terminal. */
+const ttyExec = (tty: Record<string, unknown>) => ({
+  type: 'exec',
+  execId: 'e',
+  jobId: 'j',
+  command: 'sh',
+  environment: {},
+  timeoutS: 1,
+  stdin: true,
+  tty,
+});
+
 describe('agent protocol: messages from the server', () => {
   test('every kind of message the server sends is accepted as sent', () => {
     assert.deepEqual(uncovered(ServerToAgent, fromServer), [], 'an example of every message kind');
@@ -490,32 +502,10 @@ describe('agent protocol: messages from the server', () => {
       ['stdin without eof', { type: 'execInput', execId: 'e', data: '' }, /^execInput: .*eof/],
       ['an ack of a fraction', { type: 'execAck', execId: 'e', bytes: 1.5 }, /^execAck: bytes must be integer/],
       ['a kill without its exec', { type: 'execKill' }, /^execKill: .*execId/],
-      [
-        'a terminal of 0 columns',
-        {
-          type: 'exec',
-          execId: 'e',
-          jobId: 'j',
-          command: 'sh',
-          environment: {},
-          timeoutS: 1,
-          stdin: true,
-          tty: { term: 'xterm', cols: 0, rows: 24 },
-        },
-        /^exec: tty\.cols must be >= 1/,
-      ],
+      ['a terminal of 0 columns', ttyExec({ term: 'xterm', cols: 0, rows: 24 }), /^exec: tty\.cols must be >= 1/],
       [
         'a terminal type that is not a name',
-        {
-          type: 'exec',
-          execId: 'e',
-          jobId: 'j',
-          command: 'sh',
-          environment: {},
-          timeoutS: 1,
-          stdin: true,
-          tty: { term: 'x; rm -rf /', cols: 80, rows: 24 },
-        },
+        ttyExec({ term: 'x; rm -rf /', cols: 80, rows: 24 }),
         /^exec: tty\.term must match pattern/,
       ],
       [

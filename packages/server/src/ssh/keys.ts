@@ -123,7 +123,7 @@ export class SshKeys {
     if (isTerminal(job.status)) {
       throw MagsError.conflict(`job ${job.id} has finished (${job.status}): there is no sandbox to open`);
     }
-    const pair = utils.generateKeyPairSync('ed25519', { comment: `mags-${job.id}` });
+    const pair = ed25519Pair(`mags-${job.id}`);
     const parsed = utils.parseKey(pair.public);
     const key = Array.isArray(parsed) ? parsed[0] : parsed;
     if (!key || key instanceof Error) throw new Error('a generated key did not parse');
@@ -168,11 +168,25 @@ export class SshKeys {
  * The gateway's host key: an ed25519 key made on the first start in the data directory (0600) and reused after, so
  * clients' known_hosts stay valid across restarts.
  */
+/**
+ * A new ed25519 key pair in OpenSSH format. ssh2's generator writes, about once in 250 keys, a private key that
+ * neither ssh2 nor OpenSSH (`ssh-keygen -y`: "error in libcrypto") can load, so each one is parsed before use and a
+ * bad one is made again.
+ */
+export function ed25519Pair(comment: string): { private: string; public: string } {
+  for (let attempt = 0; attempt < 20; attempt++) {
+    const pair = utils.generateKeyPairSync('ed25519', { comment });
+    const parsed = utils.parseKey(pair.private);
+    if (!(parsed instanceof Error)) return pair;
+  }
+  throw new Error('could not make an ed25519 key that parses');
+}
+
 export function loadHostKey(dataDir: string, logger: Logger): string {
   const file = path.join(dataDir, 'ssh_host_ed25519_key');
   if (existsSync(file)) return readFileSync(file, 'utf8');
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-  const pair = utils.generateKeyPairSync('ed25519', { comment: 'mags-gateway' });
+  const pair = ed25519Pair('mags-gateway');
   const tmp = `${file}.${process.pid}.tmp`;
   writeFileSync(tmp, pair.private, { mode: 0o600 });
   renameSync(tmp, file);

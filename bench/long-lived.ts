@@ -193,7 +193,12 @@ async function benchFrozen(): Promise<void> {
 
 // ── 3. wake from stopped ────────────────────────────────────────────────────────────────────────────────────────
 
-async function benchStopped(): Promise<void> {
+/**
+ * `warm`: the server's default --warm (300 s), so a stopped sandbox's workspace stays mounted with a fresh sandbox
+ * parked on it for that long, and a wake within it takes that sandbox; cold (--warm 0): the copy is unmounted when
+ * the sandbox stops, and a wake mounts it and makes a sandbox.
+ */
+async function benchStopped(warm: boolean): Promise<void> {
   const instance = `t${tag()}`;
   const server = await startBenchServer(instance, [
     '--sleep-after',
@@ -202,6 +207,7 @@ async function benchStopped(): Promise<void> {
     '1s',
     '--capacity',
     String(STOPPED_WAKES + 4),
+    ...(warm ? [] : ['--warm', '0']),
   ]);
   try {
     const mags = new Mags({ apiUrl: server.url, apiToken: server.token });
@@ -221,9 +227,10 @@ async function benchStopped(): Promise<void> {
       await mags.stop(name);
     }
     const s = summary(wakes);
-    console.log(`wake from stopped (persistent) → first byte of exec output:  ${line(s)}`);
+    const how = warm ? 'within --warm: a sandbox parked on the copy' : 'cold, --warm 0: copy mounted, sandbox made';
+    console.log(`wake from stopped (persistent; ${how}) → first byte of exec output:  ${line(s)}`);
     rows.push({
-      what: 'wake from stopped -> first byte, p50 / p99',
+      what: `wake from stopped${warm ? ' (warm copy)' : ' (cold)'} -> first byte, p50 / p99`,
       figure: `${fmt(s.p50)} / ${fmt(s.p99)}`,
       target: '<= 1 s',
       met: s.p50 <= 1000 ? (s.p99 <= 1000 ? 'yes' : 'p50 yes, p99 no') : 'no',
@@ -425,7 +432,10 @@ async function main() {
   console.log(`load average: ${loadavg()}`);
   if (parts.has('frozen')) await benchFrozen();
   console.log(`load average: ${loadavg()}`);
-  if (parts.has('stopped')) await benchStopped();
+  if (parts.has('stopped')) {
+    await benchStopped(false);
+    await benchStopped(true);
+  }
   console.log(`load average: ${loadavg()}`);
   if (parts.has('memory')) await benchMemory();
   console.log('');

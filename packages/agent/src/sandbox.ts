@@ -4,17 +4,7 @@
 // output comes back on the runtime's stdout/stderr pipes and its exit code is the runtime's.
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import {
-  chownSync,
-  type FSWatcher,
-  mkdirSync,
-  readFileSync,
-  rmSync,
-  statfsSync,
-  symlinkSync,
-  watch,
-  writeFileSync,
-} from 'node:fs';
+import { chownSync, mkdirSync, readFileSync, rmSync, statfsSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { GiB } from '@mags/api';
 import type { Logger } from 'pino';
@@ -355,8 +345,7 @@ export class Sandbox {
     const { config } = this.ctx;
     const tag = `exec-${randomBytes(6).toString('hex')}`;
     const spec = path.join(this.dir, `${tag}.json`);
-    const pidName = `${tag}.pid`;
-    const pidFile = path.join(this.dir, pidName);
+    const pidFile = path.join(this.dir, `${tag}.pid`);
     // The runtime starts the process in a new session of its own (made by an intermediate process, so its id is
     // known only once the process runs). The process waits for a line on fd 3 before it becomes the command, so the
     // agent reads that session's process group first, however quickly the command would end.
@@ -379,36 +368,23 @@ export class Sandbox {
         if (done) return;
         done = true;
         clearInterval(poll);
-        watcher?.close();
         rmSync(spec, { force: true });
         rmSync(pidFile, { force: true });
         if (pgrp !== undefined) go.write('\n');
         go.end();
         resolve(pgrp);
       };
-      const look = () => {
+      const poll = setInterval(() => {
         let pid: number;
         try {
           pid = Number(readFileSync(pidFile, 'utf8').trim());
         } catch {
           return; // not written yet
         }
-        if (!Number.isInteger(pid) || pid <= 0) return; // created, not written yet (the runtime writes it in place)
+        if (!Number.isInteger(pid) || pid <= 0) return; // created but not written yet (crun writes it in place)
         const pgrp = Number(statFields(pid)?.[2]);
         finish(Number.isInteger(pgrp) && pgrp > 0 ? pgrp : undefined);
-      };
-      // The pid file is read as soon as the runtime writes it (inotify on the sandbox's directory), instead of
-      // polling for it every millisecond; a slow poll stays as a fallback.
-      let watcher: FSWatcher | undefined;
-      try {
-        watcher = watch(this.dir, (_event, name) => {
-          if (name === pidName) look();
-        });
-        watcher.on('error', () => {});
-      } catch {
-        /* no watch: the poll finds it */
-      }
-      const poll = setInterval(look, watcher ? 10 : 1);
+      }, 1);
       child.once('exit', () => finish(undefined));
       child.once('error', () => finish(undefined));
     });

@@ -172,21 +172,29 @@ async function benchFrozen(): Promise<void> {
     const job = await mags.new(name, { diskGb: 1 });
     await mags.exec(name, 'echo ready > /root/ready');
     const wakes: number[] = [];
-    for (let i = 0; i < FROZEN_WAKES + 1; i++) {
+    // A wake that fails (the SDK gives up on an exec not started within 30 s) is counted and reported, not fatal.
+    const failed: string[] = [];
+    for (let i = 0; i < FROZEN_WAKES + 1 + failed.length && failed.length < 3; i++) {
       const asleep = await waitJob(mags, job.requestId, (j) => j.status === 'sleeping', 'to sleep', 30_000);
       if (asleep.vmId !== job.vmId || freezerState(instance, job.vmId!) !== 'FROZEN')
         throw new Error(`the sandbox is not frozen: ${asleep.vmId} ${freezerState(instance, job.vmId!)}`);
-      const { ms, out } = await firstByte(mags, name, 'cat /root/ready');
-      if (out !== 'ready\n') throw new Error(`woken, the sandbox answered ${JSON.stringify(out)}`);
-      if (i > 0) wakes.push(ms); // the first one is a warm-up
+      const at = new Date().toISOString();
+      try {
+        const { ms, out } = await firstByte(mags, name, 'cat /root/ready');
+        if (out !== 'ready\n') throw new Error(`woken, the sandbox answered ${JSON.stringify(out)}`);
+        if (i > 0) wakes.push(ms); // the first one is a warm-up
+      } catch (err) {
+        failed.push(`${at}: ${err instanceof Error ? err.message : err}`);
+        console.log(`wake from frozen ${i} failed at ${at}: ${err}`);
+      }
     }
     const s = summary(wakes);
-    console.log(`wake from frozen → first byte of exec output:  ${line(s)}`);
+    console.log(`wake from frozen → first byte of exec output:  ${line(s)}; failed: ${failed.length}`);
     rows.push({
       what: 'wake from frozen -> first byte, p50 / p99',
-      figure: `${fmt(s.p50)} / ${fmt(s.p99)}`,
+      figure: `${fmt(s.p50)} / ${fmt(s.p99)}${failed.length ? ` (${failed.length} failed)` : ''}`,
       target: '<= 50 ms',
-      met: s.p50 <= 50 ? (s.p99 <= 50 ? 'yes' : 'p50 yes, p99 no') : 'no',
+      met: failed.length ? 'no: wakes failed' : s.p50 <= 50 ? (s.p99 <= 50 ? 'yes' : 'p50 yes, p99 no') : 'no',
     });
     await mags.stop(name);
   } finally {

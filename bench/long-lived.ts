@@ -98,6 +98,10 @@ function startBenchServer(instance: string, args: string[], stateDir?: string): 
 function removeInstanceDirs(instance: string, stateDir = '/var/lib/mags'): void {
   for (const sub of ['workspaces', 'bases', 'cache'])
     rmSync(`${stateDir}/${sub}/${instance}`, { recursive: true, force: true });
+  // What the stopped server leaves empty: its sandboxes' directory and its cgroup parents (rmdir: only if empty).
+  const empty = [`${stateDir}/sandboxes/${instance}`];
+  for (const c of readdirSync('/sys/fs/cgroup')) empty.push(`/sys/fs/cgroup/${c}/mags${instance}`);
+  for (const dir of empty) spawnSync('rmdir', [dir], { stdio: 'ignore' });
 }
 
 // ── 1. exec into a running sandbox, and the runtime's floor ──────────────────────────────────────────────────────

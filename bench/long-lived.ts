@@ -82,6 +82,7 @@ async function pool<T>(items: T[], n: number, fn: (item: T, i: number) => Promis
 }
 
 function startBenchServer(instance: string, args: string[], stateDir?: string): Promise<TestServer> {
+  console.log(`(mags server --instance ${instance} ${args.join(' ')}${stateDir ? ` --state-dir ${stateDir}` : ''})`);
   return startServer([
     '--instance',
     instance,

@@ -311,7 +311,10 @@ function sparseStateDir(instance: string): { dir: string; remove(): void } {
   return {
     dir,
     remove() {
-      for (const m of [path.join(dir, 'images'), dir]) spawnSync('umount', [m], { stdio: 'ignore' });
+      spawnSync('umount', [path.join(dir, 'images')], { stdio: 'ignore' });
+      // The workspaces' loop devices let go of their disks a moment after they are unmounted: retry for 5 s.
+      for (let i = 0; i < 20 && spawnSync('umount', [dir], { stdio: 'ignore' }).status !== 0; i++)
+        execFileSync('sleep', ['0.25']);
       const left = readFileSync('/proc/self/mountinfo', 'utf8')
         .split('\n')
         .map((l) => l.split(' ')[4])

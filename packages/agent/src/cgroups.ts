@@ -9,10 +9,13 @@ const ROOT = '/sys/fs/cgroup';
 /** Name of the runtime's cgroup inside the sandbox's own. */
 export const RUNTIME_LEAF = 'c';
 
+/**
+ * Every hierarchy mounted under /sys/fs/cgroup, the v2 one of a hybrid host (`unified`) included: the runtime makes
+ * the sandbox's cgroup in each, so each must be cleaned (on a hybrid host, `unified` held one empty cgroup per
+ * sandbox ever run).
+ */
 function controllers(): string[] {
-  return readdirSync(ROOT).filter(
-    (c) => !c.includes(',') && c !== 'unified' && existsSync(path.join(ROOT, c, 'cgroup.procs')),
-  );
+  return readdirSync(ROOT).filter((c) => !c.includes(',') && existsSync(path.join(ROOT, c, 'cgroup.procs')));
 }
 
 export class SandboxCgroup {

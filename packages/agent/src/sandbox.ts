@@ -443,6 +443,7 @@ export class Sandbox {
         } catch {
           return; // not written yet
         }
+        if (!Number.isInteger(pid) || pid <= 0) return; // created but not written yet (crun writes it in place)
         const pgrp = Number(statFields(pid)?.[2]);
         finish(Number.isInteger(pgrp) && pgrp > 0 ? pgrp : undefined);
       }, 1);

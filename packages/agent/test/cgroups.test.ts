@@ -2,7 +2,7 @@
 // quota for its vcpus, the pids cap; changed in both directions, as a warm sandbox is when a job asks for other limits.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync, rmdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmdirSync } from 'node:fs';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
 import { SandboxCgroup } from '../src/cgroups.js';
@@ -17,7 +17,7 @@ const MB = 1024 * 1024;
 
 after(() => {
   cgroup.remove();
-  for (const c of ['memory', 'cpu', 'pids'])
+  for (const c of ['memory', 'cpu', 'pids', 'unified'])
     if (existsSync(path.join(ROOT, c, parent))) rmdirSync(path.join(ROOT, c, parent));
 });
 
@@ -56,8 +56,12 @@ describe("a sandbox's cgroup", () => {
     assert.equal(cgroup.hitMemoryLimit(), false);
   });
 
-  test('remove takes it out of every hierarchy', () => {
+  test('remove takes it out of every hierarchy, the v2 one of a hybrid host too', () => {
+    // The runtime makes the sandbox's cgroup in every hierarchy, `unified` (cgroup v2 on a hybrid host) included.
+    const unified = existsSync(path.join(ROOT, 'unified', 'cgroup.procs'));
+    if (unified) mkdirSync(path.join(ROOT, 'unified', parent, 's1', 'c'), { recursive: true });
     cgroup.remove();
-    for (const c of ['memory', 'cpu', 'pids']) assert.ok(!existsSync(path.join(ROOT, c, parent, 's1')), c);
+    for (const c of ['memory', 'cpu', 'pids', ...(unified ? ['unified'] : [])])
+      assert.ok(!existsSync(path.join(ROOT, c, parent, 's1')), c);
   });
 });

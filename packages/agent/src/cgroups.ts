@@ -93,13 +93,16 @@ export class SandboxCgroup {
 
   /**
    * Freezes (true) or thaws (false) every process of the sandbox with the cgroup freezer, and waits until the kernel
-   * says so (freezing waits for tasks in uninterruptible sleep; at most `timeoutMs`). False when it did not settle.
+   * says so (freezing waits for tasks in uninterruptible sleep; at most `timeoutMs`). False when it did not settle, or
+   * when `wanted()` stopped holding meanwhile (a thaw asked for while the freeze was settling wins: the freeze never
+   * writes FROZEN again after it).
    */
-  async setFrozen(frozen: boolean, timeoutMs = 5000): Promise<boolean> {
+  async setFrozen(frozen: boolean, wanted: () => boolean = () => true, timeoutMs = 5000): Promise<boolean> {
     const file = this.leafFile('freezer', 'freezer.state');
     const want = frozen ? 'FROZEN' : 'THAWED';
     const deadline = Date.now() + timeoutMs;
     for (let wait = 1; ; wait = Math.min(wait * 2, 50)) {
+      if (!wanted()) return false;
       writeFileSync(file, want);
       if (readFileSync(file, 'utf8').trim() === want) return true;
       if (Date.now() > deadline) return false;

@@ -565,20 +565,19 @@ export class Sandbox {
    * Nothing is spawned. False if the kernel did not finish freezing them (the sandbox is then thawed again).
    */
   async freeze(): Promise<boolean> {
-    if (!this.alive) return false;
+    if (!this.alive || this.frozen) return false;
     this.frozen = true;
-    if (await this.cgroup.setFrozen(true)) return true;
-    await this.thaw();
+    // A thaw asked for while the kernel is still freezing (an exec arrived) ends the freeze: it writes THAWED and
+    // clears `frozen`, and the freeze never writes FROZEN after that.
+    if ((await this.cgroup.setFrozen(true, () => this.frozen)) && this.frozen) return true;
+    if (this.frozen) await this.thaw(); // the kernel did not finish freezing: run on
     return false;
   }
 
   async thaw(): Promise<void> {
     if (!this.frozen) return;
-    try {
-      await this.cgroup.setFrozen(false);
-    } finally {
-      this.frozen = false;
-    }
+    this.frozen = false; // first, so that a freeze still settling stops
+    await this.cgroup.setFrozen(false);
   }
 
   /** Removes everything the sandbox created on the host: container, cgroups, mounts, namespace, directory. */

@@ -1,8 +1,9 @@
 // A sandbox's limits as the kernel holds them (cgroup v1, as the agent runs on): memory with memory+swap, the CPU
 // quota for its vcpus, the pids cap; changed in both directions, as a warm sandbox is when a job asks for other limits.
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, rmdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
 import { SandboxCgroup } from '../src/cgroups.js';
@@ -63,5 +64,42 @@ describe("a sandbox's cgroup", () => {
     cgroup.remove();
     for (const c of ['memory', 'cpu', 'pids', ...(unified ? ['unified'] : [])])
       assert.ok(!existsSync(path.join(ROOT, c, parent, 's1')), c);
+  });
+});
+
+describe('the freezer', () => {
+  test('a thaw asked for while a freeze is settling wins: the sandbox ends up thawed and its processes run', async () => {
+    const box = new SandboxCgroup(parent, 's2');
+    const leaf = path.join(ROOT, 'freezer', parent, 's2', 'c');
+    mkdirSync(leaf, { recursive: true });
+    const child = spawn('/bin/sh', ['-c', 'while :; do :; done'], { stdio: 'ignore' });
+    try {
+      writeFileSync(path.join(leaf, 'cgroup.procs'), String(child.pid));
+      const ticks = () => Number(readFileSync(`/proc/${child.pid}/stat`, 'utf8').split(') ')[1].split(' ')[11]);
+      for (let i = 0; i < 20; i++) {
+        let wanted = true;
+        const freezing = box.setFrozen(true, () => wanted);
+        // The thaw comes in at once, as an exec arriving while the kernel freezes the sandbox.
+        wanted = false;
+        assert.equal(await box.setFrozen(false), true);
+        await freezing; // it settles (false: it gave way to the thaw)
+        assert.equal(readFileSync(path.join(leaf, 'freezer.state'), 'utf8').trim(), 'THAWED', `round ${i}`);
+      }
+      const before = ticks();
+      await new Promise((r) => setTimeout(r, 300));
+      assert.ok(ticks() > before, 'the process runs');
+      // A freeze left alone settles, and the process stops using CPU.
+      assert.equal(await box.setFrozen(true), true);
+      const frozenAt = ticks();
+      await new Promise((r) => setTimeout(r, 300));
+      assert.equal(ticks(), frozenAt, 'a frozen process uses no CPU');
+      assert.equal(await box.setFrozen(false), true);
+    } finally {
+      child.kill('SIGKILL');
+      await new Promise((r) => child.once('exit', r));
+      rmdirSync(leaf);
+      rmdirSync(path.join(ROOT, 'freezer', parent, 's2'));
+      rmdirSync(path.join(ROOT, 'freezer', parent));
+    }
   });
 });

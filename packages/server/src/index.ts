@@ -58,6 +58,8 @@ export interface CreateServerOptions {
   workspaceTimeouts?: Partial<WorkspaceTimeouts>;
   /** How often finished jobs past their retention are deleted (default: hourly, and once at start). */
   retentionSweepMs?: number;
+  /** Commands (execs and SSH sessions) one user may run at once (default: MAX_EXECS_PER_USER). */
+  maxExecsPerUser?: number;
 }
 
 export interface MagsServer {
@@ -160,6 +162,7 @@ export async function createServer(config: ServerConfig, options: CreateServerOp
       agents: registry,
       logger,
       lifecycle,
+      ...(options.maxExecsPerUser !== undefined ? { maxPerUser: options.maxExecsPerUser } : {}),
       startSandbox: (userId, name) => jobs.submit(userId, { long_lived: true, workspace_id: name, persistent: true }),
     });
     const sshKeys = new SshKeys({ store, logger });

@@ -212,6 +212,52 @@ describe('long-lived sandboxes and exec', () => {
     assert.deepEqual(t.errors(), []);
   });
 
+  test('one user may run so many commands at once: one more is 429, and a slot frees when one ends', async () => {
+    const capped = await startTestServer({ maxExecsPerUser: 2 });
+    try {
+      const res = await capped.server.app.inject({
+        method: 'POST',
+        url: '/api/v1/mags-jobs',
+        headers: capped.auth,
+        payload: { long_lived: true, workspace_id: 'cap' },
+      });
+      const id = res.json().request_id as string;
+      await capped.agent!.until(() => capped.agent!.running.has(id));
+      const base = await capped.server.listen();
+      const hang = () => {
+        const req = request(`${base}/api/v1/mags-jobs/cap/exec`, {
+          method: 'POST',
+          headers: { ...capped.auth, accept: EXEC_STREAM_TYPE, 'content-type': 'application/json' },
+        });
+        req.on('error', () => {});
+        req.end(JSON.stringify({ command: 'hang' }));
+        return req;
+      };
+      const held = [hang(), hang()];
+      await capped.agent!.until(() => [...capped.agent!.execs.values()].filter((e) => !e.killed).length === 2);
+      const third = await capped.server.app.inject({
+        method: 'POST',
+        url: '/api/v1/mags-jobs/cap/exec',
+        headers: capped.auth,
+        payload: { command: 'echo' },
+      });
+      assert.match(errorBody(third, 429, 'too_many_requests').error, /the most one user may/);
+      held[0].destroy(); // its client goes: the exec is killed, and its slot is free again
+      await waitFor(async () => {
+        const again = await capped.server.app.inject({
+          method: 'POST',
+          url: '/api/v1/mags-jobs/cap/exec',
+          headers: capped.auth,
+          payload: { command: 'echo ok' },
+        });
+        return again.statusCode === 200;
+      }, 'a slot to free');
+      held[1].destroy();
+    } finally {
+      await capped.close();
+    }
+  });
+
   test("another user can neither exec in, nor change, nor stop, a user's sandbox", async () => {
     const id = await newSandbox('private');
     const mallory = await t.server.store.users.create('mallory');

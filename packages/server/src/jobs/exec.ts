@@ -34,6 +34,8 @@ export interface ExecServiceDeps {
   logger: Logger;
   /** Wakes a sleeping sandbox (or waits for a starting one). */
   lifecycle: SandboxLifecycle;
+  /** Commands one user may run at once (default MAX_EXECS_PER_USER). */
+  maxPerUser?: number;
   /** Starts a sandbox that stays up on the caller's persistent workspace `name` (as `mags new NAME`). */
   startSandbox(userId: string, name: string): Promise<Job>;
 }
@@ -154,7 +156,13 @@ export class ExecRun {
   }
 }
 
+/** Commands one user may have running in sandboxes at once (execs and SSH sessions together); one more is 429. */
+export const MAX_EXECS_PER_USER = 256;
+
 export class ExecService {
+  /** Running execs by user. */
+  private readonly running = new Map<string, number>();
+
   constructor(private readonly deps: ExecServiceDeps) {}
 
   /** Runs the command and answers once it has ended, with its output as text (the first MAX_EXEC_JSON_BYTES). */
@@ -249,6 +257,31 @@ export class ExecService {
    * runs in. A sandbox that was being stopped just as the command arrived is woken and tried again.
    */
   async start(userId: string, ref: string, request: ExecOpenRequest): Promise<{ job: Job; run: ExecRun }> {
+    const open = this.running.get(userId) ?? 0;
+    if (open >= (this.deps.maxPerUser ?? MAX_EXECS_PER_USER)) {
+      throw new MagsError(
+        429,
+        'too_many_requests',
+        `you have ${open} commands running in sandboxes (execs and SSH sessions), the most one user may; wait for one to end`,
+      );
+    }
+    this.running.set(userId, open + 1);
+    let started: { job: Job; run: ExecRun } | undefined;
+    try {
+      started = await this.startOnce(userId, ref, request);
+      return started;
+    } finally {
+      const release = () => {
+        const n = (this.running.get(userId) ?? 1) - 1;
+        if (n > 0) this.running.set(userId, n);
+        else this.running.delete(userId);
+      };
+      if (started) void started.run.exited.then(release);
+      else release();
+    }
+  }
+
+  private async startOnce(userId: string, ref: string, request: ExecOpenRequest): Promise<{ job: Job; run: ExecRun }> {
     for (let attempt = 1; ; attempt++) {
       const job = await this.target(userId, ref);
       try {

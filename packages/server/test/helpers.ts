@@ -74,6 +74,8 @@ export interface TestServerOptions {
   workspaceTimeouts?: Partial<WorkspaceTimeouts>;
   /** How often the retention sweep runs (default: the server's). */
   retentionSweepMs?: number;
+  /** The cron scheduler's tick and clock (default: the server's). */
+  cron?: { tickMs?: number; now?: () => number };
 }
 
 export async function startTestServer(opts: TestServerOptions = {}): Promise<TestServer> {
@@ -89,6 +91,7 @@ export async function startTestServer(opts: TestServerOptions = {}): Promise<Tes
     logger,
     workspaceTimeouts: opts.workspaceTimeouts,
     retentionSweepMs: opts.retentionSweepMs,
+    cron: opts.cron,
   });
   if (!server.localToken) throw new Error('a fresh server must create the local owner token');
   const token = server.localToken;

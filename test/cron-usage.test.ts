@@ -165,6 +165,10 @@ describe('cron on the real clock', () => {
       ['fired by cron'],
     );
 
+    const shown = await runCli(server, ['cron', 'show', name]);
+    assert.equal(shown.code, 0, shown.stderr);
+    assert.match(shown.stdout, new RegExp(`fired\\s+${fired.lastJobId}`));
+
     const disabled = await runCli(server, ['cron', 'disable', name]);
     assert.equal(disabled.code, 0, disabled.stderr);
     assert.match(disabled.stdout, /disabled cron job/);
@@ -203,7 +207,7 @@ describe('cron on the real clock', () => {
     const missing = await runCli(server, ['cron', 'add', '--schedule', '0 0 * * *', 'echo']);
     assert.equal(missing.code, 2);
     assert.match(missing.stderr, /--name/);
-    for (const sub of ['add', 'list', 'enable', 'disable', 'remove']) {
+    for (const sub of ['add', 'list', 'show', 'enable', 'disable', 'remove']) {
       const help = await runCli(server, ['cron', sub, '--help']);
       assert.match(help.stdout, /Examples:/, `mags cron ${sub} --help`);
     }

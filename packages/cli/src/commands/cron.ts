@@ -108,6 +108,37 @@ Examples:
       );
     });
 
+  cron
+    .command('show')
+    .description('Show a cron job and its latest firings: the job each ran, or why it was skipped')
+    .argument('<id>', 'the cron job id or name (mags cron list)')
+    .option('--json', 'print the cron job and its runs as JSON')
+    .addHelpText(
+      'after',
+      '\nExamples:\n  $ mags cron show backup\n  $ mags logs $(mags cron show backup --json | jq -r .lastJobId)',
+    )
+    .action(async (id: string, flags: { json?: boolean }) => {
+      const mags = await connect();
+      const job = await mags.cronGet(id);
+      if (flags.json) return printJson(job);
+      const where = job.workspaceId ? ` on workspace ${job.workspaceId}${job.persistent ? ' (persistent)' : ''}` : '';
+      process.stdout.write(
+        `${printable(job.name)} (${job.id}): ${printable(job.cronExpression)} ${job.timezone ?? 'UTC'}${where}, ` +
+          `${job.enabled ? `next run ${formatTime(job.nextRunAt)}` : 'disabled'}\n`,
+      );
+      const runs = job.runs ?? [];
+      if (runs.length === 0) {
+        process.stdout.write('no firings yet\n');
+        return;
+      }
+      process.stdout.write(
+        table(
+          ['SCHEDULED', 'STATUS', 'JOB', 'REASON'],
+          runs.map((r) => [formatTime(r.scheduledAt), r.status, r.jobId ?? '-', r.reason ? printable(r.reason) : '-']),
+        ),
+      );
+    });
+
   for (const [verb, enabled] of [
     ['enable', true],
     ['disable', false],

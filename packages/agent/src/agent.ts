@@ -19,6 +19,7 @@ import { DiskLedger } from './disks.js';
 import { ExecSession } from './exec.js';
 import { cleanupStale, prepareHost, prepareSandboxFiles, releaseInstance, runtimeVersion } from './host.js';
 import { answerToMalformed } from './malformed.js';
+import { UsageMeter } from './meter.js';
 import { DnsForwarder, NetnsPool, SlotAllocator, setupHostNetwork, teardownHostNetwork } from './network.js';
 import { OutputCollector } from './output.js';
 import { OFF_PATH_DELAY_MS, WarmPool } from './pool.js';
@@ -448,6 +449,7 @@ export class Agent {
     const output = new OutputCollector((lines) => this.link.send({ type: 'output', jobId, lines }), spec.firstSeq);
     job.output = output;
     let sandbox: Sandbox | undefined;
+    let meter: UsageMeter | undefined;
     try {
       try {
         sandbox = await this.acquire(spec, job);
@@ -475,6 +477,7 @@ export class Agent {
         return;
       }
       this.link.send({ type: 'started', jobId, sandboxId: sandbox.id, ts: Date.now() });
+      meter = new UsageMeter(jobId, sandbox, (m) => this.link.send(m), this.config.usageReportMs);
       // A long-lived sandbox runs no script: its launcher pauses until the sandbox is stopped; commands are exec'd.
       const proc = sandbox.start(spec.longLived ? KEEPER_PROGRAM : spec.script, spec.environment);
       job.running = true;
@@ -491,6 +494,7 @@ export class Agent {
           : undefined;
       const exitCode = await proc.exited;
       job.running = false;
+      meter.end();
       job.sleep?.close();
       clearTimeout(timer);
       clearInterval(periodic);
@@ -522,6 +526,7 @@ export class Agent {
       output.end();
       this.finish(jobId, exitCode, reason, message ?? syncMessage);
     } finally {
+      meter?.close();
       this.jobs.delete(jobId);
       job.end();
       // A workspace whose sandbox's root is unmounted is free now; otherwise once the sandbox is destroyed.

@@ -34,7 +34,9 @@ export class SandboxCgroup {
   }
 
   create(limits: Limits): void {
-    for (const c of ['memory', 'cpu', 'pids']) mkdirSync(path.join(ROOT, c, this.parent, this.id), { recursive: true });
+    // cpuacct at this level too: its usage counts every process below, and outlives the runtime's own cgroup.
+    for (const c of ['memory', 'cpu', 'cpuacct', 'pids'])
+      mkdirSync(path.join(ROOT, c, this.parent, this.id), { recursive: true });
     this.setLimits(limits);
   }
 
@@ -77,6 +79,18 @@ export class SandboxCgroup {
   cpuUsageNs(): number | undefined {
     try {
       return Number(readFileSync(this.leafFile('cpuacct', 'cpuacct.usage'), 'utf8'));
+    } catch {
+      return undefined;
+    }
+  }
+
+  /**
+   * CPU time of every process the sandbox ever had, in nanoseconds: the sandbox's own cpuacct (hierarchical, so it
+   * keeps what the runtime's cgroup used after that is removed). Undefined once the sandbox's cgroup is gone.
+   */
+  totalCpuNs(): number | undefined {
+    try {
+      return Number(readFileSync(this.file('cpuacct', 'cpuacct.usage'), 'utf8'));
     } catch {
       return undefined;
     }

@@ -1,6 +1,7 @@
 // Agent configuration: read once, validated, passed down.
 import { existsSync } from 'node:fs';
 import path from 'node:path';
+import { USAGE_REPORT_MS } from '@mags/api';
 import { DEFAULT_GC_GRACE_MS } from '@mags/objects';
 
 export interface AgentConfig {
@@ -55,6 +56,8 @@ export interface AgentConfig {
   warmMs: number;
   /** Persistent workspaces are synced this often while a sandbox runs on them. */
   syncIntervalMs: number;
+  /** How often a running sandbox's usage is reported (default USAGE_REPORT_MS). */
+  usageReportMs: number;
   /** The grace period of the server's object-store gc; a sync must commit within a quarter of it (gc-policy.ts). */
   gcGraceMs: number;
   /**
@@ -112,10 +115,11 @@ export function loadAgentConfig(overrides: Partial<AgentConfig> = {}): AgentConf
     localWorkspaceTtlMs: overrides.localWorkspaceTtlMs ?? 10 * 60_000,
     warmMs: overrides.warmMs ?? 5 * 60_000,
     syncIntervalMs: overrides.syncIntervalMs ?? 5 * 60_000,
+    usageReportMs: overrides.usageReportMs ?? USAGE_REPORT_MS,
     gcGraceMs: overrides.gcGraceMs ?? DEFAULT_GC_GRACE_MS,
     userns: overrides.userns ?? { hostId: 100_000, size: 65_536 },
   };
-  for (const key of ['localWorkspaceTtlMs', 'warmMs', 'syncIntervalMs', 'gcGraceMs'] as const) {
+  for (const key of ['localWorkspaceTtlMs', 'warmMs', 'syncIntervalMs', 'gcGraceMs', 'usageReportMs'] as const) {
     if (!Number.isFinite(config[key]) || config[key] < 0)
       throw new Error(`agent ${key} must be a number of milliseconds ≥ 0`);
   }

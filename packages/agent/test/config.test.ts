@@ -42,6 +42,7 @@ describe('agent configuration', () => {
       localWorkspaceTtlMs: 600_000,
       warmMs: 300_000,
       syncIntervalMs: 300_000,
+      usageReportMs: 60_000,
       gcGraceMs: 2 * 3_600_000,
       userns: { hostId: 100_000, size: 65_536 },
     };

@@ -153,6 +153,9 @@ export const EXEC_WINDOW = 1024 * 1024;
 /** Largest chunk of bytes one exec message carries. */
 export const EXEC_CHUNK = 256 * 1024;
 
+/** How often an agent reports what a running sandbox has used (`usage`), besides once when it ends. */
+export const USAGE_REPORT_MS = 60_000;
+
 /**
  * The helper every sandbox has, read-only (the agent's packages/agent/native/mags-tool.c): `pty` runs a program on a
  * terminal made inside the sandbox, `connect PORT` relays stdio to 127.0.0.1:PORT in the sandbox's network.
@@ -382,6 +385,29 @@ export const AgentToServer = Type.Union([
     CLOSED,
   ),
   Type.Object({ type: Type.Literal('workspace'), report: WorkspaceReport }, CLOSED),
+  /**
+   * What the job's sandbox has used since it started this job (cumulative, so a lost or repeated report is harmless):
+   * sent every USAGE_REPORT_MS while it runs and once more, `final`, before its `exited`. A job started again (woken,
+   * restarted) is metered anew under its new sandboxId.
+   */
+  Type.Object(
+    {
+      type: Type.Literal('usage'),
+      jobId: Id,
+      sandboxId: Id,
+      /** Wall-clock time the sandbox has run the job. */
+      sandboxMs: Size,
+      /** CPU time of every process of the sandbox (cpuacct.usage), in milliseconds. */
+      cpuMs: Size,
+      /** Memory charged to the sandbox's cgroup, integrated over time: MiB × milliseconds. */
+      memoryMibMs: Size,
+      /** Bytes the sandbox sent out of its network namespace (its veth's counter on the host). */
+      egressBytes: Size,
+      final: Type.Boolean(),
+      ts: Time,
+    },
+    CLOSED,
+  ),
   /** The exec's process runs (its stdin may be sent). */
   Type.Object({ type: Type.Literal('execStarted'), execId: ExecId }, CLOSED),
   /** Bytes the exec wrote, in order per stream; stdout and stderr apart. */

@@ -1,11 +1,13 @@
 export * from './admin.js';
 export * from './agent-link.js';
 export * from './agent-protocol.js';
+export * from './cron.js';
 export * from './duration.js';
 export * from './errors.js';
 export * from './exec.js';
 export * from './jobs.js';
 export * from './ssh.js';
 export * from './storage.js';
+export * from './usage.js';
 export * from './workspaces.js';
 export const MAGS_VERSION = '0.1.0';

@@ -104,6 +104,17 @@ const fromAgent: unknown[] = [
   { type: 'execExited', execId: 'e-1', exitCode: 3, reason: 'exited' },
   { type: 'execExited', execId: 'e-1', exitCode: 137, reason: 'timeout' },
   { type: 'execExited', execId: 'e-1', exitCode: null, reason: 'refused', message: 'job j has no running sandbox' },
+  {
+    type: 'usage',
+    jobId: sandbox.jobId,
+    sandboxId: 'magsa1b2c3d4e5',
+    sandboxMs: 61_000,
+    cpuMs: 2_500,
+    memoryMibMs: 3_100_000,
+    egressBytes: 1_042_000,
+    final: false,
+    ts: 1_700_000_000_000,
+  },
 ];
 
 /** Messages the real server sends, one or more of every kind. */
@@ -330,6 +341,17 @@ describe('agent protocol: messages from an agent', () => {
         /^execExited: reason must be "exited" or /,
       ],
       ['a negative stdin acknowledgement', { type: 'execInputAck', execId: 'e', bytes: -1 }, /^execInputAck: bytes /],
+      ['usage with a negative CPU time', { ...(fromAgent.at(-1) as object), cpuMs: -5 }, /^usage: cpuMs must be >= 0/],
+      [
+        'usage with a fractional byte count',
+        { ...(fromAgent.at(-1) as object), egressBytes: 1.5 },
+        /^usage: egressBytes must be integer/,
+      ],
+      [
+        'usage without saying whether it is the last',
+        { ...(fromAgent.at(-1) as object), final: undefined },
+        /^usage: .*final/,
+      ],
       [
         'a reply neither ok nor not',
         { type: 'reply', requestId: 'r', ok: 'maybe', result: { held: true } },

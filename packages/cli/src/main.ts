@@ -4,6 +4,7 @@ import { MagsApiError } from '@mags/sdk';
 // The `mags` command. Each command group lives in commands/; this file wires them and turns every failure
 // into one sentence on stderr and an exit code: 0 ok, 1 failure, 2 usage error (`mags run`: the script's code).
 import { Command, CommanderError } from 'commander';
+import { registerCronCommands, registerUsageCommand } from './commands/cron.js';
 import { registerFileCommands } from './commands/files.js';
 import { registerJobCommands } from './commands/jobs.js';
 import { registerRun } from './commands/run.js';
@@ -39,6 +40,8 @@ Examples:
   registerJobCommands(program);
   registerWorkspaceCommands(program);
   registerFileCommands(program);
+  registerCronCommands(program);
+  registerUsageCommand(program);
   registerServer(program);
 
   // Usage errors: one sentence, exit 2 (commander's own messages start with "error: ").

@@ -7,6 +7,8 @@ import type {
   JobLogs,
   LogEntry,
   AccessResult as WireAccess,
+  CronJob as WireCronJob,
+  CronList as WireCronList,
   JobList as WireJobList,
   JobStatus as WireJobStatus,
   PoolStatus as WirePoolStatus,
@@ -14,6 +16,7 @@ import type {
   SshKeyInfo as WireSshKey,
   SshKeyList as WireSshKeyList,
   StopResult as WireStopResult,
+  UsageReport as WireUsageReport,
 } from '@mags/api';
 import {
   checkUploadName,
@@ -28,6 +31,16 @@ import {
   type WorkspaceCreate,
 } from '@mags/api';
 import { type Environment, resolveConnection } from './config.js';
+import {
+  type CronCreateOptions,
+  type CronJob,
+  type CronUpdateOptions,
+  fromWireCron,
+  fromWireUsage,
+  toWireCronCreate,
+  toWireCronUpdate,
+  type UsageResult,
+} from './cron.js';
 import { MagsApiError, MagsTimeoutError } from './errors.js';
 import { type ExecOptions, type ExecResult, ExecStream } from './exec.js';
 import { LogFollower } from './follow.js';
@@ -584,6 +597,55 @@ export class Mags {
   /** Removes one of your SSH keys (by its id); it is refused from then on. */
   async removeSshKey(id: string): Promise<void> {
     await this.http.json<unknown>(`/api/v1/ssh-keys/${encodeURIComponent(id)}`, { method: 'DELETE', allowEmpty: true });
+  }
+
+  /**
+   * Creates a cron job: `script` on a standard 5-field schedule (UTC unless `timezone`), each firing an ordinary job
+   * named after it. `mags.cronCreate({ name: 'backup', cronExpression: '0 0 * * *', script: 'tar czf …', workspaceId: 'backups' })`
+   */
+  async cronCreate(options: CronCreateOptions): Promise<CronJob> {
+    const c = await this.http.json<WireCronJob>('/api/v1/mags-cron', {
+      method: 'POST',
+      body: toWireCronCreate(options),
+    });
+    return fromWireCron(c);
+  }
+
+  /** Your cron jobs, oldest first. */
+  async cronList(): Promise<CronJob[]> {
+    return (await this.http.json<WireCronList>('/api/v1/mags-cron')).cron_jobs.map(fromWireCron);
+  }
+
+  /** One cron job (by id or name) with its latest firings (run or skipped). */
+  async cronGet(idOrName: string): Promise<CronJob> {
+    return fromWireCron(await this.http.json<WireCronJob>(`/api/v1/mags-cron/${encodeURIComponent(idOrName)}`));
+  }
+
+  /** Changes a cron job (by id or name): `cronUpdate(id, { enabled: false })`. */
+  async cronUpdate(idOrName: string, options: CronUpdateOptions): Promise<CronJob> {
+    const c = await this.http.json<WireCronJob>(`/api/v1/mags-cron/${encodeURIComponent(idOrName)}`, {
+      method: 'PATCH',
+      body: toWireCronUpdate(options),
+    });
+    return fromWireCron(c);
+  }
+
+  /** Deletes a cron job (by id or name); the jobs it fired stay. */
+  async cronDelete(idOrName: string): Promise<void> {
+    await this.http.json<unknown>(`/api/v1/mags-cron/${encodeURIComponent(idOrName)}`, {
+      method: 'DELETE',
+      allowEmpty: true,
+    });
+  }
+
+  /**
+   * Your usage per UTC day over the last `windowDays` days (default 30; the reference's `window_days` is accepted
+   * too): jobs, sandbox, CPU and memory time, egress bytes and storage held.
+   */
+  async usage(options: { windowDays?: number; window_days?: number } | number = {}): Promise<UsageResult> {
+    const days = typeof options === 'number' ? options : (options.windowDays ?? options.window_days);
+    const query = days === undefined ? '' : `?window_days=${encodeURIComponent(String(days))}`;
+    return fromWireUsage(await this.http.json<WireUsageReport>(`/api/v1/mags-usage${query}`));
   }
 
   /** Whether the server answers `GET /api/v1/health` (no token needed); never throws. */

@@ -25,6 +25,15 @@ export {
   readConfigFile,
   resolveConnection,
 } from './config.js';
+export type {
+  CronCreateOptions,
+  CronJob,
+  CronRun,
+  CronUpdateOptions,
+  UsageDay,
+  UsageFigures,
+  UsageResult,
+} from './cron.js';
 export { MagsApiError, MagsConnectionError, MagsTimeoutError } from './errors.js';
 export { type ExecChunk, type ExecEnd, type ExecOptions, type ExecResult, ExecStream } from './exec.js';
 export { LogFollower } from './follow.js';

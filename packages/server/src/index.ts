@@ -7,6 +7,8 @@ import { type Logger, pino } from 'pino';
 import { AgentRegistry } from './agents/registry.js';
 import { registerAgentRoutes } from './agents/routes.js';
 import { redactUrl, resolveServerConfig, type ServerConfig } from './config.js';
+import { registerCronRoutes } from './cron/routes.js';
+import { CronService } from './cron/service.js';
 import { registerFileRoutes } from './files/routes.js';
 import { Files } from './files/service.js';
 import { buildApp } from './http/app.js';
@@ -27,6 +29,8 @@ import { SshGateway } from './ssh/gateway.js';
 import { loadHostKey, SshKeys } from './ssh/keys.js';
 import { registerSshRoutes } from './ssh/routes.js';
 import { Store } from './store/index.js';
+import { registerUsageRoutes } from './usage/routes.js';
+import { UsageService } from './usage/service.js';
 import { StorageReclaim } from './workspaces/reclaim.js';
 import { registerReclaimRoutes } from './workspaces/reclaim-route.js';
 import { registerWorkspaceRoutes } from './workspaces/routes.js';
@@ -60,6 +64,10 @@ export interface CreateServerOptions {
   retentionSweepMs?: number;
   /** Commands (execs and SSH sessions) one user may run at once (default: MAX_EXECS_PER_USER). */
   maxExecsPerUser?: number;
+  /** The cron scheduler: how often it looks for due cron jobs (default 1 s) and its clock (tests shorten it). */
+  cron?: { tickMs?: number; now?: () => number };
+  /** How often every user's storage figure is recorded for usage (default hourly). */
+  usageStorageSampleMs?: number;
 }
 
 export interface MagsServer {
@@ -79,6 +87,8 @@ export interface MagsServer {
   attachAgent(link: ServerEnd): void;
   /** Opens commands in sandboxes (the exec route's and the SSH gateway's way in), e.g. for tests. */
   readonly execs: ExecService;
+  /** The cron scheduler, e.g. for tests to tick it. */
+  readonly cron: CronService;
   /**
    * Starts listening on config.host:config.port and returns the base URL (e.g. http://127.0.0.1:7373); the SSH
    * gateway on config.sshPort too, unless it is 0.
@@ -118,6 +128,7 @@ export async function createServer(config: ServerConfig, options: CreateServerOp
     const localToken = await auth.bootstrapOwner();
     const output = new JobOutput({ store, events, logger, maxLogMb: cfg.maxLogMb });
     const reports = new JobReports({ store, output, events, logger });
+    const usage = new UsageService({ store, logger, storageSampleMs: options.usageStorageSampleMs });
     // The domains need each other both ways at run time (agents report to jobs and workspaces, which send agents
     // orders), never while they are built: so what the registry learns is routed here, by name, to the services
     // built below it. Nothing is delivered before an agent attaches, after createServer returns.
@@ -127,6 +138,7 @@ export async function createServer(config: ServerConfig, options: CreateServerOp
         jobReport: (agentId, report, log) => reports.report(agentId, report, log),
         agentLeft: (agentId, jobIds, reason, log) => reports.agentLeft(agentId, jobIds, reason, log),
         workspaceReport: (agentId, report) => workspaces.report(agentId, report),
+        usageReport: (agentId, report, log) => usage.report(agentId, report, log),
         slotsFreed: () => dispatch.requestDispatch(),
       },
       logger,
@@ -165,6 +177,13 @@ export async function createServer(config: ServerConfig, options: CreateServerOp
       ...(options.maxExecsPerUser !== undefined ? { maxPerUser: options.maxExecsPerUser } : {}),
       startSandbox: (userId, name) => jobs.submit(userId, { long_lived: true, workspace_id: name, persistent: true }),
     });
+    const cron = new CronService({
+      store,
+      logger,
+      submit: (userId, body) => jobs.submit(userId, body),
+      tickMs: options.cron?.tickMs,
+      now: options.cron?.now,
+    });
     const sshKeys = new SshKeys({ store, logger });
     const gateway =
       cfg.sshPort === 0
@@ -188,6 +207,8 @@ export async function createServer(config: ServerConfig, options: CreateServerOp
         (a) => registerFileRoutes(a, files, cfg.maxUploadBytes),
         (a) => registerReclaimRoutes(a, reclaim, auth),
         (a) => registerSshRoutes(a, { keys: sshKeys, port: () => sshPort, host: cfg.sshHost }),
+        (a) => registerCronRoutes(a, cron),
+        (a) => registerUsageRoutes(a, usage),
       ],
     });
     await app.ready();
@@ -199,6 +220,8 @@ export async function createServer(config: ServerConfig, options: CreateServerOp
     retention = new JobRetention(store, logger, cfg.retainDays, options.retentionSweepMs);
     retention.start();
     reclaim.start();
+    cron.start();
+    usage.start();
 
     const sweeper = retention;
     const fastify = app;
@@ -213,6 +236,7 @@ export async function createServer(config: ServerConfig, options: CreateServerOp
       logger,
       localToken,
       execs,
+      cron,
       sshPort: () => sshPort,
       attachAgent: (link) => registry.attach(link),
       async listen() {
@@ -242,12 +266,14 @@ export async function createServer(config: ServerConfig, options: CreateServerOp
           shutdown.abort();
           // Before the HTTP server closes: it waits for requests under way, such as a POST /admin/gc.
           const reclaimed = reclaim.close();
+          await cron.close();
           jobs.close();
           followers.stopAll();
           await gateway?.close();
           await fastify.close();
           await reclaimed;
           await sweeper.close();
+          await usage.close();
           // Dispatch first, so that no job goes to an agent whose link is closing; then the links, whose unfinished
           // jobs end as `error`.
           await dispatch.close();

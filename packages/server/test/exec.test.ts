@@ -119,10 +119,11 @@ describe('long-lived sandboxes and exec', () => {
     const res = await call('POST', '/api/v1/mags-jobs', { script: 'manual' });
     const id = res.json().request_id as string;
     await waitFor(async () => (await status(id)).status === 'running');
+    const job = t.agent!.running.get(id)!;
     t.agent!.running.delete(id); // the sandbox ended on the agent; its exit is not reported yet
     const refused = errorBody(await exec(id, { command: 'echo hi' }), 409, 'conflict');
     assert.match(refused.error, /no running sandbox/);
-    t.agent!.running.set(id, { spec: t.agent!.starts.find((s) => s.jobId === id)!, seq: 0 });
+    t.agent!.running.set(id, job);
     t.agent!.exit(id, 0);
   });
 

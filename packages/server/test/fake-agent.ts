@@ -8,6 +8,9 @@
 //   manual         wait for the test to call output()/exit() itself
 //   timeout        exit with reason "timeout", code 137
 //   crash TEXT     exit with reason "error" and message TEXT, never started
+//   meter C M E    from now its usage says C ms of CPU, M MiB·ms of memory, E bytes out (cumulative)
+//   report         send a `usage` report now (as the real agent does every minute)
+// Every job that started reports its `usage` (final) before its `exited`: sandboxMs is the real time since started.
 // A long-lived job (no script) runs like `hang`. An `exec` into a running job runs a tiny language of its own:
 //   echo TEXT / err TEXT   TEXT and a newline on stdout / stderr
 //   bytes N                N bytes 0..255 repeating on stdout, sent within the flow-control window (acks awaited)
@@ -75,6 +78,10 @@ export type ReplyBody =
 interface RunningJob {
   spec: SandboxSpec;
   seq: number;
+  sandboxId: string;
+  startedAt: number;
+  /** What its usage reports say (cumulative). */
+  meter: { cpuMs: number; memoryMibMs: number; egressBytes: number };
   release?: () => void;
   /** Asleep (`sleep()`): an exec, a `wake` or an `update` to never sleep wakes it. */
   frozen?: boolean;
@@ -164,9 +171,24 @@ export class FakeAgent {
     this.sendLines(jobId, lines);
   }
 
+  /** Sends a `usage` report about a running job's sandbox, as the real agent does every minute and at its end. */
+  usage(jobId: string, final = false): void {
+    const job = this.mustRun(jobId);
+    this.send({
+      type: 'usage',
+      jobId,
+      sandboxId: job.sandboxId,
+      sandboxMs: Date.now() - job.startedAt,
+      ...job.meter,
+      final,
+      ts: Date.now(),
+    });
+  }
+
   /** Ends a `manual` job. */
   exit(jobId: string, exitCode: number): void {
     const job = this.mustRun(jobId);
+    this.usage(jobId, true);
     this.running.delete(jobId);
     this.reportCopy(job.spec);
     this.send({ type: 'exited', jobId, exitCode, reason: 'exited', ts: Date.now() });
@@ -337,6 +359,7 @@ export class FakeAgent {
       this.stops.push(m.jobId);
       const job = this.running.get(m.jobId);
       if (job) {
+        this.usage(m.jobId, true);
         this.running.delete(m.jobId);
         job.release?.();
         // Its execs die with the sandbox.
@@ -431,8 +454,15 @@ export class FakeAgent {
   }
 
   private async run(spec: SandboxSpec): Promise<void> {
-    const job: RunningJob = { spec, seq: 0 };
     const jobId = spec.jobId;
+    const job: RunningJob = {
+      spec,
+      seq: 0,
+      // A job started again (woken, restarted) is a new sandbox.
+      sandboxId: spec.firstSeq ? `sbx-${jobId.slice(0, 8)}-${spec.firstSeq}` : `sbx-${jobId.slice(0, 8)}`,
+      startedAt: Date.now(),
+      meter: { cpuMs: 0, memoryMibMs: 0, egressBytes: 0 },
+    };
     const commands = (spec.longLived ? 'hang' : spec.script)
       .split('\n')
       .map((l) => l.trim())
@@ -450,7 +480,7 @@ export class FakeAgent {
       return;
     }
     this.running.set(jobId, job);
-    this.send({ type: 'started', jobId, sandboxId: `sbx-${jobId.slice(0, 8)}`, ts: Date.now() });
+    this.send({ type: 'started', jobId, sandboxId: job.sandboxId, ts: Date.now() });
     const pending: OutputLine[] = [];
     const line = (stream: OutputLine['stream'], message: string) =>
       pending.push({ seq: ++job.seq, stream, ts: Date.now(), message });
@@ -462,6 +492,10 @@ export class FakeAgent {
       else if (word === 'err') line('stderr', arg);
       else if (word === 'lines') for (let i = 1; i <= Number(arg); i++) line('stdout', `line ${i}`);
       else if (word === 'exit') exitCode = Number(arg);
+      else if (word === 'meter') {
+        const [cpuMs, memoryMibMs, egressBytes] = rest.map(Number);
+        job.meter = { cpuMs: cpuMs ?? 0, memoryMibMs: memoryMibMs ?? 0, egressBytes: egressBytes ?? 0 };
+      } else if (word === 'report') this.usage(jobId);
       else if (word === 'hang' || word === 'manual') {
         this.sendLines(jobId, pending.splice(0));
         if (word === 'manual') return; // the test drives it from here
@@ -469,12 +503,14 @@ export class FakeAgent {
         return; // the stop handler has reported the exit
       } else if (word === 'timeout') {
         this.sendLines(jobId, pending.splice(0));
+        this.usage(jobId, true);
         this.running.delete(jobId);
         this.send({ type: 'exited', jobId, exitCode: 137, reason: 'timeout', ts: Date.now() });
         return;
       } else line('stderr', `sh: ${word}: not found`);
     }
     this.sendLines(jobId, pending.splice(0));
+    this.usage(jobId, true);
     this.running.delete(jobId);
     this.reportCopy(spec);
     this.send({ type: 'exited', jobId, exitCode, reason: 'exited', ts: Date.now() });

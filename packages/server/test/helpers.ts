@@ -75,6 +75,8 @@ export interface TestServerOptions {
   /** How often the retention sweep runs (default: the server's). */
   retentionSweepMs?: number;
   maxExecsPerUser?: number;
+  /** The cron scheduler's tick and clock (default: the server's). */
+  cron?: { tickMs?: number; now?: () => number };
 }
 
 export async function startTestServer(opts: TestServerOptions = {}): Promise<TestServer> {
@@ -91,6 +93,7 @@ export async function startTestServer(opts: TestServerOptions = {}): Promise<Tes
     workspaceTimeouts: opts.workspaceTimeouts,
     retentionSweepMs: opts.retentionSweepMs,
     maxExecsPerUser: opts.maxExecsPerUser,
+    cron: opts.cron,
   });
   if (!server.localToken) throw new Error('a fresh server must create the local owner token');
   const token = server.localToken;

@@ -30,6 +30,7 @@ interface ServerFlags {
   workspaceTtl?: number;
   warm?: number;
   syncInterval?: number;
+  usageInterval?: number;
   maxDiskGbPerUser?: number;
   maxLogMb?: number;
   retainDays?: number;
@@ -90,6 +91,11 @@ export function registerServer(program: Command): void {
       '--sync-interval <seconds>',
       'sync persistent workspaces this often while a sandbox runs (default: 300; 0 = only after runs)',
       integer('--sync-interval', 0, 86_400),
+    )
+    .option(
+      '--usage-interval <seconds>',
+      "report a running sandbox's usage (CPU, memory, egress) this often; it is also reported when it ends (default: 60)",
+      integer('--usage-interval', 1, 86_400),
     )
     .option(
       '--max-disk-gb-per-user <GB>',
@@ -239,6 +245,7 @@ async function serve(flags: ServerFlags): Promise<void> {
       localWorkspaceTtlMs: seconds(flags.workspaceTtl),
       warmMs: seconds(flags.warm),
       syncIntervalMs: seconds(flags.syncInterval),
+      usageReportMs: seconds(flags.usageInterval),
       // Syncs must keep to the grace period of the gc this server runs (packages/objects/src/sync/gc-policy.ts).
       gcGraceMs: config.gcGraceMs,
     });

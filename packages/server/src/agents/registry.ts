@@ -33,11 +33,16 @@ export type OrderBody =
 /** What an agent reports about a job it was handed. */
 export type JobReport = Extract<AgentToServer, { type: 'started' | 'slept' | 'woke' | 'output' | 'exited' }>;
 
+/** What an agent metered for a job's sandbox. */
+export type UsageReport = Extract<AgentToServer, { type: 'usage' }>;
+
 /** Where the registry passes on what it learns; each is awaited before the agent's next message is handled. */
 export interface AgentEvents {
   /** A report about a job this agent holds (after `exited`, the agent no longer holds it). */
   jobReport(agentId: string, report: JobReport, log: Logger): Promise<void>;
   workspaceReport(agentId: string, report: WorkspaceReport): Promise<void>;
+  /** What a job's sandbox used so far (cumulative), from the agent holding the job. */
+  usageReport(agentId: string, report: UsageReport, log: Logger): Promise<void>;
   /** The agent left (or the server is closing) with these jobs unfinished; they end with `reason`. */
   agentLeft(agentId: string, jobIds: string[], reason: string, log: Logger): Promise<void>;
   /** Slots may have become free (an agent said hello or left, a job ended): queued jobs may run now. */
@@ -375,6 +380,13 @@ export class AgentRegistry {
         if (m.type === 'exited') this.events.slotsFreed();
         return;
       }
+      case 'usage':
+        if (!conn.jobs.has(m.jobId)) {
+          conn.log.warn({ jobId: m.jobId, type: m.type }, 'ignoring a report about a job this agent was not given');
+          return;
+        }
+        await this.events.usageReport(agentId, m, conn.log);
+        return;
       case 'reply': {
         const pending = this.pending.get(m.requestId);
         if (!pending || pending.conn !== conn) {

@@ -1,8 +1,23 @@
 export type { AgentStore } from './agents.js';
+export type { CronPatch, CronStore } from './cron.js';
 export type { FileStore } from './files.js';
 export type { Job, JobFinish, NewJob, TakeResult, TerminalStatus } from './jobs.js';
-export type { AgentRow, FileRow, JobSpec, LogRow, SshKeyRow, TokenRow, UserRow, WorkspaceRow } from './schema.js';
+export type {
+  AgentRow,
+  CronJobRow,
+  CronRunRow,
+  FileRow,
+  JobSpec,
+  LogRow,
+  SshKeyRow,
+  TokenRow,
+  UsageDayRow,
+  UserRow,
+  WorkspaceRow,
+} from './schema.js';
 export type { SshKeyStore } from './ssh-keys.js';
 export { Store, type StoreOptions } from './store.js';
+export type { MeterReading, UsageStore } from './usage.js';
+export { utcDay } from './usage.js';
 export type { TokenSecret, UserStore } from './users.js';
 export type { NewWorkspace, WorkspacePatch } from './workspaces.js';

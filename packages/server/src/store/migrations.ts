@@ -149,6 +149,74 @@ const migrations: Record<string, Migration> = {
       await db.schema.dropTable('ssh_keys').ifExists().execute();
     },
   },
+
+  '0005_cron_and_usage': {
+    async up(db: Kysely<unknown>) {
+      await db.schema
+        .createTable('cron_jobs')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('user_id', 'text', (c) => c.notNull().references('users.id').onDelete('cascade'))
+        .addColumn('name', 'text', (c) => c.notNull())
+        .addColumn('cron_expression', 'text', (c) => c.notNull())
+        .addColumn('script', 'text', (c) => c.notNull())
+        .addColumn('workspace_id', 'text')
+        .addColumn('persistent', 'integer', (c) => c.notNull())
+        .addColumn('timezone', 'text')
+        .addColumn('enabled', 'integer', (c) => c.notNull())
+        .addColumn('next_run_at', 'bigint')
+        .addColumn('last_run_at', 'bigint')
+        .addColumn('last_job_id', 'text')
+        .addColumn('last_status', 'text')
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addColumn('updated_at', 'bigint', (c) => c.notNull())
+        .addUniqueConstraint('cron_jobs_user_name_key', ['user_id', 'name'])
+        .execute();
+      // The scheduler's one query: enabled cron jobs due by now.
+      await db.schema.createIndex('cron_jobs_due_idx').on('cron_jobs').columns(['enabled', 'next_run_at']).execute();
+
+      await db.schema
+        .createTable('cron_runs')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('cron_job_id', 'text', (c) => c.notNull().references('cron_jobs.id').onDelete('cascade'))
+        .addColumn('scheduled_at', 'bigint', (c) => c.notNull())
+        .addColumn('status', 'text', (c) => c.notNull())
+        .addColumn('job_id', 'text')
+        .addColumn('reason', 'text')
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addUniqueConstraint('cron_runs_firing_key', ['cron_job_id', 'scheduled_at'])
+        .execute();
+
+      await db.schema
+        .createTable('usage_meters')
+        .addColumn('job_id', 'text', (c) => c.notNull().references('jobs.id').onDelete('cascade'))
+        .addColumn('sandbox_id', 'text', (c) => c.notNull())
+        .addColumn('user_id', 'text', (c) => c.notNull().references('users.id').onDelete('cascade'))
+        .addColumn('sandbox_ms', 'bigint', (c) => c.notNull())
+        .addColumn('cpu_ms', 'bigint', (c) => c.notNull())
+        .addColumn('memory_mib_ms', 'bigint', (c) => c.notNull())
+        .addColumn('egress_bytes', 'bigint', (c) => c.notNull())
+        .addColumn('updated_at', 'bigint', (c) => c.notNull())
+        .addPrimaryKeyConstraint('usage_meters_pk', ['job_id', 'sandbox_id'])
+        .execute();
+
+      await db.schema
+        .createTable('usage_days')
+        .addColumn('user_id', 'text', (c) => c.notNull().references('users.id').onDelete('cascade'))
+        .addColumn('day', 'text', (c) => c.notNull())
+        .addColumn('jobs', 'integer', (c) => c.notNull())
+        .addColumn('sandbox_ms', 'bigint', (c) => c.notNull())
+        .addColumn('cpu_ms', 'bigint', (c) => c.notNull())
+        .addColumn('memory_mib_ms', 'bigint', (c) => c.notNull())
+        .addColumn('egress_bytes', 'bigint', (c) => c.notNull())
+        .addColumn('storage_bytes', 'bigint')
+        .addPrimaryKeyConstraint('usage_days_pk', ['user_id', 'day'])
+        .execute();
+    },
+    async down(db: Kysely<unknown>) {
+      for (const t of ['usage_days', 'usage_meters', 'cron_runs', 'cron_jobs'])
+        await db.schema.dropTable(t).ifExists().execute();
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

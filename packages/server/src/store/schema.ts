@@ -124,6 +124,73 @@ export interface Database {
   workspaces: WorkspacesTable;
   files: FilesTable;
   ssh_keys: SshKeysTable;
+  cron_jobs: CronJobsTable;
+  cron_runs: CronRunsTable;
+  usage_meters: UsageMetersTable;
+  usage_days: UsageDaysTable;
+}
+
+/** A user's script on a schedule (cron/). */
+export interface CronJobsTable {
+  id: string;
+  user_id: string;
+  /** Unique per user. */
+  name: string;
+  cron_expression: string;
+  script: string;
+  /** The workspace's name (as jobs.workspace_id), or null for an ephemeral run. */
+  workspace_id: string | null;
+  /** 0 or 1. */
+  persistent: number;
+  /** IANA time zone; null is UTC. */
+  timezone: string | null;
+  /** 0 or 1. */
+  enabled: number;
+  /** The next firing; null while disabled. Servers claim a firing by moving it on (a conditional update). */
+  next_run_at: number | null;
+  last_run_at: number | null;
+  last_job_id: string | null;
+  /** 'fired' or 'skipped'. */
+  last_status: string | null;
+  created_at: number;
+  updated_at: number;
+}
+
+/** One firing of a cron job, run or skipped; (cron_job_id, scheduled_at) is unique: a firing happens once. */
+export interface CronRunsTable {
+  id: string;
+  cron_job_id: string;
+  scheduled_at: number;
+  status: string;
+  job_id: string | null;
+  reason: string | null;
+  created_at: number;
+}
+
+/** What one sandbox has used for one job so far (the agent's cumulative figures), to add only what is new. */
+export interface UsageMetersTable {
+  job_id: string;
+  sandbox_id: string;
+  user_id: string;
+  sandbox_ms: number;
+  cpu_ms: number;
+  memory_mib_ms: number;
+  egress_bytes: number;
+  updated_at: number;
+}
+
+/** A user's usage per UTC day; kept after the jobs it came from are deleted. */
+export interface UsageDaysTable {
+  user_id: string;
+  /** YYYY-MM-DD, UTC. */
+  day: string;
+  jobs: number;
+  sandbox_ms: number;
+  cpu_ms: number;
+  memory_mib_ms: number;
+  egress_bytes: number;
+  /** Bytes held in workspaces and files when last measured that day (null: not measured that day). */
+  storage_bytes: number | null;
 }
 
 export type UserRow = Selectable<UsersTable>;
@@ -134,6 +201,9 @@ export type AgentRow = Selectable<AgentsTable>;
 export type WorkspaceRow = Selectable<WorkspacesTable>;
 export type FileRow = Selectable<FilesTable>;
 export type SshKeyRow = Selectable<SshKeysTable>;
+export type CronJobRow = Selectable<CronJobsTable>;
+export type CronRunRow = Selectable<CronRunsTable>;
+export type UsageDayRow = Selectable<UsageDaysTable>;
 
 /** What a job asks of its sandbox, resolved at submit; stored as JSON in jobs.spec. */
 export const JobSpec = Type.Object({

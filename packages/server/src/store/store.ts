@@ -6,6 +6,7 @@ import { Migrator } from 'kysely';
 import type { Logger } from 'pino';
 import { redactUrl, type StoreKind } from '../config.js';
 import { AgentStore } from './agents.js';
+import { CronStore } from './cron.js';
 import { openDatabase } from './database.js';
 import { FileStore } from './files.js';
 import { JobStore } from './jobs.js';
@@ -13,6 +14,7 @@ import { LogStore } from './logs.js';
 import { migrationProvider } from './migrations.js';
 import { SshKeyStore } from './ssh-keys.js';
 import type { Db } from './transaction.js';
+import { UsageStore } from './usage.js';
 import { UserStore } from './users.js';
 import { WorkspaceStore } from './workspaces.js';
 
@@ -29,6 +31,8 @@ export class Store {
   readonly workspaces: WorkspaceStore;
   readonly files: FileStore;
   readonly sshKeys: SshKeyStore;
+  readonly cron: CronStore;
+  readonly usage: UsageStore;
   private closed = false;
 
   private constructor(
@@ -43,6 +47,8 @@ export class Store {
     this.workspaces = new WorkspaceStore(db);
     this.files = new FileStore(db);
     this.sshKeys = new SshKeyStore(db);
+    this.cron = new CronStore(db);
+    this.usage = new UsageStore(db);
   }
 
   /** Opens the database and brings its schema up to date. */

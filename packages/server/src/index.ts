@@ -1,7 +1,7 @@
 // @mags/server: the control plane. createServer() opens the store (running migrations), creates the local
 // owner on first start, recovers from a previous run, and returns a server ready to listen and take agents.
 import type { AddressInfo } from 'node:net';
-import { DEFAULT_SSH_PORT, type ServerEnd } from '@mags/api';
+import { DEFAULT_ROUTER_PORT, DEFAULT_SSH_PORT, type ServerEnd } from '@mags/api';
 import { type ObjectStore, openObjectStore, redact as redactObjects } from '@mags/objects';
 import { type Logger, pino } from 'pino';
 import { AgentRegistry } from './agents/registry.js';
@@ -23,6 +23,9 @@ import { JobRetention } from './jobs/retention.js';
 import { registerJobRoutes } from './jobs/routes.js';
 import { JobService } from './jobs/service.js';
 import { sleepTimers } from './jobs/spec.js';
+import { Router } from './router/proxy.js';
+import { registerRouterRoutes } from './router/routes.js';
+import { UrlService } from './router/urls.js';
 import { SshGateway } from './ssh/gateway.js';
 import { loadHostKey, SshKeys } from './ssh/keys.js';
 import { registerSshRoutes } from './ssh/routes.js';
@@ -84,6 +87,8 @@ export interface MagsServer {
   listen(): Promise<string>;
   /** The SSH gateway's port once it listens (undefined without a gateway). */
   sshPort(): number | undefined;
+  /** The router's port once it listens (undefined without a router). */
+  routerPort(): number | undefined;
   /** Stops HTTP (pending long-polls and log streams end), closes agent links, then the store. Idempotent. */
   close(): Promise<void>;
 }
@@ -168,6 +173,24 @@ export async function createServer(config: ServerConfig, options: CreateServerOp
         ? undefined
         : new SshGateway({ keys: sshKeys, execs, logger, hostKey: loadHostKey(cfg.dataDir, logger) });
     let sshPort: number | undefined;
+    let routerPort: number | undefined;
+    const urls: UrlService = new UrlService({
+      store,
+      logger,
+      appsDomain: cfg.appsDomain,
+      router: (): { port: number; tls: boolean } | undefined => (routerPort === undefined ? undefined : { port: routerPort, tls: router?.tls ?? false }),
+    });
+    const router: Router | undefined =
+      cfg.routerPort === 0
+        ? undefined
+        : new Router({
+            urls,
+            agents: registry,
+            lifecycle,
+            auth,
+            logger,
+            ...(cfg.tlsCert && cfg.tlsKey ? { tls: { cert: cfg.tlsCert, key: cfg.tlsKey } } : {}),
+          });
     await registry.recover();
     await reports.recover();
     const reclaim = new StorageReclaim({ objects, logger, intervalMs: cfg.gcIntervalMs, graceMs: cfg.gcGraceMs });
@@ -180,11 +203,19 @@ export async function createServer(config: ServerConfig, options: CreateServerOp
       routes: [
         // Embedded is the only mode until agents can dial in over the network.
         (a) => registerAgentRoutes(a, registry, { mode: 'embedded', store: store.kind, startedAt: Date.now() }),
-        (a) => registerJobRoutes(a, { jobs, followers, execs, agents: registry, lifecycle }),
+        (a) =>
+          registerJobRoutes(a, { jobs, followers, execs, agents: registry, lifecycle, urlOf: (sub) => urls.urlOf(sub) }),
         (a) => registerWorkspaceRoutes(a, workspaces),
         (a) => registerFileRoutes(a, files, cfg.maxUploadBytes),
         (a) => registerReclaimRoutes(a, reclaim, auth),
-        (a) => registerSshRoutes(a, { keys: sshKeys, port: () => sshPort, host: cfg.sshHost }),
+        (a) =>
+          registerSshRoutes(a, {
+            keys: sshKeys,
+            port: () => sshPort,
+            host: cfg.sshHost,
+            openUrl: (userId, ref, port, isPrivate) => urls.open(userId, ref, port, isPrivate),
+          }),
+        (a) => registerRouterRoutes(a, urls),
       ],
     });
     await app.ready();
@@ -211,6 +242,7 @@ export async function createServer(config: ServerConfig, options: CreateServerOp
       localToken,
       execs,
       sshPort: () => sshPort,
+      routerPort: () => routerPort,
       attachAgent: (link) => registry.attach(link),
       async listen() {
         const address = await fastify.listen({ host: cfg.host, port: cfg.port });
@@ -224,6 +256,19 @@ export async function createServer(config: ServerConfig, options: CreateServerOp
             logger.warn(
               { port: cfg.sshPort },
               `the SSH gateway's port ${cfg.sshPort} is in use: running without SSH (choose another with --ssh-port)`,
+            );
+          }
+        }
+        if (router && routerPort === undefined) {
+          try {
+            routerPort = await router.listen(cfg.host, cfg.routerPort);
+            logger.info({ port: routerPort, appsDomain: cfg.appsDomain, tls: router.tls }, 'router listening');
+          } catch (err) {
+            // As the SSH gateway: the default port taken leaves this server without URLs; a port given must be free.
+            if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE' || cfg.routerPort !== DEFAULT_ROUTER_PORT) throw err;
+            logger.warn(
+              { port: cfg.routerPort },
+              `the router's port ${cfg.routerPort} is in use: running without URLs (choose another with --router-port)`,
             );
           }
         }
@@ -242,6 +287,7 @@ export async function createServer(config: ServerConfig, options: CreateServerOp
           jobs.close();
           followers.stopAll();
           await gateway?.close();
+          await router?.close();
           await fastify.close();
           await reclaimed;
           await sweeper.close();

@@ -13,6 +13,7 @@ import { LogStore } from './logs.js';
 import { migrationProvider } from './migrations.js';
 import { SshKeyStore } from './ssh-keys.js';
 import type { Db } from './transaction.js';
+import { UrlAliasStore } from './url-aliases.js';
 import { UserStore } from './users.js';
 import { WorkspaceStore } from './workspaces.js';
 
@@ -29,6 +30,7 @@ export class Store {
   readonly workspaces: WorkspaceStore;
   readonly files: FileStore;
   readonly sshKeys: SshKeyStore;
+  readonly urlAliases: UrlAliasStore;
   private closed = false;
 
   private constructor(
@@ -43,6 +45,7 @@ export class Store {
     this.workspaces = new WorkspaceStore(db);
     this.files = new FileStore(db);
     this.sshKeys = new SshKeyStore(db);
+    this.urlAliases = new UrlAliasStore(db);
   }
 
   /** Opens the database and brings its schema up to date. */

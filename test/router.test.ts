@@ -64,7 +64,7 @@ async function startApp(mags: Mags, name: string, port: number): Promise<void> {
   const probe = `node -e "require('net').connect(${port},'127.0.0.1').on('connect',()=>process.exit(0)).on('error',()=>process.exit(1))"`;
   const r = await mags.exec(
     name,
-    `echo ${encoded} | base64 -d > /root/app.cjs && (nohup node /root/app.cjs ${port} >/root/app.log 2>&1 &) && ` +
+    `echo ${encoded} | base64 -d > /root/app.cjs && (setsid -f node /root/app.cjs ${port} >/root/app.log 2>&1 </dev/null) && ` +
       `for i in $(seq 100); do ${probe} && exit 0; sleep 0.1; done; cat /root/app.log; exit 1`,
   );
   assert.equal(r.exitCode, 0, `the app started: ${r.stdout}${r.stderr}`);
@@ -97,12 +97,15 @@ describe('router: URLs into sandboxes', () => {
     mags = new Mags({ apiUrl: server.url, apiToken: server.token });
     web = unique('web');
     // The sandbox with a URL, as a user makes it; the app is put in the workspace and started after.
-    const made = await runCli(server, ['new', web, '-p', '--url', '--port', '3000', '--startup-command', 'node /root/app.cjs 3000']);
+    const made = await runCli(server, ['new', web, '-p', '--url', '--port', '3000']);
     assert.equal(made.code, 0, made.stderr);
     const printed = /URL: (\S+)/.exec(made.stdout)?.[1];
     assert.ok(printed, `mags new prints the URL: ${made.stdout}`);
     webUrl = printed;
     await startApp(mags, web, 3000);
+    // From the next start on, the sandbox starts the app itself.
+    const set = await runCli(server, ['set', web, '--startup-command', 'node /root/app.cjs 3000']);
+    assert.equal(set.code, 0, set.stderr);
   });
   after(async () => {
     await server?.stop();
@@ -173,9 +176,37 @@ describe('router: URLs into sandboxes', () => {
 
     // A stopped job's URL: 410 with a sentence.
     await mags.stop(other);
+    await waitJob(mags, other, (j) => j.status === 'stopped', 'stopped');
     const gone = await request(server, hostOf(url), '/', { headers: { accept: 'application/json' } });
     assert.equal(gone.status, 410);
     assert.match(JSON.parse(gone.body).error, /has ended \(stopped\)/);
+  });
+
+  test('walls: the sandbox reaches neither the router nor the API on the host; a URL reaches only its own port', async () => {
+    const hostIp = (await new Promise<string>((resolve) => execFile('hostname', ['-I'], (_e, out) => resolve(out))))
+      .trim()
+      .split(/\s+/)[0];
+    const tryConnect = (host: string, port: number) =>
+      `node -e "const s=require('net').connect(${port},'${host}');s.setTimeout(3000,()=>{console.log('${host}:${port} timeout');process.exit(0)});` +
+      `s.on('connect',()=>{console.log('${host}:${port} OPEN');process.exit(0)}).on('error',e=>{console.log('${host}:${port} '+e.code);process.exit(0)})"`;
+    const targets: Array<[string, number]> = [
+      ['$GW', server.routerPort],
+      ['$GW', server.port],
+      ['127.0.0.1', server.routerPort],
+      ['127.0.0.1', server.port],
+    ];
+    if (hostIp) targets.push([hostIp, server.routerPort], [hostIp, server.port]);
+    const script = `GW=$(ip route | awk '/default/ {print $3}'); ${targets.map(([h, p]) => tryConnect(h, p)).join('; ')}`;
+    const r = await mags.exec(web, script);
+    assert.equal(r.exitCode, 0, r.stderr);
+    assert.equal(r.stdout.trim().split('\n').length, targets.length, r.stdout);
+    assert.doesNotMatch(r.stdout, /OPEN/, `the host's router and API ports are closed to the sandbox:\n${r.stdout}`);
+
+    // A second server in the sandbox on another port: the URL still reaches port 3000 alone, whatever the Host says.
+    await mags.exec(web, 'setsid -f node /root/app.cjs 3001 >/dev/null 2>&1 </dev/null; sleep 1');
+    const viaUrl = await request(server, hostOf(webUrl), '/hello');
+    const otherPort = await request(server, hostOf(webUrl), '/hello', { headers: { host: `${hostOf(webUrl)}:3001` } });
+    assert.equal(otherPort.body.split(' ')[1], viaUrl.body.split(' ')[1], 'the same app (port 3000) answers');
   });
 
   test('a WebSocket echo through the router: messages both ways', async () => {
@@ -399,12 +430,12 @@ describe('router: wake on request', () => {
     await mags.updateJob(name, { startupCommand: 'node /root/app.cjs 3000' });
     const host = hostOf(job.url!);
     const first = await request(server, host, '/hello');
-    assert.equal(first.status, 200);
+    assert.equal(first.status, 200, first.body);
 
     const frozen = await waitJob(mags, name, (j) => j.status === 'sleeping' && j.vmId !== null, 'frozen', 20_000);
     assert.equal(frozen.vmId, job.vmId);
     const thawed = await request(server, host, '/hello');
-    assert.equal(thawed.status, 200);
+    assert.equal(thawed.status, 200, thawed.body);
     assert.equal(thawed.body, first.body, 'the same process answers: the sandbox was thawed');
 
     await waitJob(mags, name, (j) => j.status === 'sleeping' && j.vmId === null, 'stopped asleep', 30_000);

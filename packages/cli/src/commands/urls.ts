@@ -11,7 +11,6 @@ export function registerUrlCommands(program: Command): void {
   const url = program
     .command('url')
     .description("Open a sandbox's URL to a port (default 8080) and print it; mags url alias gives it a stable name")
-    .enablePositionalOptions()
     .argument('<name-or-id>', 'workspace name of the sandbox, or its job id or name')
     .argument('[port]', 'port in the sandbox the URL reaches (default: 8080)')
     .option('--private', 'the URL answers only you: your token, or a browser that opened the printed login link')
@@ -53,8 +52,6 @@ Examples:
 
   const alias = url
     .command('alias')
-    // `mags url alias list --json`: the option belongs to list, not to alias.
-    .enablePositionalOptions()
     .description('Give a workspace a stable URL name: mags url alias SUB WORKSPACE; list; remove SUB')
     .argument('<subdomain>', 'the name: a-z, 0-9 and -, unique on the server')
     .argument('<workspace>', 'the workspace whose sandbox it reaches')
@@ -82,10 +79,11 @@ Examples:
     .description('List your URL aliases')
     .option('--json', 'print them as JSON')
     .addHelpText('after', '\nExamples:\n  $ mags url alias list\n  $ mags url alias list --json')
-    .action(async (flags: { json?: boolean }) => {
+    .action(async (_flags: { json?: boolean }, cmd: Command) => {
       const mags = await connect();
       const aliases = await mags.urlAliasList();
-      if (flags.json) return printJson(aliases);
+      // --json may be parsed by a parent (mags url and mags url alias take it too).
+      if (cmd.optsWithGlobals().json) return printJson(aliases);
       if (!aliases.length) {
         process.stdout.write('no URL aliases (make one with mags url alias SUB WORKSPACE)\n');
         return;

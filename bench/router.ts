@@ -31,14 +31,17 @@ async function load(target: { host: string; port: number; hostHeader: string }, 
     new Promise<void>((resolve, reject) => {
       const t0 = process.hrtime.bigint();
       http
-        .get({ host: target.host, port: target.port, path: '/hello', agent, headers: { host: target.hostHeader } }, (res) => {
-          res.resume();
-          res.on('end', () => {
-            if (res.statusCode !== 200) return reject(new Error(`HTTP ${res.statusCode}`));
-            latencies.push(Number(process.hrtime.bigint() - t0) / 1e6);
-            resolve();
-          });
-        })
+        .get(
+          { host: target.host, port: target.port, path: '/hello', agent, headers: { host: target.hostHeader } },
+          (res) => {
+            res.resume();
+            res.on('end', () => {
+              if (res.statusCode !== 200) return reject(new Error(`HTTP ${res.statusCode}`));
+              latencies.push(Number(process.hrtime.bigint() - t0) / 1e6);
+              resolve();
+            });
+          },
+        )
         .on('error', reject);
     });
   const started = Date.now();
@@ -113,7 +116,9 @@ async function main(): Promise<void> {
       straight.push(await load(direct, ROUND_MS));
       routed.push(await load(viaRouter, ROUND_MS));
     }
-    console.log(`load: ${CONNECTIONS} keep-alive connections, ${ROUNDS} alternating rounds of ${ROUND_MS} ms each (Node http client)`);
+    console.log(
+      `load: ${CONNECTIONS} keep-alive connections, ${ROUNDS} alternating rounds of ${ROUND_MS} ms each (Node http client)`,
+    );
     console.log(`load average: ${loadavg()}`);
     const line = (what: string, l: Load) => {
       const s = summary(l.latencies);

@@ -300,7 +300,10 @@ describe('router: URLs into sandboxes', () => {
     } finally {
       clearInterval(timer);
     }
-    assert.ok(peak - before < 150, `the server's memory stays flat (${before.toFixed(0)} → peak ${peak.toFixed(0)} MiB)`);
+    assert.ok(
+      peak - before < 150,
+      `the server's memory stays flat (${before.toFixed(0)} → peak ${peak.toFixed(0)} MiB)`,
+    );
   });
 
   test('an alias reaches the workspace, and follows it to a new sandbox after mags stop + mags new', async () => {
@@ -322,7 +325,12 @@ describe('router: URLs into sandboxes', () => {
     assert.equal(idle.status, 404);
     assert.match(JSON.parse(idle.body).error, /no sandbox runs on workspace/);
     // A new sandbox on the workspace: its startup command starts the app again; the alias reaches it.
-    const again = await mags.new(web, { persistent: true, url: true, port: 3000, startupCommand: 'node /root/app.cjs 3000' });
+    const again = await mags.new(web, {
+      persistent: true,
+      url: true,
+      port: 3000,
+      startupCommand: 'node /root/app.cjs 3000',
+    });
     webUrl = again.url!;
     let second: Answer | undefined;
     for (let i = 0; i < 100; i++) {
@@ -354,7 +362,10 @@ describe('router: URLs into sandboxes', () => {
     await assert.rejects(theirs.url(web, 3000), (e: { status: number }) => e.status === 404);
     const job = await mags.status(web);
     await assert.rejects(theirs.url(job.requestId, 3000), (e: { status: number }) => e.status === 404);
-    await assert.rejects(theirs.urlAliasCreate(sub, web), (e: { status: number }) => e.status === 404 || e.status === 409);
+    await assert.rejects(
+      theirs.urlAliasCreate(sub, web),
+      (e: { status: number }) => e.status === 404 || e.status === 409,
+    );
     assert.deepEqual(await theirs.urlAliasList(), []);
     await assert.rejects(theirs.urlAliasDelete(sub), (e: { status: number }) => e.status === 404);
     assert.equal((await request(server, `${sub}.localhost`, '/hello')).status, 200, 'the alias still works');
@@ -362,7 +373,9 @@ describe('router: URLs into sandboxes', () => {
     await theirs.new(web, { persistent: true });
     const theirSub = `theirs-${randomBytes(3).toString('hex')}`;
     await theirs.urlAliasCreate(theirSub, web);
-    const reached = await request(server, `${theirSub}.localhost`, '/hello', { headers: { accept: 'application/json' } });
+    const reached = await request(server, `${theirSub}.localhost`, '/hello', {
+      headers: { accept: 'application/json' },
+    });
     assert.equal(reached.status, 502, 'their sandbox, where nothing listens');
     await theirs.stop(web);
 

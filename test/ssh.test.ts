@@ -393,9 +393,13 @@ describe('ssh keys', () => {
     );
   });
 
-  test('access to a port other than 22 is 422 with a sentence', async () => {
+  test('access to a port other than 22 opens a URL (no key); private goes with URLs only', async () => {
     const r = await api(server, 'POST', `/api/v1/mags-jobs/${dev}/access`, { port: 8080 });
-    assert.equal(r.status, 422);
-    assert.match(r.body.error, /URL access .* not built yet/);
+    assert.equal(r.status, 200);
+    assert.equal(r.body.port, 8080);
+    assert.match(r.body.url, /^http:\/\/[0-9a-f]{12}\.localhost:\d+$/);
+    assert.equal(r.body.ssh_private_key, undefined);
+    const bad = await api(server, 'POST', `/api/v1/mags-jobs/${dev}/access`, { port: 22, private: true });
+    assert.equal(bad.status, 400);
   });
 });

@@ -38,7 +38,9 @@ export const UrlAliasCreate = Type.Object(
       maxLength: 63,
       description: "The workspace whose sandbox the alias reaches (on its URL's port, else 8080)",
     }),
-    domain: Type.Optional(Type.String({ maxLength: 253, description: "Ignored: aliases live under the server's --apps-domain" })),
+    domain: Type.Optional(
+      Type.String({ maxLength: 253, description: "Ignored: aliases live under the server's --apps-domain" }),
+    ),
   },
   { additionalProperties: false },
 );

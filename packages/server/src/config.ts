@@ -286,7 +286,9 @@ export function resolveServerConfig(input: ServerConfigInput = {}, env: ServerEn
   const tlsCert = nonEmpty(input.tlsCert) ?? nonEmpty(env.MAGS_TLS_CERT);
   const tlsKey = nonEmpty(input.tlsKey) ?? nonEmpty(env.MAGS_TLS_KEY);
   if ((tlsCert === undefined) !== (tlsKey === undefined)) {
-    throw MagsError.invalid('tlsCert and tlsKey go together: give both PEM files (--tls-cert and --tls-key), or neither');
+    throw MagsError.invalid(
+      'tlsCert and tlsKey go together: give both PEM files (--tls-cert and --tls-key), or neither',
+    );
   }
 
   return {

@@ -178,7 +178,8 @@ export async function createServer(config: ServerConfig, options: CreateServerOp
       store,
       logger,
       appsDomain: cfg.appsDomain,
-      router: (): { port: number; tls: boolean } | undefined => (routerPort === undefined ? undefined : { port: routerPort, tls: router?.tls ?? false }),
+      router: (): { port: number; tls: boolean } | undefined =>
+        routerPort === undefined ? undefined : { port: routerPort, tls: router?.tls ?? false },
     });
     const router: Router | undefined =
       cfg.routerPort === 0
@@ -204,7 +205,14 @@ export async function createServer(config: ServerConfig, options: CreateServerOp
         // Embedded is the only mode until agents can dial in over the network.
         (a) => registerAgentRoutes(a, registry, { mode: 'embedded', store: store.kind, startedAt: Date.now() }),
         (a) =>
-          registerJobRoutes(a, { jobs, followers, execs, agents: registry, lifecycle, urlOf: (sub) => urls.urlOf(sub) }),
+          registerJobRoutes(a, {
+            jobs,
+            followers,
+            execs,
+            agents: registry,
+            lifecycle,
+            urlOf: (sub) => urls.urlOf(sub),
+          }),
         (a) => registerWorkspaceRoutes(a, workspaces),
         (a) => registerFileRoutes(a, files, cfg.maxUploadBytes),
         (a) => registerReclaimRoutes(a, reclaim, auth),
@@ -265,7 +273,8 @@ export async function createServer(config: ServerConfig, options: CreateServerOp
             logger.info({ port: routerPort, appsDomain: cfg.appsDomain, tls: router.tls }, 'router listening');
           } catch (err) {
             // As the SSH gateway: the default port taken leaves this server without URLs; a port given must be free.
-            if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE' || cfg.routerPort !== DEFAULT_ROUTER_PORT) throw err;
+            if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE' || cfg.routerPort !== DEFAULT_ROUTER_PORT)
+              throw err;
             logger.warn(
               { port: cfg.routerPort },
               `the router's port ${cfg.routerPort} is in use: running without URLs (choose another with --router-port)`,

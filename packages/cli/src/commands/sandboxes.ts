@@ -22,8 +22,12 @@ export function registerSandboxCommands(program: Command): void {
     .option('--no-sleep', 'never auto-sleep (requires -p)')
     .option('--startup-command <cmd>', 'command to run at every start of the sandbox')
     .option('--url', 'give the sandbox a URL (http://<subdomain>.<apps-domain>) to --port (requires -p)')
-    .option('--port <port>', 'port the URL reaches in the sandbox (default: 8080; goes with --url)', integer('--port', 1, 65535))
-    .option('--url-private', "the URL answers only you (your token, or the browser login link mags url prints)")
+    .option(
+      '--port <port>',
+      'port the URL reaches in the sandbox (default: 8080; goes with --url)',
+      integer('--port', 1, 65535),
+    )
+    .option('--url-private', 'the URL answers only you (your token, or the browser login link mags url prints)')
     .option('--json', 'print the running job as JSON')
     .addHelpText(
       'after',

@@ -153,7 +153,10 @@ export function registerServer(program: Command): void {
       '--apps-domain <domain>',
       'the wildcard domain URLs live under (default: localhost, so http://<subdomain>.localhost:7380 needs no DNS)',
     )
-    .option('--tls-cert <file>', 'PEM certificate (chain) for *.<apps-domain>: the router serves HTTPS (with --tls-key)')
+    .option(
+      '--tls-cert <file>',
+      'PEM certificate (chain) for *.<apps-domain>: the router serves HTTPS (with --tls-key)',
+    )
     .option('--tls-key <file>', 'PEM private key of --tls-cert')
     .addHelpText(
       'after',

@@ -91,7 +91,12 @@ Examples:
       process.stdout.write(
         table(
           ['SUBDOMAIN', 'WORKSPACE', 'URL', 'CREATED'],
-          aliases.map((a) => [printable(a.subdomain), printable(a.workspaceId), printable(a.url), formatTime(a.createdAt)]),
+          aliases.map((a) => [
+            printable(a.subdomain),
+            printable(a.workspaceId),
+            printable(a.url),
+            formatTime(a.createdAt),
+          ]),
         ),
       );
     });

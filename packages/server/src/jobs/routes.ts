@@ -19,11 +19,11 @@ import type { FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import type { AgentRegistry } from '../agents/registry.js';
 import { callerOf, errors, type MagsApp } from '../http/request.js';
+import type { Job } from '../store/index.js';
 import { type ExecService, MAX_EXEC_LINE } from './exec.js';
 import type { SandboxLifecycle } from './lifecycle.js';
 import type { LogFollowers } from './log-stream.js';
 import type { JobService } from './service.js';
-import type { Job } from '../store/index.js';
 import { logEntryView, jobStatusView as statusView, type UrlOf } from './view.js';
 
 export const MAX_WAIT_S = 60;

@@ -4,11 +4,11 @@
 // workspace). The spec is built here, typed, once; nothing downstream parses or checks it again.
 
 import { DEFAULT_URL_PORT, type JobSubmit, MagsError } from '@mags/api';
-import { newSubdomain, uuidv7 } from '../ids.js';
 import { manifestKey } from '@mags/objects';
 import type { Logger } from 'pino';
 import type { AgentRegistry } from '../agents/registry.js';
 import type { Files } from '../files/service.js';
+import { newSubdomain, uuidv7 } from '../ids.js';
 import type { Job, JobSpec, Store } from '../store/index.js';
 import { DEFAULT_DISK_GB, type Workspaces } from '../workspaces/service.js';
 import type { JobEvents } from './events.js';

@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import https from 'node:https';
 import net, { type AddressInfo, type Socket } from 'node:net';
-import { type Duplex } from 'node:stream';
+import type { Duplex } from 'node:stream';
 import { MagsError } from '@mags/api';
 import type { Logger } from 'pino';
 import type { AgentRegistry } from '../agents/registry.js';
@@ -64,10 +64,7 @@ export class Router {
     const handler = (req: IncomingMessage, res: ServerResponse) => void this.onRequest(req, res);
     const upgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => void this.onUpgrade(req, socket, head);
     if (deps.tls) {
-      this.secure = https.createServer(
-        { cert: readFileSync(deps.tls.cert), key: readFileSync(deps.tls.key) },
-        handler,
-      );
+      this.secure = https.createServer({ cert: readFileSync(deps.tls.cert), key: readFileSync(deps.tls.key) }, handler);
       this.secure.on('upgrade', upgrade);
       // Plain HTTP on the same port is redirected to HTTPS.
       this.plain = http.createServer((req, res) => {

@@ -12,7 +12,7 @@ export function registerRouterRoutes(app: MagsApp, urls: UrlService): void {
     {
       schema: {
         tags: ['urls'],
-        summary: "Give a workspace a stable URL: <subdomain>.<apps-domain> reaches whichever sandbox runs on it",
+        summary: 'Give a workspace a stable URL: <subdomain>.<apps-domain> reaches whichever sandbox runs on it',
         description:
           "The alias follows the workspace across sleeps, restarts and new sandboxes (mags stop + mags new), on the sandbox's URL port (else 8080). Subdomains are unique across the server.",
         body: UrlAliasCreate,

@@ -135,7 +135,14 @@ export class UrlService {
       const job = await store.jobs.bySubdomain(label);
       if (!job || job.url_port === null) return { kind: 'unknown' };
       if (isTerminal(job.status)) return { kind: 'ended', job };
-      return { kind: 'job', job, port: job.url_port, private: job.url_private === 1, subdomain: label, via: 'subdomain' };
+      return {
+        kind: 'job',
+        job,
+        port: job.url_port,
+        private: job.url_private === 1,
+        subdomain: label,
+        via: 'subdomain',
+      };
     }
     const alias = await store.urlAliases.bySubdomain(label);
     if (!alias) return { kind: 'unknown' };
@@ -155,10 +162,7 @@ export class UrlService {
   /** The host's label under the apps domain (`abc` of `abc.localhost:7380`), or undefined. */
   labelOf(host: string | undefined): string | undefined {
     if (!host) return undefined;
-    const name = host
-      .toLowerCase()
-      .replace(/:\d+$/, '')
-      .replace(/\.$/, '');
+    const name = host.toLowerCase().replace(/:\d+$/, '').replace(/\.$/, '');
     const suffix = `.${this.deps.appsDomain}`;
     if (!name.endsWith(suffix)) return undefined;
     const label = name.slice(0, -suffix.length);
@@ -173,12 +177,23 @@ export class UrlService {
       );
     }
     if (JOB_SUBDOMAIN.test(sub)) {
-      throw MagsError.invalid(`subdomain "${sub}" looks like a sandbox's own subdomain (12 hex characters): choose another name`);
+      throw MagsError.invalid(
+        `subdomain "${sub}" looks like a sandbox's own subdomain (12 hex characters): choose another name`,
+      );
     }
     if (RESERVED.has(sub)) throw MagsError.invalid(`subdomain "${sub}" is reserved: choose another name`);
     const ws = await this.deps.store.workspaces.get(userId, body.workspace_id);
-    if (!ws) throw MagsError.notFound(`workspace "${body.workspace_id}" not found (create it with mags new ${body.workspace_id})`);
-    const row: UrlAliasRow = { id: uuidv7(), subdomain: sub, user_id: userId, workspace_id: ws.name, created_at: Date.now() };
+    if (!ws)
+      throw MagsError.notFound(
+        `workspace "${body.workspace_id}" not found (create it with mags new ${body.workspace_id})`,
+      );
+    const row: UrlAliasRow = {
+      id: uuidv7(),
+      subdomain: sub,
+      user_id: userId,
+      workspace_id: ws.name,
+      created_at: Date.now(),
+    };
     if (!(await this.deps.store.urlAliases.insert(row))) {
       throw MagsError.conflict(`subdomain "${sub}" is taken: choose another name`);
     }

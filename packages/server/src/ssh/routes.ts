@@ -3,7 +3,8 @@ import {
   AccessRequest,
   AccessResult,
   MagsError,
-  SshKeyAdd,   SshKeyInfo,
+  SshKeyAdd,
+  SshKeyInfo,
   SshKeyList,
   type UrlAccessResult,
   UrlAccessResult as UrlAccessSchema,
@@ -35,7 +36,7 @@ export function registerSshRoutes(app: MagsApp, deps: SshRouteDeps): void {
         description:
           'Answers a fresh ed25519 private key (OpenSSH format) that the SSH gateway accepts for this sandbox only: ' +
           '`ssh -i KEY -p ssh_port root@ssh_host`. Only the public key is stored; it stops working when the job is deleted. ' +
-          'The job is found by id or name, as exec finds it. Any other port opens the sandbox\'s URL ' +
+          "The job is found by id or name, as exec finds it. Any other port opens the sandbox's URL " +
           '(`<subdomain>.<apps-domain>` through the router) to that port and answers `{ success, url, port, subdomain, private }`; ' +
           '`private: true` makes the URL answer only the owner (and adds a one-time `login_url` for a browser).',
         params: JobParams,

@@ -1,7 +1,17 @@
 export type { AgentStore } from './agents.js';
 export type { FileStore } from './files.js';
 export type { Job, JobFinish, NewJob, TakeResult, TerminalStatus } from './jobs.js';
-export type { AgentRow, FileRow, JobSpec, LogRow, SshKeyRow, TokenRow, UrlAliasRow, UserRow, WorkspaceRow } from './schema.js';
+export type {
+  AgentRow,
+  FileRow,
+  JobSpec,
+  LogRow,
+  SshKeyRow,
+  TokenRow,
+  UrlAliasRow,
+  UserRow,
+  WorkspaceRow,
+} from './schema.js';
 export type { SshKeyStore } from './ssh-keys.js';
 export { Store, type StoreOptions } from './store.js';
 export type { UrlAliasStore } from './url-aliases.js';

@@ -169,7 +169,11 @@ const migrations: Record<string, Migration> = {
         .addColumn('workspace_id', 'text', (c) => c.notNull())
         .addColumn('created_at', 'bigint', (c) => c.notNull())
         .execute();
-      await db.schema.createIndex('url_aliases_user_idx').on('url_aliases').columns(['user_id', 'created_at']).execute();
+      await db.schema
+        .createIndex('url_aliases_user_idx')
+        .on('url_aliases')
+        .columns(['user_id', 'created_at'])
+        .execute();
     },
     async down(db: Kysely<unknown>) {
       await db.schema.dropTable('url_aliases').ifExists().execute();

@@ -3,10 +3,12 @@
 // sandbox, streamed downloads and uploads with the server's memory flat, SSE as events come, the error pages, a
 // frozen and a stopped sandbox woken by a request, private URLs, and another user kept out.
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
@@ -457,6 +459,91 @@ describe('router: wake on request', () => {
     assert.notEqual(restarted.body.split(' ')[1], first.body.split(' ')[1], 'a new process: the startup command ran');
     assert.match(restarted.body, /starts=2/);
     assert.equal((await mags.status(name)).status, 'running');
+    await mags.stop(name);
+  });
+});
+
+describe('router: HTTPS with --tls-cert and --tls-key', () => {
+  const instance = `t${randomBytes(2).toString('hex')}`;
+  const dir = mkdtempSync(path.join(tmpdir(), 'mags-tls-'));
+  let server: TestServer;
+  let mags: Mags;
+  before(async () => {
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:P-256',
+        '-nodes',
+        '-days',
+        '1',
+        '-subj',
+        '/CN=*.apps.test',
+        '-addext',
+        'subjectAltName=DNS:*.apps.test',
+        '-keyout',
+        path.join(dir, 'key.pem'),
+        '-out',
+        path.join(dir, 'cert.pem'),
+      ],
+      { stdio: 'ignore' },
+    );
+    server = await startServer([
+      '--instance',
+      instance,
+      '--apps-domain',
+      'apps.test',
+      '--tls-cert',
+      path.join(dir, 'cert.pem'),
+      '--tls-key',
+      path.join(dir, 'key.pem'),
+    ]);
+    mags = new Mags({ apiUrl: server.url, apiToken: server.token });
+  });
+  after(async () => {
+    await server?.stop();
+    rmSync(dir, { recursive: true, force: true });
+    for (const sub of ['workspaces', 'bases', 'cache']) {
+      rmSync(`/var/lib/mags/${sub}/${instance}`, { recursive: true, force: true });
+    }
+  });
+
+  test('the URL is https under the apps domain; HTTPS reaches the app and plain HTTP on the port redirects', async () => {
+    const name = unique('tls');
+    const job = await mags.new(name, { persistent: true, url: true, port: 3000 });
+    assert.equal(job.url, `https://${job.subdomain}.apps.test:${server.routerPort}`);
+    await startApp(mags, name, 3000);
+    const host = `${job.subdomain}.apps.test`;
+    const body = await new Promise<{ status: number; text: string }>((resolve, reject) => {
+      https
+        .get(
+          {
+            host: '127.0.0.1',
+            port: server.routerPort,
+            path: '/hello',
+            servername: host,
+            headers: { host: `${host}:${server.routerPort}` },
+            ca: readFileSync(path.join(dir, 'cert.pem')),
+          },
+          (res) => {
+            let text = '';
+            res.on('data', (b: Buffer) => {
+              text += b.toString();
+            });
+            res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
+          },
+        )
+        .on('error', reject);
+    });
+    assert.equal(body.status, 200);
+    assert.match(body.text, /^hello /);
+    const plain = await request(server, host, '/hello?x=1');
+    assert.equal(plain.status, 308);
+    assert.equal(plain.headers.location, `https://${host}:${server.routerPort}/hello?x=1`);
     await mags.stop(name);
   });
 });

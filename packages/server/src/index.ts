@@ -190,6 +190,7 @@ export async function createServer(config: ServerConfig, options: CreateServerOp
             lifecycle,
             auth,
             logger,
+            sleepAfterMs: cfg.sleepAfterMs,
             ...(cfg.tlsCert && cfg.tlsKey ? { tls: { cert: cfg.tlsCert, key: cfg.tlsKey } } : {}),
           });
     await registry.recover();

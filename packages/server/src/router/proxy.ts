@@ -18,7 +18,7 @@ import { SESSION_TTL_MS, type UrlService } from './urls.js';
 
 /** How long a woken sandbox's port may take to answer (its startup command starts the server). */
 const WAKE_CONNECT_MS = 30_000;
-/** At most one activity order per job this often while its URL carries traffic. */
+/** At most one activity order per job this often while its URL carries traffic (less with a short --sleep-after). */
 const ACTIVITY_EVERY_MS = 5_000;
 const COOKIE = 'mags_url';
 /** Headers that concern one hop only (RFC 9110 7.6.1), not forwarded. */
@@ -40,6 +40,8 @@ export interface RouterDeps {
   lifecycle: SandboxLifecycle;
   auth: Auth;
   logger: Logger;
+  /** `--sleep-after`: traffic must reach the agent as activity well within it. */
+  sleepAfterMs: number;
   tls?: { cert: string; key: string };
 }
 
@@ -57,10 +59,18 @@ export class Router {
   private readonly secure: https.Server | undefined;
   private readonly activity = new Map<string, number>();
   /** Keep-alive connections to sandboxes, per address and port. */
-  private readonly pool = new http.Agent({ keepAlive: true, maxSockets: 256, maxFreeSockets: 32, timeout: 60_000 });
+  private readonly pool = new http.Agent({
+    keepAlive: true,
+    maxSockets: 256,
+    maxFreeSockets: 32,
+    timeout: 60_000,
+    noDelay: true,
+  });
   private readonly sockets = new Set<Duplex>();
+  private readonly activityEveryMs: number;
 
   constructor(private readonly deps: RouterDeps) {
+    this.activityEveryMs = Math.min(ACTIVITY_EVERY_MS, Math.max(250, deps.sleepAfterMs / 4));
     const handler = (req: IncomingMessage, res: ServerResponse) => void this.onRequest(req, res);
     const upgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => void this.onUpgrade(req, socket, head);
     if (deps.tls) {
@@ -91,7 +101,8 @@ export class Router {
 
   /** Listens on `host:port` (0: any free port); resolves with the port. */
   async listen(host: string, port: number): Promise<number> {
-    const server = net.createServer({ pauseOnConnect: true }, (socket) => this.onConnection(socket));
+    // noDelay: headers and a small body leave at once (Nagle's wait for an ACK would add the peer's delayed-ACK time).
+    const server = net.createServer({ pauseOnConnect: true, noDelay: true }, (socket) => this.onConnection(socket));
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen({ host, port }, () => {
@@ -150,8 +161,8 @@ export class Router {
         const out: http.OutgoingHttpHeaders = {};
         for (const [k, v] of Object.entries(up.headers)) if (!HOP.has(k) && v !== undefined) out[k] = v;
         res.writeHead(up.statusCode ?? 502, up.statusMessage, out);
-        // Server-Sent Events and other slow streams: each chunk goes out as it comes.
-        res.flushHeaders();
+        // Server-Sent Events: the client learns of the stream before its first event (chunks are piped as they come).
+        if (/^text\/event-stream/.test(String(up.headers['content-type'] ?? ''))) res.flushHeaders();
         up.on('data', () => this.touch(dest.job));
         up.pipe(res);
         up.on('error', () => res.destroy());
@@ -317,10 +328,10 @@ export class Router {
   private touch(job: Job): void {
     const now = Date.now();
     const last = this.activity.get(job.id) ?? 0;
-    if (now - last < ACTIVITY_EVERY_MS || job.agent_id === null) return;
+    if (now - last < this.activityEveryMs || job.agent_id === null) return;
     this.activity.set(job.id, now);
     if (this.activity.size > 10_000) {
-      for (const [k, t] of this.activity) if (now - t > ACTIVITY_EVERY_MS) this.activity.delete(k);
+      for (const [k, t] of this.activity) if (now - t > this.activityEveryMs) this.activity.delete(k);
     }
     this.deps.agents.tell(job.agent_id, { type: 'wake', jobId: job.id });
   }

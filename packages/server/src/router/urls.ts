@@ -24,6 +24,9 @@ const LOGIN_TTL_MS = 10 * 60_000;
 /** How long the cookie a login link sets stays valid. */
 export const SESSION_TTL_MS = 7 * 86_400_000;
 const MAX_CODES = 10_000;
+/** How long the router trusts a running job's route without reading the store again. */
+const ROUTE_CACHE_MS = 1_000;
+const MAX_ROUTES = 10_000;
 const MAX_SESSIONS = 100_000;
 
 /** Where a request for a host goes. */
@@ -47,6 +50,8 @@ export interface UrlServiceDeps {
 export class UrlService {
   private readonly codes = new Map<string, { userId: string; subdomain: string; expires: number }>();
   private readonly sessions = new Map<string, { userId: string; subdomain: string; expires: number }>();
+  /** Routes to running sandboxes, for a second: a busy URL does not read the store on every request. */
+  private readonly routes = new Map<string, { target: RouteTarget; expires: number }>();
 
   constructor(private readonly deps: UrlServiceDeps) {}
 
@@ -80,6 +85,8 @@ export class UrlService {
     }
     const opened = await this.deps.store.jobs.openUrl(job.id, newSubdomain(), port, isPrivate);
     if (!opened?.subdomain) throw MagsError.notFound(`job ${job.id} no longer exists`);
+    // Its port or privacy may have changed, and so may an alias's view of it.
+    this.forget();
     this.deps.logger.info({ jobId: job.id, port, private: isPrivate }, 'URL opened');
     const url = this.urlOf(opened.subdomain) ?? '';
     const result: UrlAccessResult = { success: true, url, port, subdomain: opened.subdomain, private: isPrivate };
@@ -130,6 +137,24 @@ export class UrlService {
 
   /** What a request to `<label>.<apps-domain>` reaches. */
   async resolve(label: string): Promise<RouteTarget> {
+    const now = Date.now();
+    const cached = this.routes.get(label);
+    if (cached && cached.expires > now) return cached.target;
+    const target = await this.lookup(label);
+    if (target.kind === 'job' && target.job.status === 'running') {
+      if (this.routes.size >= MAX_ROUTES) this.routes.clear();
+      this.routes.set(label, { target, expires: now + ROUTE_CACHE_MS });
+    } else this.routes.delete(label);
+    return target;
+  }
+
+  /** Forgets what the router knows of a route (its job, port or alias changed). */
+  forget(label?: string): void {
+    if (label === undefined) this.routes.clear();
+    else this.routes.delete(label);
+  }
+
+  private async lookup(label: string): Promise<RouteTarget> {
     const { store } = this.deps;
     if (JOB_SUBDOMAIN.test(label)) {
       const job = await store.jobs.bySubdomain(label);
@@ -209,6 +234,7 @@ export class UrlService {
     if (!(await this.deps.store.urlAliases.delete(userId, ref))) {
       throw MagsError.notFound(`no URL alias "${ref}" (mags url alias list shows yours)`);
     }
+    this.forget();
   }
 
   private aliasView(r: UrlAliasRow): UrlAlias {

@@ -459,6 +459,14 @@ describe('router: wake on request', () => {
     assert.notEqual(restarted.body.split(' ')[1], first.body.split(' ')[1], 'a new process: the startup command ran');
     assert.match(restarted.body, /starts=2/);
     assert.equal((await mags.status(name)).status, 'running');
+
+    // URL traffic is activity: while requests keep coming (one every 300 ms, for over twice --sleep-after), the
+    // sandbox stays awake, though its app uses almost no CPU.
+    for (let i = 0; i < 17; i++) {
+      assert.equal((await request(server, host, '/hello')).status, 200);
+      await new Promise((r) => setTimeout(r, 300));
+    }
+    assert.equal((await mags.status(name)).status, 'running', 'traffic kept it awake');
     await mags.stop(name);
   });
 });

@@ -176,6 +176,7 @@ export async function createServer(config: ServerConfig, options: CreateServerOp
     let routerPort: number | undefined;
     const urls: UrlService = new UrlService({
       store,
+      events,
       logger,
       appsDomain: cfg.appsDomain,
       router: (): { port: number; tls: boolean } | undefined =>

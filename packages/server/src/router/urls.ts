@@ -12,6 +12,7 @@ import {
 } from '@mags/api';
 import type { Logger } from 'pino';
 import { newSubdomain, uuidv7 } from '../ids.js';
+import type { JobEvents } from '../jobs/events.js';
 import type { Job, Store, UrlAliasRow } from '../store/index.js';
 
 const SUBDOMAIN = new RegExp(SUBDOMAIN_PATTERN);
@@ -41,6 +42,8 @@ export type RouteTarget =
 
 export interface UrlServiceDeps {
   store: Store;
+  /** A cached route is dropped as soon as its job changes state. */
+  events: JobEvents;
   logger: Logger;
   appsDomain: string;
   /** The router's port and scheme once it listens; undefined: no router. */
@@ -51,7 +54,7 @@ export class UrlService {
   private readonly codes = new Map<string, { userId: string; subdomain: string; expires: number }>();
   private readonly sessions = new Map<string, { userId: string; subdomain: string; expires: number }>();
   /** Routes to running sandboxes, for a second: a busy URL does not read the store on every request. */
-  private readonly routes = new Map<string, { target: RouteTarget; expires: number }>();
+  private readonly routes = new Map<string, { target: RouteTarget; expires: number; unsubscribe: () => void }>();
 
   constructor(private readonly deps: UrlServiceDeps) {}
 
@@ -140,18 +143,25 @@ export class UrlService {
     const now = Date.now();
     const cached = this.routes.get(label);
     if (cached && cached.expires > now) return cached.target;
+    this.forget(label);
     const target = await this.lookup(label);
     if (target.kind === 'job' && target.job.status === 'running') {
-      if (this.routes.size >= MAX_ROUTES) this.routes.clear();
-      this.routes.set(label, { target, expires: now + ROUTE_CACHE_MS });
-    } else this.routes.delete(label);
+      if (this.routes.size >= MAX_ROUTES) this.forget();
+      const unsubscribe = this.deps.events.subscribe(target.job.id, (e) => {
+        if (e.type === 'status') this.forget(label);
+      });
+      this.routes.set(label, { target, expires: now + ROUTE_CACHE_MS, unsubscribe });
+    }
     return target;
   }
 
-  /** Forgets what the router knows of a route (its job, port or alias changed). */
+  /** Forgets what the router knows of a route, or of all (a job, a port or an alias changed). */
   forget(label?: string): void {
-    if (label === undefined) this.routes.clear();
-    else this.routes.delete(label);
+    const labels = label === undefined ? [...this.routes.keys()] : [label];
+    for (const l of labels) {
+      this.routes.get(l)?.unsubscribe();
+      this.routes.delete(l);
+    }
   }
 
   private async lookup(label: string): Promise<RouteTarget> {

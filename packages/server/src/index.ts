@@ -158,7 +158,10 @@ export async function createServer(config: ServerConfig, options: CreateServerOp
       files,
       logger,
     });
-    const followers = new LogFollowers({ store, events, logger }, cfg.maxFollowersPerUser);
+    const followers = new LogFollowers(
+      { store, events, logger, urlOf: (sub) => urls.urlOf(sub) },
+      cfg.maxFollowersPerUser,
+    );
     const lifecycle = new SandboxLifecycle({ store, agents: registry, dispatcher: dispatch, events, logger, sleep });
     const execs = new ExecService({
       store,

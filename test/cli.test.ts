@@ -168,6 +168,7 @@ describe('mags run', () => {
       [['--url'], '--url requires -p (persistent)'],
       [['--no-sleep'], '--no-sleep requires -p'],
       [['--port', '8080'], '--port requires --url'],
+      [['--url-private'], '--url-private requires --url'],
     ];
     for (const [flags, sentence] of cases) {
       const r = await mags(['run', ...flags, 'echo should-not-run']);
@@ -175,6 +176,17 @@ describe('mags run', () => {
       assert.equal(r.stdout, '');
       assert.ok(r.stderr.includes(sentence), `stderr says "${sentence}": ${r.stderr}`);
       assert.equal(r.stderr.trim().split('\n').length, 1, 'one sentence');
+    }
+    // mags new says the same, and mags url refuses a bad port before asking the server.
+    for (const [args, sentence] of [
+      [['new', 'w', '--url'], '--url requires -p (persistent)'],
+      [['new', 'w', '-p', '--port', '3000'], '--port requires --url'],
+      [['url', 'w', 'http'], 'port "http" must be a number from 1 to 65535'],
+      [['url', 'w', '22'], 'port 22 is SSH: use mags ssh'],
+    ] as Array<[string[], string]>) {
+      const r = await mags(args);
+      assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+      assert.ok(r.stderr.includes(sentence), `stderr says "${sentence}": ${r.stderr}`);
     }
     const after = (await json<{ total: number }>(['list', '--json'])).total;
     assert.equal(after, before, 'no job was submitted');

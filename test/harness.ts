@@ -16,6 +16,8 @@ export interface TestServer {
   port: number;
   /** The SSH gateway's port. */
   sshPort: number;
+  /** The router's port (sandbox URLs: http://<subdomain>.localhost:<routerPort>). */
+  routerPort: number;
   pid: number;
   /** Environment for running the CLI against this server. */
   env: NodeJS.ProcessEnv;
@@ -48,6 +50,10 @@ export async function startServer(extraArgs: string[] = [], existingHome?: strin
   const given = extraArgs.indexOf('--ssh-port');
   const sshPort = given >= 0 ? Number(extraArgs[given + 1]) : await freePort();
   if (given < 0) extraArgs = [...extraArgs, '--ssh-port', String(sshPort)];
+  // Likewise the router's (the default, 7380, is the user's own server's).
+  const givenRouter = extraArgs.indexOf('--router-port');
+  const routerPort = givenRouter >= 0 ? Number(extraArgs[givenRouter + 1]) : await freePort();
+  if (givenRouter < 0) extraArgs = [...extraArgs, '--router-port', String(routerPort)];
   const env: NodeJS.ProcessEnv = { ...process.env, MAGS_HOME: home };
   delete env.MAGS_API_URL;
   delete env.MAGS_API_TOKEN;
@@ -105,6 +111,7 @@ export async function startServer(extraArgs: string[] = [], existingHome?: strin
     home,
     port,
     sshPort,
+    routerPort,
     pid: child.pid!,
     env: { ...env, MAGS_API_URL: url, MAGS_API_TOKEN: config.api_token },
     async stop(opts = {}) {

@@ -374,10 +374,9 @@ describe('ssh keys', () => {
     writeFileSync(file, access.sshPrivateKey, { mode: 0o600 });
     const r = await ssh(file, access.sshUser, 'echo via-sdk');
     assert.equal(r.stdout.toString(), 'via-sdk\n', r.stderr);
-    await assert.rejects(
-      mags.enableAccess(dev, 8080),
-      (err: unknown) => err instanceof MagsApiError && err.status === 422,
-    );
+    // Another port: the sandbox's URL instead of a key.
+    const web = await mags.enableAccess(dev, 8080);
+    assert.ok('url' in web && /^http:\/\/[0-9a-f]{12}\.localhost:\d+$/.test(web.url), JSON.stringify(web));
 
     const pub = readFileSync(`${keygen('sdk-own')}.pub`, 'utf8');
     const key = await mags.addSshKey(pub, { name: 'sdk' });
@@ -393,9 +392,13 @@ describe('ssh keys', () => {
     );
   });
 
-  test('access to a port other than 22 is 422 with a sentence', async () => {
+  test('access to a port other than 22 opens a URL (no key); private goes with URLs only', async () => {
     const r = await api(server, 'POST', `/api/v1/mags-jobs/${dev}/access`, { port: 8080 });
-    assert.equal(r.status, 422);
-    assert.match(r.body.error, /URL access .* not built yet/);
+    assert.equal(r.status, 200);
+    assert.equal(r.body.port, 8080);
+    assert.match(r.body.url, /^http:\/\/[0-9a-f]{12}\.localhost:\d+$/);
+    assert.equal(r.body.ssh_private_key, undefined);
+    const bad = await api(server, 'POST', `/api/v1/mags-jobs/${dev}/access`, { port: 22, private: true });
+    assert.equal(bad.status, 400);
   });
 });

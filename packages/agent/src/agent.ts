@@ -476,7 +476,14 @@ export class Agent {
         this.finish(jobId, null, 'stopped', 'stopped before it started');
         return;
       }
-      this.link.send({ type: 'started', jobId, sandboxId: sandbox.id, ts: Date.now() });
+      this.link.send({
+        type: 'started',
+        jobId,
+        sandboxId: sandbox.id,
+        ts: Date.now(),
+        // The router connects to the sandbox's port here (host → sandbox is open; sandbox → host is not).
+        ...(sandbox.link ? { address: sandbox.link.sandboxIp } : {}),
+      });
       meter = new UsageMeter(jobId, sandbox, (m) => this.link.send(m), this.config.usageReportMs);
       // A long-lived sandbox runs no script: its launcher pauses until the sandbox is stopped; commands are exec'd.
       const proc = sandbox.start(spec.longLived ? KEEPER_PROGRAM : spec.script, spec.environment);

@@ -366,7 +366,17 @@ export const AgentToServer = Type.Union([
   Type.Object({ type: Type.Literal('hello'), agent: AgentInfo }, CLOSED),
   /** The pool's counts, and the host's storage figures (sent when they change, and every few seconds). */
   Type.Object({ type: Type.Literal('pool'), pool: AgentPool, storage: Type.Optional(HostStorage) }, CLOSED),
-  Type.Object({ type: Type.Literal('started'), jobId: Id, sandboxId: Id, ts: Time }, CLOSED),
+  /** `address`: the sandbox's IPv4 address on its veth link (absent with network none), for the router. */
+  Type.Object(
+    {
+      type: Type.Literal('started'),
+      jobId: Id,
+      sandboxId: Id,
+      ts: Time,
+      address: Type.Optional(Type.String({ maxLength: 64 })),
+    },
+    CLOSED,
+  ),
   /** The job's sandbox was idle long enough and is frozen (its memory kept): the job is `sleeping`. */
   Type.Object({ type: Type.Literal('slept'), jobId: Id, ts: Time }, CLOSED),
   /** The job's frozen sandbox runs again (an exec, a `wake`, or `update` to never sleep): the job is `running`. */

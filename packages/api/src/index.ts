@@ -6,6 +6,7 @@ export * from './duration.js';
 export * from './errors.js';
 export * from './exec.js';
 export * from './jobs.js';
+export * from './router.js';
 export * from './ssh.js';
 export * from './storage.js';
 export * from './usage.js';

@@ -50,7 +50,12 @@ export const JobSubmit = Type.Object(
     file_ids: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { maxItems: 100 })),
     disk_gb: Type.Optional(Type.Integer({ minimum: 1, maximum: 1024, default: 2 })),
     url: Type.Optional(Type.Boolean()),
-    port: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535 })),
+    port: Type.Optional(
+      Type.Integer({ minimum: 1, maximum: 65535, description: 'The port the URL reaches (with url; default 8080)' }),
+    ),
+    url_private: Type.Optional(
+      Type.Boolean({ description: "With url: the URL answers only requests carrying the owner's token" }),
+    ),
     vcpus: Type.Optional(Type.Number({ minimum: 0.1, maximum: 64, description: 'CPU share in cores (default 1)' })),
     memory_mb: Type.Optional(
       Type.Integer({ minimum: 32, maximum: 262144, description: 'Memory limit (default 1024)' }),

@@ -7,8 +7,13 @@ export const AccessRequest = Type.Object(
       minimum: 1,
       maximum: 65535,
       description:
-        'The port in the sandbox to open access to: 22 gives SSH access (other ports: URL access, not built yet)',
+        'The port in the sandbox to open access to: 22 gives SSH access, any other port a URL through the router',
     }),
+    private: Type.Optional(
+      Type.Boolean({
+        description: "URL access only: the URL answers only requests carrying the owner's token (header or cookie)",
+      }),
+    ),
   },
   { additionalProperties: false },
 );

@@ -11,6 +11,7 @@ import { registerRun } from './commands/run.js';
 import { registerSandboxCommands } from './commands/sandboxes.js';
 import { isServing, registerServer } from './commands/server.js';
 import { registerSshCommands } from './commands/ssh.js';
+import { registerUrlCommands } from './commands/urls.js';
 import { registerWorkspaceCommands } from './commands/workspaces.js';
 import { EXIT_FAILURE, EXIT_USAGE, UsageError } from './errors.js';
 import { drained, printable, printError } from './output.js';
@@ -37,6 +38,7 @@ Examples:
   registerRun(program);
   registerSandboxCommands(program);
   registerSshCommands(program);
+  registerUrlCommands(program);
   registerJobCommands(program);
   registerWorkspaceCommands(program);
   registerFileCommands(program);

@@ -16,6 +16,9 @@ import type {
   SshKeyInfo as WireSshKey,
   SshKeyList as WireSshKeyList,
   StopResult as WireStopResult,
+  UrlAccessResult as WireUrlAccess,
+  UrlAlias as WireUrlAlias,
+  UrlAliasList as WireUrlAliasList,
   UsageReport as WireUsageReport,
 } from '@mags/api';
 import {
@@ -65,6 +68,7 @@ import {
   type UpdateJobOptions,
 } from './jobs.js';
 import { type AccessResult, type AddSshKeyOptions, fromWireAccess, fromWireSshKey, type SshKey } from './ssh.js';
+import { fromWireUrlAccess, fromWireUrlAlias, type UrlAccess, type UrlAlias, type UrlOptions } from './urls.js';
 import {
   type CreateWorkspaceOptions,
   type DeleteResult,
@@ -561,20 +565,59 @@ export class Mags {
 
   /**
    * Opens access to a port of a sandbox (by request id or name). Port 22 gives SSH: a fresh key that opens this
-   * sandbox alone, and where the gateway listens. Other ports (URL access) are not built yet: a MagsApiError 422.
+   * sandbox alone, and where the gateway listens. Any other port gives the sandbox's URL through the router.
    * ```ts
    * const ssh = await mags.enableAccess(job.requestId, 22);
    * writeFileSync('key', ssh.sshPrivateKey, { mode: 0o600 });
    * // ssh -i key -p ${ssh.sshPort} ${ssh.sshUser}@${ssh.sshHost}
+   * const { url } = await mags.enableAccess(job.requestId, 3000);
    * ```
    */
-  async enableAccess(nameOrId: string, port: number): Promise<AccessResult> {
+  async enableAccess(nameOrId: string, port: 22): Promise<AccessResult>;
+  async enableAccess(nameOrId: string, port: number, options?: UrlOptions): Promise<AccessResult | UrlAccess>;
+  async enableAccess(nameOrId: string, port: number, options: UrlOptions = {}): Promise<AccessResult | UrlAccess> {
+    if (port !== 22) return this.url(nameOrId, port, options);
     const a = await this.http.json<WireAccess>(`/api/v1/mags-jobs/${encodeURIComponent(nameOrId)}/access`, {
       method: 'POST',
       body: { port },
       requestId: nameOrId,
     });
     return fromWireAccess(a);
+  }
+
+  /**
+   * Opens the sandbox's public URL (by name or request id) to `port` (default 8080) and returns it; the subdomain
+   * stays for the job. `private: true`: only requests with your token (or the cookie of `loginUrl`) are answered.
+   * ```ts
+   * const { url } = await mags.url('webapp', 3000);
+   * ```
+   */
+  async url(nameOrId: string, port = 8080, options: UrlOptions = {}): Promise<UrlAccess> {
+    const a = await this.http.json<WireUrlAccess>(`/api/v1/mags-jobs/${encodeURIComponent(nameOrId)}/access`, {
+      method: 'POST',
+      body: { port, ...(options.private !== undefined ? { private: options.private } : {}) },
+      requestId: nameOrId,
+    });
+    return fromWireUrlAccess(a);
+  }
+
+  /** Gives workspace `workspaceId` the stable URL `<subdomain>.<apps-domain>` (it follows the workspace's sandbox). */
+  async urlAliasCreate(subdomain: string, workspaceId: string, domain?: string): Promise<UrlAlias> {
+    const a = await this.http.json<WireUrlAlias>('/api/v1/mags-url-aliases', {
+      method: 'POST',
+      body: { subdomain, workspace_id: workspaceId, ...(domain !== undefined ? { domain } : {}) },
+    });
+    return fromWireUrlAlias(a);
+  }
+
+  /** Your URL aliases, oldest first. */
+  async urlAliasList(): Promise<UrlAlias[]> {
+    return (await this.http.json<WireUrlAliasList>('/api/v1/mags-url-aliases')).aliases.map(fromWireUrlAlias);
+  }
+
+  /** Removes one of your URL aliases (by subdomain); its URL answers 404 from then on. */
+  async urlAliasDelete(subdomain: string): Promise<void> {
+    await this.http.json<unknown>(`/api/v1/mags-url-aliases/${encodeURIComponent(subdomain)}`, { method: 'DELETE' });
   }
 
   /**

@@ -54,6 +54,7 @@ export type {
 } from './jobs.js';
 export { type SseEvent, SseParser } from './sse.js';
 export type { AccessResult, AddSshKeyOptions, SshKey } from './ssh.js';
+export type { UrlAccess, UrlAlias, UrlOptions } from './urls.js';
 export type {
   CreateWorkspaceOptions,
   DeleteResult,

@@ -36,6 +36,8 @@ export interface RunOptions {
   url?: boolean;
   /** Port exposed by the public URL (goes with `url`). */
   port?: number;
+  /** With `url`: the URL answers only requests carrying your token. */
+  urlPrivate?: boolean;
   /** CPU share in cores (server default 1). */
   vcpus?: number;
   /** Memory limit in MB (server default 1024). */
@@ -62,6 +64,9 @@ export interface NewOptions
     | 'name'
     | 'noSleep'
     | 'startupCommand'
+    | 'url'
+    | 'port'
+    | 'urlPrivate'
   > {
   /** Longest wait for the sandbox to run, in ms (default 5 minutes). */
   timeout?: number;
@@ -174,6 +179,7 @@ export function toWireSubmit(script: string | undefined, o: RunOptions = {}): Jo
   set('disk_gb', o.diskGb);
   set('url', o.url);
   set('port', o.port);
+  set('url_private', o.urlPrivate);
   set('vcpus', o.vcpus);
   set('memory_mb', o.memoryMb);
   set('timeout_s', o.timeoutS);

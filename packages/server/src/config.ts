@@ -3,7 +3,7 @@
 import { homedir } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { DEFAULT_SSH_PORT, formatDuration, MagsError, parseDuration } from '@mags/api';
+import { DEFAULT_ROUTER_PORT, DEFAULT_SSH_PORT, formatDuration, MagsError, parseDuration } from '@mags/api';
 import { DEFAULT_GC_GRACE_MS } from '@mags/objects';
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -56,6 +56,13 @@ export interface ServerConfig {
   sshPort: number;
   /** The host name `access` tells clients to reach the gateway by; unset: the host name the API was reached by. */
   sshHost: string | undefined;
+  /** The router's port on `host` (0: no router; `--router-port`). */
+  routerPort: number;
+  /** The domain URLs live under: `<subdomain>.<appsDomain>` (`--apps-domain`, default localhost). */
+  appsDomain: string;
+  /** PEM certificate and key files: with both, the router serves HTTPS (and plain HTTP redirects to it). */
+  tlsCert: string | undefined;
+  tlsKey: string | undefined;
 }
 
 /** What a caller (the `mags server` command, a test) may give; anything missing comes from the environment or defaults. */
@@ -83,6 +90,10 @@ export interface ServerConfigInput {
   stopAfterMs?: number | string;
   sshPort?: number | string;
   sshHost?: string;
+  routerPort?: number | string;
+  appsDomain?: string;
+  tlsCert?: string;
+  tlsKey?: string;
 }
 
 export const DEFAULT_PORT = 7373;
@@ -117,6 +128,10 @@ export interface ServerEnvironment {
   MAGS_GC_GRACE?: string;
   MAGS_SSH_PORT?: string;
   MAGS_SSH_HOST?: string;
+  MAGS_ROUTER_PORT?: string;
+  MAGS_APPS_DOMAIN?: string;
+  MAGS_TLS_CERT?: string;
+  MAGS_TLS_KEY?: string;
   AWS_ACCESS_KEY_ID?: string;
   AWS_SECRET_ACCESS_KEY?: string;
   HOME?: string;
@@ -259,6 +274,22 @@ export function resolveServerConfig(input: ServerConfigInput = {}, env: ServerEn
   if (sshHost !== undefined && !/^[A-Za-z0-9._:-]+$/.test(sshHost)) {
     throw MagsError.invalid(`sshHost: "${sshHost}" is not a host name or IP address`);
   }
+  const rawRouterPort = input.routerPort ?? nonEmpty(env.MAGS_ROUTER_PORT) ?? DEFAULT_ROUTER_PORT;
+  const routerPort = wholeNumber('routerPort', rawRouterPort, 0, 65535, 'a port from 1 to 65535, or 0 for no router');
+  const appsDomain = (nonEmpty(input.appsDomain) ?? nonEmpty(env.MAGS_APPS_DOMAIN) ?? 'localhost').toLowerCase();
+  if (
+    appsDomain.length > 200 ||
+    !appsDomain.split('.').every((l) => /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/.test(l))
+  ) {
+    throw MagsError.invalid(`appsDomain: "${appsDomain}" is not a domain name such as apps.example.com`);
+  }
+  const tlsCert = nonEmpty(input.tlsCert) ?? nonEmpty(env.MAGS_TLS_CERT);
+  const tlsKey = nonEmpty(input.tlsKey) ?? nonEmpty(env.MAGS_TLS_KEY);
+  if ((tlsCert === undefined) !== (tlsKey === undefined)) {
+    throw MagsError.invalid(
+      'tlsCert and tlsKey go together: give both PEM files (--tls-cert and --tls-key), or neither',
+    );
+  }
 
   return {
     dataDir,
@@ -280,6 +311,10 @@ export function resolveServerConfig(input: ServerConfigInput = {}, env: ServerEn
     stopAfterMs,
     sshPort,
     sshHost,
+    routerPort,
+    appsDomain,
+    tlsCert: tlsCert === undefined ? undefined : resolve(tlsCert),
+    tlsKey: tlsKey === undefined ? undefined : resolve(tlsKey),
   };
 }
 

@@ -27,3 +27,8 @@ export function uuidv7(): string {
   const h = b.toString('hex');
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
 }
+
+/** A job's URL subdomain: 12 random hex characters (48 bits), as the hosted service's. */
+export function newSubdomain(): string {
+  return randomBytes(6).toString('hex');
+}

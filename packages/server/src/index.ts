@@ -1,7 +1,7 @@
 // @mags/server: the control plane. createServer() opens the store (running migrations), creates the local
 // owner on first start, recovers from a previous run, and returns a server ready to listen and take agents.
 import type { AddressInfo } from 'node:net';
-import { DEFAULT_SSH_PORT, type ServerEnd } from '@mags/api';
+import { DEFAULT_ROUTER_PORT, DEFAULT_SSH_PORT, type ServerEnd } from '@mags/api';
 import { type ObjectStore, openObjectStore, redact as redactObjects } from '@mags/objects';
 import { type Logger, pino } from 'pino';
 import { AgentRegistry } from './agents/registry.js';
@@ -25,6 +25,9 @@ import { JobRetention } from './jobs/retention.js';
 import { registerJobRoutes } from './jobs/routes.js';
 import { JobService } from './jobs/service.js';
 import { sleepTimers } from './jobs/spec.js';
+import { Router } from './router/proxy.js';
+import { registerRouterRoutes } from './router/routes.js';
+import { UrlService } from './router/urls.js';
 import { SshGateway } from './ssh/gateway.js';
 import { loadHostKey, SshKeys } from './ssh/keys.js';
 import { registerSshRoutes } from './ssh/routes.js';
@@ -96,6 +99,8 @@ export interface MagsServer {
   listen(): Promise<string>;
   /** The SSH gateway's port once it listens (undefined without a gateway). */
   sshPort(): number | undefined;
+  /** The router's port once it listens (undefined without a router). */
+  routerPort(): number | undefined;
   /** Stops HTTP (pending long-polls and log streams end), closes agent links, then the store. Idempotent. */
   close(): Promise<void>;
 }
@@ -167,7 +172,10 @@ export async function createServer(config: ServerConfig, options: CreateServerOp
       files,
       logger,
     });
-    const followers = new LogFollowers({ store, events, logger }, cfg.maxFollowersPerUser);
+    const followers = new LogFollowers(
+      { store, events, logger, urlOf: (sub) => urls.urlOf(sub) },
+      cfg.maxFollowersPerUser,
+    );
     const lifecycle = new SandboxLifecycle({ store, agents: registry, dispatcher: dispatch, events, logger, sleep });
     const execs = new ExecService({
       store,
@@ -190,6 +198,27 @@ export async function createServer(config: ServerConfig, options: CreateServerOp
         ? undefined
         : new SshGateway({ keys: sshKeys, execs, logger, hostKey: loadHostKey(cfg.dataDir, logger) });
     let sshPort: number | undefined;
+    let routerPort: number | undefined;
+    const urls: UrlService = new UrlService({
+      store,
+      events,
+      logger,
+      appsDomain: cfg.appsDomain,
+      router: (): { port: number; tls: boolean } | undefined =>
+        routerPort === undefined ? undefined : { port: routerPort, tls: router?.tls ?? false },
+    });
+    const router: Router | undefined =
+      cfg.routerPort === 0
+        ? undefined
+        : new Router({
+            urls,
+            agents: registry,
+            lifecycle,
+            auth,
+            logger,
+            sleepAfterMs: cfg.sleepAfterMs,
+            ...(cfg.tlsCert && cfg.tlsKey ? { tls: { cert: cfg.tlsCert, key: cfg.tlsKey } } : {}),
+          });
     await registry.recover();
     await reports.recover();
     const reclaim = new StorageReclaim({ objects, logger, intervalMs: cfg.gcIntervalMs, graceMs: cfg.gcGraceMs });
@@ -202,11 +231,26 @@ export async function createServer(config: ServerConfig, options: CreateServerOp
       routes: [
         // Embedded is the only mode until agents can dial in over the network.
         (a) => registerAgentRoutes(a, registry, { mode: 'embedded', store: store.kind, startedAt: Date.now() }),
-        (a) => registerJobRoutes(a, { jobs, followers, execs, agents: registry, lifecycle }),
+        (a) =>
+          registerJobRoutes(a, {
+            jobs,
+            followers,
+            execs,
+            agents: registry,
+            lifecycle,
+            urlOf: (sub) => urls.urlOf(sub),
+          }),
         (a) => registerWorkspaceRoutes(a, workspaces),
         (a) => registerFileRoutes(a, files, cfg.maxUploadBytes),
         (a) => registerReclaimRoutes(a, reclaim, auth),
-        (a) => registerSshRoutes(a, { keys: sshKeys, port: () => sshPort, host: cfg.sshHost }),
+        (a) =>
+          registerSshRoutes(a, {
+            keys: sshKeys,
+            port: () => sshPort,
+            host: cfg.sshHost,
+            openUrl: (userId, ref, port, isPrivate) => urls.open(userId, ref, port, isPrivate),
+          }),
+        (a) => registerRouterRoutes(a, urls),
         (a) => registerCronRoutes(a, cron),
         (a) => registerUsageRoutes(a, usage),
       ],
@@ -238,6 +282,7 @@ export async function createServer(config: ServerConfig, options: CreateServerOp
       execs,
       cron,
       sshPort: () => sshPort,
+      routerPort: () => routerPort,
       attachAgent: (link) => registry.attach(link),
       async listen() {
         const address = await fastify.listen({ host: cfg.host, port: cfg.port });
@@ -251,6 +296,20 @@ export async function createServer(config: ServerConfig, options: CreateServerOp
             logger.warn(
               { port: cfg.sshPort },
               `the SSH gateway's port ${cfg.sshPort} is in use: running without SSH (choose another with --ssh-port)`,
+            );
+          }
+        }
+        if (router && routerPort === undefined) {
+          try {
+            routerPort = await router.listen(cfg.host, cfg.routerPort);
+            logger.info({ port: routerPort, appsDomain: cfg.appsDomain, tls: router.tls }, 'router listening');
+          } catch (err) {
+            // As the SSH gateway: the default port taken leaves this server without URLs; a port given must be free.
+            if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE' || cfg.routerPort !== DEFAULT_ROUTER_PORT)
+              throw err;
+            logger.warn(
+              { port: cfg.routerPort },
+              `the router's port ${cfg.routerPort} is in use: running without URLs (choose another with --router-port)`,
             );
           }
         }
@@ -270,6 +329,7 @@ export async function createServer(config: ServerConfig, options: CreateServerOp
           jobs.close();
           followers.stopAll();
           await gateway?.close();
+          await router?.close();
           await fastify.close();
           await reclaimed;
           await sweeper.close();

@@ -83,7 +83,15 @@ export async function startTestServer(opts: TestServerOptions = {}): Promise<Tes
   const dir = tempDir();
   const config = resolveServerConfig(
     // No SSH gateway unless a test asks for one (a port of its own): the default port is the user's.
-    { sshPort: 0, ...opts.config, dataDir: dir.path, database: opts.database, port: 0, logLevel: 'silent' },
+    {
+      sshPort: 0,
+      routerPort: 0,
+      ...opts.config,
+      dataDir: dir.path,
+      database: opts.database,
+      port: 0,
+      logLevel: 'silent',
+    },
     {},
   );
   const logs: TestServer['logs'] = [];

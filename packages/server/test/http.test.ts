@@ -551,11 +551,11 @@ describe('REST API', () => {
       ],
       ['a bad workspace name', { script: 'x', workspace_id: '../w' }, 400, 'invalid_request', /^workspace_id: /],
       [
-        'url with -w -p',
-        { script: 'x', workspace_id: 'url', persistent: true, url: true },
-        422,
-        'unsupported_option',
-        /url/,
+        'url with network none',
+        { script: 'x', workspace_id: 'url', persistent: true, url: true, network: 'none' },
+        400,
+        'invalid_request',
+        /network none/,
       ],
       [
         'an unknown base',

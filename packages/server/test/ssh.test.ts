@@ -124,7 +124,7 @@ for (const backend of ['SQLite', 'PostgreSQL'] as const) {
       assert.equal((await call('DELETE', `/api/v1/ssh-keys/${odd.json().id}`)).statusCode, 204);
     });
 
-    test("access: a key for the sandbox alone (its private half parses as OpenSSH's), 422 for other ports, 404 for another user", async () => {
+    test("access: a key for the sandbox alone (its private half parses as OpenSSH's), 503 for other ports without a router, 404 for another user", async () => {
       const submitted = await call('POST', '/api/v1/mags-jobs', { long_lived: true, workspace_id: `box-${backend}` });
       assert.equal(submitted.statusCode, 202, submitted.body);
       const jobId = submitted.json().request_id as string;
@@ -150,7 +150,8 @@ for (const backend of ['SQLite', 'PostgreSQL'] as const) {
         "a sandbox's key is not listed among the user's own",
       );
 
-      errorBody(await call('POST', `/api/v1/mags-jobs/${jobId}/access`, { port: 8080 }), 422, 'unsupported_option');
+      // Other ports open a URL: this server runs no router (--router-port 0).
+      errorBody(await call('POST', `/api/v1/mags-jobs/${jobId}/access`, { port: 8080 }), 503, 'unavailable');
       errorBody(await call('POST', `/api/v1/mags-jobs/${jobId}/access`, { port: 22 }, otherAuth), 404, 'not_found');
       errorBody(await call('POST', '/api/v1/mags-jobs/nope/access', { port: 22 }), 404, 'not_found');
 

@@ -69,6 +69,54 @@ for (const backend of backends) {
         created_at: createdAt,
       });
 
+    test('URLs: a subdomain is kept, unique and found by the router; the address comes with started', async () => {
+      const job = await newJob(alice, 'web');
+      const opened = await store.jobs.openUrl(job.id, 'aaaaaaaaaaaa', 3000, false);
+      assert.equal(opened?.subdomain, 'aaaaaaaaaaaa');
+      const moved = await store.jobs.openUrl(job.id, 'bbbbbbbbbbbb', 8080, true);
+      assert.deepEqual([moved?.subdomain, moved?.url_port, moved?.url_private], ['aaaaaaaaaaaa', 8080, 1]);
+      assert.equal((await store.jobs.bySubdomain('aaaaaaaaaaaa'))?.id, job.id);
+      assert.equal(await store.jobs.bySubdomain('bbbbbbbbbbbb'), undefined);
+      await assert.rejects(
+        store.jobs.insert({
+          id: uuidv7(),
+          user_id: bob,
+          name: null,
+          script: 'x',
+          status: 'accepted',
+          spec,
+          created_at: Date.now(),
+          subdomain: 'aaaaaaaaaaaa',
+        }),
+        'a subdomain belongs to one job',
+      );
+      await store.jobs.claim(job.id, 'agent-1');
+      const running = await store.jobs.markRunning(job.id, 'agent-1', 'sbx', Date.now(), '10.99.0.2');
+      assert.equal(running?.sandbox_address, '10.99.0.2');
+    });
+
+    test('URL aliases: unique across users, listed and removed by their owner only', async () => {
+      const row = (user: string, sub: string) => ({
+        id: uuidv7(),
+        subdomain: sub,
+        user_id: user,
+        workspace_id: 'site',
+        created_at: Date.now(),
+      });
+      assert.equal(await store.urlAliases.insert(row(alice, 'shop')), true);
+      assert.equal(await store.urlAliases.insert(row(bob, 'shop')), false, 'taken by another user');
+      assert.equal(await store.urlAliases.insert(row(alice, 'shop')), false, 'taken');
+      assert.equal((await store.urlAliases.bySubdomain('shop'))?.user_id, alice);
+      assert.deepEqual((await store.urlAliases.list(bob)).length, 0);
+      assert.equal(await store.urlAliases.delete(bob, 'shop'), false, "bob cannot remove alice's alias");
+      assert.deepEqual(
+        (await store.urlAliases.list(alice)).map((a) => a.subdomain),
+        ['shop'],
+      );
+      assert.equal(await store.urlAliases.delete(alice, 'shop'), true);
+      assert.equal(await store.urlAliases.bySubdomain('shop'), undefined);
+    });
+
     test('migrations apply again harmlessly, from the same and from a second connection', async () => {
       assert.equal(store.kind, backend.name === 'SQLite' ? 'sqlite' : 'postgres');
       assert.deepEqual(await store.migrate(), []);

@@ -42,7 +42,24 @@ describe('server configuration', () => {
       stopAfterMs: 3_600_000,
       sshPort: 2222,
       sshHost: undefined,
+      routerPort: 7380,
+      appsDomain: 'localhost',
+      tlsCert: undefined,
+      tlsKey: undefined,
     });
+  });
+
+  test('the router port, apps domain and TLS files come from input, then the environment; 0 turns URLs off', () => {
+    const env = { MAGS_ROUTER_PORT: '8443', MAGS_APPS_DOMAIN: 'Apps.Example.com' };
+    const fromEnv = resolveServerConfig({ dataDir: '/d' }, env);
+    assert.deepEqual([fromEnv.routerPort, fromEnv.appsDomain], [8443, 'apps.example.com']);
+    const explicit = resolveServerConfig({ dataDir: '/d', routerPort: '0', tlsCert: 'c.pem', tlsKey: '/k.pem' }, env);
+    assert.equal(explicit.routerPort, 0);
+    assert.equal(explicit.tlsKey, '/k.pem');
+    assert.ok(explicit.tlsCert?.endsWith('/c.pem'));
+    refused(() => resolveServerConfig({ routerPort: 70000 }, {}), 400, /^routerPort: /);
+    refused(() => resolveServerConfig({ appsDomain: 'a b.com' }, {}), 400, /^appsDomain: /);
+    refused(() => resolveServerConfig({ tlsCert: 'c.pem' }, {}), 400, /tlsCert and tlsKey go together/);
   });
 
   test('the SSH gateway port and host come from input, then the environment; 0 turns the gateway off', () => {
@@ -197,7 +214,28 @@ describe('job submission rules', () => {
   });
 
   test('options not implemented yet are refused with 422 naming the option; no-op values are accepted', () => {
-    refused(() => planJob({ script: 'x', workspace_id: 'w', persistent: true, url: true }), 422, /public URLs \(url\)/);
+    const url = planJob({ script: 'x', workspace_id: 'w', persistent: true, url: true });
+    assert.deepEqual(url.url, { port: 8080, private: false }, '--url without --port: 8080');
+    const priv = planJob({
+      script: 'x',
+      workspace_id: 'w',
+      persistent: true,
+      url: true,
+      port: 3000,
+      url_private: true,
+    });
+    assert.deepEqual(priv.url, { port: 3000, private: true });
+    refused(() => planJob({ script: 'x', url_private: true }), 400, /--url-private goes with --url/);
+    refused(
+      () => planJob({ script: 'x', workspace_id: 'w', persistent: true, url: true, network: 'none' }),
+      400,
+      /network none/,
+    );
+    refused(
+      () => planJob({ script: 'x', workspace_id: 'w', persistent: true, url: true, port: 22 }),
+      400,
+      /port 22 is SSH/,
+    );
     refused(() => planJob({ script: 'x', startup_command: 'npm start' }), 400, /startup_command requires workspace_id/);
     const always = planJob({ script: 'x', workspace_id: 'w', persistent: true, no_sleep: true, startup_command: 'a' });
     assert.equal(always.spec.no_sleep, true);

@@ -18,6 +18,7 @@ interface RunFlags {
   sleep: boolean;
   url?: boolean;
   port?: number;
+  urlPrivate?: boolean;
   file?: string[];
   startupCommand?: string;
   memory?: number;
@@ -42,8 +43,9 @@ export function registerRun(program: Command): void {
     .option('--base <workspace>', 'use an existing workspace as a read-only base image')
     .option('--disk <GB>', 'disk size of the workspace in GB (default: 2)', integer('--disk', 1, 1024))
     .option('--no-sleep', 'never auto-sleep (requires -p)')
-    .option('--url', 'request a public HTTPS URL (requires -p)')
-    .option('--port <port>', 'port to expose via the public URL (goes with --url)', integer('--port', 1, 65535))
+    .option('--url', 'give the sandbox a URL through the router (requires -p; mags status shows it)')
+    .option('--port <port>', 'port the URL reaches (default: 8080; goes with --url)', integer('--port', 1, 65535))
+    .option('--url-private', 'the URL answers only you (your token, or the login link of mags url)')
     .option('-f, --file <path>', 'upload a file into /uploads/ before running (repeatable)', collect)
     .option('--startup-command <cmd>', 'command to run when the sandbox wakes from sleep')
     .option('--memory <MB>', 'memory limit in MB (default: 1024)', integer('--memory', 32, 262144))
@@ -98,6 +100,7 @@ export function runOptionsFrom(flags: RunFlags): RunOptions {
   if (flags.url && !flags.persistent) throw new UsageError('--url requires -p (persistent)');
   if (flags.sleep === false && !flags.persistent) throw new UsageError('--no-sleep requires -p');
   if (flags.port !== undefined && !flags.url) throw new UsageError('--port requires --url');
+  if (flags.urlPrivate && !flags.url) throw new UsageError('--url-private requires --url');
   if (flags.ephemeral && (flags.persistent || workspaceId !== undefined)) {
     throw new UsageError('-e (ephemeral) runs without a workspace: it cannot be combined with -w or -p');
   }
@@ -122,6 +125,7 @@ export function runOptionsFrom(flags: RunFlags): RunOptions {
     diskGb: flags.disk,
     url: flags.url,
     port: flags.port,
+    urlPrivate: flags.urlPrivate,
     vcpus: flags.cpus,
     memoryMb: flags.memory,
     timeoutS: flags.timeout,

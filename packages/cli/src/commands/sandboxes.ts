@@ -21,6 +21,13 @@ export function registerSandboxCommands(program: Command): void {
     .option('--disk <GB>', 'disk size in GB of a new workspace (default: 2)', integer('--disk', 1, MAX_DISK_GB))
     .option('--no-sleep', 'never auto-sleep (requires -p)')
     .option('--startup-command <cmd>', 'command to run at every start of the sandbox')
+    .option('--url', 'give the sandbox a URL (http://<subdomain>.<apps-domain>) to --port (requires -p)')
+    .option(
+      '--port <port>',
+      'port the URL reaches in the sandbox (default: 8080; goes with --url)',
+      integer('--port', 1, 65535),
+    )
+    .option('--url-private', 'the URL answers only you (your token, or the browser login link mags url prints)')
     .option('--json', 'print the running job as JSON')
     .addHelpText(
       'after',
@@ -32,6 +39,7 @@ Examples:
   $ mags new dev -p
   $ mags exec dev 'node --version'
   $ mags new fork-1 -p --base golden --disk 5
+  $ mags new web -p --url --port 3000 --startup-command 'npm start'
   $ mags stop dev`,
     )
     .action(
@@ -43,10 +51,16 @@ Examples:
           disk?: number;
           sleep: boolean;
           startupCommand?: string;
+          url?: boolean;
+          port?: number;
+          urlPrivate?: boolean;
           json?: boolean;
         },
       ) => {
         if (flags.sleep === false && !flags.persistent) throw new UsageError('--no-sleep requires -p');
+        if (flags.url && !flags.persistent) throw new UsageError('--url requires -p (persistent)');
+        if (flags.port !== undefined && !flags.url) throw new UsageError('--port requires --url');
+        if (flags.urlPrivate && !flags.url) throw new UsageError('--url-private requires --url');
         const mags = await connect();
         const job = await mags.new(name, {
           persistent: flags.persistent,
@@ -54,11 +68,15 @@ Examples:
           diskGb: flags.disk,
           noSleep: flags.sleep === false ? true : undefined,
           startupCommand: flags.startupCommand,
+          url: flags.url,
+          port: flags.port,
+          urlPrivate: flags.urlPrivate,
         });
         if (flags.json) return printJson(job);
         process.stdout.write(
           `sandbox ${printable(name)} is running (job ${job.requestId}); run commands in it with: mags exec ${printable(name)} 'CMD'\n`,
         );
+        if (job.url) process.stdout.write(`URL: ${printable(job.url)}\n`);
       },
     );
 

@@ -41,6 +41,10 @@ interface ServerFlags {
   stopAfter?: number;
   sshPort?: number;
   sshHost?: string;
+  routerPort?: number;
+  appsDomain?: string;
+  tlsCert?: string;
+  tlsKey?: string;
 }
 
 /** The range of the durations --gc-interval, --gc-grace, --sleep-after, --stop-after (the server checks the same). */
@@ -146,6 +150,20 @@ export function registerServer(program: Command): void {
       '--ssh-host <host>',
       'host name `mags ssh` and the access route tell clients to reach the gateway by (default: the host name the API was reached by)',
     )
+    .option(
+      '--router-port <port>',
+      'port of the router that serves sandbox URLs (<subdomain>.<apps-domain>), on --host (default: 7380, or $MAGS_ROUTER_PORT; 0 = no URLs)',
+      integer('--router-port', 0, 65535),
+    )
+    .option(
+      '--apps-domain <domain>',
+      'the wildcard domain URLs live under (default: localhost, so http://<subdomain>.localhost:7380 needs no DNS)',
+    )
+    .option(
+      '--tls-cert <file>',
+      'PEM certificate (chain) for *.<apps-domain>: the router serves HTTPS (with --tls-key)',
+    )
+    .option('--tls-key <file>', 'PEM private key of --tls-cert')
     .addHelpText(
       'after',
       `
@@ -162,6 +180,8 @@ Examples:
   $ sudo mags server --max-log-mb 16 --retain-days 7
   $ sudo mags server --gc-interval 6h
   $ sudo mags server --host 0.0.0.0 --ssh-port 2222 --ssh-host sandboxes.example.com
+  $ sudo mags server --host 0.0.0.0 --router-port 443 --apps-domain apps.example.com \\
+      --tls-cert /etc/mags/apps.pem --tls-key /etc/mags/apps.key
   $ mags server gc`,
     )
     .action(async (flags: ServerFlags) => {
@@ -230,6 +250,10 @@ async function serve(flags: ServerFlags): Promise<void> {
         stopAfterMs: flags.stopAfter,
         sshPort: flags.sshPort,
         sshHost: flags.sshHost,
+        routerPort: flags.routerPort,
+        appsDomain: flags.appsDomain,
+        tlsCert: flags.tlsCert,
+        tlsKey: flags.tlsKey,
       },
       env,
     );

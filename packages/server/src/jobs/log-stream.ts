@@ -8,7 +8,7 @@ import { MagsError, type OutputLine } from '@mags/api';
 import type { Logger } from 'pino';
 import type { Job, LogRow, Store } from '../store/index.js';
 import type { JobEvent, JobEvents } from './events.js';
-import { jobStatusView, logEntryView } from './view.js';
+import { jobStatusView, logEntryView, type UrlOf } from './view.js';
 import { hasSettled } from './wait.js';
 
 /** Rows read from the store at a time while catching up: as many as make about PAGE_CHARS, within these bounds. */
@@ -47,6 +47,8 @@ export interface LogStreamDeps {
   store: Store;
   events: JobEvents;
   logger: Logger;
+  /** The URL of a subdomain, for the job view of the `end` event. */
+  urlOf?: UrlOf;
 }
 
 /** A batch's SSE text in pieces of about WRITE_CHUNK, each with the seq of its last line. */
@@ -223,7 +225,7 @@ export class LogStream {
       if (this.final && !this.ended) {
         await this.catchUp();
         if (!this.ended) {
-          this.res.write(`event: end\ndata: ${JSON.stringify(jobStatusView(this.final))}\n\n`);
+          this.res.write(`event: end\ndata: ${JSON.stringify(jobStatusView(this.final, this.deps.urlOf))}\n\n`);
           this.stop();
         }
       }

@@ -82,7 +82,7 @@ export class JobReports {
     const { store, output, events } = this.deps;
     switch (m.type) {
       case 'started': {
-        const job = await store.jobs.markRunning(m.jobId, agentId, m.sandboxId, m.ts);
+        const job = await store.jobs.markRunning(m.jobId, agentId, m.sandboxId, m.ts, m.address ?? null);
         if (job) {
           log.info({ jobId: m.jobId, sandboxId: m.sandboxId }, 'job running');
           events.emit(m.jobId, { type: 'status', job });

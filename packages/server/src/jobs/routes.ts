@@ -19,11 +19,12 @@ import type { FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import type { AgentRegistry } from '../agents/registry.js';
 import { callerOf, errors, type MagsApp } from '../http/request.js';
+import type { Job } from '../store/index.js';
 import { type ExecService, MAX_EXEC_LINE } from './exec.js';
 import type { SandboxLifecycle } from './lifecycle.js';
 import type { LogFollowers } from './log-stream.js';
 import type { JobService } from './service.js';
-import { jobStatusView, logEntryView } from './view.js';
+import { logEntryView, jobStatusView as statusView, type UrlOf } from './view.js';
 
 export const MAX_WAIT_S = 60;
 export const MAX_PAGE_SIZE = 100;
@@ -66,9 +67,15 @@ export interface JobRoutesDeps {
   /** For the pool status, which is the agents' (it lives under /mags-jobs in the hosted service's API). */
   agents: AgentRegistry;
   lifecycle: SandboxLifecycle;
+  /** The URL of a subdomain (undefined while no router listens), for the job view. */
+  urlOf: UrlOf;
 }
 
-export function registerJobRoutes(app: MagsApp, { jobs, followers, execs, agents, lifecycle }: JobRoutesDeps): void {
+export function registerJobRoutes(
+  app: MagsApp,
+  { jobs, followers, execs, agents, lifecycle, urlOf }: JobRoutesDeps,
+): void {
+  const jobStatusView = (job: Job) => statusView(job, urlOf);
   // A streamed exec request: its first line is the ExecRequest (the body the schema checks), the lines after it are
   // stdin frames, left unread on the request for the exec to take as the agent does.
   app.addContentTypeParser(EXEC_STREAM_TYPE, (_request, payload, done) => {
@@ -139,7 +146,7 @@ export function registerJobRoutes(app: MagsApp, { jobs, followers, execs, agents
       const page = request.query.page ?? 1;
       const pageSize = request.query.page_size ?? 20;
       const { jobs: rows, total } = await jobs.list(callerOf(request).id, page, pageSize);
-      return { jobs: rows.map(jobStatusView), page, page_size: pageSize, total };
+      return { jobs: rows.map((j) => jobStatusView(j)), page, page_size: pageSize, total };
     },
   );
 

@@ -3,12 +3,12 @@
 // uploads, the base and the workspace resolved for the caller, the disk admitted, and the job stored holding its
 // workspace). The spec is built here, typed, once; nothing downstream parses or checks it again.
 
-import { type JobSubmit, MagsError } from '@mags/api';
+import { DEFAULT_URL_PORT, type JobSubmit, MagsError } from '@mags/api';
 import { manifestKey } from '@mags/objects';
 import type { Logger } from 'pino';
 import type { AgentRegistry } from '../agents/registry.js';
 import type { Files } from '../files/service.js';
-import { uuidv7 } from '../ids.js';
+import { newSubdomain, uuidv7 } from '../ids.js';
 import type { Job, JobSpec, Store } from '../store/index.js';
 import { DEFAULT_DISK_GB, type Workspaces } from '../workspaces/service.js';
 import type { JobEvents } from './events.js';
@@ -27,6 +27,8 @@ export interface JobPlan {
   fileIds?: string[];
   /** `disk_gb` as given (a new workspace's size; for an existing one it must match). */
   diskGb?: number;
+  /** `--url [--port P] [--url-private]`: the job gets a subdomain at submit. */
+  url?: { port: number; private: boolean };
 }
 
 export const JOB_DEFAULTS = {
@@ -71,6 +73,17 @@ export function planJob(body: JobSubmit): JobPlan {
   if (body.port !== undefined && body.url !== true) {
     throw MagsError.invalid('port requires url: true (--port goes with --url)');
   }
+  if (body.url_private === true && body.url !== true) {
+    throw MagsError.invalid('url_private requires url: true (--url-private goes with --url)');
+  }
+  if (body.url === true && body.network === 'none') {
+    throw MagsError.invalid(
+      'url and network none contradict each other: the router reaches a sandbox over its network link (use ssh -L for a sandbox without network)',
+    );
+  }
+  if (body.url === true && body.port === 22) {
+    throw MagsError.invalid('port 22 is SSH (mags ssh), not a URL: give the port your web server listens on');
+  }
   if (body.persistent === true && body.workspace_id === undefined) {
     throw MagsError.invalid('persistent requires workspace_id (-p goes with -w)');
   }
@@ -104,8 +117,6 @@ export function planJob(body: JobSubmit): JobPlan {
       throw MagsError.invalid('startup_command requires workspace_id: it runs at every start of a sandbox on it');
     }
   }
-  // Accepted by the API, not yet carried out by the agent: refuse rather than silently ignore.
-  if (body.url === true) throw MagsError.unsupported('public URLs (url) are not supported by this server yet');
 
   const plan: JobPlan = {
     // A long-lived sandbox is found by its workspace's name (mags exec NAME, mags stop NAME) unless named otherwise.
@@ -128,6 +139,7 @@ export function planJob(body: JobSubmit): JobPlan {
   if (body.base_workspace_id !== undefined) plan.base = body.base_workspace_id;
   if (body.file_ids !== undefined && body.file_ids.length > 0) plan.fileIds = [...new Set(body.file_ids)];
   if (body.disk_gb !== undefined) plan.diskGb = body.disk_gb;
+  if (body.url === true) plan.url = { port: body.port ?? DEFAULT_URL_PORT, private: body.url_private === true };
   return plan;
 }
 
@@ -179,6 +191,7 @@ export async function admitJob(deps: AdmissionDeps, userId: string, plan: JobPla
     status: 'accepted',
     workspace_id: plan.workspace?.name ?? null,
     created_at: Date.now(),
+    ...(plan.url ? { subdomain: newSubdomain(), url_port: plan.url.port, url_private: plan.url.private ? 1 : 0 } : {}),
   };
 
   if (!plan.workspace) {

@@ -4,15 +4,18 @@ import type { Job, LogRow } from '../store/index.js';
 
 const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
 
-export function jobStatusView(job: Job): JobStatus {
+/** The URL of a job's subdomain; undefined while the server runs no router. */
+export type UrlOf = (subdomain: string) => string | undefined;
+
+export function jobStatusView(job: Job, urlOf?: UrlOf): JobStatus {
   return {
     request_id: job.id,
     name: job.name,
     status: job.status as JobStatusValue,
     workspace_id: job.workspace_id,
     vm_id: job.sandbox_id,
-    subdomain: null,
-    url: null,
+    subdomain: job.url_port !== null ? job.subdomain : null,
+    url: job.url_port !== null && job.subdomain !== null ? (urlOf?.(job.subdomain) ?? null) : null,
     exit_code: job.exit_code,
     script_duration_ms:
       job.started_at !== null && job.completed_at !== null ? Math.max(0, job.completed_at - job.started_at) : null,

@@ -1,5 +1,14 @@
 // SSH routes: `access` (a key pair for one sandbox, port 22) and a user's own public keys.
-import { AccessRequest, AccessResult, MagsError, SshKeyAdd, SshKeyInfo, SshKeyList } from '@mags/api';
+import {
+  AccessRequest,
+  AccessResult,
+  MagsError,
+  SshKeyAdd,
+  SshKeyInfo,
+  SshKeyList,
+  type UrlAccessResult,
+  UrlAccessResult as UrlAccessSchema,
+} from '@mags/api';
 import { Type } from 'typebox';
 import { callerOf, errors, type MagsApp } from '../http/request.js';
 import type { SshKeys } from './keys.js';
@@ -13,6 +22,8 @@ export interface SshRouteDeps {
   port(): number | undefined;
   /** `--ssh-host`, if given. */
   host: string | undefined;
+  /** URL access to another port (the router's `UrlService.open`). */
+  openUrl(userId: string, ref: string, port: number, isPrivate: boolean): Promise<UrlAccessResult>;
 }
 
 export function registerSshRoutes(app: MagsApp, deps: SshRouteDeps): void {
@@ -21,21 +32,24 @@ export function registerSshRoutes(app: MagsApp, deps: SshRouteDeps): void {
     {
       schema: {
         tags: ['ssh'],
-        summary: 'Open access to a port of a sandbox: port 22 gives an SSH key pair for this sandbox alone',
+        summary: 'Open access to a port of a sandbox: port 22 gives an SSH key pair, any other port a URL',
         description:
           'Answers a fresh ed25519 private key (OpenSSH format) that the SSH gateway accepts for this sandbox only: ' +
           '`ssh -i KEY -p ssh_port root@ssh_host`. Only the public key is stored; it stops working when the job is deleted. ' +
-          'The job is found by id or name, as exec finds it. Other ports are 422: URL access is not built yet.',
+          "The job is found by id or name, as exec finds it. Any other port opens the sandbox's URL " +
+          '(`<subdomain>.<apps-domain>` through the router) to that port and answers `{ success, url, port, subdomain, private }`; ' +
+          '`private: true` makes the URL answer only the owner (and adds a one-time `login_url` for a browser).',
         params: JobParams,
         body: AccessRequest,
-        response: { 200: AccessResult, ...errors(400, 401, 404, 409, 422, 503) },
+        response: { 200: Type.Union([AccessResult, UrlAccessSchema]), ...errors(400, 401, 404, 409, 422, 503) },
       },
     },
     async (request) => {
       if (request.body.port !== 22) {
-        throw MagsError.unsupported(
-          `port ${request.body.port}: URL access to other ports is not built yet; port 22 gives SSH access`,
-        );
+        return deps.openUrl(callerOf(request).id, request.params.id, request.body.port, request.body.private === true);
+      }
+      if (request.body.private !== undefined) {
+        throw MagsError.invalid('private goes with URL access (a port other than 22); SSH access is always private');
       }
       const port = deps.port();
       if (port === undefined) {

@@ -11,12 +11,14 @@ export type {
   LogRow,
   SshKeyRow,
   TokenRow,
+  UrlAliasRow,
   UsageDayRow,
   UserRow,
   WorkspaceRow,
 } from './schema.js';
 export type { SshKeyStore } from './ssh-keys.js';
 export { Store, type StoreOptions } from './store.js';
+export type { UrlAliasStore } from './url-aliases.js';
 export type { MeterReading, UsageStore } from './usage.js';
 export { utcDay } from './usage.js';
 export type { TokenSecret, UserStore } from './users.js';

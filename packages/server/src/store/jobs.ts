@@ -101,6 +101,10 @@ export class JobStore {
       created_at: job.created_at,
       started_at: job.started_at ?? null,
       completed_at: job.completed_at ?? null,
+      subdomain: job.subdomain ?? null,
+      url_port: job.url_port ?? null,
+      url_private: job.url_private ?? null,
+      sandbox_address: job.sandbox_address ?? null,
     };
     await db
       .insertInto('jobs')
@@ -160,6 +164,44 @@ export class JobStore {
     return live ? decoded(live) : this.find(userId, ref);
   }
 
+  /** The user's newest unfinished job on their workspace `name` (an alias's target), if any. */
+  async liveOnWorkspace(userId: string, name: string): Promise<Job | undefined> {
+    const row = await this.db
+      .selectFrom('jobs')
+      .selectAll()
+      .where('user_id', '=', userId)
+      .where('workspace_id', '=', name)
+      .where('status', 'in', unfinished)
+      .orderBy('created_at', 'desc')
+      .orderBy('id', 'desc')
+      .limit(1)
+      .executeTakeFirst();
+    return decoded(row);
+  }
+
+  /** The job whose URL has this subdomain, whoever's it is (the router's lookup). */
+  async bySubdomain(subdomain: string): Promise<Job | undefined> {
+    return decoded(await this.db.selectFrom('jobs').selectAll().where('subdomain', '=', subdomain).executeTakeFirst());
+  }
+
+  /**
+   * Opens (or moves) a job's URL to `port`: its subdomain is kept if it has one, else `subdomain` is given to it.
+   * Undefined when the job is gone.
+   */
+  async openUrl(id: string, subdomain: string, port: number, isPrivate: boolean): Promise<Job | undefined> {
+    const row = await this.db
+      .updateTable('jobs')
+      .set({
+        subdomain: sql<string>`coalesce(subdomain, ${subdomain})`,
+        url_port: port,
+        url_private: isPrivate ? 1 : 0,
+      })
+      .where('id', '=', id)
+      .returningAll()
+      .executeTakeFirst();
+    return decoded(row);
+  }
+
   /** A page of a user's jobs, newest first. `page` counts from 1. */
   async list(userId: string, page: number, pageSize: number): Promise<{ jobs: Job[]; total: number }> {
     const [jobs, count] = await Promise.all([
@@ -205,10 +247,16 @@ export class JobStore {
   }
 
   /** accepted → running, only from the agent it was handed to. */
-  async markRunning(id: string, agentId: string, sandboxId: string, startedAt: number): Promise<Job | undefined> {
+  async markRunning(
+    id: string,
+    agentId: string,
+    sandboxId: string,
+    startedAt: number,
+    address: string | null = null,
+  ): Promise<Job | undefined> {
     const row = await this.db
       .updateTable('jobs')
-      .set({ status: 'running', sandbox_id: sandboxId, started_at: startedAt })
+      .set({ status: 'running', sandbox_id: sandboxId, started_at: startedAt, sandbox_address: address })
       .where('id', '=', id)
       .where('status', '=', 'accepted')
       .where('agent_id', '=', agentId)

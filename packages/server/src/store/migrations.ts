@@ -217,6 +217,39 @@ const migrations: Record<string, Migration> = {
         await db.schema.dropTable(t).ifExists().execute();
     },
   },
+  '0006_router_urls': {
+    async up(db: Kysely<unknown>) {
+      // A job's URL: its subdomain (kept for the job's life), the port it reaches, whether it is private; and the
+      // sandbox's address as its agent last reported it (where the router connects).
+      await db.schema.alterTable('jobs').addColumn('subdomain', 'text').execute();
+      await db.schema.alterTable('jobs').addColumn('url_port', 'integer').execute();
+      await db.schema.alterTable('jobs').addColumn('url_private', 'integer').execute();
+      await db.schema.alterTable('jobs').addColumn('sandbox_address', 'text').execute();
+      await db.schema.createIndex('jobs_subdomain_key').unique().on('jobs').column('subdomain').execute();
+      await db.schema
+        .createTable('url_aliases')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        // Unique across the server (job subdomains are 12 hex characters; an alias cannot take one: see router/).
+        .addColumn('subdomain', 'text', (c) => c.notNull().unique())
+        .addColumn('user_id', 'text', (c) => c.notNull().references('users.id').onDelete('cascade'))
+        // The workspace's name (the wire field), as jobs.workspace_id: the alias follows whatever job holds it.
+        .addColumn('workspace_id', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .execute();
+      await db.schema
+        .createIndex('url_aliases_user_idx')
+        .on('url_aliases')
+        .columns(['user_id', 'created_at'])
+        .execute();
+    },
+    async down(db: Kysely<unknown>) {
+      await db.schema.dropTable('url_aliases').ifExists().execute();
+      await db.schema.dropIndex('jobs_subdomain_key').ifExists().execute();
+      for (const c of ['subdomain', 'url_port', 'url_private', 'sandbox_address']) {
+        await db.schema.alterTable('jobs').dropColumn(c).execute();
+      }
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -41,6 +41,14 @@ export interface JobsTable {
   created_at: number;
   started_at: number | null;
   completed_at: number | null;
+  /** The job's URL subdomain (12 hex characters), set once it has a URL; kept for the job's life. */
+  subdomain: ColumnType<string | null, string | null | undefined, string | null>;
+  /** The sandbox port its URL reaches. */
+  url_port: ColumnType<number | null, number | null | undefined, number | null>;
+  /** 1: the URL answers only requests with the owner's token. */
+  url_private: ColumnType<number | null, number | null | undefined, number | null>;
+  /** The sandbox's address as its agent reported it at `started` (null: none, e.g. network none). */
+  sandbox_address: ColumnType<string | null, string | null | undefined, string | null>;
 }
 
 export interface JobLogsTable {
@@ -115,6 +123,14 @@ export interface SshKeysTable {
   created_at: number;
 }
 
+export interface UrlAliasesTable {
+  id: string;
+  subdomain: string;
+  user_id: string;
+  workspace_id: string;
+  created_at: number;
+}
+
 export interface Database {
   users: UsersTable;
   tokens: TokensTable;
@@ -124,6 +140,7 @@ export interface Database {
   workspaces: WorkspacesTable;
   files: FilesTable;
   ssh_keys: SshKeysTable;
+  url_aliases: UrlAliasesTable;
   cron_jobs: CronJobsTable;
   cron_runs: CronRunsTable;
   usage_meters: UsageMetersTable;
@@ -204,6 +221,7 @@ export type SshKeyRow = Selectable<SshKeysTable>;
 export type CronJobRow = Selectable<CronJobsTable>;
 export type CronRunRow = Selectable<CronRunsTable>;
 export type UsageDayRow = Selectable<UsageDaysTable>;
+export type UrlAliasRow = Selectable<UrlAliasesTable>;
 
 /** What a job asks of its sandbox, resolved at submit; stored as JSON in jobs.spec. */
 export const JobSpec = Type.Object({

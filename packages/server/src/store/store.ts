@@ -14,6 +14,7 @@ import { LogStore } from './logs.js';
 import { migrationProvider } from './migrations.js';
 import { SshKeyStore } from './ssh-keys.js';
 import type { Db } from './transaction.js';
+import { UrlAliasStore } from './url-aliases.js';
 import { UsageStore } from './usage.js';
 import { UserStore } from './users.js';
 import { WorkspaceStore } from './workspaces.js';
@@ -33,6 +34,7 @@ export class Store {
   readonly sshKeys: SshKeyStore;
   readonly cron: CronStore;
   readonly usage: UsageStore;
+  readonly urlAliases: UrlAliasStore;
   private closed = false;
 
   private constructor(
@@ -49,6 +51,7 @@ export class Store {
     this.sshKeys = new SshKeyStore(db);
     this.cron = new CronStore(db);
     this.usage = new UsageStore(db);
+    this.urlAliases = new UrlAliasStore(db);
   }
 
   /** Opens the database and brings its schema up to date. */

@@ -7,7 +7,8 @@ PKGS=(crun catatonit nftables iproute2 debootstrap e2fsprogs ca-certificates uti
 if [ "${1:-}" = "--test" ]; then
   # ceph-mon, ceph-osd, radosgw: the S3 server the object-store tests run against (scripts/start-rgw.sh); curl signs its bucket creation.
   # openssh-client: ssh, scp and sftp against the SSH gateway.
-  PKGS+=(postgresql python3 ceph-mon ceph-osd radosgw curl openssh-client)
+  # chromium: the browser tests (sign-in, `mags login` approval), driven by playwright-core.
+  PKGS+=(postgresql python3 ceph-mon ceph-osd radosgw curl openssh-client chromium)
 fi
 missing=()
 for p in "${PKGS[@]}"; do

@@ -74,6 +74,8 @@ export interface TestServerOptions {
   workspaceTimeouts?: Partial<WorkspaceTimeouts>;
   /** How often the retention sweep runs (default: the server's). */
   retentionSweepMs?: number;
+  /** The sign-in throttle's first wait (ms). */
+  signInThrottleMs?: number;
 }
 
 export async function startTestServer(opts: TestServerOptions = {}): Promise<TestServer> {
@@ -89,6 +91,7 @@ export async function startTestServer(opts: TestServerOptions = {}): Promise<Tes
     logger,
     workspaceTimeouts: opts.workspaceTimeouts,
     retentionSweepMs: opts.retentionSweepMs,
+    signInThrottleMs: opts.signInThrottleMs,
   });
   if (!server.localToken) throw new Error('a fresh server must create the local owner token');
   const token = server.localToken;

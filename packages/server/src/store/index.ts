@@ -1,7 +1,21 @@
 export type { AgentStore } from './agents.js';
+export type { DeviceLoginStore } from './device-logins.js';
 export type { FileStore } from './files.js';
 export type { Job, JobFinish, NewJob, TakeResult, TerminalStatus } from './jobs.js';
-export type { AgentRow, FileRow, JobSpec, LogRow, SshKeyRow, TokenRow, UserRow, WorkspaceRow } from './schema.js';
+export type {
+  AgentRow,
+  DeviceLoginRow,
+  FileRow,
+  JobSpec,
+  LogRow,
+  SessionRow,
+  SshKeyRow,
+  TokenRow,
+  UserRow,
+  WorkspaceRow,
+} from './schema.js';
+export type { SessionStore } from './sessions.js';
+export type { SigninLinkStore } from './signin-links.js';
 export type { SshKeyStore } from './ssh-keys.js';
 export { Store, type StoreOptions } from './store.js';
 export type { TokenSecret, UserStore } from './users.js';

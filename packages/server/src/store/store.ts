@@ -7,10 +7,13 @@ import type { Logger } from 'pino';
 import { redactUrl, type StoreKind } from '../config.js';
 import { AgentStore } from './agents.js';
 import { openDatabase } from './database.js';
+import { DeviceLoginStore } from './device-logins.js';
 import { FileStore } from './files.js';
 import { JobStore } from './jobs.js';
 import { LogStore } from './logs.js';
 import { migrationProvider } from './migrations.js';
+import { SessionStore } from './sessions.js';
+import { SigninLinkStore } from './signin-links.js';
 import { SshKeyStore } from './ssh-keys.js';
 import type { Db } from './transaction.js';
 import { UserStore } from './users.js';
@@ -29,6 +32,9 @@ export class Store {
   readonly workspaces: WorkspaceStore;
   readonly files: FileStore;
   readonly sshKeys: SshKeyStore;
+  readonly sessions: SessionStore;
+  readonly deviceLogins: DeviceLoginStore;
+  readonly signinLinks: SigninLinkStore;
   private closed = false;
 
   private constructor(
@@ -43,6 +49,9 @@ export class Store {
     this.workspaces = new WorkspaceStore(db);
     this.files = new FileStore(db);
     this.sshKeys = new SshKeyStore(db);
+    this.sessions = new SessionStore(db);
+    this.deviceLogins = new DeviceLoginStore(db);
+    this.signinLinks = new SigninLinkStore(db);
   }
 
   /** Opens the database and brings its schema up to date. */

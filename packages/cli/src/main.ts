@@ -4,6 +4,7 @@ import { MagsApiError } from '@mags/sdk';
 // The `mags` command. Each command group lives in commands/; this file wires them and turns every failure
 // into one sentence on stderr and an exit code: 0 ok, 1 failure, 2 usage error (`mags run`: the script's code).
 import { Command, CommanderError } from 'commander';
+import { registerAccountCommands } from './commands/accounts.js';
 import { registerFileCommands } from './commands/files.js';
 import { registerJobCommands } from './commands/jobs.js';
 import { registerRun } from './commands/run.js';
@@ -40,6 +41,7 @@ Examples:
   registerWorkspaceCommands(program);
   registerFileCommands(program);
   registerServer(program);
+  registerAccountCommands(program);
 
   // Usage errors: one sentence, exit 2 (commander's own messages start with "error: ").
   const configure = (cmd: Command) => {

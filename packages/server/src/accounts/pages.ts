@@ -33,7 +33,7 @@ function html(reply: FastifyReply, status: number, body: string) {
 
 /** A path on this server to go to after sign-in (never another site: "//host" and "/\\host" are refused). */
 function safeNext(next: string | undefined): string {
-  if (!next || !next.startsWith('/') || next.startsWith('//') || next.startsWith('/\\')) return '/account';
+  if (!next?.startsWith('/') || next.startsWith('//') || next.startsWith('/\\')) return '/account';
   return next.slice(0, 2000);
 }
 
@@ -159,7 +159,7 @@ export function registerAccountPages(app: MagsApp, accounts: Accounts): void {
     }
     if (!code) return html(reply, 200, enterCodePage());
     const login = await accounts.pendingLogin(code);
-    if (!login || login.status !== 'pending') {
+    if (login?.status !== 'pending') {
       return html(reply, 404, enterCodePage('This code is unknown, expired or already used: run "mags login" again.'));
     }
     return html(reply, 200, approvePage(user.session.csrf, code.toUpperCase(), login.clientName, user.name));

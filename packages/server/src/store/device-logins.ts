@@ -46,7 +46,7 @@ export class DeviceLoginStore {
         .where('device_hash', '=', deviceHash)
         .where('expires_at', '>', now)
         .executeTakeFirst();
-      if (!row || row.status !== 'approved') return row;
+      if (row?.status !== 'approved') return row;
       const gone = await trx
         .deleteFrom('device_logins')
         .where('device_hash', '=', deviceHash)

@@ -22,7 +22,7 @@ function html(reply: FastifyReply, status: number, body: string) {
     .code(status)
     .header(
       'content-security-policy',
-      "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
+      "default-src 'none'; style-src 'unsafe-inline'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'",
     )
     .header('x-frame-options', 'DENY')
     .header('referrer-policy', 'no-referrer')

@@ -95,7 +95,9 @@ describe('accounts in a browser', () => {
     await shot('account');
 
     // The session cookie is HTTP-only: the page's scripts cannot read it.
-    assert.equal(await page.evaluate(() => document.cookie.includes('mags_session')), false);
+    const cookie = (await page.context().cookies()).find((c) => c.name === 'mags_session');
+    assert.equal(cookie?.httpOnly, true);
+    assert.equal(cookie?.sameSite, 'Lax');
 
     const env = laptop();
     let link: string | undefined;
@@ -153,13 +155,13 @@ describe('accounts in a browser', () => {
 
   test('a token made from the browser session works from the SDK until it is revoked: then 401 at once', async () => {
     const created = await page.evaluate(async () => {
-      const me = await (await fetch('/api/v1/me')).json();
+      const me = (await (await fetch('/api/v1/me')).json()) as { csrf_token: string };
       const res = await fetch('/api/v1/tokens', {
         method: 'POST',
         headers: { 'content-type': 'application/json', 'x-csrf-token': me.csrf_token },
         body: JSON.stringify({ name: 'from the browser', expires_in_days: 7 }),
       });
-      return { status: res.status, body: await res.json() };
+      return { status: res.status, body: (await res.json()) as { token: string; id: string } };
     });
     assert.equal(created.status, 201);
     const sdk = new Mags({ apiUrl: server.url, apiToken: created.body.token, env: {} });
@@ -176,7 +178,7 @@ describe('accounts in a browser', () => {
     assert.equal((await sdk.whoami()).name, 'ann');
 
     const revoked = await page.evaluate(async (id) => {
-      const me = await (await fetch('/api/v1/me')).json();
+      const me = (await (await fetch('/api/v1/me')).json()) as { csrf_token: string };
       return (await fetch(`/api/v1/tokens/${id}`, { method: 'DELETE', headers: { 'x-csrf-token': me.csrf_token } }))
         .status;
     }, created.body.id);

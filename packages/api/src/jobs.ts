@@ -74,6 +74,13 @@ export const JobSubmit = Type.Object(
           'Run commands in it with POST /api/v1/mags-jobs/{id}/exec',
       }),
     ),
+    rootfs_type: Type.Optional(
+      Type.String({
+        maxLength: 100,
+        description:
+          "Accepted for the hosted service's clients and ignored (a note is logged): there is one root filesystem",
+      }),
+    ),
   },
   { additionalProperties: false, $id: 'JobSubmit' },
 );

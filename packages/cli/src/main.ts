@@ -15,6 +15,14 @@ import { registerWorkspaceCommands } from './commands/workspaces.js';
 import { EXIT_FAILURE, EXIT_USAGE, UsageError } from './errors.js';
 import { drained, printable, printError } from './output.js';
 
+// A reader that goes away early (`mags --help | head -3`) ends the command quietly, not with an EPIPE stack trace.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(typeof process.exitCode === 'number' ? process.exitCode : 0);
+    throw err;
+  });
+}
+
 function buildProgram(): Command {
   const program = new Command('mags')
     .description('Secure, isolated sandboxes for AI agents and developers')

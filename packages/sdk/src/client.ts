@@ -109,6 +109,8 @@ export interface MagsOptions {
   apiUrl?: string;
   /** Longest wait for the answer to one request, in ms (default 30000). Long-polls and streams add their own wait. */
   timeoutMs?: number;
+  /** The reference's name for `timeoutMs` (ms); `timeoutMs` wins when both are given. */
+  timeout?: number;
   /** The environment to read MAGS_* variables from (default: process.env). */
   env?: Environment;
 }
@@ -147,7 +149,7 @@ export class Mags {
 
   constructor(options: MagsOptions = {}) {
     const conn = resolveConnection(options, options.env ?? process.env);
-    const timeoutMs = options.timeoutMs ?? 30_000;
+    const timeoutMs = options.timeoutMs ?? options.timeout ?? 30_000;
     if (!Number.isFinite(timeoutMs) || timeoutMs <= 0)
       throw new Error('timeoutMs must be a positive number of milliseconds');
     this.apiUrl = conn.apiUrl;

@@ -3,6 +3,7 @@
 // to be framed (clickjacking the Approve button) and send no Referer (the login code is in the URL).
 
 import { randomBytes } from 'node:crypto';
+import formbody from '@fastify/formbody';
 import { MagsError } from '@mags/api';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { SESSION_COOKIE, sameSecret } from '../http/auth.js';
@@ -57,7 +58,15 @@ function field(body: unknown, name: string): string | undefined {
 
 const formSchema = { hide: true } as const;
 
-export function registerAccountPages(app: MagsApp, accounts: Accounts): void {
+export function registerAccountPages(root: MagsApp, accounts: Accounts): void {
+  // Form bodies are parsed in this scope only: the REST API keeps answering them 415.
+  root.register(async (app) => {
+    await app.register(formbody, { bodyLimit: 64 * 1024 });
+    pages(app as unknown as MagsApp, accounts);
+  });
+}
+
+function pages(app: MagsApp, accounts: Accounts): void {
   const pub = { config: { public: true }, schema: formSchema };
 
   app.get('/signin', pub, async (request, reply) => {

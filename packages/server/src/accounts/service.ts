@@ -143,7 +143,7 @@ export class Accounts {
 
   async createToken(userId: string, body: TokenCreate): Promise<TokenCreated> {
     const expires = body.expires_in_days === undefined ? undefined : Date.now() + body.expires_in_days * DAY_MS;
-    const { token, row } = await this.deps.auth.createToken(userId, body.name, expires);
+    const { token, row } = await this.deps.auth.issueToken(userId, body.name, expires);
     return { ...tokenInfo(row), token };
   }
 
@@ -269,7 +269,7 @@ export class Accounts {
     if (row.status !== 'approved' || row.user_id === null) return { status: 'pending' };
     const user = await this.store.users.get(row.user_id);
     if (!user || user.removed_at !== null) throw MagsError.notFound('the user who approved this login was removed');
-    const { token } = await this.deps.auth.createToken(user.id, row.client_name);
+    const token = await this.deps.auth.createToken(user.id, row.client_name);
     this.deps.logger.info({ user: user.id }, 'mags login approved: token created');
     return { status: 'approved', token, user: user.name };
   }

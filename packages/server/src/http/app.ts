@@ -1,7 +1,6 @@
 // The HTTP application: Fastify with TypeBox validation, the OpenAPI document, bearer-token auth, one error
 // format (`{ error, code }`) for every failure, health, and the routes each domain registers under /api/v1.
 import cookie from '@fastify/cookie';
-import formbody from '@fastify/formbody';
 import swagger from '@fastify/swagger';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { MAGS_VERSION, MagsError } from '@mags/api';
@@ -39,9 +38,8 @@ export async function buildApp(options: AppOptions): Promise<MagsApp> {
   }).withTypeProvider<TypeBoxTypeProvider>() as unknown as MagsApp;
 
   app.setValidatorCompiler(validatorCompiler);
-  // Cookies carry browser sessions; the sign-in and approval pages post ordinary HTML forms.
+  // Cookies carry browser sessions (the HTML pages parse their own form bodies: the API takes JSON only).
   await app.register(cookie);
-  await app.register(formbody, { bodyLimit: 64 * 1024 });
   app.decorateRequest('user', null);
 
   // An empty JSON body (e.g. a bare POST …/stop with a JSON content type) is no body, not a parse error.

@@ -71,7 +71,12 @@ export class Auth {
   }
 
   /** Creates a token for a user; the returned token is the only copy. */
-  async createToken(userId: string, name: string, expiresAt?: number): Promise<{ token: string; row: TokenRow }> {
+  async createToken(userId: string, name: string): Promise<string> {
+    return (await this.issueToken(userId, name)).token;
+  }
+
+  /** Creates a token (expiring at `expiresAt`, if given): the secret (its only copy) and the stored row. */
+  async issueToken(userId: string, name: string, expiresAt?: number): Promise<{ token: string; row: TokenRow }> {
     const t = generateToken();
     const row = await this.users.insertToken(userId, { hash: t.hash, prefix: t.prefix, name }, Date.now(), expiresAt);
     return { token: t.token, row };

@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { DEFAULT_SSH_PORT, type ServerEnd } from '@mags/api';
 import { type ObjectStore, openObjectStore, redact as redactObjects } from '@mags/objects';
 import { type Logger, pino } from 'pino';
+import { OidcSignIn } from './accounts/oidc.js';
 import { registerAccountPages } from './accounts/pages.js';
 import { registerAccountRoutes } from './accounts/routes.js';
 import { Accounts } from './accounts/service.js';
@@ -206,7 +207,7 @@ export async function createServer(config: ServerConfig, options: CreateServerOp
         (a) => registerFileRoutes(a, files, cfg.maxUploadBytes),
         (a) => registerReclaimRoutes(a, reclaim, auth),
         (a) => registerAccountRoutes(a, accounts, auth),
-        (a) => registerAccountPages(a, accounts),
+        (a) => registerAccountPages(a, accounts, cfg.oidc ? new OidcSignIn(cfg.oidc, logger) : undefined),
         (a) => registerSshRoutes(a, { keys: sshKeys, port: () => sshPort, host: cfg.sshHost }),
       ],
     });

@@ -40,6 +40,10 @@ interface ServerFlags {
   stopAfter?: number;
   sshPort?: number;
   sshHost?: string;
+  oidcIssuer?: string;
+  oidcClientId?: string;
+  oidcClientSecret?: string;
+  oidcNameClaim?: string;
 }
 
 /** The range of the durations --gc-interval, --gc-grace, --sleep-after, --stop-after (the server checks the same). */
@@ -140,6 +144,16 @@ export function registerServer(program: Command): void {
       '--ssh-host <host>',
       'host name `mags ssh` and the access route tell clients to reach the gateway by (default: the host name the API was reached by)',
     )
+    .option('--oidc-issuer <url>', 'offer single sign-on through this OpenID Connect provider (or $MAGS_OIDC_ISSUER)')
+    .option('--oidc-client-id <id>', "the server's client id at the provider (or $MAGS_OIDC_CLIENT_ID)")
+    .option(
+      '--oidc-client-secret <secret>',
+      'its client secret (better: $MAGS_OIDC_CLIENT_SECRET, which other users cannot see in the process list)',
+    )
+    .option(
+      '--oidc-name-claim <claim>',
+      'the ID token claim naming the Mags user, who must exist (default: preferred_username; e.g. email)',
+    )
     .addHelpText(
       'after',
       `
@@ -156,6 +170,7 @@ Examples:
   $ sudo mags server --max-log-mb 16 --retain-days 7
   $ sudo mags server --gc-interval 6h
   $ sudo mags server --host 0.0.0.0 --ssh-port 2222 --ssh-host sandboxes.example.com
+  $ MAGS_OIDC_CLIENT_SECRET=… sudo -E mags server --oidc-issuer https://accounts.google.com --oidc-client-id ID --oidc-name-claim email
   $ mags server gc`,
     )
     .action(async (flags: ServerFlags) => {
@@ -224,6 +239,10 @@ async function serve(flags: ServerFlags): Promise<void> {
         stopAfterMs: flags.stopAfter,
         sshPort: flags.sshPort,
         sshHost: flags.sshHost,
+        oidcIssuer: flags.oidcIssuer,
+        oidcClientId: flags.oidcClientId,
+        oidcClientSecret: flags.oidcClientSecret,
+        oidcNameClaim: flags.oidcNameClaim,
       },
       env,
     );

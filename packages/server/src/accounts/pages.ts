@@ -9,7 +9,8 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { SESSION_COOKIE, sameSecret } from '../http/auth.js';
 import { toHttpError } from '../http/errors.js';
 import type { MagsApp } from '../http/request.js';
-import { setSessionCookie } from './routes.js';
+import type { OidcSignIn } from './oidc.js';
+import { baseUrlOf, setSessionCookie } from './routes.js';
 import type { Accounts } from './service.js';
 import { accountPage, approvePage, choosePasswordPage, enterCodePage, messagePage, signInPage } from './views.js';
 
@@ -58,21 +59,55 @@ function field(body: unknown, name: string): string | undefined {
 
 const formSchema = { hide: true } as const;
 
-export function registerAccountPages(root: MagsApp, accounts: Accounts): void {
+export function registerAccountPages(root: MagsApp, accounts: Accounts, oidc?: OidcSignIn): void {
   // Form bodies are parsed in this scope only: the REST API keeps answering them 415.
   root.register(async (app) => {
     await app.register(formbody, { bodyLimit: 64 * 1024 });
-    pages(app as unknown as MagsApp, accounts);
+    pages(app as unknown as MagsApp, accounts, oidc);
   });
 }
 
-function pages(app: MagsApp, accounts: Accounts): void {
+/** The cookie that carries a single sign-on's state, nonce and PKCE verifier to its callback (10 minutes). */
+const OIDC_COOKIE = 'mags_oidc';
+
+function pages(app: MagsApp, accounts: Accounts, oidc: OidcSignIn | undefined): void {
   const pub = { config: { public: true }, schema: formSchema };
+  const sso = oidc !== undefined;
+
+  if (oidc) {
+    app.get('/signin/oidc', pub, async (request, reply) => {
+      const next = safeNext((request.query as Form).next);
+      const { url, cookie } = await oidc.start(`${baseUrlOf(request)}/signin/oidc/callback`, next);
+      reply.setCookie(OIDC_COOKIE, cookie, {
+        path: '/signin/oidc',
+        httpOnly: true,
+        sameSite: 'lax',
+        secure: request.protocol === 'https',
+        maxAge: 600,
+      });
+      return reply.redirect(url, 303);
+    });
+
+    app.get('/signin/oidc/callback', pub, async (request, reply) => {
+      reply.clearCookie(OIDC_COOKIE, { path: '/signin/oidc' });
+      try {
+        const current = new URL(request.url, baseUrlOf(request));
+        const { identity, next } = await oidc.finish(current, request.cookies[OIDC_COOKIE]);
+        const session = await accounts.signInOidc(identity);
+        setSessionCookie(request, reply, session);
+        return reply.redirect(safeNext(next), 303);
+      } catch (err) {
+        if (!(err instanceof MagsError)) throw err;
+        const e = toHttpError(err);
+        return html(reply, e.status, messagePage('Single sign-on', 'You are not signed in.', e.body.error));
+      }
+    });
+  }
 
   app.get('/signin', pub, async (request, reply) => {
     const next = safeNext((request.query as Form).next);
     if (await accounts.sessionOf(request.cookies[SESSION_COOKIE])) return reply.redirect(next, 303);
-    return html(reply, 200, signInPage(formCsrf(request, reply), next));
+    return html(reply, 200, signInPage(formCsrf(request, reply), next, undefined, '', sso));
   });
 
   app.post('/signin', pub, async (request, reply) => {
@@ -80,7 +115,11 @@ function pages(app: MagsApp, accounts: Accounts): void {
     const name = field(request.body, 'name') ?? '';
     const csrf = formCsrf(request, reply);
     if (!sameSecret(field(request.body, 'csrf'), request.cookies[FORM_COOKIE] ?? '\0')) {
-      return html(reply, 403, signInPage(csrf, next, 'The form expired or came from another site: try again.', name));
+      return html(
+        reply,
+        403,
+        signInPage(csrf, next, 'The form expired or came from another site: try again.', name, sso),
+      );
     }
     try {
       const session = await accounts.signIn(name, field(request.body, 'password') ?? '', request.ip);
@@ -89,7 +128,7 @@ function pages(app: MagsApp, accounts: Accounts): void {
     } catch (err) {
       if (!(err instanceof MagsError)) throw err;
       const e = toHttpError(err);
-      return html(reply, e.status, signInPage(csrf, next, e.body.error, name));
+      return html(reply, e.status, signInPage(csrf, next, e.body.error, name, sso));
     }
   });
 

@@ -18,6 +18,7 @@ import {
 import type { Logger } from 'pino';
 import { type Auth, type AuthenticatedUser, generateToken, hashToken } from '../http/auth.js';
 import type { Store, TokenRow, UserRow } from '../store/index.js';
+import type { OidcIdentity } from './oidc.js';
 import { hashPassword, verifyPassword } from './passwords.js';
 import { SignInThrottle } from './throttle.js';
 
@@ -163,6 +164,25 @@ export class Accounts {
       throw MagsError.unauthorized('the name or password is wrong');
     }
     this.throttle.succeeded(name);
+    return this.openSession(user);
+  }
+
+  /**
+   * Opens a session for a single sign-on: the user named by the provider must exist (the owner adds it); its first
+   * sign-on binds the provider's account to it, and from then on only that account signs in as it.
+   */
+  async signInOidc(identity: OidcIdentity): Promise<NewSession> {
+    const user = await this.store.users.getByName(identity.name);
+    if (!user) {
+      throw new MagsError(
+        403,
+        'forbidden',
+        `no Mags user is named "${identity.name}": ask the server's owner to add you (mags user add ${identity.name})`,
+      );
+    }
+    if (!(await this.store.users.bindOidc(user.id, identity.subject))) {
+      throw new MagsError(403, 'forbidden', `the Mags user "${identity.name}" signs in with another account`);
+    }
     return this.openSession(user);
   }
 

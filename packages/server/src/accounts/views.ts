@@ -19,13 +19,16 @@ export function page(title: string, body: string, error?: string): string {
 
 const hidden = (name: string, value: string) => `<input type="hidden" name="${name}" value="${escapeHtml(value)}">`;
 
-export function signInPage(csrf: string, next: string, error?: string, name = ''): string {
+export function signInPage(csrf: string, next: string, error?: string, name = '', sso = false): string {
+  const ssoLink = sso
+    ? `<p><a id="sso" href="/signin/oidc?next=${encodeURIComponent(next)}">Sign in with single sign-on</a></p>`
+    : '';
   return page(
     'Sign in to Mags',
     `<form method="post" action="/signin">${hidden('csrf', csrf)}${hidden('next', next)}
 <label for="name">Name</label><input id="name" name="name" autocomplete="username" required value="${escapeHtml(name)}">
 <label for="password">Password</label><input id="password" name="password" type="password" autocomplete="current-password" required>
-<button id="signin" type="submit">Sign in</button></form>`,
+<button id="signin" type="submit">Sign in</button></form>${ssoLink}`,
     error,
   );
 }

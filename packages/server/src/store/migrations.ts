@@ -154,6 +154,8 @@ const migrations: Record<string, Migration> = {
       // Accounts: a password for the browser pages, removal without losing data, token expiry.
       await db.schema.alterTable('users').addColumn('password_hash', 'text').execute();
       await db.schema.alterTable('users').addColumn('removed_at', 'bigint').execute();
+      // "ISSUER SUBJECT" of the OpenID Connect account bound to the user at its first single sign-on.
+      await db.schema.alterTable('users').addColumn('oidc_subject', 'text').execute();
       await db.schema.alterTable('tokens').addColumn('expires_at', 'bigint').execute();
       await db.schema.createIndex('users_name_idx').on('users').column('name').execute();
 
@@ -190,6 +192,7 @@ const migrations: Record<string, Migration> = {
       for (const t of ['signin_links', 'device_logins', 'sessions']) await db.schema.dropTable(t).ifExists().execute();
       await db.schema.dropIndex('users_name_idx').ifExists().execute();
       await db.schema.alterTable('tokens').dropColumn('expires_at').execute();
+      await db.schema.alterTable('users').dropColumn('oidc_subject').execute();
       await db.schema.alterTable('users').dropColumn('removed_at').execute();
       await db.schema.alterTable('users').dropColumn('password_hash').execute();
     },

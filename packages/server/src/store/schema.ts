@@ -10,6 +10,8 @@ export interface UsersTable {
   password_hash: ColumnType<string | null, string | null | undefined, string | null>;
   /** Set by `mags user remove` without --delete-data: the user can no longer sign in, its data is kept. */
   removed_at: ColumnType<number | null, number | null | undefined, number | null>;
+  /** "ISSUER SUBJECT" of the OpenID Connect account bound at the user's first single sign-on. */
+  oidc_subject: ColumnType<string | null, string | null | undefined, string | null>;
 }
 
 export interface TokensTable {

@@ -37,7 +37,14 @@ export class UserStore {
   }
 
   async create(name: string, now = Date.now()): Promise<UserRow> {
-    const user: UserRow = { id: randomUUID(), name, created_at: now, password_hash: null, removed_at: null };
+    const user: UserRow = {
+      id: randomUUID(),
+      name,
+      created_at: now,
+      password_hash: null,
+      removed_at: null,
+      oidc_subject: null,
+    };
     await this.db.insertInto('users').values(user).execute();
     return user;
   }
@@ -51,7 +58,14 @@ export class UserStore {
       if (this.kind === 'postgres') await sql`select pg_advisory_xact_lock(7373002)`.execute(trx);
       const existing = await trx.selectFrom('users').select('id').where('name', '=', name).executeTakeFirst();
       if (existing) return undefined;
-      const user: UserRow = { id: randomUUID(), name, created_at: now, password_hash: null, removed_at: null };
+      const user: UserRow = {
+        id: randomUUID(),
+        name,
+        created_at: now,
+        password_hash: null,
+        removed_at: null,
+        oidc_subject: null,
+      };
       await trx.insertInto('users').values(user).execute();
       await trx
         .insertInto('tokens')
@@ -80,6 +94,17 @@ export class UserStore {
       .where('name', '=', name)
       .where('removed_at', 'is', null)
       .executeTakeFirst();
+  }
+
+  /** Binds an OpenID Connect account to a user that has none yet; false when another is bound already. */
+  async bindOidc(userId: string, subject: string): Promise<boolean> {
+    const r = await this.db
+      .updateTable('users')
+      .set({ oidc_subject: subject })
+      .where('id', '=', userId)
+      .where((eb) => eb.or([eb('oidc_subject', 'is', null), eb('oidc_subject', '=', subject)]))
+      .executeTakeFirst();
+    return Number(r.numUpdatedRows) > 0;
   }
 
   async setPassword(userId: string, hash: string): Promise<void> {
@@ -135,7 +160,14 @@ export class UserStore {
       if (this.kind === 'postgres') await sql`select pg_advisory_xact_lock(7373001)`.execute(trx);
       const existing = await trx.selectFrom('users').select('id').limit(1).executeTakeFirst();
       if (existing) return undefined;
-      const user: UserRow = { id: randomUUID(), name, created_at: now, password_hash: null, removed_at: null };
+      const user: UserRow = {
+        id: randomUUID(),
+        name,
+        created_at: now,
+        password_hash: null,
+        removed_at: null,
+        oidc_subject: null,
+      };
       await trx.insertInto('users').values(user).execute();
       await trx
         .insertInto('tokens')
@@ -181,6 +213,7 @@ export class UserStore {
         created_at: row.user_created_at,
         password_hash: null,
         removed_at: null,
+        oidc_subject: null,
       },
       token: {
         id: row.token_id,

@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Mags, MagsApiError } from '@mags/sdk';
+import Database from 'better-sqlite3';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { CLI, startServer, type TestServer } from './harness.js';
 
@@ -207,5 +208,46 @@ describe('accounts in a browser', () => {
     }
     const poll = await new Mags({ apiUrl: server.url, env: {} }).pollLogin(start.deviceCode);
     assert.deepEqual(poll, { status: 'pending' }, 'nothing was approved');
+  });
+
+  test('mags login --token reads a token from stdin; mags user remove stops the user’s sandboxes and keeps its data', async () => {
+    const added = JSON.parse((await cli(['user', 'add', 'bob', '--json'], server.env)).stdout) as { token: string };
+    const env = laptop();
+    const bad = await cli(['login', '--token', server.url], env, 'mags_not-a-real-token\n');
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /not valid/);
+    const login = await cli(['login', '--token', server.url], env, `${added.token}\n`);
+    assert.equal(login.code, 0, login.stderr);
+    assert.equal((await cli(['whoami'], env)).stdout.trim(), `bob on ${server.url}`);
+
+    const started = await cli(['run', '-d', '--job-name', 'bobs-loop', 'sleep 600'], env);
+    assert.equal(started.code, 0, started.stderr);
+    const sdk = new Mags({ apiUrl: server.url, apiToken: added.token, env: {} });
+    for (let i = 0; i < 600 && (await sdk.status('bobs-loop')).status !== 'running'; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const jobId = (await sdk.status('bobs-loop')).requestId;
+
+    const removed = await cli(['user', 'remove', 'bob', '--json'], server.env);
+    assert.equal(removed.code, 0, removed.stderr);
+    assert.deepEqual(JSON.parse(removed.stdout), { name: 'bob', jobsStopped: 1, dataDeleted: false });
+    const who = await cli(['whoami'], env);
+    assert.equal(who.code, 1, 'the removed user’s token is refused at once');
+    const users = JSON.parse((await cli(['user', 'list', '--json'], server.env)).stdout) as {
+      users: Array<{ name: string }>;
+    };
+    assert.ok(!users.users.some((u) => u.name === 'bob'));
+    // The sandbox is stopped; the job (its data) is kept: read in the server's database, as no user may see it now.
+    let status = '';
+    for (let i = 0; i < 300; i++) {
+      const conn = new Database(path.join(server.home, 'mags.db'), { readonly: true });
+      status =
+        (conn.prepare('select status from jobs where id = ?').get(jobId) as { status: string } | undefined)?.status ??
+        'gone';
+      conn.close();
+      if (status === 'stopped') break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.equal(status, 'stopped');
   });
 });

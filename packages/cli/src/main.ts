@@ -31,10 +31,11 @@ function buildProgram(): Command {
     .addHelpText(
       'after',
       `
-Server and token: MAGS_API_URL and MAGS_API_TOKEN, else $MAGS_HOME/config.json (default ~/.mags);
+Server and token: MAGS_API_URL and MAGS_API_TOKEN, else $MAGS_HOME/config.json (default ~/.mags; mags login writes it);
 with neither, a local server is started in the background ($MAGS_HOME/server.log).
 
 Examples:
+  $ mags login https://mags.example.com && mags whoami
   $ mags run 'echo Hello World'
   $ mags run -d 'sleep 60; echo done' && mags list
   $ mags logs -f <id>

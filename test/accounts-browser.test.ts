@@ -219,6 +219,9 @@ describe('accounts in a browser', () => {
     const login = await cli(['login', '--token', server.url], env, `${added.token}\n`);
     assert.equal(login.code, 0, login.stderr);
     assert.equal((await cli(['whoami'], env)).stdout.trim(), `bob on ${server.url}`);
+    // MAGS_API_TOKEN still wins over the file.
+    const owner = await cli(['whoami'], { ...env, MAGS_API_TOKEN: server.token });
+    assert.equal(owner.stdout.trim(), `owner (owner) on ${server.url}`);
 
     const started = await cli(['run', '-d', '--job-name', 'bobs-loop', 'sleep 600'], env);
     assert.equal(started.code, 0, started.stderr);

@@ -111,13 +111,15 @@ export class UserStore {
     await this.db.updateTable('users').set({ password_hash: hash }).where('id', '=', userId).execute();
   }
 
-  /** Removes a user but keeps its data: its tokens, sessions and pending logins go at once. */
+  /** Removes a user but keeps its data: its credentials (tokens, sessions, pending logins, SSH keys) go at once. */
   async markRemoved(userId: string, now = Date.now()): Promise<void> {
     await transaction(this.db, async (trx) => {
       await trx.updateTable('users').set({ removed_at: now }).where('id', '=', userId).execute();
       await trx.updateTable('tokens').set({ revoked_at: now }).where('user_id', '=', userId).execute();
       await trx.deleteFrom('sessions').where('user_id', '=', userId).execute();
       await trx.deleteFrom('device_logins').where('user_id', '=', userId).execute();
+      // An SSH key would otherwise still open (and wake) the user's sandboxes through the gateway.
+      await trx.deleteFrom('ssh_keys').where('user_id', '=', userId).execute();
     });
   }
 

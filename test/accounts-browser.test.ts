@@ -2,7 +2,7 @@
 // `mags server`: a new user signs in from the owner's one-time link, approves a `mags login` the test started (the
 // CLI then runs a job with its new token), creates a token from the browser session and uses it from the SDK,
 // revokes it and sees 401; a page of another site cannot approve a login; `mags logout` revokes the CLI's token.
-// Screenshots of each page are kept in $MAGS_TEST_ARTIFACTS (default: a temporary directory, printed).
+// Screenshots of each page are kept in $MAGS_TEST_ARTIFACTS (default: test-artifacts/browser in the repository).
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
@@ -17,7 +17,7 @@ import { type Browser, chromium, type Page } from 'playwright-core';
 import { CLI, startServer, type TestServer } from './harness.js';
 
 const CHROMIUM = process.env.MAGS_TEST_CHROMIUM ?? '/usr/bin/chromium';
-const ARTIFACTS = process.env.MAGS_TEST_ARTIFACTS ?? mkdtempSync(path.join(tmpdir(), 'mags-browser-'));
+const ARTIFACTS = process.env.MAGS_TEST_ARTIFACTS ?? path.join(import.meta.dirname, '..', 'test-artifacts', 'browser');
 
 interface Cli {
   code: number | null;

@@ -253,4 +253,32 @@ describe('accounts in a browser', () => {
     }
     assert.equal(status, 'stopped');
   });
+
+  test('the owner sets a password with mags user password and signs in on the sign-in page; a wrong one is refused', async () => {
+    const short = await cli(['user', 'password'], server.env, 'short\n');
+    assert.equal(short.code, 1);
+    assert.match(short.stderr, /at least 10 characters/);
+    const set = await cli(['user', 'password'], server.env, 'owner-password-1\n');
+    assert.equal(set.code, 0, set.stderr);
+
+    const context = await browser.newContext();
+    const p = await context.newPage();
+    try {
+      await p.goto(`${server.url}/signin`);
+      await p.fill('#name', 'owner');
+      await p.fill('#password', 'not-the-password');
+      await p.click('#signin');
+      assert.match((await p.textContent('[role=alert]')) ?? '', /name or password is wrong/);
+      await p.screenshot({ path: path.join(ARTIFACTS, 'signin-refused.png'), fullPage: true });
+      await p.fill('#password', 'owner-password-1');
+      await p.click('#signin');
+      await p.waitForURL(/\/account$/);
+      assert.equal(await p.textContent('#user'), 'owner');
+      await p.screenshot({ path: path.join(ARTIFACTS, 'signin.png'), fullPage: true });
+      await p.click('#signout');
+      await p.waitForURL(/\/signin$/);
+    } finally {
+      await context.close();
+    }
+  });
 });

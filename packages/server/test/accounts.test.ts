@@ -276,6 +276,24 @@ for (const backend of ['SQLite', 'PostgreSQL'] as const)
       assert.equal((await call('GET', '/api/v1/me', got.token)).json().name, 'fay');
       // One approval, one token.
       errorBody(await poll(), 404, 'not_found');
+
+      // Polls racing for one approval: one gets the token, the others nothing.
+      const again = (
+        await t.server.app.inject({ method: 'POST', url: '/api/v1/auth/device', payload: { client_name: 'race' } })
+      ).json();
+      const page2 = await b.go('GET', `/device?code=${again.user_code}`);
+      await b.go('POST', '/device', { csrf: b.csrfOf(page2.body), code: again.user_code, action: 'approve' });
+      const raced = await Promise.all(
+        [1, 2, 3].map(() =>
+          t.server.app.inject({
+            method: 'POST',
+            url: '/api/v1/auth/device/token',
+            payload: { device_code: again.device_code },
+          }),
+        ),
+      );
+      const tokens = raced.filter((r) => r.statusCode === 200 && r.json().status === 'approved');
+      assert.equal(tokens.length, 1, raced.map((r) => `${r.statusCode} ${r.body}`).join('\n'));
     });
 
     test('removing a user: its tokens and sessions stop at once, its jobs stop, its data stays unless asked', async () => {

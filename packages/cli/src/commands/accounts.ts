@@ -48,7 +48,7 @@ export function registerAccountCommands(program: Command): void {
       'after',
       `
 Asks the server for a code, opens its approval page in your browser (or prints the link: over SSH, without a
-display, or with --no-browser), and once you approve it there, saves a new token with the server's address in
+display, or with --no-browser or MAGS_NO_BROWSER=1), and once you approve it there, saves a new token with the server's address in
 $MAGS_HOME/config.json (mode 0600). MAGS_API_TOKEN and MAGS_API_URL, when set, still win over the file.
 
 Examples:

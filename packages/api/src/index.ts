@@ -1,3 +1,4 @@
+export * from './accounts.js';
 export * from './admin.js';
 export * from './agent-link.js';
 export * from './agent-protocol.js';

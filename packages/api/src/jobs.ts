@@ -22,6 +22,14 @@ export const MAX_SCRIPT_BYTES = 256 * 1024;
 export const NAME_PATTERN = '^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$';
 /** An environment variable's name. */
 export const ENV_NAME_PATTERN = '^[A-Za-z_][A-Za-z0-9_]*$';
+/** The rule of each pattern in words, for validation errors (a person reads the rule, not a regular expression). */
+export const PATTERN_RULES: Readonly<Record<string, string>> = {
+  [NAME_PATTERN]: 'names are 1–63 letters, digits, ".", "_" or "-", starting with a letter or digit',
+  [ENV_NAME_PATTERN]: 'environment variable names are letters, digits or "_", not starting with a digit',
+  '^/': 'must be an absolute path (starting with "/")',
+  '^[A-Za-z0-9._+-]+$': 'must be letters, digits, ".", "_", "+" or "-"',
+  '^[A-Za-z0-9+/]*={0,2}$': 'must be base64',
+};
 /** Longest value of one environment variable (characters). */
 export const MAX_ENV_VALUE = 65536;
 
@@ -69,6 +77,13 @@ export const JobSubmit = Type.Object(
         description:
           'A sandbox that stays up on workspace_id (mags new): no script, no timeout; status running until stopped. ' +
           'Run commands in it with POST /api/v1/mags-jobs/{id}/exec',
+      }),
+    ),
+    rootfs_type: Type.Optional(
+      Type.String({
+        maxLength: 100,
+        description:
+          "Accepted for the hosted service's clients and ignored (a note is logged): there is one root filesystem",
       }),
     ),
   },

@@ -13,6 +13,7 @@ export type WorkspaceMode = 'local' | 'persistent';
 export const WorkspaceInfo = Type.Object(
   {
     name: Type.String(),
+    workspace_id: Type.String({ description: "The same as name (the hosted service's clients read this key)" }),
     mode: WorkspaceMode,
     disk_gb: Type.Integer({ description: 'Size of the workspace disk; writing past it gives ENOSPC' }),
     size_bytes: Type.Integer({ description: 'Bytes of files in the workspace (its own layer), as last measured' }),

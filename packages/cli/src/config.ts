@@ -34,6 +34,18 @@ export function updateConfig(env: Environment, patch: ConfigFile): string {
   return file;
 }
 
+/** Removes keys from config.json (e.g. the token on logout), keeping the others; a missing file stays missing. */
+export function removeConfigKeys(env: Environment, keys: string[]): void {
+  const file = configPath(env);
+  const current = readConfigFile(file);
+  if (!keys.some((k) => k in current)) return;
+  for (const k of keys) delete current[k];
+  const tmp = `${file}.${process.pid}.tmp`;
+  writeFileSync(tmp, `${JSON.stringify(current, null, 2)}\n`, { mode: 0o600 });
+  chmodSync(tmp, 0o600);
+  renameSync(tmp, file);
+}
+
 export function serverLogPath(env: Environment): string {
   return path.join(magsHome(env), 'server.log');
 }

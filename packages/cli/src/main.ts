@@ -4,6 +4,7 @@ import { MagsApiError } from '@mags/sdk';
 // The `mags` command. Each command group lives in commands/; this file wires them and turns every failure
 // into one sentence on stderr and an exit code: 0 ok, 1 failure, 2 usage error (`mags run`: the script's code).
 import { Command, CommanderError } from 'commander';
+import { registerAccountCommands } from './commands/accounts.js';
 import { registerCronCommands, registerUsageCommand } from './commands/cron.js';
 import { registerFileCommands } from './commands/files.js';
 import { registerJobCommands } from './commands/jobs.js';
@@ -16,6 +17,14 @@ import { registerWorkspaceCommands } from './commands/workspaces.js';
 import { EXIT_FAILURE, EXIT_USAGE, UsageError } from './errors.js';
 import { drained, printable, printError } from './output.js';
 
+// A reader that goes away early (`mags --help | head -3`) ends the command quietly, not with an EPIPE stack trace.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(typeof process.exitCode === 'number' ? process.exitCode : 0);
+    throw err;
+  });
+}
+
 function buildProgram(): Command {
   const program = new Command('mags')
     .description('Secure, isolated sandboxes for AI agents and developers')
@@ -24,10 +33,11 @@ function buildProgram(): Command {
     .addHelpText(
       'after',
       `
-Server and token: MAGS_API_URL and MAGS_API_TOKEN, else $MAGS_HOME/config.json (default ~/.mags);
+Server and token: MAGS_API_URL and MAGS_API_TOKEN, else $MAGS_HOME/config.json (default ~/.mags; mags login writes it);
 with neither, a local server is started in the background ($MAGS_HOME/server.log).
 
 Examples:
+  $ mags login https://mags.example.com && mags whoami
   $ mags run 'echo Hello World'
   $ mags run -d 'sleep 60; echo done' && mags list
   $ mags logs -f <id>
@@ -45,6 +55,7 @@ Examples:
   registerCronCommands(program);
   registerUsageCommand(program);
   registerServer(program);
+  registerAccountCommands(program);
 
   // Usage errors: one sentence, exit 2 (commander's own messages start with "error: ").
   const configure = (cmd: Command) => {

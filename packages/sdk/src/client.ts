@@ -9,17 +9,25 @@ import type {
   AccessResult as WireAccess,
   CronJob as WireCronJob,
   CronList as WireCronList,
+  DeviceLoginResult as WireDeviceResult,
+  DeviceLoginStarted as WireDeviceStarted,
   JobList as WireJobList,
   JobStatus as WireJobStatus,
+  Me as WireMe,
   PoolStatus as WirePoolStatus,
   ServerStatus as WireServerStatus,
   SshKeyInfo as WireSshKey,
   SshKeyList as WireSshKeyList,
   StopResult as WireStopResult,
+  TokenCreated as WireTokenCreated,
+  TokenList as WireTokenList,
   UrlAccessResult as WireUrlAccess,
   UrlAlias as WireUrlAlias,
   UrlAliasList as WireUrlAliasList,
   UsageReport as WireUsageReport,
+  UserCreated as WireUserCreated,
+  UserList as WireUserList,
+  UserRemoved as WireUserRemoved,
 } from '@mags/api';
 import {
   checkUploadName,
@@ -33,6 +41,25 @@ import {
   type WorkspaceVersions as WireWorkspaceVersions,
   type WorkspaceCreate,
 } from '@mags/api';
+import {
+  type AddedUser,
+  type ApiToken,
+  type CreatedToken,
+  type CreateTokenOptions,
+  type DeviceLogin,
+  type DeviceLoginPoll,
+  fromWireDeviceResult,
+  fromWireDeviceStarted,
+  fromWireMe,
+  fromWireToken,
+  fromWireTokenCreated,
+  fromWireUser,
+  fromWireUserCreated,
+  fromWireUserRemoved,
+  type RemovedUser,
+  type User,
+  type WhoAmI,
+} from './accounts.js';
 import { type Environment, resolveConnection } from './config.js';
 import {
   type CronCreateOptions,
@@ -99,6 +126,8 @@ export interface MagsOptions {
   apiUrl?: string;
   /** Longest wait for the answer to one request, in ms (default 30000). Long-polls and streams add their own wait. */
   timeoutMs?: number;
+  /** The reference's name for `timeoutMs` (ms); `timeoutMs` wins when both are given. */
+  timeout?: number;
   /** The environment to read MAGS_* variables from (default: process.env). */
   env?: Environment;
 }
@@ -137,7 +166,7 @@ export class Mags {
 
   constructor(options: MagsOptions = {}) {
     const conn = resolveConnection(options, options.env ?? process.env);
-    const timeoutMs = options.timeoutMs ?? 30_000;
+    const timeoutMs = options.timeoutMs ?? options.timeout ?? 30_000;
     if (!Number.isFinite(timeoutMs) || timeoutMs <= 0)
       throw new Error('timeoutMs must be a positive number of milliseconds');
     this.apiUrl = conn.apiUrl;
@@ -689,6 +718,70 @@ export class Mags {
     const days = typeof options === 'number' ? options : (options.windowDays ?? options.window_days);
     const query = days === undefined ? '' : `?window_days=${encodeURIComponent(String(days))}`;
     return fromWireUsage(await this.http.json<WireUsageReport>(`/api/v1/mags-usage${query}`));
+  }
+
+  /** Who the token belongs to. */
+  async whoami(): Promise<WhoAmI> {
+    return fromWireMe(await this.http.json<WireMe>('/api/v1/me'));
+  }
+
+  /** Creates an API token; its secret (`token`) is in this answer only. */
+  async createToken(name: string, options: CreateTokenOptions = {}): Promise<CreatedToken> {
+    const body = { name, ...(options.expiresInDays !== undefined ? { expires_in_days: options.expiresInDays } : {}) };
+    return fromWireTokenCreated(await this.http.json<WireTokenCreated>('/api/v1/tokens', { method: 'POST', body }));
+  }
+
+  /** Your tokens that still work, newest first (never their secrets). */
+  async listTokens(): Promise<ApiToken[]> {
+    return (await this.http.json<WireTokenList>('/api/v1/tokens')).tokens.map(fromWireToken);
+  }
+
+  /** Revokes one of your tokens by id: it is refused from the next request on. */
+  async revokeToken(id: string): Promise<void> {
+    await this.http.json<unknown>(`/api/v1/tokens/${encodeURIComponent(id)}`, { method: 'DELETE', allowEmpty: true });
+  }
+
+  /** Sets your password for the browser sign-in (at least 10 characters). */
+  async setPassword(password: string): Promise<void> {
+    await this.http.json<unknown>('/api/v1/me/password', { method: 'PUT', body: { password }, allowEmpty: true });
+  }
+
+  /** Adds a user (owner only): answers its first token and a one-time link to choose a password. */
+  async addUser(name: string): Promise<AddedUser> {
+    return fromWireUserCreated(
+      await this.http.json<WireUserCreated>('/api/v1/users', { method: 'POST', body: { name } }),
+    );
+  }
+
+  /** The server's users (owner only). */
+  async listUsers(): Promise<User[]> {
+    return (await this.http.json<WireUserList>('/api/v1/users')).users.map(fromWireUser);
+  }
+
+  /** Removes a user (owner only): tokens stop at once, sandboxes stop; data is deleted only with `deleteData`. */
+  async removeUser(name: string, options: { deleteData?: boolean } = {}): Promise<RemovedUser> {
+    const r = await this.http.json<WireUserRemoved>(`/api/v1/users/${encodeURIComponent(name)}`, {
+      method: 'DELETE',
+      query: { delete_data: options.deleteData ? true : undefined },
+    });
+    return fromWireUserRemoved(r);
+  }
+
+  /** Starts a `mags login`: a code for a signed-in user to approve at `verificationUriComplete` (no token needed). */
+  async startLogin(clientName?: string): Promise<DeviceLogin> {
+    const body = clientName === undefined ? {} : { client_name: clientName };
+    return fromWireDeviceStarted(
+      await this.http.json<WireDeviceStarted>('/api/v1/auth/device', { method: 'POST', body }),
+    );
+  }
+
+  /** Polls a started login: pending, or approved with the new token (answered once). */
+  async pollLogin(deviceCode: string): Promise<DeviceLoginPoll> {
+    const r = await this.http.json<WireDeviceResult>('/api/v1/auth/device/token', {
+      method: 'POST',
+      body: { device_code: deviceCode },
+    });
+    return fromWireDeviceResult(r);
   }
 
   /** Whether the server answers `GET /api/v1/health` (no token needed); never throws. */

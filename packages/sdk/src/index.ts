@@ -13,6 +13,17 @@ import { MagsApiError, MagsConnectionError, MagsTimeoutError } from './errors.js
 import { LogFollower } from './follow.js';
 import { SseParser } from './sse.js';
 
+export type {
+  AddedUser,
+  ApiToken,
+  CreatedToken,
+  CreateTokenOptions,
+  DeviceLogin,
+  DeviceLoginPoll,
+  RemovedUser,
+  User,
+  WhoAmI,
+} from './accounts.js';
 export { Mags, type MagsOptions, type RunAndWaitOptions } from './client.js';
 export {
   type ConfigFile,

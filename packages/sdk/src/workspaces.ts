@@ -16,6 +16,8 @@ export type { WorkspaceMode };
 /** A workspace as `listWorkspaces`, `getWorkspace`, `createWorkspace` and `resize` report it. Times are ISO-8601 strings. */
 export interface Workspace {
   name: string;
+  /** The same as name (the hosted service's key for it). */
+  workspaceId: string;
   /** `local` (on one host, deleted after 10 minutes unused) or `persistent` (synced to the object store). */
   mode: WorkspaceMode;
   /** Size of the workspace disk in GB; writing past it gives the script ENOSPC. */
@@ -149,6 +151,7 @@ export interface UploadOptions {
 export function fromWireWorkspace(w: WireWorkspaceInfo): Workspace {
   return {
     name: w.name,
+    workspaceId: w.workspace_id,
     mode: w.mode,
     diskGb: w.disk_gb,
     sizeBytes: w.size_bytes,

@@ -63,6 +63,17 @@ export interface ServerConfig {
   /** PEM certificate and key files: with both, the router serves HTTPS (and plain HTTP redirects to it). */
   tlsCert: string | undefined;
   tlsKey: string | undefined;
+  /** Sign-in through an OpenID Connect provider (besides local passwords); unset: passwords only. */
+  oidc: OidcConfig | undefined;
+}
+
+export interface OidcConfig {
+  /** The provider's issuer URL (https; http only on a loopback address, for tests). */
+  issuer: string;
+  clientId: string;
+  clientSecret: string;
+  /** The ID token claim that names the Mags user (default `preferred_username`); the user must exist. */
+  nameClaim: string;
 }
 
 /** What a caller (the `mags server` command, a test) may give; anything missing comes from the environment or defaults. */
@@ -94,6 +105,12 @@ export interface ServerConfigInput {
   appsDomain?: string;
   tlsCert?: string;
   tlsKey?: string;
+  /** A resolved OpenID Connect configuration (what resolveServerConfig answered), or the four fields below. */
+  oidc?: OidcConfig;
+  oidcIssuer?: string;
+  oidcClientId?: string;
+  oidcClientSecret?: string;
+  oidcNameClaim?: string;
 }
 
 export const DEFAULT_PORT = 7373;
@@ -132,6 +149,9 @@ export interface ServerEnvironment {
   MAGS_APPS_DOMAIN?: string;
   MAGS_TLS_CERT?: string;
   MAGS_TLS_KEY?: string;
+  MAGS_OIDC_ISSUER?: string;
+  MAGS_OIDC_CLIENT_ID?: string;
+  MAGS_OIDC_CLIENT_SECRET?: string;
   AWS_ACCESS_KEY_ID?: string;
   AWS_SECRET_ACCESS_KEY?: string;
   HOME?: string;
@@ -290,6 +310,7 @@ export function resolveServerConfig(input: ServerConfigInput = {}, env: ServerEn
       'tlsCert and tlsKey go together: give both PEM files (--tls-cert and --tls-key), or neither',
     );
   }
+  const oidc = oidcConfig(input, env);
 
   return {
     dataDir,
@@ -315,7 +336,40 @@ export function resolveServerConfig(input: ServerConfigInput = {}, env: ServerEn
     appsDomain,
     tlsCert: tlsCert === undefined ? undefined : resolve(tlsCert),
     tlsKey: tlsKey === undefined ? undefined : resolve(tlsKey),
+    oidc,
   };
+}
+
+function oidcConfig(input: ServerConfigInput, env: ServerEnvironment): OidcConfig | undefined {
+  const nonEmpty = (v: string | undefined) => (v?.trim() ? v.trim() : undefined);
+  const given = input.oidc;
+  const issuer = nonEmpty(input.oidcIssuer) ?? nonEmpty(given?.issuer) ?? nonEmpty(env.MAGS_OIDC_ISSUER);
+  const clientId = nonEmpty(input.oidcClientId) ?? nonEmpty(given?.clientId) ?? nonEmpty(env.MAGS_OIDC_CLIENT_ID);
+  const clientSecret =
+    nonEmpty(input.oidcClientSecret) ?? nonEmpty(given?.clientSecret) ?? nonEmpty(env.MAGS_OIDC_CLIENT_SECRET);
+  if (issuer === undefined) {
+    if (clientId !== undefined || clientSecret !== undefined) {
+      throw MagsError.invalid('oidcIssuer: an OpenID Connect client id or secret needs --oidc-issuer as well');
+    }
+    return undefined;
+  }
+  let url: URL;
+  try {
+    url = new URL(issuer);
+  } catch {
+    throw MagsError.invalid(`oidcIssuer: "${issuer}" is not a URL`);
+  }
+  const loopback = ['127.0.0.1', 'localhost', '[::1]'].includes(url.hostname);
+  if (url.protocol !== 'https:' && !(url.protocol === 'http:' && loopback)) {
+    throw MagsError.invalid(`oidcIssuer: "${issuer}" must be an https:// URL`);
+  }
+  if (clientId === undefined || clientSecret === undefined) {
+    throw MagsError.invalid(
+      'oidcIssuer: give the client id and secret too (--oidc-client-id, and MAGS_OIDC_CLIENT_SECRET or --oidc-client-secret)',
+    );
+  }
+  const nameClaim = nonEmpty(input.oidcNameClaim) ?? nonEmpty(given?.nameClaim) ?? 'preferred_username';
+  return { issuer, clientId, clientSecret, nameClaim };
 }
 
 function wholeNumber(setting: string, raw: number | string, min: number, max: number, what: string): number {

@@ -4,6 +4,10 @@ import type { AddressInfo } from 'node:net';
 import { DEFAULT_ROUTER_PORT, DEFAULT_SSH_PORT, type ServerEnd } from '@mags/api';
 import { type ObjectStore, openObjectStore, redact as redactObjects } from '@mags/objects';
 import { type Logger, pino } from 'pino';
+import { OidcSignIn } from './accounts/oidc.js';
+import { registerAccountPages } from './accounts/pages.js';
+import { registerAccountRoutes } from './accounts/routes.js';
+import { Accounts } from './accounts/service.js';
 import { AgentRegistry } from './agents/registry.js';
 import { registerAgentRoutes } from './agents/routes.js';
 import { redactUrl, resolveServerConfig, type ServerConfig } from './config.js';
@@ -71,6 +75,8 @@ export interface CreateServerOptions {
   cron?: { tickMs?: number; now?: () => number };
   /** How often every user's storage figure is recorded for usage (default hourly). */
   usageStorageSampleMs?: number;
+  /** The first wait of the sign-in throttle after repeated failures, in ms (default 1000; doubles each time). */
+  signInThrottleMs?: number;
 }
 
 export interface MagsServer {
@@ -129,7 +135,7 @@ export async function createServer(config: ServerConfig, options: CreateServerOp
   let retention: JobRetention | undefined;
   try {
     const events = new JobEvents();
-    const auth = new Auth(store.users);
+    const auth = new Auth(store.users, store.sessions);
     const localToken = await auth.bootstrapOwner();
     const output = new JobOutput({ store, events, logger, maxLogMb: cfg.maxLogMb });
     const reports = new JobReports({ store, output, events, logger });
@@ -193,6 +199,22 @@ export async function createServer(config: ServerConfig, options: CreateServerOp
       now: options.cron?.now,
     });
     const sshKeys = new SshKeys({ store, logger });
+    const accounts = new Accounts({
+      store,
+      auth,
+      logger,
+      throttleBaseMs: options.signInThrottleMs,
+      async stopUserJobs(userId) {
+        const ids = await store.jobs.unfinishedOf(userId);
+        for (const id of ids)
+          await jobs.stopById(id).catch((err: unknown) => logger.warn({ err, job: id }, 'stop failed'));
+        return ids.length;
+      },
+      async deleteUserData(userId) {
+        for (const w of await store.workspaces.list(userId)) await workspaces.deleteWorkspace(userId, w.name, true);
+        for (const f of await store.files.list(userId)) await files.delete(userId, f.id);
+      },
+    });
     const gateway =
       cfg.sshPort === 0
         ? undefined
@@ -243,6 +265,8 @@ export async function createServer(config: ServerConfig, options: CreateServerOp
         (a) => registerWorkspaceRoutes(a, workspaces),
         (a) => registerFileRoutes(a, files, cfg.maxUploadBytes),
         (a) => registerReclaimRoutes(a, reclaim, auth),
+        (a) => registerAccountRoutes(a, accounts, auth),
+        (a) => registerAccountPages(a, accounts, cfg.oidc ? new OidcSignIn(cfg.oidc, logger) : undefined),
         (a) =>
           registerSshRoutes(a, {
             keys: sshKeys,

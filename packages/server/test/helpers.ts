@@ -77,6 +77,8 @@ export interface TestServerOptions {
   maxExecsPerUser?: number;
   /** The cron scheduler's tick and clock (default: the server's). */
   cron?: { tickMs?: number; now?: () => number };
+  /** The sign-in throttle's first wait (ms). */
+  signInThrottleMs?: number;
 }
 
 export async function startTestServer(opts: TestServerOptions = {}): Promise<TestServer> {
@@ -102,6 +104,7 @@ export async function startTestServer(opts: TestServerOptions = {}): Promise<Tes
     retentionSweepMs: opts.retentionSweepMs,
     maxExecsPerUser: opts.maxExecsPerUser,
     cron: opts.cron,
+    signInThrottleMs: opts.signInThrottleMs,
   });
   if (!server.localToken) throw new Error('a fresh server must create the local owner token');
   const token = server.localToken;

@@ -20,6 +20,33 @@ function refused(fn: () => unknown, status: number, pattern: RegExp): void {
 }
 
 describe('server configuration', () => {
+  test('single sign-on: an https issuer with a client id and secret (from flags or the environment); else a sentence', () => {
+    const c = resolveServerConfig(
+      { oidcIssuer: 'https://accounts.example.com', oidcClientId: 'mags' },
+      { MAGS_OIDC_CLIENT_SECRET: 's3cret' },
+    );
+    assert.deepEqual(c.oidc, {
+      issuer: 'https://accounts.example.com',
+      clientId: 'mags',
+      clientSecret: 's3cret',
+      nameClaim: 'preferred_username',
+    });
+    // A resolved configuration resolves to itself (createServer resolves what it is given again).
+    assert.deepEqual(resolveServerConfig(c, {}).oidc, c.oidc);
+    refused(
+      () => resolveServerConfig({ oidcIssuer: 'http://idp.example.com', oidcClientId: 'x', oidcClientSecret: 'y' }, {}),
+      400,
+      /must be an https:\/\/ URL/,
+    );
+    refused(() => resolveServerConfig({ oidcIssuer: 'https://idp.example.com' }, {}), 400, /client id and secret/);
+    refused(() => resolveServerConfig({ oidcClientId: 'x' }, {}), 400, /needs --oidc-issuer/);
+    assert.equal(
+      resolveServerConfig({ oidcIssuer: 'http://127.0.0.1:9', oidcClientId: 'x', oidcClientSecret: 'y' }, {}).oidc
+        ?.issuer,
+      'http://127.0.0.1:9',
+    );
+  });
+
   test('defaults: ~/.mags, a SQLite file and an object directory in it, 127.0.0.1:7373, info, 5 GiB uploads', () => {
     const c = resolveServerConfig({}, {});
     assert.deepEqual(c, {
@@ -46,6 +73,7 @@ describe('server configuration', () => {
       appsDomain: 'localhost',
       tlsCert: undefined,
       tlsKey: undefined,
+      oidc: undefined,
     });
   });
 

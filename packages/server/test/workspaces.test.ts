@@ -115,6 +115,7 @@ describe('workspaces', () => {
       { ...ws, created_at: 'x', last_used_at: 'x', expires_at: 'x' },
       {
         name: 'local-1',
+        workspace_id: 'local-1',
         mode: 'local',
         disk_gb: 2,
         size_bytes: 4096,

@@ -37,7 +37,7 @@ export function registerRun(program: Command): void {
     .description("Run a script in a fresh sandbox; its output streams live and its exit code becomes mags's")
     .argument('<script...>', 'shell script, run with /bin/sh -c (quote it)')
     .option('-w, --workspace <name>', 'name the workspace (local only unless -p is also set)')
-    .option('-n, --name <name>', 'alias for -w')
+    .option('-n, --name <name>', 'alias for -w that also names the job (mags status NAME)')
     .option('-p, --persistent', 'sync the workspace to the object store; files persist indefinitely')
     .option('-e, --ephemeral', 'no workspace at all, fastest possible execution')
     .option('--base <workspace>', 'use an existing workspace as a read-only base image')
@@ -130,7 +130,8 @@ export function runOptionsFrom(flags: RunFlags): RunOptions {
     memoryMb: flags.memory,
     timeoutS: flags.timeout,
     network: flags.network,
-    name: flags.jobName,
+    // -n names the job as well as the workspace (the reference's -n/-w aliasing); --job-name names the job alone.
+    name: flags.jobName ?? flags.name,
   };
 }
 

@@ -45,6 +45,10 @@ interface ServerFlags {
   appsDomain?: string;
   tlsCert?: string;
   tlsKey?: string;
+  oidcIssuer?: string;
+  oidcClientId?: string;
+  oidcClientSecret?: string;
+  oidcNameClaim?: string;
 }
 
 /** The range of the durations --gc-interval, --gc-grace, --sleep-after, --stop-after (the server checks the same). */
@@ -164,6 +168,16 @@ export function registerServer(program: Command): void {
       'PEM certificate (chain) for *.<apps-domain>: the router serves HTTPS (with --tls-key)',
     )
     .option('--tls-key <file>', 'PEM private key of --tls-cert')
+    .option('--oidc-issuer <url>', 'offer single sign-on through this OpenID Connect provider (or $MAGS_OIDC_ISSUER)')
+    .option('--oidc-client-id <id>', "the server's client id at the provider (or $MAGS_OIDC_CLIENT_ID)")
+    .option(
+      '--oidc-client-secret <secret>',
+      'its client secret (better: $MAGS_OIDC_CLIENT_SECRET, which other users cannot see in the process list)',
+    )
+    .option(
+      '--oidc-name-claim <claim>',
+      'the ID token claim naming the Mags user, who must exist (default: preferred_username; e.g. email)',
+    )
     .addHelpText(
       'after',
       `
@@ -182,6 +196,7 @@ Examples:
   $ sudo mags server --host 0.0.0.0 --ssh-port 2222 --ssh-host sandboxes.example.com
   $ sudo mags server --host 0.0.0.0 --router-port 443 --apps-domain apps.example.com \\
       --tls-cert /etc/mags/apps.pem --tls-key /etc/mags/apps.key
+  $ MAGS_OIDC_CLIENT_SECRET=… sudo -E mags server --oidc-issuer https://accounts.google.com --oidc-client-id ID --oidc-name-claim email
   $ mags server gc`,
     )
     .action(async (flags: ServerFlags) => {
@@ -254,6 +269,10 @@ async function serve(flags: ServerFlags): Promise<void> {
         appsDomain: flags.appsDomain,
         tlsCert: flags.tlsCert,
         tlsKey: flags.tlsKey,
+        oidcIssuer: flags.oidcIssuer,
+        oidcClientId: flags.oidcClientId,
+        oidcClientSecret: flags.oidcClientSecret,
+        oidcNameClaim: flags.oidcNameClaim,
       },
       env,
     );

@@ -36,9 +36,9 @@ Examples:
 
   program
     .command('resize')
-    .description('Set the disk size of a workspace')
+    .description('Grow the disk of a workspace (disks only grow: a smaller size is refused)')
     .argument('<name>', 'workspace name')
-    .requiredOption('--disk <GB>', 'new disk size in GB (at least what its files take)', disk())
+    .requiredOption('--disk <GB>', 'the new disk size in GB, at least its current size (disks only grow)', disk())
     .option('--json', 'print the workspace as JSON')
     .addHelpText(
       'after',

@@ -1,12 +1,13 @@
 // The HTTP application: Fastify with TypeBox validation, the OpenAPI document, bearer-token auth, one error
 // format (`{ error, code }`) for every failure, health, and the routes each domain registers under /api/v1.
+import cookie from '@fastify/cookie';
 import swagger from '@fastify/swagger';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { MAGS_VERSION, MagsError } from '@mags/api';
 import Fastify, { LogController } from 'fastify';
 import type { Logger } from 'pino';
 import { Type } from 'typebox';
-import type { Auth } from './auth.js';
+import { type Auth, CSRF_HEADER, SESSION_COOKIE } from './auth.js';
 import { BODY_LIMIT_BYTES, toHttpError } from './errors.js';
 import type { MagsApp } from './request.js';
 import { validatorCompiler } from './validation.js';
@@ -37,6 +38,8 @@ export async function buildApp(options: AppOptions): Promise<MagsApp> {
   }).withTypeProvider<TypeBoxTypeProvider>() as unknown as MagsApp;
 
   app.setValidatorCompiler(validatorCompiler);
+  // Cookies carry browser sessions (the HTML pages parse their own form bodies: the API takes JSON only).
+  await app.register(cookie);
   app.decorateRequest('user', null);
 
   // An empty JSON body (e.g. a bare POST …/stop with a JSON content type) is no body, not a parse error.
@@ -68,7 +71,13 @@ export async function buildApp(options: AppOptions): Promise<MagsApp> {
       throw new MagsError(503, 'unavailable', 'the server is shutting down; try again in a moment');
     }
     if (request.is404 || request.routeOptions.config.public) return;
-    request.user = await options.auth.authenticate(request.headers.authorization);
+    const csrf = request.headers[CSRF_HEADER];
+    request.user = await options.auth.authenticateRequest({
+      method: request.method,
+      authorization: request.headers.authorization,
+      session: request.cookies[SESSION_COOKIE],
+      csrf: typeof csrf === 'string' ? csrf : undefined,
+    });
   });
 
   app.addHook('onResponse', async (request, reply) => {
@@ -95,6 +104,8 @@ export async function buildApp(options: AppOptions): Promise<MagsApp> {
         version: MAGS_VERSION,
         description:
           'Self-hostable sandboxes. Every request but health and this document needs "Authorization: Bearer <token>". ' +
+          "A browser may instead use its session cookie (POST /api/v1/session), sending the session's CSRF token as " +
+          'the X-CSRF-Token header on every request that changes something. ' +
           'Errors answer { "error": "<sentence>", "code": "<stable code>" }.',
       },
       components: {
@@ -109,6 +120,7 @@ export async function buildApp(options: AppOptions): Promise<MagsApp> {
         },
         { name: 'files', description: 'Files uploaded for jobs (they appear as /uploads/<name>)' },
         { name: 'ssh', description: 'SSH access to sandboxes: access keys and your own public keys' },
+        { name: 'accounts', description: 'Users, API tokens, browser sessions and the `mags login` flow' },
         { name: 'system', description: 'Health, status and this document' },
         { name: 'admin', description: "What the server's owner may do to the whole server" },
       ],

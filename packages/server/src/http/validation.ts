@@ -1,5 +1,7 @@
 // Request validation with the TypeBox schemas of @mags/api, and turning a schema violation into one sentence
 // that names the field (`script: must be a non-empty string`).
+
+import { PATTERN_RULES } from '@mags/api';
 import type { FastifySchemaCompiler } from 'fastify';
 import type { TSchema } from 'typebox';
 import { Compile } from 'typebox/compile';
@@ -64,6 +66,13 @@ function fieldOf(path: string): string {
     .join('.');
 }
 
+/** A pattern's rule in words ("is not valid: names are …"), never the regular expression itself. */
+function ruleOf(pattern: string): string {
+  const rule = PATTERN_RULES[pattern];
+  if (!rule) return 'is not in the expected form';
+  return rule.startsWith('must') ? rule : `is not valid: ${rule}`;
+}
+
 const article = (type: string) => (/^[aeiou]/.test(type) ? 'an' : 'a');
 const quote = (v: unknown) => JSON.stringify(v);
 
@@ -110,7 +119,7 @@ function describeOne(e: SchemaError, all: readonly SchemaError[]): { field: stri
     case 'maxItems':
       return { field, problem: `must have at most ${p.limit} items` };
     case 'pattern':
-      return { field, problem: `must match the pattern ${p.pattern}` };
+      return { field, problem: ruleOf(String(p.pattern)) };
     case 'const':
     case 'enum':
     case 'anyOf': {

@@ -123,7 +123,10 @@ export function registerJobRoutes(
       },
     },
     async (request, reply) => {
-      const job = await jobs.submit(callerOf(request).id, request.body);
+      const { rootfs_type: rootfs, ...body } = request.body;
+      // The hosted API takes it; here there is one root filesystem, so it is noted and ignored, not refused.
+      if (rootfs !== undefined) request.log.info({ rootfs_type: rootfs }, 'rootfs_type is ignored by this server');
+      const job = await jobs.submit(callerOf(request).id, body);
       return reply.code(202).send({
         request_id: job.id,
         status: 'accepted' as const,

@@ -1,14 +1,17 @@
 export type { AgentStore } from './agents.js';
 export type { CronPatch, CronStore } from './cron.js';
+export type { DeviceLoginStore } from './device-logins.js';
 export type { FileStore } from './files.js';
 export type { Job, JobFinish, NewJob, TakeResult, TerminalStatus } from './jobs.js';
 export type {
   AgentRow,
   CronJobRow,
   CronRunRow,
+  DeviceLoginRow,
   FileRow,
   JobSpec,
   LogRow,
+  SessionRow,
   SshKeyRow,
   TokenRow,
   UrlAliasRow,
@@ -16,6 +19,8 @@ export type {
   UserRow,
   WorkspaceRow,
 } from './schema.js';
+export type { SessionStore } from './sessions.js';
+export type { SigninLinkStore } from './signin-links.js';
 export type { SshKeyStore } from './ssh-keys.js';
 export { Store, type StoreOptions } from './store.js';
 export type { UrlAliasStore } from './url-aliases.js';

@@ -203,6 +203,17 @@ export class JobStore {
   }
 
   /** A page of a user's jobs, newest first. `page` counts from 1. */
+  /** The ids of a user's unfinished jobs (to stop them when the user is removed). */
+  async unfinishedOf(userId: string): Promise<string[]> {
+    const rows = await this.db
+      .selectFrom('jobs')
+      .select('id')
+      .where('user_id', '=', userId)
+      .where('status', 'in', unfinished)
+      .execute();
+    return rows.map((r) => r.id);
+  }
+
   async list(userId: string, page: number, pageSize: number): Promise<{ jobs: Job[]; total: number }> {
     const [jobs, count] = await Promise.all([
       this.db

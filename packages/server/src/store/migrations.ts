@@ -250,6 +250,54 @@ const migrations: Record<string, Migration> = {
       }
     },
   },
+  '0007_accounts': {
+    async up(db: Kysely<unknown>) {
+      // Accounts: a password for the browser pages, removal without losing data, token expiry.
+      await db.schema.alterTable('users').addColumn('password_hash', 'text').execute();
+      await db.schema.alterTable('users').addColumn('removed_at', 'bigint').execute();
+      // "ISSUER SUBJECT" of the OpenID Connect account bound to the user at its first single sign-on.
+      await db.schema.alterTable('users').addColumn('oidc_subject', 'text').execute();
+      await db.schema.alterTable('tokens').addColumn('expires_at', 'bigint').execute();
+      await db.schema.createIndex('users_name_idx').on('users').column('name').execute();
+
+      await db.schema
+        .createTable('sessions')
+        .addColumn('id_hash', 'text', (c) => c.primaryKey())
+        .addColumn('user_id', 'text', (c) => c.notNull().references('users.id').onDelete('cascade'))
+        .addColumn('csrf', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addColumn('expires_at', 'bigint', (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('sessions_user_idx').on('sessions').column('user_id').execute();
+
+      await db.schema
+        .createTable('device_logins')
+        .addColumn('device_hash', 'text', (c) => c.primaryKey())
+        .addColumn('user_code', 'text', (c) => c.notNull().unique())
+        .addColumn('client_name', 'text', (c) => c.notNull())
+        .addColumn('status', 'text', (c) => c.notNull())
+        .addColumn('user_id', 'text', (c) => c.references('users.id').onDelete('cascade'))
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addColumn('expires_at', 'bigint', (c) => c.notNull())
+        .execute();
+
+      await db.schema
+        .createTable('signin_links')
+        .addColumn('code_hash', 'text', (c) => c.primaryKey())
+        .addColumn('user_id', 'text', (c) => c.notNull().references('users.id').onDelete('cascade'))
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addColumn('expires_at', 'bigint', (c) => c.notNull())
+        .execute();
+    },
+    async down(db: Kysely<unknown>) {
+      for (const t of ['signin_links', 'device_logins', 'sessions']) await db.schema.dropTable(t).ifExists().execute();
+      await db.schema.dropIndex('users_name_idx').ifExists().execute();
+      await db.schema.alterTable('tokens').dropColumn('expires_at').execute();
+      await db.schema.alterTable('users').dropColumn('oidc_subject').execute();
+      await db.schema.alterTable('users').dropColumn('removed_at').execute();
+      await db.schema.alterTable('users').dropColumn('password_hash').execute();
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

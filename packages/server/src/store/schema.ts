@@ -6,6 +6,12 @@ export interface UsersTable {
   id: string;
   name: string;
   created_at: number;
+  /** scrypt hash (accounts/passwords.ts) of the browser sign-in password; null: no password set. */
+  password_hash: ColumnType<string | null, string | null | undefined, string | null>;
+  /** Set by `mags user remove` without --delete-data: the user can no longer sign in, its data is kept. */
+  removed_at: ColumnType<number | null, number | null | undefined, number | null>;
+  /** "ISSUER SUBJECT" of the OpenID Connect account bound at the user's first single sign-on. */
+  oidc_subject: ColumnType<string | null, string | null | undefined, string | null>;
 }
 
 export interface TokensTable {
@@ -19,6 +25,37 @@ export interface TokensTable {
   created_at: number;
   last_used_at: number | null;
   revoked_at: number | null;
+  /** When the token stops working; null: never. */
+  expires_at: ColumnType<number | null, number | null | undefined, number | null>;
+}
+
+/** A browser session: the cookie's sha256, and the CSRF token forms and X-CSRF-Token must carry. */
+export interface SessionsTable {
+  id_hash: string;
+  user_id: string;
+  csrf: string;
+  created_at: number;
+  expires_at: number;
+}
+
+/** A `mags login` waiting for approval in a browser: pending → approved (by user_id) → consumed (deleted). */
+export interface DeviceLoginsTable {
+  /** sha256 of the device code the CLI polls with. */
+  device_hash: string;
+  user_code: string;
+  client_name: string;
+  status: string;
+  user_id: string | null;
+  created_at: number;
+  expires_at: number;
+}
+
+/** A one-time link where a new user chooses a password. */
+export interface SigninLinksTable {
+  code_hash: string;
+  user_id: string;
+  created_at: number;
+  expires_at: number;
 }
 
 /** Statuses a job can still leave; the others (completed, failed, error, stopped) never change again. */
@@ -140,6 +177,9 @@ export interface Database {
   workspaces: WorkspacesTable;
   files: FilesTable;
   ssh_keys: SshKeysTable;
+  sessions: SessionsTable;
+  device_logins: DeviceLoginsTable;
+  signin_links: SigninLinksTable;
   url_aliases: UrlAliasesTable;
   cron_jobs: CronJobsTable;
   cron_runs: CronRunsTable;
@@ -222,6 +262,8 @@ export type CronJobRow = Selectable<CronJobsTable>;
 export type CronRunRow = Selectable<CronRunsTable>;
 export type UsageDayRow = Selectable<UsageDaysTable>;
 export type UrlAliasRow = Selectable<UrlAliasesTable>;
+export type SessionRow = Selectable<SessionsTable>;
+export type DeviceLoginRow = Selectable<DeviceLoginsTable>;
 
 /** What a job asks of its sandbox, resolved at submit; stored as JSON in jobs.spec. */
 export const JobSpec = Type.Object({

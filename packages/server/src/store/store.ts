@@ -8,10 +8,13 @@ import { redactUrl, type StoreKind } from '../config.js';
 import { AgentStore } from './agents.js';
 import { CronStore } from './cron.js';
 import { openDatabase } from './database.js';
+import { DeviceLoginStore } from './device-logins.js';
 import { FileStore } from './files.js';
 import { JobStore } from './jobs.js';
 import { LogStore } from './logs.js';
 import { migrationProvider } from './migrations.js';
+import { SessionStore } from './sessions.js';
+import { SigninLinkStore } from './signin-links.js';
 import { SshKeyStore } from './ssh-keys.js';
 import type { Db } from './transaction.js';
 import { UrlAliasStore } from './url-aliases.js';
@@ -35,6 +38,9 @@ export class Store {
   readonly cron: CronStore;
   readonly usage: UsageStore;
   readonly urlAliases: UrlAliasStore;
+  readonly sessions: SessionStore;
+  readonly deviceLogins: DeviceLoginStore;
+  readonly signinLinks: SigninLinkStore;
   private closed = false;
 
   private constructor(
@@ -52,6 +58,9 @@ export class Store {
     this.cron = new CronStore(db);
     this.usage = new UsageStore(db);
     this.urlAliases = new UrlAliasStore(db);
+    this.sessions = new SessionStore(db);
+    this.deviceLogins = new DeviceLoginStore(db);
+    this.signinLinks = new SigninLinkStore(db);
   }
 
   /** Opens the database and brings its schema up to date. */

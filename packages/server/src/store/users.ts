@@ -37,9 +37,120 @@ export class UserStore {
   }
 
   async create(name: string, now = Date.now()): Promise<UserRow> {
-    const user = { id: randomUUID(), name, created_at: now };
+    const user: UserRow = {
+      id: randomUUID(),
+      name,
+      created_at: now,
+      password_hash: null,
+      removed_at: null,
+      oidc_subject: null,
+    };
     await this.db.insertInto('users').values(user).execute();
     return user;
+  }
+
+  /**
+   * Adds a user with a first token, unless a user (removed or not) already has the name: undefined then. The name
+   * check and the insert hold one lock on PostgreSQL, so that two owners' clicks make one user.
+   */
+  async createNamed(name: string, token: TokenSecret, now = Date.now()): Promise<UserRow | undefined> {
+    return transaction(this.db, async (trx) => {
+      if (this.kind === 'postgres') await sql`select pg_advisory_xact_lock(7373002)`.execute(trx);
+      const existing = await trx.selectFrom('users').select('id').where('name', '=', name).executeTakeFirst();
+      if (existing) return undefined;
+      const user: UserRow = {
+        id: randomUUID(),
+        name,
+        created_at: now,
+        password_hash: null,
+        removed_at: null,
+        oidc_subject: null,
+      };
+      await trx.insertInto('users').values(user).execute();
+      await trx
+        .insertInto('tokens')
+        .values(tokenRow(user.id, token, now))
+        .execute();
+      return user;
+    });
+  }
+
+  /** The users that are not removed, oldest first (the owner first). */
+  async list(): Promise<UserRow[]> {
+    return this.db
+      .selectFrom('users')
+      .selectAll()
+      .where('removed_at', 'is', null)
+      .orderBy('created_at')
+      .orderBy('id')
+      .execute();
+  }
+
+  /** A user that is not removed, by name. */
+  async getByName(name: string): Promise<UserRow | undefined> {
+    return this.db
+      .selectFrom('users')
+      .selectAll()
+      .where('name', '=', name)
+      .where('removed_at', 'is', null)
+      .executeTakeFirst();
+  }
+
+  /** Binds an OpenID Connect account to a user that has none yet; false when another is bound already. */
+  async bindOidc(userId: string, subject: string): Promise<boolean> {
+    const r = await this.db
+      .updateTable('users')
+      .set({ oidc_subject: subject })
+      .where('id', '=', userId)
+      .where((eb) => eb.or([eb('oidc_subject', 'is', null), eb('oidc_subject', '=', subject)]))
+      .executeTakeFirst();
+    return Number(r.numUpdatedRows) > 0;
+  }
+
+  async setPassword(userId: string, hash: string): Promise<void> {
+    await this.db.updateTable('users').set({ password_hash: hash }).where('id', '=', userId).execute();
+  }
+
+  /** Removes a user but keeps its data: its credentials (tokens, sessions, pending logins, SSH keys) go at once. */
+  async markRemoved(userId: string, now = Date.now()): Promise<void> {
+    await transaction(this.db, async (trx) => {
+      await trx.updateTable('users').set({ removed_at: now }).where('id', '=', userId).execute();
+      await trx.updateTable('tokens').set({ revoked_at: now }).where('user_id', '=', userId).execute();
+      await trx.deleteFrom('sessions').where('user_id', '=', userId).execute();
+      await trx.deleteFrom('device_logins').where('user_id', '=', userId).execute();
+      // An SSH key would otherwise still open (and wake) the user's sandboxes through the gateway.
+      await trx.deleteFrom('ssh_keys').where('user_id', '=', userId).execute();
+    });
+  }
+
+  /** Deletes a user and, by cascade, every row that is theirs (jobs, logs, workspaces, files, keys, tokens). */
+  async delete(userId: string): Promise<void> {
+    await this.db.deleteFrom('users').where('id', '=', userId).execute();
+  }
+
+  /** A user's tokens that still work (not revoked, not expired), newest first. */
+  async listTokens(userId: string, now = Date.now()): Promise<TokenRow[]> {
+    return this.db
+      .selectFrom('tokens')
+      .selectAll()
+      .where('user_id', '=', userId)
+      .where('revoked_at', 'is', null)
+      .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', now)]))
+      .orderBy('created_at', 'desc')
+      .orderBy('id')
+      .execute();
+  }
+
+  /** Revokes one of a user's tokens; false when the user has no such working token. */
+  async revokeToken(userId: string, tokenId: string, now = Date.now()): Promise<boolean> {
+    const r = await this.db
+      .updateTable('tokens')
+      .set({ revoked_at: now })
+      .where('id', '=', tokenId)
+      .where('user_id', '=', userId)
+      .where('revoked_at', 'is', null)
+      .executeTakeFirst();
+    return Number(r.numUpdatedRows) > 0;
   }
 
   /**
@@ -51,7 +162,14 @@ export class UserStore {
       if (this.kind === 'postgres') await sql`select pg_advisory_xact_lock(7373001)`.execute(trx);
       const existing = await trx.selectFrom('users').select('id').limit(1).executeTakeFirst();
       if (existing) return undefined;
-      const user = { id: randomUUID(), name, created_at: now };
+      const user: UserRow = {
+        id: randomUUID(),
+        name,
+        created_at: now,
+        password_hash: null,
+        removed_at: null,
+        oidc_subject: null,
+      };
       await trx.insertInto('users').values(user).execute();
       await trx
         .insertInto('tokens')
@@ -61,14 +179,14 @@ export class UserStore {
     });
   }
 
-  async insertToken(userId: string, token: TokenSecret, now = Date.now()): Promise<TokenRow> {
-    const row = tokenRow(userId, token, now);
+  async insertToken(userId: string, token: TokenSecret, now = Date.now(), expiresAt?: number): Promise<TokenRow> {
+    const row = { ...tokenRow(userId, token, now), expires_at: expiresAt ?? null };
     await this.db.insertInto('tokens').values(row).execute();
     return row;
   }
 
-  /** The user owning the (not revoked) token with this sha256 hash. */
-  async findByTokenHash(hash: string): Promise<{ user: UserRow; token: TokenRow } | undefined> {
+  /** The user (not removed) owning the working (not revoked, not expired) token with this sha256 hash. */
+  async findByTokenHash(hash: string, now = Date.now()): Promise<{ user: UserRow; token: TokenRow } | undefined> {
     const row = await this.db
       .selectFrom('tokens')
       .innerJoin('users', 'users.id', 'tokens.user_id')
@@ -79,16 +197,26 @@ export class UserStore {
         'tokens.created_at as token_created_at',
         'tokens.last_used_at',
         'tokens.revoked_at',
+        'tokens.expires_at',
         'users.id as user_id',
         'users.name as user_name',
         'users.created_at as user_created_at',
       ])
       .where('tokens.token_hash', '=', hash)
       .where('tokens.revoked_at', 'is', null)
+      .where('users.removed_at', 'is', null)
+      .where((eb) => eb.or([eb('tokens.expires_at', 'is', null), eb('tokens.expires_at', '>', now)]))
       .executeTakeFirst();
     if (!row) return undefined;
     return {
-      user: { id: row.user_id, name: row.user_name, created_at: row.user_created_at },
+      user: {
+        id: row.user_id,
+        name: row.user_name,
+        created_at: row.user_created_at,
+        password_hash: null,
+        removed_at: null,
+        oidc_subject: null,
+      },
       token: {
         id: row.token_id,
         user_id: row.user_id,
@@ -98,6 +226,7 @@ export class UserStore {
         created_at: row.token_created_at,
         last_used_at: row.last_used_at,
         revoked_at: row.revoked_at,
+        expires_at: row.expires_at,
       },
     };
   }
@@ -117,5 +246,6 @@ function tokenRow(userId: string, token: TokenSecret, now: number): TokenRow {
     created_at: now,
     last_used_at: null,
     revoked_at: null,
+    expires_at: null,
   };
 }

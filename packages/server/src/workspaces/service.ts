@@ -98,6 +98,7 @@ export class Workspaces {
     const persistent = row.persistent === 1;
     return {
       name: row.name,
+      workspace_id: row.name,
       mode: persistent ? 'persistent' : 'local',
       disk_gb: row.disk_gb,
       size_bytes: row.size_bytes,

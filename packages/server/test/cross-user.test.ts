@@ -23,7 +23,11 @@ type Method = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
 type Kind = 'owned' | 'list' | 'create' | 'owner' | 'self' | 'public';
 const ROUTES: Record<
   string,
-  { kind: Kind; resource?: 'job' | 'workspace' | 'file' | 'key' | 'token' | 'user'; body?: unknown }
+  {
+    kind: Kind;
+    resource?: 'job' | 'workspace' | 'file' | 'key' | 'token' | 'user' | 'alias' | 'cron';
+    body?: unknown;
+  }
 > = {
   'GET /api/v1/health': { kind: 'public' },
   'GET /api/v1/openapi.json': { kind: 'public' },
@@ -66,6 +70,15 @@ const ROUTES: Record<
   'GET /api/v1/ssh-keys': { kind: 'list' },
   'POST /api/v1/ssh-keys': { kind: 'create' },
   'DELETE /api/v1/ssh-keys/{id}': { kind: 'owned', resource: 'key' },
+  'POST /api/v1/mags-url-aliases': { kind: 'create' },
+  'GET /api/v1/mags-url-aliases': { kind: 'list' },
+  'DELETE /api/v1/mags-url-aliases/{subdomain}': { kind: 'owned', resource: 'alias' },
+  'POST /api/v1/mags-cron': { kind: 'create' },
+  'GET /api/v1/mags-cron': { kind: 'list' },
+  'GET /api/v1/mags-cron/{id}': { kind: 'owned', resource: 'cron' },
+  'PATCH /api/v1/mags-cron/{id}': { kind: 'owned', resource: 'cron', body: { enabled: false } },
+  'DELETE /api/v1/mags-cron/{id}': { kind: 'owned', resource: 'cron' },
+  'GET /api/v1/mags-usage': { kind: 'list' },
 };
 
 describe('cross-user: every route keeps one user out of another’s resources', () => {
@@ -94,6 +107,8 @@ describe('cross-user: every route keeps one user out of another’s resources', 
     const keys = (await as(alice, 'GET', '/api/v1/ssh-keys')).json();
     const tokens = (await as(alice, 'GET', '/api/v1/tokens')).json();
     const jobs = (await as(alice, 'GET', '/api/v1/mags-jobs')).json();
+    const aliases = (await as(alice, 'GET', '/api/v1/mags-url-aliases')).json();
+    const crons = (await as(alice, 'GET', '/api/v1/mags-cron')).json();
     const strip = (v: { tokens: Array<Record<string, unknown>> }) => v.tokens.map(({ last_used_at: _, ...x }) => x);
     return {
       job: { id: job.request_id, status: job.status, name: job.name },
@@ -102,6 +117,8 @@ describe('cross-user: every route keeps one user out of another’s resources', 
       keys,
       tokens: strip(tokens),
       jobs: jobs.jobs.map((j: { request_id: string }) => j.request_id),
+      aliases,
+      crons,
     };
   }
 
@@ -138,6 +155,17 @@ describe('cross-user: every route keeps one user out of another’s resources', 
     assert.equal(key.statusCode, 201, key.body);
     const token = (await as(alice, 'POST', '/api/v1/tokens', { name: 'alice-token' })).json();
     const aliceId = (await as(alice, 'GET', '/api/v1/me')).json().user_id as string;
+    const alias = await as(alice, 'POST', '/api/v1/mags-url-aliases', {
+      subdomain: 'alice-alias',
+      workspace_id: 'alice-ws',
+    });
+    assert.equal(alias.statusCode, 201, alias.body);
+    const cron = await as(alice, 'POST', '/api/v1/mags-cron', {
+      name: 'alice-cron',
+      cron_expression: '0 0 1 1 *',
+      script: 'echo alice',
+    });
+    assert.equal(cron.statusCode, 201, cron.body);
 
     refs.job = [jobId, 'alice-job'];
     refs.workspace = ['alice-ws', ...(ws.workspace_id ? [ws.workspace_id] : [])];
@@ -145,6 +173,8 @@ describe('cross-user: every route keeps one user out of another’s resources', 
     refs.key = [key.json().id];
     refs.token = [token.id];
     refs.user = ['alice', aliceId];
+    refs.alias = ['alice-alias'];
+    refs.cron = [cron.json().id, 'alice-cron'];
     secrets = [
       jobId,
       'alice-job',
@@ -155,6 +185,9 @@ describe('cross-user: every route keeps one user out of another’s resources', 
       'alice-key',
       token.id,
       'alice-token',
+      'alice-alias',
+      'alice-cron',
+      cron.json().id,
     ];
   });
   after(async () => {
@@ -222,12 +255,20 @@ describe('cross-user: every route keeps one user out of another’s resources', 
       else if (path === '/api/v1/ssh-keys')
         res = await as(bob, 'POST', path, { public_key: aliceKey, name: 'alice-key' });
       else if (path === '/api/v1/tokens') res = await as(bob, 'POST', path, { name: 'alice-token' });
+      else if (path === '/api/v1/mags-url-aliases')
+        res = await as(bob, 'POST', path, { subdomain: 'alice-alias', workspace_id: 'alice-ws' });
+      else if (path === '/api/v1/mags-cron')
+        res = await as(bob, 'POST', path, { name: 'alice-cron', cron_expression: '0 0 1 1 *', script: 'echo bob' });
       else throw new Error(`no name-clash attempt for ${route}: add one`);
       created[path] = res.statusCode;
       assert.ok(res.statusCode < 500, `${route}: ${res.body}`);
     }
     // Alice's key opens Alice's sandboxes: nobody else may register it (a clash refused, not taken over).
     assert.equal(created['/api/v1/ssh-keys'], 409);
+    // Alias names are the server's (they are host names): Bob cannot take Alice's.
+    assert.equal(created['/api/v1/mags-url-aliases'], 409);
+    // Cron names are per user: Bob's "alice-cron" is his own.
+    assert.equal(created['/api/v1/mags-cron'], 201);
     // Bob's own job on his own "alice-ws" runs.
     assert.equal(created['/api/v1/mags-jobs'], 202);
     assert.deepEqual(await aliceView(), before, 'Alice still finds exactly her own resources by her names');

@@ -241,6 +241,20 @@ export function leftovers(instance: string): { netns: string[]; mounts: string[]
   return { netns, mounts, loops };
 }
 
+/**
+ * After an instance's server has stopped: checks (unless `check` is false) that its sandboxes left no mounts or network
+ * namespaces, and removes its workspace, base and cache directories.
+ */
+export function removeInstance(instance: string, check = true): void {
+  if (check) {
+    const left = leftovers(instance);
+    assert.deepEqual(left.mounts, [], 'no sandbox mounts remain after the server stops');
+    assert.deepEqual(left.netns, [], 'no sandbox network namespaces remain');
+  }
+  for (const sub of ['workspaces', 'bases', 'cache'])
+    rmSync(`/var/lib/mags/${sub}/${instance}`, { recursive: true, force: true });
+}
+
 /** One REST call as the server's owner: the status and the parsed JSON body. */
 export async function api(
   server: TestServer,

@@ -16,7 +16,7 @@ import { type Job, Mags } from '@mags/sdk';
 import { generateToken, Store } from '@mags/server';
 import { chromium } from 'playwright-core';
 import WebSocket from 'ws';
-import { api, leftovers, ROOT, runCli, startServer, type TestServer } from './harness.js';
+import { api, ROOT, removeInstance, runCli, startServer, type TestServer } from './harness.js';
 
 const APP = readFileSync(path.join(ROOT, 'test/fixtures/router-app.cjs'), 'utf8');
 const unique = (prefix: string) => `${prefix}-${randomBytes(3).toString('hex')}`;
@@ -111,12 +111,7 @@ describe('router: URLs into sandboxes', () => {
   });
   after(async () => {
     await server?.stop();
-    const left = leftovers(instance);
-    assert.deepEqual(left.mounts, []);
-    assert.deepEqual(left.netns, []);
-    for (const sub of ['workspaces', 'bases', 'cache']) {
-      rmSync(`/var/lib/mags/${sub}/${instance}`, { recursive: true, force: true });
-    }
+    removeInstance(instance);
   });
 
   test('mags new --url: status shows the subdomain and URL; curl reaches the app by it', async () => {
@@ -432,9 +427,7 @@ describe('router: wake on request', () => {
   });
   after(async () => {
     await server?.stop();
-    for (const sub of ['workspaces', 'bases', 'cache']) {
-      rmSync(`/var/lib/mags/${sub}/${instance}`, { recursive: true, force: true });
-    }
+    removeInstance(instance, false);
   });
 
   test('a frozen sandbox and a stopped one are woken by a URL request, which completes; the startup command runs again', async () => {
@@ -515,9 +508,7 @@ describe('router: HTTPS with --tls-cert and --tls-key', () => {
   after(async () => {
     await server?.stop();
     rmSync(dir, { recursive: true, force: true });
-    for (const sub of ['workspaces', 'bases', 'cache']) {
-      rmSync(`/var/lib/mags/${sub}/${instance}`, { recursive: true, force: true });
-    }
+    removeInstance(instance, false);
   });
 
   test('the URL is https under the apps domain; HTTPS reaches the app and plain HTTP on the port redirects', async () => {

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Mags, MagsApiError } from '@mags/sdk';
-import { CLI, leftovers, runCli, runScript, startServer, type TestServer } from './harness.js';
+import { CLI, removeInstance, runCli, runScript, startServer, type TestServer } from './harness.js';
 
 const instance = `x${randomBytes(2).toString('hex')}`;
 let server: TestServer;
@@ -23,11 +23,7 @@ before(async () => {
 });
 after(async () => {
   await server?.stop();
-  const left = leftovers(instance);
-  assert.deepEqual(left.mounts, [], 'no sandbox mounts remain after the server stops');
-  assert.deepEqual(left.netns, [], 'no sandbox network namespaces remain');
-  for (const sub of ['workspaces', 'bases', 'cache'])
-    rmSync(`/var/lib/mags/${sub}/${instance}`, { recursive: true, force: true });
+  removeInstance(instance);
 });
 
 /** A process's resident memory in MB. */

@@ -5,10 +5,10 @@
 // always-on sandbox comes back after its init is killed and after the server is killed.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { readFileSync, rmSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { type Job, Mags } from '@mags/sdk';
-import { api, leftovers, runCli, startServer, type TestServer } from './harness.js';
+import { api, removeInstance, runCli, startServer, type TestServer } from './harness.js';
 
 const unique = (prefix: string) => `${prefix}-${randomBytes(3).toString('hex')}`;
 
@@ -45,14 +45,6 @@ function initPid(instance: string, sandboxId: string): number {
   throw new Error(`no init found in sandbox ${sandboxId}`);
 }
 
-function cleanup(instance: string): void {
-  const left = leftovers(instance);
-  assert.deepEqual(left.mounts, [], 'no sandbox mounts remain after the server stops');
-  assert.deepEqual(left.netns, [], 'no sandbox network namespaces remain');
-  for (const sub of ['workspaces', 'bases', 'cache'])
-    rmSync(`/var/lib/mags/${sub}/${instance}`, { recursive: true, force: true });
-}
-
 describe('sleep and wake', () => {
   const instance = `s${randomBytes(2).toString('hex')}`;
   let server: TestServer;
@@ -63,7 +55,7 @@ describe('sleep and wake', () => {
   });
   after(async () => {
     await server?.stop();
-    cleanup(instance);
+    removeInstance(instance);
   });
 
   test('an idle sandbox freezes (memory and processes kept) and an exec wakes it at once', async () => {
@@ -206,7 +198,7 @@ describe('always-on sandboxes', () => {
   });
   after(async () => {
     await server?.stop();
-    cleanup(instance);
+    removeInstance(instance);
   });
 
   test('--no-sleep needs -p, as a usage error before anything is sent', async () => {

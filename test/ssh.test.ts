@@ -11,7 +11,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Mags, MagsApiError } from '@mags/sdk';
 import { generateToken, Store } from '@mags/server';
-import { api, freePort, leftovers, runCli, startServer, type TestServer } from './harness.js';
+import { api, freePort, removeInstance, runCli, startServer, type TestServer } from './harness.js';
 
 const instance = `s${randomBytes(2).toString('hex')}`;
 const work = mkdtempSync(path.join(tmpdir(), 'mags-ssh-test-'));
@@ -94,11 +94,7 @@ after(async () => {
   await runCli(server, ['stop', dev]).catch(() => undefined);
   await server?.stop();
   rmSync(work, { recursive: true, force: true });
-  const left = leftovers(instance);
-  assert.deepEqual(left.mounts, [], 'no sandbox mounts remain after the server stops');
-  assert.deepEqual(left.netns, [], 'no sandbox network namespaces remain');
-  for (const sub of ['workspaces', 'bases', 'cache'])
-    rmSync(`/var/lib/mags/${sub}/${instance}`, { recursive: true, force: true });
+  removeInstance(instance);
 });
 
 describe('ssh into a sandbox', () => {

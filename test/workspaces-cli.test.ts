@@ -10,7 +10,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { MAX_DISK_GB, MagsError } from '@mags/api';
 import { Mags, MagsApiError, type UploadProgress, type Workspace } from '@mags/sdk';
-import { type CliResult, runCli, startServer, type TestServer } from './harness.js';
+import { type CliResult, removeInstance, runCli, startServer, type TestServer } from './harness.js';
 
 const instance = `v${randomBytes(2).toString('hex')}`;
 let server: TestServer;
@@ -25,8 +25,7 @@ before(async () => {
 after(async () => {
   await server?.stop();
   rmSync(dir, { recursive: true, force: true });
-  for (const sub of ['workspaces', 'bases', 'cache'])
-    rmSync(`/var/lib/mags/${sub}/${instance}`, { recursive: true, force: true });
+  removeInstance(instance, false);
 });
 
 type Result = CliResult;

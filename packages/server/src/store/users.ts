@@ -58,20 +58,7 @@ export class UserStore {
       if (this.kind === 'postgres') await sql`select pg_advisory_xact_lock(7373002)`.execute(trx);
       const existing = await trx.selectFrom('users').select('id').where('name', '=', name).executeTakeFirst();
       if (existing) return undefined;
-      const user: UserRow = {
-        id: randomUUID(),
-        name,
-        created_at: now,
-        password_hash: null,
-        removed_at: null,
-        oidc_subject: null,
-      };
-      await trx.insertInto('users').values(user).execute();
-      await trx
-        .insertInto('tokens')
-        .values(tokenRow(user.id, token, now))
-        .execute();
-      return user;
+      return insertUser(trx, name, token, now);
     });
   }
 
@@ -162,20 +149,7 @@ export class UserStore {
       if (this.kind === 'postgres') await sql`select pg_advisory_xact_lock(7373001)`.execute(trx);
       const existing = await trx.selectFrom('users').select('id').limit(1).executeTakeFirst();
       if (existing) return undefined;
-      const user: UserRow = {
-        id: randomUUID(),
-        name,
-        created_at: now,
-        password_hash: null,
-        removed_at: null,
-        oidc_subject: null,
-      };
-      await trx.insertInto('users').values(user).execute();
-      await trx
-        .insertInto('tokens')
-        .values(tokenRow(user.id, token, now))
-        .execute();
-      return user;
+      return insertUser(trx, name, token, now);
     });
   }
 
@@ -248,4 +222,22 @@ function tokenRow(userId: string, token: TokenSecret, now: number): TokenRow {
     revoked_at: null,
     expires_at: null,
   };
+}
+
+/** Stores a new user with its first token (inside the caller's transaction). */
+async function insertUser(trx: Db, name: string, token: TokenSecret, now: number): Promise<UserRow> {
+  const user: UserRow = {
+    id: randomUUID(),
+    name,
+    created_at: now,
+    password_hash: null,
+    removed_at: null,
+    oidc_subject: null,
+  };
+  await trx.insertInto('users').values(user).execute();
+  await trx
+    .insertInto('tokens')
+    .values(tokenRow(user.id, token, now))
+    .execute();
+  return user;
 }

@@ -37,14 +37,7 @@ export class UserStore {
   }
 
   async create(name: string, now = Date.now()): Promise<UserRow> {
-    const user: UserRow = {
-      id: randomUUID(),
-      name,
-      created_at: now,
-      password_hash: null,
-      removed_at: null,
-      oidc_subject: null,
-    };
+    const user = newUser(name, now);
     await this.db.insertInto('users').values(user).execute();
     return user;
   }
@@ -226,18 +219,16 @@ function tokenRow(userId: string, token: TokenSecret, now: number): TokenRow {
 
 /** Stores a new user with its first token (inside the caller's transaction). */
 async function insertUser(trx: Db, name: string, token: TokenSecret, now: number): Promise<UserRow> {
-  const user: UserRow = {
-    id: randomUUID(),
-    name,
-    created_at: now,
-    password_hash: null,
-    removed_at: null,
-    oidc_subject: null,
-  };
+  const user = newUser(name, now);
   await trx.insertInto('users').values(user).execute();
   await trx
     .insertInto('tokens')
     .values(tokenRow(user.id, token, now))
     .execute();
   return user;
+}
+
+/** A new user's row: no password, not removed, not bound to a single sign-on account. */
+function newUser(name: string, now: number): UserRow {
+  return { id: randomUUID(), name, created_at: now, password_hash: null, removed_at: null, oidc_subject: null };
 }

@@ -52,12 +52,13 @@ describe('usage, metered from real sandboxes', () => {
 
   test('memory is integrated over time, and bytes sent out of the sandbox are counted', async () => {
     const before = today(await mags.usage({ windowDays: 1 }));
-    // 48 MiB held in /dev/shm (charged to the sandbox's memory) for 4 s: about 0.19 GiB·s, plus the shell's own.
+    // 48 MiB held in /dev/shm (charged to the sandbox's memory) for 4 s: about 0.19 GiB·s, plus the shell's own. The
+    // 500 ms sampling and a loaded machine move either end by a sample, so the bounds allow 30 % below.
     const held = await mags.runAndWait('head -c 50331648 /dev/zero > /dev/shm/fill && sleep 4 && rm /dev/shm/fill');
     assert.equal(held.status, 'completed', JSON.stringify(held.logs));
     const afterHeld = today(await mags.usage({ windowDays: 1 }));
     const gbs = afterHeld.memoryGbSeconds - before.memoryGbSeconds;
-    assert.ok(gbs > 0.17 && gbs < 0.4, `memory GB-seconds of 48 MiB for 4 s: ${gbs}`);
+    assert.ok(gbs > 0.13 && gbs < 0.4, `memory GB-seconds of 48 MiB for 4 s: ${gbs}`);
 
     // 1,000 UDP datagrams of 1,000 bytes to the sandbox's gateway: 1,042,000 bytes on the wire with the headers.
     const sent = await mags.runAndWait(

@@ -95,20 +95,22 @@ describe('mags new and mags exec', () => {
     );
   });
 
-  test('a 100 MB output arrives whole and in order, and the server does not hold it', {
+  test('a 300 MB output arrives whole and in order, and the server does not hold it', {
     timeout: 300_000,
-  }, async () => {
-    const expected = await execCli([dev, 'seq 1 13000000 | sha256sum']);
+  }, async (t) => {
+    // 300 MB, so that holding it (≥ 300 MB of growth) cannot be mistaken for the garbage a busy V8 heap leaves
+    // uncollected between GCs (measured up to ~90 MB of RSS on a loaded machine).
+    const expected = await execCli([dev, 'seq 1 35000000 | sha256sum']);
     const before = rssMb(server.pid);
     let peak = before;
     const sampler = setInterval(() => {
       peak = Math.max(peak, rssMb(server.pid));
     }, 50);
-    const r = await execCli([dev, 'seq 1 13000000']).finally(() => clearInterval(sampler));
+    const r = await execCli([dev, 'seq 1 35000000']).finally(() => clearInterval(sampler));
     assert.equal(r.code, 0, r.stderr.toString());
-    // Flow control keeps about a window in flight at each hop (measured: ~12 MB of growth, mostly garbage).
-    assert.ok(peak - before < 64, `the server grew by ${Math.round(peak - before)} MB while 100 MB passed through`);
-    assert.ok(r.stdout.length > 100_000_000, `${r.stdout.length} bytes`);
+    t.diagnostic(`server RSS grew by ${Math.round(peak - before)} MB`);
+    assert.ok(peak - before < 160, `the server grew by ${Math.round(peak - before)} MB while 300 MB passed through`);
+    assert.ok(r.stdout.length > 300_000_000, `${r.stdout.length} bytes`);
     assert.equal(`${createHash('sha256').update(r.stdout).digest('hex')}  -\n`, expected.stdout.toString());
   });
 

@@ -247,7 +247,7 @@ export async function snapshot(upperDir: string, store: ObjectStore, opts: Snaps
     throw new MagsError(
       503,
       'timeout',
-      `sync of ${ws.owner}/${ws.name} took longer than ${Math.round(grace / 4 / 60_000)} min; nothing was changed, sync again (it resumes from the cache)`,
+      `sync of ${ws.owner}/${ws.name} took longer than ${grace / 4 >= 60_000 ? `${Math.round(grace / 4 / 60_000)} min` : `${Math.round(grace / 4000)} s`}; nothing was changed, sync again (it resumes from the cache)`,
     );
   }
 

@@ -328,14 +328,16 @@ export function syncSuite(label: string, getStore: () => ObjectStore): void {
 
   it('a sync reuses an old unreferenced blob only by uploading it again, so a concurrent gc cannot delete it (unpacked blobs)', async () => {
     const store = new CountingStore(getStore());
-    const graceMs = 4000; // syncs may reuse blobs written in the last second without re-uploading
+    // Syncs may reuse blobs written in the last grace/4 (3 s) without re-uploading, and must finish within grace/4: a
+    // loaded machine needs that second.
+    const graceMs = 12_000;
     const a = ws('old');
     const ua = await fresh('upper');
     const content = `old content ${randomBytes(8).toString('hex')}`;
     await writeFile(join(ua, 'x'), content);
     await snapshot(ua, store, { ...a, cacheDir: await fresh('cache'), gcGraceMs: graceMs, packThreshold: 0 });
     await deleteWorkspace(store, a);
-    await sleep(2500);
+    await sleep(4500); // past the 3 s reuse window, with the store's 1 s clock resolution
     const c = ws('new');
     const uc = await fresh('upper');
     await writeFile(join(uc, 'same-content'), content);

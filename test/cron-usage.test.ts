@@ -39,7 +39,9 @@ describe('usage, metered from real sandboxes', () => {
     assert.ok(afterSleep.cpuSeconds - before.cpuSeconds < 0.5, 'sleeping uses almost no CPU');
 
     // The shell's `times` prints the CPU time of the shell and its children: what the sandbox's cgroup must have seen.
-    const busy = await mags.runAndWait('end=$(( $(date +%s) + 3 )); while [ $(date +%s) -lt $end ]; do :; done; times');
+    // A fixed amount of work (about 2 s of CPU), not a wall-clock loop: on a loaded machine a loop of 3 s may get far
+    // less CPU than that.
+    const busy = await mags.runAndWait('i=0; while [ $i -lt 1500000 ]; do i=$((i+1)); done; times');
     assert.equal(busy.status, 'completed', JSON.stringify(busy.logs));
     const lines = busy.logs.map((l) => l.message);
     const cpu = lines

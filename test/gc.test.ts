@@ -258,7 +258,9 @@ reclaimSuite('Ceph RGW (S3)', () => {
 
 describe('gc racing syncs', () => {
   test('gc run over and over while syncs commit deletes nothing a committed version references', async () => {
-    const grace = 12_000;
+    // Each sync must commit within a quarter of the grace period (else it gives up and commits nothing): 5 s, so that
+    // a loaded machine with gc running back to back still commits every round.
+    const grace = 20_000;
     const objectsDir = tempDir('objects');
     const server = await startGcServer('x', { objects: objectsDir, graceMs: grace, interval: 'off' });
     const store = openObjectStore(objectsDir);
@@ -305,6 +307,7 @@ describe('gc racing syncs', () => {
               persistent: true,
             });
             const v = (await api(server, 'GET', `/api/v1/mags-workspaces/${name}`)).body.current_version as number;
+            assert.ok(v, `${name} round ${round} committed a version`);
             versions.set(v, { k, round });
           }
         }),

@@ -1,6 +1,7 @@
 // Starts a real `mags server` (embedded: control plane + agent) for end-to-end tests, and stops it by PID.
 import assert from 'node:assert/strict';
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -54,6 +55,10 @@ export async function startServer(extraArgs: string[] = [], existingHome?: strin
   const givenRouter = extraArgs.indexOf('--router-port');
   const routerPort = givenRouter >= 0 ? Number(extraArgs[givenRouter + 1]) : await freePort();
   if (givenRouter < 0) extraArgs = [...extraArgs, '--router-port', String(routerPort)];
+  // An instance of its own unless the test names one: the default ("0") is the user's own server's, and tests of
+  // other files (or a developer's server) may run beside this one.
+  const ownInstance = extraArgs.includes('--instance') ? undefined : `t${randomBytes(2).toString('hex')}`;
+  if (ownInstance) extraArgs = [...extraArgs, '--instance', ownInstance];
   const env: NodeJS.ProcessEnv = { ...process.env, MAGS_HOME: home };
   delete env.MAGS_API_URL;
   delete env.MAGS_API_TOKEN;
@@ -123,6 +128,7 @@ export async function startServer(extraArgs: string[] = [], existingHome?: strin
         clearTimeout(timer);
       }
       if (!opts.keepHome) rmSync(home, { recursive: true, force: true });
+      if (ownInstance && !opts.keepHome) removeInstance(ownInstance, false);
     },
     waitForLog(match, what, timeoutMs = 60_000) {
       const seen = records.find(match);

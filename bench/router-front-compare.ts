@@ -161,7 +161,9 @@ backend dyn
       for (const t of targets) await fn(t, 1000);
       const results = new Map<string, Result[]>(targets.map((t) => [t.name, []]));
       for (let i = 0; i < ROUNDS; i++) for (const t of targets) results.get(t.name)!.push(await fn(t, ROUND_MS));
-      console.log(`\nload generator: ${gen}, ${CONNECTIONS} keep-alive connections, ${ROUNDS} alternating rounds of ${ROUND_MS} ms`);
+      console.log(
+        `\nload generator: ${gen}, ${CONNECTIONS} keep-alive connections, ${ROUNDS} alternating rounds of ${ROUND_MS} ms`,
+      );
       console.log(`load average: ${loadavg()}`);
       const avg = (rs: Result[]) => ({
         rps: rs.reduce((n, r) => n + r.rps, 0) / rs.length,
@@ -171,9 +173,17 @@ backend dyn
       const d = avg(results.get(targets[0].name)!);
       for (const t of targets) {
         const a = avg(results.get(t.name)!);
-        const rel = t === targets[0] ? '' : `   ${((a.rps / d.rps) * 100).toFixed(0)} % of direct, p50 +${(a.p50 - d.p50).toFixed(2)} ms`;
-        const rounds = results.get(t.name)!.map((r) => r.rps.toFixed(0)).join('/');
-        console.log(`${t.name.padEnd(30)} ${a.rps.toFixed(0).padStart(7)} req/s (${rounds})  p50 ${a.p50.toFixed(2)} ms  p99 ${fmt(a.p99)}${rel}`);
+        const rel =
+          t === targets[0]
+            ? ''
+            : `   ${((a.rps / d.rps) * 100).toFixed(0)} % of direct, p50 +${(a.p50 - d.p50).toFixed(2)} ms`;
+        const rounds = results
+          .get(t.name)!
+          .map((r) => r.rps.toFixed(0))
+          .join('/');
+        console.log(
+          `${t.name.padEnd(30)} ${a.rps.toFixed(0).padStart(7)} req/s (${rounds})  p50 ${a.p50.toFixed(2)} ms  p99 ${fmt(a.p99)}${rel}`,
+        );
       }
     }
     await mags.stop(name);

@@ -265,9 +265,9 @@ export async function createServer(config: ServerConfig, options: CreateServerOp
           routes: () => urls.publicRoutes(),
           activity: (host) => void routerRef.frontActivity(host),
         });
-        const update = () => front?.sync();
-        events.onAnyStatus(update);
-        urls.onChange(update);
+        const routerFront = front;
+        events.onAnyStatus(() => routerFront.sync());
+        urls.onChange(() => routerFront.synced());
       }
     }
     await registry.recover();

@@ -170,7 +170,15 @@ backend ${TABLE}
   option forwardfor
   http-request set-header X-Forwarded-Proto http
   http-request set-header X-Forwarded-Host %[req.hdr(host)]
-  server sandbox 0.0.0.0:0
+  # A sandbox whose port refuses (its server is down, or it stopped before the map caught up) goes to the Node router,
+  # which answers with its page (502 naming the port, 404, 410) or wakes it: use-server is persistence that a
+  # redispatch on a failed connection breaks, and the load balancer never picks the weight-0 sandbox server itself.
+  retries 1
+  retry-on conn-failure
+  option redispatch 1
+  use-server sandbox if TRUE
+  server sandbox 0.0.0.0:0 weight 0
+  server node 127.0.0.1:${nodePort} send-proxy-v2
 backend node
   server node 127.0.0.1:${nodePort} send-proxy-v2
 `;
@@ -285,10 +293,27 @@ backend node
     });
   }
 
-  /** Resolves once the map holds the routes as of this call. */
-  async synced(): Promise<void> {
+  /**
+   * Resolves once the map holds the routes as of this call (or after `timeoutMs`, logged: HAProxy not answering must
+   * not hang the API; a URL left in the map by then is relayed until the retries apply the change).
+   */
+  async synced(timeoutMs = 5_000): Promise<void> {
     this.sync();
-    while (this.syncing) await this.syncing;
+    const deadline = Date.now() + timeoutMs;
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<'late'>((r) => {
+      timer = setTimeout(() => r('late'), timeoutMs);
+    });
+    try {
+      while (this.syncing && Date.now() < deadline) {
+        if ((await Promise.race([this.syncing, late])) === 'late') {
+          this.deps.logger.warn('router front: the map did not take a change in time; it still retries');
+          return;
+        }
+      }
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   private async apply(): Promise<void> {

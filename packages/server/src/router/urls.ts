@@ -56,18 +56,21 @@ export class UrlService {
   /** Routes to running sandboxes, for a second: a busy URL does not read the store on every request. */
   private readonly routes = new Map<string, { target: RouteTarget; expires: number; unsubscribe: () => void }>();
 
-  private readonly changeListeners = new Set<() => void>();
+  private readonly changeListeners = new Set<() => Promise<void> | void>();
 
   constructor(private readonly deps: UrlServiceDeps) {}
 
-  /** Calls `listener` when a URL opens or changes port or privacy, or an alias is created or removed. */
-  onChange(listener: () => void): () => void {
+  /**
+   * Calls `listener` when a URL opens or changes port or privacy, or an alias is created or removed; the change is
+   * answered after the listener's promise settles (a URL made private is out of the front's map before the answer).
+   */
+  onChange(listener: () => Promise<void> | void): () => void {
     this.changeListeners.add(listener);
     return () => this.changeListeners.delete(listener);
   }
 
-  private changed(): void {
-    for (const l of this.changeListeners) l();
+  private async changed(): Promise<void> {
+    await Promise.all([...this.changeListeners].map(async (l) => l()));
   }
 
   /**
@@ -124,7 +127,7 @@ export class UrlService {
     if (!opened?.subdomain) throw MagsError.notFound(`job ${job.id} no longer exists`);
     // Its port or privacy may have changed, and so may an alias's view of it.
     this.forget();
-    this.changed();
+    await this.changed();
     this.deps.logger.info({ jobId: job.id, port, private: isPrivate }, 'URL opened');
     const url = this.urlOf(opened.subdomain) ?? '';
     const result: UrlAccessResult = { success: true, url, port, subdomain: opened.subdomain, private: isPrivate };
@@ -268,7 +271,7 @@ export class UrlService {
       throw MagsError.conflict(`subdomain "${sub}" is taken: choose another name`);
     }
     this.deps.logger.info({ alias: sub, workspace: ws.name }, 'URL alias created');
-    this.changed();
+    await this.changed();
     return this.aliasView(row);
   }
 
@@ -281,7 +284,7 @@ export class UrlService {
       throw MagsError.notFound(`no URL alias "${ref}" (mags url alias list shows yours)`);
     }
     this.forget();
-    this.changed();
+    await this.changed();
   }
 
   private aliasView(r: UrlAliasRow): UrlAlias {

@@ -77,6 +77,8 @@ export class HaproxyFront {
   private listen: { host: string; port: number; nodePort: number } | undefined;
   /** What HAProxy's map holds (as far as this module applied it). */
   private applied = new Map<string, string>();
+  /** An update failed part-way: the next one rewrites the whole map. */
+  private stale = false;
   /** The job of each host that was in the map: activity seen just after a host left the map still finds its job. */
   private readonly jobs = new Map<string, string>();
   private readonly counts = new Map<string, number>();
@@ -189,6 +191,7 @@ backend node
     const routes = await this.deps.routes();
     const lines: string[] = [];
     this.applied = new Map();
+    this.stale = false;
     for (const [host, r] of routes) {
       lines.push(`${safe(host)} ${safe(r.target)}`);
       this.applied.set(host, r.target);
@@ -320,22 +323,37 @@ backend node
     const routes = await this.deps.routes();
     if (!this.child) return; // applied in full at the next start
     const file = path.join(this.deps.dir, MAP);
-    const cmds: string[] = [];
     const next = new Map<string, string>();
     for (const [host, r] of routes) {
       this.jobs.set(host, r.jobId);
       next.set(host, r.target);
-      const had = this.applied.get(host);
-      if (had === r.target) continue;
-      cmds.push(`${had === undefined ? 'add' : 'set'} map ${file} ${safe(host)} ${safe(r.target)}`);
     }
-    for (const host of this.applied.keys()) if (!next.has(host)) cmds.push(`del map ${file} ${safe(host)}`);
-    for (const cmd of cmds) {
-      const answer = (await this.command(cmd)).trim();
-      if (answer && !/^(Done\.?|)$/.test(answer)) throw new Error(`haproxy: ${cmd}: ${answer}`);
+    const cmds: string[] = [];
+    if (this.stale) {
+      // After a failed update the map's content is unknown: emptied and filled again (meanwhile, misses go to the
+      // Node router, which serves them correctly).
+      cmds.push(`clear map ${file}`);
+      for (const [host, target] of next) cmds.push(`add map ${file} ${safe(host)} ${safe(target)}`);
+    } else {
+      for (const [host, target] of next) {
+        const had = this.applied.get(host);
+        if (had === target) continue;
+        cmds.push(`${had === undefined ? 'add' : 'set'} map ${file} ${safe(host)} ${safe(target)}`);
+      }
+      for (const host of this.applied.keys()) if (!next.has(host)) cmds.push(`del map ${file} ${safe(host)}`);
+    }
+    try {
+      for (const cmd of cmds) {
+        const answer = (await this.command(cmd)).trim();
+        if (answer && !/^Done\.?$/.test(answer)) throw new Error(`haproxy: ${cmd}: ${answer}`);
+      }
+    } catch (err) {
+      this.stale = true;
+      throw err;
     }
     if (cmds.length) this.deps.logger.debug({ changes: cmds.length, hosts: next.size }, 'router front: map updated');
     this.applied = next;
+    this.stale = false;
   }
 
   /** Hosts with requests since the last poll, or open connections (a WebSocket, a long download): activity. */
@@ -347,10 +365,12 @@ backend node
     } catch {
       return;
     }
+    const seen = new Set<string>();
     for (const line of table.split('\n')) {
       const m = /key=(\S+) .*conn_cur=(\d+) http_req_cnt=(\d+)/.exec(line);
       if (!m) continue;
       const [, host, cur, count] = m;
+      seen.add(host);
       const n = Number(count);
       const moved = this.counts.get(host) !== n;
       this.counts.set(host, n);
@@ -358,6 +378,9 @@ backend node
       const jobId = this.jobs.get(host);
       if (jobId) this.deps.activity(host, jobId);
     }
+    // Hosts neither routed nor counted any more (their table entries expired) are forgotten.
+    for (const host of this.jobs.keys()) if (!seen.has(host) && !this.applied.has(host)) this.jobs.delete(host);
+    for (const host of this.counts.keys()) if (!seen.has(host)) this.counts.delete(host);
   }
 
   async close(): Promise<void> {

@@ -280,3 +280,30 @@ describe('router front: HAProxy on the router port', { skip: !haproxyInstalled &
     assert.match(await haproxy(server, 'show info'), /Pid:/);
   });
 });
+
+describe('router front: a server killed outright', { skip: !haproxyInstalled && 'haproxy is not installed' }, () => {
+  const instance = `k${randomBytes(2).toString('hex')}`;
+  let again: TestServer | undefined;
+  after(async () => {
+    await again?.stop();
+    removeInstance(instance, false);
+  });
+
+  test('takes its HAProxy with it, and the next start serves the same router port', async () => {
+    const first = await startServer(['--instance', instance]);
+    const pid = Number(readFileSync(path.join(frontDir(first), 'haproxy.pid'), 'utf8'));
+    process.kill(first.pid, 'SIGKILL');
+    await until('HAProxy gone with its server', async () => {
+      try {
+        process.kill(pid, 0);
+        return false;
+      } catch {
+        return true;
+      }
+    });
+    again = await startServer(['--instance', instance, '--router-port', String(first.routerPort)], first.home);
+    const r = await get(again, 'nobody.localhost', '/');
+    assert.equal(r.status, 404, 'the new server answers on the router port');
+    assert.notEqual(Number(readFileSync(path.join(frontDir(again), 'haproxy.pid'), 'utf8')), pid);
+  });
+});

@@ -219,7 +219,7 @@ backend node
       child.once('exit', (code, signal) => {
         if (this.child === child) this.child = undefined;
         reject(new Error(`haproxy exited (${signal ?? code}): ${output.trim().slice(-1000)}`));
-        if (!this.closing && this.running) this.restartLater(code, signal);
+        if (!this.closing && this.running) this.restartLater(code, signal, output.trim().slice(-500));
       });
       child.once('error', reject);
     });
@@ -247,15 +247,17 @@ backend node
     this.sync();
   }
 
-  private restartLater(code: number | null, signal: NodeJS.Signals | null): void {
+  private restartLater(code: number | null, signal: NodeJS.Signals | null, output = ''): void {
+    if (this.restartTimer) return;
     const delay = this.restartDelayMs;
     this.restartDelayMs = Math.min(5_000, delay * 2);
-    this.deps.logger.warn({ code, signal, inMs: delay }, 'router front: HAProxy exited; restarting it');
+    this.deps.logger.warn({ code, signal, inMs: delay, output }, 'router front: HAProxy exited; restarting it');
     this.restartTimer = setTimeout(() => {
       this.restartTimer = undefined;
       if (this.closing) return;
       this.spawn().catch((err: unknown) => {
         this.deps.logger.error({ err }, 'router front: HAProxy did not restart');
+        // An exit already scheduled the next try; a failure before HAProxy ran (the store) schedules it here.
         if (!this.child && !this.closing) this.restartLater(null, null);
       });
     }, delay);

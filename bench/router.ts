@@ -1,13 +1,17 @@
 // The router's cost: requests/s and p50/p99 latency of GET /hello through the router (by the URL's host name) and
-// straight to the sandbox's veth address, side by side in one run with the same load generator (a small Node one:
-// keep-alive connections, each sending its next request when the last answer ended), alternating rounds; then the
-// first-byte latency of a URL request that wakes a frozen and a stopped sandbox.
+// straight to the sandbox's veth address, side by side in one run, alternating rounds, with two load generators (a
+// small Node one: keep-alive connections, each sending its next request when the last answer ended; and Debian's wrk
+// when installed). Two servers: one with the router's default front (HAProxy when installed), one with
+// --router-front node (the Node router alone). Then the first-byte latency of a URL request that wakes a frozen and
+// a stopped sandbox, through the default front.
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import { type Job, Mags } from '@mags/sdk';
-import { ROOT, startServer } from '../test/harness.js';
+import { ROOT, startServer, type TestServer } from '../test/harness.js';
 import { fmt, loadavg, summary } from './stats.js';
 
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 8);
@@ -21,6 +25,55 @@ interface Load {
   latencies: number[];
   ms: number;
 }
+
+interface Target {
+  host: string;
+  port: number;
+  hostHeader: string;
+}
+
+interface Figures {
+  rps: number;
+  p50: number;
+  p99: number;
+}
+
+function wrkMs(s: string): number {
+  const m = /^([\d.]+)(us|ms|s)$/.exec(s.trim());
+  if (!m) throw new Error(`wrk latency ${s}`);
+  const v = Number(m[1]);
+  return m[2] === 'us' ? v / 1000 : m[2] === 'ms' ? v : v * 1000;
+}
+
+/** wrk with one thread and CONNECTIONS connections for `ms`. */
+async function wrk(target: Target, ms: number): Promise<Figures> {
+  const { stdout } = await promisify(execFile)('wrk', [
+    '-t1',
+    `-c${CONNECTIONS}`,
+    `-d${Math.max(1, Math.round(ms / 1000))}s`,
+    '--latency',
+    '-H',
+    `Host: ${target.hostHeader}`,
+    `http://${target.host}:${target.port}/hello`,
+  ]);
+  if (/Non-2xx/.test(stdout)) throw new Error(`wrk saw answers other than 200:\n${stdout}`);
+  return {
+    rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(stdout)?.[1]),
+    p50: wrkMs(/\n\s+50%\s+(\S+)/.exec(stdout)?.[1] ?? ''),
+    p99: wrkMs(/\n\s+99%\s+(\S+)/.exec(stdout)?.[1] ?? ''),
+  };
+}
+
+async function nodeLoad(target: Target, ms: number): Promise<Figures> {
+  const l = await load(target, ms);
+  const s = summary(l.latencies);
+  return { rps: (l.requests / l.ms) * 1000, p50: s.p50, p99: s.p99 };
+}
+
+const hasWrk = await promisify(execFile)('wrk', ['--version']).then(
+  () => true,
+  (err: { stdout?: string }) => /wrk/.test(err.stdout ?? ''),
+);
 
 /** CONNECTIONS keep-alive loops for `ms`: each sends GET path to host:port with `hostHeader` and waits for the end. */
 async function load(target: { host: string; port: number; hostHeader: string }, ms: number): Promise<Load> {
@@ -55,14 +108,6 @@ async function load(target: { host: string; port: number; hostHeader: string }, 
   return { requests: latencies.length, latencies, ms: elapsed };
 }
 
-function merge(runs: Load[]): Load {
-  return {
-    requests: runs.reduce((n, r) => n + r.requests, 0),
-    latencies: runs.flatMap((r) => r.latencies),
-    ms: runs.reduce((n, r) => n + r.ms, 0),
-  };
-}
-
 async function firstByte(port: number, host: string): Promise<number> {
   const t0 = process.hrtime.bigint();
   return new Promise((resolve, reject) => {
@@ -95,42 +140,64 @@ async function startApp(mags: Mags, name: string): Promise<void> {
   if (r.exitCode !== 0) throw new Error(`the app did not start: ${r.stderr}`);
 }
 
+/** A sandbox running the app on port 3000 with a URL, on `server`: its router target and its direct one. */
+async function appOn(server: TestServer): Promise<{ mags: Mags; name: string; host: string; address: string }> {
+  const mags = new Mags({ apiUrl: server.url, apiToken: server.token });
+  const name = `bench-${randomBytes(3).toString('hex')}`;
+  const job = await mags.new(name, { persistent: true, url: true, port: 3000 });
+  await startApp(mags, name);
+  await mags.updateJob(name, { startupCommand: 'node /root/app.cjs 3000', noSleep: true });
+  const address = (await mags.exec(name, "ip -4 -o addr show eth0 | awk '{print $4}' | cut -d/ -f1")).stdout.trim();
+  return { mags, name, host: `${job.subdomain}.localhost:${server.routerPort}`, address };
+}
+
 async function main(): Promise<void> {
   const instance = `b${randomBytes(2).toString('hex')}`;
   const server = await startServer(['--instance', instance, '--sleep-after', '3s', '--stop-after', '8s']);
+  const plainInstance = `b${randomBytes(2).toString('hex')}`;
+  const plain = await startServer(['--instance', plainInstance, '--router-front', 'node']);
   try {
-    const mags = new Mags({ apiUrl: server.url, apiToken: server.token });
-    const name = `bench-${randomBytes(3).toString('hex')}`;
-    const job = await mags.new(name, { persistent: true, url: true, port: 3000 });
-    await startApp(mags, name);
-    await mags.updateJob(name, { startupCommand: 'node /root/app.cjs 3000', noSleep: true });
-    const address = (await mags.exec(name, "ip -4 -o addr show eth0 | awk '{print $4}' | cut -d/ -f1")).stdout.trim();
-    const host = `${job.subdomain}.localhost:${server.routerPort}`;
-    const viaRouter = { host: '127.0.0.1', port: server.routerPort, hostHeader: host };
-    const direct = { host: address, port: 3000, hostHeader: `${address}:3000` };
-    await load(viaRouter, 500);
-    await load(direct, 500);
-    const routed: Load[] = [];
-    const straight: Load[] = [];
-    for (let i = 0; i < ROUNDS; i++) {
-      straight.push(await load(direct, ROUND_MS));
-      routed.push(await load(viaRouter, ROUND_MS));
+    const front = existsSync(path.join(server.home, 'router-front', 'haproxy.pid')) ? 'HAProxy' : 'Node (no haproxy)';
+    const app = await appOn(server);
+    const other = await appOn(plain);
+    const { mags, name } = app;
+    const host = app.host;
+    const targets: Array<[string, Target]> = [
+      [`direct (${app.address}:3000)`, { host: app.address, port: 3000, hostHeader: `${app.address}:3000` }],
+      [`router, front: ${front}`, { host: '127.0.0.1', port: server.routerPort, hostHeader: host }],
+      ['router, --router-front node', { host: '127.0.0.1', port: plain.routerPort, hostHeader: other.host }],
+    ];
+    const generators: Array<[string, (t: Target, ms: number) => Promise<Figures>]> = [['Node http client', nodeLoad]];
+    if (hasWrk) generators.push(['wrk -t1', wrk]);
+    else console.log('wrk is not installed: the Node load generator alone');
+    for (const [gen, run] of generators) {
+      for (const [, t] of targets) await run(t, 1000);
+      const rounds = targets.map(() => [] as Figures[]);
+      for (let i = 0; i < ROUNDS; i++)
+        for (const [j, [, t]] of targets.entries()) rounds[j].push(await run(t, ROUND_MS));
+      console.log(
+        `\nload: ${gen}, ${CONNECTIONS} keep-alive connections, ${ROUNDS} alternating rounds of ${ROUND_MS} ms each`,
+      );
+      console.log(`load average: ${loadavg()}`);
+      const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+      const figures = rounds.map((rs) => ({
+        rps: rs.reduce((n, r) => n + r.rps, 0) / rs.length,
+        p50: median(rs.map((r) => r.p50)),
+        p99: median(rs.map((r) => r.p99)),
+        each: rs.map((r) => r.rps.toFixed(0)).join('/'),
+      }));
+      for (const [j, [what]] of targets.entries()) {
+        const f = figures[j];
+        const rel =
+          j === 0
+            ? ''
+            : `   ${((f.rps / figures[0].rps) * 100).toFixed(0)} % of direct, p50 +${(f.p50 - figures[0].p50).toFixed(2)} ms`;
+        console.log(
+          `${what.padEnd(30)} ${f.rps.toFixed(0).padStart(7)} req/s (${f.each})   p50 ${f.p50.toFixed(2)} ms   p99 ${fmt(f.p99)}${rel}`,
+        );
+      }
     }
-    console.log(
-      `load: ${CONNECTIONS} keep-alive connections, ${ROUNDS} alternating rounds of ${ROUND_MS} ms each (Node http client)`,
-    );
-    console.log(`load average: ${loadavg()}`);
-    const line = (what: string, l: Load) => {
-      const s = summary(l.latencies);
-      const rps = (l.requests / l.ms) * 1000;
-      console.log(`${what.padEnd(28)} ${rps.toFixed(0).padStart(7)} req/s   p50 ${fmt(s.p50)}   p99 ${fmt(s.p99)}`);
-      return { rps, p50: s.p50 };
-    };
-    const d = line(`direct (${address}:3000)`, merge(straight));
-    const r = line('through the router', merge(routed));
-    console.log(
-      `router/direct: ${((r.rps / d.rps) * 100).toFixed(0)} % of the requests/s, p50 +${(r.p50 - d.p50).toFixed(2)} ms`,
-    );
+    await other.mags.stop(other.name);
 
     // Wake: let the sandbox sleep again, then time the first byte of a URL request.
     await mags.updateJob(name, { noSleep: false });
@@ -146,10 +213,12 @@ async function main(): Promise<void> {
       const s = summary(xs);
       console.log(`${what.padEnd(40)} p50 ${fmt(s.p50)}   max ${fmt(s.max)}   (n=${s.n})`);
     };
+    console.log('');
     w('first byte, waking a frozen sandbox', frozen);
     w('first byte, starting a stopped sandbox', stopped);
     await mags.stop(name);
   } finally {
+    await plain.stop();
     await server.stop();
   }
 }

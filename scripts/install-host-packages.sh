@@ -3,13 +3,15 @@
 set -euo pipefail
 # attr: getfattr/setfattr, which workspace sync uses for overlay opaque directories and file capabilities.
 # gcc, libc6-dev: the static sandbox tool (scripts/build-tool.sh).
-PKGS=(crun catatonit nftables iproute2 debootstrap e2fsprogs ca-certificates util-linux procps attr gcc libc6-dev)
+# haproxy: the router's front (public URLs relayed in C; without it the Node router serves alone).
+PKGS=(crun catatonit nftables iproute2 debootstrap e2fsprogs ca-certificates util-linux procps attr gcc libc6-dev haproxy)
 if [ "${1:-}" = "--test" ]; then
   # ceph-mon, ceph-osd, radosgw: the S3 server the object-store tests run against (scripts/start-rgw.sh); curl signs its bucket creation.
   # openssh-client: ssh, scp and sftp against the SSH gateway.
   # chromium: the headless browser of the browser tests (the router's pages, sign-in and `mags login` approval),
   # driven by playwright-core (no browser download).
-  PKGS+=(postgresql python3 ceph-mon ceph-osd radosgw curl openssh-client chromium)
+  # wrk: the load generator bench/router runs beside its Node one.
+  PKGS+=(postgresql python3 ceph-mon ceph-osd radosgw curl openssh-client chromium wrk)
 fi
 missing=()
 for p in "${PKGS[@]}"; do

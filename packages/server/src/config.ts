@@ -63,6 +63,11 @@ export interface ServerConfig {
   /** PEM certificate and key files: with both, the router serves HTTPS (and plain HTTP redirects to it). */
   tlsCert: string | undefined;
   tlsKey: string | undefined;
+  /**
+   * What serves the router port for plain HTTP (`--router-front`): `haproxy` in front of the Node router when it is
+   * installed (public URLs of awake sandboxes relayed in C), `node`: the Node router alone.
+   */
+  routerFront: 'haproxy' | 'node';
   /** Sign-in through an OpenID Connect provider (besides local passwords); unset: passwords only. */
   oidc: OidcConfig | undefined;
 }
@@ -105,6 +110,7 @@ export interface ServerConfigInput {
   appsDomain?: string;
   tlsCert?: string;
   tlsKey?: string;
+  routerFront?: string;
   /** A resolved OpenID Connect configuration (what resolveServerConfig answered), or the four fields below. */
   oidc?: OidcConfig;
   oidcIssuer?: string;
@@ -148,6 +154,7 @@ export interface ServerEnvironment {
   MAGS_ROUTER_PORT?: string;
   MAGS_APPS_DOMAIN?: string;
   MAGS_TLS_CERT?: string;
+  MAGS_ROUTER_FRONT?: string;
   MAGS_TLS_KEY?: string;
   MAGS_OIDC_ISSUER?: string;
   MAGS_OIDC_CLIENT_ID?: string;
@@ -310,6 +317,12 @@ export function resolveServerConfig(input: ServerConfigInput = {}, env: ServerEn
       'tlsCert and tlsKey go together: give both PEM files (--tls-cert and --tls-key), or neither',
     );
   }
+  const routerFront = nonEmpty(input.routerFront) ?? nonEmpty(env.MAGS_ROUTER_FRONT) ?? 'haproxy';
+  if (routerFront !== 'haproxy' && routerFront !== 'node') {
+    throw MagsError.invalid(
+      `routerFront: "${routerFront}" is not a router front: use haproxy (the default, when installed) or node`,
+    );
+  }
   const oidc = oidcConfig(input, env);
 
   return {
@@ -336,6 +349,7 @@ export function resolveServerConfig(input: ServerConfigInput = {}, env: ServerEn
     appsDomain,
     tlsCert: tlsCert === undefined ? undefined : resolve(tlsCert),
     tlsKey: tlsKey === undefined ? undefined : resolve(tlsKey),
+    routerFront,
     oidc,
   };
 }

@@ -1,6 +1,7 @@
 // @mags/server: the control plane. createServer() opens the store (running migrations), creates the local
 // owner on first start, recovers from a previous run, and returns a server ready to listen and take agents.
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
+import { join } from 'node:path';
 import { DEFAULT_ROUTER_PORT, DEFAULT_SSH_PORT, type ServerEnd } from '@mags/api';
 import { type ObjectStore, openObjectStore, redact as redactObjects } from '@mags/objects';
 import { type Logger, pino } from 'pino';
@@ -29,6 +30,7 @@ import { JobRetention } from './jobs/retention.js';
 import { registerJobRoutes } from './jobs/routes.js';
 import { JobService } from './jobs/service.js';
 import { sleepTimers } from './jobs/spec.js';
+import { findHaproxy, HaproxyFront } from './router/front.js';
 import { Router } from './router/proxy.js';
 import { registerRouterRoutes } from './router/routes.js';
 import { UrlService } from './router/urls.js';
@@ -107,6 +109,8 @@ export interface MagsServer {
   sshPort(): number | undefined;
   /** The router's port once it listens (undefined without a router). */
   routerPort(): number | undefined;
+  /** HAProxy in front of the router, when it serves the router port. */
+  routerFront(): HaproxyFront | undefined;
   /** Stops HTTP (pending long-polls and log streams end), closes agent links, then the store. Idempotent. */
   close(): Promise<void>;
 }
@@ -241,6 +245,31 @@ export async function createServer(config: ServerConfig, options: CreateServerOp
             sleepAfterMs: cfg.sleepAfterMs,
             ...(cfg.tlsCert && cfg.tlsKey ? { tls: { cert: cfg.tlsCert, key: cfg.tlsKey } } : {}),
           });
+    let front: HaproxyFront | undefined;
+    if (router && cfg.routerFront === 'haproxy') {
+      const haproxy = findHaproxy();
+      if (router.tls) {
+        logger.info(
+          'router: TLS is terminated by the Node router, which serves the router port alone (no HAProxy front)',
+        );
+      } else if (!haproxy) {
+        logger.warn(
+          'router: haproxy is not installed: the Node router serves URLs alone (slower; install the haproxy package, as scripts/install-host-packages.sh does)',
+        );
+      } else {
+        const routerRef = router;
+        front = new HaproxyFront({
+          haproxy,
+          dir: join(cfg.dataDir, 'router-front'),
+          logger,
+          routes: () => urls.publicRoutes(),
+          activity: (host) => void routerRef.frontActivity(host),
+        });
+        const routerFront = front;
+        events.onAnyStatus(() => routerFront.sync());
+        urls.onChange(() => routerFront.synced());
+      }
+    }
     await registry.recover();
     await reports.recover();
     const reclaim = new StorageReclaim({ objects, logger, intervalMs: cfg.gcIntervalMs, graceMs: cfg.gcGraceMs });
@@ -307,6 +336,7 @@ export async function createServer(config: ServerConfig, options: CreateServerOp
       cron,
       sshPort: () => sshPort,
       routerPort: () => routerPort,
+      routerFront: () => front,
       attachAgent: (link) => registry.attach(link),
       async listen() {
         const address = await fastify.listen({ host: cfg.host, port: cfg.port });
@@ -325,8 +355,17 @@ export async function createServer(config: ServerConfig, options: CreateServerOp
         }
         if (router && routerPort === undefined) {
           try {
-            routerPort = await router.listen(cfg.host, cfg.routerPort);
-            logger.info({ port: routerPort, appsDomain: cfg.appsDomain, tls: router.tls }, 'router listening');
+            if (front) {
+              // The port is checked with Node first, so a port in use fails as without the front.
+              await assertFree(cfg.host, cfg.routerPort);
+              const inner = await router.listenBehindFront();
+              await front.start(cfg.host, cfg.routerPort, inner);
+              routerPort = cfg.routerPort;
+            } else routerPort = await router.listen(cfg.host, cfg.routerPort);
+            logger.info(
+              { port: routerPort, appsDomain: cfg.appsDomain, tls: router.tls, front: front ? 'haproxy' : 'node' },
+              'router listening',
+            );
           } catch (err) {
             // As the SSH gateway: the default port taken leaves this server without URLs; a port given must be free.
             if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE' || cfg.routerPort !== DEFAULT_ROUTER_PORT)
@@ -353,6 +392,7 @@ export async function createServer(config: ServerConfig, options: CreateServerOp
           jobs.close();
           followers.stopAll();
           await gateway?.close();
+          await front?.close();
           await router?.close();
           await fastify.close();
           await reclaimed;
@@ -379,4 +419,13 @@ export async function createServer(config: ServerConfig, options: CreateServerOp
     await objects.close().catch(() => undefined);
     throw err;
   }
+}
+
+/** Throws EADDRINUSE (as a listen would) when `host:port` is taken. */
+function assertFree(host: string, port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen({ host, port }, () => s.close(() => resolve()));
+  });
 }

@@ -73,6 +73,7 @@ describe('server configuration', () => {
       appsDomain: 'localhost',
       tlsCert: undefined,
       tlsKey: undefined,
+      routerFront: 'haproxy',
       oidc: undefined,
     });
   });
@@ -88,6 +89,20 @@ describe('server configuration', () => {
     refused(() => resolveServerConfig({ routerPort: 70000 }, {}), 400, /^routerPort: /);
     refused(() => resolveServerConfig({ appsDomain: 'a b.com' }, {}), 400, /^appsDomain: /);
     refused(() => resolveServerConfig({ tlsCert: 'c.pem' }, {}), 400, /tlsCert and tlsKey go together/);
+  });
+
+  test('the router front is haproxy unless node is asked for (input, then the environment); others are refused', () => {
+    assert.equal(resolveServerConfig({ dataDir: '/d' }, {}).routerFront, 'haproxy');
+    assert.equal(resolveServerConfig({ dataDir: '/d' }, { MAGS_ROUTER_FRONT: 'node' }).routerFront, 'node');
+    assert.equal(
+      resolveServerConfig({ dataDir: '/d', routerFront: 'haproxy' }, { MAGS_ROUTER_FRONT: 'node' }).routerFront,
+      'haproxy',
+    );
+    refused(
+      () => resolveServerConfig({ routerFront: 'nginx' }, {}),
+      400,
+      /^routerFront: "nginx" is not a router front/,
+    );
   });
 
   test('the SSH gateway port and host come from input, then the environment; 0 turns the gateway off', () => {

@@ -44,6 +44,7 @@ interface ServerFlags {
   routerPort?: number;
   appsDomain?: string;
   tlsCert?: string;
+  routerFront?: string;
   tlsKey?: string;
   oidcIssuer?: string;
   oidcClientId?: string;
@@ -168,6 +169,10 @@ export function registerServer(program: Command): void {
       'PEM certificate (chain) for *.<apps-domain>: the router serves HTTPS (with --tls-key)',
     )
     .option('--tls-key <file>', 'PEM private key of --tls-cert')
+    .option(
+      '--router-front <front>',
+      'haproxy (default: HAProxy relays public URLs of awake sandboxes, the Node router the rest; needs the haproxy package, else node) or node (the Node router alone); or $MAGS_ROUTER_FRONT',
+    )
     .option('--oidc-issuer <url>', 'offer single sign-on through this OpenID Connect provider (or $MAGS_OIDC_ISSUER)')
     .option('--oidc-client-id <id>', "the server's client id at the provider (or $MAGS_OIDC_CLIENT_ID)")
     .option(
@@ -269,6 +274,7 @@ async function serve(flags: ServerFlags): Promise<void> {
         appsDomain: flags.appsDomain,
         tlsCert: flags.tlsCert,
         tlsKey: flags.tlsKey,
+        routerFront: flags.routerFront,
         oidcIssuer: flags.oidcIssuer,
         oidcClientId: flags.oidcClientId,
         oidcClientSecret: flags.oidcClientSecret,

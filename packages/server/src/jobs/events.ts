@@ -6,6 +6,9 @@ import type { Job } from '../store/index.js';
 
 export type JobEvent = { type: 'logs'; lines: OutputLine[] } | { type: 'status'; job: Job };
 
+/** Not a job id (ids are UUIDs): the channel of every job's status changes. */
+const ANY_STATUS = '*status';
+
 export class JobEvents {
   private readonly emitter = new EventEmitter();
 
@@ -20,7 +23,22 @@ export class JobEvents {
     return () => this.emitter.off(jobId, listener);
   }
 
+  /** Calls `listener` for every status change of any job (the router front's map) until the returned function is called. */
+  onAnyStatus(listener: (job: Job) => void): () => void {
+    this.emitter.on(ANY_STATUS, listener);
+    return () => this.emitter.off(ANY_STATUS, listener);
+  }
+
   emit(jobId: string, event: JobEvent): void {
+    if (event.type === 'status') {
+      for (const listener of this.emitter.listeners(ANY_STATUS) as Array<(job: Job) => void>) {
+        try {
+          listener(event.job);
+        } catch {
+          /* the listener's own error handling logs */
+        }
+      }
+    }
     // A failing listener must not break the agent report or request that emits.
     for (const listener of this.emitter.listeners(jobId) as Array<(e: JobEvent) => void>) {
       try {

@@ -67,6 +67,9 @@ export class Router {
     noDelay: true,
   });
   private readonly sockets = new Set<Duplex>();
+  /** The client's address of a connection from the front (its PROXY header), by socket. */
+  private readonly peers = new WeakMap<object, string>();
+  private inner: net.Server | undefined;
   private readonly activityEveryMs: number;
 
   constructor(private readonly deps: RouterDeps) {
@@ -114,6 +117,51 @@ export class Router {
     return (server.address() as AddressInfo).port;
   }
 
+  /**
+   * Listens on a loopback port for the front (HAProxy): every connection starts with a PROXY v2 header that carries
+   * the client's address (a connection without one is closed). Resolves with the port.
+   */
+  async listenBehindFront(): Promise<number> {
+    const server = net.createServer({ pauseOnConnect: true, noDelay: true }, (socket) => {
+      this.sockets.add(socket);
+      socket.once('close', () => this.sockets.delete(socket));
+      readProxyHeader(socket).then(
+        (peer) => {
+          this.peers.set(socket, peer);
+          this.plain.emit('connection', socket);
+          socket.resume();
+        },
+        () => socket.destroy(),
+      );
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen({ host: '127.0.0.1', port: 0 }, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    this.inner = server;
+    return (server.address() as AddressInfo).port;
+  }
+
+  /**
+   * Requests or connections the front relayed to a URL's sandbox: activity for sleep. A host that has just left the
+   * front's map (its sandbox went to sleep) with traffic still arriving is woken.
+   */
+  async frontActivity(host: string): Promise<void> {
+    const label = this.deps.urls.labelOf(host);
+    if (!label) return;
+    const target = await this.deps.urls.resolve(label);
+    if (target.kind !== 'job') return;
+    if (target.job.status === 'running') return this.touch(target.job);
+    if (target.job.status === 'sleeping') {
+      await this.deps.lifecycle.wake(target.job).catch((err: unknown) => {
+        this.deps.logger.debug({ err, jobId: target.job.id }, 'router: waking on front traffic failed');
+      });
+    }
+  }
+
   /** One port for both: a TLS handshake (first byte 0x16) goes to HTTPS, anything else to plain HTTP. */
   private onConnection(socket: Socket): void {
     this.sockets.add(socket);
@@ -136,6 +184,9 @@ export class Router {
     const server = this.server;
     this.server = undefined;
     if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
+    const inner = this.inner;
+    this.inner = undefined;
+    if (inner) await new Promise<void>((resolve) => inner.close(() => resolve()));
     for (const s of this.sockets) s.destroy();
     this.plain.closeAllConnections();
     this.secure?.closeAllConnections();
@@ -147,7 +198,7 @@ export class Router {
       const label = this.deps.urls.labelOf(req.headers.host);
       if (label && (req.url ?? '').startsWith('/.mags/login?')) return this.login(req, res, label);
       const dest = await this.destination(req, label);
-      const headers = forwardHeaders(req, this.tls);
+      const headers = forwardHeaders(req, this.tls, this.peers.get(req.socket));
       await this.reachable(dest);
       const upstream = http.request({
         host: dest.address,
@@ -192,7 +243,7 @@ export class Router {
       const upstream = net.connect({ host: dest.address, port: dest.port });
       upstream.setNoDelay(true);
       upstream.once('connect', () => {
-        const headers = forwardHeaders(req, this.tls);
+        const headers = forwardHeaders(req, this.tls, this.peers.get(req.socket));
         // The upgrade itself is forwarded as asked.
         headers.connection = 'Upgrade';
         if (req.headers.upgrade) headers.upgrade = req.headers.upgrade;
@@ -371,7 +422,7 @@ function probe(host: string, port: number): Promise<void> {
 }
 
 /** The client's headers for the sandbox: hop-by-hop ones dropped, forwarding ones set, the router's cookie removed. */
-function forwardHeaders(req: IncomingMessage, tls: boolean): http.OutgoingHttpHeaders {
+function forwardHeaders(req: IncomingMessage, tls: boolean, frontPeer: string | undefined): http.OutgoingHttpHeaders {
   const out: http.OutgoingHttpHeaders = {};
   const named = new Set(
     (req.headers.connection ?? '')
@@ -393,12 +444,59 @@ function forwardHeaders(req: IncomingMessage, tls: boolean): http.OutgoingHttpHe
     if (rest.length) out.cookie = rest.join('; ');
     else delete out.cookie;
   }
-  const peer = req.socket.remoteAddress ?? '';
+  const peer = frontPeer ?? req.socket.remoteAddress ?? '';
   const prior = req.headers['x-forwarded-for'];
   out['x-forwarded-for'] = prior ? `${prior}, ${peer}` : peer;
   out['x-forwarded-proto'] = tls ? 'https' : 'http';
   if (req.headers.host) out['x-forwarded-host'] = req.headers.host;
   return out;
+}
+
+const PROXY_V2 = Buffer.from('0d0a0d0a000d0a515549540a', 'hex');
+
+/** Reads a PROXY protocol v2 header off a paused socket: the client's address (LOCAL: the front's own, ''). */
+function readProxyHeader(socket: Socket): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => done(new Error('no PROXY header in time')), 5_000);
+    const done = (err: Error | undefined, peer?: string) => {
+      clearTimeout(timer);
+      socket.off('readable', onReadable);
+      socket.off('error', onError);
+      if (err) reject(err);
+      else resolve(peer ?? '');
+    };
+    const onError = (err: Error) => done(err);
+    const onReadable = () => {
+      const head: Buffer | null = socket.read(16);
+      if (head === null) return;
+      if (!head.subarray(0, 12).equals(PROXY_V2) || head[12] >> 4 !== 2)
+        return done(new Error('not a PROXY v2 header'));
+      const len = head.readUInt16BE(14);
+      const rest: Buffer | null = len === 0 ? Buffer.alloc(0) : socket.read(len);
+      if (rest === null) {
+        socket.unshift(head);
+        return;
+      }
+      const family = head[13] >> 4;
+      let peer = '';
+      if ((head[12] & 0x0f) === 1 && family === 1 && rest.length >= 12) peer = [...rest.subarray(0, 4)].join('.');
+      else if ((head[12] & 0x0f) === 1 && family === 2 && rest.length >= 36) {
+        const parts: string[] = [];
+        for (let i = 0; i < 16; i += 2) parts.push(rest.readUInt16BE(i).toString(16));
+        peer = net.isIPv6(parts.join(':')) ? parts.join(':') : '';
+        const v4 = /^0:0:0:0:0:ffff:([0-9a-f]+):([0-9a-f]+)$/.exec(parts.join(':'));
+        if (v4) {
+          const a = Number.parseInt(v4[1], 16);
+          const b = Number.parseInt(v4[2], 16);
+          peer = `::ffff:${a >> 8}.${a & 255}.${b >> 8}.${b & 255}`;
+        }
+      }
+      done(undefined, peer);
+    };
+    socket.on('readable', onReadable);
+    socket.on('error', onError);
+    onReadable();
+  });
 }
 
 function cookieOf(req: IncomingMessage, name: string): string | undefined {

@@ -56,7 +56,44 @@ export class UrlService {
   /** Routes to running sandboxes, for a second: a busy URL does not read the store on every request. */
   private readonly routes = new Map<string, { target: RouteTarget; expires: number; unsubscribe: () => void }>();
 
+  private readonly changeListeners = new Set<() => Promise<void> | void>();
+
   constructor(private readonly deps: UrlServiceDeps) {}
+
+  /**
+   * Calls `listener` when a URL opens or changes port or privacy, or an alias is created or removed; the change is
+   * answered after the listener's promise settles (a URL made private is out of the front's map before the answer).
+   */
+  onChange(listener: () => Promise<void> | void): () => void {
+    this.changeListeners.add(listener);
+    return () => this.changeListeners.delete(listener);
+  }
+
+  private async changed(): Promise<void> {
+    await Promise.all([...this.changeListeners].map(async (l) => l()));
+  }
+
+  /**
+   * The host names (`<label>.<apps-domain>`) of public URLs whose sandbox runs and is awake, with its address and
+   * port: what the front may relay without the Node router. Private URLs are never here (the token check is Node's).
+   */
+  async publicRoutes(): Promise<Map<string, { jobId: string; target: string }>> {
+    const { store, appsDomain } = this.deps;
+    const out = new Map<string, { jobId: string; target: string }>();
+    const route = (label: string, job: Job, port: number) => {
+      if (job.status !== 'running' || job.url_private === 1 || !job.sandbox_address) return;
+      if (!/^\d{1,3}(\.\d{1,3}){3}$/.test(job.sandbox_address)) return; // the front's map holds IPv4 addresses
+      out.set(`${label}.${appsDomain}`, { jobId: job.id, target: `${job.sandbox_address}:${port}` });
+    };
+    for (const job of await store.jobs.runningWithUrl()) {
+      if (job.subdomain && job.url_port !== null) route(job.subdomain, job, job.url_port);
+    }
+    for (const alias of await store.urlAliases.all()) {
+      const job = await store.jobs.liveOnWorkspace(alias.user_id, alias.workspace_id);
+      if (job) route(alias.subdomain, job, job.url_port ?? 8080);
+    }
+    return out;
+  }
 
   /** The URL of a subdomain, or undefined while no router listens. */
   urlOf(subdomain: string): string | undefined {
@@ -90,6 +127,7 @@ export class UrlService {
     if (!opened?.subdomain) throw MagsError.notFound(`job ${job.id} no longer exists`);
     // Its port or privacy may have changed, and so may an alias's view of it.
     this.forget();
+    await this.changed();
     this.deps.logger.info({ jobId: job.id, port, private: isPrivate }, 'URL opened');
     const url = this.urlOf(opened.subdomain) ?? '';
     const result: UrlAccessResult = { success: true, url, port, subdomain: opened.subdomain, private: isPrivate };
@@ -233,6 +271,7 @@ export class UrlService {
       throw MagsError.conflict(`subdomain "${sub}" is taken: choose another name`);
     }
     this.deps.logger.info({ alias: sub, workspace: ws.name }, 'URL alias created');
+    await this.changed();
     return this.aliasView(row);
   }
 
@@ -245,6 +284,7 @@ export class UrlService {
       throw MagsError.notFound(`no URL alias "${ref}" (mags url alias list shows yours)`);
     }
     this.forget();
+    await this.changed();
   }
 
   private aliasView(r: UrlAliasRow): UrlAlias {

@@ -179,6 +179,18 @@ export class JobStore {
     return decoded(row);
   }
 
+  /** Running jobs with an open URL, whoever's (the router front's map of public URLs). */
+  async runningWithUrl(): Promise<Job[]> {
+    const rows = await this.db
+      .selectFrom('jobs')
+      .selectAll()
+      .where('status', '=', 'running')
+      .where('subdomain', 'is not', null)
+      .where('url_port', 'is not', null)
+      .execute();
+    return rows.map((r) => decoded(r));
+  }
+
   /** The job whose URL has this subdomain, whoever's it is (the router's lookup). */
   async bySubdomain(subdomain: string): Promise<Job | undefined> {
     return decoded(await this.db.selectFrom('jobs').selectAll().where('subdomain', '=', subdomain).executeTakeFirst());

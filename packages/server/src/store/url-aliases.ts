@@ -22,6 +22,11 @@ export class UrlAliasStore {
     return this.db.selectFrom('url_aliases').selectAll().where('subdomain', '=', subdomain).executeTakeFirst();
   }
 
+  /** Every alias, whoever's (the router front's map of public URLs). */
+  async all(): Promise<UrlAliasRow[]> {
+    return this.db.selectFrom('url_aliases').selectAll().orderBy('created_at', 'asc').execute();
+  }
+
   /** A user's aliases, oldest first. */
   async list(userId: string): Promise<UrlAliasRow[]> {
     return this.db

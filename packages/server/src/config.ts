@@ -58,6 +58,8 @@ export interface ServerConfig {
   sshHost: string | undefined;
   /** The router's port on `host` (0: no router; `--router-port`). */
   routerPort: number;
+  /** The built web dashboard served at `/` (`$MAGS_DASHBOARD_DIR`; default: packages/dashboard/dist beside the server). */
+  dashboardDir: string;
   /** The domain URLs live under: `<subdomain>.<appsDomain>` (`--apps-domain`, default localhost). */
   appsDomain: string;
   /** PEM certificate and key files: with both, the router serves HTTPS (and plain HTTP redirects to it). */
@@ -102,6 +104,7 @@ export interface ServerConfigInput {
   sshPort?: number | string;
   sshHost?: string;
   routerPort?: number | string;
+  dashboardDir?: string;
   appsDomain?: string;
   tlsCert?: string;
   tlsKey?: string;
@@ -146,6 +149,7 @@ export interface ServerEnvironment {
   MAGS_SSH_PORT?: string;
   MAGS_SSH_HOST?: string;
   MAGS_ROUTER_PORT?: string;
+  MAGS_DASHBOARD_DIR?: string;
   MAGS_APPS_DOMAIN?: string;
   MAGS_TLS_CERT?: string;
   MAGS_TLS_KEY?: string;
@@ -311,6 +315,13 @@ export function resolveServerConfig(input: ServerConfigInput = {}, env: ServerEn
     );
   }
   const oidc = oidcConfig(input, env);
+  // The server's dist/ and the dashboard's are siblings both in the repository (packages/*) and once installed
+  // (node_modules/@mags/*).
+  const dashboardDir = resolve(
+    nonEmpty(input.dashboardDir) ??
+      nonEmpty(env.MAGS_DASHBOARD_DIR) ??
+      join(import.meta.dirname, '..', '..', 'dashboard', 'dist'),
+  );
 
   return {
     dataDir,
@@ -333,6 +344,7 @@ export function resolveServerConfig(input: ServerConfigInput = {}, env: ServerEn
     sshPort,
     sshHost,
     routerPort,
+    dashboardDir,
     appsDomain,
     tlsCert: tlsCert === undefined ? undefined : resolve(tlsCert),
     tlsKey: tlsKey === undefined ? undefined : resolve(tlsKey),

@@ -69,6 +69,7 @@ describe('the web dashboard', () => {
 
     await page.goto(`${server.url}/tokens`);
     await page.waitForURL(/\/signin\?next=%2Ftokens$/);
+    await shot('signin');
     await page.fill('#name', 'owner');
     await page.fill('#password', PASSWORD);
     await page.click('#signin');
@@ -160,6 +161,9 @@ describe('the web dashboard', () => {
 
     await go('Jobs');
     await page.locator(`#jobs-table tr[data-job="${id}"]`).getByText('completed').waitFor();
+    // The list is live: a job submitted elsewhere appears without a reload.
+    const other = await sdk.run('echo from elsewhere', { name: 'from-elsewhere' });
+    await page.locator(`#jobs-table tr[data-job="${other.requestId}"]`).getByText('from-elsewhere').waitFor();
     await shot('jobs');
 
     // A long job is stopped from the list.
@@ -269,7 +273,7 @@ describe('the web dashboard', () => {
       await p.fill('#password', 'bea-password-1');
       await p.click('#set-password');
       await p.waitForURL(/\/account$/);
-      await p.goto(`${server.url}/jobs`);
+      await p.click('#dashboard');
       await p.getByRole('heading', { level: 1, name: 'Jobs' }).waitFor();
       await p.getByText('No jobs yet.').waitFor();
       assert.equal(await p.textContent('#signed-in-user'), 'bea');

@@ -231,9 +231,31 @@ describe('the web dashboard', () => {
   });
 
   test('workspaces, files and usage pages show what the API has', async () => {
+    // Two versions of a persistent workspace; the page rolls it back to the first, then deletes it.
+    for (const text of ['one', 'two']) {
+      const r = await sdk.runAndWait(`echo ${text} > /root/f`, { workspaceId: 'dash-p', persistent: true });
+      assert.equal(r.exitCode, 0);
+    }
     await go('Workspaces');
     await page.locator('[data-workspace="dash-dev"]').waitFor();
+    const ws = page.locator('[data-workspace="dash-p"]');
+    await ws.getByRole('button', { name: 'Versions' }).click();
+    await ws.getByRole('button', { name: 'Restore' }).first().waitFor();
     await shot('workspaces');
+    const current = (await sdk.workspaceVersions('dash-p')).versions.find((v) => v.current)!.version;
+    const first = Math.min(...(await sdk.workspaceVersions('dash-p')).versions.map((v) => v.version));
+    await ws
+      .locator('tr', { hasText: new RegExp(`^${first}`) })
+      .getByRole('button', { name: 'Restore' })
+      .click();
+    await ws.getByRole('button', { name: `Roll back to version ${first}` }).click();
+    await ws.getByText(`Restored version ${first} as version ${current + 1}.`).waitFor();
+    const after = await sdk.runAndWait('cat /root/f', { workspaceId: 'dash-p', persistent: true });
+    assert.equal(after.logs.find((l) => l.stream === 'stdout')?.message, 'one', 'the rollback is what runs next');
+    await ws.getByRole('button', { name: 'Delete', exact: true }).click();
+    await ws.getByRole('button', { name: 'Delete dash-p and all its versions' }).click();
+    await ws.waitFor({ state: 'detached' });
+    assert.ok(!(await sdk.listWorkspaces()).workspaces.some((w) => w.name === 'dash-p'));
 
     const dir = mkdtempSync(path.join(tmpdir(), 'mags-upload-'));
     temp.push(dir);

@@ -193,6 +193,8 @@ describe('the web dashboard', () => {
     const at = new Date(next!);
     assert.equal(`${at.getUTCHours()}:${at.getUTCMinutes()}`, '3:30', 'the next run is 03:30 UTC');
     assert.ok(at.getTime() > Date.now() && at.getTime() <= Date.now() + 86_400_000, 'within the next day');
+    await item.getByText('Latest firings').click();
+    await item.getByText('It has not fired yet.').waitFor();
     await shot('cron');
 
     await item.getByRole('button', { name: 'Disable' }).click();
@@ -325,11 +327,13 @@ describe('the web dashboard', () => {
         const width = await p.evaluate<number>('document.documentElement.scrollWidth');
         // What sticks out, named in the failure.
         const wide = await p.evaluate<string[]>(
-          `[...document.querySelectorAll('body *')].filter((e) => e.getBoundingClientRect().right > 361 && !e.closest('.table-wrap'))
-            .map((e) => e.tagName + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right)).slice(0, 5)`,
+          `[...document.querySelectorAll('body *')].filter((e) => e.getBoundingClientRect().right > 361 &&
+              e.parentElement.getBoundingClientRect().right <= 361)
+            .map((e) => e.tagName + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right) + ' ' +
+              (e.textContent ?? '').slice(0, 30)).slice(0, 8)`,
         );
-        assert.ok(width <= 360, `${where}: the page is ${width} px wide at 360: ${wide.join(', ')}`);
         await shot(`phone-${where}`, p);
+        assert.ok(width <= 360, `${where}: the page is ${width} px wide at 360: ${wide.join(', ')}`);
       }
     } finally {
       await phone.close();
@@ -389,5 +393,16 @@ describe('the web dashboard', () => {
       assert.equal(res.status, 404, `${attack} answered ${res.status}`);
       assert.ok(!res.body.toString().includes('"workspaces"'), attack);
     }
+  });
+
+  test('Sign out ends the session: the browser is on the sign-in page and the old cookie is refused', async () => {
+    const cookie = (await context.cookies()).find((c) => c.name === 'mags_session')!;
+    await page.goto(`${server.url}/jobs`);
+    await page.click('#signout');
+    await page.waitForURL(/\/signin$/);
+    const me = await fetch(`${server.url}/api/v1/me`, { headers: { cookie: `mags_session=${cookie.value}` } });
+    assert.equal(me.status, 401);
+    await page.goto(`${server.url}/jobs`);
+    await page.waitForURL(/\/signin\?next=%2Fjobs$/);
   });
 });

@@ -65,6 +65,45 @@ function AddCron({ onAdded }: { onAdded: () => void }) {
   );
 }
 
+/** A cron job's latest firings (run or skipped), loaded when opened. */
+function Firings({ id }: { id: string }) {
+  const cron = useResource<CronJob>(`/mags-cron/${seg(id)}`, 10_000);
+  const runs = cron.data?.runs ?? [];
+  return (
+    <div>
+      <ErrorText error={cron.error} />
+      {cron.data && runs.length === 0 ? <p className="muted small">It has not fired yet.</p> : null}
+      {runs.length > 0 ? (
+        <ul className="small">
+          {runs.map((r) => (
+            <li key={r.scheduled_at}>
+              {when(r.scheduled_at)}: {r.status}
+              {r.job_id ? (
+                <>
+                  {' '}
+                  (<Link href={`/jobs/${seg(r.job_id)}`}>job</Link>)
+                </>
+              ) : null}
+              {r.reason ? ` (${r.reason})` : ''}
+            </li>
+          ))}
+        </ul>
+      ) : null}
+    </div>
+  );
+}
+
+/** Closed, it loads nothing. */
+function FiringsToggle({ id }: { id: string }) {
+  const [open, setOpen] = useState(false);
+  return (
+    <details onToggle={(e) => setOpen(e.currentTarget.open)}>
+      <summary>Latest firings</summary>
+      {open ? <Firings id={id} /> : null}
+    </details>
+  );
+}
+
 export function CronPage() {
   const list = useResource<CronList>('/mags-cron', 5000);
   const action = useAction();
@@ -110,6 +149,7 @@ export function CronPage() {
                 </>
               ) : null}
             </p>
+            <FiringsToggle id={c.id} />
             <div className="actions">
               <button type="button" disabled={action.busy} onClick={() => update(c, !c.enabled)}>
                 {c.enabled ? 'Disable' : 'Enable'}

@@ -230,6 +230,25 @@ describe('the web dashboard', () => {
     await shot('sandboxes');
     await card.getByRole('button', { name: 'Stop', exact: true }).click();
     await card.waitFor({ state: 'detached', timeout: 30_000 });
+
+    // A sandbox started with a URL links to it (the router's address for its subdomain).
+    await page.fill('#new-workspace', 'dash-web');
+    await page.check('#new-url');
+    await page.click('#new-sandbox');
+    // A URL needs a persistent workspace: the form shows the server's sentence, then starts it once that is ticked.
+    const refused = page.locator('form', { has: page.locator('#new-sandbox') }).getByRole('alert');
+    await refused.waitFor();
+    assert.match((await refused.textContent()) ?? '', /url requires persistent/);
+    await page.check('#new-persistent');
+    await page.click('#new-sandbox');
+    const web = page.locator('[data-sandbox="dash-web"]');
+    const link = web.getByRole('link', { name: /^http:/ });
+    await link.waitFor({ timeout: 60_000 });
+    const href = (await link.getAttribute('href')) ?? '';
+    assert.match(href, new RegExp(`^http://[0-9a-f]{12}\\.localhost:${server.routerPort}/?$`));
+    assert.equal((await sdk.status('dash-web')).url?.replace(/\/$/, ''), href.replace(/\/$/, ''));
+    await web.getByRole('button', { name: 'Stop', exact: true }).click();
+    await web.waitFor({ state: 'detached', timeout: 30_000 });
   });
 
   test('workspaces, files and usage pages show what the API has', async () => {

@@ -124,7 +124,7 @@ function NewSandbox({ onCreated }: { onCreated: () => void }) {
       </div>
       <div>
         <input id="new-url" type="checkbox" checked={url} onChange={(e) => setUrl(e.target.checked)} />{' '}
-        <label htmlFor="new-url">Open a URL to port 8080</label>
+        <label htmlFor="new-url">Open a URL to port 8080 (needs persistent)</label>
       </div>
       <div>
         <button type="submit" id="new-sandbox" disabled={action.busy}>

@@ -8,7 +8,8 @@ PKGS=(crun catatonit nftables iproute2 debootstrap e2fsprogs ca-certificates uti
 if [ "${1:-}" = "--test" ]; then
   # ceph-mon, ceph-osd, radosgw: the S3 server the object-store tests run against (scripts/start-rgw.sh); curl signs its bucket creation.
   # openssh-client: ssh, scp and sftp against the SSH gateway.
-  # chromium: the headless browser of the browser tests (the router's pages, sign-in and `mags login` approval),
+  # chromium: the headless browser of the browser tests (the router's pages, sign-in, `mags login` approval and the
+  # dashboard),
   # driven by playwright-core (no browser download).
   # wrk: the load generator bench/router runs beside its Node one.
   PKGS+=(postgresql python3 ceph-mon ceph-osd radosgw curl openssh-client chromium wrk)

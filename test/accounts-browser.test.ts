@@ -4,8 +4,7 @@
 // revokes it and sees 401; a page of another site cannot approve a login; `mags logout` revokes the CLI's token.
 // Screenshots of each page are kept in $MAGS_TEST_ARTIFACTS (default: test-artifacts/browser in the repository).
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -13,34 +12,9 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Mags, MagsApiError } from '@mags/sdk';
 import Database from 'better-sqlite3';
-import { type Browser, chromium, type Page } from 'playwright-core';
-import { CLI, startServer, type TestServer } from './harness.js';
-
-const CHROMIUM = process.env.MAGS_TEST_CHROMIUM ?? '/usr/bin/chromium';
-const ARTIFACTS = process.env.MAGS_TEST_ARTIFACTS ?? path.join(import.meta.dirname, '..', 'test-artifacts', 'browser');
-
-interface Cli {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs the CLI with its own MAGS_HOME; `input` goes to stdin; `onStderr` sees stderr as it comes. */
-function cli(args: string[], env: NodeJS.ProcessEnv, input?: string, onStderr?: (text: string) => void): Promise<Cli> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { env, stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
-    child.stderr.on('data', (b: Buffer) => {
-      stderr += b.toString();
-      onStderr?.(stderr);
-    });
-    child.once('error', reject);
-    child.once('close', (code) => resolve({ code, stdout, stderr }));
-    child.stdin.end(input ?? '');
-  });
-}
+import type { Browser, Page } from 'playwright-core';
+import { ARTIFACTS, type Cli, cli, launchBrowser } from './browser.js';
+import { startServer, type TestServer } from './harness.js';
 
 describe('accounts in a browser', () => {
   let server: TestServer;
@@ -59,22 +33,9 @@ describe('accounts in a browser', () => {
   const shot = async (name: string) => page.screenshot({ path: path.join(ARTIFACTS, `${name}.png`), fullPage: true });
 
   before(async () => {
-    mkdirSync(ARTIFACTS, { recursive: true });
     server = await startServer();
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-        '--no-first-run',
-        '--disable-quic',
-      ],
-    });
+    browser = await launchBrowser();
     page = await browser.newPage();
-    process.stderr.write(`browser screenshots: ${ARTIFACTS}\n`);
   });
   after(async () => {
     await browser?.close();

@@ -134,6 +134,10 @@ export const JobStatus = Type.Object(
     completed_at: Nullable(Type.String()),
     error_message: Nullable(Type.String()),
     script: Type.String(),
+    long_lived: Type.Optional(Type.Boolean({ description: 'A sandbox that stays up (mags new): takes execs' })),
+    no_sleep: Type.Optional(
+      Type.Boolean({ description: 'Never sleeps, and starts again when it dies (PATCH no_sleep changes it)' }),
+    ),
   },
   { $id: 'JobStatus' },
 );

@@ -58,6 +58,8 @@ export interface ServerConfig {
   sshHost: string | undefined;
   /** The router's port on `host` (0: no router; `--router-port`). */
   routerPort: number;
+  /** The built web dashboard served at `/` (`$MAGS_DASHBOARD_DIR`; default: packages/dashboard/dist beside the server). */
+  dashboardDir: string;
   /** The domain URLs live under: `<subdomain>.<appsDomain>` (`--apps-domain`, default localhost). */
   appsDomain: string;
   /** PEM certificate and key files: with both, the router serves HTTPS (and plain HTTP redirects to it). */
@@ -107,6 +109,7 @@ export interface ServerConfigInput {
   sshPort?: number | string;
   sshHost?: string;
   routerPort?: number | string;
+  dashboardDir?: string;
   appsDomain?: string;
   tlsCert?: string;
   tlsKey?: string;
@@ -152,6 +155,7 @@ export interface ServerEnvironment {
   MAGS_SSH_PORT?: string;
   MAGS_SSH_HOST?: string;
   MAGS_ROUTER_PORT?: string;
+  MAGS_DASHBOARD_DIR?: string;
   MAGS_APPS_DOMAIN?: string;
   MAGS_TLS_CERT?: string;
   MAGS_ROUTER_FRONT?: string;
@@ -324,6 +328,13 @@ export function resolveServerConfig(input: ServerConfigInput = {}, env: ServerEn
     );
   }
   const oidc = oidcConfig(input, env);
+  // The server's dist/ and the dashboard's are siblings both in the repository (packages/*) and once installed
+  // (node_modules/@mags/*).
+  const dashboardDir = resolve(
+    nonEmpty(input.dashboardDir) ??
+      nonEmpty(env.MAGS_DASHBOARD_DIR) ??
+      join(import.meta.dirname, '..', '..', 'dashboard', 'dist'),
+  );
 
   return {
     dataDir,
@@ -346,6 +357,7 @@ export function resolveServerConfig(input: ServerConfigInput = {}, env: ServerEn
     sshPort,
     sshHost,
     routerPort,
+    dashboardDir,
     appsDomain,
     tlsCert: tlsCert === undefined ? undefined : resolve(tlsCert),
     tlsKey: tlsKey === undefined ? undefined : resolve(tlsKey),

@@ -14,6 +14,7 @@ import { registerAgentRoutes } from './agents/routes.js';
 import { redactUrl, resolveServerConfig, type ServerConfig } from './config.js';
 import { registerCronRoutes } from './cron/routes.js';
 import { CronService } from './cron/service.js';
+import { registerDashboard } from './dashboard/routes.js';
 import { registerFileRoutes } from './files/routes.js';
 import { Files } from './files/service.js';
 import { buildApp } from './http/app.js';
@@ -306,6 +307,7 @@ export async function createServer(config: ServerConfig, options: CreateServerOp
         (a) => registerRouterRoutes(a, urls),
         (a) => registerCronRoutes(a, cron),
         (a) => registerUsageRoutes(a, usage),
+        (a) => registerDashboard(a, cfg.dashboardDir, logger),
       ],
     });
     await app.ready();

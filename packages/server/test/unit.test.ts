@@ -70,6 +70,7 @@ describe('server configuration', () => {
       sshPort: 2222,
       sshHost: undefined,
       routerPort: 7380,
+      dashboardDir: resolve(import.meta.dirname, '..', '..', 'dashboard', 'dist'),
       appsDomain: 'localhost',
       tlsCert: undefined,
       tlsKey: undefined,

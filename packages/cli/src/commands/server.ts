@@ -1,7 +1,8 @@
 // `mags server`: the one place embedded mode is wired. It starts the control plane and an agent in this
 // process, joins them with an in-process link, stores the first start's token in config.json, and stops
 // both on SIGINT/SIGTERM.
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 // The control plane and agent (Fastify, database drivers, the S3 client) load only when `mags server` runs,
 // so every other command starts quickly.
 import type { Agent, AgentConfig } from '@mags/agent';
@@ -371,6 +372,9 @@ async function serve(flags: ServerFlags): Promise<void> {
   }
   if (stopping) return;
   process.stderr.write(`mags server listening on ${url} (data in ${config.dataDir})\n`);
+  if (existsSync(join(config.dashboardDir, 'index.html'))) {
+    process.stderr.write(`the dashboard: ${url}/ (the owner sets a password with mags user password)\n`);
+  }
 }
 
 async function shutdown(agent: Agent | undefined, server: MagsServer): Promise<void> {

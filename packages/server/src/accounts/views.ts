@@ -72,6 +72,7 @@ export function accountPage(csrf: string, userName: string): string {
   return page(
     'Mags account',
     `<p>Signed in as <strong id="user">${escapeHtml(userName)}</strong>.</p>
+<p><a id="dashboard" href="/">Open the dashboard</a>: jobs, sandboxes, workspaces, files, cron, tokens, usage.</p>
 <p>Approve a terminal's <code>mags login</code> at <a href="/device">/device</a>.</p>
 <form method="post" action="/signout">${hidden('csrf', csrf)}<button id="signout" type="submit">Sign out</button></form>`,
   );

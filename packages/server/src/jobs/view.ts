@@ -24,6 +24,8 @@ export function jobStatusView(job: Job, urlOf?: UrlOf): JobStatus {
     completed_at: iso(job.completed_at),
     error_message: job.error_message,
     script: job.script,
+    long_lived: job.spec?.long_lived === true,
+    no_sleep: job.spec?.no_sleep === true,
   };
 }
 

@@ -144,7 +144,8 @@ describe('mags new and mags exec', () => {
     ]);
     assert.equal(kept.code, 0, kept.stderr.toString());
     assert.equal(kept.stdout.toString(), 'started\n');
-    const next = await execCli([dev, 'cat /root/state; ps -eo args']);
+    // (The exec's process group is hung up 250 ms after it ends.)
+    const next = await execCli([dev, 'sleep 1; cat /root/state; ps -eo args']);
     assert.match(next.stdout.toString(), /^hello\n/);
     assert.match(next.stdout.toString(), /^sleep 1001$/m, 'the nohup process is still running');
     assert.doesNotMatch(next.stdout.toString(), /^sleep 1002$/m, 'the plain background process ended with its exec');

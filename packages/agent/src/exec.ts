@@ -18,8 +18,11 @@ import type { ExecProcess, Sandbox } from './sandbox.js';
  */
 const LINGER_MS = 300;
 
-/** After the command exits, when its process group is hung up. */
-const HANGUP_DELAY_MS = 25;
+/**
+ * After the command exits, when its process group is hung up: long enough for a `nohup` started just before the end
+ * to set the hangup aside on a loaded machine (25 ms was not: a forked shell had not reached it under load 15).
+ */
+const HANGUP_DELAY_MS = 250;
 
 type Send = (message: AgentToServer) => void;
 type ExecMessage = Extract<ServerToAgent, { type: 'execInput' | 'execAck' | 'execKill' | 'execResize' }>;

@@ -146,7 +146,7 @@ test('when it ends, what it left in the background is hung up, except what was p
   await r.done;
   assert.equal(r.exited().exitCode, 0);
   const [plain, kept] = readFileSync(pids, 'utf8').trim().split('\n').map(Number);
-  await new Promise((res) => setTimeout(res, 100));
+  await new Promise((res) => setTimeout(res, 600)); // the group is hung up 250 ms after the command ends
   const alive = (pid: number) => {
     try {
       process.kill(pid, 0);

@@ -6,6 +6,8 @@
 'completed'
 """
 
+from __future__ import annotations
+
 from .aio import AsyncMags
 from .client import Mags
 from .errors import (

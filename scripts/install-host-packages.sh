@@ -9,9 +9,10 @@ if [ "${1:-}" = "--test" ]; then
   # openssh-client: ssh, scp and sftp against the SSH gateway.
   # chromium: the headless browser of the browser tests (the router's pages, sign-in and `mags login` approval),
   # driven by playwright-core (no browser download).
-  # python3-venv, python3-pip, python3-setuptools, python3-wheel: the Python SDK tests install python/ into a fresh venv
-  # and build its wheel offline (python/tests/test_package.py).
-  PKGS+=(postgresql python3 python3-venv python3-pip python3-setuptools python3-wheel ceph-mon ceph-osd radosgw curl openssh-client chromium)
+  # python3-venv, python3-pip, python3-setuptools, python3-wheel and their wheels (-whl, for pip's build isolation
+  # offline): the Python SDK tests `pip install ./python` into fresh venvs and build its wheel offline
+  # (python/tests/test_package.py).
+  PKGS+=(postgresql python3 python3-venv python3-pip python3-setuptools python3-wheel python3-setuptools-whl python3-wheel-whl ceph-mon ceph-osd radosgw curl openssh-client chromium)
 fi
 missing=()
 for p in "${PKGS[@]}"; do

@@ -17,6 +17,7 @@ from tests.support import PACKAGE
 # The interpreter the venvs are made from: Debian's, whose setuptools and wheel come from apt (python3-venv,
 # python3-setuptools, python3-wheel in scripts/install-host-packages.sh), as a user without network has them.
 BASE = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
+WHEELS = "/usr/share/python-wheels"
 SOURCES = sorted(glob.glob(os.path.join(PACKAGE, "mags", "*.py")))
 
 
@@ -114,16 +115,29 @@ class InstallTest(unittest.TestCase):
         self.assertEqual(url, "http://127.0.0.1:1")
 
     def test_pip_install_of_the_directory_into_a_fresh_venv(self) -> None:
-        py = self.venv("venv-dir")
-        subprocess_env = self.env
+        """Exactly `pip install ./python`, build isolation and all, in a venv without system packages. Offline, the
+        build's setuptools and wheel come from Debian's wheel directory (python3-setuptools-whl,
+        python3-wheel-whl) through PIP_FIND_LINKS instead of an index."""
+        path = os.path.join(self.tmp, "venv-dir")
+        run(BASE, "-m", "venv", path)
+        py = os.path.join(path, "bin", "python")
+        env = dict(self.env, PIP_FIND_LINKS=WHEELS)
         out = subprocess.run(
-            [py, "-m", "pip", "install", "--no-build-isolation", self.src],
-            capture_output=True, text=True, timeout=600, env=subprocess_env, cwd=self.tmp,
+            [py, "-m", "pip", "install", "./python"], capture_output=True, text=True, timeout=600, env=env, cwd=self.tmp
         )
         self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
         self.check_import(py)
         show = run(py, "-m", "pip", "show", "magpie-mags")
         self.assertIn("Name: magpie-mags", show)
+
+    def test_pip_install_without_build_isolation(self) -> None:
+        py = self.venv("venv-noiso")
+        out = subprocess.run(
+            [py, "-m", "pip", "install", "--no-build-isolation", "./python"],
+            capture_output=True, text=True, timeout=600, env=self.env, cwd=self.tmp,
+        )
+        self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+        self.check_import(py)
 
     def test_a_wheel_builds_offline_and_installs(self) -> None:
         builder = self.venv("venv-build")

@@ -4,11 +4,16 @@ runs, through stream, run_stream and AsyncMags."""
 from __future__ import annotations
 
 import asyncio
+import json
+import threading
 import unittest
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, List
+from urllib.parse import parse_qs, urlsplit
 
 from tests.support import client
 
-from mags import AsyncMags, MagsNotFoundError
+from mags import AsyncMags, Mags, MagsNotFoundError
 
 # 10,000 numbered lines, a pause after each thousand: about three seconds of output.
 SCRIPT = (
@@ -74,6 +79,50 @@ class StreamTest(unittest.TestCase):
         got, status = asyncio.run(main())
         self.assertEqual(got, ["a1", "a2", "a3", "x", "y"])
         self.assertEqual(status, "completed")
+
+
+
+def _log(seq: int) -> str:
+    entry = {"seq": seq, "timestamp": "2026-01-01T00:00:00.000Z", "level": "info", "stream": "stdout", "message": f"m{seq}"}
+    return f"event: log\ndata: {json.dumps(entry)}\n\n"
+
+
+class ResumeTest(unittest.TestCase):
+    def test_a_dropped_stream_resumes_after_the_last_line_seen(self) -> None:
+        """A proxy or a server restart cuts the connection mid-stream: no line is lost or repeated."""
+        seen_after: List[str] = []
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                after = parse_qs(urlsplit(self.path).query)["after"][0]
+                seen_after.append(after)
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                if after == "0":
+                    self.wfile.write((": keep-alive\n\n" + _log(1) + _log(2) + "event: log\ndata: {\"se").encode())
+                else:
+                    end = {"request_id": "j", "status": "completed", "exit_code": 0}
+                    self.wfile.write((_log(2) + _log(3) + f"event: end\ndata: {json.dumps(end)}\n\n").encode())
+                self.wfile.flush()
+                self.close_connection = True
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        self.addCleanup(server.server_close)
+        self.addCleanup(server.shutdown)
+        m = Mags(api_url=f"http://127.0.0.1:{server.server_address[1]}", api_token="t")
+        follower = m.stream("j")
+        self.assertEqual([e["message"] for e in follower], ["m1", "m2", "m3"])
+        self.assertEqual(seen_after, ["0", "2"])
+        self.assertEqual(follower.status, {"request_id": "j", "status": "completed", "exit_code": 0})
 
 
 if __name__ == "__main__":

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from typing import Any, AsyncIterator, Callable, Optional, TypeVar
+from typing import Any, AsyncIterator, Callable
 
 from .client import Mags
 
-T = TypeVar("T")
 _DONE = object()
 
 

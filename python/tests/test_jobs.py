@@ -9,7 +9,7 @@ import tempfile
 import time
 import unittest
 
-from tests.support import client, eventually, lines, router_get, unique
+from tests.support import client, eventually, router_get, unique
 
 from mags import MagsConflictError, MagsError
 

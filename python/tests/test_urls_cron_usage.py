@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import unittest
 
-from tests.support import client, eventually, lines, router_get, unique
+from tests.support import client, eventually, router_get, unique
 
 from mags import MagsConflictError, MagsError, MagsNotFoundError
 

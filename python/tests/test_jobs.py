@@ -181,6 +181,17 @@ class SandboxTest(unittest.TestCase):
         url_access = self.m.enable_access(ws, 8000)
         self.assertEqual(url_access["url"], info["url"])  # type: ignore[typeddict-item]
 
+    def test_update_job_checks_what_it_changes(self) -> None:
+        ws = unique("py-upd")
+        self.m.new(ws)
+        self.addCleanup(self._stop, ws)
+        with self.assertRaises(MagsError) as ctx:
+            self.m.update_job(ws, no_sleep=True)
+        self.assertEqual(ctx.exception.status, 400, "an always-on sandbox needs a persistent workspace")
+        self.assertIn("persistent", str(ctx.exception))
+        with self.assertRaises(TypeError):
+            self.m.update_job(ws, sleep=False)
+
     def test_new_refuses_a_workspace_in_use(self) -> None:
         ws = unique("py-busy")
         self.m.new(ws)

@@ -66,13 +66,41 @@ def eventually(check: Callable[[], Optional[Any]], what: str, timeout: float = 6
     while time.monotonic() < deadline:
         try:
             got = check()
-        except AssertionError as err:
+        except (AssertionError, OSError) as err:
             last = err
             got = None
         if got:
             return got
         time.sleep(every)
     raise AssertionError(f"{what} did not happen within {timeout:g} s (last: {last})")
+
+
+def serve_in_background(m: Any, sandbox: str, port: int, directory: str = "/srv") -> None:
+    """Starts python3 -m http.server in a sandbox, in the background, and returns once it answers. The exec waits
+    for it because the agent hangs up an exec's process group 25 ms after the command exits: a `nohup … &` as the
+    last command can lose that race on a loaded host."""
+    r = m.exec(
+        sandbox,
+        f"cd {directory} && nohup python3 -m http.server {port} >/dev/null 2>&1 & "
+        f"until curl -sf -o /dev/null http://127.0.0.1:{port}/; do sleep 0.1; done",
+        timeout_s=60,
+    )
+    if r["exit_code"] != 0:
+        raise AssertionError(f"the server in {sandbox} did not start: {r}")
+
+
+def router_ok(host: str, path: str = "/", timeout: float = 30.0) -> "tuple[int, str]":
+    """Polls a URL through the router until it answers 200; fails with the last answer."""
+    seen: "list[tuple[int, str]]" = []
+
+    def check() -> "tuple[int, str] | None":
+        seen.append(router_get(host, path))
+        return seen[-1] if seen[-1][0] == 200 else None
+
+    try:
+        return eventually(check, f"http://{host}{path} answering 200", timeout)
+    except AssertionError as err:
+        raise AssertionError(f"{err}; last answer: {seen[-1] if seen else None}") from None
 
 
 def lines(result: Any, stream: str = "stdout") -> "list[str]":

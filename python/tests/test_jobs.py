@@ -9,7 +9,7 @@ import tempfile
 import time
 import unittest
 
-from tests.support import client, eventually, router_get, unique
+from tests.support import client, eventually, router_ok, serve_in_background, unique
 
 from mags import MagsConflictError, MagsError
 
@@ -151,15 +151,13 @@ class SandboxTest(unittest.TestCase):
         self.assertEqual(cleared["status"], "running")
         self.m.exec(ws, "mkdir -p /srv && echo hello-from-py > /srv/index.html")
         # A server that outlives the exec: started in the background, detached from its output.
-        self.m.exec(ws, "cd /srv && nohup python3 -m http.server 8000 >/dev/null 2>&1 &")
+        serve_in_background(self.m, ws, 8000)
         info = self.m.url(ws, port=8000)
         self.assertTrue(info["success"])
         self.assertEqual(info["port"], 8000)
         self.assertIn(info["subdomain"], info["url"])
         host = info["url"].split("://", 1)[1].split(":", 1)[0]
-        status, body = eventually(
-            lambda: (lambda r: r if r[0] == 200 else None)(router_get(host)), "the URL answering", timeout=30
-        )
+        _, body = router_ok(host)
         self.assertEqual(body.strip(), "hello-from-py", "the URL reached the sandbox's port")
 
         ssh = self.m.enable_access(ws, 22)

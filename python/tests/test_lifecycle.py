@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 import unittest
 
-from tests.support import client, eventually, router_get, unique
+from tests.support import client, eventually, router_get, serve_in_background, unique
 
 from mags import MagsError
 
@@ -30,7 +30,7 @@ class LifecycleTest(unittest.TestCase):
         self.m.new(ws, persistent=True)
         self.addCleanup(self._stop, ws)
         self.m.exec(ws, "mkdir -p /srv && echo woken > /srv/index.html")
-        self.m.exec(ws, f"nohup sh -c '{APP}' >/dev/null 2>&1 &")
+        serve_in_background(self.m, ws, 8000)
         info = self.m.url(ws, port=8000)
         host = info["url"].split("://", 1)[1].split(":", 1)[0]
         eventually(lambda: router_get(host)[0] == 200, "the app answering", 30)

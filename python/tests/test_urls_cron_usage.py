@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import unittest
 
-from tests.support import client, eventually, router_get, unique
+from tests.support import client, eventually, router_get, router_ok, serve_in_background, unique
 
 from mags import MagsConflictError, MagsError, MagsNotFoundError
 
@@ -20,13 +20,13 @@ class AliasTest(unittest.TestCase):
         self.m.new(ws, persistent=True)
         self.addCleanup(self._stop, ws)
         self.m.exec(ws, "mkdir -p /srv && echo via-alias > /srv/index.html")
-        self.m.exec(ws, "cd /srv && nohup python3 -m http.server 8080 >/dev/null 2>&1 &")
+        serve_in_background(self.m, ws, 8080)
         alias = self.m.url_alias_create(sub, ws)
         self.addCleanup(self._delete_alias, sub)
         self.assertEqual((alias["subdomain"], alias["workspace_id"]), (sub, ws))
         self.assertIn(sub, alias["url"])
         host = f"{sub}.{alias['domain']}"
-        _, body = eventually(lambda: (lambda r: r if r[0] == 200 else None)(router_get(host)), "the alias answering", 30)
+        _, body = router_ok(host)
         self.assertEqual(body.strip(), "via-alias")
         self.assertIn(sub, [a["subdomain"] for a in self.m.url_alias_list()])
         with self.assertRaises(MagsConflictError):

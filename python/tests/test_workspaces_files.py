@@ -59,6 +59,11 @@ class UploadTest(unittest.TestCase):
         self.assertIn("not a regular file", str(ctx.exception))
         with self.assertRaises(TypeError):
             self.m.upload_files("script.py")  # type: ignore[arg-type]
+        plain = self.write("plain.txt", b"x")
+        for hostile in ("two\nlines.txt", "\u202etxt.exe", "esc\x1b[31m.txt"):
+            with self.assertRaises(MagsError) as ctx:
+                self.m.upload(plain, name=hostile)
+            self.assertEqual((ctx.exception.status, ctx.exception.code), (422, "invalid_name"), hostile)
         with self.assertRaises(MagsNotFoundError):
             self.m.run("true", file_ids=["f-does-not-exist"])
 

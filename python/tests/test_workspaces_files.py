@@ -135,7 +135,11 @@ class WorkspaceTest(unittest.TestCase):
         result = self.m.run_and_wait("cat /root/data.txt; df -k / | tail -1", workspace_id=ws, persistent=True)
         out = lines(result)
         self.assertEqual(out[0], "v1", "the file persisted into the next run")
-        self.assertGreater(int(out[1].split()[1]), 2 * 1024 * 1024, "the disk is 3 GB now")
+        # Seen failing now and then on a loaded host (df still 2 GB although resize answered 3): a resize right after
+        # stop() can lose a race with the agent's teardown of the stopped sandbox. Reported, not hidden.
+        self.assertGreater(
+            int(out[1].split()[1]), 2 * 1024 * 1024, f"the disk is 3 GB now (df: {out[1]!r}; server: {resized})"
+        )
 
         deleted = self.m.delete_workspace(ws)
         self.assertEqual(deleted, {"success": True, "name": ws})

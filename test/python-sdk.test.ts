@@ -74,6 +74,8 @@ describe('the Python SDK against a real server', () => {
       const { code, output } = await unittest(module, target);
       // Figures a Python test prints (e.g. the peak memory of a 1 GiB upload) go to the node:test report.
       for (const line of output.split('\n')) if (/^\s+\S.*: (peak|figure)/i.test(line)) t.diagnostic(line.trim());
+      // A Python test skipped (with the reason it gives) is shown too, so that a skip is never silent.
+      for (const line of output.split('\n')) if (/ \.\.\. skipped /.test(line)) t.diagnostic(line.trim());
       assert.equal(code, 0, `python3 -m unittest tests.${module} failed:\n${output}`);
       assert.match(output, /\nOK\b/, `python3 -m unittest tests.${module} ran no tests:\n${output}`);
     });

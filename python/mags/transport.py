@@ -30,6 +30,10 @@ Query = Optional[Mapping[str, Union[str, int, float, bool, None]]]
 ProgressCallback = Callable[[int, int], None]
 
 
+class _ConnectTimeout(ConnectionError):
+    """The server accepted no connection in time: nothing was sent, so an idempotent call may be retried."""
+
+
 def path_segment(value: str) -> str:
     """One path segment, percent-encoded (a name or id never changes the route)."""
     return quote(value, safe="")
@@ -69,6 +73,10 @@ class Transport:
         return h
 
     def connection_error(self, err: BaseException, request_id: Optional[str] = None) -> MagsError:
+        if isinstance(err, _ConnectTimeout):
+            return MagsConnectionError(
+                f"the Mags server at {self.base_url} accepted no connection ({err}); is it overloaded?", request_id
+            )
         if isinstance(err, socket.timeout):
             return MagsTimeoutError(f"the Mags server at {self.base_url} did not answer in time", request_id)
         if isinstance(err, socket.gaierror):
@@ -113,6 +121,11 @@ class Transport:
             conn = self.connection(self.timeout + hold)
             try:
                 try:
+                    # A connection not accepted in time is a connection error (nothing was sent): retried like one.
+                    try:
+                        conn.connect()
+                    except socket.timeout as err:
+                        raise _ConnectTimeout(f"no connection within {self.timeout + hold:g} s") from err
                     conn.request(method, self.target(path, query), body=data, headers=self.headers(extra))
                     res = conn.getresponse()
                     raw = res.read()

@@ -141,12 +141,10 @@ class WorkspaceTest(unittest.TestCase):
             self.m.get_workspace(ws)
         self.assertNotIn(ws, [w["name"] for w in self.m.list_workspaces()["workspaces"]])
 
-    @unittest.skipUnless(
-        os.environ.get("MAGS_TEST_KNOWN_BUGS"),
-        "known platform race: on a loaded host, a resize right after stop() answers disk_gb=3 while the next run "
-        "still sees a 2 GB filesystem (the Python SDK's call is right; set MAGS_TEST_KNOWN_BUGS=1 to run it)",
-    )
     def test_a_resize_after_stop_reaches_the_next_run(self) -> None:
+        """A stopped sandbox may hold its workspace's filesystem a moment longer through its own mount namespace; the
+        agent waits for it to let go before growing the disk (it used to grow it under the live filesystem, and the
+        next run saw the old size on a loaded host)."""
         ws = unique("py-rs")
         self.addCleanup(self._delete, ws)
         self.m.new(ws, persistent=True)

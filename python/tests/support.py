@@ -76,13 +76,13 @@ def eventually(check: Callable[[], Optional[Any]], what: str, timeout: float = 6
 
 
 def serve_in_background(m: Any, sandbox: str, port: int, directory: str = "/srv") -> None:
-    """Starts python3 -m http.server in a sandbox, in the background, and returns once it answers. The exec waits
-    for it because the agent hangs up an exec's process group 25 ms after the command exits: a `nohup … &` as the
-    last command can lose that race on a loaded host."""
+    """Starts python3 -m http.server in a sandbox, outside the exec's session (setsid -f, as test/router.test.ts
+    starts its app: the agent signals an exec's process group when it ends, and a `nohup … &` can lose that race on
+    a loaded host), and returns once it answers."""
     r = m.exec(
         sandbox,
-        f"cd {directory} && nohup python3 -m http.server {port} >/dev/null 2>&1 & "
-        f"until curl -sf -o /dev/null http://127.0.0.1:{port}/; do sleep 0.1; done",
+        f"cd {directory} && (setsid -f python3 -m http.server {port} >/dev/null 2>&1 </dev/null) && "
+        f"for i in $(seq 300); do curl -sf -o /dev/null http://127.0.0.1:{port}/ && exit 0; sleep 0.1; done; exit 1",
         timeout_s=60,
     )
     if r["exit_code"] != 0:

@@ -12,7 +12,10 @@ if [ "${1:-}" = "--test" ]; then
   # dashboard),
   # driven by playwright-core (no browser download).
   # wrk: the load generator bench/router runs beside its Node one.
-  PKGS+=(postgresql python3 ceph-mon ceph-osd radosgw curl openssh-client chromium wrk)
+  # python3-venv, python3-pip, python3-setuptools, python3-wheel and their wheels (-whl, for pip's build isolation
+  # offline): the Python SDK tests `pip install ./python` into fresh venvs and build its wheel offline
+  # (python/tests/test_package.py).
+  PKGS+=(postgresql python3 python3-venv python3-pip python3-setuptools python3-wheel python3-setuptools-whl python3-wheel-whl ceph-mon ceph-osd radosgw curl openssh-client chromium wrk)
 fi
 missing=()
 for p in "${PKGS[@]}"; do

@@ -89,6 +89,23 @@ export class WorkspaceDisk {
     await run('umount', [this.mountPoint], { logger: this.logger });
   }
 
+  /**
+   * Waits until no loop device holds the image any more (`mount -o loop` sets autoclear: the device goes with the
+   * last user of the filesystem, in whatever mount namespace); refuses after `timeoutMs`.
+   */
+  async waitReleased(timeoutMs = 30_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const held = (await run('losetup', ['-j', this.image], { logger: this.logger })).stdout.trim();
+      if (held === '') return;
+      if (Date.now() > deadline) {
+        this.logger.warn({ disk: this.dir, held }, 'a workspace disk to grow is still held after its unmount');
+        throw new Error('the workspace disk is still held by a sandbox that is stopping; try again in a moment');
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
   /** Grows the filesystem to sizeGb (unmounting it meanwhile if mounted), without touching its contents. Shrinking is refused. */
   async grow(sizeGb: number): Promise<void> {
     const img = shq(this.image);
@@ -101,6 +118,10 @@ export class WorkspaceDisk {
     // unmounted; callers make sure no sandbox uses it.
     const wasMounted = this.mounted();
     if (wasMounted) await this.unmount();
+    // The filesystem must be gone, not just unmounted here: a sandbox that just stopped may still hold it through its
+    // own mount namespace (its overlay's private clone of the mount) for a moment. Resized under that live
+    // superblock, the image would be remounted on the same loop device with the old size, or written back over.
+    await this.waitReleased();
     await sh(
       `truncate -s ${sizeGb}G ${img} && (e2fsck -f -y ${img} >/dev/null 2>&1 || true) && resize2fs ${img} >/dev/null 2>&1`,
       { logger: this.logger },

@@ -108,9 +108,7 @@ class JobAccepted(TypedDict):
     message: str
 
 
-class JobStatus(TypedDict):
-    """A job as ``status``, ``list_jobs``, ``find_job``, ``new`` and ``update_job`` answer it (ISO-8601 times)."""
-
+class _JobStatusWire(TypedDict):
     request_id: str
     name: Optional[str]
     status: JobStatusValue
@@ -127,6 +125,15 @@ class JobStatus(TypedDict):
     #: Why the platform failed or killed the job (e.g. a timeout); None otherwise.
     error_message: Optional[str]
     script: str
+
+
+class JobStatus(_JobStatusWire, total=False):
+    """A job as ``status``, ``list_jobs``, ``find_job``, ``new`` and ``update_job`` answer it (ISO-8601 times)."""
+
+    #: A sandbox that stays up (``new``) and takes execs.
+    long_lived: bool
+    #: Never sleeps, and starts again when it dies (``update_job(no_sleep=...)`` changes it).
+    no_sleep: bool
 
 
 class JobList(TypedDict):

@@ -182,6 +182,7 @@ export class Agent {
       logger,
       2,
       () => this.reportPool(),
+      config.capacity,
     );
     this.pool.refill();
     // Before any job can arrive: copies a previous agent left are known before a run may open one.

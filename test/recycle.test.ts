@@ -45,7 +45,7 @@ except Exception: pass' || true
     ss -ltnu | grep -c 4012 || true
     echo done
     `,
-    { timeoutMs: 60_000 },
+    { timeout: 60_000 },
   );
   assert.equal(a.status, 'completed', JSON.stringify(a.logs));
   assert.match(output(a), /done/);
@@ -62,7 +62,7 @@ except Exception: pass' || true
       cat /proc/net/nf_conntrack 2>/dev/null | head -3
       echo checked
       `,
-      { timeoutMs: 60_000 },
+      { timeout: 60_000 },
     );
     assert.equal(b.status, 'completed', JSON.stringify(b.logs));
     const out = output(b);

@@ -141,13 +141,14 @@ test("only the agent holds the helper's channel, and the helper ends with the ag
     // and its own network namespace; nothing it listens on, nothing inherited.
     const fds = readdirSync(`/proc/${hostd}/fd`).map((fd) => [Number(fd), readlinkSync(`/proc/${hostd}/fd/${fd}`)]);
     for (const [fd, link] of fds) {
-      if (fd <= 2) assert.match(String(link), /^(socket|pipe):/);
+      if (Number(fd) <= 2) assert.match(String(link), /^(socket|pipe):/);
       else assert.match(String(link), /^net:/, `unexpected descriptor ${fd} -> ${link}`);
     }
     const listening = readFileSync('/proc/net/unix', 'utf8');
     for (const [fd, link] of fds) {
       const inode = /^socket:\[(\d+)\]$/.exec(String(link))?.[1];
-      if (fd <= 2 && inode) assert.doesNotMatch(listening, new RegExp(` ${inode} @?/`), 'the socket has no name');
+      if (Number(fd) <= 2 && inode)
+        assert.doesNotMatch(listening, new RegExp(` ${inode} @?/`), 'the socket has no name');
     }
     agent.kill('SIGKILL');
     for (let i = 0; i < 50 && existsSync(`/proc/${hostd}`); i++) await new Promise((r) => setTimeout(r, 20));

@@ -15,6 +15,7 @@
  *   copy-layer TEMPLATE IMAGE        sparse copy (data extents only) of a layer template to a new file
  *   mount-layer IMAGE DIR            attach IMAGE to a free loop device (autoclear) and mount its ext4 at DIR
  *                                    (nosuid,nodev,noatime; no barrier, no itable init: the layer is thrown away)
+ *   bind-layer LAYER DIR             bind a mounted layer at DIR (a sandbox's fs/), nosuid,nodev,noatime
  *   mount-overlay DIR OPTIONS        mount an overlay at DIR/rootfs, the option paths relative to DIR
  *   umount PATH                      unmount PATH (lazily when busy); not mounted is not an error
  *   netns-add NAME [HOSTIF HOSTIP SANDBOXIP]
@@ -197,6 +198,38 @@ done:
   if (ctl >= 0) close(ctl);
   close(img);
   close(target);
+  return r;
+}
+
+/* Binds a mounted layer at a sandbox's fs/ (nosuid,nodev,noatime, as the layer's own mount). */
+static int bind_layer(const char *src, const char *dst) {
+  int from, to, r;
+  if ((r = open_under(sandboxes, src, O_PATH | O_DIRECTORY, 0, &from))) return r;
+  if ((r = open_under(sandboxes, dst, O_PATH | O_DIRECTORY, 0, &to))) {
+    close(from);
+    return r;
+  }
+  char a[64], b[64];
+  fd_path(a, sizeof a, from);
+  fd_path(b, sizeof b, to);
+  if (mount(a, b, NULL, MS_BIND, NULL) < 0) {
+    r = fail(errno, "cannot bind %s at %s: %s", src, dst, strerror(errno));
+  } else {
+    /* The new mount, as the path now resolves: its own flags are set by a remount. */
+    int m = -1;
+    if (open_under(sandboxes, dst, O_PATH | O_DIRECTORY, 0, &m)) m = -1;
+    char c[64];
+    if (m >= 0) fd_path(c, sizeof c, m);
+    if (m < 0 || mount(NULL, c, NULL, MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NODEV | MS_NOATIME, NULL) < 0) {
+      r = fail(errno, "cannot make %s nosuid,nodev: %s", dst, strerror(errno));
+      umount2(dst, MNT_DETACH | UMOUNT_NOFOLLOW); /* never left without its flags */
+    } else {
+      r = 0;
+    }
+    if (m >= 0) close(m);
+  }
+  close(from);
+  close(to);
   return r;
 }
 
@@ -470,6 +503,7 @@ static int handle(char **a, int n) {
   if (!strcmp(op, "copy-layer") && n == 3) return copy_layer(a[1], a[2]);
   if (!strcmp(op, "mount-layer") && n == 3) return mount_layer(a[1], a[2]);
   if (!strcmp(op, "mount-overlay") && n == 3) return mount_overlay(a[1], a[2]);
+  if (!strcmp(op, "bind-layer") && n == 3) return bind_layer(a[1], a[2]);
   if (!strcmp(op, "umount") && n == 2) return do_umount(a[1]);
   if (!strcmp(op, "netns-add") && n >= 2) return netns_add(a + 1, n - 1);
   if (!strcmp(op, "netns-del") && n == 2) return netns_del(a[1]);

@@ -35,6 +35,7 @@ export type HostdRequest =
   | ['copy-layer', string, string]
   | ['mount-layer', string, string]
   | ['mount-overlay', string, string]
+  | ['bind-layer', string, string]
   | ['umount', string]
   | ['netns-add', string]
   | ['netns-add', string, string, string, string]

@@ -271,7 +271,10 @@ export class Sandbox {
       const layer = async () => {
         if (options.upper) return;
         sandbox.layer = await ctx.layers.take(options.diskGb);
-        symlinkSync(sandbox.layer.mount, path.join(dir, 'fs'));
+        // Bound at the sandbox's fs/ (not linked): the overlay's options name it relatively, and an unmount of the
+        // bind is all the layer's handing on needs.
+        mkdirSync(path.join(dir, 'fs'), { mode: 0o700 });
+        await hostd.request('bind-layer', sandbox.layer.mount, path.join(dir, 'fs'));
       };
       await Promise.all([spare ? undefined : addNetns(hostd, sandbox.netns, link), layer()]);
       await hostd.request(
@@ -578,7 +581,11 @@ export class Sandbox {
         logger,
       });
     }
-    const root = await hostd.request('umount', this.rootfs).catch(log);
+    let root = await hostd.request('umount', this.rootfs).catch(log);
+    if (this.layer && root !== undefined) {
+      const bound = await hostd.request('umount', path.join(this.dir, 'fs')).catch(log);
+      root = bound === undefined ? undefined : root || bound;
+    }
     // The layer is emptied for another sandbox only if nothing of this one can still reach it: its processes had
     // all ended before (so the overlay was not busy, and was unmounted at once, not lazily).
     if (this.layer) await this.ctx.layers.give(this.layer, !running && root === '');

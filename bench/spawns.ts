@@ -32,28 +32,38 @@ function procStat(): { busy: number; total: number; forks: number } {
 }
 
 const HZ = 100; // USER_HZ on Linux
+const perJob = (jiffies: number) => ((jiffies / HZ) * 1000) / CONCURRENT;
+
+/** The server process's own CPU (jiffies), what its reaped children used, and its live descendants' own. */
+interface TreeCpu {
+  self: number;
+  reaped: number;
+  live: number;
+}
 
 /**
- * CPU time (jiffies) of a process tree: the process with what its reaped children used (cutime, cstime: the
- * runtime processes and, through them, the sandboxes' own), plus its live descendants (the host helpers).
+ * CPU time of the server's process tree: the process itself, what its reaped children used (cutime, cstime: the
+ * runtime processes and, through them, the sandboxes' own), and its live descendants (the host helpers, runtimes
+ * still running).
  */
-function treeJiffies(pid: number, withReaped = true): number {
-  let total = 0;
+function treeCpu(pid: number, top = true, into: TreeCpu = { self: 0, reaped: 0, live: 0 }): TreeCpu {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     const f = stat
       .slice(stat.lastIndexOf(')') + 2)
       .split(' ')
       .map(Number);
-    total += f[11] + f[12] + (withReaped ? f[13] + f[14] : 0);
+    if (top) into.self += f[11] + f[12];
+    else into.live += f[11] + f[12];
+    into.reaped += f[13] + f[14];
     for (const task of readdirSync(`/proc/${pid}/task`)) {
       const kids = readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').trim().split(' ').filter(Boolean);
-      for (const k of kids) total += treeJiffies(Number(k), withReaped);
+      for (const k of kids) treeCpu(Number(k), false, into);
     }
   } catch {
     /* gone */
   }
-  return total;
+  return into;
 }
 
 interface Figures {
@@ -63,6 +73,7 @@ interface Figures {
   byProgram: Array<[string, number]>;
   cpuMs: number;
   treeCpuMs: number;
+  splitMs: { self: number; reaped: number; live: number };
   forks: number;
   rps: number;
   p50: number;
@@ -162,7 +173,7 @@ async function measure(label: string, cli: string): Promise<Figures> {
 
     let next = 0;
     const before = procStat();
-    const tree0 = treeJiffies(server.pid);
+    const tree0 = treeCpu(server.pid);
     const t0 = performance.now();
     await Promise.all(
       Array.from({ length: CONCURRENCY }, async () => {
@@ -177,7 +188,7 @@ async function measure(label: string, cli: string): Promise<Figures> {
     const seconds = (performance.now() - t0) / 1000;
     await new Promise((r) => setTimeout(r, 1500)); // the last teardowns are part of the cost
     const after = procStat();
-    const tree1 = treeJiffies(server.pid);
+    const tree1 = treeCpu(server.pid);
     const s = summary(seq);
     return {
       programs: t.programs / TRACED,
@@ -185,7 +196,12 @@ async function measure(label: string, cli: string): Promise<Figures> {
       failedExecs: t.failed / TRACED,
       byProgram: t.byProgram.map(([n, c]) => [n, c / TRACED]),
       cpuMs: (((after.busy - before.busy) / HZ) * 1000) / CONCURRENT,
-      treeCpuMs: (((tree1 - tree0) / HZ) * 1000) / CONCURRENT,
+      treeCpuMs: perJob(tree1.self + tree1.reaped + tree1.live - (tree0.self + tree0.reaped + tree0.live)),
+      splitMs: {
+        self: perJob(tree1.self - tree0.self),
+        reaped: perJob(tree1.reaped - tree0.reaped),
+        live: perJob(tree1.live - tree0.live),
+      },
       forks: Math.max(tracedForks / TRACED, (after.forks - before.forks) / CONCURRENT),
       rps: CONCURRENT / seconds,
       p50: s.p50,
@@ -203,6 +219,9 @@ function print(label: string, f: Figures): void {
   console.log(`    ${f.byProgram.map(([n, c]) => `${n} ×${c.toFixed(2)}`).join(', ') || 'no programs'}`);
   console.log(
     `    CPU/job ${f.treeCpuMs.toFixed(1)} ms of the server's process tree, ${f.cpuMs.toFixed(1)} ms of the whole machine (/proc/stat: anything else running counts), ${CONCURRENT} jobs at concurrency ${CONCURRENCY}: ${f.rps.toFixed(1)} runs/s`,
+  );
+  console.log(
+    `      of which the server process ${f.splitMs.self.toFixed(1)} ms, its reaped children (crun and the sandboxes) ${f.splitMs.reaped.toFixed(1)} ms, its live ones (host helpers) ${f.splitMs.live.toFixed(1)} ms`,
   );
   console.log(`    runAndWait('true') sequential n=${SEQUENTIAL}: p50 ${fmt(f.p50)}  p99 ${fmt(f.p99)}`);
 }

@@ -44,7 +44,12 @@ export async function freePort(): Promise<number> {
 }
 
 /** Starts `mags server` with its own MAGS_HOME (a new temporary one unless given) and waits until its agent is online. */
-export async function startServer(extraArgs: string[] = [], existingHome?: string): Promise<TestServer> {
+export async function startServer(
+  extraArgs: string[] = [],
+  existingHome?: string,
+  /** The CLI to start (a benchmark compares another build's). */
+  cli = CLI,
+): Promise<TestServer> {
   const home = existingHome ?? mkdtempSync(path.join(tmpdir(), 'mags-test-home-'));
   const port = await freePort();
   // A free port for the SSH gateway unless the test gives one: the default (2222) is the user's own server's.
@@ -62,7 +67,7 @@ export async function startServer(extraArgs: string[] = [], existingHome?: strin
   const env: NodeJS.ProcessEnv = { ...process.env, MAGS_HOME: home };
   delete env.MAGS_API_URL;
   delete env.MAGS_API_TOKEN;
-  const child: ChildProcess = spawn(process.execPath, [CLI, 'server', '--port', String(port), ...extraArgs], {
+  const child: ChildProcess = spawn(process.execPath, [cli, 'server', '--port', String(port), ...extraArgs], {
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
   });

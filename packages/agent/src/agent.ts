@@ -15,14 +15,17 @@ import { type IdMap, type ObjectStore, openObjectStore, SyncService } from '@mag
 import pino, { type Logger } from 'pino';
 import type { Limits } from './bundle.js';
 import { type AgentConfig, hostNames } from './config.js';
-import { DiskLedger } from './disks.js';
+import { DiskLedger, layerTemplatesDir } from './disks.js';
 import { ExecSession } from './exec.js';
 import { cleanupStale, prepareHost, prepareSandboxFiles, releaseInstance, runtimeVersion } from './host.js';
+import { HostHelper } from './hostd.js';
+import { LayerPool } from './layers.js';
 import { answerToMalformed } from './malformed.js';
 import { UsageMeter } from './meter.js';
 import { DnsForwarder, NetnsPool, SlotAllocator, setupHostNetwork, teardownHostNetwork } from './network.js';
 import { OutputCollector } from './output.js';
 import { OFF_PATH_DELAY_MS, WarmPool } from './pool.js';
+import { resolveExecutable } from './process.js';
 import { type HostContext, KEEPER_PROGRAM, Sandbox, type SandboxOptions } from './sandbox.js';
 import { SleepWatch } from './sleep.js';
 import { forUser } from './user-errors.js';
@@ -79,11 +82,23 @@ export class Agent {
   private storageTimer?: NodeJS.Timeout;
   private storageReport?: NodeJS.Timeout;
 
+  readonly config: AgentConfig;
+  private readonly hostd: HostHelper;
+
   constructor(
-    readonly config: AgentConfig,
+    config: AgentConfig,
     private readonly link: AgentEnd,
     readonly logger: Logger,
   ) {
+    // Looked up once: a bare name would be searched along PATH at every spawn.
+    this.config = config = { ...config, runtime: resolveExecutable(config.runtime) };
+    const names = hostNames(config);
+    this.hostd = new HostHelper({
+      sandboxes: names.sandboxesDir,
+      templates: layerTemplatesDir(config),
+      netnsPrefix: names.sandboxPrefix,
+      logger: logger.child({ part: 'hostd' }),
+    });
     // Sandbox layers and workspace disks are assumed to share the filesystem of the state directory.
     this.disks = new DiskLedger(hostNames(config).sandboxesDir, () => this.storageChanged());
     const slots = new SlotAllocator(config.subnet, hostNames(config).vethPrefix);
@@ -91,8 +106,18 @@ export class Agent {
       config,
       logger,
       slots,
-      netnsPool: new NetnsPool(config.poolSize + 2, hostNames(config).sandboxPrefix, slots, logger, OFF_PATH_DELAY_MS),
+      netnsPool: new NetnsPool(
+        config.poolSize + 2,
+        hostNames(config).sandboxPrefix,
+        slots,
+        this.hostd,
+        logger,
+        OFF_PATH_DELAY_MS,
+      ),
       disks: this.disks,
+      hostd: this.hostd,
+      // Enough emptied layers for a burst's next sandboxes; each holds its disk's room in the ledger while idle.
+      layers: new LayerPool({ config, hostd: this.hostd, disks: this.disks, logger }, config.poolSize + 4),
     };
     this.dns = new DnsForwarder(config, logger);
     this.store = openObjectStore(config.objects, config.objectsCredentials);
@@ -157,6 +182,7 @@ export class Agent {
       logger,
       2,
       () => this.reportPool(),
+      config.capacity,
     );
     this.pool.refill();
     // Before any job can arrive: copies a previous agent left are known before a run may open one.
@@ -564,6 +590,7 @@ export class Agent {
     for (let i = 0; i < 100 && this.jobs.size; i++) await new Promise((r) => setTimeout(r, 50));
     await this.pool?.close();
     await this.ctx.netnsPool.close();
+    await this.ctx.layers.close();
     await this.workspaces.close();
     await this.bases.close();
     this.syncs.close();
@@ -571,6 +598,7 @@ export class Agent {
     this.dns.close();
     await cleanupStale(this.config, this.logger);
     await teardownHostNetwork(this.config);
+    this.hostd.close();
     releaseInstance(this.config);
   }
 }

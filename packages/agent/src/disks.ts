@@ -3,11 +3,12 @@
 // reserve, minus what the disks already promised may still grow into. Check and record happen in one synchronous
 // step, so two disks made at once cannot both take the last room.
 import { randomBytes } from 'node:crypto';
-import { statfsSync, statSync } from 'node:fs';
+import { existsSync, statfsSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { diskDoesNotFit, GiB, type HostStorage, roomForDisks } from '@mags/api';
+import type { Logger } from 'pino';
 import type { AgentConfig } from './config.js';
-import { shq } from './process.js';
+import { sh, shq } from './process.js';
 
 export class DiskLedger {
   /** Disk image path → its size in bytes. */
@@ -72,37 +73,46 @@ export class DiskLedger {
 const TEMPLATE_MAX_GB = 64;
 
 /**
- * Shell that makes an ephemeral sandbox's writable layer: a sparse ext4 of `sizeGb` at `image` holding upper/ and
- * work/, loop-mounted `nosuid,nodev` at `mountPoint`. It lives only as long as its sandbox, so it has no journal, its
- * inode tables are never zeroed (noinit_itable), and it never flushes (nobarrier: a flush through the loop device is
- * an fsync of the image on the host's disk, at every mount and unmount). A layer is a copy of a template made once per size in
- * `templatesDir` (mkfs syncs the image it writes, which costs tens of ms on a busy disk; `cp` of the ~200 KB a
- * template holds does not), so it takes two processes, as the tmpfs it replaces did.
+ * An ephemeral sandbox's writable layer is a sparse ext4 of `sizeGb` holding upper/ and work/, loop-mounted
+ * `nosuid,nodev` by the host helper. It lives only as long as its sandbox, so it has no journal, its inode tables are
+ * never zeroed (noinit_itable), and it never flushes (nobarrier: a flush through the loop device is an fsync of the
+ * image on the host's disk, at every mount and unmount). A layer is a sparse copy (by the host helper, no process) of
+ * a template made once per size in `templatesDir`: mkfs syncs the image it writes, which costs tens of ms on a busy
+ * disk. Bigger layers than TEMPLATE_MAX_GB are made with mkfs each time.
+ *
+ * Resolves with the template to copy, or undefined once `image` itself was made with mkfs.
  */
-export function layerDiskScript(
+export function layerTemplate(
   templatesDir: string,
   image: string,
-  mountPoint: string,
   sizeGb: number,
   owner: number,
-): string {
-  const img = shq(image);
+  logger: Logger,
+): Promise<string | undefined> {
   const root = shq(path.join(templatesDir, 'root'));
   const mkfs = (file: string) =>
     `mkfs.ext4 -q -F -m 0 -O ^has_journal,^resize_inode -E lazy_itable_init=1,nodiscard,root_owner=${owner}:${owner} -d ${root} -L mags-layer ${file} ${sizeGb}G >/dev/null`;
   // The layer's root, upper/ and work/ belong to the sandbox's root (the user namespace's host id).
   const withRoot = `install -d -o ${owner} -g ${owner} -m 0700 ${root} && install -d -o ${owner} -g ${owner} -m 0755 ${root}/upper ${root}/work && `;
-  let make: string;
-  if (sizeGb <= TEMPLATE_MAX_GB) {
-    const template = shq(path.join(templatesDir, `${sizeGb}G-u${owner}.img`));
-    // Made under a name of its own, then renamed: sandboxes made at once never copy a half-written template.
-    const partial = shq(path.join(templatesDir, `${sizeGb}G-u${owner}.img.${randomBytes(4).toString('hex')}`));
-    make = `{ [ -e ${template} ] || { ${withRoot}${mkfs(partial)} && mv ${partial} ${template}; }; } && cp --sparse=always ${template} ${img}`;
-  } else {
-    make = withRoot + mkfs(img);
+  if (sizeGb > TEMPLATE_MAX_GB) return sh(withRoot + mkfs(shq(image)), { logger }).then(() => undefined);
+  const template = path.join(templatesDir, `${sizeGb}G-u${owner}.img`);
+  if (existsSync(template)) return Promise.resolve(template);
+  let making = templatesMaking.get(template);
+  if (!making) {
+    // Made under a name of its own, then renamed: a sandbox never copies a half-written template.
+    const partial = shq(`${template}.${randomBytes(4).toString('hex')}`);
+    making = sh(`mkdir -p ${shq(templatesDir)} && ${withRoot}${mkfs(partial)} && mv ${partial} ${shq(template)}`, {
+      logger,
+    })
+      .then(() => template)
+      .finally(() => templatesMaking.delete(template));
+    templatesMaking.set(template, making);
   }
-  return `${make} && mount -o loop,nosuid,nodev,noatime,noinit_itable,nobarrier ${img} ${shq(mountPoint)}`;
+  return making;
 }
+
+/** Templates being made, so sandboxes made at once wait for one mkfs. */
+const templatesMaking = new Map<string, Promise<string>>();
 
 /** Where the layer templates live: in the runtime directory (tmpfs), so each holds only its few hundred KB of RAM. */
 export function layerTemplatesDir(config: AgentConfig): string {

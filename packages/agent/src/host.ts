@@ -16,6 +16,7 @@ import type { Logger } from 'pino';
 import { removeAllUnder } from './cgroups.js';
 import { type AgentConfig, checkImage, hostNames } from './config.js';
 import { layerTemplatesDir } from './disks.js';
+import { HOSTD_BINARY } from './hostd.js';
 import { run, sh } from './process.js';
 
 /** crun refuses hybrid cgroup hosts whose v2 hierarchy still holds a controller; hugetlb is the one left there. */
@@ -114,6 +115,10 @@ export async function prepareHost(config: AgentConfig, logger: Logger): Promise<
   if (!existsSync(config.toolBinary))
     throw new Error(
       `the sandbox tool ${config.toolBinary} is missing: build it with scripts/build-tool.sh (npm run build does)`,
+    );
+  if (!existsSync(HOSTD_BINARY))
+    throw new Error(
+      `the host helper ${HOSTD_BINARY} is missing: build it with scripts/build-tool.sh (npm run build does)`,
     );
   checkUserNamespaces();
   await ensureCgroupLayout(logger);

@@ -5,7 +5,8 @@ import dgram from 'node:dgram';
 import { readFileSync, writeFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { type AgentConfig, hostNames } from './config.js';
-import { run, sh } from './process.js';
+import type { HostHelper } from './hostd.js';
+import { run } from './process.js';
 
 export interface Link {
   slot: number;
@@ -47,20 +48,15 @@ export class SlotAllocator {
   }
 }
 
-/** Shell lines that create a sandbox's network namespace; with a link, also its veth pair and default route. */
-export function netnsUpScript(netns: string, link: Link | undefined): string {
-  // Two `ip -batch` processes instead of eight: this runs on the sandbox start path.
-  const host = [`netns add ${netns}`];
-  const inside = ['link set lo up'];
-  if (link) {
-    host.push(
-      `link add ${link.hostIf} type veth peer name eth0 netns ${netns}`,
-      `addr add ${link.hostIp}/30 dev ${link.hostIf}`,
-      `link set ${link.hostIf} up`,
-    );
-    inside.push(`addr add ${link.sandboxIp}/30 dev eth0`, 'link set eth0 up', `route add default via ${link.hostIp}`);
-  }
-  return `ip -batch - <<'EOF'\n${host.join('\n')}\nEOF\nip -n ${netns} -batch - <<'EOF'\n${inside.join('\n')}\nEOF`;
+/** Makes a network namespace by the host helper (no process); with a link, its veth pair and default route too. */
+export async function addNetns(hostd: HostHelper, netns: string, link: Link | undefined): Promise<void> {
+  if (link) await hostd.request('netns-add', netns, link.hostIf, link.hostIp, link.sandboxIp);
+  else await hostd.request('netns-add', netns);
+}
+
+/** Deletes a network namespace (its veth pair goes with it); one already gone is not an error. */
+export async function removeNetns(hostd: HostHelper, netns: string): Promise<void> {
+  await hostd.request('netns-del', netns);
 }
 
 /** A network namespace with its veth link, made ahead for one sandbox. */
@@ -84,6 +80,7 @@ export class NetnsPool {
     private readonly size: number,
     private readonly prefix: string,
     private readonly slots: SlotAllocator,
+    private readonly hostd: HostHelper,
     private readonly logger: Logger,
     /** Delay before making more, so the spawn does not hold up the sandbox that just took one. */
     private readonly delayMs: number,
@@ -103,7 +100,7 @@ export class NetnsPool {
       name: `${this.prefix}n${randomBytes(4).toString('hex')}`,
       link: this.slots.take(),
     }));
-    sh(batch.map((n) => netnsUpScript(n.name, n.link)).join('\n'), { logger: this.logger, timeoutMs: 30_000 })
+    Promise.all(batch.map((n) => addNetns(this.hostd, n.name, n.link)))
       .then(() => {
         this.ready.push(...batch);
         this.making = false;
@@ -126,17 +123,9 @@ export class NetnsPool {
 
   private async remove(list: SpareNetns[]): Promise<void> {
     if (!list.length) return;
-    await run('/bin/sh', ['-c', list.map((n) => netnsDownScript(n.name)).join('; ')], {
-      allowFailure: true,
-      logger: this.logger,
-    });
+    await Promise.all(list.map((n) => removeNetns(this.hostd, n.name).catch(() => {})));
     for (const n of list) this.slots.release(n.link.slot);
   }
-}
-
-export function netnsDownScript(netns: string): string {
-  // Deleting the namespace deletes the veth pair with it.
-  return `ip netns del ${netns} 2>/dev/null || true`;
 }
 
 /** Networks the host is directly attached to: a sandbox must not reach the host's neighbours either. */

@@ -1,5 +1,7 @@
 // The agent's external programs (crun, ip, nft, mount) run through the project's one process runner in
 // @mags/objects; this adds text output and the shell helpers the agent's batched host commands use.
+import { accessSync, constants } from 'node:fs';
+import path from 'node:path';
 import { type RunOptions as BaseOptions, CommandError, killGroup, runCommand } from '@mags/objects';
 
 export { CommandError, killGroup };
@@ -25,4 +27,23 @@ export function sh(script: string, opts: RunOptions = {}): Promise<RunResult> {
 /** Quote a string for /bin/sh. */
 export function shq(s: string): string {
   return `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
+/** The absolute path of a program found along PATH (a path is kept as it is; an unknown name too, to fail later). */
+export function resolveExecutable(
+  name: string,
+  searchPath = process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
+): string {
+  if (name.includes('/')) return name;
+  for (const dir of searchPath.split(':')) {
+    if (!dir) continue;
+    const file = path.join(dir, name);
+    try {
+      accessSync(file, constants.X_OK);
+      return file;
+    } catch {
+      /* not here */
+    }
+  }
+  return name;
 }

@@ -6,31 +6,34 @@ import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import {
   chownSync,
+  existsSync,
   mkdirSync,
   readdirSync,
   readFileSync,
   rmSync,
-  statfsSync,
   symlinkSync,
   writeFileSync,
 } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import path from 'node:path';
-import { GiB, SANDBOX_TOOL } from '@mags/api';
+import { SANDBOX_TOOL } from '@mags/api';
 import type { Logger } from 'pino';
 import { type Limits, ociConfig, processSpec, READY_LINE } from './bundle.js';
 import { SandboxCgroup } from './cgroups.js';
 import { type AgentConfig, hostNames, imagePath } from './config.js';
-import { type DiskLedger, layerDiskScript, layerTemplatesDir } from './disks.js';
+import type { DiskLedger } from './disks.js';
+import type { HostHelper } from './hostd.js';
+import type { Layer, LayerPool } from './layers.js';
 import {
+  addNetns,
   type Link,
   type NetnsPool,
-  netnsDownScript,
-  netnsUpScript,
+  removeNetns,
   resolvConf,
   type SlotAllocator,
   writeHostsFile,
 } from './network.js';
-import { killGroup, run, sh, shq } from './process.js';
+import { killGroup, run, shq } from './process.js';
 
 export interface HostContext {
   config: AgentConfig;
@@ -39,6 +42,10 @@ export interface HostContext {
   netnsPool: NetnsPool;
   /** The disks this agent has promised; an ephemeral layer is made only if it fits. */
   disks: DiskLedger;
+  /** Mounts, unmounts and network namespaces, by system call in the host helper. */
+  hostd: HostHelper;
+  /** Ephemeral writable layers, emptied and handed from one sandbox to the next. */
+  layers: LayerPool;
 }
 
 export interface SandboxOptions {
@@ -193,16 +200,6 @@ export interface ExecTerminal {
   rows: number;
 }
 
-/** Bytes used on a sandbox's ephemeral layer filesystem (one statfs, no process); 0 if it can't be read. */
-function layerUsedBytes(dir: string): number {
-  try {
-    const fs = statfsSync(path.join(dir, 'fs'));
-    return (fs.blocks - fs.bfree) * fs.bsize;
-  } catch {
-    return 0;
-  }
-}
-
 export class Sandbox {
   private destroyed = false;
   private runtime?: ChildProcessWithoutNullStreams;
@@ -233,13 +230,11 @@ export class Sandbox {
     const sandbox = new Sandbox(id, dir, options, spare?.name ?? id, link, ctx);
     try {
       // Before any host work: a layer that does not fit is refused with a sentence (507).
-      if (!options.upper) ctx.disks.reserve(sandbox.layerImage, options.diskGb * GiB);
       // 0710, group = the sandbox's root: crun, already inside the user namespace, must reach rootfs/ and the files
       // it binds; no other host user may (a sandbox's layer holds whatever its script made: setuid files, …).
       mkdirSync(dir, { mode: 0o710 });
       chownSync(dir, 0, config.userns.hostId);
       mkdirSync(path.join(dir, 'rootfs'));
-      mkdirSync(path.join(dir, 'fs'), { mode: 0o700 });
       mkdirSync(sandbox.files);
       writeHostsFile(path.join(sandbox.files, 'hosts'));
       writeFileSync(path.join(sandbox.files, 'resolv.conf'), resolvConf(link));
@@ -255,15 +250,13 @@ export class Sandbox {
         userns: config.userns,
       });
       writeFileSync(path.join(dir, 'config.json'), JSON.stringify(oci));
-      // One process for the host side: namespace, veth, the size-limited upper layer, the overlay root.
-      // An ephemeral upper layer is a sparse ext4 of `diskGb` (made here, in the warm pool, off the start path):
-      // writing past it gives the script ENOSPC (a tmpfs charged to the memory limit was an OOM kill), and it can't
-      // fill the host disk. Its upper directory (the sandbox's /) belongs to the sandbox's root. Every mount is
-      // nosuid,nodev: a setuid file or a device node a sandbox makes is inert on the host.
+      // The host side, by the host helper (no process): namespace and veth, the size-limited upper layer, the
+      // overlay root. An ephemeral upper layer is a sparse ext4 of `diskGb` (made here, in the warm pool, off the
+      // start path): writing past it gives the script ENOSPC (a tmpfs charged to the memory limit was an OOM kill),
+      // and it can't fill the host disk. Its upper directory (the sandbox's /) belongs to the sandbox's root. Every
+      // mount is nosuid,nodev: a setuid file or a device node a sandbox makes is inert on the host.
       // The overlay is mounted from the sandbox's directory with relative paths (links to the layers), because the
       // sandbox reads its root's mount options in /proc/self/mountinfo: they name no host path.
-      const d = shq(dir);
-      const root = config.userns.hostId;
       const lowers = [...(options.lowers ?? []), imagePath(config)].map((layer, i) => {
         symlinkSync(layer, path.join(dir, `l${i}`));
         return `l${i}`;
@@ -273,23 +266,22 @@ export class Sandbox {
         symlinkSync(options.upper.work, path.join(dir, 'work'));
       }
       const upper = options.upper ? ['upperdir=upper', 'workdir=work'] : ['upperdir=fs/upper', 'workdir=fs/work'];
-      await sh(
-        [
-          spare ? 'true' : netnsUpScript(id, link),
-          options.upper
-            ? 'true'
-            : layerDiskScript(
-                layerTemplatesDir(config),
-                sandbox.layerImage,
-                path.join(dir, 'fs'),
-                options.diskGb,
-                root,
-              ),
-          `cd ${d} && mount -t overlay -o ${shq(['nosuid', 'nodev', `lowerdir=${lowers.join(':')}`, ...upper, 'xino=off'].join(','))} mags-root rootfs`,
-        ].join('\n'),
-        { logger: ctx.logger, timeoutMs: 30_000 },
+      const { hostd } = ctx;
+      // An emptied layer of an earlier sandbox, or a new one (507 if its disk does not fit: before any other work).
+      const layer = async () => {
+        if (options.upper) return;
+        sandbox.layer = await ctx.layers.take(options.diskGb);
+        // Bound at the sandbox's fs/ (not linked): the overlay's options name it relatively, and an unmount of the
+        // bind is all the layer's handing on needs.
+        mkdirSync(path.join(dir, 'fs'), { mode: 0o700 });
+        await hostd.request('bind-layer', sandbox.layer.mount, path.join(dir, 'fs'));
+      };
+      await Promise.all([spare ? undefined : addNetns(hostd, sandbox.netns, link), layer()]);
+      await hostd.request(
+        'mount-overlay',
+        dir,
+        ['nosuid', 'nodev', `lowerdir=${lowers.join(':')}`, ...upper, 'xino=off'].join(','),
       );
-      if (!options.upper) sandbox.layerEmptyBytes = layerUsedBytes(dir);
       await sandbox.startRuntime();
       return sandbox;
     } catch (err) {
@@ -515,17 +507,15 @@ export class Sandbox {
    */
   async unmountRoot(): Promise<void> {
     if (this.alive) throw new Error(`sandbox ${this.id} is still running`);
-    await run('umount', [this.rootfs], { logger: this.ctx.logger });
+    await this.ctx.hostd.request('umount', this.rootfs);
     this.rootUnmounted = true;
   }
 
   /** True once the root overlay is unmounted (its writable layer is free). */
   rootUnmounted = false;
 
-  /** The ephemeral layer's disk image (a sparse file; absent for a workspace sandbox). */
-  get layerImage(): string {
-    return path.join(this.dir, 'layer.img');
-  }
+  /** The ephemeral writable layer (none for a workspace sandbox). */
+  layer?: Layer;
 
   /** This sandbox's files bound into it (hosts, resolv.conf), on the agent's tmpfs for them. */
   get files(): string {
@@ -537,15 +527,6 @@ export class Sandbox {
   get rootfs(): string {
     return path.join(this.dir, 'rootfs');
   }
-
-  /** Whether the ephemeral layer holds enough that deleting it beats writing it back at unmount (one statfs, no process). */
-  private layerWritten(): boolean {
-    if (this.options.upper || this.layerEmptyBytes === undefined) return false;
-    return layerUsedBytes(this.dir) - this.layerEmptyBytes > 64 * 1024 ** 2;
-  }
-
-  /** What the empty ephemeral layer's filesystem uses (its metadata), measured once it is mounted. */
-  private layerEmptyBytes?: number;
 
   /** Kills every process in the sandbox (the PID namespace dies with its init). */
   async kill(): Promise<void> {
@@ -586,30 +567,36 @@ export class Sandbox {
     this.destroyed = true;
     // Frozen processes would not die of the runtime's kill.
     if (this.frozen) await this.thaw().catch(() => {});
-    const d = shq(this.dir);
-    const rt = `${this.ctx.config.runtime} --root ${shq(this.ctx.config.runtimeRoot)}`;
-    await run(
-      '/bin/sh',
-      [
-        '-c',
-        [
-          `${rt} delete -f ${this.id} >/dev/null 2>&1`,
-          `umount ${d}/rootfs 2>/dev/null || umount -l ${d}/rootfs 2>/dev/null`,
-          // What a script wrote to its ephemeral layer is deleted before the unmount, which would write it all to the image.
-          this.layerWritten() ? `rm -rf --one-file-system ${d}/fs/upper ${d}/fs/work` : 'true',
-          `umount ${d}/fs 2>/dev/null || umount -l ${d}/fs 2>/dev/null`,
-          `rm -rf --one-file-system ${d}`,
-          netnsDownScript(this.netns),
-          'true',
-        ].join('; '),
-      ],
-      { allowFailure: true, logger: this.ctx.logger, timeoutMs: 30_000 },
-    );
+    const { config, hostd, logger } = this.ctx;
+    const log = (err: Error) => {
+      logger.warn({ err, sandbox: this.id }, 'sandbox cleanup');
+      return undefined;
+    };
+    // `crun run` removes its container when it ends: the runtime is only asked when it is still there.
+    const running = this.runtime && this.runtime.exitCode === null && this.runtime.signalCode === null;
+    if (this.layer && this.runtime && !running) this.ctx.layers.settle(this.layer);
+    if (running || existsSync(path.join(config.runtimeRoot, this.id))) {
+      await run(config.runtime, ['--root', config.runtimeRoot, 'delete', '-f', this.id], {
+        allowFailure: true,
+        logger,
+      });
+    }
+    let root = await hostd.request('umount', this.rootfs).catch(log);
+    if (this.layer && root !== undefined) {
+      const bound = await hostd.request('umount', path.join(this.dir, 'fs')).catch(log);
+      root = bound === undefined ? undefined : root || bound;
+    }
+    // The layer is emptied for another sandbox only if nothing of this one can still reach it: its processes had
+    // all ended before (so the overlay was not busy, and was unmounted at once, not lazily).
+    if (this.layer) await this.ctx.layers.give(this.layer, !running && root === '');
+    // Never deleted through a mount that is still there (a workspace's layer, or the image below the overlay):
+    // rm does not follow the links to the layers.
+    if (root !== undefined) await rm(this.dir, { recursive: true, force: true }).catch(log);
+    await removeNetns(hostd, this.netns).catch(log);
     if (this.runtime && this.runtime.exitCode === null && this.runtime.signalCode === null) killGroup(this.runtime.pid);
     await this.runtimeExit;
     rmSync(this.files, { recursive: true, force: true });
     this.cgroup.remove();
-    this.ctx.disks.release(this.layerImage);
     if (this.link) this.ctx.slots.release(this.link.slot);
   }
 }

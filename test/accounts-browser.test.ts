@@ -4,43 +4,28 @@
 // revokes it and sees 401; a page of another site cannot approve a login; `mags logout` revokes the CLI's token.
 // Screenshots of each page are kept in $MAGS_TEST_ARTIFACTS (default: test-artifacts/browser in the repository).
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { before, describe, test } from 'node:test';
 import { Mags, MagsApiError } from '@mags/sdk';
 import Database from 'better-sqlite3';
 import type { Browser, Page } from 'playwright-core';
-import { ARTIFACTS, type Cli, cli, launchBrowser } from './browser.js';
-import { startServer, type TestServer } from './harness.js';
+import { ARTIFACTS, browserSuite, type Cli, cli } from './browser.js';
+import type { TestServer } from './harness.js';
 
 describe('accounts in a browser', () => {
+  const suite = browserSuite();
   let server: TestServer;
   let browser: Browser;
   let page: Page;
-  const homes: string[] = [];
-  /** A CLI environment of its own (a fresh MAGS_HOME, no token), as on a new laptop. */
-  const laptop = (): NodeJS.ProcessEnv => {
-    const home = mkdtempSync(path.join(tmpdir(), 'mags-laptop-'));
-    homes.push(home);
-    const env: NodeJS.ProcessEnv = { ...process.env, MAGS_HOME: home, MAGS_NO_BROWSER: '1' };
-    delete env.MAGS_API_TOKEN;
-    delete env.MAGS_API_URL;
-    return env;
-  };
-  const shot = async (name: string) => page.screenshot({ path: path.join(ARTIFACTS, `${name}.png`), fullPage: true });
+  const laptop = suite.laptop;
+  const shot = async (name: string) => suite.shot(page, name);
 
   before(async () => {
-    server = await startServer();
-    browser = await launchBrowser();
+    ({ server, browser } = suite);
     page = await browser.newPage();
-  });
-  after(async () => {
-    await browser?.close();
-    await server?.stop();
-    for (const h of homes) rmSync(h, { recursive: true, force: true });
   });
 
   test('a new user signs in, approves a mags login, and the CLI works with its new token', async () => {

@@ -1,10 +1,13 @@
 // The browser tests' shared parts: Debian's chromium driven by playwright-core (never `npx playwright install`:
-// its download is unreachable), where screenshots go, and the CLI run as a user on a laptop would run it.
+// its download is unreachable), where screenshots go, the CLI run as a user on a laptop would run it, and a suite's
+// server, browser and temporary directories set up before its tests and cleaned up after them.
 import { spawn } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { type Browser, chromium } from 'playwright-core';
-import { CLI } from './harness.js';
+import { after, before } from 'node:test';
+import { type Browser, chromium, type Page } from 'playwright-core';
+import { CLI, startServer, type TestServer } from './harness.js';
 
 export const CHROMIUM = process.env.MAGS_TEST_CHROMIUM ?? '/usr/bin/chromium';
 /** Screenshots kept as test artefacts ($MAGS_TEST_ARTIFACTS, default test-artifacts/browser, ignored by git). */
@@ -56,4 +59,50 @@ export function cli(
     child.once('close', (code) => resolve({ code, stdout, stderr }));
     child.stdin.end(input ?? '');
   });
+}
+
+export interface BrowserSuite {
+  /** Set once the suite's `before` has run. */
+  server: TestServer;
+  browser: Browser;
+  /** A temporary directory removed after the suite. */
+  tempDir(prefix: string): string;
+  /** A CLI environment of its own (a fresh MAGS_HOME, no token), as on a new laptop. */
+  laptop(): NodeJS.ProcessEnv;
+  /** A full-page screenshot kept as $ARTIFACTS/<name>.png. */
+  shot(page: Page, name: string): Promise<Buffer>;
+}
+
+/**
+ * Call at the top of a describe(): its hooks start a server and a headless Chromium before the suite's own `before`
+ * and, after it, close the browser, stop the server and remove the temporary directories, even when a test failed.
+ */
+export function browserSuite(): BrowserSuite {
+  const temp: string[] = [];
+  const suite: BrowserSuite = {
+    server: undefined as unknown as TestServer,
+    browser: undefined as unknown as Browser,
+    tempDir(prefix) {
+      const dir = mkdtempSync(path.join(tmpdir(), prefix));
+      temp.push(dir);
+      return dir;
+    },
+    laptop() {
+      const env: NodeJS.ProcessEnv = { ...process.env, MAGS_HOME: suite.tempDir('mags-laptop-'), MAGS_NO_BROWSER: '1' };
+      delete env.MAGS_API_TOKEN;
+      delete env.MAGS_API_URL;
+      return env;
+    },
+    shot: (page, name) => page.screenshot({ path: path.join(ARTIFACTS, `${name}.png`), fullPage: true }),
+  };
+  before(async () => {
+    suite.server = await startServer();
+    suite.browser = await launchBrowser();
+  });
+  after(async () => {
+    await suite.browser?.close();
+    await suite.server?.stop();
+    for (const t of temp) rmSync(t, { recursive: true, force: true });
+  });
+  return suite;
 }

@@ -6,15 +6,14 @@
 // the static files are cached and typed right and no path reaches outside them. A screenshot of every page is kept
 // in $MAGS_TEST_ARTIFACTS.
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import http from 'node:http';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { before, describe, test } from 'node:test';
 import { Mags, MagsApiError } from '@mags/sdk';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
-import { ARTIFACTS, type Cli, cli, launchBrowser } from './browser.js';
-import { startServer, type TestServer } from './harness.js';
+import { browserSuite, type Cli, cli } from './browser.js';
+import type { TestServer } from './harness.js';
 
 const PASSWORD = 'owner-password-1';
 
@@ -33,33 +32,26 @@ function rawGet(url: string, rawPath: string, headers: Record<string, string> = 
 }
 
 describe('the web dashboard', () => {
+  const suite = browserSuite();
   let server: TestServer;
   let browser: Browser;
   let context: BrowserContext;
   let page: Page;
   let sdk: Mags;
-  const temp: string[] = [];
-  const shot = async (name: string, p: Page = page) =>
-    p.screenshot({ path: path.join(ARTIFACTS, `dashboard-${name}.png`), fullPage: true });
+  const shot = async (name: string, p: Page = page) => suite.shot(p, `dashboard-${name}`);
   const go = async (to: string) => {
     await page.getByRole('navigation', { name: 'Pages' }).getByRole('link', { name: to, exact: true }).click();
     await page.getByRole('heading', { level: 1, name: to }).waitFor();
   };
 
   before(async () => {
-    server = await startServer();
+    ({ server, browser } = suite);
     sdk = new Mags({ apiUrl: server.url, apiToken: server.token, env: {} });
     const set = await cli(['user', 'password'], server.env, `${PASSWORD}\n`);
     assert.equal(set.code, 0, set.stderr);
-    browser = await launchBrowser();
     context = await browser.newContext({ viewport: { width: 1200, height: 900 } });
     await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: server.url });
     page = await context.newPage();
-  });
-  after(async () => {
-    await browser?.close();
-    await server?.stop();
-    for (const t of temp) rmSync(t, { recursive: true, force: true });
   });
 
   test('a visitor who is not signed in is sent to the sign-in page and comes back to the page asked for', async () => {
@@ -79,11 +71,7 @@ describe('the web dashboard', () => {
   });
 
   test('a mags login started in a terminal is approved from the signed-in browser; the CLI then works', async () => {
-    const home = mkdtempSync(path.join(tmpdir(), 'mags-laptop-'));
-    temp.push(home);
-    const env: NodeJS.ProcessEnv = { ...process.env, MAGS_HOME: home, MAGS_NO_BROWSER: '1' };
-    delete env.MAGS_API_TOKEN;
-    delete env.MAGS_API_URL;
+    const env = suite.laptop();
     let ended: (r: Cli) => void = () => undefined;
     const done = new Promise<Cli>((r) => {
       ended = r;
@@ -278,8 +266,7 @@ describe('the web dashboard', () => {
     await ws.waitFor({ state: 'detached' });
     assert.ok(!(await sdk.listWorkspaces()).workspaces.some((w) => w.name === 'dash-p'));
 
-    const dir = mkdtempSync(path.join(tmpdir(), 'mags-upload-'));
-    temp.push(dir);
+    const dir = suite.tempDir('mags-upload-');
     const file = path.join(dir, 'notes.txt');
     writeFileSync(file, 'x'.repeat(3000));
     await go('Files');

@@ -12,9 +12,9 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { type Job, Mags } from '@mags/sdk';
 import WebSocket from 'ws';
-import { ROOT, removeInstance, startServer, type TestServer } from './harness.js';
+import { removeInstance, startServer, type TestServer } from './harness.js';
+import { hostOf, startApp } from './router-app.js';
 
-const APP = readFileSync(path.join(ROOT, 'test/fixtures/router-app.cjs'), 'utf8');
 const unique = (prefix: string) => `${prefix}-${randomBytes(3).toString('hex')}`;
 const haproxyInstalled = (() => {
   try {
@@ -95,23 +95,12 @@ function get(server: TestServer, host: string, route: string, agent?: http.Agent
   });
 }
 
-async function startApp(mags: Mags, name: string, port: number): Promise<void> {
-  const encoded = Buffer.from(APP).toString('base64');
-  const probe = `node -e "require('net').connect(${port},'127.0.0.1').on('connect',()=>process.exit(0)).on('error',()=>process.exit(1))"`;
-  const r = await mags.exec(
-    name,
-    `echo ${encoded} | base64 -d > /root/app.cjs && (setsid -f node /root/app.cjs ${port} >/root/app.log 2>&1 </dev/null) && ` +
-      `for i in $(seq 100); do ${probe} && exit 0; sleep 0.1; done; cat /root/app.log; exit 1`,
-  );
-  assert.equal(r.exitCode, 0, `the app started: ${r.stdout}${r.stderr}`);
-}
-
 async function webSandbox(mags: Mags, opts: { noSleep: boolean }): Promise<{ name: string; job: Job; host: string }> {
   const name = unique('front');
   const job = await mags.new(name, { persistent: true, url: true, port: 3000 });
   await startApp(mags, name, 3000);
   await mags.updateJob(name, { startupCommand: 'node /root/app.cjs 3000', noSleep: opts.noSleep });
-  return { name, job, host: new URL(job.url!).hostname };
+  return { name, job, host: hostOf(job.url!) };
 }
 
 describe('router front: HAProxy on the router port', { skip: !haproxyInstalled && 'haproxy is not installed' }, () => {

@@ -16,9 +16,9 @@ import { type Job, Mags } from '@mags/sdk';
 import { generateToken, Store } from '@mags/server';
 import { chromium } from 'playwright-core';
 import WebSocket from 'ws';
-import { api, ROOT, removeInstance, runCli, startServer, type TestServer } from './harness.js';
+import { api, removeInstance, runCli, startServer, type TestServer } from './harness.js';
+import { hostOf, startApp } from './router-app.js';
 
-const APP = readFileSync(path.join(ROOT, 'test/fixtures/router-app.cjs'), 'utf8');
 const unique = (prefix: string) => `${prefix}-${randomBytes(3).toString('hex')}`;
 
 interface Answer {
@@ -56,20 +56,6 @@ function request(
     if (opts.body) opts.body.pipe(req);
     else req.end();
   });
-}
-
-const hostOf = (url: string) => new URL(url).hostname;
-
-/** Writes the app into the sandbox's workspace and starts it in the background on `port`. */
-async function startApp(mags: Mags, name: string, port: number): Promise<void> {
-  const encoded = Buffer.from(APP).toString('base64');
-  const probe = `node -e "require('net').connect(${port},'127.0.0.1').on('connect',()=>process.exit(0)).on('error',()=>process.exit(1))"`;
-  const r = await mags.exec(
-    name,
-    `echo ${encoded} | base64 -d > /root/app.cjs && (setsid -f node /root/app.cjs ${port} >/root/app.log 2>&1 </dev/null) && ` +
-      `for i in $(seq 100); do ${probe} && exit 0; sleep 0.1; done; cat /root/app.log; exit 1`,
-  );
-  assert.equal(r.exitCode, 0, `the app started: ${r.stdout}${r.stderr}`);
 }
 
 async function waitJob(mags: Mags, ref: string, until: (j: Job) => boolean, what: string, timeoutMs = 30_000) {

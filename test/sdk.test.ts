@@ -75,6 +75,8 @@ describe('against a server', () => {
     assert.ok(byName.createdAt && byName.startedAt && byName.completedAt);
     assert.equal(typeof byName.scriptDurationMs, 'number');
     assert.match(byName.script, /echo two/);
+    assert.equal(byName.longLived, false, 'a script job is not long-lived');
+    assert.equal(byName.noSleep, false);
 
     const logs = await mags.logs(accepted.requestId);
     assert.deepEqual(
@@ -102,6 +104,25 @@ describe('against a server', () => {
     const status = await mags.serverStatus();
     assert.ok(status.agents.some((a) => a.status === 'online' && a.runtime.length > 0));
     assert.equal(typeof status.server.startedAt, 'string');
+  });
+
+  test('a sandbox from new() is longLived; updateJob({ noSleep }) shows in its status and list entry', async () => {
+    const name = `sdk-live-${randomBytes(3).toString('hex')}`;
+    try {
+      const job = await mags.new(name, { persistent: true });
+      assert.equal(job.longLived, true, 'new() makes a long-lived sandbox');
+      assert.equal(job.noSleep, false, 'it sleeps when idle unless asked not to');
+      const updated = await mags.updateJob(name, { noSleep: true });
+      assert.equal(updated.noSleep, true);
+      assert.equal(updated.longLived, true);
+      const status = await mags.status(name);
+      assert.equal(status.noSleep, true, 'status() maps no_sleep');
+      const listed = (await mags.list({ pageSize: 100 })).jobs.find((j) => j.requestId === job.requestId);
+      assert.equal(listed?.longLived, true, 'list() maps long_lived');
+      assert.equal(listed?.noSleep, true, 'list() maps no_sleep');
+    } finally {
+      await mags.stop(name).catch(() => {});
+    }
   });
 
   test('stream() yields lines live, in order, and ends with the job', async () => {

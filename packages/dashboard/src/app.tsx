@@ -12,8 +12,9 @@ import { TokensPage } from './pages/tokens';
 import { UsagePage } from './pages/usage';
 import { UsersPage } from './pages/users';
 import { WorkspacesPage } from './pages/workspaces';
+import { messageOf, useAction } from './resource';
 import { match, PAGES, type PageId } from './routes';
-import { ErrorText, messageOf, useAction } from './ui';
+import { ErrorText } from './ui';
 
 function Content({ id, params, me }: { id: PageId; params: Record<string, string>; me: Me }) {
   switch (id) {

@@ -105,6 +105,10 @@ export interface Job {
   /** Why the platform failed or killed the job (e.g. a timeout); null otherwise. */
   errorMessage: string | null;
   script: string;
+  /** A sandbox that stays up (`new()`): it takes `exec()`s and sleeps when idle unless `noSleep`. */
+  longLived: boolean;
+  /** Never sleeps, and starts again when it dies (`updateJob(…, { noSleep })` changes it). */
+  noSleep: boolean;
 }
 
 /** What `runAndWait` answers once the job has ended. */
@@ -203,6 +207,8 @@ export function fromWireJob(j: WireJobStatus): Job {
     completedAt: j.completed_at ?? null,
     errorMessage: j.error_message ?? null,
     script: j.script,
+    longLived: j.long_lived ?? false,
+    noSleep: j.no_sleep ?? false,
   };
 }
 

@@ -1,11 +1,22 @@
 // Cron jobs: add one (a 5-field schedule, a script, optionally a workspace and a time zone), see its next firing,
 // enable, disable, remove.
 import type { CronJob, CronList } from '@mags/api';
-import { type FormEvent, useState } from 'react';
+import { useState } from 'react';
 import { api, seg } from '../api';
 import { relative, when } from '../format';
 import { Link } from '../navigation';
-import { ConfirmButton, ErrorText, Section, useAction, useResource } from '../ui';
+import { useAction, useResource } from '../resource';
+import {
+  ActionForm,
+  DeleteButton,
+  Errors,
+  ErrorText,
+  ItemList,
+  ScriptField,
+  Section,
+  SubmitRow,
+  TextField,
+} from '../ui';
 
 function AddCron({ onAdded }: { onAdded: () => void }) {
   const [name, setName] = useState('');
@@ -14,54 +25,41 @@ function AddCron({ onAdded }: { onAdded: () => void }) {
   const [workspace, setWorkspace] = useState('');
   const [timezone, setTimezone] = useState('');
   const action = useAction();
-  const submit = (e: FormEvent) => {
-    e.preventDefault();
-    void action.run(async () => {
-      await api<CronJob>('POST', '/mags-cron', {
-        name: name.trim(),
-        cron_expression: schedule.trim(),
-        script,
-        ...(workspace.trim() ? { workspace_id: workspace.trim() } : {}),
-        ...(timezone.trim() ? { timezone: timezone.trim() } : {}),
-      });
-      setName('');
-      setScript('');
-      onAdded();
+  const submit = async () => {
+    await api<CronJob>('POST', '/mags-cron', {
+      name: name.trim(),
+      cron_expression: schedule.trim(),
+      script,
+      ...(workspace.trim() ? { workspace_id: workspace.trim() } : {}),
+      ...(timezone.trim() ? { timezone: timezone.trim() } : {}),
     });
+    setName('');
+    setScript('');
+    onAdded();
   };
   return (
-    <form onSubmit={submit} className="stack">
-      <label htmlFor="cron-name">Name</label>
-      <input id="cron-name" required value={name} onChange={(e) => setName(e.target.value)} autoComplete="off" />
-      <label htmlFor="cron-schedule">Schedule (minute hour day-of-month month day-of-week)</label>
-      <input
+    <ActionForm action={action} fn={submit}>
+      <TextField id="cron-name" label="Name" required value={name} onChange={setName} />
+      <TextField
         id="cron-schedule"
+        label="Schedule (minute hour day-of-month month day-of-week)"
         className="mono"
         required
         value={schedule}
-        onChange={(e) => setSchedule(e.target.value)}
-        autoComplete="off"
+        onChange={setSchedule}
       />
-      <label htmlFor="cron-script">Script</label>
-      <textarea
-        id="cron-script"
-        required
-        rows={3}
-        value={script}
-        onChange={(e) => setScript(e.target.value)}
-        spellCheck={false}
+      <ScriptField id="cron-script" label="Script" value={script} onChange={setScript} />
+      <TextField id="cron-workspace" label="Workspace (optional)" value={workspace} onChange={setWorkspace} />
+      <TextField
+        id="cron-timezone"
+        label="Time zone (optional, e.g. Europe/Berlin; default UTC)"
+        value={timezone}
+        onChange={setTimezone}
       />
-      <label htmlFor="cron-workspace">Workspace (optional)</label>
-      <input id="cron-workspace" value={workspace} onChange={(e) => setWorkspace(e.target.value)} autoComplete="off" />
-      <label htmlFor="cron-timezone">Time zone (optional, e.g. Europe/Berlin; default UTC)</label>
-      <input id="cron-timezone" value={timezone} onChange={(e) => setTimezone(e.target.value)} autoComplete="off" />
-      <div>
-        <button type="submit" id="cron-add" disabled={action.busy}>
-          Add cron job
-        </button>
-      </div>
-      <ErrorText error={action.error} />
-    </form>
+      <SubmitRow id="cron-add" action={action}>
+        Add cron job
+      </SubmitRow>
+    </ActionForm>
   );
 }
 
@@ -119,55 +117,53 @@ export function CronPage() {
         <AddCron onAdded={list.reload} />
       </Section>
       <Section title="Your cron jobs">
-        <ErrorText error={list.error} />
-        <ErrorText error={action.error} />
-        {list.data && list.data.cron_jobs.length === 0 ? <p className="muted">No cron jobs.</p> : null}
-        {list.data?.cron_jobs.map((c) => (
-          <article key={c.id} className="item" data-cron={c.name}>
-            <h3>
-              {c.name} <span className="badge">{c.enabled ? 'enabled' : 'disabled'}</span>
-            </h3>
-            <p className="small">
-              <span className="mono">{c.cron_expression}</span> ({c.timezone ?? 'UTC'})
-              {c.workspace_id ? ` on ${c.workspace_id}${c.persistent ? ' (persistent)' : ''}` : ''}
-            </p>
-            <p className="small">
-              Next run:{' '}
-              <span className="next-run" title={c.next_run_at ?? ''}>
-                {c.next_run_at ? `${when(c.next_run_at)} (${relative(c.next_run_at)})` : 'none while disabled'}
-              </span>
-              {c.last_run_at ? (
-                <>
-                  {' '}
-                  · last {relative(c.last_run_at)} {c.last_status}
-                  {c.last_job_id ? (
-                    <>
-                      {' '}
-                      (<Link href={`/jobs/${seg(c.last_job_id)}`}>its job</Link>)
-                    </>
-                  ) : null}
-                </>
-              ) : null}
-            </p>
-            <FiringsToggle id={c.id} />
-            <div className="actions">
-              <button type="button" disabled={action.busy} onClick={() => update(c, !c.enabled)}>
-                {c.enabled ? 'Disable' : 'Enable'}
-              </button>
-              <ConfirmButton
-                label="Remove"
-                confirm={`Remove ${c.name}`}
-                disabled={action.busy}
-                onConfirm={() =>
-                  action.run(async () => {
-                    await api('DELETE', `/mags-cron/${seg(c.id)}`);
-                    list.reload();
-                  })
-                }
-              />
-            </div>
-          </article>
-        ))}
+        <Errors errors={[list.error, action.error]} />
+        <ItemList
+          items={list.data?.cron_jobs}
+          empty="No cron jobs."
+          item={(c) => (
+            <article key={c.id} className="item" data-cron={c.name}>
+              <h3>
+                {c.name} <span className="badge">{c.enabled ? 'enabled' : 'disabled'}</span>
+              </h3>
+              <p className="small">
+                <span className="mono">{c.cron_expression}</span> ({c.timezone ?? 'UTC'})
+                {c.workspace_id ? ` on ${c.workspace_id}${c.persistent ? ' (persistent)' : ''}` : ''}
+              </p>
+              <p className="small">
+                Next run:{' '}
+                <span className="next-run" title={c.next_run_at ?? ''}>
+                  {c.next_run_at ? `${when(c.next_run_at)} (${relative(c.next_run_at)})` : 'none while disabled'}
+                </span>
+                {c.last_run_at ? (
+                  <>
+                    {' '}
+                    · last {relative(c.last_run_at)} {c.last_status}
+                    {c.last_job_id ? (
+                      <>
+                        {' '}
+                        (<Link href={`/jobs/${seg(c.last_job_id)}`}>its job</Link>)
+                      </>
+                    ) : null}
+                  </>
+                ) : null}
+              </p>
+              <FiringsToggle id={c.id} />
+              <div className="actions">
+                <button type="button" disabled={action.busy} onClick={() => update(c, !c.enabled)}>
+                  {c.enabled ? 'Disable' : 'Enable'}
+                </button>
+                <DeleteButton
+                  label="Remove"
+                  confirm={`Remove ${c.name}`}
+                  action={action}
+                  path={`/mags-cron/${seg(c.id)}`}
+                  then={list.reload}
+                />
+              </div>
+            </article>
+          )}
+        />
       </Section>
     </>
   );

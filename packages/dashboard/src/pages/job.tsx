@@ -5,7 +5,8 @@ import { useEffect, useRef, useState } from 'react';
 import { api, seg } from '../api';
 import { duration, when } from '../format';
 import { navigate } from '../navigation';
-import { ConfirmButton, ErrorText, messageOf, Section, StatusBadge, useAction, useResource } from '../ui';
+import { messageOf, useAction, useResource } from '../resource';
+import { DeleteButton, ErrorText, Section, StatusBadge } from '../ui';
 import { isFinished, StopButton } from './jobs';
 
 /** Lines kept on the page; older ones are dropped from view (the API still has them). */
@@ -128,16 +129,12 @@ export function JobPage({ id }: { id: string }) {
           <div className="actions">
             <StopButton job={job} onDone={status.reload} />
             {isFinished(job) ? (
-              <ConfirmButton
+              <DeleteButton
                 label="Delete job"
                 confirm="Delete it and its output"
-                disabled={remove.busy}
-                onConfirm={() =>
-                  remove.run(async () => {
-                    await api('DELETE', `/mags-jobs/${seg(job.request_id)}`);
-                    navigate('/jobs');
-                  })
-                }
+                action={remove}
+                path={`/mags-jobs/${seg(job.request_id)}`}
+                then={() => navigate('/jobs')}
               />
             ) : null}
           </div>

@@ -1,10 +1,11 @@
 // The caller's jobs, refreshed every two seconds; run a new script; stop an unfinished job.
 import type { JobAccepted, JobList, JobStatus, StopResult } from '@mags/api';
-import { type FormEvent, useState } from 'react';
+import { useState } from 'react';
 import { api, seg } from '../api';
 import { duration, relative } from '../format';
 import { Link, navigate } from '../navigation';
-import { ErrorText, Section, StatusBadge, useAction, useResource } from '../ui';
+import { useAction, useResource } from '../resource';
+import { ActionForm, DataTable, ErrorText, ScriptField, Section, StatusBadge, SubmitRow, TextField } from '../ui';
 
 const FINISHED = new Set(['completed', 'failed', 'error', 'stopped']);
 export const isFinished = (job: JobStatus) => FINISHED.has(job.status);
@@ -36,37 +37,27 @@ function RunForm() {
   const [script, setScript] = useState('');
   const [name, setName] = useState('');
   const action = useAction();
-  const submit = (e: FormEvent) => {
-    e.preventDefault();
-    void action.run(async () => {
-      const accepted = await api<JobAccepted>('POST', '/mags-jobs', {
-        script,
-        ...(name.trim() ? { name: name.trim() } : {}),
-      });
-      navigate(`/jobs/${seg(accepted.request_id)}`);
+  const submit = async () => {
+    const accepted = await api<JobAccepted>('POST', '/mags-jobs', {
+      script,
+      ...(name.trim() ? { name: name.trim() } : {}),
     });
+    navigate(`/jobs/${seg(accepted.request_id)}`);
   };
   return (
-    <form onSubmit={submit} className="stack">
-      <label htmlFor="run-script">Script (run with /bin/sh -c in a new sandbox)</label>
-      <textarea
+    <ActionForm action={action} fn={submit}>
+      <ScriptField
         id="run-script"
-        required
-        rows={3}
+        label="Script (run with /bin/sh -c in a new sandbox)"
         value={script}
-        onChange={(e) => setScript(e.target.value)}
+        onChange={setScript}
         placeholder="echo hello"
-        spellCheck={false}
       />
-      <label htmlFor="run-name">Name (optional)</label>
-      <input id="run-name" value={name} onChange={(e) => setName(e.target.value)} autoComplete="off" />
-      <div>
-        <button type="submit" id="run-submit" disabled={action.busy}>
-          Run
-        </button>
-      </div>
-      <ErrorText error={action.error} />
-    </form>
+      <TextField id="run-name" label="Name (optional)" value={name} onChange={setName} />
+      <SubmitRow id="run-submit" action={action}>
+        Run
+      </SubmitRow>
+    </ActionForm>
   );
 }
 
@@ -80,43 +71,29 @@ export function JobsPage() {
       </Section>
       <Section title="Your jobs">
         <ErrorText error={jobs.error} />
-        {jobs.data && jobs.data.jobs.length === 0 ? <p className="muted">No jobs yet.</p> : null}
-        {jobs.data && jobs.data.jobs.length > 0 ? (
-          <div className="table-wrap">
-            <table id="jobs-table">
-              <thead>
-                <tr>
-                  <th scope="col">Job</th>
-                  <th scope="col">Status</th>
-                  <th scope="col">Created</th>
-                  <th scope="col">Ran</th>
-                  <th scope="col">
-                    <span className="visually-hidden">Actions</span>
-                  </th>
-                </tr>
-              </thead>
-              <tbody>
-                {jobs.data.jobs.map((job) => (
-                  <tr key={job.request_id} data-job={job.request_id}>
-                    <td>
-                      <Link href={`/jobs/${seg(job.request_id)}`}>{job.name ?? job.request_id.slice(0, 8)}</Link>
-                      {job.workspace_id ? <div className="muted small">on {job.workspace_id}</div> : null}
-                    </td>
-                    <td>
-                      <StatusBadge status={job.status} />
-                      {job.exit_code !== null ? <span className="muted small"> exit {job.exit_code}</span> : null}
-                    </td>
-                    <td title={job.created_at}>{relative(job.created_at)}</td>
-                    <td>{duration(job.script_duration_ms)}</td>
-                    <td>
-                      <StopButton job={job} onDone={jobs.reload} />
-                    </td>
-                  </tr>
-                ))}
-              </tbody>
-            </table>
-          </div>
-        ) : null}
+        <DataTable
+          id="jobs-table"
+          columns={['Job', 'Status', 'Created', 'Ran']}
+          rows={jobs.data?.jobs}
+          empty="No jobs yet."
+          row={(job) => (
+            <tr key={job.request_id} data-job={job.request_id}>
+              <td>
+                <Link href={`/jobs/${seg(job.request_id)}`}>{job.name ?? job.request_id.slice(0, 8)}</Link>
+                {job.workspace_id ? <div className="muted small">on {job.workspace_id}</div> : null}
+              </td>
+              <td>
+                <StatusBadge status={job.status} />
+                {job.exit_code !== null ? <span className="muted small"> exit {job.exit_code}</span> : null}
+              </td>
+              <td title={job.created_at}>{relative(job.created_at)}</td>
+              <td>{duration(job.script_duration_ms)}</td>
+              <td>
+                <StopButton job={job} onDone={jobs.reload} />
+              </td>
+            </tr>
+          )}
+        />
         {jobs.data && jobs.data.total > jobs.data.jobs.length ? (
           <p className="muted small">
             The newest {jobs.data.jobs.length} of {jobs.data.total}.

@@ -1,11 +1,12 @@
 // Sandboxes: the caller's unfinished jobs (each holds a sandbox, or sleeps without one). Start a long-lived one
 // (as `mags new`), run commands in it (the exec box), open its URL, let it sleep or keep it up (PATCH no_sleep), stop.
 import type { ExecResult, JobAccepted, JobList, JobStatus } from '@mags/api';
-import { type FormEvent, useId, useState } from 'react';
+import { useId, useState } from 'react';
 import { api, seg } from '../api';
 import { relative } from '../format';
 import { Link } from '../navigation';
-import { ErrorText, Section, StatusBadge, useAction, useResource } from '../ui';
+import { useAction, useResource } from '../resource';
+import { ActionForm, CheckboxField, ErrorText, Section, StatusBadge, SubmitRow, TextField } from '../ui';
 import { StopButton } from './jobs';
 
 function ExecBox({ job }: { job: JobStatus }) {
@@ -13,15 +14,12 @@ function ExecBox({ job }: { job: JobStatus }) {
   const [result, setResult] = useState<ExecResult>();
   const action = useAction();
   const id = useId();
-  const submit = (e: FormEvent) => {
-    e.preventDefault();
-    void action.run(async () => {
-      setResult(undefined);
-      setResult(await api<ExecResult>('POST', `/mags-jobs/${seg(job.request_id)}/exec`, { command }));
-    });
+  const submit = async () => {
+    setResult(undefined);
+    setResult(await api<ExecResult>('POST', `/mags-jobs/${seg(job.request_id)}/exec`, { command }));
   };
   return (
-    <form onSubmit={submit} className="exec">
+    <ActionForm action={action} fn={submit} className="exec">
       <label htmlFor={`${id}-cmd`}>Run a command in it</label>
       <div className="row">
         <input
@@ -52,7 +50,7 @@ function ExecBox({ job }: { job: JobStatus }) {
           </p>
         </div>
       ) : null}
-    </form>
+    </ActionForm>
   );
 }
 
@@ -89,50 +87,37 @@ function NewSandbox({ onCreated }: { onCreated: () => void }) {
   const [persistent, setPersistent] = useState(false);
   const [url, setUrl] = useState(false);
   const action = useAction();
-  const submit = (e: FormEvent) => {
-    e.preventDefault();
-    void action.run(async () => {
-      await api<JobAccepted>('POST', '/mags-jobs', {
-        long_lived: true,
-        workspace_id: workspace.trim(),
-        ...(persistent ? { persistent: true } : {}),
-        ...(url ? { url: true } : {}),
-      });
-      setWorkspace('');
-      onCreated();
+  const submit = async () => {
+    await api<JobAccepted>('POST', '/mags-jobs', {
+      long_lived: true,
+      workspace_id: workspace.trim(),
+      ...(persistent ? { persistent: true } : {}),
+      ...(url ? { url: true } : {}),
     });
+    setWorkspace('');
+    onCreated();
   };
   return (
-    <form onSubmit={submit} className="stack">
-      <label htmlFor="new-workspace">Workspace name</label>
-      <input
+    <ActionForm action={action} fn={submit}>
+      <TextField
         id="new-workspace"
+        label="Workspace name"
         required
         value={workspace}
-        onChange={(e) => setWorkspace(e.target.value)}
-        autoComplete="off"
+        onChange={setWorkspace}
         placeholder="dev"
       />
-      <div>
-        <input
-          id="new-persistent"
-          type="checkbox"
-          checked={persistent}
-          onChange={(e) => setPersistent(e.target.checked)}
-        />{' '}
-        <label htmlFor="new-persistent">Persistent (kept in the object store)</label>
-      </div>
-      <div>
-        <input id="new-url" type="checkbox" checked={url} onChange={(e) => setUrl(e.target.checked)} />{' '}
-        <label htmlFor="new-url">Open a URL to port 8080 (needs persistent)</label>
-      </div>
-      <div>
-        <button type="submit" id="new-sandbox" disabled={action.busy}>
-          Start sandbox
-        </button>
-      </div>
-      <ErrorText error={action.error} />
-    </form>
+      <CheckboxField
+        id="new-persistent"
+        label="Persistent (kept in the object store)"
+        checked={persistent}
+        onChange={setPersistent}
+      />
+      <CheckboxField id="new-url" label="Open a URL to port 8080 (needs persistent)" checked={url} onChange={setUrl} />
+      <SubmitRow id="new-sandbox" action={action}>
+        Start sandbox
+      </SubmitRow>
+    </ActionForm>
   );
 }
 

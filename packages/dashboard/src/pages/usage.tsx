@@ -2,7 +2,8 @@
 import type { UsageDay, UsageReport } from '@mags/api';
 import { useState } from 'react';
 import { bytes, number } from '../format';
-import { ErrorText, Section, useResource } from '../ui';
+import { useResource } from '../resource';
+import { ErrorText, Section } from '../ui';
 
 type Metric = Exclude<keyof UsageDay, 'date'> & string;
 const METRICS: Array<{ key: Metric; label: string; show: (n: number) => string }> = [

@@ -1,9 +1,21 @@
 // Users (the owner only): add one (its one-time sign-in link and first token are shown once), list, remove.
 import type { Me, UserCreated, UserList, UserRemoved } from '@mags/api';
-import { type FormEvent, useState } from 'react';
+import { useState } from 'react';
 import { api, seg } from '../api';
 import { relative, when } from '../format';
-import { ConfirmButton, CopyButton, ErrorText, Section, useAction, useResource } from '../ui';
+import { useAction, useResource } from '../resource';
+import {
+  ActionForm,
+  CheckboxField,
+  ConfirmAction,
+  DataTable,
+  Errors,
+  SecretField,
+  Section,
+  ShownOnce,
+  SubmitRow,
+  TextField,
+} from '../ui';
 
 export function UsersPage({ me }: { me: Me }) {
   const list = useResource<UserList>(me.owner ? '/users' : null);
@@ -21,121 +33,80 @@ export function UsersPage({ me }: { me: Me }) {
       </>
     );
   }
-  const submit = (e: FormEvent) => {
-    e.preventDefault();
-    void add.run(async () => {
-      setAdded(await api<UserCreated>('POST', '/users', { name: name.trim() }));
-      setName('');
-      list.reload();
-    });
+  const submit = async () => {
+    setAdded(await api<UserCreated>('POST', '/users', { name: name.trim() }));
+    setName('');
+    list.reload();
   };
   return (
     <>
       <h1>Users</h1>
       <Section title="Add a user">
-        <form onSubmit={submit} className="stack">
-          <label htmlFor="user-name">Name</label>
-          <input id="user-name" required value={name} onChange={(e) => setName(e.target.value)} autoComplete="off" />
-          <div>
-            <button type="submit" id="user-add" disabled={add.busy}>
-              Add user
-            </button>
-          </div>
-          <ErrorText error={add.error} />
-        </form>
+        <ActionForm action={add} fn={submit}>
+          <TextField id="user-name" label="Name" required value={name} onChange={setName} />
+          <SubmitRow id="user-add" action={add}>
+            Add user
+          </SubmitRow>
+        </ActionForm>
         {added ? (
-          <section className="secret" aria-label="The new user">
+          <ShownOnce label="The new user" onDone={() => setAdded(undefined)}>
             <p>
               <strong>Send {added.name} this one-time sign-in link</strong> (valid 7 days; it lets them choose a
               password). It is shown only this once.
             </p>
-            <div className="row">
-              <input
-                id="user-link"
-                className="mono grow"
-                readOnly
-                value={added.signin_url}
-                aria-label="One-time sign-in link"
-              />
-              <CopyButton text={added.signin_url} />
-            </div>
+            <SecretField id="user-link" label="One-time sign-in link" value={added.signin_url} />
             <p className="small">Their first API token (also shown once):</p>
-            <div className="row">
-              <input className="mono grow" readOnly value={added.token} aria-label="The user's first token" />
-              <CopyButton text={added.token} />
-            </div>
-            <button type="button" onClick={() => setAdded(undefined)}>
-              Done
-            </button>
-          </section>
+            <SecretField label="The user's first token" value={added.token} />
+          </ShownOnce>
         ) : null}
       </Section>
       <Section title="Users of this server">
-        <ErrorText error={list.error} />
-        <ErrorText error={remove.error} />
+        <Errors errors={[list.error, remove.error]} />
         {removed ? (
           <p role="status">
             Removed {removed.name}: {removed.jobs_stopped} sandboxes stopped,{' '}
             {removed.data_deleted ? 'their data deleted' : 'their data kept'}.
           </p>
         ) : null}
-        <div>
-          <input
-            id="delete-data"
-            type="checkbox"
-            checked={deleteData}
-            onChange={(e) => setDeleteData(e.target.checked)}
-          />{' '}
-          <label htmlFor="delete-data">Removing a user also deletes their jobs, workspaces and files</label>
-        </div>
-        {list.data ? (
-          <div className="table-wrap">
-            <table id="users-table">
-              <thead>
-                <tr>
-                  <th scope="col">Name</th>
-                  <th scope="col">Added</th>
-                  <th scope="col">Password</th>
-                  <th scope="col">
-                    <span className="visually-hidden">Actions</span>
-                  </th>
-                </tr>
-              </thead>
-              <tbody>
-                {list.data.users.map((u) => (
-                  <tr key={u.user_id} data-user={u.name}>
-                    <td>
-                      {u.name}
-                      {u.owner ? <span className="badge">owner</span> : null}
-                    </td>
-                    <td title={when(u.created_at)}>{relative(u.created_at)}</td>
-                    <td>{u.has_password ? 'set' : 'not yet'}</td>
-                    <td>
-                      {u.owner ? null : (
-                        <ConfirmButton
-                          label="Remove"
-                          confirm={deleteData ? `Remove ${u.name} and delete their data` : `Remove ${u.name}`}
-                          disabled={remove.busy}
-                          onConfirm={() =>
-                            remove.run(async () => {
-                              setRemoved(
-                                await api<UserRemoved>(
-                                  'DELETE',
-                                  `/users/${seg(u.name)}${deleteData ? '?delete_data=true' : ''}`,
-                                ),
-                              );
-                              list.reload();
-                            })
-                          }
-                        />
-                      )}
-                    </td>
-                  </tr>
-                ))}
-              </tbody>
-            </table>
-          </div>
-        ) : null}
+        <CheckboxField
+          id="delete-data"
+          label="Removing a user also deletes their jobs, workspaces and files"
+          checked={deleteData}
+          onChange={setDeleteData}
+        />
+        <DataTable
+          id="users-table"
+          columns={['Name', 'Added', 'Password']}
+          rows={list.data?.users}
+          row={(u) => (
+            <tr key={u.user_id} data-user={u.name}>
+              <td>
+                {u.name}
+                {u.owner ? <span className="badge">owner</span> : null}
+              </td>
+              <td title={when(u.created_at)}>{relative(u.created_at)}</td>
+              <td>{u.has_password ? 'set' : 'not yet'}</td>
+              <td>
+                {u.owner ? null : (
+                  <ConfirmAction
+                    label="Remove"
+                    confirm={deleteData ? `Remove ${u.name} and delete their data` : `Remove ${u.name}`}
+                    action={remove}
+                    fn={async () => {
+                      setRemoved(
+                        await api<UserRemoved>(
+                          'DELETE',
+                          `/users/${seg(u.name)}${deleteData ? '?delete_data=true' : ''}`,
+                        ),
+                      );
+                      list.reload();
+                    }}
+                  />
+                )}
+              </td>
+            </tr>
+          )}
+        />
       </Section>
     </>
   );

@@ -9,7 +9,8 @@ if [ "${1:-}" = "--test" ]; then
   # openssh-client: ssh, scp and sftp against the SSH gateway.
   # chromium: the headless browser of the browser tests (the router's pages, sign-in and `mags login` approval),
   # driven by playwright-core (no browser download).
-  PKGS+=(postgresql python3 ceph-mon ceph-osd radosgw curl openssh-client chromium)
+  # strace, linux-perf: bench/burst counts the programs spawned per job; perf profiles the server under a burst.
+  PKGS+=(postgresql python3 ceph-mon ceph-osd radosgw curl openssh-client chromium strace linux-perf)
 fi
 missing=()
 for p in "${PKGS[@]}"; do

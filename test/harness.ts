@@ -42,8 +42,15 @@ export async function freePort(): Promise<number> {
   });
 }
 
-/** Starts `mags server` with its own MAGS_HOME (a new temporary one unless given) and waits until its agent is online. */
-export async function startServer(extraArgs: string[] = [], existingHome?: string): Promise<TestServer> {
+/**
+ * Starts `mags server` with its own MAGS_HOME (a new temporary one unless given) and waits until its agent is online.
+ * `cli` runs another build of the CLI (the benchmarks compare two builds in one run).
+ */
+export async function startServer(
+  extraArgs: string[] = [],
+  existingHome?: string,
+  { cli = CLI }: { cli?: string } = {},
+): Promise<TestServer> {
   const home = existingHome ?? mkdtempSync(path.join(tmpdir(), 'mags-test-home-'));
   const port = await freePort();
   // A free port for the SSH gateway unless the test gives one: the default (2222) is the user's own server's.
@@ -57,7 +64,7 @@ export async function startServer(extraArgs: string[] = [], existingHome?: strin
   const env: NodeJS.ProcessEnv = { ...process.env, MAGS_HOME: home };
   delete env.MAGS_API_URL;
   delete env.MAGS_API_TOKEN;
-  const child: ChildProcess = spawn(process.execPath, [CLI, 'server', '--port', String(port), ...extraArgs], {
+  const child: ChildProcess = spawn(process.execPath, [cli, 'server', '--port', String(port), ...extraArgs], {
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
   });

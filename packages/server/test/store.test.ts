@@ -122,6 +122,11 @@ for (const backend of backends) {
       for (const id of ids) assert.equal((await store.jobs.get(id))?.script, 'echo batch', 'every valid row is stored');
       assert.equal((await store.jobs.bySubdomain('cccccccccccc'))?.name, 'batch');
       assert.equal((await store.jobs.get(taken.id))?.script, 'echo hi', 'the stored job is not overwritten');
+      // Dispatch claims a burst in one statement: only the jobs still queued become the agent's.
+      assert.equal(await store.jobs.claim(taken.id, 'agent-a'), true);
+      const claimed = await store.jobs.claimMany([ids[0], ids[1], taken.id], 'agent-b');
+      assert.deepEqual([...claimed].sort(), [ids[0], ids[1]].sort());
+      assert.equal((await store.jobs.get(taken.id))?.agent_id, 'agent-a', 'a claimed job stays with its agent');
     });
 
     test('URL aliases: unique across users, listed and removed by their owner only', async () => {

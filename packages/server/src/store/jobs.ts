@@ -323,6 +323,23 @@ export class JobStore {
     return row !== undefined;
   }
 
+  /**
+   * Hands queued jobs to an agent in one statement (dispatch of a burst without a round trip per job). The ids of
+   * those that were still queued and are now the agent's; the others were stopped or claimed elsewhere meanwhile.
+   */
+  async claimMany(ids: readonly string[], agentId: string): Promise<Set<string>> {
+    if (ids.length === 0) return new Set();
+    const rows = await this.db
+      .updateTable('jobs')
+      .set({ agent_id: agentId })
+      .where('id', 'in', ids)
+      .where('status', '=', 'accepted')
+      .where('agent_id', 'is', null)
+      .returning('id')
+      .execute();
+    return new Set(rows.map((r) => r.id));
+  }
+
   /** accepted → running, only from the agent it was handed to. */
   async markRunning(
     id: string,

@@ -129,7 +129,7 @@ export class JobStore {
             .values(rows.map((row) => ({ ...row, spec: JSON.stringify(row.spec) })))
             .execute(),
         );
-        batch.forEach((p, i) => p.resolve(rows[i]));
+        for (const [i, p] of batch.entries()) p.resolve(rows[i]);
         return;
       } catch {
         // One refused row fails the whole statement: each row alone, so that only that one fails.

@@ -79,6 +79,10 @@ function failed(status: string, message: string | null): void {
   failures.set(key, (failures.get(key) ?? 0) + 1);
 }
 
+function pidMax(): number {
+  return Number(readFileSync('/proc/sys/kernel/pid_max', 'utf8').trim());
+}
+
 async function runMany(mags: Mags, total: number, concurrency: number): Promise<number> {
   let next = 0;
   const t0 = performance.now();
@@ -267,7 +271,8 @@ async function measure(build: Build): Promise<BuildFigures> {
       cpuMachineMs: toMs(m1.busy - m0.busy),
       cpuBackgroundMs: toMs(m1.busy - m0.busy - backgroundPerS * cpuS),
       cpuServerMs: toMs(p1 - p0),
-      pidsPerJob: (pid1 - pid0) / CPU_JOBS,
+      // PIDs wrap at pid_max.
+      pidsPerJob: (pid1 - pid0 + (pid1 < pid0 ? pidMax() : 0)) / CPU_JOBS,
       rps16,
       rps32,
       rssBefore,

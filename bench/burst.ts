@@ -208,7 +208,7 @@ interface BuildFigures {
 }
 
 async function measure(build: Build): Promise<BuildFigures> {
-  const server = await startServer(['--instance', `b${randomBytes(2).toString('hex')}`], undefined, { cli: build.cli });
+  const server = await startServer(['--instance', `b${randomBytes(2).toString('hex')}`], undefined, build.cli);
   try {
     const mags = new Mags({ apiUrl: server.url, apiToken: server.token });
     for (let i = 0; i < 10; i++) await mags.runAndWait('echo ok'); // warm-up

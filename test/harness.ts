@@ -42,14 +42,12 @@ export async function freePort(): Promise<number> {
   });
 }
 
-/**
- * Starts `mags server` with its own MAGS_HOME (a new temporary one unless given) and waits until its agent is online.
- * `cli` runs another build of the CLI (the benchmarks compare two builds in one run).
- */
+/** Starts `mags server` with its own MAGS_HOME (a new temporary one unless given) and waits until its agent is online. */
 export async function startServer(
   extraArgs: string[] = [],
   existingHome?: string,
-  { cli = CLI }: { cli?: string } = {},
+  /** The CLI to start (a benchmark compares another build's). */
+  cli = CLI,
 ): Promise<TestServer> {
   const home = existingHome ?? mkdtempSync(path.join(tmpdir(), 'mags-test-home-'));
   const port = await freePort();

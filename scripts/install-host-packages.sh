@@ -15,7 +15,8 @@ if [ "${1:-}" = "--test" ]; then
   # python3-venv, python3-pip, python3-setuptools, python3-wheel and their wheels (-whl, for pip's build isolation
   # offline): the Python SDK tests `pip install ./python` into fresh venvs and build its wheel offline
   # (python/tests/test_package.py).
-  PKGS+=(postgresql python3 python3-venv python3-pip python3-setuptools python3-wheel python3-setuptools-whl python3-wheel-whl ceph-mon ceph-osd radosgw curl openssh-client chromium wrk)
+  # strace, linux-perf: bench/burst and bench/spawns count the programs spawned per job; perf profiles the server.
+  PKGS+=(postgresql python3 python3-venv python3-pip python3-setuptools python3-wheel python3-setuptools-whl python3-wheel-whl ceph-mon ceph-osd radosgw curl openssh-client chromium wrk strace linux-perf)
 fi
 missing=()
 for p in "${PKGS[@]}"; do

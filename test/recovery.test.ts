@@ -73,3 +73,41 @@ test('a restarted server cleans up what a killed predecessor left, and fails its
   assert.deepEqual(final.dirs, []);
   assert.deepEqual(final.loops, []);
 });
+
+test('a submit that was answered survives a kill -9 right after the answer, with the others of its burst', async () => {
+  const instance = `r${randomBytes(2).toString('hex')}`;
+  const first = await startServer(['--instance', instance]);
+  const headers = { authorization: `Bearer ${first.token}`, 'content-type': 'application/json' };
+  const answered: string[] = [];
+  let killed = false;
+  // 60 at once (stored in batches); the server is killed the moment the 30th answer arrives.
+  await Promise.allSettled(
+    Array.from({ length: 60 }, async (_, i) => {
+      const res = await fetch(`${first.url}/api/v1/mags-jobs`, {
+        method: 'POST',
+        headers,
+        body: JSON.stringify({ script: `echo kept ${i}` }),
+      });
+      if (res.status !== 202 || killed) return;
+      answered.push(((await res.json()) as { request_id: string }).request_id);
+      if (answered.length === 30) {
+        killed = true;
+        process.kill(first.pid, 'SIGKILL');
+      }
+    }),
+  );
+  assert.ok(killed, 'the server answered 30 submits before it was killed');
+  await first.kill();
+  const second = await startServer(['--instance', instance], first.home);
+  try {
+    const h2 = { authorization: `Bearer ${second.token}` };
+    for (const id of answered.slice(0, 30)) {
+      const res = await fetch(`${second.url}/api/v1/mags-jobs/${id}/status`, { headers: h2 });
+      assert.equal(res.status, 200, `answered job ${id} is still there after the crash`);
+      const job = (await res.json()) as { script: string };
+      assert.match(job.script, /^echo kept \d+$/);
+    }
+  } finally {
+    await second.stop();
+  }
+});

@@ -15,6 +15,9 @@ export interface Link<Out> {
 export type ServerEnd = Link<ServerToAgent>;
 export type AgentEnd = Link<AgentToServer>;
 
+/** How long one turn of the event loop handles in-process messages before letting I/O in. */
+const DELIVERY_SLICE_MS = 2;
+
 /** Joins a server and an agent living in one process. Delivery is asynchronous and ordered, as on a socket. */
 export function createInProcessLink(): { server: ServerEnd; agent: AgentEnd } {
   function end<Out>() {
@@ -24,15 +27,27 @@ export function createInProcessLink(): { server: ServerEnd; agent: AgentEnd } {
     const queue: unknown[] = [];
     let scheduled = false;
     let open = true;
+    // Messages are handled for at most a slice of a turn of the event loop, then the rest waits for the next turn:
+    // what one end does on a message (the agent starting a sandbox) must not hold back the I/O that came meanwhile
+    // (the server admitting submits), as two processes on a socket would not.
+    function drain() {
+      const until = performance.now() + DELIVERY_SLICE_MS;
+      try {
+        do {
+          const msg = queue.shift();
+          for (const h of handlers) h(msg);
+        } while (queue.length > 0 && performance.now() < until);
+      } finally {
+        if (queue.length > 0) setImmediate(drain);
+        else scheduled = false;
+      }
+    }
     const self = {
       deliver(m: unknown) {
         queue.push(m);
         if (scheduled) return;
         scheduled = true;
-        setImmediate(() => {
-          scheduled = false;
-          for (const msg of queue.splice(0)) for (const h of handlers) h(msg);
-        });
+        setImmediate(drain);
       },
       closed() {
         if (!open) return;

@@ -95,6 +95,40 @@ for (const backend of backends) {
       assert.equal(running?.sandbox_address, '10.99.0.2');
     });
 
+    test('jobs submitted at once are stored together; a row the database refuses fails only its own submit', async () => {
+      const taken = await newJob(alice);
+      const row = (id: string, subdomain?: string) => ({
+        id,
+        user_id: alice,
+        name: 'batch',
+        script: 'echo batch',
+        status: 'accepted',
+        spec,
+        created_at: Date.now(),
+        ...(subdomain ? { subdomain } : {}),
+      });
+      const ids = Array.from({ length: 40 }, () => uuidv7());
+      // In one tick: one batch. Two rows are refused (an id already stored, a subdomain already another job's).
+      const outcomes = await Promise.allSettled([
+        ...ids.slice(0, 20).map((id) => store.jobs.insert(row(id))),
+        store.jobs.insert(row(taken.id)),
+        store.jobs.insert(row(uuidv7(), 'cccccccccccc')),
+        store.jobs.insert(row(uuidv7(), 'cccccccccccc')),
+        ...ids.slice(20).map((id) => store.jobs.insert(row(id))),
+      ]);
+      const refused = outcomes.filter((o) => o.status === 'rejected');
+      assert.equal(refused.length, 2, 'the duplicate id and the second holder of the subdomain fail, nothing else');
+      assert.equal(outcomes[20].status, 'rejected', 'a duplicate id is refused');
+      for (const id of ids) assert.equal((await store.jobs.get(id))?.script, 'echo batch', 'every valid row is stored');
+      assert.equal((await store.jobs.bySubdomain('cccccccccccc'))?.name, 'batch');
+      assert.equal((await store.jobs.get(taken.id))?.script, 'echo hi', 'the stored job is not overwritten');
+      // Dispatch claims a burst in one statement: only the jobs still queued become the agent's.
+      assert.equal(await store.jobs.claim(taken.id, 'agent-a'), true);
+      const claimed = await store.jobs.claimMany([ids[0], ids[1], taken.id], 'agent-b');
+      assert.deepEqual([...claimed].sort(), [ids[0], ids[1]].sort());
+      assert.equal((await store.jobs.get(taken.id))?.agent_id, 'agent-a', 'a claimed job stays with its agent');
+    });
+
     test('URL aliases: unique across users, listed and removed by their owner only', async () => {
       const row = (user: string, sub: string) => ({
         id: uuidv7(),

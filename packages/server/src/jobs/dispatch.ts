@@ -56,6 +56,17 @@ export class Dispatcher {
   }
 
   private async dispatchOnce(): Promise<void> {
+    // Jobs without a workspace placed in this page, claimed together in one statement per agent.
+    const batch: Array<{ agent: ConnectedAgent; job: Job }> = [];
+    try {
+      await this.dispatchPages(batch);
+    } finally {
+      // Slots reserved for jobs not claimed yet (a failure or close half-way) are given back.
+      for (const { agent, job } of batch) this.deps.agents.releaseSlot(agent, job.id);
+    }
+  }
+
+  private async dispatchPages(batch: Array<{ agent: ConnectedAgent; job: Job }>): Promise<void> {
     const { store, agents } = this.deps;
     let after: string | undefined;
     for (;;) {
@@ -67,7 +78,7 @@ export class Dispatcher {
         if (this.closed) return;
         after = job.id;
         online = agents.online();
-        if (!pickAgent(online)) return; // nothing free anywhere
+        if (!pickAgent(online)) break; // nothing free anywhere
         const ws = job.spec?.workspace;
         const row = ws !== undefined ? await store.workspaces.getById(ws.id) : undefined;
         // Elsewhere than on a copy it holds, an agent has to make the disk.
@@ -83,14 +94,56 @@ export class Dispatcher {
           );
         }
         if (!placement.agent) continue; // pinned to a busy agent: later jobs may still run
-        await this.dispatchTo(placement.agent, job, row);
+        if (ws) {
+          await this.dispatchTo(placement.agent, job, row);
+        } else {
+          // Reserve the slot now, so that placement of the next jobs sees it taken; claimed below with the others.
+          agents.takeSlot(placement.agent, job.id);
+          batch.push({ agent: placement.agent, job });
+        }
       }
-      if (queued.length < DISPATCH_PAGE) return;
+      await this.dispatchBatch(batch.splice(0));
+      if (queued.length < DISPATCH_PAGE || !pickAgent(agents.online())) return;
     }
   }
 
+  /** Claims placed jobs (their slots reserved), one statement per agent, and starts those claimed. */
+  private async dispatchBatch(batch: Array<{ agent: ConnectedAgent; job: Job }>): Promise<void> {
+    const { store, agents } = this.deps;
+    const byAgent = new Map<ConnectedAgent, Job[]>();
+    for (const { agent, job } of batch) {
+      const jobs = byAgent.get(agent);
+      if (jobs) jobs.push(job);
+      else byAgent.set(agent, [job]);
+    }
+    let firstError: unknown;
+    for (const [agent, jobs] of byAgent) {
+      let claimed: Set<string>;
+      try {
+        claimed = await store.jobs.claimMany(
+          jobs.map((j) => j.id),
+          agent.id,
+        );
+      } catch (err) {
+        for (const job of jobs) agents.releaseSlot(agent, job.id);
+        throw err;
+      }
+      for (const job of jobs) {
+        if (!claimed.has(job.id)) {
+          agents.releaseSlot(agent, job.id); // stopped meanwhile
+          continue;
+        }
+        // One job that cannot be started (the store failing it) does not leave the others of the batch claimed.
+        await this.startClaimed(agent, job, undefined).catch((err: unknown) => {
+          firstError ??= err;
+        });
+      }
+    }
+    if (firstError !== undefined) throw firstError;
+  }
+
   private async dispatchTo(agent: ConnectedAgent, job: Job, row: WorkspaceRow | undefined): Promise<void> {
-    const { store, agents, events } = this.deps;
+    const { store, agents } = this.deps;
     // Reserve the slot before the await so that a concurrent `exited` does not hand it out twice.
     agents.takeSlot(agent, job.id);
     let claimed: boolean;
@@ -104,6 +157,12 @@ export class Dispatcher {
       agents.releaseSlot(agent, job.id); // stopped meanwhile
       return;
     }
+    await this.startClaimed(agent, job, row);
+  }
+
+  /** Sends a claimed job (its slot taken) to its agent, or fails it if it cannot be started. */
+  private async startClaimed(agent: ConnectedAgent, job: Job, row: WorkspaceRow | undefined): Promise<void> {
+    const { store, agents, events } = this.deps;
     const fail = async (errorMessage: string) => {
       agents.releaseSlot(agent, job.id);
       const failed = await store.jobs.finish(

@@ -46,6 +46,40 @@ function decoded(row: JobRow | undefined): Job | undefined {
   return row && { ...row, spec: decodeSpec(row.spec) };
 }
 
+/** A submission waiting in the batch insert, with the caller's promise. */
+interface PendingInsert {
+  job: NewJob;
+  resolve: (job: Job) => void;
+  reject: (err: unknown) => void;
+}
+
+/** Rows per batch insert (about 20 parameters each: well under SQLite's and PostgreSQL's limits). */
+const MAX_INSERT_BATCH = 200;
+
+/** The row of a new job, every column given. */
+function rowOf(job: NewJob): Job {
+  return {
+    id: job.id,
+    user_id: job.user_id,
+    name: job.name ?? null,
+    script: job.script,
+    status: job.status,
+    exit_code: job.exit_code ?? null,
+    error_message: job.error_message ?? null,
+    agent_id: job.agent_id ?? null,
+    sandbox_id: job.sandbox_id ?? null,
+    workspace_id: job.workspace_id ?? null,
+    spec: job.spec,
+    created_at: job.created_at,
+    started_at: job.started_at ?? null,
+    completed_at: job.completed_at ?? null,
+    subdomain: job.subdomain ?? null,
+    url_port: job.url_port ?? null,
+    url_private: job.url_private ?? null,
+    sandbox_address: job.sandbox_address ?? null,
+  };
+}
+
 export class JobStore {
   constructor(
     private readonly db: Db,
@@ -54,9 +88,60 @@ export class JobStore {
     private readonly localTtlMs: number,
   ) {}
 
-  /** Stores a new job; the returned job carries the spec it was given (nothing is read back). */
-  async insert(job: NewJob): Promise<Job> {
-    return this.insertOn(this.db, job);
+  /** Submissions waiting for the next batch insert, oldest first. */
+  private pending: PendingInsert[] = [];
+  /** Whether a batch is being written (what arrives meanwhile goes into the next one). */
+  private writing = false;
+
+  /**
+   * Stores a new job; the returned job carries the spec it was given (nothing is read back). Resolves once the row
+   * is committed, so an answered submit survives a crash. Jobs inserted together (in one tick, or while the
+   * previous batch was being written) are written in one transaction: concurrent submits do not queue behind each
+   * other's commits. A row the database refuses fails only its own insert.
+   */
+  insert(job: NewJob): Promise<Job> {
+    return new Promise<Job>((resolve, reject) => {
+      this.pending.push({ job, resolve, reject });
+      if (this.pending.length === 1 && !this.writing) setImmediate(() => void this.writePending());
+    });
+  }
+
+  private async writePending(): Promise<void> {
+    if (this.writing) return;
+    this.writing = true;
+    try {
+      while (this.pending.length > 0) {
+        const batch = this.pending.splice(0, MAX_INSERT_BATCH);
+        await this.insertBatch(batch);
+      }
+    } finally {
+      this.writing = false;
+    }
+  }
+
+  private async insertBatch(batch: PendingInsert[]): Promise<void> {
+    if (batch.length > 1) {
+      try {
+        const rows = batch.map((p) => rowOf(p.job));
+        await transaction(this.db, (trx) =>
+          trx
+            .insertInto('jobs')
+            .values(rows.map((row) => ({ ...row, spec: JSON.stringify(row.spec) })))
+            .execute(),
+        );
+        for (const [i, p] of batch.entries()) p.resolve(rows[i]);
+        return;
+      } catch {
+        // One refused row fails the whole statement: each row alone, so that only that one fails.
+      }
+    }
+    for (const p of batch) {
+      try {
+        p.resolve(await this.insertOn(this.db, p.job));
+      } catch (err) {
+        p.reject(err);
+      }
+    }
   }
 
   /**
@@ -86,26 +171,7 @@ export class JobStore {
   }
 
   private async insertOn(db: Db, job: NewJob): Promise<Job> {
-    const row: Job = {
-      id: job.id,
-      user_id: job.user_id,
-      name: job.name ?? null,
-      script: job.script,
-      status: job.status,
-      exit_code: job.exit_code ?? null,
-      error_message: job.error_message ?? null,
-      agent_id: job.agent_id ?? null,
-      sandbox_id: job.sandbox_id ?? null,
-      workspace_id: job.workspace_id ?? null,
-      spec: job.spec,
-      created_at: job.created_at,
-      started_at: job.started_at ?? null,
-      completed_at: job.completed_at ?? null,
-      subdomain: job.subdomain ?? null,
-      url_port: job.url_port ?? null,
-      url_private: job.url_private ?? null,
-      sandbox_address: job.sandbox_address ?? null,
-    };
+    const row = rowOf(job);
     await db
       .insertInto('jobs')
       .values({ ...row, spec: JSON.stringify(job.spec) })
@@ -267,6 +333,23 @@ export class JobStore {
       .returning('id')
       .executeTakeFirst();
     return row !== undefined;
+  }
+
+  /**
+   * Hands queued jobs to an agent in one statement (dispatch of a burst without a round trip per job). The ids of
+   * those that were still queued and are now the agent's; the others were stopped or claimed elsewhere meanwhile.
+   */
+  async claimMany(ids: readonly string[], agentId: string): Promise<Set<string>> {
+    if (ids.length === 0) return new Set();
+    const rows = await this.db
+      .updateTable('jobs')
+      .set({ agent_id: agentId })
+      .where('id', 'in', ids)
+      .where('status', '=', 'accepted')
+      .where('agent_id', 'is', null)
+      .returning('id')
+      .execute();
+    return new Set(rows.map((r) => r.id));
   }
 
   /** accepted → running, only from the agent it was handed to. */

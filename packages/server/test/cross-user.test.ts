@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
-import ssh2 from 'ssh2';
+import { ed25519Pair } from '../src/ssh/keys.js';
 import type { TestServer } from './helpers.js';
 import { startTestServer, waitFor } from './helpers.js';
 
@@ -89,7 +89,7 @@ describe('cross-user: every route keeps one user out of another’s resources', 
   const refs: Record<string, string[]> = {};
   /** Everything that would betray Alice's resources in a listing. */
   let secrets: string[] = [];
-  const aliceKey = ssh2.utils.generateKeyPairSync('ed25519', { comment: 'alice@laptop' }).public;
+  const aliceKey = ed25519Pair('alice@laptop').public;
 
   const as = (token: string, method: Method, url: string, payload?: unknown, headers: Record<string, string> = {}) =>
     t.server.app.inject({

@@ -170,14 +170,14 @@ export class SshKeys {
  */
 /**
  * A new ed25519 key pair in OpenSSH format. ssh2's generator writes, about once in 250 keys, a private key that
- * neither ssh2 nor OpenSSH (`ssh-keygen -y`: "error in libcrypto") can load, so each one is parsed before use and a
- * bad one is made again.
+ * neither ssh2 nor OpenSSH (`ssh-keygen -y`: "error in libcrypto") can load, so each one (private and public half) is
+ * parsed before use and a bad one is made again.
  */
 export function ed25519Pair(comment: string): { private: string; public: string } {
   for (let attempt = 0; attempt < 20; attempt++) {
     const pair = utils.generateKeyPairSync('ed25519', { comment });
-    const parsed = utils.parseKey(pair.private);
-    if (!(parsed instanceof Error)) return pair;
+    if (!(utils.parseKey(pair.private) instanceof Error) && !(utils.parseKey(pair.public) instanceof Error))
+      return pair;
   }
   throw new Error('could not make an ed25519 key that parses');
 }

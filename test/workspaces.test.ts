@@ -498,7 +498,7 @@ echo DONE`;
   });
 
   test('RGW stops during a run: the sync is retried and completes when it returns; nothing is lost', {
-    timeout: 300_000,
+    timeout: 420_000,
   }, async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'mags-test-rgw-outage-'));
     const env = {
@@ -536,8 +536,9 @@ echo DONE`;
       const blobSha = logs.body.logs.find((l: any) => /^[0-9a-f]{64}$/.test(l.message)).message;
 
       execFileSync('radosgw', ['-c', path.join(dir, 'ceph.conf'), '-n', 'client.rgw.a']);
+      // Retries back off to 30 s apart, and one may be in flight against the gateway while it starts: allow several.
       let version = 0;
-      for (let t = 0; t < 120 && version < 2; t++) {
+      for (let t = 0; t < 300 && version < 2; t++) {
         await new Promise((r) => setTimeout(r, 500));
         const v = await api(server, 'GET', '/api/v1/mags-workspaces/out/versions');
         if (v.status === 200) version = Math.max(0, ...v.body.versions.map((x: any) => x.version));

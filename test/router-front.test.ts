@@ -110,7 +110,9 @@ describe('router front: HAProxy on the router port', { skip: !haproxyInstalled &
   let a: { name: string; job: Job; host: string };
   let b: { name: string; job: Job; host: string };
   before(async () => {
-    server = await startServer(['--instance', instance, '--sleep-after', '3s', '--stop-after', '60s']);
+    // 5 s: activity reaches the agent up to ~2 s late (a 1 s poll of HAProxy's counters, then the throttled wake
+    // order), which a loaded machine stretches; 3 s left too little margin.
+    server = await startServer(['--instance', instance, '--sleep-after', '5s', '--stop-after', '60s']);
     mags = new Mags({ apiUrl: server.url, apiToken: server.token });
     a = await webSandbox(mags, { noSleep: true });
     b = await webSandbox(mags, { noSleep: true });
@@ -213,8 +215,8 @@ describe('router front: HAProxy on the router port', { skip: !haproxyInstalled &
   test('traffic through HAProxy keeps a sandbox awake: requests, and an open WebSocket', async () => {
     const s = await webSandbox(mags, { noSleep: false });
     await until('in the map', async () => (await mapped(server)).has(s.host));
-    // Requests every 400 ms for well over twice --sleep-after (3 s).
-    for (let i = 0; i < 20; i++) {
+    // Requests every 400 ms for well over twice --sleep-after (5 s).
+    for (let i = 0; i < 30; i++) {
       assert.equal((await get(server, s.host, '/hello')).status, 200);
       await new Promise((r) => setTimeout(r, 400));
       assert.equal((await mags.status(s.name)).status, 'running', 'requests kept it awake');
@@ -226,7 +228,7 @@ describe('router front: HAProxy on the router port', { skip: !haproxyInstalled &
     });
     await new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject));
     try {
-      for (let i = 0; i < 16; i++) {
+      for (let i = 0; i < 24; i++) {
         await new Promise((r) => setTimeout(r, 500));
         assert.equal((await mags.status(s.name)).status, 'running', 'the open WebSocket kept it awake');
       }

@@ -536,6 +536,16 @@ echo DONE`;
       const blobSha = logs.body.logs.find((l: any) => /^[0-9a-f]{64}$/.test(l.message)).message;
 
       execFileSync('radosgw', ['-c', path.join(dir, 'ceph.conf'), '-n', 'client.rgw.a']);
+      // The gateway must answer again before the wait for the retried sync starts (radosgw forks and then starts up).
+      let answering = false;
+      for (let t = 0; t < 120 && !answering; t++) {
+        answering = await fetch(endpoint).then(
+          () => true,
+          () => false,
+        );
+        if (!answering) await new Promise((r) => setTimeout(r, 500));
+      }
+      assert.ok(answering, `the restarted S3 gateway answers on ${endpoint}`);
       // Retries back off to 30 s apart, and one may be in flight against the gateway while it starts: allow several.
       let version = 0;
       for (let t = 0; t < 300 && version < 2; t++) {
@@ -543,7 +553,20 @@ echo DONE`;
         const v = await api(server, 'GET', '/api/v1/mags-workspaces/out/versions');
         if (v.status === 200) version = Math.max(0, ...v.body.versions.map((x: any) => x.version));
       }
-      assert.ok(version >= 2, 'the retried sync wrote the run as a new version');
+      // On failure, what the agent logged about its syncs (collected from the server's records, none awaited).
+      const retried: string[] = [];
+      if (version < 2)
+        await server
+          .waitForLog(
+            (r) => {
+              if (/workspace sync/.test(r.msg)) retried.push(`${r.msg}: ${String(r.err ?? r.version ?? '')}`);
+              return false;
+            },
+            'sync records',
+            1,
+          )
+          .catch(() => {});
+      assert.ok(version >= 2, `the retried sync wrote the run as a new version (sync records: ${retried.join(' | ')})`);
       await server.stop({ keepHome: true });
       // Another host (instance) restores it from the store alone.
       const other = await start(['--instance', newInstance('o'), '--objects', objects], server.home);

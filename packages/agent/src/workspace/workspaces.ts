@@ -481,7 +481,13 @@ export class WorkspaceManager {
     if (this.closed || copy.gone) return;
     copy.retry = setTimeout(() => {
       void this.enqueue(copy, async () => {
-        if (copy.gone || !copy.state.dirty || copy.inUse) return; // a run's own sync takes over
+        if (copy.gone || !copy.state.dirty) return;
+        if (copy.inUse) {
+          // The run that failed to sync may still hold the copy (its sandbox being torn down), or a new run took it
+          // (its own sync clears this timer): look again later rather than drop the retry.
+          this.scheduleRetry(copy);
+          return;
+        }
         try {
           await copy.disk.mount();
           await this.sync(copy);

@@ -31,7 +31,7 @@ export const ENVD_PORT = 49983;
 const HOST_PATTERN = new RegExp(`^${ENVD_PORT}-([a-z0-9-]+)\\.`, 'i');
 
 export interface EnvdDeps {
-  resolve(sandboxId: string): Promise<(EnvdSandbox & Record<string, unknown>) | undefined>;
+  resolve(sandboxId: string): Promise<EnvdSandbox | undefined>;
   exec: ExecService;
   lifecycle: SandboxLifecycle;
   logger: Logger;

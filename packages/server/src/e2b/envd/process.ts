@@ -164,8 +164,15 @@ export class EnvdProcesses {
     return table;
   }
 
-  /** `Start`: runs the process, then streams its events on `stream` (opened by `open` once it runs). */
-  async start(sb: EnvdSandbox, request: Record<string, unknown>, open: () => ConnectStream): Promise<void> {
+  /**
+   * `Start`: runs the process, then streams its events on the stream `open` starts once it runs. The process is
+   * killed when the call's deadline passes; a stream that merely disconnects leaves it running.
+   */
+  async start(
+    sb: EnvdSandbox,
+    request: Record<string, unknown>,
+    open: (onDeadline?: () => void) => ConnectStream,
+  ): Promise<void> {
     const processMsg = sub(request, 'process');
     if (!processMsg) throw new ConnectError('invalid_argument', 'process is required: {cmd, args, envs, cwd}');
     const cmd = str(processMsg, 'cmd');
@@ -215,7 +222,8 @@ export class EnvdProcesses {
     const proc = new EnvdProcess(pid, config, tag, ptyMsg !== undefined, stdin, run);
     table.byPid.set(pid, proc);
     run.onOutput((stream, data) => proc.output(stream, data));
-    const stream = open();
+    // As envd: a command whose Start deadline (the SDK's timeoutMs, 60 s unless 0) passes is killed.
+    const stream = open(() => run.kill());
     proc.attach(stream);
     void run.exited.then(async (exit) => {
       const gone = exit.reason === 'exited' ? false : await this.deps.gone(sb.job.id).catch(() => false);

@@ -180,15 +180,16 @@ export class E2bSandboxes {
     userId: string,
     sandboxId: string,
     timeoutS: number | undefined,
-  ): Promise<{ row: E2bSandboxRow; job: Job }> {
+  ): Promise<{ row: E2bSandboxRow; job: Job; resumed: boolean }> {
     let { row, job } = await this.find(userId, sandboxId);
+    const resumed = job.status !== 'running';
     if (timeoutS !== undefined) row = await this.setTimeout(userId, sandboxId, timeoutS);
     else if (job.status === 'sleeping') {
       // A paused sandbox has no deadline while it sleeps: it gets E2B's default from its resume.
       row = await this.setTimeout(userId, sandboxId, DEFAULT_TIMEOUT_S);
     }
     job = job.status === 'running' ? job : await this.wakeOrGone(job);
-    return { row, job };
+    return { row, job, resumed };
   }
 
   /** Moves the deadline to now + `timeoutS`. */

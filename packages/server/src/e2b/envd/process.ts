@@ -343,7 +343,8 @@ export async function sandboxEnded(exit: ExecExit, gone: () => Promise<boolean>,
   const check = () => gone().catch(() => false);
   if (await check()) return true;
   if (killed) return false;
-  const signalled = exit.reason !== 'exited' || exit.exitCode === null || exit.exitCode >= 128;
+  // A sandbox's end kills its processes with SIGKILL (137); other exits are the command's own and end at once.
+  const signalled = exit.reason !== 'exited' || exit.exitCode === null || exit.exitCode === 137;
   if (!signalled) return false;
   for (const until = Date.now() + KILL_SETTLE_MS; Date.now() < until; ) {
     await new Promise((r) => setTimeout(r, 250));

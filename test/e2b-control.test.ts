@@ -240,6 +240,22 @@ describe('lifecycle', () => {
     assert.equal((await Sandbox.connect(sbx.sandboxId, opts)).sandboxId, sbx.sandboxId);
   });
 
+  test('a paused sandbox outlives its deadline; used by other means (mags exec) it resumes with a new one', async () => {
+    const sbx = await create({ timeoutMs: 3000 });
+    assert.equal(await sbx.pause(), true);
+    await new Promise((r) => setTimeout(r, 4500));
+    const info = await sbx.getInfo();
+    assert.equal(info.state, 'paused', 'still there, paused, past its deadline');
+    const exec = await runCli(e2b.server, ['exec', sbx.sandboxId, 'echo awake']);
+    assert.equal(exec.stdout, 'awake\n', exec.stderr);
+    await eventually(async () => (await sbx.getInfo()).state === 'running', 'the woken sandbox showing running');
+    const after = await sbx.getInfo();
+    assert.ok(
+      after.endAt.getTime() > Date.now() + 200_000,
+      `a fresh deadline (E2B's 5 min): ${after.endAt.toISOString()}`,
+    );
+  });
+
   test('autoPause: at its deadline the sandbox is paused, not killed', async () => {
     const sbx = await create({ timeoutMs: 2000, lifecycle: { onTimeout: 'pause' } });
     assert.equal((await sbx.getInfo()).lifecycle?.onTimeout, 'pause');
@@ -381,8 +397,10 @@ describe('a restart of the server', () => {
     await e2b.server.kill();
     e2b = await startE2b(['--usage-interval', '1', '--instance', instance], home);
     opts = e2b.opts;
-    // The sandbox was lost with the agent of the previous process: it sleeps (paused) until woken, deadline kept.
+    // The sandbox was lost with the agent of the previous process: the job sleeps until used, which for E2B is
+    // still running (not paused by anyone), with its deadline kept.
     const info = await Sandbox.getInfo(sbx.sandboxId, opts);
+    assert.equal(info.state, 'running');
     assert.equal(info.endAt.getTime(), endAt);
     assert.ok(endAt > Date.now(), 'the deadline is still ahead');
     await eventually(

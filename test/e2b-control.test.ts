@@ -374,6 +374,16 @@ describe('bad input', () => {
     assertError(await rest('POST', '/sandboxes/nope/timeout', { body: '{}' }), 400, /timeout/);
     assertError(await rest('POST', '/sandboxes/nope/timeout', { body: '{"timeout":10}' }), 404);
     assertError(await rest('GET', '/no/such/route'), 404, /route/);
+    assertError(await rest('POST', '/v2/sandboxes', { body: '{"timeout":1.5}' }), 400, /timeout/);
+    assertError(await rest('POST', '/v2/sandboxes', { body: '{"metadata":{"k":5}}' }), 400, /metadata/);
+    assertError(await rest('POST', '/v2/sandboxes', { body: '{"network":{"surprise":true}}' }), 400, /network/);
+    assertError(await rest('POST', '/v2/sandboxes/nope/connect', { body: '[1]' }), 400);
+    assertError(await rest('POST', '/v2/sandboxes/nope/connect', { body: '{"timeout":0}' }), 400, /timeout/);
+    assertError(await rest('POST', '/sandboxes/nope/pause', { body: '{"memory":"yes"}' }), 400, /memory/);
+    assertError(await rest('GET', '/v2/sandboxes?limit=abc'), 400, /limit/);
+    assertError(await rest('GET', '/v2/sandboxes?order=sideways'), 400, /order/);
+    assertError(await rest('GET', '/v2/sandboxes?startedAfter=yesterday'), 400, /startedAfter/);
+    assertError(await rest('GET', '/v2/sandboxes?metadata=%25ZZ%3D1'), 400, /metadata/);
     // A created sandbox answers the fields the SDK reads, with 201.
     const ok = await rest('POST', '/sandboxes', { body: '{"secure":true,"metadata":{"via":"rest"}}' });
     assert.equal(ok.status, 201, JSON.stringify(ok.body));

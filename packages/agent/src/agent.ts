@@ -261,6 +261,8 @@ export class Agent {
         return void this.exec(message);
       case 'wake':
         return void this.wake(message.jobId);
+      case 'sleep':
+        return void this.sleepNow(message.jobId);
       case 'update':
         return void this.update(message);
       case 'execInput':
@@ -318,6 +320,28 @@ export class Agent {
     }
     this.logger.info({ jobId }, 'sandbox woke');
     this.link.send({ type: 'woke', jobId, ts: Date.now() });
+    this.reportPool();
+  }
+
+  /**
+   * Freezes a long-lived job's sandbox now (E2B's pause), idle or not; its sleep watch then stops it after its
+   * `stopAfterS` as any frozen sandbox. A job that may not sleep (always-on), or is not here, is left as it is.
+   */
+  private async sleepNow(jobId: string): Promise<void> {
+    const job = this.jobs.get(jobId);
+    const sandbox = job?.sandbox;
+    if (!job?.running || !sandbox || !job.spec.longLived || !job.spec.sleep || job.stopRequested) return;
+    if (sandbox.frozen || !sandbox.alive) return;
+    let frozen: boolean;
+    try {
+      frozen = await sandbox.freeze();
+    } catch (err) {
+      this.logger.error({ err, jobId }, 'could not freeze a sandbox');
+      return;
+    }
+    if (!frozen) return;
+    this.logger.info({ jobId }, 'sandbox put to sleep on request: frozen');
+    this.link.send({ type: 'slept', jobId, ts: Date.now() });
     this.reportPool();
   }
 

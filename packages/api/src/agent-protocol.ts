@@ -354,6 +354,11 @@ export const ServerToAgent = Type.Union([
    * one's idle time starts again.
    */
   Type.Object({ type: Type.Literal('wake'), jobId: Id }, CLOSED),
+  /**
+   * Put the long-lived job's sandbox to sleep now (E2B's pause), idle or not: it is frozen (the agent answers
+   * `slept`), and stopped once it has been frozen `stopAfterS` as any sleeping sandbox.
+   */
+  Type.Object({ type: Type.Literal('sleep'), jobId: Id }, CLOSED),
   /** Resize the exec's terminal (the program gets SIGWINCH). */
   ExecResize,
 ]);

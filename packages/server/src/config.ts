@@ -62,6 +62,13 @@ export interface ServerConfig {
   dashboardDir: string;
   /** The domain URLs live under: `<subdomain>.<appsDomain>` (`--apps-domain`, default localhost). */
   appsDomain: string;
+  /** The E2B-compatible API's port on `host` (`--e2b-port`; 0: off, the default). */
+  e2bPort: number;
+  /**
+   * The `domain` E2B sandboxes report (`--e2b-domain`): the SDK's `getHost(port)` is `<port>-<id>.<domain>`, which
+   * the router serves. Unset: the apps domain with the router's port (`localhost:7380`).
+   */
+  e2bDomain: string | undefined;
   /** PEM certificate and key files: with both, the router serves HTTPS (and plain HTTP redirects to it). */
   tlsCert: string | undefined;
   tlsKey: string | undefined;
@@ -111,6 +118,8 @@ export interface ServerConfigInput {
   routerPort?: number | string;
   dashboardDir?: string;
   appsDomain?: string;
+  e2bPort?: number | string;
+  e2bDomain?: string;
   tlsCert?: string;
   tlsKey?: string;
   routerFront?: string;
@@ -157,6 +166,8 @@ export interface ServerEnvironment {
   MAGS_ROUTER_PORT?: string;
   MAGS_DASHBOARD_DIR?: string;
   MAGS_APPS_DOMAIN?: string;
+  MAGS_E2B_PORT?: string;
+  MAGS_E2B_DOMAIN?: string;
   MAGS_TLS_CERT?: string;
   MAGS_ROUTER_FRONT?: string;
   MAGS_TLS_KEY?: string;
@@ -314,6 +325,28 @@ export function resolveServerConfig(input: ServerConfigInput = {}, env: ServerEn
   ) {
     throw MagsError.invalid(`appsDomain: "${appsDomain}" is not a domain name such as apps.example.com`);
   }
+  const e2bPort = wholeNumber(
+    'e2bPort',
+    input.e2bPort ?? nonEmpty(env.MAGS_E2B_PORT) ?? 0,
+    0,
+    65535,
+    'a port from 1 to 65535, or 0 for no E2B API',
+  );
+  const e2bDomain = (nonEmpty(input.e2bDomain) ?? nonEmpty(env.MAGS_E2B_DOMAIN))?.toLowerCase();
+  if (e2bDomain !== undefined) {
+    const [name, port, ...rest] = e2bDomain.split(':');
+    const okPort = port === undefined || (/^\d{1,5}$/.test(port) && Number(port) >= 1 && Number(port) <= 65535);
+    if (
+      rest.length > 0 ||
+      !okPort ||
+      name.length > 200 ||
+      !name.split('.').every((l) => /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/.test(l))
+    ) {
+      throw MagsError.invalid(
+        `e2bDomain: "${e2bDomain}" is not a domain name with an optional port, such as e2b.example.com or e2b.test:8443`,
+      );
+    }
+  }
   const tlsCert = nonEmpty(input.tlsCert) ?? nonEmpty(env.MAGS_TLS_CERT);
   const tlsKey = nonEmpty(input.tlsKey) ?? nonEmpty(env.MAGS_TLS_KEY);
   if ((tlsCert === undefined) !== (tlsKey === undefined)) {
@@ -359,6 +392,8 @@ export function resolveServerConfig(input: ServerConfigInput = {}, env: ServerEn
     routerPort,
     dashboardDir,
     appsDomain,
+    e2bPort,
+    e2bDomain,
     tlsCert: tlsCert === undefined ? undefined : resolve(tlsCert),
     tlsKey: tlsKey === undefined ? undefined : resolve(tlsKey),
     routerFront,

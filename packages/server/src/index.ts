@@ -15,6 +15,8 @@ import { redactUrl, resolveServerConfig, type ServerConfig } from './config.js';
 import { registerCronRoutes } from './cron/routes.js';
 import { CronService } from './cron/service.js';
 import { registerDashboard } from './dashboard/routes.js';
+import { buildE2bApp } from './e2b/app.js';
+import { E2bSandboxes } from './e2b/sandboxes.js';
 import { registerFileRoutes } from './files/routes.js';
 import { Files } from './files/service.js';
 import { buildApp } from './http/app.js';
@@ -110,6 +112,8 @@ export interface MagsServer {
   sshPort(): number | undefined;
   /** The router's port once it listens (undefined without a router). */
   routerPort(): number | undefined;
+  /** The E2B-compatible API's port once it listens (undefined without `--e2b-port`). */
+  e2bPort(): number | undefined;
   /** HAProxy in front of the router, when it serves the router port. */
   routerFront(): HaproxyFront | undefined;
   /** Stops HTTP (pending long-polls and log streams end), closes agent links, then the store. Idempotent. */
@@ -154,7 +158,10 @@ export async function createServer(config: ServerConfig, options: CreateServerOp
         jobReport: (agentId, report, log) => reports.report(agentId, report, log),
         agentLeft: (agentId, jobIds, reason, log) => reports.agentLeft(agentId, jobIds, reason, log),
         workspaceReport: (agentId, report) => workspaces.report(agentId, report),
-        usageReport: (agentId, report, log) => usage.report(agentId, report, log),
+        usageReport: (agentId, report, log) => {
+          e2b.usageReport(report);
+          return usage.report(agentId, report, log);
+        },
         slotsFreed: () => dispatch.requestDispatch(),
       },
       logger,
@@ -196,6 +203,7 @@ export async function createServer(config: ServerConfig, options: CreateServerOp
       ...(options.maxExecsPerUser !== undefined ? { maxPerUser: options.maxExecsPerUser } : {}),
       startSandbox: (userId, name) => jobs.submit(userId, { long_lived: true, workspace_id: name, persistent: true }),
     });
+    const e2b: E2bSandboxes = new E2bSandboxes({ store, jobs, lifecycle, workspaces, events, logger });
     const cron = new CronService({
       store,
       logger,
@@ -311,6 +319,21 @@ export async function createServer(config: ServerConfig, options: CreateServerOp
       ],
     });
     await app.ready();
+    const e2bApp =
+      cfg.e2bPort === 0
+        ? undefined
+        : await buildE2bApp({
+            logger,
+            auth,
+            sandboxes: e2b,
+            exec: execs,
+            lifecycle,
+            shutdown: shutdown.signal,
+            domain: () =>
+              cfg.e2bDomain ?? (routerPort === undefined ? cfg.appsDomain : `${cfg.appsDomain}:${routerPort}`),
+          });
+    await e2bApp?.ready();
+    let e2bPort: number | undefined;
     logger.info(
       { store: store.kind, database: redactUrl(cfg.database), objects: redactObjects(cfg.objects) },
       'server ready',
@@ -321,6 +344,7 @@ export async function createServer(config: ServerConfig, options: CreateServerOp
     reclaim.start();
     cron.start();
     usage.start();
+    await e2b.start();
 
     const sweeper = retention;
     const fastify = app;
@@ -338,6 +362,7 @@ export async function createServer(config: ServerConfig, options: CreateServerOp
       cron,
       sshPort: () => sshPort,
       routerPort: () => routerPort,
+      e2bPort: () => e2bPort,
       routerFront: () => front,
       attachAgent: (link) => registry.attach(link),
       async listen() {
@@ -378,6 +403,11 @@ export async function createServer(config: ServerConfig, options: CreateServerOp
             );
           }
         }
+        if (e2bApp && e2bPort === undefined) {
+          await e2bApp.listen({ host: cfg.host, port: cfg.e2bPort });
+          e2bPort = (e2bApp.server.address() as AddressInfo).port;
+          logger.info({ port: e2bPort, domain: cfg.e2bDomain }, 'E2B-compatible API listening');
+        }
         const info = fastify.server.address() as AddressInfo | null;
         if (!info) return address;
         const host = info.address === '0.0.0.0' ? '127.0.0.1' : info.address === '::' ? '::1' : info.address;
@@ -391,6 +421,8 @@ export async function createServer(config: ServerConfig, options: CreateServerOp
           // Before the HTTP server closes: it waits for requests under way, such as a POST /admin/gc.
           const reclaimed = reclaim.close();
           await cron.close();
+          e2b.close();
+          await e2bApp?.close();
           jobs.close();
           followers.stopAll();
           await gateway?.close();

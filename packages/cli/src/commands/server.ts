@@ -44,6 +44,8 @@ interface ServerFlags {
   sshHost?: string;
   routerPort?: number;
   appsDomain?: string;
+  e2bPort?: number;
+  e2bDomain?: string;
   tlsCert?: string;
   routerFront?: string;
   tlsKey?: string;
@@ -166,6 +168,15 @@ export function registerServer(program: Command): void {
       'the wildcard domain URLs live under (default: localhost, so http://<subdomain>.localhost:7380 needs no DNS)',
     )
     .option(
+      '--e2b-port <port>',
+      'serve the E2B-compatible API (the official `e2b` SDK with E2B_API_URL=http://<host>:<port>) on this port, on --host (default: off, or $MAGS_E2B_PORT)',
+      integer('--e2b-port', 0, 65535),
+    )
+    .option(
+      '--e2b-domain <domain[:port]>',
+      "the domain E2B sandboxes report: the SDK's getHost(port) is <port>-<id>.<domain> (default: <apps-domain>:<router port>, or $MAGS_E2B_DOMAIN)",
+    )
+    .option(
       '--tls-cert <file>',
       'PEM certificate (chain) for *.<apps-domain>: the router serves HTTPS (with --tls-key)',
     )
@@ -202,6 +213,7 @@ Examples:
   $ sudo mags server --host 0.0.0.0 --ssh-port 2222 --ssh-host sandboxes.example.com
   $ sudo mags server --host 0.0.0.0 --router-port 443 --apps-domain apps.example.com \\
       --tls-cert /etc/mags/apps.pem --tls-key /etc/mags/apps.key
+  $ sudo mags server --e2b-port 3000    # then E2B_API_URL=http://127.0.0.1:3000 E2B_SANDBOX_URL=http://127.0.0.1:3000
   $ MAGS_OIDC_CLIENT_SECRET=… sudo -E mags server --oidc-issuer https://accounts.google.com --oidc-client-id ID --oidc-name-claim email
   $ mags server gc`,
     )
@@ -273,6 +285,8 @@ async function serve(flags: ServerFlags): Promise<void> {
         sshHost: flags.sshHost,
         routerPort: flags.routerPort,
         appsDomain: flags.appsDomain,
+        e2bPort: flags.e2bPort,
+        e2bDomain: flags.e2bDomain,
         tlsCert: flags.tlsCert,
         tlsKey: flags.tlsKey,
         routerFront: flags.routerFront,

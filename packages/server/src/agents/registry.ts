@@ -192,7 +192,7 @@ export class AgentRegistry {
   }
 
   /** Sends an order about a job (`update`, `wake`) to the agent holding it. False when no connected agent does. */
-  tell(agentId: string, order: Extract<ServerToAgent, { type: 'update' | 'wake' }>): boolean {
+  tell(agentId: string, order: Extract<ServerToAgent, { type: 'update' | 'wake' | 'sleep' }>): boolean {
     const conn = this.byAgentId.get(agentId);
     if (!conn?.online || !conn.jobs.has(order.jobId)) return false;
     conn.link.send(order);

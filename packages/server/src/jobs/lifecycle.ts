@@ -75,6 +75,35 @@ export class SandboxLifecycle {
     );
   }
 
+  /**
+   * Puts a running long-lived job's sandbox to sleep now (E2B's pause) and resolves with the job once it sleeps.
+   * 409 when it has ended or may not sleep (always-on); 503 when its agent did not freeze it in `timeoutMs`.
+   */
+  async sleep(job: Job, timeoutMs: number): Promise<Job> {
+    const { store, agents, events, logger } = this.deps;
+    if (job.status === 'sleeping') return job;
+    if (isTerminal(job.status)) throw MagsError.conflict(`job ${job.id} has finished (${job.status}): it cannot sleep`);
+    if (!job.spec?.long_lived || job.spec.no_sleep) {
+      throw MagsError.conflict(`job ${job.id} is not a sandbox that may sleep (it is always-on, or runs a script)`);
+    }
+    if (job.status !== 'running' || job.agent_id === null) {
+      job = await this.wake(job); // still starting: once it runs
+    }
+    if (job.agent_id === null) throw new MagsError(503, 'agent_unavailable', `job ${job.id} has no agent; try again`);
+    agents.tell(job.agent_id, { type: 'sleep', jobId: job.id });
+    const slept = await waitForJob(store, events, job.id, (j) => j.status !== 'running', timeoutMs);
+    if (slept?.status === 'sleeping') {
+      logger.info({ jobId: job.id }, 'sandbox put to sleep on request');
+      return slept;
+    }
+    if (slept && isTerminal(slept.status)) throw MagsError.conflict(`job ${job.id} ended while it was put to sleep`);
+    throw new MagsError(
+      503,
+      'agent_unavailable',
+      `the sandbox of job ${job.id} did not go to sleep in time; try again`,
+    );
+  }
+
   /** The job once it runs, has ended, or sleeps on an agent that froze it again; as it is after `timeoutMs`. */
   private waitUntilUp(job: Job, timeoutMs: number): Promise<Job | undefined> {
     const { store, events } = this.deps;

@@ -1,6 +1,7 @@
 export type { AgentStore } from './agents.js';
 export type { CronPatch, CronStore } from './cron.js';
 export type { DeviceLoginStore } from './device-logins.js';
+export type { E2bSandboxStore } from './e2b.js';
 export type { FileStore } from './files.js';
 export type { Job, JobFinish, NewJob, TakeResult, TerminalStatus } from './jobs.js';
 export type {
@@ -8,6 +9,7 @@ export type {
   CronJobRow,
   CronRunRow,
   DeviceLoginRow,
+  E2bSandboxRow,
   FileRow,
   JobSpec,
   LogRow,

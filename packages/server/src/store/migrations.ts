@@ -298,6 +298,33 @@ const migrations: Record<string, Migration> = {
       await db.schema.alterTable('users').dropColumn('password_hash').execute();
     },
   },
+  '0008_e2b_sandboxes': {
+    async up(db: Kysely<unknown>) {
+      // E2B compatibility (e2b/): what the E2B API adds to a long-lived job.
+      await db.schema
+        .createTable('e2b_sandboxes')
+        .addColumn('job_id', 'text', (c) => c.primaryKey().references('jobs.id').onDelete('cascade'))
+        .addColumn('user_id', 'text', (c) => c.notNull().references('users.id').onDelete('cascade'))
+        .addColumn('template_id', 'text', (c) => c.notNull())
+        .addColumn('workspace', 'text', (c) => c.notNull())
+        .addColumn('metadata', 'text', (c) => c.notNull())
+        .addColumn('env_vars', 'text', (c) => c.notNull())
+        .addColumn('envd_token', 'text', (c) => c.notNull())
+        .addColumn('traffic_token', 'text')
+        .addColumn('auto_pause', 'integer', (c) => c.notNull())
+        .addColumn('end_at', 'bigint', (c) => c.notNull())
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .execute();
+      await db.schema
+        .createIndex('e2b_sandboxes_user_idx')
+        .on('e2b_sandboxes')
+        .columns(['user_id', 'created_at'])
+        .execute();
+    },
+    async down(db: Kysely<unknown>) {
+      await db.schema.dropTable('e2b_sandboxes').ifExists().execute();
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

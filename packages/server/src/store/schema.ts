@@ -168,6 +168,30 @@ export interface UrlAliasesTable {
   created_at: number;
 }
 
+/** An E2B sandbox (e2b/): a long-lived job of its user, with what the E2B API adds to it. */
+export interface E2bSandboxesTable {
+  /** The job's id: the sandbox's `sandboxID`. */
+  job_id: string;
+  user_id: string;
+  /** `base`, or the name of the user's persistent workspace the sandbox was based on. */
+  template_id: string;
+  /** The local workspace the sandbox runs on (made for it, deleted with it). */
+  workspace: string;
+  /** JSON object of string values. */
+  metadata: string;
+  /** JSON object: the environment of every command (also the job's environment). */
+  env_vars: string;
+  /** The sandbox's `envdAccessToken` (random, 256 bits, base64url). */
+  envd_token: string;
+  /** The `trafficAccessToken` its ports ask for when public traffic is off; null when they are public. */
+  traffic_token: string | null;
+  /** 1: at its end (`end_at`) the sandbox sleeps (E2B's pause) instead of being stopped. */
+  auto_pause: number;
+  /** When the sandbox ends (E2B's timeout), epoch ms. */
+  end_at: number;
+  created_at: number;
+}
+
 export interface Database {
   users: UsersTable;
   tokens: TokensTable;
@@ -181,6 +205,7 @@ export interface Database {
   device_logins: DeviceLoginsTable;
   signin_links: SigninLinksTable;
   url_aliases: UrlAliasesTable;
+  e2b_sandboxes: E2bSandboxesTable;
   cron_jobs: CronJobsTable;
   cron_runs: CronRunsTable;
   usage_meters: UsageMetersTable;
@@ -262,6 +287,7 @@ export type CronJobRow = Selectable<CronJobsTable>;
 export type CronRunRow = Selectable<CronRunsTable>;
 export type UsageDayRow = Selectable<UsageDaysTable>;
 export type UrlAliasRow = Selectable<UrlAliasesTable>;
+export type E2bSandboxRow = Selectable<E2bSandboxesTable>;
 export type SessionRow = Selectable<SessionsTable>;
 export type DeviceLoginRow = Selectable<DeviceLoginsTable>;
 

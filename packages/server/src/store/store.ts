@@ -9,6 +9,7 @@ import { AgentStore } from './agents.js';
 import { CronStore } from './cron.js';
 import { openDatabase } from './database.js';
 import { DeviceLoginStore } from './device-logins.js';
+import { E2bSandboxStore } from './e2b.js';
 import { FileStore } from './files.js';
 import { JobStore } from './jobs.js';
 import { LogStore } from './logs.js';
@@ -38,6 +39,7 @@ export class Store {
   readonly cron: CronStore;
   readonly usage: UsageStore;
   readonly urlAliases: UrlAliasStore;
+  readonly e2b: E2bSandboxStore;
   readonly sessions: SessionStore;
   readonly deviceLogins: DeviceLoginStore;
   readonly signinLinks: SigninLinkStore;
@@ -58,6 +60,7 @@ export class Store {
     this.cron = new CronStore(db);
     this.usage = new UsageStore(db);
     this.urlAliases = new UrlAliasStore(db);
+    this.e2b = new E2bSandboxStore(db);
     this.sessions = new SessionStore(db);
     this.deviceLogins = new DeviceLoginStore(db);
     this.signinLinks = new SigninLinkStore(db);

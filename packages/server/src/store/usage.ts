@@ -118,6 +118,26 @@ export class UsageStore {
     );
   }
 
+  /** The latest meter reading of a job's sandbox (the figures of its last usage report), if any. */
+  async meterOf(
+    jobId: string,
+  ): Promise<{ sandboxId: string; sandboxMs: number; cpuMs: number; memoryMibMs: number; ts: number } | undefined> {
+    const row = await this.db
+      .selectFrom('usage_meters')
+      .selectAll()
+      .where('job_id', '=', jobId)
+      .orderBy('updated_at', 'desc')
+      .executeTakeFirst();
+    if (!row) return undefined;
+    return {
+      sandboxId: row.sandbox_id,
+      sandboxMs: Number(row.sandbox_ms),
+      cpuMs: Number(row.cpu_ms),
+      memoryMibMs: Number(row.memory_mib_ms),
+      ts: Number(row.updated_at),
+    };
+  }
+
   /** Users with anything in the store (for the daily storage figure). */
   async usersHolding(): Promise<string[]> {
     const rows = await this.db

@@ -23,6 +23,11 @@ export interface E2bRouting {
   handle(req: IncomingMessage, res: ServerResponse): void;
   /** The E2B sandbox with this id, or undefined (not an E2B sandbox, or gone). */
   resolve(sandboxId: string): Promise<E2bSandboxRoute | undefined>;
+  /**
+   * The domain E2B sandboxes report (`--e2b-domain`, `host[:port]`): its hosts are E2B's too, when it is not the
+   * apps domain (a name of its own pointed at the router).
+   */
+  domain(): string;
 }
 
 /** What a label under the apps domain names on the E2B side, if anything. */
@@ -47,6 +52,16 @@ export function parseE2bLabel(label: string): E2bHost | undefined {
   const port = Number(m[1]);
   if (port > 65535) return undefined;
   return port === ENVD_PORT ? { kind: 'envd', sandboxId: m[2] } : { kind: 'port', sandboxId: m[2], port };
+}
+
+/** The label of `host` under the E2B domain (`8000-<id>` of `8000-<id>.e2b.example:443`), lower case, or undefined. */
+export function labelUnder(host: string | undefined, domain: string): string | undefined {
+  if (!host) return undefined;
+  const name = host.toLowerCase().replace(/:\d+$/, '').replace(/\.$/, '');
+  const suffix = `.${domain.toLowerCase().replace(/:\d+$/, '')}`;
+  if (!name.endsWith(suffix)) return undefined;
+  const label = name.slice(0, -suffix.length);
+  return label.includes('.') ? undefined : label;
 }
 
 /** Whether a label has the shape of an E2B port host (an alias must not take it). */

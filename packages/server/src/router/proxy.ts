@@ -16,7 +16,14 @@ import type { AgentRegistry } from '../agents/registry.js';
 import type { Auth } from '../http/auth.js';
 import type { SandboxLifecycle } from '../jobs/lifecycle.js';
 import type { Job } from '../store/index.js';
-import { type E2bHost, type E2bRouting, parseE2bLabel, TRAFFIC_TOKEN_HEADER, trafficAllowed } from './e2b.js';
+import {
+  type E2bHost,
+  type E2bRouting,
+  labelUnder,
+  parseE2bLabel,
+  TRAFFIC_TOKEN_HEADER,
+  trafficAllowed,
+} from './e2b.js';
 import { SESSION_TTL_MS, type UrlService } from './urls.js';
 
 /** How long a woken sandbox's port may take to answer (its startup command starts the server). */
@@ -201,7 +208,7 @@ export class Router {
   private async onRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
     try {
       const label = this.deps.urls.labelOf(req.headers.host);
-      const e2b = this.e2bHost(label);
+      const e2b = this.e2bHost(req, label);
       if (e2b && e2b.kind !== 'port') return this.toE2bApp(req, res, e2b);
       if (label && !e2b && (req.url ?? '').startsWith('/.mags/login?')) return this.login(req, res, label);
       const dest = await this.destination(req, label, e2b);
@@ -246,7 +253,7 @@ export class Router {
     socket.on('error', () => socket.destroy());
     try {
       const label = this.deps.urls.labelOf(req.headers.host);
-      const e2b = this.e2bHost(label);
+      const e2b = this.e2bHost(req, label);
       if (e2b && e2b.kind !== 'port') {
         throw MagsError.notFound('the E2B API and envd take no upgrade requests: this host serves plain HTTP calls');
       }
@@ -285,9 +292,12 @@ export class Router {
     }
   }
 
-  /** What a label names on the E2B side, when this server serves E2B. */
-  private e2bHost(label: string | undefined): E2bHost | undefined {
-    return label && this.deps.e2b ? parseE2bLabel(label) : undefined;
+  /** What a host names on the E2B side (under the apps domain or the E2B domain), when this server serves E2B. */
+  private e2bHost(req: IncomingMessage, label: string | undefined): E2bHost | undefined {
+    const e2b = this.deps.e2b;
+    if (!e2b) return undefined;
+    const own = label ?? labelUnder(req.headers.host, e2b.domain());
+    return own ? parseE2bLabel(own) : undefined;
   }
 
   /**
@@ -322,13 +332,15 @@ export class Router {
   /** Where the request goes: the URL's sandbox, awake, or a MagsError for the page. */
   private async destination(req: IncomingMessage, label: string | undefined, e2b?: E2bHost): Promise<Destination> {
     const { urls, lifecycle } = this.deps;
-    if (!label) {
+    let target: { job: Job; port: number };
+    if (e2b?.kind === 'port') target = await this.e2bTarget(req, e2b);
+    else if (label) target = await this.urlTarget(req, label);
+    else {
       throw MagsError.notFound(
         `no sandbox URL here: this is the Mags router; sandbox URLs look like ${urls.urlOf('<subdomain>') ?? '<subdomain>.<apps-domain>'}`,
       );
     }
-    const { job: found, port } =
-      e2b?.kind === 'port' ? await this.e2bTarget(req, e2b) : await this.urlTarget(req, label);
+    const { job: found, port } = target;
     let job = found;
     let patient = false;
     if (job.status !== 'running') {

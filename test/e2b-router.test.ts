@@ -11,6 +11,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { Mags } from '@mags/sdk';
 import { freePort, ROOT, removeInstance, runCli, startServer, type TestServer } from './harness.js';
 
 const DOMAIN = 'e2b.test';
@@ -362,16 +363,12 @@ describe('E2B through the router: TLS with a wildcard certificate, wildcard DNS 
     const url = `https://8000-${id}.${domain}/index.html`;
     assert.equal((await untilServed(url)).status, 200);
     assert.equal(await client.call('pause', { sandboxId: id }), true);
-    const res = await fetch(`${server.url}/api/v1/mags-jobs/${id}`, {
-      headers: { authorization: `Bearer ${server.token}` },
-    });
-    assert.equal(((await res.json()) as { status: string }).status, 'sleeping');
+    // The E2B sandbox is a Mags job: paused is its sleep.
+    const mags = new Mags({ apiUrl: server.url, apiToken: server.token });
+    assert.equal((await mags.status(id)).status, 'sleeping');
     const page = await untilServed(url);
     assert.equal(page.status, 200, page.body);
     assert.equal(page.body, 'woken-page\n');
-    const after = await fetch(`${server.url}/api/v1/mags-jobs/${id}`, {
-      headers: { authorization: `Bearer ${server.token}` },
-    });
-    assert.equal(((await after.json()) as { status: string }).status, 'running');
+    assert.equal((await mags.status(id)).status, 'running', 'the request woke it');
   });
 });

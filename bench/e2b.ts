@@ -37,26 +37,32 @@ interface Opts {
 }
 
 /** One time-to-interactive sample: create → `echo ok` answered. Returns ms and the sandbox (killed by the caller). */
-async function interactive(opts: Opts): Promise<{ ms: number; sandbox: Sandbox }> {
+async function interactive(opts: Opts): Promise<{ ms: number; createMs: number; sandbox: Sandbox }> {
   const t0 = performance.now();
   const sandbox = await Sandbox.create({ ...opts, timeoutMs: 600_000 });
+  const createMs = performance.now() - t0;
   const r = await sandbox.commands.run('echo ok');
   const ms = performance.now() - t0;
   if (r.stdout !== 'ok\n') throw new Error(`echo ok answered ${JSON.stringify(r.stdout)}`);
-  return { ms, sandbox };
+  return { ms, createMs, sandbox };
 }
+
+/** The two halves of the samples: create answered, then the command. */
+const halves = (r: Array<{ ms: number; createMs: number }>) =>
+  `  of which Sandbox.create ${line(summary(r.map((x) => x.createMs)))}\n  and commands.run('echo ok') ${line(summary(r.map((x) => x.ms - x.createMs)))}`;
 
 async function sequential(opts: Opts): Promise<void> {
   for (let i = 0; i < WARMUP; i++) await (await interactive(opts)).sandbox.kill();
-  const samples: number[] = [];
+  const samples: Array<{ ms: number; createMs: number }> = [];
   const load0 = loadavg();
   for (let i = 0; i < SEQ; i++) {
-    const { ms, sandbox } = await interactive(opts);
-    samples.push(ms);
+    const { ms, createMs, sandbox } = await interactive(opts);
+    samples.push({ ms, createMs });
     await sandbox.kill();
   }
-  const s = summary(samples);
+  const s = summary(samples.map((x) => x.ms));
   console.log(`create → first commands.run, sequential: ${line(s)}  load ${load0} → ${loadavg()}`);
+  console.log(halves(samples));
   rows.push({ what: `create → echo ok, ${SEQ} sequential`, figure: `p50 ${fmt(s.p50)}, p99 ${fmt(s.p99)}` });
 }
 
@@ -73,6 +79,7 @@ async function concurrent(opts: Opts): Promise<void> {
   console.log(
     `create → first commands.run, ${CONC} concurrent: ${line(s)}  all done in ${fmt(wall)}  load ${load0} → ${loadavg()}`,
   );
+  if (ok.length) console.log(halves(ok));
   if (failed.length) console.log(`  ${failed.length} failed, e.g. ${failed[0]}`);
   rows.push({
     what: `create → echo ok, ${CONC} concurrent`,

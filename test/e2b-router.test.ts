@@ -298,6 +298,12 @@ describe('E2B through the router: TLS with a wildcard certificate, wildcard DNS 
     // envd through 49983-<id>.e2b.test: the command runs in the sandbox.
     const r = await client.call<{ exitCode: number; stdout: string }>('run', { sandboxId: id, cmd: 'echo ok' });
     assert.deepEqual([r.exitCode, r.stdout], [0, 'ok\n']);
+    // A signed download URL names the sandbox only by its host (49983-<id>): it works with no header at all.
+    await client.call('writeFile', { sandboxId: id, path: '/tmp/signed.txt', data: 'signed-bytes' });
+    const signed = await client.call<string>('downloadUrl', { sandboxId: id, path: '/tmp/signed.txt' });
+    assert.ok(signed.startsWith(`https://49983-${id}.${domain}/files?`), signed);
+    const got = await fetchVia(signed);
+    assert.deepEqual([got.status, got.body], [200, 'signed-bytes']);
     await serve(id, `hello-${id}`);
     const host = await client.call<string>('getHost', { sandboxId: id, port: 8000 });
     assert.equal(host, `8000-${id}.${domain}`);

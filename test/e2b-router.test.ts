@@ -8,10 +8,13 @@ import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { Resolver } from 'node:dns/promises';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Mags } from '@mags/sdk';
+import { Sandbox } from 'e2b';
+import { type E2bServer, startE2b } from './e2b.js';
 import { freePort, ROOT, removeInstance, runCli, startServer, type TestServer } from './harness.js';
 
 const DOMAIN = 'e2b.test';
@@ -376,5 +379,66 @@ describe('E2B through the router: TLS with a wildcard certificate, wildcard DNS 
     assert.equal(page.status, 200, page.body);
     assert.equal(page.body, 'woken-page\n');
     assert.equal((await mags.status(id)).status, 'running', 'the request woke it');
+  });
+});
+
+describe('E2B host names over plain HTTP, behind the HAProxy front', () => {
+  let e2b: E2bServer;
+  let sandbox: Sandbox | undefined;
+
+  before(async () => {
+    e2b = await startE2b();
+  });
+  after(async () => {
+    await sandbox?.kill().catch(() => undefined);
+    await e2b?.server.stop();
+  });
+
+  /** A plain HTTP request to the router port with the given Host (no DNS needed: the Host header is what counts). */
+  function viaRouter(
+    host: string,
+    urlPath: string,
+    headers: Record<string, string> = {},
+  ): Promise<{ status: number; body: string }> {
+    return new Promise((resolve, reject) => {
+      http
+        .get(
+          { host: '127.0.0.1', port: e2b.server.routerPort, path: urlPath, headers: { ...headers, host } },
+          (res) => {
+            let body = '';
+            res.on('data', (b: Buffer) => {
+              body += b.toString();
+            });
+            res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+          },
+        )
+        .on('error', reject);
+    });
+  }
+
+  test('api, 49983-<id> and <port>-<id> under the apps domain miss the front’s map and are served by the Node router', async () => {
+    sandbox = await Sandbox.create({ ...e2b.opts, timeoutMs: 300_000 });
+    const id = sandbox.sandboxId;
+    const port = e2b.server.routerPort;
+    // The domain the API gives defaults to the apps domain with the router's port.
+    assert.equal(sandbox.getHost(8000), `8000-${id}.localhost:${port}`);
+    await sandbox.commands.run(
+      'mkdir -p /srv/www && cd /srv/www && echo plain-page > index.html && exec python3 -m http.server 8000',
+      { background: true },
+    );
+    const deadline = Date.now() + 30_000;
+    let page = await viaRouter(`8000-${id}.localhost:${port}`, '/index.html');
+    while (page.status === 502 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 250));
+      page = await viaRouter(`8000-${id}.localhost:${port}`, '/index.html');
+    }
+    assert.deepEqual(page, { status: 200, body: 'plain-page\n' });
+    const health = await viaRouter(`49983-${id}.localhost:${port}`, '/health');
+    assert.equal(health.status, 204);
+    const listed = await viaRouter(`api.localhost:${port}`, '/v2/sandboxes', { 'x-api-key': e2b.opts.apiKey });
+    assert.equal(listed.status, 200, listed.body);
+    assert.ok((JSON.parse(listed.body) as Array<{ sandboxID: string }>).some((s) => s.sandboxID === id));
+    const anonymous = await viaRouter(`api.localhost:${port}`, '/v2/sandboxes');
+    assert.equal(anonymous.status, 401);
   });
 });

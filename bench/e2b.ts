@@ -1,0 +1,153 @@
+// E2B compatibility (issue 14, "Benchmark"), measured with the official `e2b` SDK against its own `mags server`
+// started with `--e2b-port` (the SDK given apiUrl and sandboxUrl on that port: plain HTTP, envd routed by the
+// E2b-Sandbox-Id header, as a local set-up without DNS would run it):
+//   1. time to interactive: `Sandbox.create()` → the first `commands.run('echo ok')` returned, p50/p99 over
+//      BENCH_E2B_SEQ (100) one after another (each sandbox killed before the next, untimed), and over
+//      BENCH_E2B_CONC (100) started at once (ComputeSDK's figure: E2B's cloud ~491 ms median, Daytona ~186 ms;
+//      target p50 ≤ 60 ms sequential);
+//   2. `files.write` + `files.read` of 1 MB (random bytes) in one sandbox, BENCH_E2B_FILES (50) rounds, p50/p99 of
+//      each and of the pair.
+// Load averages are printed beside the figures: the machine is shared, compare figures of one run only.
+//
+// Run as root on a set-up machine: bench/e2b [--only seq|conc|files]...
+import { randomBytes } from 'node:crypto';
+import { Sandbox } from 'e2b';
+import { freePort, startServer, type TestServer } from '../test/harness.js';
+import { fmt, loadavg, summary } from './stats.js';
+
+const SEQ = Number(process.env.BENCH_E2B_SEQ ?? 100);
+const CONC = Number(process.env.BENCH_E2B_CONC ?? 100);
+const FILES = Number(process.env.BENCH_E2B_FILES ?? 50);
+const WARMUP = 3;
+const MB = 1024 * 1024;
+
+const parts = (() => {
+  const only = process.argv.flatMap((a, i) => (process.argv[i - 1] === '--only' ? a.split(',') : []));
+  return new Set(only.length ? only : ['seq', 'conc', 'files']);
+})();
+
+type Summary = ReturnType<typeof summary>;
+const line = (s: Summary) => `p50 ${fmt(s.p50)}  p99 ${fmt(s.p99)}  (min ${fmt(s.min)}, max ${fmt(s.max)}, n=${s.n})`;
+const rows: Array<{ what: string; figure: string }> = [];
+
+interface Opts {
+  apiKey: string;
+  apiUrl: string;
+  sandboxUrl: string;
+}
+
+/** One time-to-interactive sample: create → `echo ok` answered. Returns ms and the sandbox (killed by the caller). */
+async function interactive(opts: Opts): Promise<{ ms: number; createMs: number; sandbox: Sandbox }> {
+  const t0 = performance.now();
+  const sandbox = await Sandbox.create({ ...opts, timeoutMs: 600_000 });
+  const createMs = performance.now() - t0;
+  const r = await sandbox.commands.run('echo ok');
+  const ms = performance.now() - t0;
+  if (r.stdout !== 'ok\n') throw new Error(`echo ok answered ${JSON.stringify(r.stdout)}`);
+  return { ms, createMs, sandbox };
+}
+
+/** The two halves of the samples: create answered, then the command. */
+const halves = (r: Array<{ ms: number; createMs: number }>) =>
+  `  of which Sandbox.create ${line(summary(r.map((x) => x.createMs)))}\n  and commands.run('echo ok') ${line(summary(r.map((x) => x.ms - x.createMs)))}`;
+
+async function sequential(opts: Opts): Promise<void> {
+  for (let i = 0; i < WARMUP; i++) await (await interactive(opts)).sandbox.kill();
+  const samples: Array<{ ms: number; createMs: number }> = [];
+  const load0 = loadavg();
+  for (let i = 0; i < SEQ; i++) {
+    const { ms, createMs, sandbox } = await interactive(opts);
+    samples.push({ ms, createMs });
+    await sandbox.kill();
+  }
+  const s = summary(samples.map((x) => x.ms));
+  console.log(`create → first commands.run, sequential: ${line(s)}  load ${load0} → ${loadavg()}`);
+  console.log(halves(samples));
+  rows.push({ what: `create → echo ok, ${SEQ} sequential`, figure: `p50 ${fmt(s.p50)}, p99 ${fmt(s.p99)}` });
+}
+
+async function concurrent(opts: Opts): Promise<void> {
+  const load0 = loadavg();
+  const t0 = performance.now();
+  const results = await Promise.allSettled(Array.from({ length: CONC }, () => interactive(opts)));
+  const wall = performance.now() - t0;
+  const ok = results.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+  const failed = results.flatMap((r) =>
+    r.status === 'rejected' ? [String((r.reason as Error)?.message ?? r.reason)] : [],
+  );
+  const s = summary(ok.map((r) => r.ms));
+  console.log(
+    `create → first commands.run, ${CONC} concurrent: ${line(s)}  all done in ${fmt(wall)}  load ${load0} → ${loadavg()}`,
+  );
+  if (ok.length) console.log(halves(ok));
+  if (failed.length) console.log(`  ${failed.length} failed, e.g. ${failed[0]}`);
+  rows.push({
+    what: `create → echo ok, ${CONC} concurrent`,
+    figure: `p50 ${fmt(s.p50)}, p99 ${fmt(s.p99)}${failed.length ? ` (${failed.length} failed)` : ''}`,
+  });
+  // Killed a few at a time: the kills are not measured.
+  for (let i = 0; i < ok.length; i += 10) await Promise.all(ok.slice(i, i + 10).map((r) => r.sandbox.kill()));
+}
+
+async function files(opts: Opts): Promise<void> {
+  const sandbox = await Sandbox.create({ ...opts, timeoutMs: 600_000 });
+  try {
+    const data = randomBytes(MB);
+    const bytes = data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength) as ArrayBuffer;
+    const writes: number[] = [];
+    const reads: number[] = [];
+    const pairs: number[] = [];
+    const load0 = loadavg();
+    for (let i = 0; i < WARMUP + FILES; i++) {
+      const t0 = performance.now();
+      await sandbox.files.write('/tmp/bench.bin', bytes);
+      const t1 = performance.now();
+      const back = await sandbox.files.read('/tmp/bench.bin', { format: 'bytes' });
+      const t2 = performance.now();
+      if (!Buffer.from(back).equals(data)) throw new Error('files.read gave other bytes than files.write wrote');
+      if (i < WARMUP) continue;
+      writes.push(t1 - t0);
+      reads.push(t2 - t1);
+      pairs.push(t2 - t0);
+    }
+    const load1 = loadavg();
+    console.log(`files.write 1 MB: ${line(summary(writes))}`);
+    console.log(`files.read 1 MB:  ${line(summary(reads))}`);
+    console.log(`write + read:     ${line(summary(pairs))}  load ${load0} → ${load1}`);
+    const p = summary(pairs);
+    rows.push({ what: 'files.write + files.read, 1 MB', figure: `p50 ${fmt(p.p50)}, p99 ${fmt(p.p99)}` });
+  } finally {
+    await sandbox.kill();
+  }
+}
+
+async function main(): Promise<void> {
+  const e2bPort = await freePort();
+  let server: TestServer | undefined;
+  try {
+    // Room for every concurrent sandbox: the agent's slots (default 16) and one user's disk quota (each E2B sandbox
+    // is a job on a workspace of its own, with its disk); the host's free space still admits each disk.
+    server = await startServer([
+      '--e2b-port',
+      String(e2bPort),
+      '--capacity',
+      String(Math.max(16, CONC + 4)),
+      '--max-disk-gb-per-user',
+      '100000',
+    ]);
+    const url = `http://127.0.0.1:${e2bPort}`;
+    const opts: Opts = { apiKey: server.token, apiUrl: url, sandboxUrl: url };
+    console.log(`mags server ${server.url}, E2B API and envd on ${url}; load ${loadavg()}`);
+    if (parts.has('seq')) await sequential(opts);
+    if (parts.has('files')) await files(opts);
+    // Last: sandboxes whose create the SDK gave up on may still come up and hold slots until the server stops.
+    if (parts.has('conc')) await concurrent(opts);
+    console.log('\n| what | figure |\n|---|---|');
+    for (const r of rows) console.log(`| ${r.what} | ${r.figure} |`);
+    console.log(`\nload average at the end: ${loadavg()}`);
+  } finally {
+    await server?.stop();
+  }
+}
+
+await main();

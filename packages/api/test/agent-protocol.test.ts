@@ -132,6 +132,7 @@ const fromServer: unknown[] = [
   },
   { type: 'stop', jobId: sandbox.jobId },
   { type: 'wake', jobId: sandbox.jobId },
+  { type: 'sleep', jobId: sandbox.jobId },
   { type: 'update', jobId: sandbox.jobId, sleep: { afterS: 600, stopAfterS: 3600 }, startupCommand: 'npm start' },
   { type: 'update', jobId: sandbox.jobId, sleep: null, startupCommand: null },
   { type: 'sync', requestId: 'r-1', workspace: { owner, name: 'dev' } },

@@ -419,7 +419,12 @@ export async function createServer(config: ServerConfig, options: CreateServerOp
           }
         }
         if (e2bApp && e2bPort === undefined) {
-          await e2bApp.listen({ host: cfg.host, port: cfg.e2bPort });
+          try {
+            await e2bApp.listen({ host: cfg.host, port: cfg.e2bPort });
+          } catch (err) {
+            if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw err;
+            throw new Error(`the E2B API's port ${cfg.host}:${cfg.e2bPort} is in use: choose another --e2b-port`);
+          }
           e2bPort = (e2bApp.server.address() as AddressInfo).port;
           logger.info({ port: e2bPort, domain: cfg.e2bDomain }, 'E2B-compatible API listening');
         }

@@ -69,6 +69,52 @@ for (const backend of backends) {
         created_at: createdAt,
       });
 
+    test('E2B sandboxes: a row per job, the unfinished ones per user, a deadline that moves, gone with the job', async () => {
+      const row = (jobId: string, userId: string, createdAt: number) => ({
+        job_id: jobId,
+        user_id: userId,
+        template_id: 'base',
+        workspace: `e2b-${jobId.slice(-12)}`,
+        metadata: JSON.stringify({ k: 'v' }),
+        env_vars: '{}',
+        envd_token: 'tok',
+        traffic_token: null,
+        auto_pause: 0,
+        paused: 0,
+        end_at: createdAt + 300_000,
+        created_at: createdAt,
+      });
+      const t = Date.now();
+      const [a1, a2, b1] = [await newJob(alice), await newJob(alice), await newJob(bob)];
+      await store.e2b.insert(row(a2.id, alice, t + 1));
+      await store.e2b.insert(row(a1.id, alice, t));
+      await store.e2b.insert({ ...row(b1.id, bob, t), traffic_token: 'traffic' });
+      await assert.rejects(store.e2b.insert(row(a1.id, alice, t)), 'one row per job');
+      assert.deepEqual(
+        (await store.e2b.unfinishedOf(alice)).map((r) => r.job_id),
+        [a1.id, a2.id],
+        "alice's, oldest first; not bob's",
+      );
+      const got = await store.e2b.get(b1.id);
+      assert.deepEqual([got?.traffic_token, got?.end_at, typeof got?.end_at], ['traffic', t + 300_000, 'number']);
+      assert.equal(await store.e2b.setEndAt(a1.id, t + 5), true);
+      assert.equal((await store.e2b.get(a1.id))?.end_at, t + 5);
+      assert.equal(await store.e2b.setEndAt(randomUUID(), t), false);
+      assert.equal(await store.e2b.setPaused(a1.id, true), true);
+      assert.equal((await store.e2b.get(a1.id))?.paused, 1);
+      await store.e2b.resume(a1.id, t + 9);
+      assert.deepEqual([(await store.e2b.get(a1.id))?.paused, (await store.e2b.get(a1.id))?.end_at], [0, t + 9]);
+      await store.jobs.stopQueued(a2.id);
+      assert.deepEqual(
+        (await store.e2b.unfinishedOf(alice)).map((r) => r.job_id),
+        [a1.id],
+        'an ended job is no live sandbox',
+      );
+      assert.ok((await store.e2b.unfinished()).some((r) => r.job_id === b1.id));
+      await store.e2b.delete(b1.id);
+      assert.equal(await store.e2b.get(b1.id), undefined);
+    });
+
     test('URLs: a subdomain is kept, unique and found by the router; the address comes with started', async () => {
       const job = await newJob(alice, 'web');
       const opened = await store.jobs.openUrl(job.id, 'aaaaaaaaaaaa', 3000, false);

@@ -73,6 +73,8 @@ describe('server configuration', () => {
       routerPort: 7380,
       dashboardDir: resolve(import.meta.dirname, '..', '..', 'dashboard', 'dist'),
       appsDomain: 'localhost',
+      e2bPort: 0,
+      e2bDomain: undefined,
       tlsCert: undefined,
       tlsKey: undefined,
       routerFront: 'haproxy',
@@ -91,6 +93,18 @@ describe('server configuration', () => {
     refused(() => resolveServerConfig({ routerPort: 70000 }, {}), 400, /^routerPort: /);
     refused(() => resolveServerConfig({ appsDomain: 'a b.com' }, {}), 400, /^appsDomain: /);
     refused(() => resolveServerConfig({ tlsCert: 'c.pem' }, {}), 400, /tlsCert and tlsKey go together/);
+  });
+
+  test('the E2B API is off unless a port is given (input, then the environment); its domain may carry a port', () => {
+    const env = { MAGS_E2B_PORT: '3000', MAGS_E2B_DOMAIN: 'E2B.test:8443' };
+    const fromEnv = resolveServerConfig({ dataDir: '/d' }, env);
+    assert.deepEqual([fromEnv.e2bPort, fromEnv.e2bDomain], [3000, 'e2b.test:8443']);
+    const explicit = resolveServerConfig({ dataDir: '/d', e2bPort: '0', e2bDomain: 'e2b.example.com' }, env);
+    assert.deepEqual([explicit.e2bPort, explicit.e2bDomain], [0, 'e2b.example.com']);
+    refused(() => resolveServerConfig({ e2bPort: 70000 }, {}), 400, /^e2bPort: /);
+    refused(() => resolveServerConfig({ e2bPort: 'x' }, {}), 400, /^e2bPort: /);
+    for (const bad of ['a b.com', 'e2b.test:0', 'e2b.test:99999', 'e2b.test:1:2', 'https://e2b.test'])
+      refused(() => resolveServerConfig({ e2bDomain: bad }, {}), 400, /^e2bDomain: /);
   });
 
   test('the router front is haproxy unless node is asked for (input, then the environment); others are refused', () => {

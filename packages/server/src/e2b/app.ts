@@ -55,6 +55,9 @@ export async function buildE2bApp(options: E2bAppOptions): Promise<MagsApp> {
     parseJson(request, body as string, done);
   });
 
+  // JSON only (the SDK sends nothing else): any other body is a 415 that says so.
+  app.removeContentTypeParser('text/plain');
+
   // The one error mapping of the server, in E2B's shape: { code: <HTTP status>, message: <the sentence> }.
   app.setErrorHandler((err, request, reply) => {
     const http = toHttpError(err);

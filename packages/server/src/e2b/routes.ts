@@ -67,11 +67,13 @@ const ConnectBody = Type.Union([
     { additionalProperties: false },
   ),
   Type.Undefined(),
+  Type.Null(),
 ]);
 const TimeoutBody = Type.Object({ timeout: Timeout }, { additionalProperties: false });
 const PauseBody = Type.Union([
   Type.Object({ memory: Type.Optional(Type.Boolean()) }, { additionalProperties: false }),
   Type.Undefined(),
+  Type.Null(),
 ]);
 const ListQuery = Type.Object({
   metadata: Type.Optional(Type.String({ maxLength: 16384 })),
@@ -88,6 +90,8 @@ const MetricsQuery = Type.Object({
   end: Type.Optional(Type.Integer({ minimum: 0 })),
 });
 
+const ENV_NAME = new RegExp(ENV_NAME_PATTERN);
+
 /** Fields of the create body Mags cannot honour, with what to do instead. */
 function refuseUnsupported(body: NewSandbox): void {
   const refuse = (field: string, why: string) => {
@@ -101,6 +105,14 @@ function refuseUnsupported(body: NewSandbox): void {
       'volumeMounts',
       'E2B volumes are not supported by Mags; use a persistent workspace as the template (templateID) instead',
     );
+  }
+  for (const key of Object.keys(body.envVars ?? {})) {
+    if (!ENV_NAME.test(key)) {
+      refuse(
+        'envVars',
+        `${JSON.stringify(key.slice(0, 100))} is not a valid variable name (letters, digits and _, not starting with a digit)`,
+      );
+    }
   }
   const net = body.network ?? {};
   for (const field of ['allowOut', 'denyOut', 'rules', 'egressProxy', 'maskRequestHost', 'httpsPorts'] as const) {
@@ -148,7 +160,7 @@ export function registerE2bRoutes(app: MagsApp, deps: E2bRouteDeps): void {
     volumeMounts: [],
   });
 
-  const create = async (body: NewSandbox | undefined, userId: string) => {
+  const create = async (body: NewSandbox | undefined | null, userId: string) => {
     const b = body ?? {};
     refuseUnsupported(b);
     const { row, job } = await sandboxes.create(userId, {
@@ -163,22 +175,25 @@ export function registerE2bRoutes(app: MagsApp, deps: E2bRouteDeps): void {
     return created(row, job.id);
   };
   for (const url of ['/sandboxes', '/v2/sandboxes']) {
-    app.post(url, { schema: { body: Type.Union([NewSandbox, Type.Undefined()]) } }, async (request, reply) => {
-      const out = await create(request.body, callerOf(request).id);
-      return reply.code(201).send(out);
-    });
+    app.post(
+      url,
+      { schema: { body: Type.Union([NewSandbox, Type.Undefined(), Type.Null()]) } },
+      async (request, reply) => {
+        const out = await create(request.body, callerOf(request).id);
+        return reply.code(201).send(out);
+      },
+    );
   }
 
   for (const url of ['/sandboxes/:sandboxID/connect', '/v2/sandboxes/:sandboxID/connect']) {
     app.post(url, { schema: { params: SandboxParams, body: ConnectBody } }, async (request, reply) => {
-      const wasPaused = (await sandboxes.find(callerOf(request).id, request.params.sandboxID)).job.status !== 'running';
-      const { row, job } = await sandboxes.connect(
+      const { row, job, resumed } = await sandboxes.connect(
         callerOf(request).id,
         request.params.sandboxID,
         request.body?.timeout,
       );
       // E2B answers 201 when it resumed a paused sandbox, 200 when it was running.
-      return reply.code(wasPaused ? 201 : 200).send(created(row, job.id));
+      return reply.code(resumed ? 201 : 200).send(created(row, job.id));
     });
   }
 

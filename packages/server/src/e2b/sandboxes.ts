@@ -70,16 +70,24 @@ export class E2bSandboxes {
   private readonly timers = new Map<string, NodeJS.Timeout>();
   private readonly readings = new Map<string, Reading[]>();
   private closed = false;
+  private unlisten?: () => void;
 
   constructor(private readonly deps: E2bSandboxesDeps) {}
 
-  /** Arms the deadline of every sandbox that has not ended (a restart of the server keeps them). */
+  /**
+   * Arms the deadline of every sandbox that has not ended and is not paused (a restart of the server keeps them),
+   * and from now on notices a paused sandbox woken by other means than connect (its URL, `mags exec`).
+   */
   async start(): Promise<void> {
-    for (const row of await this.deps.store.e2b.unfinished()) this.arm(row.job_id, row.end_at);
+    for (const row of await this.deps.store.e2b.unfinished()) if (row.paused === 0) this.arm(row.job_id, row.end_at);
+    this.unlisten = this.deps.events.onAnyStatus((job) => {
+      if (job.status === 'running') void this.wokenElsewhere(job.id);
+    });
   }
 
   close(): void {
     this.closed = true;
+    this.unlisten?.();
     for (const t of this.timers.values()) clearTimeout(t);
     this.timers.clear();
   }
@@ -137,6 +145,7 @@ export class E2bSandboxes {
       envd_token: randomBytes(32).toString('base64url'),
       traffic_token: req.allowPublicTraffic ? null : randomBytes(32).toString('base64url'),
       auto_pause: req.autoPause ? 1 : 0,
+      paused: 0,
       end_at: now + req.timeoutS * 1000,
       created_at: now,
     };
@@ -160,8 +169,9 @@ export class E2bSandboxes {
     return { row, job };
   }
 
+  /** Paused only through the E2B API: a sandbox Mags froze because it was idle is running for E2B (use wakes it). */
   view(row: E2bSandboxRow, job: Job): SandboxView {
-    return { row, job, state: job.status === 'sleeping' ? 'paused' : 'running' };
+    return { row, job, state: row.paused === 1 && job.status !== 'running' ? 'paused' : 'running' };
   }
 
   /** The caller's live sandboxes, oldest first. */
@@ -180,31 +190,37 @@ export class E2bSandboxes {
     userId: string,
     sandboxId: string,
     timeoutS: number | undefined,
-  ): Promise<{ row: E2bSandboxRow; job: Job }> {
+  ): Promise<{ row: E2bSandboxRow; job: Job; resumed: boolean }> {
     let { row, job } = await this.find(userId, sandboxId);
-    if (timeoutS !== undefined) row = await this.setTimeout(userId, sandboxId, timeoutS);
-    else if (job.status === 'sleeping') {
-      // A paused sandbox has no deadline while it sleeps: it gets E2B's default from its resume.
-      row = await this.setTimeout(userId, sandboxId, DEFAULT_TIMEOUT_S);
+    const resumed = this.view(row, job).state === 'paused';
+    // A paused sandbox had no deadline: it gets the connect's timeout, else E2B's default. A running one keeps its
+    // own unless a timeout is given. (Before the wake, so that the wake is not taken for one by other means.)
+    if (row.paused === 1 || timeoutS !== undefined) {
+      const endAt = Date.now() + (timeoutS ?? DEFAULT_TIMEOUT_S) * 1000;
+      await this.deps.store.e2b.resume(row.job_id, endAt);
+      this.arm(row.job_id, endAt);
+      row = { ...row, paused: 0, end_at: endAt };
     }
-    job = job.status === 'running' ? job : await this.wakeOrGone(job);
-    return { row, job };
+    if (job.status !== 'running') job = await this.wakeOrGone(job);
+    return { row, job, resumed };
   }
 
-  /** Moves the deadline to now + `timeoutS`. */
+  /** Moves the deadline to now + `timeoutS` (of a paused sandbox too: it runs from its resume). */
   async setTimeout(userId: string, sandboxId: string, timeoutS: number): Promise<E2bSandboxRow> {
     const { row } = await this.find(userId, sandboxId);
     const endAt = Date.now() + timeoutS * 1000;
     await this.deps.store.e2b.setEndAt(row.job_id, endAt);
-    this.arm(row.job_id, endAt);
+    if (row.paused === 0) this.arm(row.job_id, endAt);
     return { ...row, end_at: endAt };
   }
 
-  /** Pauses (sleeps) the sandbox; 409 when it is paused already. */
+  /** Pauses (sleeps) the sandbox, whose deadline stops until it is resumed; 409 when it is paused already. */
   async pause(userId: string, sandboxId: string): Promise<void> {
-    const { job } = await this.find(userId, sandboxId);
-    if (job.status === 'sleeping') throw new MagsError(409, 'conflict', `sandbox ${sandboxId} is already paused`);
-    await this.deps.lifecycle.sleep(job, PAUSE_TIMEOUT_MS);
+    const { row, job } = await this.find(userId, sandboxId);
+    if (this.view(row, job).state === 'paused') {
+      throw new MagsError(409, 'conflict', `sandbox ${sandboxId} is already paused`);
+    }
+    await this.sleep(job);
   }
 
   /** Ends the sandbox (its job stops, its workspace is deleted); 404 when it is not (or no longer) there. */
@@ -324,17 +340,49 @@ export class E2bSandboxes {
   private async deadline(jobId: string): Promise<void> {
     const row = await this.deps.store.e2b.get(jobId);
     if (!row) return;
+    if (row.paused === 1) return;
     if (row.end_at > Date.now() + 5) return this.arm(jobId, row.end_at);
     const job = await this.deps.store.jobs.get(jobId);
     if (!job || isTerminal(job.status)) return;
     if (row.auto_pause === 1) {
-      if (job.status === 'sleeping') return;
       this.deps.logger.info({ jobId }, 'e2b sandbox timed out: pausing it (autoPause)');
-      await this.deps.lifecycle.sleep(job, PAUSE_TIMEOUT_MS);
+      await this.sleep(job);
       return;
     }
     this.deps.logger.info({ jobId }, 'e2b sandbox timed out: ending it');
     await this.end(row, 'timed out');
+  }
+
+  /** Puts the sandbox to sleep (frozen now; one Mags froze already stays so) and marks it paused. */
+  private async sleep(job: Job): Promise<void> {
+    clearTimeout(this.timers.get(job.id));
+    this.timers.delete(job.id);
+    try {
+      await this.deps.lifecycle.sleep(job, PAUSE_TIMEOUT_MS);
+    } catch (err) {
+      // Not paused after all: the deadline runs again.
+      const row = await this.deps.store.e2b.get(job.id);
+      if (row) this.arm(job.id, row.end_at);
+      throw err;
+    }
+    await this.deps.store.e2b.setPaused(job.id, true);
+  }
+
+  /**
+   * A paused sandbox runs again without connect (its URL was requested, `mags exec` ran in it): it is resumed as
+   * connect would, with E2B's default timeout.
+   */
+  private async wokenElsewhere(jobId: string): Promise<void> {
+    try {
+      const row = await this.deps.store.e2b.get(jobId);
+      if (!row || row.paused === 0) return;
+      const endAt = Date.now() + DEFAULT_TIMEOUT_S * 1000;
+      await this.deps.store.e2b.resume(jobId, endAt);
+      this.arm(jobId, endAt);
+      this.deps.logger.info({ jobId }, 'a paused e2b sandbox was woken by use: resumed');
+    } catch (err) {
+      this.deps.logger.warn({ err, jobId }, 'could not resume a woken e2b sandbox');
+    }
   }
 
   private async end(row: E2bSandboxRow, why: string): Promise<void> {

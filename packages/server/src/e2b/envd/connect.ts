@@ -203,11 +203,18 @@ export class ConnectStream {
 
   /** Ends the stream with `deadline_exceeded` after `ms`, calling `onExpire` first. */
   expireAfter(ms: number, onExpire?: () => void): void {
+    const at = Date.now() + ms;
     this.deadline = setTimeout(() => {
       onExpire?.();
       this.end(new ConnectError('deadline_exceeded', `the call's deadline of ${ms} ms passed`));
     }, ms);
     this.deadline.unref();
+    // A client that leaves first (its own timer fired a moment earlier) does not spare what the deadline ends.
+    if (onExpire) {
+      this.res.once('close', () => {
+        if (!this.ended) setTimeout(onExpire, Math.max(0, at - Date.now())).unref();
+      });
+    }
   }
 
   end(error?: ConnectError): void {

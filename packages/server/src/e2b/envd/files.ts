@@ -196,7 +196,11 @@ export class EnvdFiles {
     return new Promise((resolve, reject) => {
       let parser: busboy.Busboy;
       try {
-        parser = busboy({ headers: req.headers, limits: { files: MAX_FILES_PER_REQUEST, fields: 100 } });
+        parser = busboy({
+          headers: req.headers,
+          preservePath: true,
+          limits: { files: MAX_FILES_PER_REQUEST, fields: 100 },
+        });
       } catch (err) {
         req.resume();
         return reject(new FilesError(400, `the multipart body is malformed: ${(err as Error).message}`));

@@ -3,6 +3,7 @@
 // entries become proto3-JSON EntryInfo here.
 import type { ExecService } from '../../jobs/exec.js';
 import { bool, ConnectError, type ConnectStream, str, timestamp, uint } from './connect.js';
+import { sandboxEnded } from './process.js';
 import { type EnvdSandbox, HelperRun } from './sandbox.js';
 
 /** An entry as the helper writes it. */
@@ -122,7 +123,7 @@ export class EnvdFilesystem {
     });
     void helper.run.exited.then(async (exit) => {
       if (stream.closed) return;
-      if (exit.reason !== 'exited' && (await this.gone(sb.job.id).catch(() => false))) stream.abort();
+      if (await sandboxEnded(exit, () => this.gone(sb.job.id))) stream.abort();
       else stream.end();
     });
   }

@@ -68,6 +68,8 @@ class EnvdProcess {
   end?: ReturnType<typeof endEvent>;
   /** Set once an attached stream received the end. */
   endSeen = false;
+  /** Set when a caller killed it (SendSignal, the deadline): its end is no sign of the sandbox's. */
+  killed = false;
 
   constructor(
     readonly pid: number,
@@ -164,8 +166,15 @@ export class EnvdProcesses {
     return table;
   }
 
-  /** `Start`: runs the process, then streams its events on `stream` (opened by `open` once it runs). */
-  async start(sb: EnvdSandbox, request: Record<string, unknown>, open: () => ConnectStream): Promise<void> {
+  /**
+   * `Start`: runs the process, then streams its events on the stream `open` starts once it runs. The process is
+   * killed when the call's deadline passes; a stream that merely disconnects leaves it running.
+   */
+  async start(
+    sb: EnvdSandbox,
+    request: Record<string, unknown>,
+    open: (onDeadline?: () => void) => ConnectStream,
+  ): Promise<void> {
     const processMsg = sub(request, 'process');
     if (!processMsg) throw new ConnectError('invalid_argument', 'process is required: {cmd, args, envs, cwd}');
     const cmd = str(processMsg, 'cmd');
@@ -215,10 +224,15 @@ export class EnvdProcesses {
     const proc = new EnvdProcess(pid, config, tag, ptyMsg !== undefined, stdin, run);
     table.byPid.set(pid, proc);
     run.onOutput((stream, data) => proc.output(stream, data));
-    const stream = open();
+    // As envd: a command whose Start deadline (the SDK's timeoutMs, 60 s unless 0) passes is killed.
+    const stream = open(() => {
+      proc.killed = true;
+      run.kill();
+    });
     proc.attach(stream);
     void run.exited.then(async (exit) => {
-      const gone = exit.reason === 'exited' ? false : await this.deps.gone(sb.job.id).catch(() => false);
+      // A sandbox being killed ends its processes too (killed, or exited by the signal): its streams are then cut.
+      const gone = await sandboxEnded(exit, () => this.deps.gone(sb.job.id), proc.killed);
       proc.finish(exit, gone);
       const forget = () => {
         if (table.byPid.get(pid) === proc) table.byPid.delete(pid);
@@ -280,6 +294,7 @@ export class EnvdProcesses {
     if (signal !== 'SIGNAL_SIGKILL' && signal !== 'SIGNAL_SIGTERM' && signal !== 9 && signal !== 15) {
       throw new ConnectError('invalid_argument', 'signal must be SIGNAL_SIGKILL or SIGNAL_SIGTERM');
     }
+    proc.killed = true;
     proc.run.kill();
     return {};
   }
@@ -312,6 +327,26 @@ export class EnvdProcesses {
     if (!proc || !found(proc)) throw new ConnectError('not_found', `process with pid ${pid} not found`);
     return proc;
   }
+}
+
+/** How long an exit that looks like a kill waits for the sandbox's end to be recorded (its agent reports it). */
+const KILL_SETTLE_MS = 1500;
+
+/**
+ * Whether an exec ended because its sandbox did: asked at once, and for an exit by a signal (or none reported) again
+ * for a moment, as the agent reports the sandbox's end just after its processes'.
+ */
+export async function sandboxEnded(exit: ExecExit, gone: () => Promise<boolean>, killed = false): Promise<boolean> {
+  const check = () => gone().catch(() => false);
+  if (await check()) return true;
+  if (killed) return false;
+  const signalled = exit.reason !== 'exited' || exit.exitCode === null || exit.exitCode >= 128;
+  if (!signalled) return false;
+  for (const until = Date.now() + KILL_SETTLE_MS; Date.now() < until; ) {
+    await new Promise((r) => setTimeout(r, 250));
+    if (await check()) return true;
+  }
+  return false;
 }
 
 function clampSize(value: unknown, fallback: number): number {

@@ -38,7 +38,9 @@ export interface EnvdDeps {
 }
 
 type Unary = (sb: EnvdSandbox, message: Record<string, unknown>) => unknown;
-type Streaming = (sb: EnvdSandbox, message: Record<string, unknown>, open: () => ConnectStream) => Promise<void> | void;
+/** `open` starts the response stream; `onDeadline` runs when the call's Connect-Timeout-Ms passes. */
+type Open = (onDeadline?: () => void) => ConnectStream;
+type Streaming = (sb: EnvdSandbox, message: Record<string, unknown>, open: Open) => Promise<void> | void;
 
 /** The sandbox id a request names: the `E2b-Sandbox-Id` header, else the `49983-<id>` label of its host. */
 export function sandboxIdOf(req: IncomingMessage): string | undefined {
@@ -118,10 +120,10 @@ export function registerEnvd(app: FastifyInstance, deps: EnvdDeps): void {
         if (!sb) throw goneError(sandboxIdOf(req) ?? '');
         const interval = keepaliveInterval(req.headers['keepalive-ping-interval']);
         const keepalive = service === 'process.Process' ? { event: { keepalive: {} } } : { keepalive: {} };
-        await streamCall(sb, message, () => {
+        await streamCall(sb, message, (onDeadline) => {
           stream = new ConnectStream(res);
           stream.keepAlive(interval, () => keepalive);
-          if (timeoutMs !== undefined && timeoutMs > 0) stream.expireAfter(timeoutMs);
+          if (timeoutMs !== undefined && timeoutMs > 0) stream.expireAfter(timeoutMs, onDeadline);
           return stream;
         });
       } catch (err) {

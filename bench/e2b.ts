@@ -51,29 +51,54 @@ async function interactive(opts: Opts): Promise<{ ms: number; createMs: number; 
   const t0 = performance.now();
   const sandbox = await Sandbox.create({ ...opts, timeoutMs: 600_000 });
   const createMs = performance.now() - t0;
-  const r = await sandbox.commands.run('echo ok');
-  const ms = performance.now() - t0;
-  if (r.stdout !== 'ok\n') throw new Error(`echo ok answered ${JSON.stringify(r.stdout)}`);
-  return { ms, createMs, sandbox };
+  try {
+    const r = await sandbox.commands.run('echo ok');
+    const ms = performance.now() - t0;
+    if (r.stdout !== 'ok\n') throw new Error(`echo ok answered ${JSON.stringify(r.stdout)}`);
+    return { ms, createMs, sandbox };
+  } catch (err) {
+    await sandbox.kill().catch(() => undefined);
+    const result = (err as { result?: { exitCode: number; stderr: string } }).result;
+    throw new Error(result ? `echo ok exited ${result.exitCode}: ${result.stderr.trim()}` : String(err));
+  }
 }
 
 /** The two halves of the samples: create answered, then the command. */
 const halves = (r: Array<{ ms: number; createMs: number }>) =>
   `  of which Sandbox.create ${line(summary(r.map((x) => x.createMs)))}\n  and commands.run('echo ok') ${line(summary(r.map((x) => x.ms - x.createMs)))}`;
 
+/** One sample, or its failure counted (a failed sample is not a time): the run goes on. */
+async function sample(opts: Opts, failures: string[]): Promise<{ ms: number; createMs: number } | undefined> {
+  try {
+    const { ms, createMs, sandbox } = await interactive(opts);
+    await sandbox.kill();
+    return { ms, createMs };
+  } catch (err) {
+    failures.push((err as Error).message);
+    return undefined;
+  }
+}
+
+const failedNote = (failures: string[]) =>
+  failures.length ? `  ${failures.length} failed (not timed), e.g. ${failures[0]}` : '';
+
 async function sequential(opts: Opts): Promise<void> {
-  for (let i = 0; i < WARMUP; i++) await (await interactive(opts)).sandbox.kill();
+  const failures: string[] = [];
+  for (let i = 0; i < WARMUP; i++) await sample(opts, failures);
   const samples: Array<{ ms: number; createMs: number }> = [];
   const load0 = loadavg();
   for (let i = 0; i < SEQ; i++) {
-    const { ms, createMs, sandbox } = await interactive(opts);
-    samples.push({ ms, createMs });
-    await sandbox.kill();
+    const got = await sample(opts, failures);
+    if (got) samples.push(got);
   }
   const s = summary(samples.map((x) => x.ms));
   console.log(`create → first commands.run, sequential: ${line(s)}  load ${load0} → ${loadavg()}`);
   console.log(halves(samples));
-  rows.push({ what: `create → echo ok, ${SEQ} sequential`, figure: `p50 ${fmt(s.p50)}, p99 ${fmt(s.p99)}` });
+  if (failures.length) console.log(failedNote(failures));
+  rows.push({
+    what: `create → echo ok, ${SEQ} sequential`,
+    figure: `p50 ${fmt(s.p50)}, p99 ${fmt(s.p99)}${failures.length ? ` (${failures.length} failed)` : ''}`,
+  });
 }
 
 async function concurrent(opts: Opts): Promise<void> {
@@ -145,15 +170,15 @@ async function childMain(): Promise<void> {
   const job = JSON.parse(process.env.BENCH_E2B_CHILD ?? '{}') as ChildJob;
   const out: Record<'direct' | 'router', Array<{ ms: number; createMs: number }>> = { direct: [], router: [] };
   const modes = { direct: job.direct, router: { apiKey: job.apiKey } } as const;
+  const failures: string[] = [];
   for (let i = 0; i < WARMUP + job.n; i++) {
     const order = i % 2 ? (['router', 'direct'] as const) : (['direct', 'router'] as const);
     for (const mode of order) {
-      const { ms, createMs, sandbox } = await interactive(modes[mode] as Opts);
-      await sandbox.kill();
-      if (i >= WARMUP) out[mode].push({ ms, createMs });
+      const got = await sample(modes[mode] as Opts, failures);
+      if (got && i >= WARMUP) out[mode].push(got);
     }
   }
-  process.stdout.write(`${JSON.stringify(out)}\n`);
+  process.stdout.write(`${JSON.stringify({ ...out, failures })}\n`);
 }
 
 async function viaRouter(server: TestServer, opts: Opts, tls: { dir: string; ca: string }): Promise<void> {
@@ -187,12 +212,13 @@ async function viaRouter(server: TestServer, opts: Opts, tls: { dir: string; ca:
     const got = JSON.parse(text.trim().split('\n').pop() ?? '{}') as Record<
       'direct' | 'router',
       Array<{ ms: number; createMs: number }>
-    >;
+    > & { failures: string[] };
     const d = summary(got.direct.map((x) => x.ms));
     const r = summary(got.router.map((x) => x.ms));
     console.log(`create → first commands.run, alternating, load ${load0} → ${loadavg()}`);
     console.log(` direct (apiUrl/sandboxUrl, plain HTTP): ${line(d)}\n${halves(got.direct)}`);
     console.log(` through the router (E2B_DOMAIN, HTTPS): ${line(r)}\n${halves(got.router)}`);
+    if (got.failures.length) console.log(failedNote(got.failures));
     rows.push({
       what: `create → echo ok through the router (HTTPS, E2B_DOMAIN), ${ROUTER} alternating with direct`,
       figure: `p50 ${fmt(r.p50)} (direct ${fmt(d.p50)}), p99 ${fmt(r.p99)} (direct ${fmt(d.p99)})`,

@@ -4,10 +4,9 @@
 // E2B_DOMAIN=e2b.test:<router port>, an API key and NODE_EXTRA_CA_CERTS. So `Sandbox.create` reaches
 // https://api.e2b.test:<port>, envd https://49983-<id>.e2b.test:<port>, and `getHost(8000)` a server in the sandbox.
 import assert from 'node:assert/strict';
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { Resolver } from 'node:dns/promises';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -15,123 +14,8 @@ import { after, before, describe, test } from 'node:test';
 import { Mags } from '@mags/sdk';
 import { Sandbox } from 'e2b';
 import { type E2bServer, startE2b } from './e2b.js';
+import { DOMAIN, makeCertificates, startDnsmasq, withResolvConf } from './e2b-tls.js';
 import { freePort, ROOT, removeInstance, runCli, startServer, type TestServer } from './harness.js';
-
-const DOMAIN = 'e2b.test';
-
-/** A test CA and a wildcard certificate for *.e2b.test that it signed (what a user makes for their own domain). */
-function makeCertificates(dir: string): { ca: string; cert: string; key: string } {
-  const f = (name: string) => path.join(dir, name);
-  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'];
-  const quiet = { stdio: 'ignore' as const };
-  execFileSync(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      ...ec,
-      '-days',
-      '2',
-      '-subj',
-      '/CN=Mags E2B test CA',
-      '-addext',
-      'basicConstraints=critical,CA:TRUE',
-      '-addext',
-      'keyUsage=critical,keyCertSign,cRLSign',
-      '-keyout',
-      f('ca.key'),
-      '-out',
-      f('ca.pem'),
-    ],
-    quiet,
-  );
-  execFileSync(
-    'openssl',
-    ['req', ...ec, '-subj', `/CN=*.${DOMAIN}`, '-keyout', f('key.pem'), '-out', f('req.csr')],
-    quiet,
-  );
-  writeFileSync(
-    f('ext.cnf'),
-    `subjectAltName=DNS:*.${DOMAIN},DNS:${DOMAIN}\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n`,
-  );
-  execFileSync(
-    'openssl',
-    [
-      'x509',
-      '-req',
-      '-in',
-      f('req.csr'),
-      '-CA',
-      f('ca.pem'),
-      '-CAkey',
-      f('ca.key'),
-      '-CAcreateserial',
-      '-days',
-      '2',
-      '-extfile',
-      f('ext.cnf'),
-      '-out',
-      f('cert.pem'),
-    ],
-    quiet,
-  );
-  return { ca: f('ca.pem'), cert: f('cert.pem'), key: f('key.pem') };
-}
-
-/** Debian's dnsmasq answering *.e2b.test with 127.0.0.1, on port 53 of a loopback address of its own; stopped by PID. */
-async function startDnsmasq(dir: string): Promise<{ address: string; stop(): Promise<void> }> {
-  const dnsmasq = ['/usr/sbin/dnsmasq', '/usr/bin/dnsmasq'].find((p) => existsSync(p));
-  assert.ok(dnsmasq, 'dnsmasq is not installed: run scripts/install-host-packages.sh --test (package dnsmasq-base)');
-  for (let attempt = 0; ; attempt++) {
-    // resolv.conf takes no port, so the address is what keeps this dnsmasq apart from any other on the host.
-    const address = `127.53.${1 + Math.floor(Math.random() * 254)}.${1 + Math.floor(Math.random() * 254)}`;
-    const pidFile = path.join(dir, 'dnsmasq.pid');
-    const child: ChildProcess = spawn(
-      dnsmasq,
-      [
-        '--conf-file=/dev/null',
-        '--keep-in-foreground',
-        '--no-resolv',
-        '--no-hosts',
-        '--bind-interfaces',
-        `--listen-address=${address}`,
-        '--port=53',
-        `--address=/${DOMAIN}/127.0.0.1`,
-        `--pid-file=${pidFile}`,
-        '--user=root',
-        '--group=root',
-      ],
-      { stdio: ['ignore', 'ignore', 'pipe'] },
-    );
-    let stderr = '';
-    child.stderr?.on('data', (b: Buffer) => {
-      stderr += b.toString();
-    });
-    const exited = new Promise<void>((r) => child.once('exit', () => r()));
-    const stop = async () => {
-      if (child.exitCode === null && child.signalCode === null) {
-        child.kill('SIGTERM');
-        await exited;
-      }
-    };
-    const resolver = new Resolver({ timeout: 500, tries: 1 });
-    resolver.setServers([address]);
-    const deadline = Date.now() + 10_000;
-    for (;;) {
-      if (child.exitCode !== null) break;
-      try {
-        const a = await resolver.resolve4(`probe.${DOMAIN}`);
-        assert.deepEqual(a, ['127.0.0.1']);
-        return { address, stop };
-      } catch {
-        if (Date.now() > deadline) break;
-        await new Promise((r) => setTimeout(r, 100));
-      }
-    }
-    await stop();
-    if (attempt >= 3) throw new Error(`dnsmasq did not answer on ${address}: ${stderr}`);
-  }
-}
 
 interface Answer {
   id: number;
@@ -151,19 +35,7 @@ class E2bClient {
   constructor(resolvConf: string, env: NodeJS.ProcessEnv) {
     this.child = spawn(
       'unshare',
-      [
-        '--mount',
-        '--propagation',
-        'private',
-        'sh',
-        '-c',
-        'mount --bind "$0" /etc/resolv.conf && exec "$@"',
-        resolvConf,
-        process.execPath,
-        '--import',
-        'tsx',
-        path.join(ROOT, 'test/fixtures/e2b-client.ts'),
-      ],
+      withResolvConf(resolvConf, [process.execPath, '--import', 'tsx', path.join(ROOT, 'test/fixtures/e2b-client.ts')]),
       { cwd: ROOT, env, stdio: ['pipe', 'pipe', 'pipe'] },
     );
     let partial = '';

@@ -16,7 +16,10 @@ if [ "${1:-}" = "--test" ]; then
   # offline): the Python SDK tests `pip install ./python` into fresh venvs and build its wheel offline
   # (python/tests/test_package.py).
   # strace, linux-perf: bench/burst and bench/spawns count the programs spawned per job; perf profiles the server.
-  PKGS+=(postgresql python3 python3-venv python3-pip python3-setuptools python3-wheel python3-setuptools-whl python3-wheel-whl ceph-mon ceph-osd radosgw curl openssh-client chromium wrk strace linux-perf)
+  # dnsmasq-base: Debian's dnsmasq program alone, which test/e2b-router.test.ts runs on a loopback address for the
+  # wildcard name *.e2b.test. Not the `dnsmasq` package: that one adds a system service that would start and hold
+  # port 53 on every interface; dnsmasq-base ships no service, so nothing is left running or enabled.
+  PKGS+=(postgresql python3 python3-venv python3-pip python3-setuptools python3-wheel python3-setuptools-whl python3-wheel-whl ceph-mon ceph-osd radosgw curl openssh-client chromium wrk strace linux-perf dnsmasq-base)
 fi
 missing=()
 for p in "${PKGS[@]}"; do

@@ -199,6 +199,30 @@ describe('lifecycle', () => {
     assert.equal((await sbx.getInfo()).state, 'running');
   });
 
+  test('a client that gives up while its sandbox starts leaves no sandbox behind', async () => {
+    const tag = randomBytes(3).toString('hex');
+    await assert.rejects(
+      fetch(`${opts.apiUrl}/v2/sandboxes`, {
+        method: 'POST',
+        headers: { 'x-api-key': opts.apiKey, 'content-type': 'application/json' },
+        body: JSON.stringify({ metadata: { tag } }),
+        signal: AbortSignal.timeout(30),
+      }),
+    );
+    await e2b.server.waitForLog(
+      (r) => r.msg === 'e2b sandbox ended' && r.why === 'its client went away',
+      'an abandoned E2B sandbox ended',
+      30_000,
+    );
+    const left = async () => (await Sandbox.list({ ...opts, query: { metadata: { tag } } }).nextItems()).length;
+    await eventually(async () => (await left()) === 0, 'the abandoned sandbox ending');
+    const jobs = await runCli(e2b.server, ['list', '--json']);
+    const live = (JSON.parse(jobs.stdout) as { jobs: Array<{ status: string; name: string | null }> }).jobs.filter(
+      (j) => j.name?.startsWith('e2b-') && ['accepted', 'running', 'sleeping'].includes(j.status),
+    );
+    assert.ok(live.length <= made.length, 'no E2B job beyond those this file made');
+  });
+
   test('kill answers true, then false; the sandbox is gone', async () => {
     const sbx = await create();
     assert.equal(await sbx.kill(), true);
@@ -238,6 +262,22 @@ describe('lifecycle', () => {
     assert.equal(exec.stdout, 'kept\n1\n', 'memory and processes kept across pause and resume');
     // Connecting to a running sandbox is fine too.
     assert.equal((await Sandbox.connect(sbx.sandboxId, opts)).sandboxId, sbx.sandboxId);
+  });
+
+  test('a paused sandbox outlives its deadline; used by other means (mags exec) it resumes with a new one', async () => {
+    const sbx = await create({ timeoutMs: 3000 });
+    assert.equal(await sbx.pause(), true);
+    await new Promise((r) => setTimeout(r, 4500));
+    const info = await sbx.getInfo();
+    assert.equal(info.state, 'paused', 'still there, paused, past its deadline');
+    const exec = await runCli(e2b.server, ['exec', sbx.sandboxId, 'echo awake']);
+    assert.equal(exec.stdout, 'awake\n', exec.stderr);
+    await eventually(async () => (await sbx.getInfo()).state === 'running', 'the woken sandbox showing running');
+    const after = await sbx.getInfo();
+    assert.ok(
+      after.endAt.getTime() > Date.now() + 200_000,
+      `a fresh deadline (E2B's 5 min): ${after.endAt.toISOString()}`,
+    );
   });
 
   test('autoPause: at its deadline the sandbox is paused, not killed', async () => {
@@ -358,6 +398,16 @@ describe('bad input', () => {
     assertError(await rest('POST', '/sandboxes/nope/timeout', { body: '{}' }), 400, /timeout/);
     assertError(await rest('POST', '/sandboxes/nope/timeout', { body: '{"timeout":10}' }), 404);
     assertError(await rest('GET', '/no/such/route'), 404, /route/);
+    assertError(await rest('POST', '/v2/sandboxes', { body: '{"timeout":1.5}' }), 400, /timeout/);
+    assertError(await rest('POST', '/v2/sandboxes', { body: '{"metadata":{"k":5}}' }), 400, /metadata/);
+    assertError(await rest('POST', '/v2/sandboxes', { body: '{"network":{"surprise":true}}' }), 400, /network/);
+    assertError(await rest('POST', '/v2/sandboxes/nope/connect', { body: '[1]' }), 400);
+    assertError(await rest('POST', '/v2/sandboxes/nope/connect', { body: '{"timeout":0}' }), 400, /timeout/);
+    assertError(await rest('POST', '/sandboxes/nope/pause', { body: '{"memory":"yes"}' }), 400, /memory/);
+    assertError(await rest('GET', '/v2/sandboxes?limit=abc'), 400, /limit/);
+    assertError(await rest('GET', '/v2/sandboxes?order=sideways'), 400, /order/);
+    assertError(await rest('GET', '/v2/sandboxes?startedAfter=yesterday'), 400, /startedAfter/);
+    assertError(await rest('GET', '/v2/sandboxes?metadata=%25ZZ%3D1'), 400, /metadata/);
     // A created sandbox answers the fields the SDK reads, with 201.
     const ok = await rest('POST', '/sandboxes', { body: '{"secure":true,"metadata":{"via":"rest"}}' });
     assert.equal(ok.status, 201, JSON.stringify(ok.body));
@@ -381,8 +431,10 @@ describe('a restart of the server', () => {
     await e2b.server.kill();
     e2b = await startE2b(['--usage-interval', '1', '--instance', instance], home);
     opts = e2b.opts;
-    // The sandbox was lost with the agent of the previous process: it sleeps (paused) until woken, deadline kept.
+    // The sandbox was lost with the agent of the previous process: the job sleeps until used, which for E2B is
+    // still running (not paused by anyone), with its deadline kept.
     const info = await Sandbox.getInfo(sbx.sandboxId, opts);
+    assert.equal(info.state, 'running');
     assert.equal(info.endAt.getTime(), endAt);
     assert.ok(endAt > Date.now(), 'the deadline is still ahead');
     await eventually(

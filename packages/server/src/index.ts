@@ -1,5 +1,6 @@
 // @mags/server: the control plane. createServer() opens the store (running migrations), creates the local
 // owner on first start, recovers from a previous run, and returns a server ready to listen and take agents.
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import net, { type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { DEFAULT_ROUTER_PORT, DEFAULT_SSH_PORT, type ServerEnd } from '@mags/api';
@@ -234,6 +235,8 @@ export async function createServer(config: ServerConfig, options: CreateServerOp
         : new SshGateway({ keys: sshKeys, execs, logger, hostKey: loadHostKey(cfg.dataDir, logger) });
     let sshPort: number | undefined;
     let routerPort: number | undefined;
+    /** The E2B app's request handler, for the router's E2B host names (set once the app is built). */
+    let e2bRouting: ((req: IncomingMessage, res: ServerResponse) => void) | undefined;
     const urls: UrlService = new UrlService({
       store,
       events,
@@ -253,6 +256,17 @@ export async function createServer(config: ServerConfig, options: CreateServerOp
             logger,
             sleepAfterMs: cfg.sleepAfterMs,
             ...(cfg.tlsCert && cfg.tlsKey ? { tls: { cert: cfg.tlsCert, key: cfg.tlsKey } } : {}),
+            // E2B's host names (api, 49983-<id>, <port>-<id>) once the E2B app exists (it is built below).
+            ...(cfg.e2bPort === 0
+              ? {}
+              : {
+                  e2b: {
+                    handle: (req, res) => (e2bRouting ? e2bRouting(req, res) : res.writeHead(503).end()),
+                    resolve: (id) => e2b.resolve(id),
+                    domain: () =>
+                      cfg.e2bDomain ?? (routerPort === undefined ? cfg.appsDomain : `${cfg.appsDomain}:${routerPort}`),
+                  },
+                }),
           });
     let front: HaproxyFront | undefined;
     if (router && cfg.routerFront === 'haproxy') {
@@ -333,6 +347,7 @@ export async function createServer(config: ServerConfig, options: CreateServerOp
               cfg.e2bDomain ?? (routerPort === undefined ? cfg.appsDomain : `${cfg.appsDomain}:${routerPort}`),
           });
     await e2bApp?.ready();
+    if (e2bApp) e2bRouting = (req, res) => e2bApp.routing(req, res);
     let e2bPort: number | undefined;
     logger.info(
       { store: store.kind, database: redactUrl(cfg.database), objects: redactObjects(cfg.objects) },

@@ -80,6 +80,7 @@ for (const backend of backends) {
         envd_token: 'tok',
         traffic_token: null,
         auto_pause: 0,
+        paused: 0,
         end_at: createdAt + 300_000,
         created_at: createdAt,
       });
@@ -99,6 +100,10 @@ for (const backend of backends) {
       assert.equal(await store.e2b.setEndAt(a1.id, t + 5), true);
       assert.equal((await store.e2b.get(a1.id))?.end_at, t + 5);
       assert.equal(await store.e2b.setEndAt(randomUUID(), t), false);
+      assert.equal(await store.e2b.setPaused(a1.id, true), true);
+      assert.equal((await store.e2b.get(a1.id))?.paused, 1);
+      await store.e2b.resume(a1.id, t + 9);
+      assert.deepEqual([(await store.e2b.get(a1.id))?.paused, (await store.e2b.get(a1.id))?.end_at], [0, t + 9]);
       await store.jobs.stopQueued(a2.id);
       assert.deepEqual(
         (await store.e2b.unfinishedOf(alice)).map((r) => r.job_id),

@@ -9,6 +9,7 @@ import { generateToken, hashToken } from '../src/http/auth.js';
 import { describeValidation } from '../src/http/validation.js';
 import { uuidv7 } from '../src/ids.js';
 import { planJob } from '../src/jobs/submit.js';
+import { labelUnder, looksLikeE2bLabel, parseE2bLabel } from '../src/router/e2b.js';
 
 function refused(fn: () => unknown, status: number, pattern: RegExp): void {
   assert.throws(fn, (err: unknown) => {
@@ -362,5 +363,42 @@ describe('validation sentences', () => {
       ),
       'x/y: is not a known field',
     );
+  });
+});
+
+describe('E2B host names in the router', () => {
+  const id = '0190f3a2-7b4c-7d5e-8f60-0123456789ab';
+  test('api, 49983-<id> and <port>-<id> are E2B hosts; the port is 1–65535 without leading zeros', () => {
+    assert.deepEqual(parseE2bLabel('api'), { kind: 'api' });
+    assert.deepEqual(parseE2bLabel(`49983-${id}`), { kind: 'envd', sandboxId: id });
+    assert.deepEqual(parseE2bLabel(`8000-${id}`), { kind: 'port', sandboxId: id, port: 8000 });
+    assert.deepEqual(parseE2bLabel(`1-${id}`), { kind: 'port', sandboxId: id, port: 1 });
+    assert.deepEqual(parseE2bLabel(`65535-${id}`), { kind: 'port', sandboxId: id, port: 65535 });
+    for (const label of [
+      `0-${id}`,
+      `65536-${id}`,
+      `99999-${id}`,
+      `08000-${id}`,
+      `123456-${id}`,
+      `-${id}`,
+      `8000${id}`,
+      `8000-${id.slice(0, -1)}`,
+      `8000-${id}x`,
+      `8000-${id.replaceAll('-', '')}`,
+      '3f9a0c1e2b4d',
+      'myalias',
+      'apis',
+    ])
+      assert.equal(parseE2bLabel(label), undefined, label);
+    assert.equal(looksLikeE2bLabel(`8000-${id}`), true);
+  });
+
+  test('a host under the E2B domain gives its one label, whatever the port and a trailing dot', () => {
+    assert.equal(labelUnder(`8000-${id}.E2B.example.com:8443`, 'e2b.example.com:8443'), `8000-${id}`);
+    assert.equal(labelUnder('api.e2b.example.com.', 'e2b.example.com'), 'api');
+    assert.equal(labelUnder(`a.8000-${id}.e2b.example.com`, 'e2b.example.com'), undefined);
+    assert.equal(labelUnder('e2b.example.com', 'e2b.example.com'), undefined);
+    assert.equal(labelUnder('api.evil-e2b.example.com', 'e2b.example.com'), undefined);
+    assert.equal(labelUnder(undefined, 'e2b.example.com'), undefined);
   });
 });

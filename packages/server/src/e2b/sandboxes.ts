@@ -18,8 +18,8 @@ export const ENVD_VERSION = '0.5.7';
 export const DEFAULT_TIMEOUT_S = 300;
 /** The longest timeout (E2B's Pro plan allows 24 h; a self-hosted server allows 30 days). */
 export const MAX_TIMEOUT_S = 30 * 86_400;
-/** How long create and connect wait for the sandbox to run. */
-const START_TIMEOUT_MS = 60_000;
+/** How long create waits for the sandbox to run: less than the SDK's 60 s request timeout, so that it hears why. */
+const START_TIMEOUT_MS = 50_000;
 /** How long pause waits for the agent to freeze the sandbox. */
 const PAUSE_TIMEOUT_MS = 15_000;
 /** setTimeout's longest delay; a later deadline is re-armed when this passes. */
@@ -70,16 +70,24 @@ export class E2bSandboxes {
   private readonly timers = new Map<string, NodeJS.Timeout>();
   private readonly readings = new Map<string, Reading[]>();
   private closed = false;
+  private unlisten?: () => void;
 
   constructor(private readonly deps: E2bSandboxesDeps) {}
 
-  /** Arms the deadline of every sandbox that has not ended (a restart of the server keeps them). */
+  /**
+   * Arms the deadline of every sandbox that has not ended and is not paused (a restart of the server keeps them),
+   * and from now on notices a paused sandbox woken by other means than connect (its URL, `mags exec`).
+   */
   async start(): Promise<void> {
-    for (const row of await this.deps.store.e2b.unfinished()) this.arm(row.job_id, row.end_at);
+    for (const row of await this.deps.store.e2b.unfinished()) if (row.paused === 0) this.arm(row.job_id, row.end_at);
+    this.unlisten = this.deps.events.onAnyStatus((job) => {
+      if (job.status === 'running') void this.wokenElsewhere(job.id);
+    });
   }
 
   close(): void {
     this.closed = true;
+    this.unlisten?.();
     for (const t of this.timers.values()) clearTimeout(t);
     this.timers.clear();
   }
@@ -104,7 +112,7 @@ export class E2bSandboxes {
   };
 
   /** Creates a sandbox for `userId` and resolves once it runs. 404 for an unknown template. */
-  async create(userId: string, req: CreateSandbox): Promise<{ row: E2bSandboxRow; job: Job }> {
+  async create(userId: string, req: CreateSandbox, signal?: AbortSignal): Promise<{ row: E2bSandboxRow; job: Job }> {
     const { store, jobs, workspaces, logger } = this.deps;
     if (req.templateID !== 'base') {
       try {
@@ -137,6 +145,7 @@ export class E2bSandboxes {
       envd_token: randomBytes(32).toString('base64url'),
       traffic_token: req.allowPublicTraffic ? null : randomBytes(32).toString('base64url'),
       auto_pause: req.autoPause ? 1 : 0,
+      paused: 0,
       end_at: now + req.timeoutS * 1000,
       created_at: now,
     };
@@ -148,7 +157,17 @@ export class E2bSandboxes {
     }
     this.arm(job.id, row.end_at);
     logger.info({ jobId: job.id, template: req.templateID, timeoutS: req.timeoutS }, 'e2b sandbox created');
-    const running = await this.waitRunning(job);
+    let running: Job;
+    try {
+      running = await this.waitRunning(job, signal);
+      if (signal?.aborted) {
+        throw new MagsError(499, 'client_closed', 'the client went away before the sandbox was up: it was ended');
+      }
+    } catch (err) {
+      // The caller is told it failed: nothing of it may start later and hold resources until its deadline.
+      await this.end(row, signal?.aborted ? 'its client went away' : 'it did not start').catch(() => undefined);
+      throw err;
+    }
     return { row, job: running };
   }
 
@@ -160,8 +179,9 @@ export class E2bSandboxes {
     return { row, job };
   }
 
+  /** Paused only through the E2B API: a sandbox Mags froze because it was idle is running for E2B (use wakes it). */
   view(row: E2bSandboxRow, job: Job): SandboxView {
-    return { row, job, state: job.status === 'sleeping' ? 'paused' : 'running' };
+    return { row, job, state: row.paused === 1 && job.status !== 'running' ? 'paused' : 'running' };
   }
 
   /** The caller's live sandboxes, oldest first. */
@@ -182,30 +202,35 @@ export class E2bSandboxes {
     timeoutS: number | undefined,
   ): Promise<{ row: E2bSandboxRow; job: Job; resumed: boolean }> {
     let { row, job } = await this.find(userId, sandboxId);
-    const resumed = job.status !== 'running';
-    if (timeoutS !== undefined) row = await this.setTimeout(userId, sandboxId, timeoutS);
-    else if (job.status === 'sleeping') {
-      // A paused sandbox has no deadline while it sleeps: it gets E2B's default from its resume.
-      row = await this.setTimeout(userId, sandboxId, DEFAULT_TIMEOUT_S);
+    const resumed = this.view(row, job).state === 'paused';
+    // A paused sandbox had no deadline: it gets the connect's timeout, else E2B's default. A running one keeps its
+    // own unless a timeout is given. (Before the wake, so that the wake is not taken for one by other means.)
+    if (row.paused === 1 || timeoutS !== undefined) {
+      const endAt = Date.now() + (timeoutS ?? DEFAULT_TIMEOUT_S) * 1000;
+      await this.deps.store.e2b.resume(row.job_id, endAt);
+      this.arm(row.job_id, endAt);
+      row = { ...row, paused: 0, end_at: endAt };
     }
-    job = job.status === 'running' ? job : await this.wakeOrGone(job);
+    if (job.status !== 'running') job = await this.wakeOrGone(job);
     return { row, job, resumed };
   }
 
-  /** Moves the deadline to now + `timeoutS`. */
+  /** Moves the deadline to now + `timeoutS` (of a paused sandbox too: it runs from its resume). */
   async setTimeout(userId: string, sandboxId: string, timeoutS: number): Promise<E2bSandboxRow> {
     const { row } = await this.find(userId, sandboxId);
     const endAt = Date.now() + timeoutS * 1000;
     await this.deps.store.e2b.setEndAt(row.job_id, endAt);
-    this.arm(row.job_id, endAt);
+    if (row.paused === 0) this.arm(row.job_id, endAt);
     return { ...row, end_at: endAt };
   }
 
-  /** Pauses (sleeps) the sandbox; 409 when it is paused already. */
+  /** Pauses (sleeps) the sandbox, whose deadline stops until it is resumed; 409 when it is paused already. */
   async pause(userId: string, sandboxId: string): Promise<void> {
-    const { job } = await this.find(userId, sandboxId);
-    if (job.status === 'sleeping') throw new MagsError(409, 'conflict', `sandbox ${sandboxId} is already paused`);
-    await this.deps.lifecycle.sleep(job, PAUSE_TIMEOUT_MS);
+    const { row, job } = await this.find(userId, sandboxId);
+    if (this.view(row, job).state === 'paused') {
+      throw new MagsError(409, 'conflict', `sandbox ${sandboxId} is already paused`);
+    }
+    await this.sleep(job);
   }
 
   /** Ends the sandbox (its job stops, its workspace is deleted); 404 when it is not (or no longer) there. */
@@ -284,9 +309,10 @@ export class E2bSandboxes {
     );
   }
 
-  private async waitRunning(job: Job): Promise<Job> {
+  private async waitRunning(job: Job, signal?: AbortSignal): Promise<Job> {
     const { store, events } = this.deps;
-    const up = await waitForJob(store, events, job.id, (j) => j.status !== 'accepted', START_TIMEOUT_MS);
+    const up = await waitForJob(store, events, job.id, (j) => j.status !== 'accepted', START_TIMEOUT_MS, signal);
+    if (signal?.aborted) return job;
     if (!up || isTerminal(up.status)) {
       throw new MagsError(
         503,
@@ -325,17 +351,49 @@ export class E2bSandboxes {
   private async deadline(jobId: string): Promise<void> {
     const row = await this.deps.store.e2b.get(jobId);
     if (!row) return;
+    if (row.paused === 1) return;
     if (row.end_at > Date.now() + 5) return this.arm(jobId, row.end_at);
     const job = await this.deps.store.jobs.get(jobId);
     if (!job || isTerminal(job.status)) return;
     if (row.auto_pause === 1) {
-      if (job.status === 'sleeping') return;
       this.deps.logger.info({ jobId }, 'e2b sandbox timed out: pausing it (autoPause)');
-      await this.deps.lifecycle.sleep(job, PAUSE_TIMEOUT_MS);
+      await this.sleep(job);
       return;
     }
     this.deps.logger.info({ jobId }, 'e2b sandbox timed out: ending it');
     await this.end(row, 'timed out');
+  }
+
+  /** Puts the sandbox to sleep (frozen now; one Mags froze already stays so) and marks it paused. */
+  private async sleep(job: Job): Promise<void> {
+    clearTimeout(this.timers.get(job.id));
+    this.timers.delete(job.id);
+    try {
+      await this.deps.lifecycle.sleep(job, PAUSE_TIMEOUT_MS);
+    } catch (err) {
+      // Not paused after all: the deadline runs again.
+      const row = await this.deps.store.e2b.get(job.id);
+      if (row) this.arm(job.id, row.end_at);
+      throw err;
+    }
+    await this.deps.store.e2b.setPaused(job.id, true);
+  }
+
+  /**
+   * A paused sandbox runs again without connect (its URL was requested, `mags exec` ran in it): it is resumed as
+   * connect would, with E2B's default timeout.
+   */
+  private async wokenElsewhere(jobId: string): Promise<void> {
+    try {
+      const row = await this.deps.store.e2b.get(jobId);
+      if (!row || row.paused === 0) return;
+      const endAt = Date.now() + DEFAULT_TIMEOUT_S * 1000;
+      await this.deps.store.e2b.resume(jobId, endAt);
+      this.arm(jobId, endAt);
+      this.deps.logger.info({ jobId }, 'a paused e2b sandbox was woken by use: resumed');
+    } catch (err) {
+      this.deps.logger.warn({ err, jobId }, 'could not resume a woken e2b sandbox');
+    }
   }
 
   private async end(row: E2bSandboxRow, why: string): Promise<void> {

@@ -3,6 +3,8 @@
 // both ways under backpressure, WebSocket and any other upgrade relayed as bytes. A request to a sleeping sandbox
 // wakes it and waits (a stopped one's startup command starts its server: the connection is retried for 30 s).
 // Private URLs answer only their owner (an API token in the header, or the cookie a one-time login link sets).
+// With E2B served (`--e2b-port`), `api.<apps-domain>` and `49983-<id>.<apps-domain>` go to the E2B app in this process
+// and `<port>-<id>.<apps-domain>` to that port of E2B sandbox `<id>` (e2b.ts).
 import { readFileSync } from 'node:fs';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import https from 'node:https';
@@ -14,6 +16,14 @@ import type { AgentRegistry } from '../agents/registry.js';
 import type { Auth } from '../http/auth.js';
 import type { SandboxLifecycle } from '../jobs/lifecycle.js';
 import type { Job } from '../store/index.js';
+import {
+  type E2bHost,
+  type E2bRouting,
+  labelUnder,
+  parseE2bLabel,
+  TRAFFIC_TOKEN_HEADER,
+  trafficAllowed,
+} from './e2b.js';
 import { SESSION_TTL_MS, type UrlService } from './urls.js';
 
 /** How long a woken sandbox's port may take to answer (its startup command starts the server). */
@@ -43,6 +53,8 @@ export interface RouterDeps {
   /** `--sleep-after`: traffic must reach the agent as activity well within it. */
   sleepAfterMs: number;
   tls?: { cert: string; key: string };
+  /** E2B's host names, when the server serves E2B (`--e2b-port`). */
+  e2b?: E2bRouting;
 }
 
 interface Destination {
@@ -196,8 +208,10 @@ export class Router {
   private async onRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
     try {
       const label = this.deps.urls.labelOf(req.headers.host);
-      if (label && (req.url ?? '').startsWith('/.mags/login?')) return this.login(req, res, label);
-      const dest = await this.destination(req, label);
+      const e2b = this.e2bHost(req, label);
+      if (e2b && e2b.kind !== 'port') return this.toE2bApp(req, res, e2b);
+      if (label && !e2b && (req.url ?? '').startsWith('/.mags/login?')) return this.login(req, res, label);
+      const dest = await this.destination(req, label, e2b);
       const headers = forwardHeaders(req, this.tls, this.peers.get(req.socket));
       await this.reachable(dest);
       const upstream = http.request({
@@ -238,7 +252,12 @@ export class Router {
     socket.once('close', () => this.sockets.delete(socket));
     socket.on('error', () => socket.destroy());
     try {
-      const dest = await this.destination(req, this.deps.urls.labelOf(req.headers.host));
+      const label = this.deps.urls.labelOf(req.headers.host);
+      const e2b = this.e2bHost(req, label);
+      if (e2b && e2b.kind !== 'port') {
+        throw MagsError.notFound('the E2B API and envd take no upgrade requests: this host serves plain HTTP calls');
+      }
+      const dest = await this.destination(req, label, e2b);
       await this.reachable(dest);
       const upstream = net.connect({ host: dest.address, port: dest.port });
       upstream.setNoDelay(true);
@@ -269,18 +288,79 @@ export class Router {
       socket.on('close', () => upstream.destroy());
     } catch (err) {
       const e = asError(err, this.deps.logger);
-      socket.end(rawPage(e.status, e.message));
+      socket.end(rawPage(e.status, e.message, e.code));
     }
   }
 
+  /** What a host names on the E2B side (under the apps domain or the E2B domain), when this server serves E2B. */
+  private e2bHost(req: IncomingMessage, label: string | undefined): E2bHost | undefined {
+    const e2b = this.deps.e2b;
+    if (!e2b) return undefined;
+    const own = label ?? labelUnder(req.headers.host, e2b.domain());
+    return own ? parseE2bLabel(own) : undefined;
+  }
+
+  /**
+   * `api.<domain>` and `49983-<id>.<domain>`: the E2B app answers in this process (no loopback hop). The host names
+   * the sandbox for envd, so the header envd routes by is set from it (a client cannot point one host at another id).
+   */
+  private toE2bApp(req: IncomingMessage, res: ServerResponse, host: E2bHost): void {
+    if (host.kind === 'envd') req.headers['e2b-sandbox-id'] = host.sandboxId;
+    this.deps.e2b!.handle(req, res);
+  }
+
+  /** `<port>-<id>.<domain>`: the E2B sandbox and port, if it exists and the request may reach it. */
+  private async e2bTarget(req: IncomingMessage, host: E2bHost & { kind: 'port' }): Promise<{ job: Job; port: number }> {
+    const sandbox = await this.deps.e2b!.resolve(host.sandboxId);
+    if (!sandbox) {
+      throw MagsError.notFound(
+        `no sandbox ${host.sandboxId}: it was never created or has ended (check the id in the host name)`,
+      );
+    }
+    if (!trafficAllowed(req, sandbox)) {
+      throw new MagsError(
+        403,
+        'forbidden',
+        `the ports of sandbox ${host.sandboxId} are private (created with network.allowPublicTraffic false): send its traffic access token in the ${TRAFFIC_TOKEN_HEADER} header`,
+      );
+    }
+    // The token is the router's business: the sandbox's server never sees it.
+    delete req.headers[TRAFFIC_TOKEN_HEADER];
+    return { job: sandbox.job, port: host.port };
+  }
+
   /** Where the request goes: the URL's sandbox, awake, or a MagsError for the page. */
-  private async destination(req: IncomingMessage, label: string | undefined): Promise<Destination> {
+  private async destination(req: IncomingMessage, label: string | undefined, e2b?: E2bHost): Promise<Destination> {
     const { urls, lifecycle } = this.deps;
-    if (!label) {
+    let target: { job: Job; port: number };
+    if (e2b?.kind === 'port') target = await this.e2bTarget(req, e2b);
+    else if (label) target = await this.urlTarget(req, label);
+    else {
       throw MagsError.notFound(
         `no sandbox URL here: this is the Mags router; sandbox URLs look like ${urls.urlOf('<subdomain>') ?? '<subdomain>.<apps-domain>'}`,
       );
     }
+    const { job: found, port } = target;
+    let job = found;
+    let patient = false;
+    if (job.status !== 'running') {
+      patient = true;
+      job = await lifecycle.wake(job);
+    }
+    this.touch(job);
+    if (!job.sandbox_address) {
+      throw new MagsError(
+        502,
+        'bad_gateway',
+        `the sandbox of this URL has no network link (network none): the router cannot reach its port ${port}`,
+      );
+    }
+    return { job, address: job.sandbox_address, port, patient };
+  }
+
+  /** A Mags URL (a job's subdomain or an alias): its job and port, if the request may reach it. */
+  private async urlTarget(req: IncomingMessage, label: string): Promise<{ job: Job; port: number }> {
+    const { urls } = this.deps;
     const target = await urls.resolve(label);
     if (target.kind === 'unknown') throw MagsError.notFound(`no sandbox has the URL ${label}: check the address`);
     if (target.kind === 'ended') {
@@ -300,21 +380,7 @@ export class Router {
         'this URL is private: send the owner\'s API token ("Authorization: Bearer mags_…") or open the login link mags url prints',
       );
     }
-    let job = target.job;
-    let patient = false;
-    if (job.status !== 'running') {
-      patient = true;
-      job = await lifecycle.wake(job);
-    }
-    this.touch(job);
-    if (!job.sandbox_address) {
-      throw new MagsError(
-        502,
-        'bad_gateway',
-        `the sandbox of this URL has no network link (network none): the router cannot reach its port ${target.port}`,
-      );
-    }
-    return { job, address: job.sandbox_address, port: target.port, patient };
+    return { job: target.job, port: target.port };
   }
 
   /** Whether the request carries the owner's token (header) or a cookie session for this URL. */
@@ -516,7 +582,7 @@ function htmlPage(status: number, message: string): string {
 }
 
 /** A whole HTTP response as bytes, for an upgrade request that cannot be relayed. */
-function rawPage(status: number, message: string): string {
-  const body = JSON.stringify({ error: message, code: status === 404 ? 'not_found' : 'bad_gateway' });
+function rawPage(status: number, message: string, code?: string): string {
+  const body = JSON.stringify({ error: message, code: code ?? (status === 404 ? 'not_found' : 'bad_gateway') });
   return `HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? ''}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`;
 }

@@ -14,6 +14,7 @@ import type { Logger } from 'pino';
 import { newSubdomain, uuidv7 } from '../ids.js';
 import type { JobEvents } from '../jobs/events.js';
 import type { Job, Store, UrlAliasRow } from '../store/index.js';
+import { looksLikeE2bLabel } from './e2b.js';
 
 const SUBDOMAIN = new RegExp(SUBDOMAIN_PATTERN);
 /** A job's own subdomain: aliases cannot take this shape, so an alias never shadows a sandbox's URL. */
@@ -252,6 +253,11 @@ export class UrlService {
     if (JOB_SUBDOMAIN.test(sub)) {
       throw MagsError.invalid(
         `subdomain "${sub}" looks like a sandbox's own subdomain (12 hex characters): choose another name`,
+      );
+    }
+    if (looksLikeE2bLabel(sub)) {
+      throw MagsError.invalid(
+        `subdomain "${sub}" looks like an E2B sandbox's port host (<port>-<sandbox id>): choose another name`,
       );
     }
     if (RESERVED.has(sub)) throw MagsError.invalid(`subdomain "${sub}" is reserved: choose another name`);

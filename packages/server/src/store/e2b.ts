@@ -48,6 +48,21 @@ export class E2bSandboxStore {
     return Number(r.numUpdatedRows) > 0;
   }
 
+  /** Marks a sandbox paused (or resumed); false when it has no row. */
+  async setPaused(jobId: string, paused: boolean): Promise<boolean> {
+    const r = await this.db
+      .updateTable('e2b_sandboxes')
+      .set({ paused: paused ? 1 : 0 })
+      .where('job_id', '=', jobId)
+      .executeTakeFirst();
+    return Number(r.numUpdatedRows) > 0;
+  }
+
+  /** Resumes a sandbox with a new deadline, in one statement. */
+  async resume(jobId: string, endAt: number): Promise<void> {
+    await this.db.updateTable('e2b_sandboxes').set({ paused: 0, end_at: endAt }).where('job_id', '=', jobId).execute();
+  }
+
   async delete(jobId: string): Promise<void> {
     await this.db.deleteFrom('e2b_sandboxes').where('job_id', '=', jobId).execute();
   }

@@ -312,6 +312,7 @@ const migrations: Record<string, Migration> = {
         .addColumn('envd_token', 'text', (c) => c.notNull())
         .addColumn('traffic_token', 'text')
         .addColumn('auto_pause', 'integer', (c) => c.notNull())
+        .addColumn('paused', 'integer', (c) => c.notNull().defaultTo(0))
         .addColumn('end_at', 'bigint', (c) => c.notNull())
         .addColumn('created_at', 'bigint', (c) => c.notNull())
         .execute();

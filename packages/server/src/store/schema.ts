@@ -187,6 +187,11 @@ export interface E2bSandboxesTable {
   traffic_token: string | null;
   /** 1: at its end (`end_at`) the sandbox sleeps (E2B's pause) instead of being stopped. */
   auto_pause: number;
+  /**
+   * 1: paused through the E2B API (pause, or autoPause at the deadline): no deadline runs until connect resumes it.
+   * A sandbox Mags put to sleep because it was idle is not paused: it wakes on use and its deadline runs on.
+   */
+  paused: number;
   /** When the sandbox ends (E2B's timeout), epoch ms. */
   end_at: number;
   created_at: number;

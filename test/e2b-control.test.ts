@@ -199,6 +199,30 @@ describe('lifecycle', () => {
     assert.equal((await sbx.getInfo()).state, 'running');
   });
 
+  test('a client that gives up while its sandbox starts leaves no sandbox behind', async () => {
+    const tag = randomBytes(3).toString('hex');
+    await assert.rejects(
+      fetch(`${opts.apiUrl}/v2/sandboxes`, {
+        method: 'POST',
+        headers: { 'x-api-key': opts.apiKey, 'content-type': 'application/json' },
+        body: JSON.stringify({ metadata: { tag } }),
+        signal: AbortSignal.timeout(30),
+      }),
+    );
+    await e2b.server.waitForLog(
+      (r) => r.msg === 'e2b sandbox ended' && r.why === 'its client went away',
+      'an abandoned E2B sandbox ended',
+      30_000,
+    );
+    const left = async () => (await Sandbox.list({ ...opts, query: { metadata: { tag } } }).nextItems()).length;
+    await eventually(async () => (await left()) === 0, 'the abandoned sandbox ending');
+    const jobs = await runCli(e2b.server, ['list', '--json']);
+    const live = (JSON.parse(jobs.stdout) as { jobs: Array<{ status: string; name: string | null }> }).jobs.filter(
+      (j) => j.name?.startsWith('e2b-') && ['accepted', 'running', 'sleeping'].includes(j.status),
+    );
+    assert.ok(live.length <= made.length, 'no E2B job beyond those this file made');
+  });
+
   test('kill answers true, then false; the sandbox is gone', async () => {
     const sbx = await create();
     assert.equal(await sbx.kill(), true);

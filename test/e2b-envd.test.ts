@@ -168,6 +168,12 @@ describe('filesystem', () => {
     const back = await sbx.files.read(`${dir}/one.bin`, { format: 'bytes' });
     assert.ok(Buffer.from(back).equals(bytes));
     assert.equal(await sbx.files.read(`${dir}/two.txt`, { gzip: true }), 'two');
+    await sbx.files.write(`${dir}/zipped.txt`, 'gzip on the way up', { gzip: true });
+    assert.equal(await sbx.files.read(`${dir}/zipped.txt`), 'gzip on the way up');
+    // A name with a newline is a name like any other.
+    await sbx.files.write(`${dir}/new\nline.txt`, 'nl');
+    assert.ok((await sbx.files.list(dir)).some((e) => e.name === 'new\nline.txt'));
+    assert.equal(await sbx.files.read(`${dir}/new\nline.txt`), 'nl');
   });
 
   test('watchDir reports creates, writes and removes', async () => {
@@ -208,7 +214,7 @@ describe('filesystem', () => {
     const pid = e2b.server.pid;
     const before = rssMb(pid);
     let peak = before;
-    const sampler = setInterval(() => (peak = Math.max(peak, rssMb(pid))), 50);
+    const sampler = setInterval(() => (peak = Math.max(peak, rssMb(pid))), 500);
     try {
       const t0 = Date.now();
       const stream = new ReadableStream<Uint8Array>({

@@ -160,18 +160,22 @@ export function registerE2bRoutes(app: MagsApp, deps: E2bRouteDeps): void {
     volumeMounts: [],
   });
 
-  const create = async (body: NewSandbox | undefined | null, userId: string) => {
+  const create = async (body: NewSandbox | undefined | null, userId: string, signal: AbortSignal) => {
     const b = body ?? {};
     refuseUnsupported(b);
-    const { row, job } = await sandboxes.create(userId, {
-      templateID: b.templateID ?? 'base',
-      metadata: b.metadata ?? {},
-      envVars: b.envVars ?? {},
-      timeoutS: b.timeout ?? DEFAULT_TIMEOUT_S,
-      autoPause: b.autoPause === true,
-      allowInternetAccess: b.allow_internet_access !== false,
-      allowPublicTraffic: b.network?.allowPublicTraffic !== false,
-    });
+    const { row, job } = await sandboxes.create(
+      userId,
+      {
+        templateID: b.templateID ?? 'base',
+        metadata: b.metadata ?? {},
+        envVars: b.envVars ?? {},
+        timeoutS: b.timeout ?? DEFAULT_TIMEOUT_S,
+        autoPause: b.autoPause === true,
+        allowInternetAccess: b.allow_internet_access !== false,
+        allowPublicTraffic: b.network?.allowPublicTraffic !== false,
+      },
+      signal,
+    );
     return created(row, job.id);
   };
   for (const url of ['/sandboxes', '/v2/sandboxes']) {
@@ -179,7 +183,12 @@ export function registerE2bRoutes(app: MagsApp, deps: E2bRouteDeps): void {
       url,
       { schema: { body: Type.Union([NewSandbox, Type.Undefined(), Type.Null()]) } },
       async (request, reply) => {
-        const out = await create(request.body, callerOf(request).id);
+        // A client that gives up (its request timeout) while the sandbox starts leaves nothing behind.
+        const gone = new AbortController();
+        reply.raw.once('close', () => {
+          if (!reply.raw.writableFinished) gone.abort();
+        });
+        const out = await create(request.body, callerOf(request).id, gone.signal);
         return reply.code(201).send(out);
       },
     );

@@ -18,8 +18,8 @@ export const ENVD_VERSION = '0.5.7';
 export const DEFAULT_TIMEOUT_S = 300;
 /** The longest timeout (E2B's Pro plan allows 24 h; a self-hosted server allows 30 days). */
 export const MAX_TIMEOUT_S = 30 * 86_400;
-/** How long create and connect wait for the sandbox to run. */
-const START_TIMEOUT_MS = 60_000;
+/** How long create waits for the sandbox to run: less than the SDK's 60 s request timeout, so that it hears why. */
+const START_TIMEOUT_MS = 50_000;
 /** How long pause waits for the agent to freeze the sandbox. */
 const PAUSE_TIMEOUT_MS = 15_000;
 /** setTimeout's longest delay; a later deadline is re-armed when this passes. */
@@ -112,7 +112,7 @@ export class E2bSandboxes {
   };
 
   /** Creates a sandbox for `userId` and resolves once it runs. 404 for an unknown template. */
-  async create(userId: string, req: CreateSandbox): Promise<{ row: E2bSandboxRow; job: Job }> {
+  async create(userId: string, req: CreateSandbox, signal?: AbortSignal): Promise<{ row: E2bSandboxRow; job: Job }> {
     const { store, jobs, workspaces, logger } = this.deps;
     if (req.templateID !== 'base') {
       try {
@@ -157,7 +157,17 @@ export class E2bSandboxes {
     }
     this.arm(job.id, row.end_at);
     logger.info({ jobId: job.id, template: req.templateID, timeoutS: req.timeoutS }, 'e2b sandbox created');
-    const running = await this.waitRunning(job);
+    let running: Job;
+    try {
+      running = await this.waitRunning(job, signal);
+      if (signal?.aborted) {
+        throw new MagsError(499, 'client_closed', 'the client went away before the sandbox was up: it was ended');
+      }
+    } catch (err) {
+      // The caller is told it failed: nothing of it may start later and hold resources until its deadline.
+      await this.end(row, signal?.aborted ? 'its client went away' : 'it did not start').catch(() => undefined);
+      throw err;
+    }
     return { row, job: running };
   }
 
@@ -299,9 +309,10 @@ export class E2bSandboxes {
     );
   }
 
-  private async waitRunning(job: Job): Promise<Job> {
+  private async waitRunning(job: Job, signal?: AbortSignal): Promise<Job> {
     const { store, events } = this.deps;
-    const up = await waitForJob(store, events, job.id, (j) => j.status !== 'accepted', START_TIMEOUT_MS);
+    const up = await waitForJob(store, events, job.id, (j) => j.status !== 'accepted', START_TIMEOUT_MS, signal);
+    if (signal?.aborted) return job;
     if (!up || isTerminal(up.status)) {
       throw new MagsError(
         503,

@@ -14,6 +14,8 @@ import { type EnvdSandbox, HelperRun } from './sandbox.js';
 
 /** Users a path may be read or written as: Mags sandboxes run as root, and E2B's default user maps to it. */
 const USERS = new Set(['', 'root', 'user']);
+/** Unsent bytes a download's socket may hold before the exec's output is held back. */
+const SOCKET_BUFFER_BYTES = 2 * 1024 * 1024;
 /** Files one multipart request may carry. */
 const MAX_FILES_PER_REQUEST = 1000;
 
@@ -117,6 +119,8 @@ export class EnvdFiles {
     if (out) out.pipe(res);
     const sink = out ?? res;
     let left = info.size;
+    // Acknowledged once the socket holds at most SOCKET_BUFFER_BYTES unsent: the bytes in flight stay bounded by
+    // that and the exec's window, without a round trip per chunk.
     let waiting = 0;
     sink.on('drain', () => {
       helper.ack(waiting);
@@ -127,7 +131,8 @@ export class EnvdFiles {
       // The file may have grown since it was opened: no more than the announced length is sent.
       const part = gzip ? data : data.subarray(0, Math.max(0, left));
       left -= part.length;
-      if ((part.length === 0 || sink.write(part)) && waiting === 0) helper.ack(data.length);
+      if (part.length > 0) sink.write(part);
+      if (waiting === 0 && sink.writableLength <= SOCKET_BUFFER_BYTES) helper.ack(data.length);
       else waiting += data.length;
     });
     const exit = await helper.run.exited;

@@ -4,6 +4,7 @@
 // the next `Connect`, and the agent is acknowledged only once output was kept or taken by the attached sockets.
 
 import { MAX_EXEC_TIMEOUT_S } from '@mags/api';
+import type { Logger } from 'pino';
 import type { ExecExit, ExecRun, ExecService } from '../../jobs/exec.js';
 import { bytes, ConnectError, type ConnectStream, str, stringMap, strings, sub, uint } from './connect.js';
 import type { EnvdSandbox } from './sandbox.js';
@@ -150,6 +151,7 @@ export interface ProcessesDeps {
   exec: ExecService;
   /** Whether the sandbox is gone now (its processes' streams are then cut, not ended). */
   gone(sandboxId: string): Promise<boolean>;
+  logger: Logger;
 }
 
 export class EnvdProcesses {
@@ -233,6 +235,7 @@ export class EnvdProcesses {
     void run.exited.then(async (exit) => {
       // A sandbox being killed ends its processes too (killed, or exited by the signal): its streams are then cut.
       const gone = await sandboxEnded(exit, () => this.deps.gone(sb.job.id), proc.killed);
+      this.deps.logger.info({ jobId: sb.job.id, pid, exit, sandboxGone: gone }, 'envd process ended');
       proc.finish(exit, gone);
       const forget = () => {
         if (table.byPid.get(pid) === proc) table.byPid.delete(pid);
@@ -330,7 +333,7 @@ export class EnvdProcesses {
 }
 
 /** How long an exit that looks like a kill waits for the sandbox's end to be recorded (its agent reports it). */
-const KILL_SETTLE_MS = 1500;
+const KILL_SETTLE_MS = 5000;
 
 /**
  * Whether an exec ended because its sandbox did: asked at once, and for an exit by a signal (or none reported) again
@@ -340,7 +343,8 @@ export async function sandboxEnded(exit: ExecExit, gone: () => Promise<boolean>,
   const check = () => gone().catch(() => false);
   if (await check()) return true;
   if (killed) return false;
-  const signalled = exit.reason !== 'exited' || exit.exitCode === null || exit.exitCode >= 128;
+  // A sandbox's end kills its processes with SIGKILL (137); other exits are the command's own and end at once.
+  const signalled = exit.reason !== 'exited' || exit.exitCode === null || exit.exitCode === 137;
   if (!signalled) return false;
   for (const until = Date.now() + KILL_SETTLE_MS; Date.now() < until; ) {
     await new Promise((r) => setTimeout(r, 250));

@@ -62,7 +62,7 @@ function tokenMatches(req: IncomingMessage, token: string): boolean {
 export function registerEnvd(app: FastifyInstance, deps: EnvdDeps): void {
   const { logger, exec } = deps;
   const gone = async (id: string) => (await deps.resolve(id)) === undefined;
-  const processes = new EnvdProcesses({ exec, gone });
+  const processes = new EnvdProcesses({ exec, gone, logger });
   const filesystem = new EnvdFilesystem(exec, gone);
   const files = new EnvdFiles(exec);
 

@@ -181,6 +181,19 @@ describe('filesystem', () => {
     assert.equal(await sbx.files.read(`${dir}/two.txt`, { gzip: true }), 'two');
     await sbx.files.write(`${dir}/zipped.txt`, 'gzip on the way up', { gzip: true });
     assert.equal(await sbx.files.read(`${dir}/zipped.txt`), 'gzip on the way up');
+    // Downloads are gzipped when asked and worth it: text is, random bytes are not (fetch asks for gzip every time).
+    await sbx.files.write(`${dir}/text.txt`, 'a line of text\n'.repeat(20_000));
+    for (const [file, zipped] of [
+      ['text.txt', true],
+      ['one.bin', false],
+    ] as const) {
+      const raw = await envdFetch(`/files?path=${encodeURIComponent(`${dir}/${file}`)}&username=root`, {
+        headers: { 'accept-encoding': 'gzip' },
+      });
+      assert.equal(raw.status, 200);
+      assert.equal(raw.headers.get('content-encoding') === 'gzip', zipped, `${file} gzipped: ${zipped}`);
+      assert.equal(Buffer.from(await raw.arrayBuffer()).length, file === 'text.txt' ? 300_000 : 70_000);
+    }
     // A name with a newline is a name like any other.
     await sbx.files.write(`${dir}/new\nline.txt`, 'nl');
     assert.ok((await sbx.files.list(dir)).some((e) => e.name === 'new\nline.txt'));

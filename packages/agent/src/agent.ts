@@ -28,6 +28,7 @@ import { OFF_PATH_DELAY_MS, WarmPool } from './pool.js';
 import { resolveExecutable } from './process.js';
 import { type HostContext, KEEPER_PROGRAM, Sandbox, type SandboxOptions } from './sandbox.js';
 import { SleepWatch } from './sleep.js';
+import { RuntimeSpawner } from './spawner.js';
 import { forUser } from './user-errors.js';
 import { type BaseHandle, BaseLayers } from './workspace/bases.js';
 import { placeUploads } from './workspace/uploads.js';
@@ -118,6 +119,13 @@ export class Agent {
       hostd: this.hostd,
       // Enough emptied layers for a burst's next sandboxes; each holds its disk's room in the ledger while idle.
       layers: new LayerPool({ config, hostd: this.hostd, disks: this.disks, logger }, config.poolSize + 4),
+      spawner: new RuntimeSpawner({
+        runtime: config.runtime,
+        runtimeRoot: config.runtimeRoot,
+        sandboxes: names.sandboxesDir,
+        prefix: names.sandboxPrefix,
+        logger: logger.child({ part: 'spawner' }),
+      }),
     };
     this.dns = new DnsForwarder(config, logger);
     this.store = openObjectStore(config.objects, config.objectsCredentials);
@@ -599,6 +607,7 @@ export class Agent {
     await cleanupStale(this.config, this.logger);
     await teardownHostNetwork(this.config);
     this.hostd.close();
+    this.ctx.spawner.close();
     releaseInstance(this.config);
   }
 }

@@ -34,6 +34,7 @@ import {
   writeHostsFile,
 } from './network.js';
 import { killGroup, run, shq } from './process.js';
+import type { RuntimeProcess, RuntimeSpawner } from './spawner.js';
 
 export interface HostContext {
   config: AgentConfig;
@@ -46,6 +47,8 @@ export interface HostContext {
   hostd: HostHelper;
   /** Ephemeral writable layers, emptied and handed from one sandbox to the next. */
   layers: LayerPool;
+  /** Starts `crun run` (a fork of a small process, not of the server). */
+  spawner: RuntimeSpawner;
 }
 
 export interface SandboxOptions {
@@ -202,7 +205,7 @@ export interface ExecTerminal {
 
 export class Sandbox {
   private destroyed = false;
-  private runtime?: ChildProcessWithoutNullStreams;
+  private runtime?: RuntimeProcess;
   private sink?: (stream: 'stdout' | 'stderr', chunk: Buffer) => void;
   private runtimeExit?: Promise<number | null>;
   readonly cgroup: SandboxCgroup;
@@ -290,12 +293,9 @@ export class Sandbox {
     }
   }
 
-  private startRuntime(): Promise<void> {
-    const { config } = this.ctx;
-    const child = spawn(config.runtime, ['--root', config.runtimeRoot, 'run', '--bundle', this.dir, this.id], {
-      stdio: ['pipe', 'pipe', 'pipe'],
-      detached: true,
-    });
+  private async startRuntime(): Promise<void> {
+    // `crun run --bundle <dir> <id>` in a session of its own, started by the spawner.
+    const child = await this.ctx.spawner.run(this.dir, this.id);
     this.runtime = child;
     child.stdin.on('error', () => {});
     this.runtimeExit = new Promise((resolve) => {
@@ -459,10 +459,7 @@ export class Sandbox {
    * runtime is still there a tick later, the agent takes the script's exit code from /proc and kills the sandbox.
    * The promise resolves once the runtime has gone, so all output has been read.
    */
-  private watchScript(
-    runtime: ChildProcessWithoutNullStreams,
-    runtimeExit: Promise<number | null>,
-  ): Promise<number | null> {
+  private watchScript(runtime: RuntimeProcess, runtimeExit: Promise<number | null>): Promise<number | null> {
     let script: HostProcess | undefined;
     let ended: number | 'gone' | undefined;
     let killed = false;

@@ -55,7 +55,7 @@ interface RunningJob {
 
 /** How often the agent reports its storage figures even when its own disks did not change. */
 const STORAGE_REPORT_MS = 10_000;
-/** Disk changes within this window are reported together. */
+/** Pool and disk changes within this window are reported together. */
 const STORAGE_CHANGE_DELAY_MS = 50;
 
 /**
@@ -101,7 +101,7 @@ export class Agent {
       logger: logger.child({ part: 'hostd' }),
     });
     // Sandbox layers and workspace disks are assumed to share the filesystem of the state directory.
-    this.disks = new DiskLedger(hostNames(config).sandboxesDir, () => this.storageChanged());
+    this.disks = new DiskLedger(hostNames(config).sandboxesDir, () => this.reportSoon());
     const slots = new SlotAllocator(config.subnet, hostNames(config).vethPrefix);
     this.ctx = {
       config,
@@ -189,7 +189,7 @@ export class Agent {
       { network: 'internet', limits: this.defaults, diskGb: config.defaults.diskGb },
       logger,
       2,
-      () => this.reportPool(),
+      () => this.reportSoon(),
       config.capacity,
     );
     this.pool.refill();
@@ -236,8 +236,11 @@ export class Agent {
     this.link.send({ type: 'pool', pool: this.poolStatus(), ...(storage ? { storage } : {}) });
   }
 
-  /** A disk was made, grown or removed: the server hears of it shortly (coalesced, and off any start path). */
-  private storageChanged(): void {
+  /**
+   * The pool or a disk changed (a sandbox made ready, a job ended, a disk made, grown or removed): the server hears
+   * of it shortly, in one report for every change in the window (a burst makes several per job), off any start path.
+   */
+  private reportSoon(): void {
     if (this.storageReport || this.closing) return;
     this.storageReport = setTimeout(() => {
       this.storageReport = undefined;
@@ -579,7 +582,7 @@ export class Agent {
       }
       if (job.copy && sandbox && !sandbox.rootUnmounted) this.workspaces.release(job.copy);
       job.base?.release();
-      this.reportPool();
+      this.reportSoon();
     }
   }
 

@@ -293,10 +293,11 @@ function deviceRules() {
 }
 
 /**
- * PID 2 of every sandbox (under the catatonit init): announces it is ready, then waits for the job, which the agent
- * writes to its stdin as a shell program, and becomes it. No `crun exec` on the start path.
+ * PID 2 of every sandbox (under the catatonit init): the tool's launcher (native/mags-tool.c `launch`) announces it
+ * is ready, then reads the job from its stdin (its environment and script, see `jobInput`) and becomes
+ * `/bin/sh -c SCRIPT`. No `crun exec` on the start path, and no `cat` nor second shell per job.
  */
-export const LAUNCHER = `printf 'READY\\n'; exec /bin/sh -c "$(cat)"`;
+export const LAUNCHER = 'exec /.mags/tool launch';
 export const READY_LINE = 'READY\n';
 
 export interface BundleInput {

@@ -33,7 +33,7 @@ import {
   type SlotAllocator,
   writeHostsFile,
 } from './network.js';
-import { killGroup, run, shq } from './process.js';
+import { killGroup, run } from './process.js';
 import type { RuntimeProcess, RuntimeSpawner } from './spawner.js';
 
 export interface HostContext {
@@ -157,10 +157,14 @@ function scriptEnded(p: HostProcess): number | 'gone' | undefined {
   return (status & 0x7f) === 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f);
 }
 
-/** The shell program the launcher becomes: the job's environment, its working directory, then the script itself. */
-export function jobProgram(script: string, env: Record<string, string>): string {
-  const exports = Object.entries(env).map(([k, v]) => `export ${k}=${shq(v)}`);
-  return [...exports, 'cd /root 2>/dev/null || cd /', `exec /bin/sh -c ${shq(script)}`].join('\n');
+/**
+ * What the launcher (`/.mags/tool launch`) reads on its stdin: each variable `NAME=VALUE` ended by a NUL, an empty
+ * entry, then the script, which it runs as `/bin/sh -c SCRIPT` in /root. Names are checked by the protocol's schema
+ * (letters, digits, `_`); a NUL inside a value could not reach a program anyway and is dropped.
+ */
+export function jobInput(script: string, env: Record<string, string>): string {
+  const entries = Object.entries(env).map(([k, v]) => `${k}=${v.replaceAll('\0', '')}\0`);
+  return `${entries.join('')}\0${script}`;
 }
 
 /** The launcher's program for a long-lived sandbox: the static init again, in pause mode, until the sandbox is stopped. */
@@ -356,7 +360,7 @@ export class Sandbox {
     if (!runtime || !this.runtimeExit) throw new Error(`sandbox ${this.id} is not running`);
     const buffered: Array<['stdout' | 'stderr', Buffer]> = [];
     this.sink = (stream, chunk) => buffered.push([stream, chunk]);
-    runtime.stdin.end(jobProgram(script, env));
+    runtime.stdin.end(jobInput(script, env));
     return {
       onOutput: (handler) => {
         for (const [s, c] of buffered.splice(0)) handler(s, c);

@@ -137,7 +137,7 @@ async function runMany(mags: Mags, total: number, concurrency: number): Promise<
   return total / ((performance.now() - t0) / 1000);
 }
 
-type Stage = 'admission' | 'stored' | 'queue' | 'start' | 'run' | 'report' | 'logs' | 'end';
+type Stage = 'admission' | 'stored' | 'queue' | 'start' | 'run' | 'report' | 'recorded' | 'told' | 'logs' | 'end';
 const STAGES: Array<[Stage, string]> = [
   ['end', 'submit→end (the whole runAndWait)'],
   ['admission', 'admission: submit answered (client)'],
@@ -146,6 +146,8 @@ const STAGES: Array<[Stage, string]> = [
   ['start', 'sandbox start: dispatched → started'],
   ['run', 'run: started → exited'],
   ['report', 'report: exited → status seen'],
+  ['recorded', '  exited → recorded (server log)'],
+  ['told', '  recorded → seen by the client'],
   ['logs', 'logs read after the status'],
 ];
 
@@ -179,6 +181,12 @@ async function burst(server: TestServer, mags: Mags, n: number): Promise<Record<
       `dispatch of ${requestId}`,
       5000,
     );
+    // When the server recorded the end (and told the waiters): its 'sandbox ended' line.
+    const recorded = await server.waitForLog(
+      (r) => r.jobId === requestId && r.msg === 'sandbox ended',
+      `end of ${requestId}`,
+      5000,
+    );
     const created = Date.parse(job.createdAt);
     const started = Date.parse(job.startedAt ?? '');
     const completed = Date.parse(job.completedAt ?? '');
@@ -191,6 +199,8 @@ async function burst(server: TestServer, mags: Mags, n: number): Promise<Record<
       start: started - at,
       run: completed - started,
       report: t2 - completed,
+      recorded: Number(recorded.time) - completed,
+      told: t2 - Number(recorded.time),
       logs: t3 - t2,
     });
   }

@@ -26,7 +26,7 @@ import { DnsForwarder, NetnsPool, SlotAllocator, setupHostNetwork, teardownHostN
 import { OutputCollector } from './output.js';
 import { OFF_PATH_DELAY_MS, WarmPool } from './pool.js';
 import { resolveExecutable } from './process.js';
-import { type HostContext, KEEPER_PROGRAM, Sandbox, type SandboxOptions } from './sandbox.js';
+import { type HostContext, KEEPER_PROGRAM, Sandbox, type SandboxOptions, SeccompCache } from './sandbox.js';
 import { SleepWatch } from './sleep.js';
 import { RuntimeSpawner } from './spawner.js';
 import { forUser } from './user-errors.js';
@@ -126,6 +126,7 @@ export class Agent {
         prefix: names.sandboxPrefix,
         logger: logger.child({ part: 'spawner' }),
       }),
+      seccomp: new SeccompCache(),
     };
     this.dns = new DnsForwarder(config, logger);
     this.store = openObjectStore(config.objects, config.objectsCredentials);

@@ -49,6 +49,36 @@ export interface HostContext {
   layers: LayerPool;
   /** Starts `crun run` (a fork of a small process, not of the server). */
   spawner: RuntimeSpawner;
+  /** The seccomp program crun compiled for the first sandbox, given to the next ones. */
+  seccomp: SeccompCache;
+}
+
+/**
+ * The seccomp filter as crun compiled it from the bundle's `seccomp` section (it is the same for every sandbox):
+ * taken from the first sandbox's runtime state (`<runtime root>/<id>/seccomp.bpf`, which crun writes for its own
+ * `crun exec`s) once that sandbox runs, and handed to later sandboxes as crun's raw-filter annotation, so crun loads
+ * the very same program without compiling ~400 rules again at every sandbox start. The runtime's state directory is
+ * root's alone (0700, never inside a sandbox). Until it is known (or if reading it failed) crun compiles the section.
+ */
+export class SeccompCache {
+  bpf?: string;
+
+  /** Takes the program from a sandbox that was started from the section (not from the annotation). */
+  learn(runtimeRoot: string, id: string, logger: Logger): void {
+    if (this.bpf) return;
+    try {
+      const program = readFileSync(path.join(runtimeRoot, id, 'seccomp.bpf'));
+      // A program is whole 8-byte instructions (struct sock_filter), at most the kernel's 4096 of them.
+      if (program.length === 0 || program.length % 8 !== 0 || program.length > 4096 * 8)
+        throw new Error(`a seccomp program of ${program.length} bytes`);
+      this.bpf = program.toString('base64');
+    } catch (err) {
+      logger.warn(
+        { err, sandbox: id },
+        'could not take the compiled seccomp filter: crun compiles it for each sandbox',
+      );
+    }
+  }
 }
 
 export interface SandboxOptions {
@@ -255,6 +285,7 @@ export class Sandbox {
         initBinary: path.join(names.filesDir, 'init'),
         toolBinary: path.join(names.filesDir, 'tool'),
         userns: config.userns,
+        seccompBpf: ctx.seccomp.bpf,
       });
       writeFileSync(path.join(dir, 'config.json'), JSON.stringify(oci));
       // The host side, by the host helper (no process): namespace and veth, the size-limited upper layer, the
@@ -290,6 +321,7 @@ export class Sandbox {
         ['nosuid', 'nodev', `lowerdir=${lowers.join(':')}`, ...upper, 'xino=off'].join(','),
       );
       await sandbox.startRuntime();
+      if (!oci.annotations) ctx.seccomp.learn(config.runtimeRoot, id, ctx.logger);
       return sandbox;
     } catch (err) {
       await sandbox.destroy().catch(() => {});

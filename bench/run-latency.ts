@@ -13,8 +13,8 @@ const CONCURRENCY = 8;
 
 async function main() {
   console.log(`load average before: ${loadavg()}  (2 cores; figures are noisy above ~1)`);
-  const floorTimes = summary(floor(50, false));
-  const floorUserns = summary(floor(50, true));
+  const floorTimes = summary(floor(50, false).times);
+  const floorUserns = summary(floor(50, true).times);
   const server = await startServer(['--instance', `b${randomBytes(2).toString('hex')}`]);
   try {
     const mags = new Mags({ apiUrl: server.url, apiToken: server.token });

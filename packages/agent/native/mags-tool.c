@@ -9,6 +9,12 @@
  *     Lines "COLS ROWS" read from the control descriptor resize the terminal (the kernel sends SIGWINCH). Exits with
  *     PROGRAM's exit code, or 128+n when a signal n ended it.
  *
+ *   tool launch
+ *     PID 2 of every sandbox, under the init (the sandbox's bundle runs it). Writes "READY\n" to stdout, reads its
+ *     job from stdin to the end: environment entries "NAME=VALUE", each ended by a NUL, an empty entry, then the
+ *     script. Sets the entries over its environment, changes to /root (else /), and becomes /bin/sh -c SCRIPT. One
+ *     program instead of the shell, `cat` and the second shell a shell launcher took.
+ *
  *   tool connect PORT
  *     Connects to 127.0.0.1:PORT in the sandbox's network namespace and relays stdin to the connection and the
  *     connection to stdout. Writes "connected\n" to stderr once the connection is made (the server opens the SSH
@@ -280,10 +286,55 @@ static int run_connect(int argc, char **argv) {
   return 0;
 }
 
+/* Most a job may be (the script and its environment are far smaller: the server caps both). */
+#define MAX_JOB (64 * 1024 * 1024)
+
+static int run_launch(void) {
+  if (write_all(1, "READY\n", 6) < 0) return 1;
+  size_t cap = 65536, len = 0;
+  char *job = malloc(cap + 1);
+  if (!job) die("memory");
+  for (;;) {
+    if (len == cap) {
+      if (cap >= MAX_JOB) {
+        fprintf(stderr, "mags-tool: the job is larger than %d bytes\n", MAX_JOB);
+        return 1;
+      }
+      cap *= 2;
+      job = realloc(job, cap + 1);
+      if (!job) die("memory");
+    }
+    ssize_t n = read(0, job + len, cap - len);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) die("read the job");
+    if (n == 0) break;
+    len += (size_t)n;
+  }
+  job[len] = '\0';
+  char *p = job, *end = job + len;
+  while (p < end && *p) {
+    char *eq = strchr(p, '=');
+    size_t n = strlen(p);
+    if (eq && eq != p) {
+      *eq = '\0';
+      if (setenv(p, eq + 1, 1) < 0) die("setenv");
+    }
+    p += n + 1;
+  }
+  char *script = p < end ? p + 1 : end;
+  if (chdir("/root") < 0 && chdir("/") < 0) die("chdir");
+  char *args[] = {"/bin/sh", "-c", script, NULL};
+  execv("/bin/sh", args);
+  fprintf(stderr, "mags-tool: cannot run /bin/sh: %s\n", strerror(errno));
+  return 127;
+}
+
 int main(int argc, char **argv) {
+  if (argc == 2 && strcmp(argv[1], "launch") == 0) return run_launch();
   if (argc >= 2 && strcmp(argv[1], "pty") == 0) return run_pty(argc - 2, argv + 2);
   if (argc >= 2 && strcmp(argv[1], "connect") == 0) return run_connect(argc - 2, argv + 2);
   fprintf(stderr, "usage: mags-tool pty [--size COLSxROWS] [--control FD] -- PROGRAM [ARG...]\n"
-                  "       mags-tool connect PORT\n");
+                  "       mags-tool connect PORT\n"
+                  "       mags-tool launch\n");
   return 2;
 }

@@ -26,8 +26,9 @@ import { DnsForwarder, NetnsPool, SlotAllocator, setupHostNetwork, teardownHostN
 import { OutputCollector } from './output.js';
 import { OFF_PATH_DELAY_MS, WarmPool } from './pool.js';
 import { resolveExecutable } from './process.js';
-import { type HostContext, KEEPER_PROGRAM, Sandbox, type SandboxOptions } from './sandbox.js';
+import { type HostContext, KEEPER_PROGRAM, Sandbox, type SandboxOptions, SeccompCache } from './sandbox.js';
 import { SleepWatch } from './sleep.js';
+import { RuntimeSpawner } from './spawner.js';
 import { forUser } from './user-errors.js';
 import { type BaseHandle, BaseLayers } from './workspace/bases.js';
 import { placeUploads } from './workspace/uploads.js';
@@ -54,7 +55,7 @@ interface RunningJob {
 
 /** How often the agent reports its storage figures even when its own disks did not change. */
 const STORAGE_REPORT_MS = 10_000;
-/** Disk changes within this window are reported together. */
+/** Pool and disk changes within this window are reported together. */
 const STORAGE_CHANGE_DELAY_MS = 50;
 
 /**
@@ -100,7 +101,7 @@ export class Agent {
       logger: logger.child({ part: 'hostd' }),
     });
     // Sandbox layers and workspace disks are assumed to share the filesystem of the state directory.
-    this.disks = new DiskLedger(hostNames(config).sandboxesDir, () => this.storageChanged());
+    this.disks = new DiskLedger(hostNames(config).sandboxesDir, () => this.reportSoon());
     const slots = new SlotAllocator(config.subnet, hostNames(config).vethPrefix);
     this.ctx = {
       config,
@@ -118,6 +119,14 @@ export class Agent {
       hostd: this.hostd,
       // Enough emptied layers for a burst's next sandboxes; each holds its disk's room in the ledger while idle.
       layers: new LayerPool({ config, hostd: this.hostd, disks: this.disks, logger }, config.poolSize + 4),
+      spawner: new RuntimeSpawner({
+        runtime: config.runtime,
+        runtimeRoot: config.runtimeRoot,
+        sandboxes: names.sandboxesDir,
+        prefix: names.sandboxPrefix,
+        logger: logger.child({ part: 'spawner' }),
+      }),
+      seccomp: new SeccompCache(),
     };
     this.dns = new DnsForwarder(config, logger);
     this.store = openObjectStore(config.objects, config.objectsCredentials);
@@ -181,7 +190,7 @@ export class Agent {
       { network: 'internet', limits: this.defaults, diskGb: config.defaults.diskGb },
       logger,
       2,
-      () => this.reportPool(),
+      () => this.reportSoon(),
       config.capacity,
     );
     this.pool.refill();
@@ -228,8 +237,11 @@ export class Agent {
     this.link.send({ type: 'pool', pool: this.poolStatus(), ...(storage ? { storage } : {}) });
   }
 
-  /** A disk was made, grown or removed: the server hears of it shortly (coalesced, and off any start path). */
-  private storageChanged(): void {
+  /**
+   * The pool or a disk changed (a sandbox made ready, a job ended, a disk made, grown or removed): the server hears
+   * of it shortly, in one report for every change in the window (a burst makes several per job), off any start path.
+   */
+  private reportSoon(): void {
     if (this.storageReport || this.closing) return;
     this.storageReport = setTimeout(() => {
       this.storageReport = undefined;
@@ -595,7 +607,7 @@ export class Agent {
       }
       if (job.copy && sandbox && !sandbox.rootUnmounted) this.workspaces.release(job.copy);
       job.base?.release();
-      this.reportPool();
+      this.reportSoon();
     }
   }
 
@@ -623,6 +635,7 @@ export class Agent {
     await cleanupStale(this.config, this.logger);
     await teardownHostNetwork(this.config);
     this.hostd.close();
+    this.ctx.spawner.close();
     releaseInstance(this.config);
   }
 }

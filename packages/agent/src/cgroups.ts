@@ -14,8 +14,11 @@ export const RUNTIME_LEAF = 'c';
  * the sandbox's cgroup in each, so each must be cleaned (on a hybrid host, `unified` held one empty cgroup per
  * sandbox ever run).
  */
+let mounted: string[] | undefined;
 function controllers(): string[] {
-  return readdirSync(ROOT).filter((c) => !c.includes(',') && existsSync(path.join(ROOT, c, 'cgroup.procs')));
+  // Looked up once: the host's hierarchies do not change while the agent runs (read per sandbox, it showed in profiles).
+  mounted ??= readdirSync(ROOT).filter((c) => !c.includes(',') && existsSync(path.join(ROOT, c, 'cgroup.procs')));
+  return mounted;
 }
 
 export class SandboxCgroup {

@@ -18,6 +18,7 @@ import { type AgentConfig, checkImage, hostNames } from './config.js';
 import { layerTemplatesDir } from './disks.js';
 import { HOSTD_BINARY } from './hostd.js';
 import { run, sh } from './process.js';
+import { SPAWN_BINARY } from './spawner.js';
 
 /** crun refuses hybrid cgroup hosts whose v2 hierarchy still holds a controller; hugetlb is the one left there. */
 async function ensureCgroupLayout(logger: Logger): Promise<void> {
@@ -119,6 +120,10 @@ export async function prepareHost(config: AgentConfig, logger: Logger): Promise<
   if (!existsSync(HOSTD_BINARY))
     throw new Error(
       `the host helper ${HOSTD_BINARY} is missing: build it with scripts/build-tool.sh (npm run build does)`,
+    );
+  if (!existsSync(SPAWN_BINARY))
+    throw new Error(
+      `the runtime spawner ${SPAWN_BINARY} is missing: build it with scripts/build-tool.sh (npm run build does)`,
     );
   checkUserNamespaces();
   await ensureCgroupLayout(logger);

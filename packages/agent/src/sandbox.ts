@@ -33,7 +33,8 @@ import {
   type SlotAllocator,
   writeHostsFile,
 } from './network.js';
-import { killGroup, run, shq } from './process.js';
+import { killGroup, run } from './process.js';
+import type { RuntimeProcess, RuntimeSpawner } from './spawner.js';
 
 export interface HostContext {
   config: AgentConfig;
@@ -46,6 +47,38 @@ export interface HostContext {
   hostd: HostHelper;
   /** Ephemeral writable layers, emptied and handed from one sandbox to the next. */
   layers: LayerPool;
+  /** Starts `crun run` (a fork of a small process, not of the server). */
+  spawner: RuntimeSpawner;
+  /** The seccomp program crun compiled for the first sandbox, given to the next ones. */
+  seccomp: SeccompCache;
+}
+
+/**
+ * The seccomp filter as crun compiled it from the bundle's `seccomp` section (it is the same for every sandbox):
+ * taken from the first sandbox's runtime state (`<runtime root>/<id>/seccomp.bpf`, which crun writes for its own
+ * `crun exec`s) once that sandbox runs, and handed to later sandboxes as crun's raw-filter annotation, so crun loads
+ * the very same program without compiling ~400 rules again at every sandbox start. The runtime's state directory is
+ * root's alone (0700, never inside a sandbox). Until it is known (or if reading it failed) crun compiles the section.
+ */
+export class SeccompCache {
+  bpf?: string;
+
+  /** Takes the program from a sandbox that was started from the section (not from the annotation). */
+  learn(runtimeRoot: string, id: string, logger: Logger): void {
+    if (this.bpf) return;
+    try {
+      const program = readFileSync(path.join(runtimeRoot, id, 'seccomp.bpf'));
+      // A program is whole 8-byte instructions (struct sock_filter), at most the kernel's 4096 of them.
+      if (program.length === 0 || program.length % 8 !== 0 || program.length > 4096 * 8)
+        throw new Error(`a seccomp program of ${program.length} bytes`);
+      this.bpf = program.toString('base64');
+    } catch (err) {
+      logger.warn(
+        { err, sandbox: id },
+        'could not take the compiled seccomp filter: crun compiles it for each sandbox',
+      );
+    }
+  }
 }
 
 export interface SandboxOptions {
@@ -154,10 +187,14 @@ function scriptEnded(p: HostProcess): number | 'gone' | undefined {
   return (status & 0x7f) === 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f);
 }
 
-/** The shell program the launcher becomes: the job's environment, its working directory, then the script itself. */
-export function jobProgram(script: string, env: Record<string, string>): string {
-  const exports = Object.entries(env).map(([k, v]) => `export ${k}=${shq(v)}`);
-  return [...exports, 'cd /root 2>/dev/null || cd /', `exec /bin/sh -c ${shq(script)}`].join('\n');
+/**
+ * What the launcher (`/.mags/tool launch`) reads on its stdin: each variable `NAME=VALUE` ended by a NUL, an empty
+ * entry, then the script, which it runs as `/bin/sh -c SCRIPT` in /root. Names are checked by the protocol's schema
+ * (letters, digits, `_`); a NUL inside a value could not reach a program anyway and is dropped.
+ */
+export function jobInput(script: string, env: Record<string, string>): string {
+  const entries = Object.entries(env).map(([k, v]) => `${k}=${v.replaceAll('\0', '')}\0`);
+  return `${entries.join('')}\0${script}`;
 }
 
 /** The launcher's program for a long-lived sandbox: the static init again, in pause mode, until the sandbox is stopped. */
@@ -202,7 +239,7 @@ export interface ExecTerminal {
 
 export class Sandbox {
   private destroyed = false;
-  private runtime?: ChildProcessWithoutNullStreams;
+  private runtime?: RuntimeProcess;
   private sink?: (stream: 'stdout' | 'stderr', chunk: Buffer) => void;
   private runtimeExit?: Promise<number | null>;
   readonly cgroup: SandboxCgroup;
@@ -248,6 +285,7 @@ export class Sandbox {
         initBinary: path.join(names.filesDir, 'init'),
         toolBinary: path.join(names.filesDir, 'tool'),
         userns: config.userns,
+        seccompBpf: ctx.seccomp.bpf,
       });
       writeFileSync(path.join(dir, 'config.json'), JSON.stringify(oci));
       // The host side, by the host helper (no process): namespace and veth, the size-limited upper layer, the
@@ -283,6 +321,7 @@ export class Sandbox {
         ['nosuid', 'nodev', `lowerdir=${lowers.join(':')}`, ...upper, 'xino=off'].join(','),
       );
       await sandbox.startRuntime();
+      if (!oci.annotations) ctx.seccomp.learn(config.runtimeRoot, id, ctx.logger);
       return sandbox;
     } catch (err) {
       await sandbox.destroy().catch(() => {});
@@ -290,12 +329,9 @@ export class Sandbox {
     }
   }
 
-  private startRuntime(): Promise<void> {
-    const { config } = this.ctx;
-    const child = spawn(config.runtime, ['--root', config.runtimeRoot, 'run', '--bundle', this.dir, this.id], {
-      stdio: ['pipe', 'pipe', 'pipe'],
-      detached: true,
-    });
+  private async startRuntime(): Promise<void> {
+    // `crun run --bundle <dir> <id>` in a session of its own, started by the spawner.
+    const child = await this.ctx.spawner.run(this.dir, this.id);
     this.runtime = child;
     child.stdin.on('error', () => {});
     this.runtimeExit = new Promise((resolve) => {
@@ -356,7 +392,7 @@ export class Sandbox {
     if (!runtime || !this.runtimeExit) throw new Error(`sandbox ${this.id} is not running`);
     const buffered: Array<['stdout' | 'stderr', Buffer]> = [];
     this.sink = (stream, chunk) => buffered.push([stream, chunk]);
-    runtime.stdin.end(jobProgram(script, env));
+    runtime.stdin.end(jobInput(script, env));
     return {
       onOutput: (handler) => {
         for (const [s, c] of buffered.splice(0)) handler(s, c);
@@ -459,10 +495,7 @@ export class Sandbox {
    * runtime is still there a tick later, the agent takes the script's exit code from /proc and kills the sandbox.
    * The promise resolves once the runtime has gone, so all output has been read.
    */
-  private watchScript(
-    runtime: ChildProcessWithoutNullStreams,
-    runtimeExit: Promise<number | null>,
-  ): Promise<number | null> {
+  private watchScript(runtime: RuntimeProcess, runtimeExit: Promise<number | null>): Promise<number | null> {
     let script: HostProcess | undefined;
     let ended: number | 'gone' | undefined;
     let killed = false;

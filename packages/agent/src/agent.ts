@@ -362,12 +362,19 @@ export class Agent {
     if (job.running && job.sandbox) this.watchSleep(job, job.sandbox);
   }
 
-  /** Starts putting a long-lived job's sandbox to sleep when it is idle (if the job may sleep). */
+  /**
+   * Starts putting a long-lived job's sandbox to sleep when it is idle (if the job may sleep), and stopping it once
+   * it has slept long enough when it has a workspace to keep its files on.
+   */
   private watchSleep(job: RunningJob, sandbox: Sandbox): void {
     const { spec } = job;
     if (!spec.longLived || !spec.sleep || job.sleep) return;
     const { jobId } = spec;
-    job.sleep = new SleepWatch(spec.sleep, {
+    // A sandbox without a workspace (an E2B sandbox of template `base`) has its files only in its own layer: it
+    // sleeps frozen, and is not stopped when its timer is up (a stop would throw its files away); only a host short
+    // of memory ends it, and the server records why.
+    const timers = spec.workspace ? spec.sleep : { ...spec.sleep, stopAfterS: Number.POSITIVE_INFINITY };
+    job.sleep = new SleepWatch(timers, {
       cpuUsageNs: () => sandbox.cgroup.cpuUsageNs(),
       busy: () => {
         for (const e of this.execs.values()) if (e.jobId === jobId) return true;

@@ -3,7 +3,8 @@
 // "after", and another, "before": BENCH_E2B_BEFORE_CLI, the path of its packages/cli/dist/main.js), alternating
 // sample by sample so both meet the same machine. BENCH_E2B_AB (50) samples of each after 3 warm-ups; each sandbox
 // is killed (untimed) before the next. Then, unless BENCH_E2B_AB_CONC=0, BENCH_E2B_AB_CONC (100) creates at once
-// against each build in turn (after first), both with `--capacity <n + 4>`.
+// against each build in turn (after first), both with `--capacity <n + 4>`; BENCH_E2B_AFTER_ARGS adds flags to the
+// "after" server (`--sandbox-disk-gb 1`).
 // Load averages are printed beside the figures: the machine is shared.
 //
 // Run as root on a set-up machine, after `npm run build` here and in the other tree:
@@ -16,6 +17,8 @@ const N = Number(process.env.BENCH_E2B_AB ?? 50);
 const CONC = Number(process.env.BENCH_E2B_AB_CONC ?? 100);
 const BEFORE = process.env.BENCH_E2B_BEFORE_CLI;
 const WARMUP = 3;
+/** More flags for the "after" server only (BENCH_E2B_AFTER_ARGS, space-separated: `--sandbox-disk-gb 1`). */
+const AFTER_ARGS = (process.env.BENCH_E2B_AFTER_ARGS ?? '').split(' ').filter(Boolean);
 
 interface Side {
   name: string;
@@ -28,7 +31,15 @@ interface Side {
 async function start(name: string, cli: string): Promise<Side> {
   const e2bPort = await freePort();
   const server = await startServer(
-    ['--e2b-port', String(e2bPort), '--capacity', String(Math.max(16, CONC + 4)), '--max-disk-gb-per-user', '100000'],
+    [
+      '--e2b-port',
+      String(e2bPort),
+      '--capacity',
+      String(Math.max(16, CONC + 4)),
+      '--max-disk-gb-per-user',
+      '100000',
+      ...(name === 'after' ? AFTER_ARGS : []),
+    ],
     undefined,
     cli,
   );
@@ -87,19 +98,21 @@ async function main(): Promise<void> {
     console.log(`builds: after ${CLI}${BEFORE ? `, before ${BEFORE}` : ''}; load ${loadavg()}`);
     for (let i = 0; i < WARMUP; i++) for (const side of sides) await sample(side, false);
     const load0 = loadavg();
-    for (let i = 0; i < N; i++) {
-      // Alternating, and which goes first alternates too.
-      const order = i % 2 === 0 ? sides : [...sides].reverse();
-      for (const side of order) await sample(side, true);
-    }
-    console.log(
-      `\ncreate → first commands.run('echo ok'), ${N} sequential each, alternating; load ${load0} → ${loadavg()}`,
-    );
-    for (const side of sides) {
-      console.log(`${side.name}: ${line(side.samples.map((s) => s.ms))}`);
-      console.log(`  of which Sandbox.create ${line(side.samples.map((s) => s.createMs))}`);
-      console.log(`  and commands.run ${line(side.samples.map((s) => s.ms - s.createMs))}`);
-      if (side.failures.length) console.log(`  ${side.failures.length} failed (not timed), e.g. ${side.failures[0]}`);
+    if (N > 0) {
+      for (let i = 0; i < N; i++) {
+        // Alternating, and which goes first alternates too.
+        const order = i % 2 === 0 ? sides : [...sides].reverse();
+        for (const side of order) await sample(side, true);
+      }
+      console.log(
+        `\ncreate → first commands.run('echo ok'), ${N} sequential each, alternating; load ${load0} → ${loadavg()}`,
+      );
+      for (const side of sides) {
+        console.log(`${side.name}: ${line(side.samples.map((s) => s.ms))}`);
+        console.log(`  of which Sandbox.create ${line(side.samples.map((s) => s.createMs))}`);
+        console.log(`  and commands.run ${line(side.samples.map((s) => s.ms - s.createMs))}`);
+        if (side.failures.length) console.log(`  ${side.failures.length} failed (not timed), e.g. ${side.failures[0]}`);
+      }
     }
     if (CONC > 0) {
       console.log('');

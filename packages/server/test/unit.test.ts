@@ -61,6 +61,7 @@ describe('server configuration', () => {
       maxUploadBytes: 5 * 1024 ** 3,
       localWorkspaceTtlS: 600,
       maxDiskGbPerUser: 1024,
+      sandboxDiskGb: 2,
       maxLogMb: 64,
       retainDays: 30,
       maxFollowersPerUser: 64,

@@ -161,6 +161,8 @@ export interface AdmissionDeps {
   agents: AgentRegistry;
   events: JobEvents;
   logger: Logger;
+  /** The disk of a sandbox without a workspace when none is asked for (`--sandbox-disk-gb`; default 2). */
+  sandboxDiskGb?: number;
 }
 
 /**
@@ -206,6 +208,7 @@ export async function admitJob(deps: AdmissionDeps, userId: string, plan: JobPla
   };
 
   if (!plan.workspace) {
+    if (plan.diskGb === undefined && deps.sandboxDiskGb !== undefined) spec.disk_gb = deps.sandboxDiskGb;
     workspaces.admitOnHost(`a ${spec.disk_gb} GB disk`, spec.disk_gb);
     if (plan.base !== undefined) {
       const base = await workspaces.resolveBase(userId, plan.base);

@@ -108,6 +108,17 @@ describe('commands', () => {
     assert.ok(seen.join('').includes('line2'), `output written while detached is replayed: ${seen.join('')}`);
   });
 
+  test('a sandbox runs at most 64 processes through envd; one more is refused with a sentence', async () => {
+    const busy = await Sandbox.create({ ...e2b.opts });
+    try {
+      await Promise.all(Array.from({ length: 64 }, () => busy.commands.run('sleep 600', { background: true })));
+      await assert.rejects(busy.commands.run('true'), /64 processes.*kill one first/);
+      assert.equal((await busy.commands.list()).length, 64);
+    } finally {
+      await busy.kill();
+    }
+  });
+
   test('the sandbox environment (envVars at create) reaches commands', async () => {
     const other = await Sandbox.create({ ...e2b.opts, envs: { GREETING: 'hi there' } });
     try {

@@ -69,7 +69,7 @@ export function registerEnvd(app: FastifyInstance, deps: EnvdDeps): void {
   /** The sandbox of a request with its token checked; undefined: gone (or not the caller's). */
   const sandboxOf = async (req: IncomingMessage, tokenNeeded: boolean): Promise<EnvdSandbox | undefined> => {
     const id = sandboxIdOf(req);
-    if (!id || id.length > 100) return undefined;
+    if (!id || !/^[a-z0-9-]{1,100}$/.test(id)) return undefined;
     const sb = await deps.resolve(id);
     if (!sb) return undefined;
     if (tokenNeeded && !tokenMatches(req, sb.envdToken)) return undefined;

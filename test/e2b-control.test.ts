@@ -207,7 +207,7 @@ describe('lifecycle', () => {
         headers: { 'x-api-key': opts.apiKey, 'content-type': 'application/json' },
         // Without internet access the sandbox is made anew rather than taken from the warm pool (which answers
         // in ~15 ms): the client gives up while it starts.
-        body: JSON.stringify({ metadata: { tag }, allowInternetAccess: false }),
+        body: JSON.stringify({ metadata: { tag }, allow_internet_access: false }),
         signal: AbortSignal.timeout(30),
       }),
     );

@@ -52,6 +52,8 @@ interface RunningJob {
   end: () => void;
 }
 
+/** How long after a long-lived job took a pool sandbox its replacement is started (see acquire). */
+const LONG_LIVED_REFILL_DELAY_MS = 150;
 /** How often the agent reports its storage figures even when its own disks did not change. */
 const STORAGE_REPORT_MS = 10_000;
 /** Disk changes within this window are reported together. */
@@ -470,13 +472,16 @@ export class Agent {
       job.base = await this.bases.acquire(spec.base);
       return Sandbox.create(this.ctx, { network: spec.network, limits, diskGb: spec.diskGb, lowers: [job.base.dir] });
     }
+    // A long-lived sandbox's first command follows its start at once (E2B's create → commands.run): its replacement
+    // in the pool is made once that command has likely run, not beside it on the same cores.
+    const refillDelay = spec.longLived ? LONG_LIVED_REFILL_DELAY_MS : OFF_PATH_DELAY_MS;
     let pooled =
       spec.network === this.pool.options.network && spec.diskGb === this.pool.options.diskGb
-        ? this.pool.take()
+        ? this.pool.take(refillDelay)
         : undefined;
     while (pooled && !pooled.alive) {
       void pooled.destroy();
-      pooled = this.pool.take();
+      pooled = this.pool.take(refillDelay);
     }
     if (pooled) {
       if (limits.memoryMb !== this.defaults.memoryMb || limits.vcpus !== this.defaults.vcpus) pooled.setLimits(limits);

@@ -205,7 +205,9 @@ describe('lifecycle', () => {
       fetch(`${opts.apiUrl}/v2/sandboxes`, {
         method: 'POST',
         headers: { 'x-api-key': opts.apiKey, 'content-type': 'application/json' },
-        body: JSON.stringify({ metadata: { tag } }),
+        // Without internet access the sandbox is made anew rather than taken from the warm pool (which answers
+        // in ~15 ms): the client gives up while it starts.
+        body: JSON.stringify({ metadata: { tag }, allow_internet_access: false }),
         signal: AbortSignal.timeout(30),
       }),
     );
@@ -424,15 +426,30 @@ describe('bad input', () => {
 
 describe('a restart of the server', () => {
   test('keeps the deadline: a sandbox still ends at the timeout it was given before the server crashed', async () => {
-    const sbx = await create({ timeoutMs: 20_000, metadata: { kind: 'restart' } });
+    // On a workspace template: its files are on a workspace, so it can sleep on without its sandbox. (A `base`
+    // sandbox has none: lost with the agent, it ends; below.)
+    const ws = `tpl-${randomBytes(3).toString('hex')}`;
+    await runScript(e2b.server, 'echo seed > /root/seed', { workspace_id: ws, persistent: true });
+    await runCli(e2b.server, ['stop', ws]);
+    const sbx = await create({ timeoutMs: 20_000, metadata: { kind: 'restart' } }, ws);
+    const base = await create({ metadata: { kind: 'restart-base' } });
     const endAt = (await sbx.getInfo()).endAt.getTime();
     const home = e2b.server.home;
     // A crash: a graceful stop ends every sandbox (as `mags server` does on Ctrl-C), a crash leaves them to recover.
     await e2b.server.kill();
     e2b = await startE2b(['--usage-interval', '1', '--instance', instance], home);
     opts = e2b.opts;
-    // The sandbox was lost with the agent of the previous process: the job sleeps until used, which for E2B is
-    // still running (not paused by anyone), with its deadline kept.
+    // The base sandbox's files were in its sandbox, lost with the agent of the previous process: it ended, and
+    // says why (it never comes back empty under its id).
+    await assert.rejects(Sandbox.getInfo(base.sandboxId, opts), SandboxNotFoundError);
+    const lost = await fetch(`${e2b.server.url}/api/v1/mags-jobs/${base.sandboxId}/status`, {
+      headers: { authorization: `Bearer ${e2b.server.token}` },
+    });
+    const lostJob = (await lost.json()) as { status: string; error_message: string };
+    assert.equal(lostJob.status, 'error');
+    assert.match(lostJob.error_message, /no workspace to keep its files on/);
+    // The template sandbox was lost with the agent too: the job sleeps until used, which for E2B is still running
+    // (not paused by anyone), with its deadline kept.
     const info = await Sandbox.getInfo(sbx.sandboxId, opts);
     assert.equal(info.state, 'running');
     assert.equal(info.endAt.getTime(), endAt);

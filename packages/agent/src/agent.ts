@@ -53,6 +53,8 @@ interface RunningJob {
   end: () => void;
 }
 
+/** How long after a long-lived job took a pool sandbox its replacement is started (see acquire). */
+const LONG_LIVED_REFILL_DELAY_MS = 150;
 /** How often the agent reports its storage figures even when its own disks did not change. */
 const STORAGE_REPORT_MS = 10_000;
 /** Pool and disk changes within this window are reported together. */
@@ -374,12 +376,19 @@ export class Agent {
     if (job.running && job.sandbox) this.watchSleep(job, job.sandbox);
   }
 
-  /** Starts putting a long-lived job's sandbox to sleep when it is idle (if the job may sleep). */
+  /**
+   * Starts putting a long-lived job's sandbox to sleep when it is idle (if the job may sleep), and stopping it once
+   * it has slept long enough when it has a workspace to keep its files on.
+   */
   private watchSleep(job: RunningJob, sandbox: Sandbox): void {
     const { spec } = job;
     if (!spec.longLived || !spec.sleep || job.sleep) return;
     const { jobId } = spec;
-    job.sleep = new SleepWatch(spec.sleep, {
+    // A sandbox without a workspace (an E2B sandbox of template `base`) has its files only in its own layer: it
+    // sleeps frozen, and is not stopped when its timer is up (a stop would throw its files away); only a host short
+    // of memory ends it, and the server records why.
+    const timers = spec.workspace ? spec.sleep : { ...spec.sleep, stopAfterS: Number.POSITIVE_INFINITY };
+    job.sleep = new SleepWatch(timers, {
       cpuUsageNs: () => sandbox.cgroup.cpuUsageNs(),
       busy: () => {
         for (const e of this.execs.values()) if (e.jobId === jobId) return true;
@@ -475,13 +484,16 @@ export class Agent {
       job.base = await this.bases.acquire(spec.base);
       return Sandbox.create(this.ctx, { network: spec.network, limits, diskGb: spec.diskGb, lowers: [job.base.dir] });
     }
+    // A long-lived sandbox's first command follows its start at once (E2B's create → commands.run): its replacement
+    // in the pool is made once that command has likely run, not beside it on the same cores.
+    const refillDelay = spec.longLived ? LONG_LIVED_REFILL_DELAY_MS : OFF_PATH_DELAY_MS;
     let pooled =
       spec.network === this.pool.options.network && spec.diskGb === this.pool.options.diskGb
-        ? this.pool.take()
+        ? this.pool.take(refillDelay)
         : undefined;
     while (pooled && !pooled.alive) {
       void pooled.destroy();
-      pooled = this.pool.take();
+      pooled = this.pool.take(refillDelay);
     }
     if (pooled) {
       if (limits.memoryMb !== this.defaults.memoryMb || limits.vcpus !== this.defaults.vcpus) pooled.setLimits(limits);

@@ -66,17 +66,17 @@ export class WarmPool {
   }
 
   /**
-   * A ready sandbox matching the pool's options, or undefined. The replacement is started a moment later, so the
-   * spawns it needs don't hold up the job that just took a sandbox.
+   * A ready sandbox matching the pool's options, or undefined. The replacement is started `refillDelayMs` later, so
+   * the spawns it needs don't hold up the job that just took a sandbox.
    */
-  take(): Sandbox | undefined {
+  take(refillDelayMs = OFF_PATH_DELAY_MS): Sandbox | undefined {
     const sandbox = this.ready.shift();
     if (!sandbox || this.ready.length === 0) {
       // Demand outruns the pool: aim higher, while the host has memory to spare.
       this.lastMiss = Date.now();
       if (this.target < this.max && freemem() > GROW_MIN_FREE_BYTES && this.diskRoom()) this.target++;
     }
-    setTimeout(() => this.refill(), OFF_PATH_DELAY_MS);
+    setTimeout(() => this.refill(), refillDelayMs);
     return sandbox;
   }
 

@@ -35,6 +35,12 @@ export interface ServerConfig {
   localWorkspaceTtlS: number;
   /** The most GB of workspace disks one user's workspaces may have together (`--max-disk-gb-per-user`). */
   maxDiskGbPerUser: number;
+  /**
+   * The disk (GB) of a sandbox without a workspace (a run without -w, an E2B `base` sandbox): its layer, taken from
+   * the agent's warm pool, whose layers have this size too (`--sandbox-disk-gb`, default 2). Each is admitted
+   * against the host's free space, so it bounds how many such sandboxes a host holds at once.
+   */
+  sandboxDiskGb: number;
   /** Stored output per job, in MiB: past it the rest is neither stored nor streamed, and one line says so. */
   maxLogMb: number;
   /** Finished jobs and their output are deleted this many days after they ended (0: kept until deleted). */
@@ -102,6 +108,7 @@ export interface ServerConfigInput {
   maxUploadBytes?: number | string;
   localWorkspaceTtlS?: number | string;
   maxDiskGbPerUser?: number | string;
+  sandboxDiskGb?: number | string;
   maxLogMb?: number | string;
   retainDays?: number | string;
   maxFollowersPerUser?: number | string;
@@ -137,6 +144,8 @@ export const DEFAULT_MAX_UPLOAD_BYTES = 5 * 1024 ** 3;
 export const DEFAULT_LOCAL_WORKSPACE_TTL_S = 600;
 /** As large as the largest single disk, so this limit alone never refuses a disk the per-disk limit allows. */
 export const DEFAULT_MAX_DISK_GB_PER_USER = 1024;
+/** The disk of a sandbox without a workspace, and of the warm pool's layers (GB). */
+export const DEFAULT_SANDBOX_DISK_GB = 2;
 export const DEFAULT_MAX_LOG_MB = 64;
 export const DEFAULT_SLEEP_AFTER_MS = 600_000;
 export const DEFAULT_STOP_AFTER_MS = 3_600_000;
@@ -271,6 +280,13 @@ export function resolveServerConfig(input: ServerConfigInput = {}, env: ServerEn
     1_000_000,
     'a number of GB from 1 to 1000000',
   );
+  const sandboxDiskGb = wholeNumber(
+    'sandboxDiskGb',
+    input.sandboxDiskGb ?? nonEmpty(env.MAGS_SANDBOX_DISK_GB) ?? DEFAULT_SANDBOX_DISK_GB,
+    1,
+    1024,
+    'a number of GB from 1 to 1024',
+  );
   const maxLogMb = wholeNumber(
     'maxLogMb',
     input.maxLogMb ?? nonEmpty(env.MAGS_MAX_LOG_MB) ?? DEFAULT_MAX_LOG_MB,
@@ -380,6 +396,7 @@ export function resolveServerConfig(input: ServerConfigInput = {}, env: ServerEn
     maxUploadBytes,
     localWorkspaceTtlS,
     maxDiskGbPerUser,
+    sandboxDiskGb,
     maxLogMb,
     retainDays,
     maxFollowersPerUser,

@@ -190,6 +190,7 @@ export async function createServer(config: ServerConfig, options: CreateServerOp
       workspaces,
       files,
       logger,
+      sandboxDiskGb: cfg.sandboxDiskGb,
     });
     const followers = new LogFollowers(
       { store, events, logger, urlOf: (sub) => urls.urlOf(sub) },

@@ -61,6 +61,7 @@ describe('server configuration', () => {
       maxUploadBytes: 5 * 1024 ** 3,
       localWorkspaceTtlS: 600,
       maxDiskGbPerUser: 1024,
+      sandboxDiskGb: 2,
       maxLogMb: 64,
       retainDays: 30,
       maxFollowersPerUser: 64,
@@ -170,6 +171,8 @@ describe('server configuration', () => {
     refused(() => resolveServerConfig({}, { MAGS_MAX_UPLOAD_BYTES: 'lots' }), 400, /^maxUploadBytes: /);
     refused(() => resolveServerConfig({ localWorkspaceTtlS: 0 }, {}), 400, /^localWorkspaceTtlS: /);
     refused(() => resolveServerConfig({ maxDiskGbPerUser: 0 }, {}), 400, /^maxDiskGbPerUser: /);
+    refused(() => resolveServerConfig({ sandboxDiskGb: 0 }, {}), 400, /^sandboxDiskGb: /);
+    assert.equal(resolveServerConfig({}, { MAGS_SANDBOX_DISK_GB: '1' }).sandboxDiskGb, 1);
     const secret = (() => {
       try {
         resolveServerConfig({ objects: 'gopher://KEY:SECRET@x' }, {});
@@ -229,6 +232,15 @@ describe('job submission rules', () => {
       script: 'true',
       spec: { vcpus: 1, memory_mb: 1024, timeout_s: 3600, network: 'internet', disk_gb: 2, environment: {} },
     });
+  });
+
+  test('a long-lived sandbox without a workspace: only for the server itself (E2B base sandboxes)', () => {
+    refused(() => planJob({ long_lived: true }), 400, /long_lived requires workspace_id/);
+    const plan = planJob({ long_lived: true, network: 'none' }, { workspaceless: true });
+    assert.equal(plan.workspace, undefined);
+    assert.equal(plan.name, null);
+    assert.equal(plan.spec.long_lived, true);
+    assert.equal(plan.spec.network, 'none');
   });
 
   test('flags that need each other fail with the CLI sentence', () => {

@@ -33,6 +33,7 @@ interface ServerFlags {
   syncInterval?: number;
   usageInterval?: number;
   maxDiskGbPerUser?: number;
+  sandboxDiskGb?: number;
   maxLogMb?: number;
   retainDays?: number;
   maxFollowers?: number;
@@ -113,6 +114,11 @@ export function registerServer(program: Command): void {
       '--max-disk-gb-per-user <GB>',
       "the most GB of workspace disks one user's workspaces may have together (default: 1024)",
       integer('--max-disk-gb-per-user', 1, 1_000_000),
+    )
+    .option(
+      '--sandbox-disk-gb <GB>',
+      'the disk of a sandbox without a workspace (a run without -w, an E2B base sandbox) and of the warm pool: a smaller one lets a host hold more at once (default: 2)',
+      integer('--sandbox-disk-gb', 1, 1024),
     )
     .option(
       '--max-log-mb <mb>',
@@ -274,6 +280,7 @@ async function serve(flags: ServerFlags): Promise<void> {
         logLevel: flags.logLevel,
         objects: flags.objects,
         maxDiskGbPerUser: flags.maxDiskGbPerUser,
+        sandboxDiskGb: flags.sandboxDiskGb,
         maxLogMb: flags.maxLogMb,
         retainDays: flags.retainDays,
         maxFollowersPerUser: flags.maxFollowers,
@@ -303,6 +310,8 @@ async function serve(flags: ServerFlags): Promise<void> {
       stateDir: flags.stateDir,
       poolSize: flags.poolSize,
       capacity: flags.capacity,
+      // The warm pool's layers have the size of a sandbox without a workspace, so that such a sandbox takes one.
+      defaults: { memoryMb: 1024, vcpus: 1, pids: 1024, diskGb: config.sandboxDiskGb },
       // One store for both halves of the embedded server.
       objects: config.objects,
       objectsCredentials: { accessKeyId: env.AWS_ACCESS_KEY_ID, secretAccessKey: env.AWS_SECRET_ACCESS_KEY },

@@ -1,7 +1,9 @@
-// E2B sandboxes (the service behind e2b/routes.ts): an E2B sandbox is a long-lived Mags job of the caller on a local
-// workspace made for it, plus a row in e2b_sandboxes (template, metadata, envd and traffic tokens, deadline). Create,
-// connect (wakes it), pause (sleeps it), kill (stops it), the deadline (stops or sleeps it at `end_at`, re-armed when
-// the server starts) and metrics (from the agent's usage reports) go through the jobs services, as `mags` does.
+// E2B sandboxes (the service behind e2b/routes.ts): an E2B sandbox is a long-lived Mags job of the caller (without a
+// workspace for template `base`, from the warm pool; on a local workspace made for it, based on the template's
+// persistent workspace, otherwise), plus a row in e2b_sandboxes (template, metadata, envd and traffic tokens,
+// deadline). Create, connect (wakes it), pause (sleeps it), kill (stops it), the deadline (stops or sleeps it at
+// `end_at`, re-armed when the server starts) and metrics (from the agent's usage reports) go through the jobs
+// services, as `mags` does.
 import { randomBytes } from 'node:crypto';
 import { type AgentToServer, isTerminal, MagsError } from '@mags/api';
 import type { Logger } from 'pino';
@@ -126,14 +128,21 @@ export class E2bSandboxes {
         throw err;
       }
     }
-    const workspace = `e2b-${randomBytes(6).toString('hex')}`;
-    const job = await jobs.submit(userId, {
-      long_lived: true,
-      workspace_id: workspace,
-      environment: req.envVars,
-      network: req.allowInternetAccess ? 'internet' : 'none',
-      ...(req.templateID !== 'base' ? { base_workspace_id: req.templateID } : {}),
-    });
+    // Template `base`: a long-lived job without a workspace, started from the agent's warm pool like a run; its files
+    // live in its sandbox layer as long as it does. A template naming a workspace: a local workspace made for the
+    // sandbox with that one as its base (deleted with it).
+    const workspace = req.templateID === 'base' ? '' : `e2b-${randomBytes(6).toString('hex')}`;
+    const network = req.allowInternetAccess ? ('internet' as const) : ('none' as const);
+    const job =
+      workspace === ''
+        ? await jobs.submit(userId, { long_lived: true, environment: req.envVars, network }, { workspaceless: true })
+        : await jobs.submit(userId, {
+            long_lived: true,
+            workspace_id: workspace,
+            environment: req.envVars,
+            network,
+            base_workspace_id: req.templateID,
+          });
     const now = Date.now();
     const row: E2bSandboxRow = {
       job_id: job.id,
@@ -407,6 +416,8 @@ export class E2bSandboxes {
       if (!(err instanceof MagsError && (err.status === 409 || err.status === 404))) throw err;
     }
     logger.info({ jobId: row.job_id, why }, 'e2b sandbox ended');
+    // Without a workspace its files were in its sandbox layer, gone with it.
+    if (row.workspace === '') return;
     // The workspace was made for the sandbox alone: it goes with it (in the background, as a sync may still run).
     void workspaces
       .deleteWorkspace(row.user_id, row.workspace, true)

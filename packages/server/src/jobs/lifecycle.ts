@@ -44,6 +44,10 @@ export class SandboxLifecycle {
         job = (await this.waitUntilUp(job, THAW_TIMEOUT_MS)) ?? job;
         continue;
       }
+      if (job.status === 'sleeping' && !job.spec?.workspace) {
+        // (Never the case: a sandbox without a workspace ends rather than sleep without its files; see reports.ts.)
+        throw MagsError.conflict(`job ${job.id} has no sandbox and no workspace to start one on: it cannot wake`);
+      }
       if (job.status === 'sleeping') {
         const again = await store.jobs.requeue(job.id);
         if (again.ok) {

@@ -15,7 +15,20 @@ const MESSAGES = {
   restartLoop: 'the always-on sandbox kept dying right after it started, so it was not started again',
   noExitCode: 'the sandbox ended without reporting an exit code',
   sandboxFailed: 'the sandbox failed',
+  lostWithoutWorkspace:
+    'the sandbox was lost with its agent; it had no workspace to keep its files on, so it ended with them',
+  stoppedWithoutWorkspace:
+    'the sandbox was ended while it slept because the host ran short of memory; it had no workspace to keep its files on',
 };
+
+/**
+ * A long-lived sandbox without a workspace (an E2B sandbox of template `base`) keeps its files only in its own
+ * sandbox layer: it can sleep frozen, but a sandbox stopped or lost is never slept on (a wake would start an empty
+ * one): it ends, and says why.
+ */
+export function keepsFilesAsleep(job: Job): boolean {
+  return job.spec?.workspace !== undefined;
+}
 
 export interface JobReportsDeps {
   store: Store;
@@ -52,28 +65,32 @@ export class JobReports {
 
   /**
    * A job's sandbox is gone with its agent (which left, or belonged to the previous server process): a run ends as
-   * `error` with `reason`; a long-lived sandbox sleeps on without a sandbox; an always-on one is queued again.
+   * `error` with `reason`; a long-lived sandbox sleeps on without a sandbox (one without a workspace ends as
+   * `error`: its files went with it); an always-on one is queued again.
    */
   private async sandboxLost(jobId: string, agentId: string, reason: string, log: Logger): Promise<void> {
     const { store, events } = this.deps;
     const job = await store.jobs.get(jobId);
     if (!job || job.agent_id !== agentId) return;
     let next: Job | undefined;
+    let message = reason;
     if (job.spec?.no_sleep) {
       const again = await store.jobs.requeue(jobId, agentId);
       next = again.ok ? again.job : undefined;
       if (next) log.warn({ jobId }, 'the always-on sandbox was lost with its agent; starting it again');
+    } else if (job.spec?.long_lived && !keepsFilesAsleep(job)) {
+      message = MESSAGES.lostWithoutWorkspace;
     } else if (job.spec?.long_lived) {
       next = await store.jobs.sleepWithoutSandbox(jobId, { agentId });
       if (next) log.warn({ jobId }, 'the sandbox was lost with its agent; the job sleeps until it is woken');
     }
     next ??= await store.jobs.finish(
       jobId,
-      { status: 'error', exitCode: null, errorMessage: reason, completedAt: Date.now() },
+      { status: 'error', exitCode: null, errorMessage: message, completedAt: Date.now() },
       agentId,
     );
     if (next) {
-      if (next.status === 'error') log.warn({ jobId }, reason);
+      if (next.status === 'error') log.warn({ jobId }, message);
       events.emit(jobId, { type: 'status', job: next });
     }
   }
@@ -129,6 +146,14 @@ export class JobReports {
     const job = await store.jobs.get(jobId);
     if (!job || job.agent_id !== agentId) return undefined;
     const spec = job.spec;
+    if (m.reason === 'asleep' && !keepsFilesAsleep(job)) {
+      log.warn({ jobId }, MESSAGES.stoppedWithoutWorkspace);
+      return store.jobs.finish(
+        jobId,
+        { status: 'stopped', exitCode: m.exitCode, errorMessage: MESSAGES.stoppedWithoutWorkspace, completedAt: m.ts },
+        agentId,
+      );
+    }
     if (m.reason === 'asleep') return store.jobs.sleepWithoutSandbox(jobId, { agentId });
     // An always-on sandbox that died (its init ended, or all of it was killed) starts again on its workspace.
     if (m.reason === 'exited' && spec?.no_sleep) {

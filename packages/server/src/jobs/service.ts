@@ -3,7 +3,7 @@
 import { isTerminal, type JobSubmit, MagsError } from '@mags/api';
 import type { Job, LogRow } from '../store/index.js';
 import type { Dispatcher } from './dispatch.js';
-import { type AdmissionDeps, admitJob, planJob } from './submit.js';
+import { type AdmissionDeps, admitJob, type PlanOptions, planJob } from './submit.js';
 import { hasSettled, waitForJob, waitForTerminal } from './wait.js';
 
 /** How long `stop` waits for the agent to confirm before answering with the job as it is. */
@@ -20,8 +20,8 @@ export class JobService {
   constructor(private readonly deps: JobServiceDeps) {}
 
   /** Accepts a submission for `userId`: planned, admitted and stored, then handed to dispatch. */
-  async submit(userId: string, body: JobSubmit): Promise<Job> {
-    const job = await admitJob(this.deps, userId, planJob(body));
+  async submit(userId: string, body: JobSubmit, options?: PlanOptions): Promise<Job> {
+    const job = await admitJob(this.deps, userId, planJob(body, options));
     this.deps.logger.info({ jobId: job.id, name: job.name, workspace: job.workspace_id ?? undefined }, 'job accepted');
     this.deps.dispatcher.requestDispatch();
     return job;

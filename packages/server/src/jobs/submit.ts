@@ -43,8 +43,18 @@ const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 /** Half of a UTF-16 surrogate pair on its own: JSON allows it, but it cannot be stored or run as text. */
 const LONE_SURROGATE = /\p{Cs}/u;
 
+/** Submissions the public API does not accept, made by other parts of the server. */
+export interface PlanOptions {
+  /**
+   * A long-lived sandbox without a workspace (an E2B sandbox of template `base`): it starts from the agent's warm
+   * pool like a run, its files live in its own sandbox layer and go with it; it sleeps frozen and is never stopped
+   * asleep (there is nothing to keep its files on), see docs/architecture.md.
+   */
+  workspaceless?: boolean;
+}
+
 /** What the server stores for an accepted submission. Throws 400 or 422 MagsErrors with a sentence. */
-export function planJob(body: JobSubmit): JobPlan {
+export function planJob(body: JobSubmit, options: PlanOptions = {}): JobPlan {
   const longLived = body.long_lived === true;
   if (longLived) {
     if (body.script !== undefined) {
@@ -52,7 +62,8 @@ export function planJob(body: JobSubmit): JobPlan {
         'long_lived takes no script: the sandbox stays up; run commands in it with POST /api/v1/mags-jobs/{id}/exec',
       );
     }
-    if (body.workspace_id === undefined) throw MagsError.invalid('long_lived requires workspace_id (mags new NAME)');
+    if (body.workspace_id === undefined && !options.workspaceless)
+      throw MagsError.invalid('long_lived requires workspace_id (mags new NAME)');
     if (body.timeout_s !== undefined) {
       throw MagsError.invalid('long_lived takes no timeout_s: the sandbox runs until it is stopped (give exec one)');
     }
@@ -150,6 +161,8 @@ export interface AdmissionDeps {
   agents: AgentRegistry;
   events: JobEvents;
   logger: Logger;
+  /** The disk of a sandbox without a workspace when none is asked for (`--sandbox-disk-gb`; default 2). */
+  sandboxDiskGb?: number;
 }
 
 /**
@@ -195,6 +208,7 @@ export async function admitJob(deps: AdmissionDeps, userId: string, plan: JobPla
   };
 
   if (!plan.workspace) {
+    if (plan.diskGb === undefined && deps.sandboxDiskGb !== undefined) spec.disk_gb = deps.sandboxDiskGb;
     workspaces.admitOnHost(`a ${spec.disk_gb} GB disk`, spec.disk_gb);
     if (plan.base !== undefined) {
       const base = await workspaces.resolveBase(userId, plan.base);

@@ -175,7 +175,7 @@ export interface E2bSandboxesTable {
   user_id: string;
   /** `base`, or the name of the user's persistent workspace the sandbox was based on. */
   template_id: string;
-  /** The local workspace the sandbox runs on (made for it, deleted with it). */
+  /** The local workspace the sandbox runs on (made for it, deleted with it); empty for template `base` (none). */
   workspace: string;
   /** JSON object of string values. */
   metadata: string;

@@ -12,6 +12,8 @@
 //      the command at 49983-<id>.e2b.test, alternating sample by sample with the direct path in one process
 //      (BENCH_E2B_ROUTER (50) of each), so both see the same machine.
 // Load averages are printed beside the figures: the machine is shared, compare figures of one run only.
+// BENCH_E2B_BEFORE_CLI=<other tree>/packages/cli/dist/main.js adds another build's server to part 1, its samples
+// alternating with this build's.
 //
 // Run as root on a set-up machine: bench/e2b [--only seq|files|router|conc]...
 import { spawn } from 'node:child_process';
@@ -29,6 +31,8 @@ const CONC = Number(process.env.BENCH_E2B_CONC ?? 100);
 const FILES = Number(process.env.BENCH_E2B_FILES ?? 50);
 const ROUTER = Number(process.env.BENCH_E2B_ROUTER ?? 50);
 const WARMUP = 3;
+/** Another build to compare with in part 1: the path of its packages/cli/dist/main.js (built). */
+const BEFORE_CLI = process.env.BENCH_E2B_BEFORE_CLI;
 const MB = 1024 * 1024;
 
 const parts = (() => {
@@ -82,23 +86,36 @@ async function sample(opts: Opts, failures: string[]): Promise<{ ms: number; cre
 const failedNote = (failures: string[]) =>
   failures.length ? `  ${failures.length} failed (not timed), e.g. ${failures[0]}` : '';
 
-async function sequential(opts: Opts): Promise<void> {
-  const failures: string[] = [];
-  for (let i = 0; i < WARMUP; i++) await sample(opts, failures);
-  const samples: Array<{ ms: number; createMs: number }> = [];
+/**
+ * Part 1. With `before` (another build's server, BENCH_E2B_BEFORE_CLI), its samples alternate with this build's, one
+ * by one, so that both meet the same machine.
+ */
+async function sequential(opts: Opts, before?: Opts): Promise<void> {
+  const sides = [{ name: 'this build', opts }, ...(before ? [{ name: 'before', opts: before }] : [])].map((x) => ({
+    ...x,
+    failures: [] as string[],
+    samples: [] as Array<{ ms: number; createMs: number }>,
+  }));
+  for (let i = 0; i < WARMUP; i++) for (const side of sides) await sample(side.opts, side.failures);
   const load0 = loadavg();
   for (let i = 0; i < SEQ; i++) {
-    const got = await sample(opts, failures);
-    if (got) samples.push(got);
+    for (const side of i % 2 ? [...sides].reverse() : sides) {
+      const got = await sample(side.opts, side.failures);
+      if (got) side.samples.push(got);
+    }
   }
-  const s = summary(samples.map((x) => x.ms));
-  console.log(`create → first commands.run, sequential: ${line(s)}  load ${load0} → ${loadavg()}`);
-  console.log(halves(samples));
-  if (failures.length) console.log(failedNote(failures));
-  rows.push({
-    what: `create → echo ok, ${SEQ} sequential`,
-    figure: `p50 ${fmt(s.p50)}, p99 ${fmt(s.p99)}${failures.length ? ` (${failures.length} failed)` : ''}`,
-  });
+  const load1 = loadavg();
+  for (const side of sides) {
+    const s = summary(side.samples.map((x) => x.ms));
+    const who = before ? ` (${side.name})` : '';
+    console.log(`create → first commands.run, sequential${who}: ${line(s)}  load ${load0} → ${load1}`);
+    console.log(halves(side.samples));
+    if (side.failures.length) console.log(failedNote(side.failures));
+    rows.push({
+      what: `create → echo ok, ${SEQ} sequential${who}`,
+      figure: `p50 ${fmt(s.p50)}, p99 ${fmt(s.p99)}${side.failures.length ? ` (${side.failures.length} failed)` : ''}`,
+    });
+  }
 }
 
 async function concurrent(opts: Opts): Promise<void> {
@@ -228,13 +245,18 @@ async function viaRouter(server: TestServer, opts: Opts, tls: { dir: string; ca:
   }
 }
 
+/** The flags of a bench server: room for every concurrent sandbox (the agent's slots, one user's disk quota, 1 GB
+ * sandbox disks; the host's free space still admits each disk). */
+function capacityArgs(): string[] {
+  return ['--capacity', String(Math.max(16, CONC + 4)), '--max-disk-gb-per-user', '100000', '--sandbox-disk-gb', '1'];
+}
+
 async function main(): Promise<void> {
   const e2bPort = await freePort();
   const dir = mkdtempSync(path.join(tmpdir(), 'mags-bench-e2b-'));
   let server: TestServer | undefined;
+  let other: TestServer | undefined;
   try {
-    // Room for every concurrent sandbox: the agent's slots (default 16) and one user's disk quota (each E2B sandbox
-    // is a job on a workspace of its own, with its disk); the host's free space still admits each disk.
     // The router serves HTTPS for *.e2b.test (part 3); the other parts use the E2B port directly.
     const tls = { dir, ...makeCertificates(dir) };
     server = await startServer([
@@ -246,15 +268,23 @@ async function main(): Promise<void> {
       tls.key,
       '--e2b-port',
       String(e2bPort),
-      '--capacity',
-      String(Math.max(16, CONC + 4)),
-      '--max-disk-gb-per-user',
-      '100000',
+      ...capacityArgs(),
     ]);
     const url = `http://127.0.0.1:${e2bPort}`;
     const opts: Opts = { apiKey: server.token, apiUrl: url, sandboxUrl: url };
     console.log(`mags server ${server.url}, E2B API and envd on ${url}; load ${loadavg()}`);
-    if (parts.has('seq')) await sequential(opts);
+    let before: Opts | undefined;
+    if (BEFORE_CLI) {
+      // Another build's server beside it (an older build may not know every flag: only the E2B port).
+      const port = await freePort();
+      other = await startServer(['--e2b-port', String(port)], undefined, BEFORE_CLI);
+      const otherUrl = `http://127.0.0.1:${port}`;
+      before = { apiKey: other.token, apiUrl: otherUrl, sandboxUrl: otherUrl };
+      console.log(`before: ${BEFORE_CLI}, E2B API and envd on ${otherUrl}`);
+    }
+    if (parts.has('seq')) await sequential(opts, before);
+    await other?.stop();
+    other = undefined;
     if (parts.has('files')) await files(opts);
     if (parts.has('router')) await viaRouter(server, opts, tls);
     // Last: sandboxes whose create the SDK gave up on may still come up and hold slots until the server stops.
@@ -263,6 +293,7 @@ async function main(): Promise<void> {
     for (const r of rows) console.log(`| ${r.what} | ${r.figure} |`);
     console.log(`\nload average at the end: ${loadavg()}`);
   } finally {
+    await other?.stop();
     await server?.stop();
     rmSync(dir, { recursive: true, force: true });
   }

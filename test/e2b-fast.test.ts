@@ -7,10 +7,10 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
-import { type Job, Mags } from '@mags/sdk';
+import { Mags } from '@mags/sdk';
 import { Sandbox } from 'e2b';
 import { type E2bOpts, type E2bServer, startE2b } from './e2b.js';
-import { removeInstance, runCli } from './harness.js';
+import { removeInstance, runCli, waitJob } from './harness.js';
 
 const instance = `f${randomBytes(2).toString('hex')}`;
 let e2b: E2bServer;
@@ -33,16 +33,6 @@ async function create(): Promise<Sandbox> {
   const sbx = await Sandbox.create({ ...opts, timeoutMs: 300_000 });
   made.push(sbx.sandboxId);
   return sbx;
-}
-
-async function waitJob(ref: string, until: (j: Job) => boolean, what: string, timeoutMs = 30_000): Promise<Job> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const job = await mags.status(ref);
-    if (until(job)) return job;
-    if (Date.now() > deadline) throw new Error(`job ${ref} did not get ${what} within ${timeoutMs} ms (${job.status})`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 const layerDir = (sandboxId: string) => `/var/lib/mags/sandboxes/${instance}/${sandboxId}`;
@@ -83,7 +73,7 @@ describe('E2B sandboxes without a workspace', () => {
   test('idle longer than --stop-after: frozen, not stopped (its files would be lost), and it answers with them', async () => {
     const sbx = await create();
     await sbx.files.write('/root/idle.txt', 'still here');
-    await waitJob(sbx.sandboxId, (j) => j.status === 'sleeping', 'frozen for idleness', 15_000);
+    await waitJob(mags, sbx.sandboxId, (j) => j.status === 'sleeping', 'frozen for idleness', 15_000);
     // Well past --stop-after (2 s): a sandbox with a workspace would have been stopped by now.
     await new Promise((r) => setTimeout(r, 5000));
     const job = await mags.status(sbx.sandboxId);
@@ -103,7 +93,7 @@ describe('E2B sandboxes without a workspace', () => {
     const dir = layerDir(job.vmId);
     assert.ok(existsSync(dir), `the sandbox layer is at ${dir}`);
     assert.equal(await sbx.kill(), true);
-    const ended = await waitJob(sbx.sandboxId, (j) => j.status === 'stopped', 'stopped');
+    const ended = await waitJob(mags, sbx.sandboxId, (j) => j.status === 'stopped', 'stopped');
     assert.equal(ended.workspaceId, null);
     const deadline = Date.now() + 10_000;
     while (existsSync(dir) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));

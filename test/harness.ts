@@ -6,6 +6,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import type { Job, Mags } from '@mags/sdk';
 
 export const ROOT = path.resolve(import.meta.dirname, '..');
 export const CLI = path.join(ROOT, 'packages/cli/dist/main.js');
@@ -294,4 +295,21 @@ export async function ok(server: TestServer, script: string, options: Record<str
     `script failed (${r.status}, exit ${r.exitCode}): ${r.errorMessage}\n${r.stderr}\n${r.stdout}`,
   );
   return r.stdout;
+}
+
+/** Polls the job until `until` holds (at most `timeoutMs`); returns it. */
+export async function waitJob(
+  mags: Mags,
+  ref: string,
+  until: (j: Job) => boolean,
+  what: string,
+  timeoutMs = 30_000,
+): Promise<Job> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const job = await mags.status(ref);
+    if (until(job)) return job;
+    if (Date.now() > deadline) throw new Error(`job ${ref} did not get ${what} within ${timeoutMs} ms (${job.status})`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
 }

@@ -12,11 +12,11 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
-import { type Job, Mags } from '@mags/sdk';
+import { Mags } from '@mags/sdk';
 import { generateToken, Store } from '@mags/server';
 import { chromium } from 'playwright-core';
 import WebSocket from 'ws';
-import { api, removeInstance, runCli, startServer, type TestServer } from './harness.js';
+import { api, removeInstance, runCli, startServer, type TestServer, waitJob } from './harness.js';
 import { hostOf, startApp } from './router-app.js';
 
 const unique = (prefix: string) => `${prefix}-${randomBytes(3).toString('hex')}`;
@@ -56,16 +56,6 @@ function request(
     if (opts.body) opts.body.pipe(req);
     else req.end();
   });
-}
-
-async function waitJob(mags: Mags, ref: string, until: (j: Job) => boolean, what: string, timeoutMs = 30_000) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const job = await mags.status(ref);
-    if (until(job)) return job;
-    if (Date.now() > deadline) throw new Error(`job ${ref} did not get ${what} within ${timeoutMs} ms (${job.status})`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 /** The server process's resident memory, in MiB. */

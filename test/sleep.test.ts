@@ -7,21 +7,10 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
-import { type Job, Mags } from '@mags/sdk';
-import { api, removeInstance, runCli, startServer, type TestServer } from './harness.js';
+import { Mags } from '@mags/sdk';
+import { api, removeInstance, runCli, startServer, type TestServer, waitJob } from './harness.js';
 
 const unique = (prefix: string) => `${prefix}-${randomBytes(3).toString('hex')}`;
-
-/** Polls the job until `until` holds (at most `timeoutMs`); returns it. */
-async function waitJob(mags: Mags, ref: string, until: (j: Job) => boolean, what: string, timeoutMs = 30_000) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const job = await mags.status(ref);
-    if (until(job)) return job;
-    if (Date.now() > deadline) throw new Error(`job ${ref} did not get ${what} within ${timeoutMs} ms (${job.status})`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 /** Whether a sandbox's processes are frozen (its runtime cgroup in the freezer hierarchy says FROZEN). */
 function freezerState(instance: string, sandboxId: string): string {

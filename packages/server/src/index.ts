@@ -102,6 +102,8 @@ export interface MagsServer {
   attachAgent(link: ServerEnd): void;
   /** Opens commands in sandboxes (the exec route's and the SSH gateway's way in), e.g. for tests. */
   readonly execs: ExecService;
+  /** Wakes sandboxes and puts them to sleep (E2B's pause), e.g. for tests. */
+  readonly lifecycle: SandboxLifecycle;
   /** The cron scheduler, e.g. for tests to tick it. */
   readonly cron: CronService;
   /**
@@ -375,6 +377,7 @@ export async function createServer(config: ServerConfig, options: CreateServerOp
       logger,
       localToken,
       execs,
+      lifecycle,
       cron,
       sshPort: () => sshPort,
       routerPort: () => routerPort,

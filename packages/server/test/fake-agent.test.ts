@@ -117,6 +117,10 @@ describe('fake agent', () => {
       await asleep();
       assert.equal((await call('POST', '/api/v1/mags-jobs/nap/exec', { command: 'echo up' })).json().stdout, 'up\n');
       assert.equal((await call('GET', `/api/v1/mags-jobs/${sleeper}/status`)).json().status, 'running');
+      // Put to sleep on request (E2B's pause), then woken by an exec again.
+      const paused = await t.server.lifecycle.sleep(await t.server.store.jobs.get(sleeper).then((j) => j!), 5000);
+      assert.equal(paused.status, 'sleeping');
+      assert.equal((await call('POST', '/api/v1/mags-jobs/nap/exec', { command: 'echo up' })).json().stdout, 'up\n');
       await asleep();
       const patched = await t.server.app.inject({
         method: 'PATCH',

@@ -341,6 +341,9 @@ export class FakeAgent {
       void this.exec(m);
     } else if (m.type === 'wake') {
       if (this.running.get(m.jobId)?.frozen) this.thaw(m.jobId);
+    } else if (m.type === 'sleep') {
+      const job = this.running.get(m.jobId);
+      if (job && !job.frozen) this.sleep(m.jobId); // frozen now, busy or idle (E2B's pause)
     } else if (m.type === 'update') {
       this.updates.push(m);
       if (m.sleep === null && this.running.get(m.jobId)?.frozen) this.thaw(m.jobId);

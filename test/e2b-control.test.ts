@@ -199,30 +199,40 @@ describe('lifecycle', () => {
     assert.equal((await sbx.getInfo()).state, 'running');
   });
 
-  test('a client that gives up while its sandbox starts leaves no sandbox behind', async () => {
-    const tag = randomBytes(3).toString('hex');
-    await assert.rejects(
-      fetch(`${opts.apiUrl}/v2/sandboxes`, {
+  test('a client that gives up while its sandbox waits to start leaves no sandbox behind', async () => {
+    // A server with one slot, held by a first sandbox: the second create waits in the queue for as long as the
+    // test likes, and its client hangs up there (no race with a start that may take 15 ms).
+    const small = await startE2b(['--capacity', '1']);
+    try {
+      const holder = await Sandbox.create({ ...small.opts });
+      const tag = randomBytes(3).toString('hex');
+      const client = new AbortController();
+      const abandoned = fetch(`${small.opts.apiUrl}/v2/sandboxes`, {
         method: 'POST',
-        headers: { 'x-api-key': opts.apiKey, 'content-type': 'application/json' },
-        // Without internet access the sandbox is made anew rather than taken from the warm pool (which answers
-        // in ~15 ms): the client gives up while it starts.
-        body: JSON.stringify({ metadata: { tag }, allow_internet_access: false }),
-        signal: AbortSignal.timeout(30),
-      }),
-    );
-    await e2b.server.waitForLog(
-      (r) => r.msg === 'e2b sandbox ended' && r.why === 'its client went away',
-      'an abandoned E2B sandbox ended',
-      30_000,
-    );
-    const left = async () => (await Sandbox.list({ ...opts, query: { metadata: { tag } } }).nextItems()).length;
-    await eventually(async () => (await left()) === 0, 'the abandoned sandbox ending');
-    const jobs = await runCli(e2b.server, ['list', '--json']);
-    const live = (JSON.parse(jobs.stdout) as { jobs: Array<{ status: string; name: string | null }> }).jobs.filter(
-      (j) => j.name?.startsWith('e2b-') && ['accepted', 'running', 'sleeping'].includes(j.status),
-    );
-    assert.ok(live.length <= made.length, 'no E2B job beyond those this file made');
+        headers: { 'x-api-key': small.opts.apiKey, 'content-type': 'application/json' },
+        body: JSON.stringify({ metadata: { tag } }),
+        signal: client.signal,
+      });
+      const waiting = async () => {
+        const out = await runCli(small.server, ['list', '--json']);
+        const jobs = (JSON.parse(out.stdout) as { jobs: Array<{ status: string }> }).jobs;
+        return jobs.some((j) => j.status === 'accepted');
+      };
+      await eventually(waiting, 'the second sandbox waiting for a slot');
+      client.abort();
+      await assert.rejects(abandoned);
+      await small.server.waitForLog(
+        (r) => r.msg === 'e2b sandbox ended' && r.why === 'its client went away',
+        'an abandoned E2B sandbox ended',
+        30_000,
+      );
+      const left = async () => (await Sandbox.list({ ...small.opts, query: { metadata: { tag } } }).nextItems()).length;
+      await eventually(async () => (await left()) === 0, 'the abandoned sandbox ending');
+      assert.equal(await waiting(), false, 'nothing left in the queue');
+      assert.equal(await holder.kill(), true);
+    } finally {
+      await small.server.stop();
+    }
   });
 
   test('kill answers true, then false; the sandbox is gone', async () => {

@@ -15,7 +15,7 @@ if [ "${1:-}" = "--test" ]; then
   # python3-venv, python3-pip, python3-setuptools, python3-wheel and their wheels (-whl, for pip's build isolation
   # offline): the Python SDK tests `pip install ./python` into fresh venvs and build its wheel offline
   # (python/tests/test_package.py).
-  # strace, linux-perf: bench/burst and bench/spawns count the programs spawned per job; perf profiles the server.
+  # strace, linux-perf: bench/burst counts the programs spawned per job; perf profiles the server.
   # dnsmasq-base: Debian's dnsmasq program alone, which test/e2b-router.test.ts runs on a loopback address for the
   # wildcard name *.e2b.test. Not the `dnsmasq` package: that one adds a system service that would start and hold
   # port 53 on every interface; dnsmasq-base ships no service, so nothing is left running or enabled.
